@@ -1,0 +1,150 @@
+"""A local chat on stdin/stdout: the same service and storage as the platforms (platform `shell`).
+
+Works with a terminal or a pipe; ends cleanly at end of input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+import uuid
+from typing import TextIO
+
+from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
+from bot.service import BotService
+from storage.repository import VoteOutcome
+
+PLATFORM = "shell"
+
+HELP = """\
+Type a message and press Enter to get an answer.
+Rate the last answer:  +  or  👍   (good)      -  or  👎   (bad)
+  /rate EMOJI          rate it with any emoji from the table (e.g. /rate 👎)
+  /unrate EMOJI        take a rating back
+  better: TEXT         say what a better answer would have been
+  /new                 start a new conversation (forget the context)
+  /help                this help
+  /quit                leave (so does end of input, Ctrl-D)"""
+
+_SHORT_RATINGS = {"+": "👍", "-": "👎", "+1": "👍", "-1": "👎"}
+
+
+class ShellChat:
+    def __init__(
+        self,
+        service: BotService,
+        *,
+        stdin: TextIO = sys.stdin,
+        stdout: TextIO = sys.stdout,
+        user: str | None = None,
+        correction_prefix: str = "better:",
+    ) -> None:
+        self.service = service
+        self.stdin = stdin
+        self.stdout = stdout
+        self.user = user or _local_user()
+        self.correction_prefix = correction_prefix.lower()
+        self.interactive = stdin.isatty()
+        self.conversation = f"{PLATFORM}:{uuid.uuid4().hex}"
+        self.last_answer: str | None = None   # message key of the last rateable answer
+        self._hinted = False
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    async def run(self) -> None:
+        self.say(f"thumbtune shell chat (model version {self.service.generator.version}). /help for commands.")
+        while True:
+            if self.interactive:
+                self.stdout.write("you> ")
+                self.stdout.flush()
+            line = await asyncio.to_thread(self.stdin.readline)
+            if not line:  # end of input
+                break
+            if not await self.handle(line.strip()):
+                break
+
+    async def handle(self, line: str) -> bool:
+        """Handle one input line; False means leave."""
+        if not line:
+            return True
+        command, _, argument = line.partition(" ")
+        if line in _SHORT_RATINGS or line in self.service.emoji:
+            await self.rate(_SHORT_RATINGS.get(line, line))
+        elif command == "/rate":
+            await self.rate(argument.strip())
+        elif command == "/unrate":
+            await self.rate(argument.strip(), remove=True)
+        elif command == "/help":
+            self.say(HELP)
+        elif command in ("/quit", "/exit"):
+            return False
+        elif command == "/new":
+            self.conversation = f"{PLATFORM}:{uuid.uuid4().hex}"
+            self.last_answer = None
+            self.say("(new conversation)")
+        elif line.lower().startswith(self.correction_prefix):
+            await self.correct(line[len(self.correction_prefix) :])
+        elif command.startswith("/"):
+            self.say(f"Unknown command {command}. /help lists the commands.")
+        else:
+            await self.ask(line)
+        return True
+
+    async def ask(self, text: str) -> None:
+        reply = await self.service.on_prompt(
+            IncomingPrompt(
+                platform=PLATFORM, channel="local", user=self.user, text=text, conversation=self.conversation
+            )
+        )
+        if reply is None:
+            return
+        if not reply.ok:
+            self.say(f"bot: {reply.text}")
+            return
+        key = message_key(PLATFORM, str(reply.response_ids[0]))
+        await self.service.answer_posted(reply.response_ids[0], key)
+        self.last_answer = key
+        self.say(f"bot [v{reply.model_version}]: {reply.text}")
+        if not self._hinted:
+            self.say("(rate it with + or -, /help for more)")
+            self._hinted = True
+
+    async def rate(self, emoji: str, *, remove: bool = False) -> None:
+        if not emoji:
+            self.say("Which emoji? For example: /rate 👍")
+            return
+        if self.last_answer is None:
+            self.say("There is no answer to rate yet.")
+            return
+        reaction = IncomingReaction(platform=PLATFORM, message_key=self.last_answer, user=self.user, emoji=emoji)
+        if remove:
+            outcome = await self.service.on_reaction_removed(reaction)
+        else:
+            outcome = await self.service.on_reaction(reaction)
+        messages = {
+            VoteOutcome.RECORDED: f"(recorded {emoji})",
+            VoteOutcome.ALREADY_RECORDED: f"(you already rated it {emoji})",
+            VoteOutcome.RETRACTED: f"(took back {emoji})",
+            VoteOutcome.NOTHING_TO_RETRACT: f"(you had not rated it {emoji})",
+            VoteOutcome.UNKNOWN_EMOJI: f"({emoji} is not a rating; use + or -)",
+        }
+        self.say(messages.get(outcome, f"({outcome.value})"))
+
+    async def correct(self, text: str) -> None:
+        if self.last_answer is None:
+            self.say("There is no answer to correct yet.")
+            return
+        stored = await self.service.on_correction(
+            IncomingCorrection(platform=PLATFORM, message_key=self.last_answer, user=self.user, text=text)
+        )
+        self.say("(thanks, noted your better answer)" if stored else "(write the better answer after the prefix)")
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment
+        return "local"

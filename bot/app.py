@@ -1,0 +1,69 @@
+"""Builds the running bot from settings, in one place, with lifetimes in `async with`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.feedback import EmojiTable
+from bot.generation import Generator, SamplingParams
+from bot.service import BotService
+from bot.settings import Settings
+from storage.database import Database
+from storage.identity import PersonKeys
+from storage.repository import Repository
+
+BASE_VERSION = 0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    repository: Repository
+    generator: Generator
+    service: BotService
+
+
+def sampling_from(settings: Settings) -> SamplingParams:
+    return SamplingParams(
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        candidates=settings.candidates,
+    )
+
+
+def generator_from(settings: Settings) -> Generator:
+    return Generator(
+        source=settings.model,
+        version=BASE_VERSION,
+        device=settings.device,
+        threads=settings.torch_threads,
+        queue_size=settings.queue_size,
+        batch_window_s=settings.batch_window_ms / 1000.0,
+        max_batch_rows=settings.max_batch_rows,
+        request_timeout_s=settings.request_timeout_s,
+    )
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Database, person keys, the loaded model and the service; closed in reverse order."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = settings.person_secret.get_secret_value() if settings.person_secret else None
+    persons = PersonKeys.from_data_dir(settings.data_dir, secret)
+    async with await Database.open(settings.db_path) as database:
+        repository = Repository(database)
+        async with generator_from(settings) as generator:
+            await repository.record_model_version(generator.version, source=generator.source, parent=None)
+            service = BotService(
+                repository=repository,
+                generator=generator,
+                persons=persons,
+                emoji=EmojiTable(settings.emoji_rewards),
+                sampling=sampling_from(settings),
+                max_prompt_chars=settings.max_prompt_chars,
+            )
+            yield Runtime(settings, database, repository, generator, service)

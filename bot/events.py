@@ -1,0 +1,52 @@
+"""Platform-neutral values that adapters hand to the core service.
+
+Adapters translate Slack / Discord / shell payloads into these and back; the core
+never sees a platform library type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class IncomingPrompt:
+    platform: str                   # "slack", "discord", "shell"
+    channel: str                    # where it was asked (platform channel id)
+    user: str                       # platform user id: hashed before storing
+    text: str
+    conversation: str | None = None  # thread / reply chain key, for context and credit
+    event_id: str | None = None      # platform delivery id, for dedup of retries
+
+
+@dataclass(frozen=True)
+class IncomingReaction:
+    platform: str
+    message_key: str                # the message the reaction is on (see message_key())
+    user: str
+    emoji: str                      # as the platform names it ("+1::skin-tone-2", "👍🏽")
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IncomingCorrection:
+    platform: str
+    message_key: str                # the bot's answer being corrected
+    user: str
+    text: str                       # the better answer, prefix already removed
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the service answers a prompt with."""
+
+    text: str                       # what to post
+    response_ids: tuple[int, ...] = ()   # stored candidates (empty when nothing was generated)
+    model_version: int | None = None
+    ok: bool = True                 # False: a refusal or error message, not a rateable answer
+
+
+def message_key(platform: str, *parts: str) -> str:
+    """The stable key of a platform message, e.g. ``slack:C123:1700000000.000100``."""
+    return ":".join((platform, *parts))

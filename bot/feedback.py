@@ -1,0 +1,34 @@
+"""Reactions -> rewards: the configurable emoji table (pure functions)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+_SKIN_TONE_NAME = re.compile(r"::skin-tone-\d+$")
+# Fitzpatrick modifiers and the emoji variation selector do not change meaning.
+_MODIFIERS = dict.fromkeys([*range(0x1F3FB, 0x1F400), 0xFE0F, 0xFE0E])
+
+
+def normalize_emoji(emoji: str) -> str:
+    """``:+1::skin-tone-3:`` -> ``+1``; ``👍🏽`` -> ``👍``; names are lower-cased."""
+    name = emoji.strip()
+    if len(name) > 2 and name.startswith(":") and name.endswith(":"):
+        name = name[1:-1]
+    name = _SKIN_TONE_NAME.sub("", name)
+    name = name.translate(_MODIFIERS)
+    return name.lower() if name.isascii() else name
+
+
+class EmojiTable:
+    """Maps an emoji, as any platform names it, to the reward it stands for."""
+
+    def __init__(self, rewards: Mapping[str, float]) -> None:
+        self._rewards = {normalize_emoji(name): float(value) for name, value in rewards.items()}
+
+    def reward(self, emoji: str) -> float | None:
+        """The reward, or None for an emoji the table does not know."""
+        return self._rewards.get(normalize_emoji(emoji))
+
+    def __contains__(self, emoji: str) -> bool:
+        return self.reward(emoji) is not None

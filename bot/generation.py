@@ -1,0 +1,451 @@
+"""The generation engine: one worker thread owns the model and answers in batches.
+
+Callers on the event loop put requests into a bounded queue and await a future.
+The worker takes everything that arrived within a short window, groups requests
+whose sampling settings can share a ``generate`` call, runs one left-padded batch
+per group, and resolves each caller's future with its own texts. A new model is
+loaded and warmed up on another thread and switched in between two batches, so no
+request is dropped and every answer carries the version that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import queue
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from trainer.dialogue import cut_answer, render_prompt
+
+log = logging.getLogger(__name__)
+
+WARMUP_PROMPT = render_prompt("hello")
+
+
+class GenerationError(Exception):
+    """Generation could not answer; the message is fit to show a person."""
+
+
+class GeneratorBusy(GenerationError):
+    def __init__(self) -> None:
+        super().__init__("I'm busy answering other people right now, try again shortly.")
+
+
+class GenerationTimeout(GenerationError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Sorry, that took longer than {seconds:g} s; please try again.")
+
+
+class ModelLoadError(GenerationError):
+    """A model could not be loaded or failed its warm-up sample."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_new_tokens: int = 48
+    candidates: int = 1
+
+    def batch_key(self) -> tuple[float, float, int]:
+        # Candidates are just more rows; the rest must be equal to share one generate().
+        return (self.temperature, self.top_p, self.max_new_tokens)
+
+
+@dataclass(frozen=True)
+class Generation:
+    texts: tuple[str, ...]       # one per candidate, cut at the next turn marker
+    model_version: int
+    new_tokens: int              # tokens generated across the candidates
+    prompt_tokens: int           # tokens of the (possibly left-truncated) prompt
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    version: int
+    source: str
+    device: torch.device
+    max_positions: int
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ModelLoadError("THUMBTUNE_DEVICE=cuda but torch sees no CUDA device")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def load_model(source: str | Path, *, version: int, device: str = "auto") -> LoadedModel:
+    """Load a causal LM and its tokenizer, ready for left-padded batched sampling."""
+    source = str(source)
+    target = pick_device(device)
+    dtype = torch.float32
+    if target.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    local = Path(source).is_dir()
+    try:
+        try:
+            # The local folder or the Hugging Face cache first: no network wait when cached.
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=True)
+        except OSError:
+            if local or not _hub_reachable():
+                raise
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        if local:
+            reason = " ".join(str(exc).split())[:240] or type(exc).__name__
+            raise ModelLoadError(f"THUMBTUNE_MODEL folder {source} is not a loadable model: {reason}") from exc
+        raise ModelLoadError(
+            f"Could not load model {source!r}: it is not in the local Hugging Face cache and the Hub "
+            "could not be reached (offline?). Set THUMBTUNE_MODEL to a local model folder, e.g. one "
+            "made with `thumbtune make-tiny-model models/tiny` and THUMBTUNE_MODEL=models/tiny."
+        ) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"      # generation continues from the right edge
+    tokenizer.truncation_side = "left"   # an over-long prompt keeps its newest text
+    model.to(target)
+    model.eval()
+    config = model.config
+    max_positions = int(
+        getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024)
+    )
+    return LoadedModel(model, tokenizer, version, source, target, max_positions)
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick TCP probe, so an offline machine fails in seconds, not after minutes of retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def sample(loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, rows_per_prompt: Sequence[int]) -> list[tuple[list[str], int, int]]:
+    """One batched ``generate`` over ``prompts`` (prompt i repeated rows_per_prompt[i] times).
+
+    Returns, per prompt, (answers, new tokens, prompt tokens). Runs on the worker thread.
+    """
+    tokenizer = loaded.tokenizer
+    rows = [text for text, count in zip(prompts, rows_per_prompt) for _ in range(count)]
+    limit = max(1, loaded.max_positions - params.max_new_tokens)
+    encoded = tokenizer(rows, return_tensors="pt", padding=True, truncation=True, max_length=limit)
+    encoded = {name: tensor.to(loaded.device) for name, tensor in encoded.items()}
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            **encoded,
+            do_sample=True,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    width = encoded["input_ids"].shape[1]
+    new = output[:, width:].cpu()
+    decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+    eos = tokenizer.eos_token_id
+    prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+    results: list[tuple[list[str], int, int]] = []
+    row = 0
+    for count in rows_per_prompt:
+        texts, tokens = [], 0
+        for index in range(row, row + count):
+            texts.append(cut_answer(decoded[index]))
+            ids = new[index].tolist()
+            tokens += ids.index(eos) + 1 if eos in ids else len(ids)
+        results.append((texts, tokens, int(prompt_lengths[row])))
+        row += count
+    return results
+
+
+@dataclass(eq=False)
+class _Request:
+    prompt: str
+    params: SamplingParams
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    abandoned: bool = False          # the caller gave up (timeout); skip it
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+_STOP = object()
+_WAKE = object()
+
+
+def _resolve(future: asyncio.Future, result: object = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Generator:
+    """Batched, thread-confined text generation with back-pressure and hot swap."""
+
+    def __init__(
+        self,
+        *,
+        source: str | Path,
+        version: int = 0,
+        device: str = "auto",
+        threads: int | None = 1,
+        queue_size: int = 64,
+        batch_window_s: float = 0.01,
+        max_batch_rows: int = 32,
+        request_timeout_s: float = 120.0,
+    ) -> None:
+        self._source = str(source)
+        self._initial_version = version
+        self._device = device
+        self._threads = threads
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._batch_window_s = batch_window_s
+        self._max_batch_rows = max_batch_rows
+        self.request_timeout_s = request_timeout_s
+        self._loaded: LoadedModel | None = None
+        self._pending: tuple[LoadedModel, asyncio.Future, asyncio.AbstractEventLoop] | None = None
+        self._pending_lock = threading.Lock()
+        self._swap_lock = asyncio.Lock()
+        self._carry: deque[_Request] = deque()
+        self._worker: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the initial model (off the loop) and start the worker thread."""
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        self._loaded = await asyncio.to_thread(
+            self._load_and_warm_up, self._source, self._initial_version
+        )
+        self._worker = threading.Thread(target=self._run, name="thumbtune-generator", daemon=True)
+        self._worker.start()
+
+    async def close(self) -> None:
+        if self._worker is None:
+            return
+        await asyncio.to_thread(self._queue.put, _STOP)
+        await asyncio.to_thread(self._worker.join)
+        self._worker = None
+        for request in self._drain():
+            request.loop.call_soon_threadsafe(
+                _resolve, request.future, None, GenerationError("The bot is shutting down.")
+            )
+
+    async def __aenter__(self) -> "Generator":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def version(self) -> int:
+        assert self._loaded is not None, "Generator.start() first"
+        return self._loaded.version
+
+    @property
+    def source(self) -> str:
+        assert self._loaded is not None, "Generator.start() first"
+        return self._loaded.source
+
+    @property
+    def max_positions(self) -> int:
+        assert self._loaded is not None, "Generator.start() first"
+        return self._loaded.max_positions
+
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    # --- asking ---------------------------------------------------------------------
+    async def generate(self, prompt: str, params: SamplingParams, *, timeout_s: float | None = None) -> Generation:
+        """Sample ``params.candidates`` answers to a rendered dialogue prompt.
+
+        Raises :class:`GeneratorBusy` at once when the queue is full and
+        :class:`GenerationTimeout` when the answer takes longer than the timeout.
+        """
+        if self._worker is None:
+            raise GenerationError("The generator is not running.")
+        loop = asyncio.get_running_loop()
+        request = _Request(prompt=prompt, params=params, future=loop.create_future(), loop=loop)
+        try:
+            self._queue.put_nowait(request)
+        except queue.Full:
+            raise GeneratorBusy() from None
+        timeout = self.request_timeout_s if timeout_s is None else timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.shield(request.future), timeout)
+        except asyncio.TimeoutError:
+            request.abandoned = True
+            raise GenerationTimeout(timeout) from None
+        except asyncio.CancelledError:
+            request.abandoned = True
+            raise
+
+    async def swap(self, source: str | Path, version: int) -> None:
+        """Load ``source`` as ``version`` in the background and switch to it between batches.
+
+        A failed load or warm-up raises :class:`ModelLoadError` and the current model
+        keeps serving. Returns once the worker uses the new model.
+        """
+        async with self._swap_lock:
+            loaded = await asyncio.to_thread(self._load_and_warm_up, str(source), version)
+            loop = asyncio.get_running_loop()
+            switched = loop.create_future()
+            with self._pending_lock:
+                self._pending = (loaded, switched, loop)
+            del loaded
+            try:
+                self._queue.put_nowait(_WAKE)
+            except queue.Full:
+                pass  # the worker is busy and checks for a new model between batches
+            await switched
+
+    # --- worker thread --------------------------------------------------------------
+    def _load_and_warm_up(self, source: str, version: int) -> LoadedModel:
+        started = time.monotonic()
+        loaded = load_model(source, version=version, device=self._device)
+        try:
+            warm = sample(loaded, [WARMUP_PROMPT], SamplingParams(max_new_tokens=2), [1])
+        except Exception as exc:  # e.g. NaN weights make sampling fail
+            raise ModelLoadError(f"model {source} failed its warm-up sample: {exc}") from exc
+        if not warm or warm[0][1] <= 0:
+            raise ModelLoadError(f"model {source} produced nothing in its warm-up sample")
+        log.info("loaded model version %s from %s in %.1f s", version, source, time.monotonic() - started)
+        return loaded
+
+    def _install_pending(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        new, switched, loop = pending
+        old, self._loaded = self._loaded, new
+        loop.call_soon_threadsafe(_resolve, switched, None)
+        if old is not None:
+            device = old.device
+            del old
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        log.info("now serving model version %s", new.version)
+
+    def _run(self) -> None:
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        while True:
+            batch, stop = self._collect()
+            self._install_pending()
+            if batch:
+                self._serve(batch)
+            if stop:
+                return
+
+    def _collect(self) -> tuple[list[_Request], bool]:
+        """Wait for a request, then take what arrives within the batch window."""
+        batch: list[_Request] = []
+        rows = 0
+        while self._carry and rows < self._max_batch_rows:
+            request = self._carry.popleft()
+            batch.append(request)
+            rows += request.params.candidates
+        deadline = None
+        while rows < self._max_batch_rows:
+            if not batch:
+                timeout = 0.05
+            else:
+                deadline = deadline or time.monotonic() + self._batch_window_s
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                if batch:
+                    break
+                if self._pending is not None:
+                    return batch, False
+                continue
+            if item is _STOP:
+                return batch, True
+            if item is _WAKE:
+                if not batch:
+                    return batch, False
+                continue
+            batch.append(item)
+            rows += item.params.candidates
+        return batch, False
+
+    def _serve(self, batch: list[_Request]) -> None:
+        live = [request for request in batch if not request.abandoned and not request.future.done()]
+        groups: dict[tuple, list[_Request]] = {}
+        for request in live:
+            groups.setdefault(request.params.batch_key(), []).append(request)
+        for requests in groups.values():
+            chunk: list[_Request] = []
+            rows = 0
+            for request in requests:
+                if chunk and rows + request.params.candidates > self._max_batch_rows:
+                    # Requests that do not fit wait for the next batch.
+                    self._carry.append(request)
+                    continue
+                chunk.append(request)
+                rows += request.params.candidates
+            self._sample_chunk(chunk)
+
+    def _sample_chunk(self, chunk: list[_Request]) -> None:
+        loaded = self._loaded
+        assert loaded is not None
+        params = chunk[0].params
+        try:
+            results = sample(
+                loaded, [r.prompt for r in chunk], params, [r.params.candidates for r in chunk]
+            )
+        except Exception as exc:  # one bad batch must not stop the worker
+            log.exception("generation failed for a batch of %d requests", len(chunk))
+            error = GenerationError(f"Sorry, generation failed: {type(exc).__name__}.")
+            for request in chunk:
+                request.loop.call_soon_threadsafe(_resolve, request.future, None, error)
+            return
+        for request, (texts, new_tokens, prompt_tokens) in zip(chunk, results):
+            generation = Generation(
+                texts=tuple(texts),
+                model_version=loaded.version,
+                new_tokens=new_tokens,
+                prompt_tokens=prompt_tokens,
+            )
+            request.loop.call_soon_threadsafe(_resolve, request.future, generation)
+
+    def _drain(self) -> list[_Request]:
+        drained = list(self._carry)
+        self._carry.clear()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return drained
+            if isinstance(item, _Request):
+                drained.append(item)

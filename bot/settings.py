@@ -1,0 +1,155 @@
+"""One typed settings object, built once at start-up from the environment and `.env`.
+
+Nothing else in the project reads ``os.environ``: the CLI calls :func:`load_settings`
+and passes the result (or the parts a component needs) into constructors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
+
+DEFAULT_EMOJI_REWARDS: dict[str, float] = {
+    "👍": 1.0,
+    "+1": 1.0,
+    "thumbsup": 1.0,
+    "👎": -1.0,
+    "-1": -1.0,
+    "thumbsdown": -1.0,
+}
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="THUMBTUNE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- model and generation -------------------------------------------------------
+    model: str = Field("gpt2", description="Hugging Face model name or local model folder.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int = Field(1, ge=1, le=256)
+    temperature: float = Field(0.9, gt=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(48, ge=1, le=1024)
+    candidates: int = Field(1, ge=1, le=8)
+    batch_window_ms: float = Field(10.0, ge=0.0, le=1000.0)
+    max_batch_rows: int = Field(32, ge=1, le=512)
+    queue_size: int = Field(64, ge=1, le=100_000)
+    request_timeout_s: float = Field(120.0, gt=0.0)
+    max_prompt_chars: int = Field(2000, ge=1)
+
+    # --- feedback -------------------------------------------------------------------
+    emoji_rewards: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EMOJI_REWARDS))
+    correction_prefix: str = "better:"
+
+    # --- storage and identity -------------------------------------------------------
+    data_dir: Path = Path("data")
+    db: Path | None = None
+    person_secret: SecretStr | None = None
+
+    # --- running --------------------------------------------------------------------
+    adapter: Literal["auto", "shell", "slack", "discord"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(3000, ge=0, le=65535)
+
+    # --- platform credentials keep their usual names --------------------------------
+    discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str | None = Field(None, validation_alias="SLACK_API_URL")
+
+    @field_validator("emoji_rewards", mode="before")
+    @classmethod
+    def _parse_emoji_rewards(cls, value: object) -> object:
+        # Accept JSON ({"👍": 1}) or the friendlier "👍=1,👎=-1".
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return json.loads(text)
+            table: dict[str, float] = {}
+            for item in filter(None, (part.strip() for part in text.split(","))):
+                name, sep, reward = item.rpartition("=")
+                if not sep or not name.strip():
+                    raise ValueError(f"expected EMOJI=REWARD, got {item!r}")
+                table[name.strip()] = float(reward)
+            return table
+        return value
+
+    @field_validator("emoji_rewards")
+    @classmethod
+    def _check_emoji_rewards(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("needs at least one emoji")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must name a model (e.g. gpt2) or a local folder")
+        looks_like_path = value.startswith((".", "/", "~")) or Path(value).expanduser().exists()
+        if looks_like_path and not Path(value).expanduser().is_dir():
+            raise ValueError(f"folder {value} does not exist")
+        return str(Path(value).expanduser()) if looks_like_path else value
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> "Settings":
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ValueError(f"THUMBTUNE_DATA_DIR: {self.data_dir} exists and is not a folder")
+        return self
+
+    # --- derived values -------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.db if self.db is not None else self.data_dir / "thumbtune.db"
+
+    def chosen_adapter(self) -> str:
+        """The adapter `thumbtune run` starts: the setting, or the first platform with a token."""
+        if self.adapter != "auto":
+            return self.adapter
+        if self.slack_bot_token is not None:
+            return "slack"
+        if self.discord_token is not None:
+            return "discord"
+        return "shell"
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return f"THUMBTUNE_{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings; a wrong value raises :class:`SettingsError` with one line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [str(part) for part in error.get("loc", ()) if part != "__root__"]
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        if loc:
+            where = _env_name(loc[0])
+            return_text = f"{where}: {message}"
+        else:
+            return_text = message
+        raise SettingsError(return_text.replace("\n", " ")) from None
+    except (_SourceError, ValueError) as exc:  # e.g. a .env value pydantic cannot parse
+        raise SettingsError(str(exc).replace("\n", " ")) from None

@@ -1,0 +1,146 @@
+"""The one long-lived aiosqlite connection and its migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(number, name, sql) for every migration shipped with the package, in order."""
+    found = []
+    for entry in resources.files("storage.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    numbers = [number for number, _, _ in found]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise RuntimeError(f"migration numbers must run 1, 2, 3, ... without gaps: {numbers}")
+    return found
+
+
+class Database:
+    """One connection per process; every statement goes through one lock.
+
+    aiosqlite runs statements on one thread, but coroutines would otherwise interleave
+    inside each other's transactions; the lock makes each :meth:`transaction` atomic
+    with respect to the rest of the process. Other processes are kept apart by SQLite's
+    own locking (WAL + busy timeout).
+    """
+
+    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+        self._connection = connection
+        self._lock = asyncio.Lock()
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> "Database":
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        connection.row_factory = aiosqlite.Row
+        try:
+            await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            await connection.execute("PRAGMA journal_mode = WAL")
+            await connection.execute("PRAGMA synchronous = NORMAL")
+            await connection.execute("PRAGMA foreign_keys = ON")
+            database = cls(connection, path)
+            await database.migrate()
+        except BaseException:
+            await connection.close()
+            raise
+        return database
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._connection.close()
+
+    async def __aenter__(self) -> "Database":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error), exclusive in-process."""
+        async with self._lock:
+            await self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                await self._connection.execute("ROLLBACK")
+                raise
+            else:
+                await self._connection.execute("COMMIT")
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection for reads, never in the middle of another coroutine's write."""
+        async with self._lock:
+            yield self._connection
+
+    async def applied_migrations(self) -> list[int]:
+        async with self.reading() as db:
+            cursor = await db.execute("SELECT number FROM schema_migrations ORDER BY number")
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def migrate(self) -> list[int]:
+        """Apply the migrations this database has not seen yet; return their numbers."""
+        async with self.transaction() as db:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            cursor = await db.execute("SELECT number FROM schema_migrations")
+            done = {row[0] for row in await cursor.fetchall()}
+            applied = []
+            for number, name, sql in migration_files():
+                if number in done:
+                    continue
+                # executescript() would COMMIT our transaction; run statement by statement.
+                for statement in _split_statements(sql):
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_migrations (number, name, applied_at) VALUES (?, ?, ?)",
+                    (number, name, time.time()),
+                )
+                applied.append(number)
+                log.info("applied migration %s", name)
+            return applied
+
+    async def integrity_check(self) -> str:
+        async with self.reading() as db:
+            cursor = await db.execute("PRAGMA integrity_check")
+            row = await cursor.fetchone()
+            return str(row[0])
+
+
+def _split_statements(sql: str) -> list[str]:
+    """Split a migration into complete statements using SQLite's own parser."""
+    import sqlite3
+
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        if not buffer and line.strip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise RuntimeError(f"incomplete SQL statement in migration: {buffer.strip()[:80]}")
+    return statements
