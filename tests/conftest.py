@@ -1,0 +1,59 @@
+"""Shared fixtures: the tiny model (built once per session), settings and a running core."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import torch
+
+# No test may reach the Hugging Face Hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from bot.tinymodel import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def settings_env(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for a bot whose data lives in tmp_path, serving the tiny model."""
+    env = {
+        "THUMBTUNE_MODEL": str(tiny_model_dir),
+        "THUMBTUNE_DATA_DIR": str(tmp_path / "data"),
+        "THUMBTUNE_TORCH_THREADS": "1",
+        "THUMBTUNE_MAX_NEW_TOKENS": "24",
+        "THUMBTUNE_BATCH_WINDOW_MS": "5",
+    }
+    for name in list(os.environ):
+        if name.startswith("THUMBTUNE_") or name in (
+            "DISCORD_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL"
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def settings(settings_env: dict[str, str]):
+    from bot.settings import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture
+async def runtime(settings) -> AsyncIterator:
+    from bot.app import open_runtime
+
+    async with open_runtime(settings) as running:
+        yield running
