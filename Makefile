@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean demo
 
 $(STAMP): pyproject.toml requirements/torch-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+demo: $(STAMP)
+	test -f models/tiny/config.json || $(VENV)/bin/thumbtune make-tiny-model models/tiny
+	THUMBTUNE_MODEL=models/tiny $(VENV)/bin/thumbtune run $(ARGS)

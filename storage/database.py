@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -47,7 +47,17 @@ class Database:
         self.path = path
 
     @classmethod
-    async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> "Database":
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        busy_timeout_ms: int = 5000,
+        migrations: Sequence[tuple[int, str, str]] | None = None,
+    ) -> "Database":
+        """Open (creating if needed) and bring the schema up to date.
+
+        ``migrations`` defaults to the files shipped in ``storage/migrations``.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = await aiosqlite.connect(path, isolation_level=None)
@@ -58,7 +68,7 @@ class Database:
             await connection.execute("PRAGMA synchronous = NORMAL")
             await connection.execute("PRAGMA foreign_keys = ON")
             database = cls(connection, path)
-            await database.migrate()
+            await database.migrate(migration_files() if migrations is None else migrations)
         except BaseException:
             await connection.close()
             raise
@@ -98,7 +108,7 @@ class Database:
             cursor = await db.execute("SELECT number FROM schema_migrations ORDER BY number")
             return [row[0] for row in await cursor.fetchall()]
 
-    async def migrate(self) -> list[int]:
+    async def migrate(self, migrations: Sequence[tuple[int, str, str]]) -> list[int]:
         """Apply the migrations this database has not seen yet; return their numbers."""
         async with self.transaction() as db:
             await db.execute(
@@ -108,7 +118,7 @@ class Database:
             cursor = await db.execute("SELECT number FROM schema_migrations")
             done = {row[0] for row in await cursor.fetchall()}
             applied = []
-            for number, name, sql in migration_files():
+            for number, name, sql in migrations:
                 if number in done:
                     continue
                 # executescript() would COMMIT our transaction; run statement by statement.

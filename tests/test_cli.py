@@ -1,0 +1,105 @@
+"""The `thumbtune` command as a user runs it: subprocesses, piped input, the database checked after."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _thumbtune(args: list[str], env: dict[str, str], *, stdin: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+def test_shell_chat_end_to_end_with_piped_input(settings_env: dict[str, str]):
+    result = _thumbtune(["run"], settings_env, stdin="hello there\n+\nwhat should I eat\n👎\nbetter: Soup.\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    answers = [line for line in lines if line.startswith("bot [v0]: ")]
+    assert len(answers) == 2
+    assert "(recorded 👍)" in lines and "(recorded 👎)" in lines
+
+    db = Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.db"
+    with sqlite3.connect(db) as connection:
+        prompts = connection.execute("SELECT platform, text FROM prompts ORDER BY id").fetchall()
+        responses = connection.execute(
+            "SELECT text, model_version, message_key FROM responses ORDER BY id"
+        ).fetchall()
+        votes = connection.execute("SELECT response_id, emoji, reward FROM votes ORDER BY id").fetchall()
+        corrections = connection.execute("SELECT response_id, text FROM corrections").fetchall()
+    assert prompts == [("shell", "hello there"), ("shell", "what should I eat")]
+    assert [(version, key) for _, version, key in responses] == [(0, "shell:1"), (0, "shell:2")]
+    assert answers[0].removeprefix("bot [v0]: ") in (responses[0][0], "…")
+    assert votes == [(1, "👍", 1.0), (2, "👎", -1.0)]
+    assert corrections == [(2, "Soup.")]
+
+
+def test_rating_before_any_answer_and_unknown_commands_are_explained(settings_env: dict[str, str]):
+    result = _thumbtune(["run"], settings_env, stdin="+\n/dance\n/help\n")
+    assert result.returncode == 0, result.stderr
+    assert "There is no answer to rate yet." in result.stdout
+    assert "Unknown command /dance" in result.stdout
+    assert "better: TEXT" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("THUMBTUNE_MAX_NEW_TOKENS", "lots", "THUMBTUNE_MAX_NEW_TOKENS"),
+        ("THUMBTUNE_ADAPTER", "irc", "THUMBTUNE_ADAPTER"),
+        ("THUMBTUNE_MODEL", "./no/such/folder", "THUMBTUNE_MODEL: folder ./no/such/folder does not exist"),
+        ("THUMBTUNE_TOP_P", "1.5", "THUMBTUNE_TOP_P"),
+        ("THUMBTUNE_EMOJI_REWARDS", "thumbs", "THUMBTUNE_EMOJI_REWARDS"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_line(settings_env: dict[str, str], name, value, expected):
+    result = _thumbtune(["run"], {**settings_env, name: value}, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0] and "Traceback" not in result.stderr
+
+
+def test_a_broken_model_folder_is_reported_without_a_traceback(settings_env: dict[str, str], tmp_path: Path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    result = _thumbtune(["run"], {**settings_env, "THUMBTUNE_MODEL": str(broken)}, stdin="hi\n", timeout=60)
+    assert result.returncode == 1
+    assert f"THUMBTUNE_MODEL folder {broken} is not a loadable model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tokens_never_reach_the_log(settings_env: dict[str, str]):
+    secret = "xoxb-very-secret-token-123"
+    env = {**settings_env, "THUMBTUNE_LOG_LEVEL": "DEBUG", "THUMBTUNE_ADAPTER": "shell", "SLACK_BOT_TOKEN": secret}
+    result = _thumbtune(["run"], env, stdin="hello\n")
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stderr and secret not in result.stdout
+
+
+def test_make_tiny_model_is_deterministic(tmp_path: Path):
+    runs = []
+    for name in ("a", "b"):
+        result = _thumbtune(["make-tiny-model", str(tmp_path / name), "--steps", "20"], {})
+        assert result.returncode == 0, result.stderr
+        runs.append((tmp_path / name / "model.safetensors").read_bytes())
+    assert runs[0] == runs[1]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "a")
+    assert model.config.vocab_size == len(tokenizer)

@@ -1,0 +1,147 @@
+"""The generator with the real tiny model: batching, routing, back-pressure, timeouts, hot swap."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.generation import (
+    GenerationTimeout,
+    Generator,
+    GeneratorBusy,
+    ModelLoadError,
+    SamplingParams,
+    load_model,
+)
+from trainer.dialogue import cut_answer, render_prompt
+
+SHORT = SamplingParams(max_new_tokens=8)
+
+
+def test_template_renders_history_and_the_cut_stops_at_the_next_turn():
+    prompt = render_prompt("and tomorrow?", [("what is the weather\nlike", "Sunny.")])
+    assert prompt == "User: what is the weather like\nBot: Sunny.\nUser: and tomorrow?\nBot:"
+    assert cut_answer(" It will rain.\nUser: thanks\nBot: welcome") == "It will rain."
+    assert cut_answer(" Fine thanks. bot: hi") == "Fine thanks. bot: hi"  # only at a line start
+    assert cut_answer(" Done.\n\nUser: new dialogue") == "Done."
+    assert cut_answer("\nUser: nothing said") == ""
+
+
+@pytest.fixture
+async def generator(tiny_model_dir: Path):
+    async with Generator(source=tiny_model_dir, version=0, batch_window_s=0.02, queue_size=16) as running:
+        yield running
+
+
+async def test_several_candidates_come_back_cut_at_the_turn_marker(generator: Generator):
+    result = await generator.generate(render_prompt("what is the weather like"), SamplingParams(candidates=3, max_new_tokens=32))
+    assert len(result.texts) == 3
+    assert result.model_version == 0
+    assert result.new_tokens > 0
+    for text in result.texts:
+        assert "User:" not in text and "\n" not in text
+
+
+async def test_batched_results_go_to_the_right_caller(generator: Generator):
+    # Prompts of different lengths and different candidate counts: each caller must get
+    # its own prompt's token count and its own number of answers back.
+    prompts = [render_prompt("hi " * (i + 1)) for i in range(6)]
+    counts = [1, 2, 3, 1, 2, 3]
+    results = await asyncio.gather(
+        *(generator.generate(p, SamplingParams(max_new_tokens=8, candidates=c)) for p, c in zip(prompts, counts))
+    )
+    tokenizer = load_model(generator.source, version=0, device="cpu").tokenizer
+    for prompt, count, result in zip(prompts, counts, results):
+        assert len(result.texts) == count
+        assert result.prompt_tokens == len(tokenizer(prompt)["input_ids"])
+
+
+async def test_different_sampling_settings_are_answered_separately(generator: Generator):
+    results = await asyncio.gather(
+        generator.generate(render_prompt("hello"), SamplingParams(max_new_tokens=4, temperature=0.5)),
+        generator.generate(render_prompt("hello"), SamplingParams(max_new_tokens=12, temperature=1.2)),
+    )
+    assert results[0].new_tokens <= 4
+    assert all(len(r.texts) == 1 for r in results)
+
+
+async def test_a_full_queue_answers_busy_at_once(tiny_model_dir: Path):
+    async with Generator(source=tiny_model_dir, queue_size=2, max_batch_rows=1, batch_window_s=0) as generator:
+        slow = SamplingParams(max_new_tokens=120)
+        tasks = [asyncio.create_task(generator.generate(render_prompt("hi"), slow)) for _ in range(8)]
+        started = time.monotonic()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        busy = [r for r in done if isinstance(r, GeneratorBusy)]
+        answered = [r for r in done if not isinstance(r, BaseException)]
+        assert busy, "an overfull queue must refuse"
+        assert len(busy) + len(answered) == 8
+        assert "try again" in str(busy[0])
+        assert time.monotonic() - started < 60
+
+
+async def test_a_request_that_takes_too_long_times_out(generator: Generator):
+    with pytest.raises(GenerationTimeout):
+        await generator.generate(render_prompt("hi"), SamplingParams(max_new_tokens=200), timeout_s=0.001)
+    # The generator keeps serving afterwards.
+    assert (await generator.generate(render_prompt("hi"), SHORT)).texts
+
+
+async def test_an_overlong_prompt_is_cut_from_the_left(generator: Generator):
+    prompt = render_prompt("tell me something nice " * 200)
+    result = await generator.generate(prompt, SHORT)
+    assert result.prompt_tokens == generator.max_positions - SHORT.max_new_tokens
+
+
+async def test_the_event_loop_keeps_ticking_during_generation(generator: Generator):
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.gather(
+        *(generator.generate(render_prompt(f"question {i}"), SamplingParams(max_new_tokens=64)) for i in range(8))
+    )
+    stop.set()
+    await tick
+    assert len(gaps) > 5
+    # Generation happens on the worker thread: the loop is never blocked for long.
+    # (Generous bound: the GIL and a busy shared CI machine add jitter.)
+    assert max(gaps) < 0.25
+
+
+async def test_swap_mid_load_tags_old_and_new_answers(generator: Generator, tiny_model_dir: Path):
+    before = [asyncio.create_task(generator.generate(render_prompt(f"q{i}"), SHORT)) for i in range(6)]
+    await generator.swap(tiny_model_dir, 1)
+    after = await asyncio.gather(*(generator.generate(render_prompt(f"r{i}"), SHORT) for i in range(4)))
+    old = await asyncio.gather(*before)
+    assert all(r.model_version in (0, 1) for r in old)
+    assert [r.model_version for r in after] == [1, 1, 1, 1]
+    assert generator.version == 1
+
+
+async def test_a_broken_model_folder_keeps_the_old_model_serving(generator: Generator, tmp_path: Path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ not json")
+    with pytest.raises(ModelLoadError) as raised:
+        await generator.swap(broken, 7)
+    assert str(broken) in str(raised.value)
+    assert generator.version == 0
+    assert (await generator.generate(render_prompt("hi"), SHORT)).model_version == 0
+
+
+def test_an_unknown_hub_model_offline_names_the_setting():
+    with pytest.raises(ModelLoadError) as raised:
+        load_model("gpt2-does-not-exist-here", version=0, device="cpu")
+    message = str(raised.value)
+    assert "THUMBTUNE_MODEL" in message and "make-tiny-model" in message

@@ -1,0 +1,129 @@
+"""The core service through the real generator and storage (tiny model, SQLite file)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
+from bot.feedback import EmojiTable, normalize_emoji
+from storage.repository import VoteOutcome
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("+1", "+1"),
+        (":+1::skin-tone-3:", "+1"),
+        ("thumbsup::skin-tone-6", "thumbsup"),
+        ("👍🏽", "👍"),
+        ("👍\ufe0f", "👍"),
+        ("ThumbsDown", "thumbsdown"),
+        ("🎉", "🎉"),
+    ],
+)
+def test_emoji_names_are_normalised(raw: str, normal: str):
+    assert normalize_emoji(raw) == normal
+
+
+def test_emoji_table_maps_aliases_and_ignores_unknown():
+    table = EmojiTable({"👍": 1, "+1": 1, "-1": -1, "🎉": 0.5})
+    assert table.reward("+1::skin-tone-2") == 1.0
+    assert table.reward("👍🏿") == 1.0
+    assert table.reward("🎉") == 0.5
+    assert table.reward("heart") is None and "heart" not in table
+
+
+def _prompt(text: str, **extra) -> IncomingPrompt:
+    return IncomingPrompt(platform="slack", channel="C1", user="U1", text=text, **extra)
+
+
+async def _answer_and_post(runtime, text="what is the weather like", **extra):
+    reply = await runtime.service.on_prompt(_prompt(text, **extra))
+    assert reply is not None and reply.ok, reply
+    key = message_key("slack", "C1", f"{reply.response_ids[0]}.0")
+    await runtime.service.answer_posted(reply.response_ids[0], key)
+    return reply, key
+
+
+async def test_prompt_is_answered_and_stored_with_version_and_sampling(runtime):
+    reply, _ = await _answer_and_post(runtime)
+    assert reply.model_version == 0 and reply.text
+    async with runtime.database.reading() as db:
+        rows = await (
+            await db.execute(
+                "SELECT p.platform, p.author, p.text, r.text, r.model_version, r.temperature, r.max_new_tokens"
+                " FROM prompts p JOIN responses r ON r.prompt_id = p.id"
+            )
+        ).fetchall()
+    assert len(rows) == 1
+    platform, author, text, answer, version, temperature, max_new = rows[0]
+    assert (platform, text, version, temperature, max_new) == ("slack", "what is the weather like", 0, 0.9, 24)
+    assert author != "U1" and "U1" not in author  # only the keyed hash is stored
+    assert answer == reply.text or (answer == "" and reply.text == "…")
+
+
+async def test_reactions_become_votes_and_removals_retract_them(runtime):
+    reply, key = await _answer_and_post(runtime)
+    service = runtime.service
+    up = IncomingReaction(platform="slack", message_key=key, user="U2", emoji="+1::skin-tone-4", event_id="E1")
+    assert await service.on_reaction(up) is VoteOutcome.RECORDED
+    assert await service.on_reaction(up) is VoteOutcome.DUPLICATE_EVENT
+    down = IncomingReaction(platform="slack", message_key=key, user="U2", emoji="-1", event_id="E2")
+    assert await service.on_reaction(down) is VoteOutcome.RECORDED
+    removed = IncomingReaction(platform="slack", message_key=key, user="U2", emoji="+1", event_id="E3")
+    assert await service.on_reaction_removed(removed) is VoteOutcome.RETRACTED
+    votes = await runtime.repository.votes_since(0)
+    assert [(v.emoji, v.reward, v.response_id) for v in votes] == [("-1", -1.0, reply.response_ids[0])]
+
+
+async def test_unknown_emoji_and_foreign_messages_are_ignored(runtime):
+    _, key = await _answer_and_post(runtime)
+    service = runtime.service
+    party = IncomingReaction(platform="slack", message_key=key, user="U2", emoji="tada")
+    assert await service.on_reaction(party) is VoteOutcome.UNKNOWN_EMOJI
+    elsewhere = IncomingReaction(platform="slack", message_key="slack:C1:999.9", user="U2", emoji="+1")
+    assert await service.on_reaction(elsewhere) is VoteOutcome.UNKNOWN_RESPONSE
+    assert await service.on_reaction_removed(elsewhere) is VoteOutcome.UNKNOWN_RESPONSE
+    assert await runtime.repository.votes_since(0) == []
+
+
+@pytest.mark.parametrize("text", ["", "   \n "])
+async def test_an_empty_prompt_gets_a_clear_message_and_stores_nothing(runtime, text):
+    reply = await runtime.service.on_prompt(_prompt(text))
+    assert reply is not None and not reply.ok and "empty" in reply.text
+    assert await runtime.repository.approval_by_version() == []
+
+
+async def test_a_huge_prompt_gets_the_limit_and_stores_nothing(runtime):
+    reply = await runtime.service.on_prompt(_prompt("x" * 5000))
+    assert reply is not None and not reply.ok
+    assert "5,000" in reply.text and "2,000" in reply.text
+    assert await runtime.repository.approval_by_version() == []
+
+
+async def test_a_retried_prompt_event_is_answered_once(runtime):
+    first = await runtime.service.on_prompt(_prompt("hello", event_id="Ev1"))
+    second = await runtime.service.on_prompt(_prompt("hello", event_id="Ev1"))
+    assert first is not None and first.ok
+    assert second is None
+    assert (await runtime.repository.approval_by_version())[0].answers == 1
+
+
+async def test_conversation_turns_become_the_dialogue_context(runtime):
+    first, _ = await _answer_and_post(runtime, "hello", conversation="slack:C1:100.0")
+    await _answer_and_post(runtime, "what should I eat", conversation="slack:C1:100.0")
+    async with runtime.database.reading() as db:
+        context = (await (await db.execute("SELECT context FROM prompts ORDER BY id DESC LIMIT 1")).fetchone())[0]
+    stored_first = (await runtime.repository.conversation_history("slack:C1:100.0"))[0].bot_text
+    assert context == f"User: hello\nBot: {stored_first}\nUser: what should I eat\nBot:"
+
+
+async def test_a_correction_is_stored_against_the_answer(runtime):
+    reply, key = await _answer_and_post(runtime)
+    correction_id = await runtime.service.on_correction(
+        IncomingCorrection(platform="slack", message_key=key, user="U3", text=" It is sunny. ")
+    )
+    assert correction_id is not None
+    async with runtime.database.reading() as db:
+        row = await (await db.execute("SELECT response_id, text FROM corrections")).fetchone()
+    assert tuple(row) == (reply.response_ids[0], "It is sunny.")

@@ -1,0 +1,210 @@
+"""Storage on a real SQLite file: migrations, idempotent votes, retraction, dedup, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from storage.database import Database, migration_files
+from storage.identity import SECRET_FILE_NAME, PersonKeys
+from storage.repository import NewResponse, Repository, VoteOutcome
+
+
+async def _answer(repository: Repository, *, version: int = 0, candidates: int = 1, conversation=None):
+    return await repository.record_answer(
+        platform="shell",
+        channel="local",
+        author="author-key",
+        text="what is the weather like",
+        context="User: what is the weather like\nBot:",
+        conversation=conversation,
+        responses=[
+            NewResponse(text=f"answer {i}", model_version=version, temperature=0.9, top_p=0.95, max_new_tokens=24)
+            for i in range(candidates)
+        ],
+    )
+
+
+@pytest.fixture
+async def repository(tmp_path: Path):
+    database = await Database.open(tmp_path / "bot.db")
+    yield Repository(database)
+    await database.close()
+
+
+async def test_fresh_database_gets_every_migration_and_the_pragmas(tmp_path: Path):
+    async with await Database.open(tmp_path / "new.db") as database:
+        assert await database.applied_migrations() == [n for n, _, _ in migration_files()]
+        async with database.reading() as db:
+            mode = await (await db.execute("PRAGMA journal_mode")).fetchone()
+            foreign = await (await db.execute("PRAGMA foreign_keys")).fetchone()
+            sync = await (await db.execute("PRAGMA synchronous")).fetchone()
+        assert mode[0] == "wal"
+        assert foreign[0] == 1
+        assert sync[0] == 1  # NORMAL
+
+
+async def test_reopening_applies_only_new_migrations_and_keeps_data(tmp_path: Path):
+    path = tmp_path / "bot.db"
+    async with await Database.open(path) as database:
+        stored = await _answer(Repository(database))
+
+    shipped = migration_files()
+    extra = (len(shipped) + 1, f"{len(shipped) + 1:04d}_note.sql", "CREATE TABLE note (id INTEGER PRIMARY KEY);")
+    async with await Database.open(path, migrations=[*shipped, extra]) as database:
+        assert await database.applied_migrations() == [*(n for n, _, _ in shipped), extra[0]]
+        assert await Repository(database).response(stored.response_ids[0]) is not None
+    # A third open applies nothing and does not fail on the already-created table.
+    async with await Database.open(path, migrations=[*shipped, extra]) as database:
+        assert len(await database.applied_migrations()) == len(shipped) + 1
+
+
+async def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path):
+    path = tmp_path / "bot.db"
+    shipped = migration_files()
+    broken = (len(shipped) + 1, "broken.sql", "CREATE TABLE half (id INTEGER);\nTHIS IS NOT SQL;")
+    with pytest.raises(sqlite3.OperationalError):
+        await Database.open(path, migrations=[*shipped, broken])
+    with sqlite3.connect(path) as raw:
+        tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "half" not in tables and "prompts" not in tables
+
+
+async def test_vote_is_idempotent_per_voter_answer_and_emoji(repository: Repository):
+    stored = await _answer(repository)
+    response_id = stored.response_ids[0]
+    vote = dict(response_id=response_id, voter="alice", emoji="👍", reward=1.0)
+    assert await repository.record_vote(**vote) is VoteOutcome.RECORDED
+    assert await repository.record_vote(**vote) is VoteOutcome.ALREADY_RECORDED
+    assert await repository.record_vote(**{**vote, "voter": "bob"}) is VoteOutcome.RECORDED
+    assert await repository.record_vote(**{**vote, "emoji": "👎", "reward": -1.0}) is VoteOutcome.RECORDED
+    counts = await repository.approval_by_version()
+    assert [(c.version, c.answers, c.voters, c.up, c.down) for c in counts] == [(0, 1, 2, 2, 1)]
+
+
+async def test_retracting_removes_only_that_vote(repository: Repository):
+    response_id = (await _answer(repository)).response_ids[0]
+    await repository.record_vote(response_id=response_id, voter="alice", emoji="👍", reward=1.0)
+    await repository.record_vote(response_id=response_id, voter="bob", emoji="👍", reward=1.0)
+    assert await repository.retract_vote(response_id=response_id, voter="alice", emoji="👍") is VoteOutcome.RETRACTED
+    assert (
+        await repository.retract_vote(response_id=response_id, voter="alice", emoji="👍")
+        is VoteOutcome.NOTHING_TO_RETRACT
+    )
+    assert [(v.voter, v.reward) for v in await repository.votes_since(0)] == [("bob", 1.0)]
+
+
+async def test_votes_on_unknown_answers_are_refused(repository: Repository):
+    outcome = await repository.record_vote(response_id=999, voter="alice", emoji="👍", reward=1.0)
+    assert outcome is VoteOutcome.UNKNOWN_RESPONSE
+    assert await repository.votes_since(0) == []
+    assert await repository.record_correction(response_id=999, author="alice", text="better") is None
+
+
+async def test_a_retried_event_is_counted_once(repository: Repository):
+    response_id = (await _answer(repository)).response_ids[0]
+    event = ("slack", "Ev123")
+    first = await repository.record_vote(response_id=response_id, voter="a", emoji="👍", reward=1.0, event=event)
+    await repository.retract_vote(response_id=response_id, voter="a", emoji="👍")
+    # The retried delivery of the original add must not bring the retracted vote back.
+    again = await repository.record_vote(response_id=response_id, voter="a", emoji="👍", reward=1.0, event=event)
+    assert (first, again) == (VoteOutcome.RECORDED, VoteOutcome.DUPLICATE_EVENT)
+    assert await repository.votes_since(0) == []
+    assert await repository.claim_event("slack", "Ev999") is True
+    assert await repository.claim_event("slack", "Ev999") is False
+
+
+async def test_processed_events_survive_a_restart(tmp_path: Path):
+    path = tmp_path / "bot.db"
+    async with await Database.open(path) as database:
+        assert await Repository(database).claim_event("discord", "message:1") is True
+    async with await Database.open(path) as database:
+        assert await Repository(database).claim_event("discord", "message:1") is False
+
+
+async def test_message_binding_and_lookup(repository: Repository):
+    stored = await _answer(repository, candidates=2, version=3)
+    await repository.bind_message(stored.response_ids[1], "slack:C1:1.5")
+    found = await repository.response_by_message("slack:C1:1.5")
+    assert found is not None
+    assert (found.response_id, found.candidate, found.model_version) == (stored.response_ids[1], 1, 3)
+    assert await repository.response_by_message("slack:C1:2.5") is None
+
+
+async def test_votes_since_a_version_counts_from_when_it_went_live(repository: Repository):
+    old = (await _answer(repository)).response_ids[0]
+    await repository.record_model_version(0, source="base", parent=None)
+    await repository.record_vote(response_id=old, voter="a", emoji="👍", reward=1.0)
+    await asyncio.sleep(0.01)
+    await repository.record_model_version(1, source="v1", parent=0)
+    await repository.record_vote(response_id=old, voter="b", emoji="👎", reward=-1.0)
+    assert [v.voter for v in await repository.votes_since(1)] == ["b"]
+    assert await repository.count_votes_since(0) == 2
+    assert await repository.count_votes_since(1) == 1
+
+
+async def test_conversation_history_is_oldest_first_and_bounded(repository: Repository):
+    for _ in range(3):
+        await _answer(repository, conversation="shell:abc")
+    turns = await repository.conversation_history("shell:abc", limit=2)
+    assert len(turns) == 2
+    assert turns[0].user_text == "what is the weather like" and turns[0].bot_text == "answer 0"
+    assert await repository.conversation_history("shell:other") == []
+
+
+async def test_concurrent_writers_in_one_process_lose_nothing(repository: Repository):
+    response_ids = [(await _answer(repository)).response_ids[0] for _ in range(5)]
+
+    async def voter(index: int) -> None:
+        for response_id in response_ids:
+            await repository.record_vote(response_id=response_id, voter=f"p{index}", emoji="👍", reward=1.0)
+            # Retried deliveries racing the first one.
+            await repository.record_vote(response_id=response_id, voter=f"p{index}", emoji="👍", reward=1.0)
+
+    await asyncio.gather(*(voter(i) for i in range(40)))
+    assert len(await repository.votes_since(0)) == 40 * 5
+
+
+def _write_votes_in_other_process(path: str, response_id: int, count: int) -> None:
+    connection = sqlite3.connect(path, timeout=10)
+    for index in range(count):
+        with connection:
+            connection.execute(
+                "INSERT INTO votes (response_id, voter, emoji, reward, created_at) VALUES (?, ?, '👍', 1, 0)",
+                (response_id, f"other-{index}"),
+            )
+    connection.close()
+
+
+async def test_concurrent_writers_across_processes(repository: Repository):
+    import multiprocessing
+
+    response_id = (await _answer(repository)).response_ids[0]
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(
+        target=_write_votes_in_other_process, args=(str(repository.database.path), response_id, 50)
+    )
+    process.start()
+    for index in range(50):
+        await repository.record_vote(response_id=response_id, voter=f"here-{index}", emoji="👍", reward=1.0)
+    await asyncio.to_thread(process.join, 60)
+    assert process.exitcode == 0
+    assert len(await repository.votes_since(0)) == 100
+    assert await repository.database.integrity_check() == "ok"
+
+
+def test_person_keys_are_keyed_hashes_with_a_private_secret_file(tmp_path: Path):
+    keys = PersonKeys.from_data_dir(tmp_path)
+    secret_file = tmp_path / SECRET_FILE_NAME
+    assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+    key = keys.key("slack", "U123")
+    assert "U123" not in key and len(key) == 32
+    assert PersonKeys.from_data_dir(tmp_path).key("slack", "U123") == key  # stable across restarts
+    assert keys.key("discord", "U123") != key  # the platform is part of the identity
+    assert PersonKeys.from_data_dir(tmp_path, "another secret, long enough").key("slack", "U123") != key
+    assert "secret" not in repr(keys).lower().replace("<secret>", "")
