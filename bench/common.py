@@ -1,0 +1,77 @@
+"""Shared pieces of the benchmarks: a GPT-2 small shaped model on disk, a loop-lag ticker, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from bot.tinymodel import shipped_dialogues, train_tokenizer
+
+
+def write_gpt2_small_shape(folder: Path, *, seed: int = 0) -> Path:
+    """GPT2Config() with random weights (no download) and a locally trained tokenizer.
+
+    The tokenizer's vocabulary is smaller than the model's; ids it does not know are
+    skipped when decoding, which does not matter for timing.
+    """
+    torch.manual_seed(seed)
+    config = GPT2Config()
+    tokenizer = train_tokenizer(shipped_dialogues(), 1024)
+    config.bos_token_id = config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
+    model = GPT2LMHeadModel(config)
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+class LoopLag:
+    """Measures how late the event loop wakes a 1 ms sleeper: the lag people would feel."""
+
+    def __init__(self, interval_s: float = 0.001) -> None:
+        self.interval_s = interval_s
+        self.lags: list[float] = []
+        self._task: asyncio.Task | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(self.interval_s)
+            self.lags.append(max(0.0, time.perf_counter() - started - self.interval_s))
+
+    def start(self) -> None:
+        self.lags.clear()
+        self._task = asyncio.create_task(self._tick())
+
+    async def stop(self) -> dict[str, float]:
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        return {"max_ms": max(self.lags, default=0.0) * 1000, "p99_ms": percentile(self.lags, 99) * 1000}
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def emit(result: dict) -> None:
+    """Benchmarks print exactly one JSON object on their last line."""
+    print(json.dumps(result, sort_keys=True))
