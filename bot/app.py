@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.feedback import EmojiTable
 from bot.generation import Generator, SamplingParams
+from bot.limits import RateLimiter
 from bot.service import BotService
 from bot.settings import Settings
 from storage.database import Database
@@ -65,5 +66,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 emoji=EmojiTable(settings.emoji_rewards),
                 sampling=sampling_from(settings),
                 max_prompt_chars=settings.max_prompt_chars,
+                rate_limiter=RateLimiter(per_minute=settings.prompts_per_minute, burst=settings.prompt_burst),
+                daily_vote_cap=settings.daily_vote_cap,
+                flag_emoji=settings.flag_emoji,
+                allowed_channels=settings.allowed_channels,
             )
             yield Runtime(settings, database, repository, generator, service)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Collection
 
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
 from bot.feedback import EmojiTable, normalize_emoji
 from bot.generation import GenerationError, Generator, SamplingParams
+from bot.limits import RateLimiter
 from storage.identity import PersonKeys
 from storage.repository import NewResponse, Repository, VoteOutcome
 from trainer.dialogue import render_prompt
@@ -27,6 +31,10 @@ class BotService:
         sampling: SamplingParams,
         max_prompt_chars: int = 2000,
         history_turns: int = 4,
+        rate_limiter: RateLimiter | None = None,
+        daily_vote_cap: int = 0,
+        flag_emoji: Collection[str] = (),
+        allowed_channels: Collection[str] = (),
     ) -> None:
         self.repository = repository
         self.generator = generator
@@ -35,13 +43,34 @@ class BotService:
         self.sampling = sampling
         self.max_prompt_chars = max_prompt_chars
         self.history_turns = history_turns
+        self.rate_limiter = rate_limiter
+        self.daily_vote_cap = daily_vote_cap
+        self.flag_emoji = frozenset(normalize_emoji(name) for name in flag_emoji)
+        self.allowed_channels = frozenset(allowed_channels)
+
+    def is_reaction_emoji(self, emoji: str) -> bool:
+        """A rating from the emoji table or the flag."""
+        return emoji in self.emoji or normalize_emoji(emoji) in self.flag_emoji
+
+    def channel_allowed(self, platform: str, channel: str) -> bool:
+        """The optional allow-list: empty allows all; the local shell is always allowed."""
+        return not self.allowed_channels or platform == "shell" or channel in self.allowed_channels
 
     async def on_prompt(self, prompt: IncomingPrompt, *, sampling: SamplingParams | None = None) -> Reply | None:
         """Answer a prompt and store it; None when the event was already handled (a retry)."""
         if prompt.event_id and not await self.repository.claim_event(prompt.platform, prompt.event_id):
             log.info("ignoring retried prompt event %s/%s", prompt.platform, prompt.event_id)
             return None
+        if not self.channel_allowed(prompt.platform, prompt.channel):
+            log.debug("ignoring a prompt in %s channel %s (not in the allow-list)", prompt.platform, prompt.channel)
+            return None
         text = prompt.text.strip()
+        if self.rate_limiter is not None and prompt.platform != "shell":  # the local operator is trusted
+            wait = self.rate_limiter.try_acquire(self.persons.key(prompt.platform, prompt.user))
+            if wait > 0:
+                return Reply(
+                    f"Slow down a little, please: you can ask again in {math.ceil(wait)} s.", ok=False
+                )
         if not text:
             return Reply("Ask me something: your message was empty.", ok=False)
         if len(text) > self.max_prompt_chars:
@@ -90,18 +119,27 @@ class BotService:
         await self.repository.bind_message(response_id, message_key)
 
     async def on_reaction(self, reaction: IncomingReaction) -> VoteOutcome:
+        flag = normalize_emoji(reaction.emoji) in self.flag_emoji
         reward = self.emoji.reward(reaction.emoji)
-        if reward is None:
+        if reward is None and not flag:
             return VoteOutcome.UNKNOWN_EMOJI
         target = await self.repository.response_by_message(reaction.message_key)
         if target is None:
             return VoteOutcome.UNKNOWN_RESPONSE
+        event = _event(reaction.platform, reaction.event_id)
+        if flag:
+            return await self.repository.flag_response(target.response_id, event=event)
+        voter = self.persons.key(reaction.platform, reaction.user)
+        if self.daily_vote_cap:
+            cast = await self.repository.count_votes_by(voter, since=time.time() - 86_400)
+            if cast >= self.daily_vote_cap:
+                return VoteOutcome.CAPPED
         return await self.repository.record_vote(
             response_id=target.response_id,
-            voter=self.persons.key(reaction.platform, reaction.user),
+            voter=voter,
             emoji=normalize_emoji(reaction.emoji),
             reward=reward,
-            event=_event(reaction.platform, reaction.event_id),
+            event=event,
         )
 
     async def on_reaction_removed(self, reaction: IncomingReaction) -> VoteOutcome:

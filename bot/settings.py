@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     emoji_rewards: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EMOJI_REWARDS))
     correction_prefix: str = "better:"
 
+    # --- abuse limits ---------------------------------------------------------------
+    prompts_per_minute: float = Field(6.0, ge=0.0, description="per person; 0 = no limit")
+    prompt_burst: int = Field(3, ge=1)
+    daily_vote_cap: int = Field(500, ge=0, description="votes per person per 24 h; 0 = no cap")
+    flag_emoji: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["🚩", "triangular_flag_on_post"]
+    )
+    allowed_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- storage and identity -------------------------------------------------------
     data_dir: Path = Path("data")
     db: Path | None = None
@@ -96,6 +106,29 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("needs at least one emoji")
         return value
+
+    @field_validator("flag_emoji", "allowed_channels", "admins", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("admins")
+    @classmethod
+    def _check_admins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            platform, sep, user = entry.partition(":")
+            if not sep or platform not in ("shell", "slack", "discord") or not user:
+                raise ValueError(f"expected PLATFORM:USER_ID (e.g. slack:U012AB3CD), got {entry!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_flag_not_a_rating(self) -> "Settings":
+        overlap = set(self.flag_emoji) & set(self.emoji_rewards)
+        if overlap:
+            raise ValueError(f"THUMBTUNE_FLAG_EMOJI: {', '.join(sorted(overlap))} is also a rating emoji")
+        return self
 
     @field_validator("model")
     @classmethod

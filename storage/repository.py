@@ -76,6 +76,8 @@ class VoteOutcome(enum.Enum):
     DUPLICATE_EVENT = "duplicate event"     # this platform event was handled before
     UNKNOWN_RESPONSE = "unknown response"   # not one of the bot's answers
     UNKNOWN_EMOJI = "unknown emoji"         # not in the emoji table
+    CAPPED = "daily vote cap reached"
+    FLAGGED = "flagged"                     # the answer is marked never to train on
     RETRACTED = "retracted"
     NOTHING_TO_RETRACT = "nothing to retract"
 
@@ -220,6 +222,22 @@ class Repository:
                 (response_id, author, text, time.time()),
             )
             return int(cursor.lastrowid)
+
+    async def flag_response(self, response_id: int, *, event: tuple[str, str] | None = None) -> VoteOutcome:
+        """Mark an answer as flagged: it is never trained on. Flags are not taken back."""
+        async with self.database.transaction() as db:
+            if event is not None and not await _claim(db, *event):
+                return VoteOutcome.DUPLICATE_EVENT
+            cursor = await db.execute("UPDATE responses SET flagged = 1 WHERE id = ?", (response_id,))
+            return VoteOutcome.FLAGGED if cursor.rowcount else VoteOutcome.UNKNOWN_RESPONSE
+
+    async def count_votes_by(self, voter: str, *, since: float) -> int:
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT count(*) FROM votes WHERE voter = ? AND created_at >= ?", (voter, since)
+            )
+            row = await cursor.fetchone()
+        return int(row[0])
 
     async def votes_since(self, version: int) -> list[VoteRow]:
         """Votes cast since ``version`` went live (all votes if it never did)."""

@@ -63,6 +63,8 @@ def test_rating_before_any_answer_and_unknown_commands_are_explained(settings_en
         ("THUMBTUNE_MODEL", "./no/such/folder", "THUMBTUNE_MODEL: folder ./no/such/folder does not exist"),
         ("THUMBTUNE_TOP_P", "1.5", "THUMBTUNE_TOP_P"),
         ("THUMBTUNE_EMOJI_REWARDS", "thumbs", "THUMBTUNE_EMOJI_REWARDS"),
+        ("THUMBTUNE_ADMINS", "bob", "THUMBTUNE_ADMINS: expected PLATFORM:USER_ID"),
+        ("THUMBTUNE_FLAG_EMOJI", "👍", "THUMBTUNE_FLAG_EMOJI: 👍 is also a rating emoji"),
     ],
 )
 def test_a_bad_setting_stops_start_up_with_one_line(settings_env: dict[str, str], name, value, expected):

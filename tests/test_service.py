@@ -127,3 +127,63 @@ async def test_a_correction_is_stored_against_the_answer(runtime):
     async with runtime.database.reading() as db:
         row = await (await db.execute("SELECT response_id, text FROM corrections")).fetchone()
     assert tuple(row) == (reply.response_ids[0], "It is sunny.")
+
+
+def test_rate_limiter_allows_a_burst_then_refills():
+    from bot.limits import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(per_minute=6, burst=2, clock=lambda: now[0])
+    assert limiter.try_acquire("a") == 0.0
+    assert limiter.try_acquire("a") == 0.0
+    assert limiter.try_acquire("a") == pytest.approx(10.0)  # 6 per minute: one every 10 s
+    assert limiter.try_acquire("b") == 0.0  # per person
+    now[0] = 10.0
+    assert limiter.try_acquire("a") == 0.0
+    bounded = RateLimiter(per_minute=1, burst=1, max_keys=3, clock=lambda: now[0])
+    for person in "wxyz":
+        bounded.try_acquire(person)
+    assert len(bounded._buckets) == 3
+
+
+async def test_a_fast_asker_is_told_to_slow_down(runtime):
+    from bot.limits import RateLimiter
+
+    service = runtime.service
+    service.rate_limiter = RateLimiter(per_minute=1, burst=2)
+    replies = [await service.on_prompt(_prompt(f"hello {i}")) for i in range(3)]
+    assert [r.ok for r in replies] == [True, True, False]
+    assert "Slow down" in replies[2].text and "s." in replies[2].text
+    other = await service.on_prompt(IncomingPrompt(platform="slack", channel="C1", user="U9", text="hi"))
+    assert other.ok
+    assert (await runtime.repository.approval_by_version())[0].answers == 3
+
+
+async def test_the_daily_vote_cap_refuses_further_votes(runtime):
+    runtime.service.daily_vote_cap = 2
+    keys = [(await _answer_and_post(runtime, f"question {i}"))[1] for i in range(3)]
+    outcomes = [
+        await runtime.service.on_reaction(IncomingReaction(platform="slack", message_key=k, user="U2", emoji="+1"))
+        for k in keys
+    ]
+    assert outcomes == [VoteOutcome.RECORDED, VoteOutcome.RECORDED, VoteOutcome.CAPPED]
+    assert len(await runtime.repository.votes_since(0)) == 2
+
+
+async def test_the_flag_marks_an_answer_and_is_not_a_vote(runtime):
+    reply, key = await _answer_and_post(runtime)
+    outcome = await runtime.service.on_reaction(
+        IncomingReaction(platform="slack", message_key=key, user="U2", emoji="triangular_flag_on_post")
+    )
+    assert outcome is VoteOutcome.FLAGGED
+    assert (await runtime.repository.response(reply.response_ids[0])).flagged
+    assert await runtime.repository.votes_since(0) == []
+
+
+async def test_channels_outside_the_allow_list_are_ignored(runtime):
+    runtime.service.allowed_channels = frozenset({"C-allowed"})
+    assert await runtime.service.on_prompt(_prompt("hello")) is None
+    allowed = IncomingPrompt(platform="slack", channel="C-allowed", user="U1", text="hello")
+    assert (await runtime.service.on_prompt(allowed)).ok
+    shell = IncomingPrompt(platform="shell", channel="local", user="me", text="hello")
+    assert (await runtime.service.on_prompt(shell)).ok

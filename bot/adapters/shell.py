@@ -19,7 +19,7 @@ PLATFORM = "shell"
 
 HELP = """\
 Type a message and press Enter to get an answer.
-Rate the last answer:  +  or  👍   (good)      -  or  👎   (bad)
+Rate the last answer:  +  or  👍   (good)      -  or  👎   (bad)      🚩  (flag: never train on it)
   /rate EMOJI          rate it with any emoji from the table (e.g. /rate 👎)
   /unrate EMOJI        take a rating back
   better: TEXT         say what a better answer would have been
@@ -71,7 +71,7 @@ class ShellChat:
         if not line:
             return True
         command, _, argument = line.partition(" ")
-        if line in _SHORT_RATINGS or line in self.service.emoji:
+        if line in _SHORT_RATINGS or self.service.is_reaction_emoji(line):
             await self.rate(_SHORT_RATINGS.get(line, line))
         elif command == "/rate":
             await self.rate(argument.strip())
@@ -130,6 +130,8 @@ class ShellChat:
             VoteOutcome.RETRACTED: f"(took back {emoji})",
             VoteOutcome.NOTHING_TO_RETRACT: f"(you had not rated it {emoji})",
             VoteOutcome.UNKNOWN_EMOJI: f"({emoji} is not a rating; use + or -)",
+            VoteOutcome.FLAGGED: "(flagged: this answer will never be used for training)",
+            VoteOutcome.CAPPED: "(you have reached today's vote limit; thank you!)",
         }
         self.say(messages.get(outcome, f"({outcome.value})"))
 

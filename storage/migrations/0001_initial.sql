@@ -39,7 +39,7 @@ CREATE TABLE votes (
     UNIQUE (response_id, voter, emoji)
 );
 CREATE INDEX votes_created ON votes(created_at);
-CREATE INDEX votes_voter ON votes(voter);
+CREATE INDEX votes_voter ON votes(voter, created_at);
 
 CREATE TABLE corrections (
     id           INTEGER PRIMARY KEY,
