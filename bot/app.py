@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ from bot.settings import Settings
 from storage.database import Database
 from storage.identity import PersonKeys
 from storage.repository import Repository
+
+log = logging.getLogger(__name__)
 
 BASE_VERSION = 0
 
@@ -49,14 +53,29 @@ def generator_from(settings: Settings) -> Generator:
     )
 
 
+async def apply_retention(settings: Settings, repository: Repository) -> int:
+    """Blank texts older than THUMBTUNE_RETENTION_DAYS (when set); the number of prompts purged."""
+    if not settings.retention_days:
+        return 0
+    purged = await repository.purge_texts_before(time.time() - settings.retention_days * 86_400)
+    if purged:
+        log.info("retention: purged the texts of %d prompts older than %d days", purged, settings.retention_days)
+    return purged
+
+
+def person_keys_from(settings: Settings) -> PersonKeys:
+    secret = settings.person_secret.get_secret_value() if settings.person_secret else None
+    return PersonKeys.from_data_dir(settings.data_dir, secret)
+
+
 @asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Database, person keys, the loaded model and the service; closed in reverse order."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    secret = settings.person_secret.get_secret_value() if settings.person_secret else None
-    persons = PersonKeys.from_data_dir(settings.data_dir, secret)
+    persons = person_keys_from(settings)
     async with await Database.open(settings.db_path) as database:
         repository = Repository(database)
+        await apply_retention(settings, repository)
         async with generator_from(settings) as generator:
             await repository.record_model_version(generator.version, source=generator.source, parent=None)
             service = BotService(

@@ -78,6 +78,31 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _forget(settings: Settings, who: str) -> str:
+    from bot.app import person_keys_from
+    from storage.database import Database
+    from storage.repository import Repository
+
+    platform, _, user = who.partition(":")
+    async with await Database.open(settings.db_path) as database:
+        counts = await Repository(database).forget_person(person_keys_from(settings).key(platform, user))
+    return (
+        f"Deleted {counts.prompts} prompt(s) with their answers, {counts.votes} vote(s) and "
+        f"{counts.corrections} correction(s) of {platform} user {user}."
+    )
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    platform, sep, user = args.user.partition(":")
+    if not sep or platform not in ("shell", "slack", "discord") or not user:
+        print("thumbtune: USER must be PLATFORM:USER_ID, e.g. slack:U012AB3CD", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    _setup_logging("WARNING")
+    print(asyncio.run(_forget(settings, args.user)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thumbtune",
@@ -94,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--steps", type=int, default=300, help="training steps (default 300, ~10 s)")
     tiny.set_defaults(handler=cmd_make_tiny_model)
+
+    forget = commands.add_parser("forget", help="delete one person's prompts, votes and corrections")
+    forget.add_argument("user", help="PLATFORM:USER_ID as the platform shows it, e.g. slack:U012AB3CD")
+    forget.set_defaults(handler=cmd_forget)
     return parser
 
 

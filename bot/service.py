@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Collection
 
@@ -18,6 +19,7 @@ from trainer.dialogue import render_prompt
 log = logging.getLogger(__name__)
 
 EMPTY_ANSWER = "…"
+_FORGET_ME = re.compile(r"(?i)(?:please\s+)?forget\s+me[.!]?")
 
 
 class BotService:
@@ -65,6 +67,8 @@ class BotService:
             log.debug("ignoring a prompt in %s channel %s (not in the allow-list)", prompt.platform, prompt.channel)
             return None
         text = prompt.text.strip()
+        if _FORGET_ME.fullmatch(text):
+            return await self.forget(prompt.platform, prompt.user)
         if self.rate_limiter is not None and prompt.platform != "shell":  # the local operator is trusted
             wait = self.rate_limiter.try_acquire(self.persons.key(prompt.platform, prompt.user))
             if wait > 0:
@@ -112,6 +116,16 @@ class BotService:
             text=generation.texts[0] or EMPTY_ANSWER,
             response_ids=stored.response_ids,
             model_version=generation.model_version,
+        )
+
+    async def forget(self, platform: str, user: str) -> Reply:
+        """Delete everything one person gave us; later training and exports cannot see it."""
+        counts = await self.repository.forget_person(self.persons.key(platform, user))
+        log.info("forgot a %s person: %s", platform, counts)
+        return Reply(
+            f"Done: I deleted {counts.prompts} prompt(s) with their answers, {counts.votes} vote(s) "
+            f"and {counts.corrections} correction(s) of yours.",
+            ok=False,
         )
 
     async def answer_posted(self, response_id: int, message_key: str) -> None:

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     db: Path | None = None
     person_secret: SecretStr | None = None
+    retention_days: int = Field(0, ge=0, description="purge prompt/answer texts older than this; 0 = keep")
 
     # --- running --------------------------------------------------------------------
     adapter: Literal["auto", "shell", "slack", "discord"] = "auto"

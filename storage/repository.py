@@ -70,6 +70,13 @@ class Turn:
     bot_text: str
 
 
+@dataclass(frozen=True)
+class ForgetCounts:
+    prompts: int
+    votes: int
+    corrections: int
+
+
 class VoteOutcome(enum.Enum):
     RECORDED = "recorded"
     ALREADY_RECORDED = "already recorded"   # same voter, answer and emoji
@@ -270,6 +277,31 @@ class Repository:
             )
             rows = await cursor.fetchall()
         return [VersionApproval(*map(int, row)) for row in rows]
+
+    # --- privacy --------------------------------------------------------------------
+    async def forget_person(self, person: str) -> ForgetCounts:
+        """Delete one person's prompts (with the answers to them), votes and corrections."""
+        async with self.database.transaction() as db:
+            votes = (await db.execute("DELETE FROM votes WHERE voter = ?", (person,))).rowcount
+            corrections = (await db.execute("DELETE FROM corrections WHERE author = ?", (person,))).rowcount
+            # Answers to their prompts go too (ON DELETE CASCADE), with others' votes on them.
+            prompts = (await db.execute("DELETE FROM prompts WHERE author = ?", (person,))).rowcount
+        return ForgetCounts(prompts=prompts, votes=votes, corrections=corrections)
+
+    async def purge_texts_before(self, cutoff: float) -> int:
+        """Blank prompt, answer and correction texts older than ``cutoff`` (a Unix time).
+
+        Rows, versions and votes stay, so per-version counts remain; the words are gone.
+        Returns the number of prompts purged.
+        """
+        async with self.database.transaction() as db:
+            cursor = await db.execute(
+                "UPDATE prompts SET text = '', context = '' WHERE created_at < ? AND (text != '' OR context != '')",
+                (cutoff,),
+            )
+            await db.execute("UPDATE responses SET text = '' WHERE created_at < ? AND text != ''", (cutoff,))
+            await db.execute("UPDATE corrections SET text = '' WHERE created_at < ? AND text != ''", (cutoff,))
+        return cursor.rowcount
 
     # --- model versions -------------------------------------------------------------
     async def record_model_version(self, version: int, *, source: str, parent: int | None) -> None:

@@ -105,3 +105,20 @@ def test_make_tiny_model_is_deterministic(tmp_path: Path):
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "a")
     assert model.config.vocab_size == len(tokenizer)
+
+
+def test_forget_me_in_chat_and_forget_on_the_command_line(settings_env: dict[str, str]):
+    result = _thumbtune(["run"], settings_env, stdin="hello\n+\nforget me\n")
+    assert result.returncode == 0, result.stderr
+    assert "Done: I deleted 1 prompt(s) with their answers, 1 vote(s)" in result.stdout
+    db = Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.db"
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT count(*) FROM prompts").fetchone()[0] == 0
+
+    result = _thumbtune(["run"], settings_env, stdin="hello again\n")
+    assert result.returncode == 0
+    user = __import__("getpass").getuser()
+    result = _thumbtune(["forget", f"shell:{user}"], settings_env)
+    assert result.returncode == 0, result.stderr
+    assert "Deleted 1 prompt(s)" in result.stdout
+    assert _thumbtune(["forget", "nobody"], settings_env).returncode == 2

@@ -208,3 +208,36 @@ def test_person_keys_are_keyed_hashes_with_a_private_secret_file(tmp_path: Path)
     assert keys.key("discord", "U123") != key  # the platform is part of the identity
     assert PersonKeys.from_data_dir(tmp_path, "another secret, long enough").key("slack", "U123") != key
     assert "secret" not in repr(keys).lower().replace("<secret>", "")
+
+
+async def test_forgetting_a_person_removes_their_rows_and_answers_to_them(repository: Repository):
+    mine = await repository.record_answer(
+        platform="slack", channel="C", author="me", text="my question", context="",
+        responses=[NewResponse(text="a", model_version=0, temperature=1, top_p=1, max_new_tokens=4)],
+    )
+    theirs = await _answer(repository)  # asked by "author-key"
+    await repository.record_vote(response_id=theirs.response_ids[0], voter="me", emoji="👍", reward=1)
+    await repository.record_vote(response_id=theirs.response_ids[0], voter="other", emoji="👍", reward=1)
+    await repository.record_vote(response_id=mine.response_ids[0], voter="other", emoji="👎", reward=-1)
+    await repository.record_correction(response_id=theirs.response_ids[0], author="me", text="better")
+    counts = await repository.forget_person("me")
+    assert (counts.prompts, counts.votes, counts.corrections) == (1, 1, 1)
+    assert await repository.response(mine.response_ids[0]) is None
+    assert [(v.voter, v.response_id) for v in await repository.votes_since(0)] == [("other", theirs.response_ids[0])]
+    assert await repository.database.integrity_check() == "ok"
+
+
+async def test_retention_blanks_old_texts_and_keeps_counts(repository: Repository):
+    import time as clock
+
+    stored = await _answer(repository)
+    await repository.record_vote(response_id=stored.response_ids[0], voter="a", emoji="👍", reward=1)
+    await repository.record_correction(response_id=stored.response_ids[0], author="a", text="better")
+    assert await repository.purge_texts_before(clock.time() - 3600) == 0  # nothing that old
+    assert await repository.purge_texts_before(clock.time() + 1) == 1
+    async with repository.database.reading() as db:
+        texts = await (await db.execute(
+            "SELECT p.text, p.context, r.text, c.text FROM prompts p JOIN responses r ON r.prompt_id = p.id"
+            " JOIN corrections c ON c.response_id = r.id")).fetchone()
+    assert tuple(texts) == ("", "", "", "")
+    assert (await repository.approval_by_version())[0].up == 1
