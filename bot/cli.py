@@ -103,6 +103,30 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _stats(settings: Settings, args: argparse.Namespace) -> str:
+    import json
+
+    from bot import stats
+    from storage.database import Database
+    from storage.repository import Repository
+
+    async with await Database.open(settings.db_path) as database:
+        report = await stats.build_report(Repository(database))
+    if args.plot:
+        stats.plot(report, args.plot)
+    if args.json:
+        return json.dumps(report.as_dict(), ensure_ascii=False)
+    text = stats.format_table(report)
+    return f"{text}\n\nchart saved to {args.plot}" if args.plot else text
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging("WARNING")
+    print(asyncio.run(_stats(settings, args)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thumbtune",
@@ -119,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--steps", type=int, default=300, help="training steps (default 300, ~10 s)")
     tiny.set_defaults(handler=cmd_make_tiny_model)
+
+    stats = commands.add_parser("stats", help="approval per model version, with 95% intervals")
+    stats.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    stats.add_argument("--plot", metavar="FILE.png", help="also save a chart of approval per version")
+    stats.set_defaults(handler=cmd_stats)
 
     forget = commands.add_parser("forget", help="delete one person's prompts, votes and corrections")
     forget.add_argument("user", help="PLATFORM:USER_ID as the platform shows it, e.g. slack:U012AB3CD")

@@ -303,7 +303,24 @@ class Repository:
             await db.execute("UPDATE corrections SET text = '' WHERE created_at < ? AND text != ''", (cutoff,))
         return cursor.rowcount
 
+    async def votes_per_day(self, *, days: int = 30) -> list[tuple[str, int, int, int]]:
+        """(UTC day, votes, up, down) for the last ``days`` days, oldest first."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT date(created_at, 'unixepoch') AS day, count(*), coalesce(sum(reward > 0), 0),"
+                " coalesce(sum(reward < 0), 0) FROM votes WHERE created_at >= ? GROUP BY day ORDER BY day",
+                (time.time() - days * 86_400,),
+            )
+            rows = await cursor.fetchall()
+        return [(row[0], int(row[1]), int(row[2]), int(row[3])) for row in rows]
+
     # --- model versions -------------------------------------------------------------
+    async def model_versions_live_at(self) -> dict[int, float]:
+        async with self.database.reading() as db:
+            cursor = await db.execute("SELECT version, live_at FROM model_versions")
+            rows = await cursor.fetchall()
+        return {int(row[0]): float(row[1]) for row in rows}
+
     async def record_model_version(self, version: int, *, source: str, parent: int | None) -> None:
         """Note that ``version`` is now being served (first time only)."""
         async with self.database.transaction() as db:

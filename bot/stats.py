@@ -1,0 +1,128 @@
+"""Is the bot getting better? Per-version approval with honest intervals, as a table, JSON or a chart."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from storage.repository import Repository
+
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, trials: int, *, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a proportion; (0, 1) when there are no trials."""
+    if trials <= 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    version: int
+    answers: int
+    voters: int
+    up: int
+    down: int
+    approval: float | None
+    approval_low: float | None
+    approval_high: float | None
+    live_at: float | None
+
+
+@dataclass(frozen=True)
+class DayStats:
+    day: str
+    votes: int
+    up: int
+    down: int
+
+
+@dataclass(frozen=True)
+class StatsReport:
+    versions: list[VersionStats]
+    days: list[DayStats]
+
+    def as_dict(self) -> dict:
+        return {"versions": [asdict(v) for v in self.versions], "votes_per_day": [asdict(d) for d in self.days]}
+
+
+async def build_report(repository: Repository, *, days: int = 30) -> StatsReport:
+    live = await repository.model_versions_live_at()
+    versions = []
+    for row in await repository.approval_by_version():
+        rated = row.up + row.down
+        low, high = wilson_interval(row.up, rated) if rated else (None, None)
+        versions.append(
+            VersionStats(
+                version=row.version,
+                answers=row.answers,
+                voters=row.voters,
+                up=row.up,
+                down=row.down,
+                approval=row.approval,
+                approval_low=low,
+                approval_high=high,
+                live_at=live.get(row.version),
+            )
+        )
+    day_rows = await repository.votes_per_day(days=days)
+    return StatsReport(versions=versions, days=[DayStats(*row) for row in day_rows])
+
+
+def format_table(report: StatsReport) -> str:
+    if not report.versions:
+        return "No answers yet."
+    lines = [f"{'version':>7}  {'answers':>7}  {'voters':>6}  {'👍':>5}  {'👎':>5}  approval (95% interval)"]
+    for v in report.versions:
+        if v.approval is None:
+            approval = "-"
+        else:
+            approval = f"{v.approval:6.1%}  ({v.approval_low:.1%} – {v.approval_high:.1%})"
+        lines.append(f"{v.version:>7}  {v.answers:>7}  {v.voters:>6}  {v.up:>5}  {v.down:>5}  {approval}")
+    if report.days:
+        lines.append("")
+        lines.append("votes per day: " + ", ".join(f"{d.day} {d.votes}" for d in report.days[-7:]))
+    return "\n".join(lines)
+
+
+def plot(report: StatsReport, path: Path | str) -> Path:
+    """Approval per version with its Wilson interval; a dashed line where each version went live."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    rated = [v for v in report.versions if v.approval is not None]
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=100)
+    if rated:
+        xs = [v.version for v in rated]
+        ys = [v.approval for v in rated]
+        below = [v.approval - v.approval_low for v in rated]
+        above = [v.approval_high - v.approval for v in rated]
+        axis.errorbar(xs, ys, yerr=[below, above], fmt="o-", capsize=4, color="#2b6cb0", label="approval (95% Wilson)")
+        for v in rated:
+            axis.annotate(f"n={v.up + v.down}", (v.version, v.approval), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        for v in rated[1:]:
+            axis.axvline(v.version - 0.5, color="#a0aec0", linestyle="--", linewidth=1)
+        axis.set_xticks(xs)
+        axis.legend(loc="lower right")
+    else:
+        axis.text(0.5, 0.5, "no votes yet", ha="center", va="center", transform=axis.transAxes)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("model version (dashed: a retraining went live)")
+    axis.set_ylabel("share of up-votes among up + down")
+    axis.set_title("thumbtune: approval per model version")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The versions drawn go into the PNG's metadata too, for tools (and tests) reading it.
+    drawn = ",".join(str(v.version) for v in rated)
+    figure.savefig(path, format="png", metadata={"Title": "thumbtune approval", "Description": f"versions={drawn}"})
+    plt.close(figure)
+    return path
