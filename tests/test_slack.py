@@ -314,3 +314,51 @@ async def test_config_from_settings_names_what_is_missing(settings_env, monkeypa
     monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-abc")
     assert SlackConfig.from_settings(load_settings()).socket_mode
     assert dataclasses.replace(config, app_token=None).socket_mode is False
+
+
+# --- Socket Mode ------------------------------------------------------------------------
+@pytest.fixture
+async def socket_bot(runtime, fake: FakeSlack, config: SlackConfig, caplog) -> AsyncIterator[SlackBot]:
+    caplog.set_level(logging.INFO, logger="bot.adapters.slack")
+    slack_bot = SlackBot(runtime.service, config=dataclasses.replace(config, app_token="xapp-test-token"))
+    async with slack_bot.serve_socket_mode():
+        await wait_for(lambda: fake.sockets)
+        yield slack_bot
+        await fake.settle()
+
+
+async def test_socket_mode_answers_and_counts_votes(socket_bot, fake, runtime):
+    assert fake.calls_to("apps.connections.open")
+    question, answer = await ask_in_channel(fake, "hello over a socket")
+    assert answer.thread_ts == question.ts
+    assert len(fake.echoes) == 2 and await votes(runtime) == []   # own reactions ignored here too
+
+    vote = await fake.react(user="U1", message=answer, name="-1::skin-tone-3")
+    await fake.redeliver(vote.envelope, retry_num=1)             # Socket Mode retries too
+    await wait_for(lambda: votes(runtime))
+    await fake.settle()
+    assert await votes(runtime) == [("-1", -1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    assert await rows(runtime, "SELECT conversation FROM prompts") == [(f"slack:{CHANNEL}:{question.ts}",)]
+
+
+async def test_socket_mode_ask_is_acknowledged_with_a_note(socket_bot, fake, runtime):
+    ack = await fake.slash(command="/ask", text="what is a haiku?", channel=CHANNEL, user="U2")
+    assert "thinking" in ack.body and ack.elapsed_s < 3.0
+    await wait_for(lambda: any(m.thread_ts for m in fake.bot_messages()))
+    await wait_for(lambda: rows(runtime, "SELECT message_key FROM responses WHERE message_key IS NOT NULL"))
+
+
+# --- the app manifest -------------------------------------------------------------------
+async def test_manifest_asks_for_what_the_adapter_listens_to():
+    yaml = pytest.importorskip("yaml")
+    from pathlib import Path
+
+    from bot.adapters import slack
+
+    manifest = yaml.safe_load((Path(slack.__file__).parent / "slack_manifest.yml").read_text())
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert {"app_mention", "message.im", "message.channels", "reaction_added", "reaction_removed"} <= events
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == [slack.ASK_COMMAND]
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read"} <= scopes
+    assert manifest["settings"]["socket_mode_enabled"] is True

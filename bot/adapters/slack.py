@@ -159,8 +159,13 @@ class SlackBot:
         await runner.setup()
         try:
             bind_host = self.config.http_host if host is None else host
-            site = web.TCPSite(runner, bind_host, self.config.http_port if port is None else port)
-            await site.start()
+            bind_port = self.config.http_port if port is None else port
+            try:
+                await web.TCPSite(runner, bind_host, bind_port).start()
+            except OSError as exc:
+                raise SettingsError(
+                    f"THUMBTUNE_HTTP_PORT: cannot listen on {bind_host}:{bind_port} ({exc.strerror or exc})"
+                ) from None
             bound_host, bound_port = runner.addresses[0][:2]
             url = f"http://{bound_host}:{bound_port}{EVENTS_PATH}"
             log.info("slack: HTTP mode, listening for events on %s", url)

@@ -4,7 +4,8 @@ The Web API side records every call, keeps message and reaction state, can answe
 429 (with Retry-After) or an error, and, like Slack, sends the bot's own
 ``reactions.add`` back to the app as ``reaction_added`` events. The people side
 (`mention`, `dm`, `reply`, `react`, `slash`) stores what a person did and delivers
-the events Slack would send, signed with the signing secret, to the app's URL.
+the events Slack would send: signed with the signing secret to the app's URL, or,
+once the app has connected in Socket Mode, as envelopes over the websocket.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import itertools
 import json
 import time
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -76,6 +78,8 @@ class FakeSlack:
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
         self.base_url = ""
+        self.sockets: list[web.WebSocketResponse] = []   # Socket Mode connections from the app
+        self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> the app's ack
 
     # --- lifecycle ------------------------------------------------------------------
     @asynccontextmanager
@@ -84,6 +88,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)   # slack_sdk sends some methods (users.info) as GET
         app.router.add_post("/respond/{id}", self._respond)
+        app.router.add_get("/link", self._socket)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -175,6 +180,9 @@ class FakeSlack:
         self._background(self._echo(event))
         return {"ok": True}
 
+    def _api_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": self.base_url.replace("http://", "ws://") + "/link"}
+
     def _api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = args.get("user", "")
         return {"ok": True, "user": {"id": user, "name": user.lower(), "is_bot": user in self.bots}}
@@ -182,6 +190,20 @@ class FakeSlack:
     async def _respond(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())
         return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self.sockets.append(socket)
+        await socket.send_json({"type": "hello", "num_connections": len(self.sockets)})
+        try:
+            async for message in socket:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    ack = json.loads(message.data)
+                    self.socket_acks[ack.get("envelope_id", "")] = ack
+        finally:
+            self.sockets.remove(socket)
+        return socket
 
     async def _echo(self, event: dict[str, Any]) -> None:
         self.echoes.append(await self.deliver(event))
@@ -222,6 +244,8 @@ class FakeSlack:
             "response_url": f"{self.base_url}/respond/{next(self._event_ids)}",
             "trigger_id": f"trigger.{next(self._event_ids)}",
         }
+        if self.sockets:
+            return await self._send_socket("slash_commands", form, accepts_response_payload=True)
         body = urllib.parse.urlencode(form)
         return await self._post(body, form, content_type="application/x-www-form-urlencoded")
 
@@ -239,6 +263,8 @@ class FakeSlack:
     async def redeliver(self, envelope: dict[str, Any], *, retry_num: int | None = None,
                         secret: str | None = None, timestamp: int | None = None) -> Delivery:
         """Send an event envelope as Slack does (a retry carries X-Slack-Retry-Num)."""
+        if self.sockets:
+            return await self._send_socket("events_api", envelope, retry_attempt=retry_num or 0)
         headers = {}
         if retry_num is not None:
             headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
@@ -258,6 +284,23 @@ class FakeSlack:
         async with self._session.post(self.events_url, data=body.encode(), headers=all_headers) as response:
             text = await response.text()
         return Delivery(response.status, text, envelope, time.monotonic() - started)
+
+    async def _send_socket(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0,
+                           accepts_response_payload: bool = False, timeout: float = 10.0) -> Delivery:
+        """Socket Mode: send an envelope over the app's websocket and wait for its ack."""
+        envelope_id = str(uuid.uuid4())
+        started = time.monotonic()
+        await self.sockets[-1].send_json({
+            "envelope_id": envelope_id, "type": kind, "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+            "retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else "",
+        })
+        while envelope_id not in self.socket_acks:
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"no ack for {kind} envelope within {timeout} s")
+            await asyncio.sleep(0.01)
+        ack = self.socket_acks[envelope_id]
+        return Delivery(200, json.dumps(ack.get("payload") or {}), payload, time.monotonic() - started)
 
     # --- state helpers --------------------------------------------------------------
     def _store(self, *, channel: str, user: str, text: str, thread_ts: str | None) -> Message:
