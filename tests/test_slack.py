@@ -6,10 +6,16 @@ the rows stored in the SQLite database, not only the Web API calls.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import os
+import signal
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +23,7 @@ import pytest
 from bot.adapters.slack import SlackBot, SlackConfig
 from bot.app import open_runtime
 from bot.settings import SettingsError, load_settings
+from storage.database import Database
 from tests.fakes.slack import BOT_USER, FakeSlack, Message
 from tests.helpers import wait_for
 
@@ -351,8 +358,6 @@ async def test_socket_mode_ask_is_acknowledged_with_a_note(socket_bot, fake, run
 # --- the app manifest -------------------------------------------------------------------
 async def test_manifest_asks_for_what_the_adapter_listens_to():
     yaml = pytest.importorskip("yaml")
-    from pathlib import Path
-
     from bot.adapters import slack
 
     manifest = yaml.safe_load((Path(slack.__file__).parent / "slack_manifest.yml").read_text())
@@ -362,3 +367,51 @@ async def test_manifest_asks_for_what_the_adapter_listens_to():
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read"} <= scopes
     assert manifest["settings"]["socket_mode_enabled"] is True
+
+
+# --- the command line -------------------------------------------------------------------
+async def test_run_without_a_bot_token_names_the_setting(settings_env, capsys):
+    from bot.cli import main
+
+    code = await asyncio.to_thread(main, ["run", "--adapter", "slack"])
+    assert code == 2
+    assert "SLACK_BOT_TOKEN" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_thumbtune_run_serves_slack_end_to_end(settings_env, fake, tmp_path):
+    """`python -m bot run` with SLACK_BOT_TOKEN set: the real process, its database, Ctrl-C."""
+    port = _free_port()
+    token = "xoxb-never-print-me"
+    env = {**os.environ, "SLACK_BOT_TOKEN": token, "SLACK_SIGNING_SECRET": SECRET,
+           "SLACK_API_URL": fake.api_url, "THUMBTUNE_HTTP_HOST": "127.0.0.1",
+           "THUMBTUNE_HTTP_PORT": str(port), "THUMBTUNE_LOG_LEVEL": "DEBUG"}
+    log_path = tmp_path / "bot.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", env=env, stdout=log_file, stderr=log_file,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        try:
+            await wait_for(lambda: "listening for events" in log_path.read_text(errors="replace"), timeout=120)
+            fake.events_url = f"http://127.0.0.1:{port}/slack/events"
+            question, answer = await ask_in_channel(fake, "hello from the command line")
+            await fake.react(user="U1", message=answer, name="+1")
+            await wait_for(lambda: "-> recorded" in log_path.read_text(errors="replace"))
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)
+            code = await asyncio.wait_for(process.wait(), 30)
+    output = log_path.read_text(errors="replace")
+    assert code in (0, 130), output[-2000:]
+    assert token not in output and SECRET not in output
+
+    database = await Database.open(Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.db")
+    async with database, database.reading() as db:
+        cursor = await db.execute("SELECT r.message_key, v.emoji FROM responses r JOIN votes v ON v.response_id = r.id")
+        assert [tuple(row) for row in await cursor.fetchall()] == [(f"slack:{CHANNEL}:{answer.ts}", "+1")]
