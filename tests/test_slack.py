@@ -95,8 +95,8 @@ async def test_mention_gets_a_threaded_answer_with_both_thumbs(bot, fake, runtim
     assert prompts == [("slack", CHANNEL, prompts[0][2], f"slack:{CHANNEL}:{question.ts}", "what is a haiku?")]
     assert prompts[0][2] != "U1"  # people are stored as keyed hashes only
     responses = await rows(runtime, "SELECT text, message_key, model_version FROM responses")
-    assert responses == [(answer.text if answer.text != "…" else responses[0][0],
-                          f"slack:{CHANNEL}:{answer.ts}", 0)]
+    assert [row[1:] for row in responses] == [(f"slack:{CHANNEL}:{answer.ts}", 0)]
+    assert answer.text == (responses[0][0] or "…")  # an empty sample is shown as an ellipsis
     # The message event that accompanies every mention did not answer a second time.
     assert len(fake.calls_to("chat.postMessage")) == 1
     # Slack echoed both pre-added reactions; bolt dropped them, so no vote exists.
@@ -305,6 +305,15 @@ async def test_a_better_reply_in_the_thread_is_stored_as_a_correction(bot, fake,
     assert len(fake.calls_to("chat.postMessage")) == 1  # a correction is not a new question
 
 
+async def test_better_outside_a_thread_gets_a_hint_not_an_answer(bot, fake, runtime):
+    message = await fake.dm(channel="D0002", user="U1", text="better: something else")
+    await wait_for(lambda: fake.answers_in_thread("D0002", message.ts))
+    hint = fake.answers_in_thread("D0002", message.ts)[0]
+    assert "reply in the thread of my answer" in hint.text and hint.reactions == {}
+    assert await rows(runtime, "SELECT id FROM prompts") == []
+    assert await rows(runtime, "SELECT id FROM corrections") == []
+
+
 # --- settings ---------------------------------------------------------------------------
 async def test_config_from_settings_names_what_is_missing(settings_env, monkeypatch):
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret-value")
@@ -353,6 +362,16 @@ async def test_socket_mode_ask_is_acknowledged_with_a_note(socket_bot, fake, run
     assert "thinking" in ack.body and ack.elapsed_s < 3.0
     await wait_for(lambda: any(m.thread_ts for m in fake.bot_messages()))
     await wait_for(lambda: rows(runtime, "SELECT message_key FROM responses WHERE message_key IS NOT NULL"))
+
+
+async def test_start_up_names_a_refused_token(runtime, fake, config):
+    slack_bot = SlackBot(runtime.service, config=dataclasses.replace(config, app_token="xapp-revoked"))
+    fake.fail("apps.connections.open", "invalid_auth")
+    with pytest.raises(SettingsError, match="SLACK_APP_TOKEN: Slack refused it \\(invalid_auth\\)"):
+        await slack_bot.run()
+    fake.fail("auth.test", "invalid_auth")
+    with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN"):
+        await slack_bot.run()
 
 
 # --- the app manifest -------------------------------------------------------------------

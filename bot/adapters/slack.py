@@ -202,19 +202,20 @@ class SlackBot:
         except SlackApiError as exc:
             raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused it ({_api_error(exc)})") from None
         log.info("slack: signed in as %s in %s", identity.get("user"), identity.get("team"))
+        if self.config.app_token is not None:
+            try:
+                await self.app.client.apps_connections_open(app_token=self.config.app_token)
+            except SlackApiError as exc:
+                raise SettingsError(f"SLACK_APP_TOKEN: Slack refused it ({_api_error(exc)})") from None
 
     # --- asking ---------------------------------------------------------------------
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         channel = event.get("channel", "")
         if channel.startswith("D"):
             return  # direct messages arrive as message.im; answering both would answer twice
-        where = _where(event)
         text = _strip_mention(event.get("text", ""), context.bot_user_id)
-        if where.ts != where.thread_ts and self._is_correction(text):
-            await self._correct(where, user=event.get("user", ""), text=text, event_id=body.get("event_id"))
-            return
-        await self._answer(where, user=event.get("user", ""), text=text, event_id=body.get("event_id"),
-                           client=context.client)
+        await self._take(_where(event), user=event.get("user", ""), text=text, event_id=body.get("event_id"),
+                         client=context.client)
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id") or not event.get("user"):
@@ -223,10 +224,7 @@ class SlackBot:
         text = event.get("text", "")
         user, event_id = event["user"], body.get("event_id")
         if event.get("channel_type") == "im":
-            if where.ts != where.thread_ts and self._is_correction(text):
-                await self._correct(where, user=user, text=text, event_id=event_id)
-            else:
-                await self._answer(where, user=user, text=text, event_id=event_id, client=context.client)
+            await self._take(where, user=user, text=text, event_id=event_id, client=context.client)
             return
         # In channels only thread replies with the prefix matter here; a message that
         # mentions the bot comes as app_mention too and is handled there.
@@ -257,6 +255,21 @@ class SlackBot:
         trigger = command.get("trigger_id")
         await self._answer(where, user=user, text=question, event_id=f"command:{trigger}" if trigger else None,
                            client=client)
+
+    async def _take(self, where: _Where, *, user: str, text: str, event_id: str | None,
+                    client: AsyncWebClient) -> None:
+        """A message addressed to the bot: a correction in an answer's thread, else a question."""
+        if not self._is_correction(text):
+            await self._answer(where, user=user, text=text, event_id=event_id, client=client)
+        elif where.ts != where.thread_ts:
+            await self._correct(where, user=user, text=text, event_id=event_id)
+        elif event_id is None or await self.service.repository.claim_event(PLATFORM, event_id):
+            # Outside a thread it is unclear which answer is meant; say how, once per event.
+            hint = (
+                "To suggest a better answer, reply in the thread of my answer, "
+                f"starting with `{self.config.correction_prefix}`"
+            )
+            await self._post_reply(where, Reply(hint, ok=False), client=client, event_id=event_id)
 
     async def _answer(self, where: _Where, *, user: str, text: str, event_id: str | None,
                       client: AsyncWebClient) -> None:
