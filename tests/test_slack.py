@@ -47,7 +47,7 @@ def config(fake: FakeSlack) -> SlackConfig:
 
 
 @pytest.fixture
-async def bot(runtime, fake: FakeSlack, config: SlackConfig, caplog: pytest.LogCaptureFixture) -> AsyncIterator[SlackBot]:
+async def bot(runtime, fake: FakeSlack, config: SlackConfig, caplog) -> AsyncIterator[SlackBot]:
     caplog.set_level(logging.INFO, logger="bot.adapters.slack")
     caplog.set_level(logging.INFO, logger="bot.service")
     slack_bot = SlackBot(runtime.service, config=config)
@@ -143,6 +143,15 @@ async def test_ask_command_is_acknowledged_at_once_and_answered_later(slow_gener
     ]
     assert await rows(runtime, "SELECT message_key FROM responses") == [(f"slack:{CHANNEL}:{answer.ts}",)]
     logging.getLogger(__name__).info("ack %.3f s, answer %.3f s", ack_s, answer_s)
+
+
+async def test_ask_where_the_bot_cannot_post_says_so_privately(bot, fake, runtime):
+    fake.fail("chat.postMessage", "not_in_channel")
+    ack = await fake.slash(command="/ask", text="hello?", channel="C0404", user="U2")
+    assert "thinking" in ack.body
+    await wait_for(lambda: fake.responses)
+    assert "not_in_channel" in fake.responses[0]["text"]
+    assert await rows(runtime, "SELECT id FROM prompts") == []
 
 
 async def test_thread_conversation_uses_earlier_turns(bot, fake, runtime):

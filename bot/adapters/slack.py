@@ -402,7 +402,8 @@ def _api_error(exc: SlackApiError) -> str:
 def _describe(body: dict[str, Any]) -> str:
     event = body.get("event") or {}
     if event:
-        return f"event {event.get('type')} {body.get('event_id')} in {event.get('channel') or (event.get('item') or {}).get('channel')}"
+        channel = event.get("channel") or (event.get("item") or {}).get("channel")
+        return f"event {event.get('type')} {body.get('event_id')} in {channel}"
     if body.get("command"):
         return f"command {body.get('command')} in {body.get('channel_id')}"
     return f"request of type {body.get('type')}"
