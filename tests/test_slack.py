@@ -257,6 +257,7 @@ async def test_retried_events_never_double_answers_or_votes(bot, fake, runtime, 
             await fake.redeliver(first, retry_num=3)
             await fake.redeliver(vote.envelope, retry_num=3)
             await wait_for(lambda: logged(caplog, "-> duplicate event") >= 2)
+            await wait_for(lambda: logged(caplog, "ignoring retried prompt") == 3)
     assert len(fake.calls_to("chat.postMessage")) == 2
     assert len(await rows(runtime, "SELECT id FROM prompts")) == 2
     assert len(await votes(runtime)) == 1
