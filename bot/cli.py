@@ -43,12 +43,18 @@ async def _run(settings: Settings) -> int:
     from bot.generation import ModelLoadError
 
     adapter = settings.chosen_adapter()
+    if adapter == "slack":
+        from bot.adapters.slack import SlackConfig, run_slack
+
+        slack = SlackConfig.from_settings(settings)  # a missing token fails before the model loads
     try:
         async with open_runtime(settings) as runtime:
             if adapter == "shell":
                 from bot.adapters.shell import ShellChat
 
                 await ShellChat(runtime.service, correction_prefix=settings.correction_prefix).run()
+            elif adapter == "slack":
+                await run_slack(runtime.service, slack)
             else:
                 print(f"thumbtune: the {adapter} adapter is not available yet", file=sys.stderr)
                 return 2

@@ -170,6 +170,17 @@ class Repository:
             rows = await cursor.fetchall()
         return [Turn(user_text=row[0], bot_text=row[1]) for row in reversed(rows)]
 
+    async def latest_answer_key(self, conversation: str) -> str | None:
+        """Message key of the newest posted answer in a conversation (what a correction there means)."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT r.message_key FROM responses r JOIN prompts p ON p.id = r.prompt_id"
+                " WHERE p.conversation = ? AND r.message_key IS NOT NULL ORDER BY r.id DESC LIMIT 1",
+                (conversation,),
+            )
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
     # --- feedback -------------------------------------------------------------------
     async def record_vote(
         self,

@@ -1,0 +1,409 @@
+"""Slack: a slack-bolt ``AsyncApp`` that answers mentions, DMs and ``/ask``, and turns reactions into votes.
+
+Payloads are translated here into the core's values (:mod:`bot.events`); the service
+never sees a Slack type. Exactly-once handling rests on the envelope's ``event_id``,
+which the service claims in the database, so a retried delivery (Slack resends when it
+does not see a quick 200, with the same ``event_id``) is a no-op, also after a restart.
+
+Two ways to connect: Socket Mode when an app-level token is set (no public URL needed),
+else HTTP, with bolt's aiohttp adapter serving ``/slack/events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
+from bot.service import BotService
+from bot.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+EVENTS_PATH = "/slack/events"
+ASK_COMMAND = "/ask"
+THINKING = "thinking… I'll answer in a thread here."
+# Pre-added on every answer so people only have to click; Slack's names for 👍 / 👎.
+RATING_REACTIONS = ("+1", "-1")
+# How often a rate-limited Web API call is retried after its Retry-After.
+RATE_LIMIT_RETRIES = 3
+# Message subtypes that are still a person writing; every other subtype (edits,
+# deletions, joins, bot messages) is not a prompt.
+_PERSON_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    """What the Slack adapter needs from the settings (tokens are never shown in repr)."""
+
+    bot_token: str = field(repr=False)
+    signing_secret: str = field(default="", repr=False)
+    app_token: str | None = field(default=None, repr=False)
+    api_url: str | None = None
+    correction_prefix: str = "better:"
+    http_host: str = "0.0.0.0"
+    http_port: int = 3000
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.app_token is not None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SlackConfig":
+        """Check the Slack settings up front; a missing one raises :class:`SettingsError` naming it."""
+        if settings.slack_bot_token is None:
+            raise SettingsError("SLACK_BOT_TOKEN: needed for the Slack adapter (xoxb-...)")
+        app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
+        if app_token is not None and not app_token.startswith("xapp-"):
+            raise SettingsError("SLACK_APP_TOKEN: an app-level token starts with xapp-")
+        secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+        if app_token is None and not secret:
+            raise SettingsError(
+                "SLACK_SIGNING_SECRET: needed in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)"
+            )
+        return cls(
+            bot_token=settings.slack_bot_token.get_secret_value(),
+            signing_secret=secret,
+            app_token=app_token,
+            api_url=settings.slack_api_url,
+            correction_prefix=settings.correction_prefix,
+            http_host=settings.http_host,
+            http_port=settings.http_port,
+        )
+
+
+def web_client(*, token: str, api_url: str | None = None) -> AsyncWebClient:
+    """The Web API client: 429s wait for Retry-After and try again; other errors raise."""
+    base_url = api_url or AsyncWebClient.BASE_URL
+    if not base_url.endswith("/"):
+        base_url += "/"  # slack_sdk joins "base_url + method"
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class _Where:
+    """A Slack message position: its channel, its ts, and the thread it belongs to."""
+
+    channel: str
+    ts: str
+    thread_ts: str
+
+    @property
+    def conversation(self) -> str:
+        return message_key(PLATFORM, self.channel, self.thread_ts)
+
+
+class SlackBot:
+    """The bolt app with our listeners; serve it with :meth:`serve_http` or :meth:`serve_socket_mode`."""
+
+    def __init__(self, service: BotService, *, config: SlackConfig, client: AsyncWebClient | None = None) -> None:
+        self.service = service
+        self.config = config
+        self.correction_prefix = config.correction_prefix.lower()
+        self.app = AsyncApp(
+            client=client or web_client(token=config.bot_token, api_url=config.api_url),
+            signing_secret=config.signing_secret,
+            name="thumbtune",
+        )
+        self._bot_users: dict[str, bool] = {}   # user id -> is a bot (users.info, cached)
+        self._register()
+
+    # --- wiring ---------------------------------------------------------------------
+    def _register(self) -> None:
+        self.app.event("app_mention")(self._on_mention)
+        self.app.event("message")(self._on_message)
+        self.app.event("reaction_added")(self._on_reaction_added)
+        self.app.event("reaction_removed")(self._on_reaction_removed)
+        self.app.command(ASK_COMMAND)(self._on_ask)
+        self.app.error(self._on_error)
+
+    async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        # The bot goes on; log what was being handled (never the headers, they carry tokens).
+        log.error("slack handler failed for %s: %r", _describe(body), error, exc_info=error)
+
+    # --- serving --------------------------------------------------------------------
+    async def handle_http(self, request: web.Request) -> web.Response:
+        """bolt's aiohttp adapter: verify the signature, dispatch, answer within Slack's 3 s."""
+        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    @asynccontextmanager
+    async def serve_http(self, *, host: str | None = None, port: int | None = None) -> AsyncIterator[str]:
+        """Serve the Events / slash command endpoint; yields its URL (port 0 picks a free one)."""
+        web_app = web.Application()
+        web_app.router.add_post(EVENTS_PATH, self.handle_http)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        try:
+            bind_host = self.config.http_host if host is None else host
+            bind_port = self.config.http_port if port is None else port
+            try:
+                await web.TCPSite(runner, bind_host, bind_port).start()
+            except OSError as exc:
+                raise SettingsError(
+                    f"THUMBTUNE_HTTP_PORT: cannot listen on {bind_host}:{bind_port} ({exc.strerror or exc})"
+                ) from None
+            bound_host, bound_port = runner.addresses[0][:2]
+            url = f"http://{bound_host}:{bound_port}{EVENTS_PATH}"
+            log.info("slack: HTTP mode, listening for events on %s", url)
+            yield url
+        finally:
+            await runner.cleanup()
+
+    @asynccontextmanager
+    async def serve_socket_mode(self) -> AsyncIterator[None]:
+        """Connect over Socket Mode with the app-level token (no public URL needed)."""
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        if self.config.app_token is None:
+            raise SettingsError("SLACK_APP_TOKEN: needed for Socket Mode")
+        handler = AsyncSocketModeHandler(self.app, self.config.app_token)
+        await handler.connect_async()
+        log.info("slack: connected in Socket Mode")
+        try:
+            yield
+        finally:
+            await handler.close_async()
+
+    async def run(self) -> None:
+        """Serve until cancelled (Ctrl-C)."""
+        await self._check_token()
+        serving = self.serve_socket_mode() if self.config.socket_mode else self.serve_http()
+        async with serving:
+            await asyncio.Event().wait()
+
+    async def _check_token(self) -> None:
+        # Fail at start-up with a clear line rather than on the first event.
+        try:
+            identity = await self.app.client.auth_test()
+        except SlackApiError as exc:
+            raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused it ({_api_error(exc)})") from None
+        log.info("slack: signed in as %s in %s", identity.get("user"), identity.get("team"))
+        if self.config.app_token is not None:
+            try:
+                await self.app.client.apps_connections_open(app_token=self.config.app_token)
+            except SlackApiError as exc:
+                raise SettingsError(f"SLACK_APP_TOKEN: Slack refused it ({_api_error(exc)})") from None
+
+    # --- asking ---------------------------------------------------------------------
+    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        channel = event.get("channel", "")
+        if channel.startswith("D"):
+            return  # direct messages arrive as message.im; answering both would answer twice
+        text = _strip_mention(event.get("text", ""), context.bot_user_id)
+        await self._take(_where(event), user=event.get("user", ""), text=text, event_id=body.get("event_id"),
+                         client=context.client)
+
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id") or not event.get("user"):
+            return  # edits, deletions, joins and other bots' messages
+        where = _where(event)
+        text = event.get("text", "")
+        user, event_id = event["user"], body.get("event_id")
+        if event.get("channel_type") == "im":
+            await self._take(where, user=user, text=text, event_id=event_id, client=context.client)
+            return
+        # In channels only thread replies with the prefix matter here; a message that
+        # mentions the bot comes as app_mention too and is handled there.
+        mentions_bot = context.bot_user_id is not None and f"<@{context.bot_user_id}" in text
+        if where.ts != where.thread_ts and not mentions_bot and self._is_correction(text):
+            await self._correct(where, user=user, text=text, event_id=event_id)
+
+    async def _on_ask(self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext,
+                      respond: Callable[..., Awaitable[Any]]) -> None:
+        question = command.get("text", "").strip()
+        if not question:
+            await ack(f"Ask me something, for example: {ASK_COMMAND} what is a haiku?")
+            return
+        # Slack wants the acknowledgement within 3 s; generation can take longer.
+        await ack(THINKING)
+        channel, user = command.get("channel_id", ""), command.get("user_id", "")
+        client = context.client
+        try:
+            # Post the question so the answer has a thread and later turns have context.
+            posted = await client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {question}")
+        except SlackApiError as exc:
+            log.warning("slack: cannot post the /ask question in %s: %s", channel, _api_error(exc))
+            await respond(f"I can't post in this conversation ({_api_error(exc)}). Invite me first, "
+                          f"or mention me instead.")
+            return
+        where = _Where(channel=channel, ts=posted["ts"], thread_ts=posted["ts"])
+        # Slack does not retry slash commands, but a trigger id is unique per invocation.
+        trigger = command.get("trigger_id")
+        await self._answer(where, user=user, text=question, event_id=f"command:{trigger}" if trigger else None,
+                           client=client)
+
+    async def _take(self, where: _Where, *, user: str, text: str, event_id: str | None,
+                    client: AsyncWebClient) -> None:
+        """A message addressed to the bot: a correction in an answer's thread, else a question."""
+        if not self._is_correction(text):
+            await self._answer(where, user=user, text=text, event_id=event_id, client=client)
+        elif where.ts != where.thread_ts:
+            await self._correct(where, user=user, text=text, event_id=event_id)
+        elif event_id is None or await self.service.repository.claim_event(PLATFORM, event_id):
+            # Outside a thread it is unclear which answer is meant; say how, once per event.
+            hint = (
+                "To suggest a better answer, reply in the thread of my answer, "
+                f"starting with `{self.config.correction_prefix}`"
+            )
+            await self._post_reply(where, Reply(hint, ok=False), client=client, event_id=event_id)
+
+    async def _answer(self, where: _Where, *, user: str, text: str, event_id: str | None,
+                      client: AsyncWebClient) -> None:
+        reply = await self.service.on_prompt(
+            IncomingPrompt(
+                platform=PLATFORM,
+                channel=where.channel,
+                user=user,
+                text=text,
+                conversation=where.conversation,
+                event_id=event_id,
+            )
+        )
+        if reply is None:
+            return  # a retried event that was handled already
+        await self._post_reply(where, reply, client=client, event_id=event_id)
+
+    async def _post_reply(self, where: _Where, reply: Reply, *, client: AsyncWebClient,
+                          event_id: str | None) -> None:
+        try:
+            posted = await client.chat_postMessage(channel=where.channel, thread_ts=where.thread_ts, text=reply.text)
+        except SlackApiError as exc:
+            log.error("slack: could not post the answer in %s (event %s): %s", where.channel, event_id,
+                      _api_error(exc))
+            return
+        if not reply.ok:
+            return  # a refusal or error note: nothing to rate
+        answer_ts = posted["ts"]
+        await self.service.answer_posted(reply.response_ids[0], message_key(PLATFORM, where.channel, answer_ts))
+        for name in RATING_REACTIONS:
+            try:
+                await client.reactions_add(channel=where.channel, timestamp=answer_ts, name=name)
+            except SlackApiError as exc:
+                # People can still add the reaction themselves; the answer stands.
+                log.warning("slack: could not pre-add :%s: in %s: %s", name, where.channel, _api_error(exc))
+
+    # --- corrections ----------------------------------------------------------------
+    def _is_correction(self, text: str) -> bool:
+        return text.strip().lower().startswith(self.correction_prefix)
+
+    async def _correct(self, where: _Where, *, user: str, text: str, event_id: str | None) -> None:
+        answer = await self.service.repository.latest_answer_key(where.conversation)
+        if answer is None:
+            log.debug("slack: correction in %s has no answer of mine to correct", where.conversation)
+            return
+        better = text.strip()[len(self.correction_prefix):]
+        stored = await self.service.on_correction(
+            IncomingCorrection(platform=PLATFORM, message_key=answer, user=user, text=better, event_id=event_id)
+        )
+        log.info("slack: correction of %s %s", answer, "stored" if stored else "not stored")
+
+    # --- rating ---------------------------------------------------------------------
+    async def _on_reaction_added(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        reaction = await self._reaction(event, body, context)
+        if reaction is not None:
+            outcome = await self.service.on_reaction(reaction)
+            log.info("slack: reaction :%s: on %s -> %s", reaction.emoji, reaction.message_key, outcome.value)
+
+    async def _on_reaction_removed(self, event: dict[str, Any], body: dict[str, Any],
+                                   context: AsyncBoltContext) -> None:
+        reaction = await self._reaction(event, body, context)
+        if reaction is not None:
+            outcome = await self.service.on_reaction_removed(reaction)
+            log.info("slack: reaction :%s: removed from %s -> %s", reaction.emoji, reaction.message_key,
+                     outcome.value)
+
+    async def _reaction(self, event: dict[str, Any], body: dict[str, Any],
+                        context: AsyncBoltContext) -> IncomingReaction | None:
+        """The reaction as a core value, or None when it cannot be a person's vote on an answer."""
+        item, user, emoji = event.get("item") or {}, event.get("user", ""), event.get("reaction", "")
+        # Cheap checks first, so unrelated reactions cost no API call.
+        if item.get("type") != "message" or not user or user == context.bot_user_id:
+            ignored = "not a message" if item.get("type") != "message" else "the bot's own"
+        elif event.get("item_user") and event.get("item_user") != context.bot_user_id:
+            ignored = "not on an answer of mine"
+        elif emoji not in self.service.emoji:
+            ignored = "not a rating emoji"
+        elif await self._is_bot(user, context.client):
+            ignored = "by a bot"
+        else:
+            return IncomingReaction(
+                platform=PLATFORM,
+                message_key=message_key(PLATFORM, item.get("channel", ""), item.get("ts", "")),
+                user=user,
+                emoji=emoji,
+                event_id=body.get("event_id"),
+            )
+        log.info("slack: ignored reaction :%s: (%s, event %s)", emoji, ignored, body.get("event_id"))
+        return None
+
+    async def _is_bot(self, user: str, client: AsyncWebClient) -> bool:
+        if user not in self._bot_users:
+            try:
+                info = await client.users_info(user=user)
+            except SlackApiError as exc:
+                # Better to count a person's vote than to drop it for a lookup failure.
+                log.warning("slack: users.info failed for a voter: %s; counting the vote", _api_error(exc))
+                return False
+            profile = info.get("user") or {}
+            self._bot_users[user] = bool(profile.get("is_bot") or profile.get("is_app_user"))
+        return self._bot_users[user]
+
+
+async def run_slack(service: BotService, config: SlackConfig) -> None:
+    """`thumbtune run --adapter slack`: serve until interrupted."""
+    await SlackBot(service, config=config).run()
+
+
+# --- payload helpers ------------------------------------------------------------------
+def _where(event: dict[str, Any]) -> _Where:
+    ts = event.get("ts", "")
+    return _Where(channel=event.get("channel", ""), ts=ts, thread_ts=event.get("thread_ts") or ts)
+
+
+def _strip_mention(text: str, bot_user_id: str | None) -> str:
+    """The prompt without the ``<@U123>`` that addressed the bot."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
+    return " ".join(text.split())
+
+
+def _api_error(exc: SlackApiError) -> str:
+    """Slack's error code (``not_in_channel``), or the HTTP status when the body was not JSON."""
+    data = getattr(exc.response, "data", None)
+    if isinstance(data, dict):
+        return str(data.get("error", "unknown error"))
+    return f"HTTP {getattr(exc.response, 'status_code', '?')}"
+
+
+def _describe(body: dict[str, Any]) -> str:
+    event = body.get("event") or {}
+    if event:
+        channel = event.get("channel") or (event.get("item") or {}).get("channel")
+        return f"event {event.get('type')} {body.get('event_id')} in {channel}"
+    if body.get("command"):
+        return f"command {body.get('command')} in {body.get('channel_id')}"
+    return f"request of type {body.get('type')}"

@@ -1,0 +1,328 @@
+"""A fake Slack at the network boundary: the Web API on 127.0.0.1, and signed event delivery.
+
+The Web API side records every call, keeps message and reaction state, can answer
+429 (with Retry-After) or an error, and, like Slack, sends the bot's own
+``reactions.add`` back to the app as ``reaction_added`` events. The people side
+(`mention`, `dm`, `reply`, `react`, `slash`) stores what a person did and delivers
+the events Slack would send: signed with the signing secret to the app's URL, or,
+once the app has connected in Socket Mode, as envelopes over the websocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+BOT_USER = "UBOT"
+BOT_ID = "BBOT"
+TEAM = "T0001"
+APP = "A0001"
+
+
+def signature_headers(body: str, *, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's request signature: HMAC-SHA256 over ``v0:{timestamp}:{body}``."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status: int
+    body: str
+    envelope: dict[str, Any]
+    elapsed_s: float
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    user: str
+    text: str
+    thread_ts: str | None = None
+    reactions: dict[str, list[str]] = field(default_factory=dict)   # name -> users
+
+
+class FakeSlack:
+    def __init__(self, *, signing_secret: str, bots: frozenset[str] = frozenset()) -> None:
+        self.signing_secret = signing_secret
+        self.bots = set(bots) | {BOT_USER}
+        self.calls: list[Call] = []
+        self.responses: list[dict[str, Any]] = []      # what the app sent to response_url
+        self.messages: dict[tuple[str, str], Message] = {}
+        self.events_url: str | None = None             # the app's /slack/events, set by the test
+        self.echoes: list[Delivery] = []               # the bot's own reactions sent back
+        self._failures: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
+        self._clock = itertools.count(1)
+        self._event_ids = itertools.count(1)
+        self._tasks: set[asyncio.Task] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self.base_url = ""
+        self.sockets: list[web.WebSocketResponse] = []   # Socket Mode connections from the app
+        self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> the app's ack
+
+    # --- lifecycle ------------------------------------------------------------------
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator["FakeSlack"]:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)   # slack_sdk sends some methods (users.info) as GET
+        app.router.add_post("/respond/{id}", self._respond)
+        app.router.add_get("/link", self._socket)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        self.base_url = f"http://{host}:{port}"
+        self._session = aiohttp.ClientSession()
+        try:
+            yield self
+        finally:
+            await self.settle()
+            await self._session.close()
+            await runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api/"
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every event the fake is sending on its own has been delivered."""
+        deadline = time.monotonic() + timeout
+        while self._tasks:  # an echo may start another one
+            await asyncio.wait_for(asyncio.gather(*list(self._tasks)), max(0.1, deadline - time.monotonic()))
+
+    # --- scripted failures ----------------------------------------------------------
+    def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 0) -> None:
+        for _ in range(times):
+            self._failures.setdefault(method, []).append(
+                (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
+            )
+
+    def fail(self, method: str, error: str, *, times: int = 1) -> None:
+        for _ in range(times):
+            self._failures.setdefault(method, []).append((200, {"ok": False, "error": error}, {}))
+
+    # --- what the bot did -----------------------------------------------------------
+    def calls_to(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    def bot_messages(self, channel: str | None = None) -> list[Message]:
+        return [
+            message for message in self.messages.values()
+            if message.user == BOT_USER and (channel is None or message.channel == channel)
+        ]
+
+    def answers_in_thread(self, channel: str, thread_ts: str) -> list[Message]:
+        return [message for message in self.bot_messages(channel) if message.thread_ts == thread_ts]
+
+    # --- the Web API ----------------------------------------------------------------
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            args.update(await request.json())
+        elif request.can_read_body:
+            args.update(dict(await request.post()))
+        self.calls.append(Call(method, args))
+        if self._failures.get(method):
+            status, payload, headers = self._failures[method].pop(0)
+            return web.json_response(payload, status=status, headers=headers)
+        handler = getattr(self, "_api_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        return web.json_response(handler(args))
+
+    def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "user_id": BOT_USER, "bot_id": BOT_ID, "user": "thumbtune", "team": "Test",
+                "team_id": TEAM, "url": "https://test.slack.invalid/"}
+
+    def _api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel") or not args.get("text"):
+            return {"ok": False, "error": "invalid_arguments"}
+        message = self._store(channel=args["channel"], user=BOT_USER, text=args["text"],
+                              thread_ts=args.get("thread_ts"))
+        return {"ok": True, "channel": message.channel, "ts": message.ts,
+                "message": {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "text": message.text,
+                            "ts": message.ts, "thread_ts": message.thread_ts}}
+
+    def _api_reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.get((args.get("channel", ""), args.get("timestamp", "")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        users = message.reactions.setdefault(args["name"], [])
+        if BOT_USER in users:
+            return {"ok": False, "error": "already_reacted"}
+        users.append(BOT_USER)
+        # Slack sends the bot its own reaction as an event; the app must not count it.
+        event = self._reaction_event("reaction_added", message, BOT_USER, args["name"])
+        self._background(self._echo(event))
+        return {"ok": True}
+
+    def _api_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": self.base_url.replace("http://", "ws://") + "/link"}
+
+    def _api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = args.get("user", "")
+        return {"ok": True, "user": {"id": user, "name": user.lower(), "is_bot": user in self.bots}}
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self.sockets.append(socket)
+        await socket.send_json({"type": "hello", "num_connections": len(self.sockets)})
+        try:
+            async for message in socket:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    ack = json.loads(message.data)
+                    self.socket_acks[ack.get("envelope_id", "")] = ack
+        finally:
+            self.sockets.remove(socket)
+        return socket
+
+    async def _echo(self, event: dict[str, Any]) -> None:
+        self.echoes.append(await self.deliver(event))
+
+    # --- people and Slack's event delivery ------------------------------------------
+    async def mention(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Message:
+        """A person writes ``<@bot> text`` in a channel: Slack sends app_mention and message."""
+        message = self._store(channel=channel, user=user, text=f"<@{BOT_USER}> {text}", thread_ts=thread_ts)
+        payload = self._message_payload(message, channel_type="channel")
+        await self.deliver({**payload, "type": "app_mention"})
+        await self.deliver(payload)
+        return message
+
+    async def dm(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Message:
+        message = self._store(channel=channel, user=user, text=text, thread_ts=thread_ts)
+        await self.deliver(self._message_payload(message, channel_type="im"))
+        return message
+
+    async def reply(self, *, channel: str, user: str, text: str, thread_ts: str) -> Message:
+        """A person replies in a thread without mentioning the bot (message.channels)."""
+        message = self._store(channel=channel, user=user, text=text, thread_ts=thread_ts)
+        await self.deliver(self._message_payload(message, channel_type="channel"))
+        return message
+
+    async def react(self, *, user: str, message: Message, name: str, remove: bool = False) -> Delivery:
+        users = message.reactions.setdefault(name, [])
+        if remove:
+            users.remove(user)
+        else:
+            users.append(user)
+        kind = "reaction_removed" if remove else "reaction_added"
+        return await self.deliver(self._reaction_event(kind, message, user, name))
+
+    async def slash(self, *, command: str, text: str, channel: str, user: str) -> Delivery:
+        form = {
+            "token": "legacy", "team_id": TEAM, "channel_id": channel, "user_id": user,
+            "command": command, "text": text, "api_app_id": APP,
+            "response_url": f"{self.base_url}/respond/{next(self._event_ids)}",
+            "trigger_id": f"trigger.{next(self._event_ids)}",
+        }
+        if self.sockets:
+            return await self._send_socket("slash_commands", form, accepts_response_payload=True)
+        body = urllib.parse.urlencode(form)
+        return await self._post(body, form, content_type="application/x-www-form-urlencoded")
+
+    def envelope(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+        return {
+            "token": "legacy", "team_id": TEAM, "api_app_id": APP, "type": "event_callback",
+            "event": event, "event_id": event_id or f"Ev{next(self._event_ids):06d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        }
+
+    async def deliver(self, event: dict[str, Any], *, event_id: str | None = None) -> Delivery:
+        return await self.redeliver(self.envelope(event, event_id=event_id))
+
+    async def redeliver(self, envelope: dict[str, Any], *, retry_num: int | None = None,
+                        secret: str | None = None, timestamp: int | None = None) -> Delivery:
+        """Send an event envelope as Slack does (a retry carries X-Slack-Retry-Num)."""
+        if self.sockets:
+            return await self._send_socket("events_api", envelope, retry_attempt=retry_num or 0)
+        headers = {}
+        if retry_num is not None:
+            headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+        return await self._post(json.dumps(envelope), envelope, content_type="application/json",
+                                headers=headers, secret=secret, timestamp=timestamp)
+
+    async def _post(self, body: str, envelope: dict[str, Any], *, content_type: str,
+                    headers: dict[str, str] | None = None, secret: str | None = None,
+                    timestamp: int | None = None) -> Delivery:
+        assert self._session is not None and self.events_url is not None, "start the fake and set events_url"
+        all_headers = {
+            "Content-Type": content_type,
+            **signature_headers(body, secret=secret or self.signing_secret, timestamp=timestamp),
+            **(headers or {}),
+        }
+        started = time.monotonic()
+        async with self._session.post(self.events_url, data=body.encode(), headers=all_headers) as response:
+            text = await response.text()
+        return Delivery(response.status, text, envelope, time.monotonic() - started)
+
+    async def _send_socket(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0,
+                           accepts_response_payload: bool = False, timeout: float = 10.0) -> Delivery:
+        """Socket Mode: send an envelope over the app's websocket and wait for its ack."""
+        envelope_id = str(uuid.uuid4())
+        started = time.monotonic()
+        await self.sockets[-1].send_json({
+            "envelope_id": envelope_id, "type": kind, "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+            "retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else "",
+        })
+        while envelope_id not in self.socket_acks:
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"no ack for {kind} envelope within {timeout} s")
+            await asyncio.sleep(0.01)
+        ack = self.socket_acks[envelope_id]
+        return Delivery(200, json.dumps(ack.get("payload") or {}), payload, time.monotonic() - started)
+
+    # --- state helpers --------------------------------------------------------------
+    def _store(self, *, channel: str, user: str, text: str, thread_ts: str | None) -> Message:
+        tick = next(self._clock)
+        ts = f"{1_700_000_000 + tick}.{tick:06d}"
+        message = Message(channel=channel, ts=ts, user=user, text=text, thread_ts=thread_ts)
+        self.messages[(channel, ts)] = message
+        return message
+
+    def _message_payload(self, message: Message, *, channel_type: str) -> dict[str, Any]:
+        payload = {"type": "message", "channel": message.channel, "user": message.user, "text": message.text,
+                   "ts": message.ts, "event_ts": message.ts, "channel_type": channel_type}
+        if message.thread_ts:
+            payload["thread_ts"] = message.thread_ts
+        return payload
+
+    def _reaction_event(self, kind: str, message: Message, user: str, name: str) -> dict[str, Any]:
+        return {"type": kind, "user": user, "reaction": name, "item_user": message.user,
+                "item": {"type": "message", "channel": message.channel, "ts": message.ts},
+                "event_ts": f"{time.time():.6f}"}
+
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,446 @@
+"""Slack scenarios: the real bolt AsyncApp and slack_sdk client against a fake Slack on 127.0.0.1.
+
+Events arrive as signed HTTP requests at bolt's aiohttp adapter; every case checks
+the rows stored in the SQLite database, not only the Web API calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.adapters.slack import SlackBot, SlackConfig
+from bot.app import open_runtime
+from bot.settings import SettingsError, load_settings
+from storage.database import Database
+from tests.fakes.slack import BOT_USER, FakeSlack, Message
+from tests.helpers import wait_for
+
+# The runtime fixture lives on the session loop; the tests must share it.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SECRET = "test-signing-secret"
+CHANNEL = "C0001"
+
+
+# --- fixtures ---------------------------------------------------------------------------
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(signing_secret=SECRET, bots=frozenset({"UOTHERBOT"})).running() as slack:
+        yield slack
+
+
+@pytest.fixture
+def config(fake: FakeSlack) -> SlackConfig:
+    return SlackConfig(bot_token="xoxb-test-token", signing_secret=SECRET, api_url=fake.api_url)
+
+
+@pytest.fixture
+async def bot(runtime, fake: FakeSlack, config: SlackConfig, caplog) -> AsyncIterator[SlackBot]:
+    caplog.set_level(logging.INFO, logger="bot.adapters.slack")
+    caplog.set_level(logging.INFO, logger="bot.service")
+    slack_bot = SlackBot(runtime.service, config=config)
+    async with slack_bot.serve_http(host="127.0.0.1", port=0) as url:
+        fake.events_url = url
+        yield slack_bot
+        await fake.settle()
+
+
+async def rows(runtime, sql: str, *params: Any) -> list[tuple]:
+    async with runtime.database.reading() as db:
+        cursor = await db.execute(sql, params)
+        return [tuple(row) for row in await cursor.fetchall()]
+
+
+async def ask_in_channel(fake: FakeSlack, text: str = "what is a haiku?", *, user: str = "U1",
+                         thread_ts: str | None = None) -> tuple[Message, Message]:
+    """Mention the bot; wait for its answer and both pre-added reactions to settle."""
+    question = await fake.mention(channel=CHANNEL, user=user, text=text, thread_ts=thread_ts)
+    thread = thread_ts or question.ts
+    before = len(fake.answers_in_thread(CHANNEL, thread))
+    await wait_for(lambda: len(fake.answers_in_thread(CHANNEL, thread)) > before)
+    answer = fake.answers_in_thread(CHANNEL, thread)[-1]
+    await wait_for(lambda: set(answer.reactions) == {"+1", "-1"})
+    await fake.settle()
+    return question, answer
+
+
+async def votes(runtime) -> list[tuple]:
+    return await rows(runtime, "SELECT v.emoji, v.reward, r.message_key FROM votes v"
+                               " JOIN responses r ON r.id = v.response_id ORDER BY v.id")
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    return sum(text in record.getMessage() for record in caplog.records)
+
+
+# --- asking -----------------------------------------------------------------------------
+async def test_mention_gets_a_threaded_answer_with_both_thumbs(bot, fake, runtime):
+    question, answer = await ask_in_channel(fake)
+
+    assert answer.thread_ts == question.ts
+    assert answer.reactions == {"+1": [BOT_USER], "-1": [BOT_USER]}
+    prompts = await rows(runtime, "SELECT platform, channel, author, conversation, text FROM prompts")
+    assert prompts == [("slack", CHANNEL, prompts[0][2], f"slack:{CHANNEL}:{question.ts}", "what is a haiku?")]
+    assert prompts[0][2] != "U1"  # people are stored as keyed hashes only
+    responses = await rows(runtime, "SELECT text, message_key, model_version FROM responses")
+    assert [row[1:] for row in responses] == [(f"slack:{CHANNEL}:{answer.ts}", 0)]
+    assert answer.text == (responses[0][0] or "…")  # an empty sample is shown as an ellipsis
+    # The message event that accompanies every mention did not answer a second time.
+    assert len(fake.calls_to("chat.postMessage")) == 1
+    # Slack echoed both pre-added reactions; bolt dropped them, so no vote exists.
+    assert len(fake.echoes) == 2 and all(echo.status == 200 for echo in fake.echoes)
+    assert await votes(runtime) == []
+
+
+async def test_direct_message_is_answered_in_its_thread(bot, fake, runtime):
+    question = await fake.dm(channel="D0001", user="U1", text="tell me a story")
+    await wait_for(lambda: fake.answers_in_thread("D0001", question.ts))
+    answer = fake.answers_in_thread("D0001", question.ts)[0]
+    await wait_for(lambda: len(answer.reactions) == 2)
+
+    assert await rows(runtime, "SELECT channel, conversation, text FROM prompts") == [
+        ("D0001", f"slack:D0001:{question.ts}", "tell me a story")
+    ]
+    assert await rows(runtime, "SELECT message_key FROM responses") == [(f"slack:D0001:{answer.ts}",)]
+
+
+@pytest.fixture
+def slow_generation(settings_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The generator waits a full second for companions before every batch: slower than the ack.
+    monkeypatch.setenv("THUMBTUNE_BATCH_WINDOW_MS", "1000")
+
+
+async def test_ask_command_is_acknowledged_at_once_and_answered_later(slow_generation, bot, fake, runtime):
+    started = time.monotonic()
+    ack = await fake.slash(command="/ask", text="why is the sky blue?", channel=CHANNEL, user="U2")
+    ack_s = time.monotonic() - started
+
+    assert ack.status == 200 and "thinking" in ack.body
+    assert ack_s < 3.0
+    assert not fake.bot_messages() or all(m.thread_ts is None for m in fake.bot_messages())  # no answer yet
+    await wait_for(lambda: any(m.thread_ts for m in fake.bot_messages()))
+    answer_s = time.monotonic() - started
+    assert answer_s > ack_s and answer_s >= 1.0
+
+    question = next(m for m in fake.bot_messages() if m.thread_ts is None)
+    assert question.text == "<@U2> asked: why is the sky blue?"
+    answer = fake.answers_in_thread(CHANNEL, question.ts)[0]
+    await wait_for(lambda: len(answer.reactions) == 2)
+    assert await rows(runtime, "SELECT conversation, text FROM prompts") == [
+        (f"slack:{CHANNEL}:{question.ts}", "why is the sky blue?")
+    ]
+    assert await rows(runtime, "SELECT message_key FROM responses") == [(f"slack:{CHANNEL}:{answer.ts}",)]
+    logging.getLogger(__name__).info("ack %.3f s, answer %.3f s", ack_s, answer_s)
+
+
+async def test_ask_where_the_bot_cannot_post_says_so_privately(bot, fake, runtime):
+    fake.fail("chat.postMessage", "not_in_channel")
+    ack = await fake.slash(command="/ask", text="hello?", channel="C0404", user="U2")
+    assert "thinking" in ack.body
+    await wait_for(lambda: fake.responses)
+    assert "not_in_channel" in fake.responses[0]["text"]
+    assert await rows(runtime, "SELECT id FROM prompts") == []
+
+
+async def test_thread_conversation_uses_earlier_turns(bot, fake, runtime):
+    question, first = await ask_in_channel(fake, "my name is Ada")
+    await ask_in_channel(fake, "what is my name?", thread_ts=question.ts)
+
+    stored = await rows(runtime, "SELECT conversation, text, context FROM prompts ORDER BY id")
+    assert [row[0] for row in stored] == [f"slack:{CHANNEL}:{question.ts}"] * 2
+    first_answer = (await rows(runtime, "SELECT text FROM responses ORDER BY id"))[0][0]
+    context = stored[1][2]
+    assert "User: my name is Ada" in context and context.endswith("User: what is my name?\nBot:")
+    assert f"Bot: {first_answer}".strip() in context
+
+
+# --- rating -----------------------------------------------------------------------------
+async def test_vote_change_and_removal_are_stored(bot, fake, runtime, caplog):
+    _, answer = await ask_in_channel(fake)
+    key = f"slack:{CHANNEL}:{answer.ts}"
+
+    await fake.react(user="U1", message=answer, name="+1")
+    await wait_for(lambda: votes(runtime))
+    assert await votes(runtime) == [("+1", 1.0, key)]
+
+    # Changing one's mind in Slack: take 👍 off, put 👎 on.
+    await fake.react(user="U1", message=answer, name="+1", remove=True)
+    await fake.react(user="U1", message=answer, name="-1")
+    await wait_for(lambda: logged(caplog, "-> recorded") == 2)
+    await wait_for(lambda: logged(caplog, "-> retracted") == 1)
+    assert await votes(runtime) == [("-1", -1.0, key)]
+
+    await fake.react(user="U1", message=answer, name="-1", remove=True)
+    await wait_for(lambda: logged(caplog, "-> retracted") == 2)
+    assert await votes(runtime) == []
+
+
+async def test_skin_tones_and_long_names_all_count(bot, fake, runtime):
+    _, answer = await ask_in_channel(fake)
+
+    await fake.react(user="U1", message=answer, name="+1::skin-tone-2")
+    await fake.react(user="U2", message=answer, name="thumbsdown::skin-tone-6")
+    await fake.react(user="U3", message=answer, name="thumbsup")
+    await wait_for(lambda: _count(runtime, 3))
+    stored = sorted(await rows(runtime, "SELECT emoji, reward FROM votes"))
+    assert stored == [("+1", 1.0), ("thumbsdown", -1.0), ("thumbsup", 1.0)]
+
+    await fake.react(user="U1", message=answer, name="+1::skin-tone-2", remove=True)
+    await wait_for(lambda: _count(runtime, 2))
+    assert sorted(await rows(runtime, "SELECT emoji FROM votes")) == [("thumbsdown",), ("thumbsup",)]
+
+
+async def _count(runtime, expected: int) -> bool:
+    return (await rows(runtime, "SELECT count(*) FROM votes"))[0][0] == expected
+
+
+async def test_reactions_that_are_not_votes_are_ignored(bot, fake, runtime, caplog):
+    question, answer = await ask_in_channel(fake)
+
+    await fake.react(user="UOTHERBOT", message=answer, name="+1")       # another bot
+    await fake.react(user="U1", message=question, name="+1")            # a person's message
+    await fake.react(user="U1", message=answer, name="tada")            # not a rating emoji
+    await wait_for(lambda: logged(caplog, "ignored reaction") == 3)
+
+    assert logged(caplog, "by a bot") == 1
+    assert logged(caplog, "not on an answer of mine") == 1
+    assert logged(caplog, "not a rating emoji") == 1
+    assert await votes(runtime) == []
+    # Self-reactions never reached our listener: bolt's self-event filter dropped them.
+    assert logged(caplog, "the bot's own") == 0
+
+
+# --- exactly once -----------------------------------------------------------------------
+async def test_retried_events_never_double_answers_or_votes(bot, fake, runtime, settings, config, caplog):
+    question = await fake.mention(channel=CHANNEL, user="U1", text="hello there")
+    await wait_for(lambda: fake.answers_in_thread(CHANNEL, question.ts))
+    answer = fake.answers_in_thread(CHANNEL, question.ts)[0]
+    await wait_for(lambda: len(answer.reactions) == 2)
+
+    # Slack resends the very same app_mention envelope with X-Slack-Retry-Num.
+    first = fake.envelope({"type": "app_mention", "channel": CHANNEL, "user": "U1",
+                           "text": f"<@{BOT_USER}> hello again", "ts": "1800000000.000001"})
+    assert (await fake.redeliver(first)).status == 200
+    await wait_for(lambda: len(fake.calls_to("chat.postMessage")) == 2)
+    for retry in (1, 2):
+        assert (await fake.redeliver(first, retry_num=retry)).status == 200
+
+    vote = await fake.react(user="U1", message=answer, name="+1")
+    await fake.redeliver(vote.envelope, retry_num=1)
+    await wait_for(lambda: logged(caplog, "-> duplicate event") >= 1)
+    await wait_for(lambda: logged(caplog, "ignoring retried prompt") == 2)
+    await fake.settle()
+
+    assert len(fake.calls_to("chat.postMessage")) == 2
+    assert len(await rows(runtime, "SELECT id FROM prompts")) == 2
+    assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    claimed = {row[0] for row in await rows(runtime, "SELECT event_id FROM processed_events")}
+    assert {first["event_id"], vote.envelope["event_id"]} <= claimed
+
+    # A restart: a new process opens the same database; the ids are still known there.
+    async with open_runtime(settings) as restarted:
+        again = SlackBot(restarted.service, config=config)
+        async with again.serve_http(host="127.0.0.1", port=0) as url:
+            fake.events_url = url
+            await fake.redeliver(first, retry_num=3)
+            await fake.redeliver(vote.envelope, retry_num=3)
+            await wait_for(lambda: logged(caplog, "-> duplicate event") >= 2)
+            await wait_for(lambda: logged(caplog, "ignoring retried prompt") == 3)
+    assert len(fake.calls_to("chat.postMessage")) == 2
+    assert len(await rows(runtime, "SELECT id FROM prompts")) == 2
+    assert len(await votes(runtime)) == 1
+
+
+@pytest.mark.parametrize("tamper", ["bad signature", "stale timestamp"])
+async def test_unsigned_or_stale_requests_are_rejected_without_any_call(bot, fake, runtime, tamper):
+    event = {"type": "app_mention", "channel": CHANNEL, "user": "U1", "text": f"<@{BOT_USER}> hi",
+             "ts": "1800000000.000002"}
+    if tamper == "bad signature":
+        delivery = await fake.redeliver(fake.envelope(event), secret="not-the-secret")
+    else:
+        delivery = await fake.redeliver(fake.envelope(event), timestamp=int(time.time()) - 10 * 60)
+
+    assert delivery.status == 401
+    assert fake.calls == []
+    assert await rows(runtime, "SELECT id FROM prompts") == []
+    assert await rows(runtime, "SELECT event_id FROM processed_events") == []
+
+
+async def test_rate_limited_post_is_retried_after_retry_after(bot, fake, runtime):
+    fake.rate_limit("chat.postMessage", times=1, retry_after=0)
+    question, answer = await ask_in_channel(fake)
+
+    posts = fake.calls_to("chat.postMessage")
+    assert len(posts) == 2 and posts[0].args == posts[1].args  # the same call, tried again
+    assert await rows(runtime, "SELECT message_key FROM responses") == [(f"slack:{CHANNEL}:{answer.ts}",)]
+
+
+async def test_other_api_errors_are_logged_and_the_bot_goes_on(bot, fake, runtime, caplog):
+    fake.fail("reactions.add", "missing_scope", times=2)
+    question = await fake.mention(channel=CHANNEL, user="U1", text="first")
+    await wait_for(lambda: logged(caplog, "missing_scope") == 2)
+    answer = fake.answers_in_thread(CHANNEL, question.ts)[0]
+    assert answer.reactions == {}
+    # The answer is stored and rateable all the same, and the next question works.
+    assert await rows(runtime, "SELECT message_key FROM responses") == [(f"slack:{CHANNEL}:{answer.ts}",)]
+    await ask_in_channel(fake, "second")
+    assert len(await rows(runtime, "SELECT id FROM responses")) == 2
+
+
+# --- corrections ------------------------------------------------------------------------
+async def test_a_better_reply_in_the_thread_is_stored_as_a_correction(bot, fake, runtime, caplog):
+    question, answer = await ask_in_channel(fake, "what is a haiku?")
+
+    await fake.reply(channel=CHANNEL, user="U3", text="Better: a short poem of 5-7-5 syllables",
+                     thread_ts=question.ts)
+    await fake.reply(channel=CHANNEL, user="U3", text="thanks, nice try", thread_ts=question.ts)  # not one
+    await wait_for(lambda: logged(caplog, "correction of") == 1)
+
+    stored = await rows(runtime, "SELECT c.text, c.author, r.message_key FROM corrections c"
+                                 " JOIN responses r ON r.id = c.response_id")
+    assert stored == [("a short poem of 5-7-5 syllables", stored[0][1], f"slack:{CHANNEL}:{answer.ts}")]
+    assert stored[0][1] != "U3"
+    assert len(fake.calls_to("chat.postMessage")) == 1  # a correction is not a new question
+
+
+async def test_better_outside_a_thread_gets_a_hint_not_an_answer(bot, fake, runtime):
+    message = await fake.dm(channel="D0002", user="U1", text="better: something else")
+    await wait_for(lambda: fake.answers_in_thread("D0002", message.ts))
+    hint = fake.answers_in_thread("D0002", message.ts)[0]
+    assert "reply in the thread of my answer" in hint.text and hint.reactions == {}
+    assert await rows(runtime, "SELECT id FROM prompts") == []
+    assert await rows(runtime, "SELECT id FROM corrections") == []
+
+
+# --- settings ---------------------------------------------------------------------------
+async def test_config_from_settings_names_what_is_missing(settings_env, monkeypatch):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret-value")
+    with pytest.raises(SettingsError, match="SLACK_SIGNING_SECRET"):
+        SlackConfig.from_settings(load_settings())
+
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "shh")
+    monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9/api/")
+    config = SlackConfig.from_settings(load_settings())
+    assert not config.socket_mode and config.api_url == "http://127.0.0.1:9/api/"
+    assert config.http_port == 3000 and config.correction_prefix == "better:"
+    assert "xoxb-secret-value" not in repr(config) and "shh" not in repr(config)
+
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-abc")
+    assert SlackConfig.from_settings(load_settings()).socket_mode
+    assert dataclasses.replace(config, app_token=None).socket_mode is False
+
+
+# --- Socket Mode ------------------------------------------------------------------------
+@pytest.fixture
+async def socket_bot(runtime, fake: FakeSlack, config: SlackConfig, caplog) -> AsyncIterator[SlackBot]:
+    caplog.set_level(logging.INFO, logger="bot.adapters.slack")
+    slack_bot = SlackBot(runtime.service, config=dataclasses.replace(config, app_token="xapp-test-token"))
+    async with slack_bot.serve_socket_mode():
+        await wait_for(lambda: fake.sockets)
+        yield slack_bot
+        await fake.settle()
+
+
+async def test_socket_mode_answers_and_counts_votes(socket_bot, fake, runtime):
+    assert fake.calls_to("apps.connections.open")
+    question, answer = await ask_in_channel(fake, "hello over a socket")
+    assert answer.thread_ts == question.ts
+    assert len(fake.echoes) == 2 and await votes(runtime) == []   # own reactions ignored here too
+
+    vote = await fake.react(user="U1", message=answer, name="-1::skin-tone-3")
+    await fake.redeliver(vote.envelope, retry_num=1)             # Socket Mode retries too
+    await wait_for(lambda: votes(runtime))
+    await fake.settle()
+    assert await votes(runtime) == [("-1", -1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    assert await rows(runtime, "SELECT conversation FROM prompts") == [(f"slack:{CHANNEL}:{question.ts}",)]
+
+
+async def test_socket_mode_ask_is_acknowledged_with_a_note(socket_bot, fake, runtime):
+    ack = await fake.slash(command="/ask", text="what is a haiku?", channel=CHANNEL, user="U2")
+    assert "thinking" in ack.body and ack.elapsed_s < 3.0
+    await wait_for(lambda: any(m.thread_ts for m in fake.bot_messages()))
+    await wait_for(lambda: rows(runtime, "SELECT message_key FROM responses WHERE message_key IS NOT NULL"))
+
+
+async def test_start_up_names_a_refused_token(runtime, fake, config):
+    slack_bot = SlackBot(runtime.service, config=dataclasses.replace(config, app_token="xapp-revoked"))
+    fake.fail("apps.connections.open", "invalid_auth")
+    with pytest.raises(SettingsError, match="SLACK_APP_TOKEN: Slack refused it \\(invalid_auth\\)"):
+        await slack_bot.run()
+    fake.fail("auth.test", "invalid_auth")
+    with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN"):
+        await slack_bot.run()
+
+
+# --- the app manifest -------------------------------------------------------------------
+async def test_manifest_asks_for_what_the_adapter_listens_to():
+    yaml = pytest.importorskip("yaml")
+    from bot.adapters import slack
+
+    manifest = yaml.safe_load((Path(slack.__file__).parent / "slack_manifest.yml").read_text())
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert {"app_mention", "message.im", "message.channels", "reaction_added", "reaction_removed"} <= events
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == [slack.ASK_COMMAND]
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read"} <= scopes
+    assert manifest["settings"]["socket_mode_enabled"] is True
+
+
+# --- the command line -------------------------------------------------------------------
+async def test_run_without_a_bot_token_names_the_setting(settings_env, capsys):
+    from bot.cli import main
+
+    code = await asyncio.to_thread(main, ["run", "--adapter", "slack"])
+    assert code == 2
+    assert "SLACK_BOT_TOKEN" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_thumbtune_run_serves_slack_end_to_end(settings_env, fake, tmp_path):
+    """`python -m bot run` with SLACK_BOT_TOKEN set: the real process, its database, Ctrl-C."""
+    port = _free_port()
+    token = "xoxb-never-print-me"
+    env = {**os.environ, "SLACK_BOT_TOKEN": token, "SLACK_SIGNING_SECRET": SECRET,
+           "SLACK_API_URL": fake.api_url, "THUMBTUNE_HTTP_HOST": "127.0.0.1",
+           "THUMBTUNE_HTTP_PORT": str(port), "THUMBTUNE_LOG_LEVEL": "DEBUG"}
+    log_path = tmp_path / "bot.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", env=env, stdout=log_file, stderr=log_file,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        try:
+            await wait_for(lambda: "listening for events" in log_path.read_text(errors="replace"), timeout=120)
+            fake.events_url = f"http://127.0.0.1:{port}/slack/events"
+            question, answer = await ask_in_channel(fake, "hello from the command line")
+            await fake.react(user="U1", message=answer, name="+1")
+            await wait_for(lambda: "-> recorded" in log_path.read_text(errors="replace"))
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)
+            code = await asyncio.wait_for(process.wait(), 30)
+    output = log_path.read_text(errors="replace")
+    assert code in (0, 130), output[-2000:]
+    assert token not in output and SECRET not in output
+
+    database = await Database.open(Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.db")
+    async with database, database.reading() as db:
+        cursor = await db.execute("SELECT r.message_key, v.emoji FROM responses r JOIN votes v ON v.response_id = r.id")
+        assert [tuple(row) for row in await cursor.fetchall()] == [(f"slack:{CHANNEL}:{answer.ts}", "+1")]
