@@ -16,13 +16,12 @@ BOT = "Bot:"
 
 # The next turn marker at a line start, wherever the model writes it.
 _NEXT_TURN = re.compile(r"(?:^|\n)\s*(?:User|Bot)\s*:", re.IGNORECASE)
-_WHITESPACE = re.compile(r"[ \t\r\f\v]+")
 
 
 def clean(text: str) -> str:
-    """One person's text as one template line: collapsed whitespace, no fake turn markers."""
-    text = _WHITESPACE.sub(" ", text.replace("\n", " ")).strip()
-    return text
+    """One person's text as one template line: every run of whitespace (Unicode line
+    separators included) becomes one space, so a message cannot forge a new turn."""
+    return " ".join(text.split())
 
 
 def render_prompt(question: str, history: Iterable[tuple[str, str]] = ()) -> str:
