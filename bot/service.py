@@ -6,7 +6,8 @@ import logging
 import math
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
 from bot.feedback import EmojiTable, normalize_emoji
@@ -169,6 +170,41 @@ class BotService:
             event=_event(reaction.platform, reaction.event_id),
         )
 
+    async def reconcile(
+        self, *, platform: str, message_key: str, reactions: Iterable[tuple[str, str]]
+    ) -> Reconciled:
+        """Make the stored votes on one answer match the (user, emoji) reactions it shows now.
+
+        Used after downtime: reactions added while the bot was away become votes, votes
+        whose reaction was removed are retracted. The adapter leaves out the bot's own.
+        """
+        target = await self.repository.response_by_message(message_key)
+        if target is None:
+            return Reconciled()
+        present: dict[tuple[str, str], float] = {}
+        flagged = False
+        for user, emoji in reactions:
+            name = normalize_emoji(emoji)
+            if name in self.flag_emoji:
+                flagged = True
+            reward = self.emoji.reward(name)
+            if reward is not None:
+                present[(self.persons.key(platform, user), name)] = reward
+        stored = set(await self.repository.votes_on(target.response_id))
+        added = retracted = 0
+        for (voter, name), reward in present.items():
+            if (voter, name) not in stored:
+                outcome = await self.repository.record_vote(
+                    response_id=target.response_id, voter=voter, emoji=name, reward=reward
+                )
+                added += outcome is VoteOutcome.RECORDED
+        for voter, name in stored - present.keys():
+            outcome = await self.repository.retract_vote(response_id=target.response_id, voter=voter, emoji=name)
+            retracted += outcome is VoteOutcome.RETRACTED
+        if flagged and not target.flagged:
+            await self.repository.flag_response(target.response_id)
+        return Reconciled(added=added, retracted=retracted)
+
     async def on_correction(self, correction: IncomingCorrection) -> int | None:
         """Store a person's better answer to one of the bot's answers; its id, or None."""
         text = correction.text.strip()
@@ -183,6 +219,12 @@ class BotService:
             text=text,
             event=_event(correction.platform, correction.event_id),
         )
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    added: int = 0
+    retracted: int = 0
 
 
 def _event(platform: str, event_id: str | None) -> tuple[str, str] | None:

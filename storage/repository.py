@@ -314,6 +314,24 @@ class Repository:
             await db.execute("UPDATE corrections SET text = '' WHERE created_at < ? AND text != ''", (cutoff,))
         return cursor.rowcount
 
+    async def votes_on(self, response_id: int) -> list[tuple[str, str]]:
+        """(voter, emoji) of every vote on one answer."""
+        async with self.database.reading() as db:
+            cursor = await db.execute("SELECT voter, emoji FROM votes WHERE response_id = ?", (response_id,))
+            rows = await cursor.fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    async def posted_answers_since(self, platform: str, since: float) -> list[tuple[int, str]]:
+        """(response id, message key) of the answers posted on ``platform`` since ``since``."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT r.id, r.message_key FROM responses r JOIN prompts p ON p.id = r.prompt_id"
+                " WHERE p.platform = ? AND r.created_at >= ? AND r.message_key IS NOT NULL ORDER BY r.id",
+                (platform, since),
+            )
+            rows = await cursor.fetchall()
+        return [(int(row[0]), str(row[1])) for row in rows]
+
     async def votes_per_day(self, *, days: int = 30) -> list[tuple[str, int, int, int]]:
         """(UTC day, votes, up, down) for the last ``days`` days, oldest first."""
         async with self.database.reading() as db:

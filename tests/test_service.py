@@ -187,3 +187,23 @@ async def test_channels_outside_the_allow_list_are_ignored(runtime):
     assert (await runtime.service.on_prompt(allowed)).ok
     shell = IncomingPrompt(platform="shell", channel="local", user="me", text="hello")
     assert (await runtime.service.on_prompt(shell)).ok
+
+
+async def test_reconcile_records_missed_reactions_and_retracts_removed_ones(runtime):
+    service = runtime.service
+    _, key = await _answer_and_post(runtime)
+    for user, emoji in (("U2", "+1"), ("U3", "-1")):
+        await service.on_reaction(IncomingReaction(platform="slack", message_key=key, user=user, emoji=emoji))
+    # While the bot was down: U3 removed 👎, U4 added 👍 (with a skin tone), U5 added an
+    # unknown emoji and U6 flagged the answer.
+    now_shown = [("U2", "+1"), ("U4", "+1::skin-tone-2"), ("U5", "tada"), ("U6", "triangular_flag_on_post")]
+    result = await service.reconcile(platform="slack", message_key=key, reactions=now_shown)
+    assert (result.added, result.retracted) == (1, 1)
+    votes = await runtime.repository.votes_since(0)
+    keys = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
+    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "+1"), ("U4", "+1")]
+    assert (await runtime.repository.response_by_message(key)).flagged
+    again = await service.reconcile(platform="slack", message_key=key, reactions=now_shown)
+    assert (again.added, again.retracted) == (0, 0)
+    unknown = await service.reconcile(platform="slack", message_key="slack:C1:9.9", reactions=now_shown)
+    assert (unknown.added, unknown.retracted) == (0, 0)
