@@ -44,9 +44,13 @@ def fill(path: Path, *, answers: int, votes: int, versions: int, people: int, se
                 continue
             seen.add((response, voter))
             up = rng.random() < 0.4 + 0.3 * ((response - 1) * versions // answers) / versions
-            rows.append((response, f"p{voter}", "+1" if up else "-1", 1.0 if up else -1.0, now - rng.random() * 30 * 86400))
+            version = (response - 1) * versions // answers
+            rows.append((response, f"p{voter}", "+1" if up else "-1", 1.0 if up else -1.0,
+                         now - rng.random() * 30 * 86400, version))
+        # Through the same triggers as the bot's own writes, so the counters are real.
         connection.executemany(
-            "INSERT INTO votes (response_id, voter, emoji, reward, created_at) VALUES (?, ?, ?, ?, ?)", rows
+            "INSERT INTO votes (response_id, voter, emoji, reward, created_at, model_version)"
+            " VALUES (?, ?, ?, ?, ?, ?)", rows
         )
     connection.execute("ANALYZE")
     connection.close()

@@ -198,9 +198,10 @@ class Repository:
             if not await _exists(db, response_id):
                 return VoteOutcome.UNKNOWN_RESPONSE
             cursor = await db.execute(
-                "INSERT INTO votes (response_id, voter, emoji, reward, created_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (response_id, voter, emoji) DO NOTHING",
-                (response_id, voter, emoji, reward, time.time()),
+                "INSERT INTO votes (response_id, voter, emoji, reward, created_at, model_version)"
+                " SELECT ?, ?, ?, ?, ?, model_version FROM responses WHERE id = ?"
+                " ON CONFLICT (response_id, voter, emoji) DO NOTHING",
+                (response_id, voter, emoji, reward, time.time(), response_id),
             )
             return VoteOutcome.RECORDED if cursor.rowcount == 1 else VoteOutcome.ALREADY_RECORDED
 
@@ -279,12 +280,12 @@ class Repository:
 
     async def approval_by_version(self) -> list[VersionApproval]:
         """Per model version: answers given, distinct voters, 👍 and 👎 counts."""
+        # Read from the running counters the triggers of migration 0003 keep exact.
         async with self.database.reading() as db:
             cursor = await db.execute(
-                "SELECT r.model_version, count(DISTINCT r.id), count(DISTINCT v.voter),"
-                " coalesce(sum(v.reward > 0), 0), coalesce(sum(v.reward < 0), 0)"
-                " FROM responses r LEFT JOIN votes v ON v.response_id = r.id"
-                " GROUP BY r.model_version ORDER BY r.model_version"
+                "SELECT c.version, c.answers,"
+                " (SELECT count(*) FROM version_voters w WHERE w.version = c.version), c.up, c.down"
+                " FROM version_counts c WHERE c.answers > 0 OR c.up > 0 OR c.down > 0 ORDER BY c.version"
             )
             rows = await cursor.fetchall()
         return [VersionApproval(*map(int, row)) for row in rows]
@@ -336,8 +337,8 @@ class Repository:
         """(UTC day, votes, up, down) for the last ``days`` days, oldest first."""
         async with self.database.reading() as db:
             cursor = await db.execute(
-                "SELECT date(created_at, 'unixepoch') AS day, count(*), coalesce(sum(reward > 0), 0),"
-                " coalesce(sum(reward < 0), 0) FROM votes WHERE created_at >= ? GROUP BY day ORDER BY day",
+                "SELECT day, votes, up, down FROM day_counts"
+                " WHERE day >= date(?, 'unixepoch') AND votes > 0 ORDER BY day",
                 (time.time() - days * 86_400,),
             )
             rows = await cursor.fetchall()
