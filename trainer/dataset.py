@@ -252,12 +252,13 @@ def _correction_pairs(
 
 
 def _with_unpaired(examples: list[Example], pairs: Sequence[Pair]) -> list[Example]:
-    """Add each pair as a desirable and an undesirable example, unless already there."""
-    seen = {(e.prompt, e.completion, e.label) for e in examples}
+    """Add each pair as a desirable and an undesirable example, unless the answer is already
+    an example: the label its votes gave it wins over the one a pair implies."""
+    seen = {(e.prompt, e.completion) for e in examples}
     out = list(examples)
     for pair in pairs:
         for completion, label in ((pair.chosen, True), (pair.rejected, False)):
-            key = (pair.prompt, completion, label)
+            key = (pair.prompt, completion)
             if key not in seen:
                 seen.add(key)
                 out.append(Example(pair.prompt, completion, label, pair.group))
