@@ -12,12 +12,11 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 from trainer.config import DataConfig, GateConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, export_records, write_jsonl
-from trainer.registry import ModelRegistry, RegistryError
+from trainer.registry import ModelRegistry, RegistryError, format_versions
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -71,27 +70,6 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return 1
     print(f"version {version} is current")
     return 0
-
-
-def format_versions(registry: ModelRegistry) -> str:
-    """The table `models` prints: one line per version, the current one marked."""
-    current = registry.current_version()
-    lines = [f"{'':1} {'version':>7} {'parent':>6} {'status':9} {'examples':>8} {'ppl':>8} {'pref':>5} {'dist2':>5}  created / reasons"]
-    lines.append(f"{'*' if current == 0 else ' '} {0:>7} {'-':>6} {'base':9}")
-    for info in registry.versions():
-        m = info.metrics
-        lines.append(
-            f"{'*' if info.version == current else ' '} {info.version:>7} {str(info.parent):>6} {info.status:9}"
-            f" {info.counts.get('train_examples', '-'):>8} {_num(m.get('perplexity')):>8}"
-            f" {_num(m.get('preference_accuracy')):>5} {_num(m.get('distinct_2')):>5}"
-            f"  {time.strftime('%Y-%m-%d %H:%M', time.localtime(info.created_at))}"
-            + (f"  {'; '.join(info.reasons)}" if info.reasons else "")
-        )
-    return "\n".join(lines)
-
-
-def _num(value: object) -> str:
-    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
 
 
 def build_parser() -> argparse.ArgumentParser:

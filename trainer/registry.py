@@ -264,3 +264,24 @@ def _alive(pid: int) -> bool:
     except OSError as exc:
         return exc.errno == errno.EPERM
     return True
+
+
+def format_versions(registry: ModelRegistry) -> str:
+    """The table `models` prints: one line per version, the current one marked."""
+    current = registry.current_version()
+    lines = [f"{'':1} {'version':>7} {'parent':>6} {'status':9} {'examples':>8} {'ppl':>8} {'pref':>5} {'dist2':>5}  created / reasons"]
+    lines.append(f"{'*' if current == 0 else ' '} {0:>7} {'-':>6} {'base':9}")
+    for info in registry.versions():
+        m = info.metrics
+        lines.append(
+            f"{'*' if info.version == current else ' '} {info.version:>7} {str(info.parent):>6} {info.status:9}"
+            f" {info.counts.get('train_examples', '-'):>8} {_num(m.get('perplexity')):>8}"
+            f" {_num(m.get('preference_accuracy')):>5} {_num(m.get('distinct_2')):>5}"
+            f"  {time.strftime('%Y-%m-%d %H:%M', time.localtime(info.created_at))}"
+            + (f"  {'; '.join(info.reasons)}" if info.reasons else "")
+        )
+    return "\n".join(lines)
+
+
+def _num(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
