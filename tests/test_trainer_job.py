@@ -76,6 +76,17 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     assert not list((tmp_path / "models" / ".staging").iterdir())
 
 
+async def test_lora_run_publishes_a_plain_model_with_changed_attention(tmp_path: Path, tiny_model_dir: Path) -> None:
+    await seed(tmp_path, answers=40)
+    result = await run_async(options(tmp_path, tiny_model_dir, lora=True, learning_rate=1e-3))
+    assert result.status in ("published", "rejected") and result.version == 1, result.reason
+    folder = tmp_path / "models" / "versions" / "0001"
+    assert not (folder / "adapter_config.json").exists()  # merged: loads without peft
+    before, after = weights(tiny_model_dir), weights(folder)
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all("c_attn" in name for name in changed)
+
+
 async def test_too_little_data_is_skipped_with_the_reason(tmp_path: Path, tiny_model_dir: Path) -> None:
     await seed(tmp_path, answers=4)
     result = await run_async(options(tmp_path, tiny_model_dir))

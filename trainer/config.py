@@ -17,7 +17,7 @@ class DataConfig:
     min_examples: int = field(default=8, metadata={"help": "Skip the run when fewer training examples exist (both labels are also required)."})
     gamma: float = field(default=0.0, metadata={"help": "Thread credit: a later turn's reward credits earlier answers of the conversation, times gamma per turn. 0 = off."})
     held_out_fraction: float = field(default=0.2, metadata={"help": "Share of conversations held out for the eval gate and never trained on."})
-    since_parent: bool = field(default=False, metadata={"help": "Learn only from votes cast since the parent version went live (default: all history)."})
+    all_history: bool = field(default=False, metadata={"help": "Learn from all votes, not only those cast since the parent version went live (so a version is not trained again on what its parent already learned)."})
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,9 @@ class GateConfig:
     preference_margin: float = field(default=0.1, metadata={"help": "Reject when held-out preference accuracy falls more than this below the parent's (0.5 = no better than the parent)."})
     min_preference_pairs: int = field(default=4, metadata={"help": "Fewer held-out liked x disliked pairs than this: the preference check is not applied."})
     perplexity_ratio: float = field(default=1.5, metadata={"help": "Reject when perplexity on the reference text grows by more than this factor over the parent's."})
-    distinct_margin: float = field(default=0.15, metadata={"help": "Reject when distinct-2 of sampled answers drops more than this (absolute) below the parent's."})
+    distinct_ratio: float = field(default=0.7, metadata={"help": "Reject when distinct-2 of sampled answers falls below this fraction of the parent's (collapse onto a few phrases). Learning a preference lowers it somewhat by design."})
     chrf_margin: float = field(default=5.0, metadata={"help": "Reject when chrF against held-out human corrections drops more than this many points below the parent's."})
-    samples: int = field(default=16, metadata={"help": "Answers sampled per model for the diversity and correction checks."})
+    samples: int = field(default=32, metadata={"help": "Answers sampled per model for the diversity and correction checks."})
     max_new_tokens: int = field(default=24, metadata={"help": "Tokens per sampled answer in the gate."})
 
 

@@ -236,8 +236,8 @@ def run_gate(
         reasons.append(f"held-out preference accuracy {accuracy:.2f} < parent 0.50 - {config.preference_margin}")
     if not math.isfinite(new.perplexity) or new.perplexity > old.perplexity * config.perplexity_ratio:
         reasons.append(f"reference perplexity {new.perplexity:.1f} > {config.perplexity_ratio} x parent {old.perplexity:.1f}")
-    if new.distinct_2 < old.distinct_2 - config.distinct_margin:
-        reasons.append(f"distinct-2 {new.distinct_2:.2f} < parent {old.distinct_2:.2f} - {config.distinct_margin}")
+    if new.distinct_2 < old.distinct_2 * config.distinct_ratio:
+        reasons.append(f"distinct-2 {new.distinct_2:.2f} < {config.distinct_ratio} x parent {old.distinct_2:.2f}")
     if new.chrf is not None and old.chrf is not None and new.chrf < old.chrf - config.chrf_margin:
         reasons.append(f"chrF vs corrections {new.chrf:.1f} < parent {old.chrf:.1f} - {config.chrf_margin}")
     return GateResult(new, old, accuracy, n_pairs, tuple(reasons))

@@ -108,7 +108,7 @@ async def run_async(options: RunOptions) -> RunResult:
 
 
 async def load_dataset(repository: Repository, config: DataConfig, *, parent: int) -> FeedbackDataset:
-    votes = await (repository.votes_since(parent) if config.since_parent else repository.all_votes())
+    votes = await (repository.all_votes() if config.all_history else repository.votes_since(parent))
     return build_dataset(
         answers=await repository.feedback_answers(),
         votes=votes,
