@@ -75,6 +75,14 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     assert row[8] == 1
     assert not list((tmp_path / "models" / ".staging").iterdir())
 
+    # The next run trains the current version (its reference model is version 1).
+    second = await run_async(options(tmp_path, tiny_model_dir))
+    assert (second.parent, second.version) == (1, 2) and second.status in ("published", "rejected"), second.reason
+    assert registry.get(2).parent == 1
+    assert second.metrics["parent_preference_accuracy"] is not None
+    assert not torch.equal(weights(registry.get(2).path)["transformer.h.0.attn.c_attn.weight"],
+                           after["transformer.h.0.attn.c_attn.weight"])
+
 
 async def test_lora_run_publishes_a_plain_model_with_changed_attention(tmp_path: Path, tiny_model_dir: Path) -> None:
     await seed(tmp_path, answers=40)
@@ -95,6 +103,21 @@ async def test_too_little_data_is_skipped_with_the_reason(tmp_path: Path, tiny_m
     [row] = await runs(tmp_path)
     assert row[0] == "skipped" and "need at least 8" in row[7] and row[8] == 1
     assert ModelRegistry(tmp_path / "models").versions() == []
+
+
+async def test_a_run_closes_an_interrupted_run_and_refuses_to_run_twice(tmp_path: Path, tiny_model_dir: Path) -> None:
+    await seed(tmp_path, answers=4)
+    async with await Database.open(tmp_path / "t.db") as database:
+        await Repository(database).start_training_run(parent_version=0)   # a trainer that died mid-run
+    registry = ModelRegistry(tmp_path / "models")
+    with registry.training_lock():
+        busy = await run_async(options(tmp_path, tiny_model_dir))
+    assert (busy.status, busy.reason) == ("skipped", "another training run is in progress")
+    await run_async(options(tmp_path, tiny_model_dir))
+    statuses = [(row[0], row[7]) for row in await runs(tmp_path)]
+    assert statuses[0] == ("failed", "interrupted: the trainer process ended mid-run")
+    assert statuses[1] == ("skipped", "another training run is in progress")
+    assert statuses[2][0] == "skipped" and "need at least 8" in statuses[2][1]
 
 
 async def test_a_sabotaged_run_is_rejected_and_the_parent_stays_current(tmp_path: Path, tiny_model_dir: Path) -> None:

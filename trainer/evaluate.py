@@ -2,9 +2,10 @@
 
 Four checks, each against the parent on the same data and sampling seed:
 
-(a) held-out preference: the implicit reward r(x, y) = log p_new(y|x) - log p_parent(y|x)
-    should rank held-out liked answers above disliked ones (share of liked x disliked
-    pairs ranked right; the parent scores 0.5 by construction, every reward being 0);
+(a) held-out preference: a model's implicit reward r(x, y) = log p_model(y|x) - log p_base(y|x)
+    (base = version 0) should rank held-out liked answers above disliked ones (share
+    of liked x disliked pairs ranked right) at least as often as the parent's does;
+    the base model itself scores 0.5, every reward being 0;
 (b) perplexity on the reference text shipped in ``trainer/data/reference.txt``: fluency
     must not collapse;
 (c) distinct-2 of sampled answers: the model must not collapse onto one phrase;
@@ -58,6 +59,7 @@ class GateResult:
     candidate: ModelScores
     parent: ModelScores
     preference_accuracy: float | None    # None: too few held-out pairs
+    parent_preference_accuracy: float | None
     preference_pairs: int
     reasons: tuple[str, ...]             # empty: passed
 
@@ -70,6 +72,7 @@ class GateResult:
             **self.candidate.as_dict(""),
             **self.parent.as_dict("parent_"),
             "preference_accuracy": self.preference_accuracy,
+            "parent_preference_accuracy": self.parent_preference_accuracy,
             "preference_pairs": self.preference_pairs,
         }
 
@@ -210,6 +213,7 @@ def run_gate(
     candidate: PreTrainedModel,
     parent: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
+    base: PreTrainedModel | None = None,   # version 0, when the parent is a trained version
     held_out: Sequence[Example],
     held_out_pairs: Sequence[Pair],
     config: GateConfig,
@@ -223,24 +227,34 @@ def run_gate(
     liked = [e for e in held_out if e.label]
     disliked = [e for e in held_out if not e.label]
     n_pairs = min(len(liked) * len(disliked), _MAX_PAIRS)
-    accuracy = None
+    accuracy = parent_accuracy = None
     if n_pairs >= config.min_preference_pairs:
         items = [(e.prompt, e.completion) for e in (*liked, *disliked)]
-        new_lp = completion_logprobs(candidate, tokenizer, items, max_length=max_length)
-        old_lp = completion_logprobs(parent, tokenizer, items, max_length=max_length)
-        rewards = [a - b for a, b in zip(new_lp, old_lp)]
-        accuracy = preference_accuracy(rewards[: len(liked)], rewards[len(liked) :])
+
+        def logps(model: PreTrainedModel) -> list[float]:
+            return completion_logprobs(model, tokenizer, items, max_length=max_length)
+
+        new_lp, old_lp = logps(candidate), logps(parent)
+        base_lp = old_lp if base is None else logps(base)
+
+        def accuracy_of(lp: list[float]) -> float:
+            rewards = [a - b for a, b in zip(lp, base_lp)]
+            return preference_accuracy(rewards[: len(liked)], rewards[len(liked) :])
+
+        accuracy, parent_accuracy = accuracy_of(new_lp), accuracy_of(old_lp)
 
     reasons = []
-    if accuracy is not None and accuracy < 0.5 - config.preference_margin:
-        reasons.append(f"held-out preference accuracy {accuracy:.2f} < parent 0.50 - {config.preference_margin}")
+    if accuracy is not None and parent_accuracy is not None and accuracy < parent_accuracy - config.preference_margin:
+        reasons.append(
+            f"held-out preference accuracy {accuracy:.2f} < parent {parent_accuracy:.2f} - {config.preference_margin}"
+        )
     if not math.isfinite(new.perplexity) or new.perplexity > old.perplexity * config.perplexity_ratio:
         reasons.append(f"reference perplexity {new.perplexity:.1f} > {config.perplexity_ratio} x parent {old.perplexity:.1f}")
     if new.distinct_2 < old.distinct_2 * config.distinct_ratio:
         reasons.append(f"distinct-2 {new.distinct_2:.2f} < {config.distinct_ratio} x parent {old.distinct_2:.2f}")
     if new.chrf is not None and old.chrf is not None and new.chrf < old.chrf - config.chrf_margin:
         reasons.append(f"chrF vs corrections {new.chrf:.1f} < parent {old.chrf:.1f} - {config.chrf_margin}")
-    return GateResult(new, old, accuracy, n_pairs, tuple(reasons))
+    return GateResult(new, old, accuracy, parent_accuracy, n_pairs, tuple(reasons))
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -27,7 +27,7 @@ from trainer.config import DataConfig, GateConfig, TrainConfig, as_dict
 from trainer.dataset import BuildOptions, FeedbackDataset, balanced_weights, build_dataset, kto_records, readiness
 from trainer.evaluate import GateResult, run_gate
 from trainer.models import load_causal_lm, training_device
-from trainer.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry
+from trainer.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -78,33 +78,46 @@ async def run_async(options: RunOptions) -> RunResult:
     registry = ModelRegistry(options.registry, keep=options.keep_versions)
     async with await Database.open(options.db) as database:
         repository = Repository(database)
-        parent = registry.current_version()
-        run_id = await repository.start_training_run(parent_version=parent)
         try:
-            dataset = await load_dataset(repository, options.data, parent=parent)
-            counts = dataset.counts()
-            recorded = dict(
-                examples=len(dataset.train),
-                desirable=dataset.desirable,
-                undesirable=dataset.undesirable,
-                held_out=len(dataset.held_out),
-            )
-            reason = readiness(dataset, min_examples=options.data.min_examples)
-            if reason is not None:
-                log.info("training skipped: %s", reason)
-                await repository.finish_training_run(run_id, status="skipped", reason=reason, **recorded)
-                return RunResult(run_id, "skipped", parent, reason=reason)
-            log.info("training on %s", counts)
-            result = await asyncio.to_thread(train_and_publish, options, registry, dataset, parent)
-            await repository.finish_training_run(
-                run_id, status=result.status, reason=result.reason, new_version=result.version, **recorded
-            )
-            return RunResult(run_id, result.status, parent, result.version, result.reason, result.metrics)
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"[:500]
-            log.exception("training run %d failed", run_id)
-            await repository.finish_training_run(run_id, status="failed", reason=reason)
-            return RunResult(run_id, "failed", parent, reason=reason)
+            with registry.training_lock():
+                parent = registry.current_version()  # read under the lock: no other run publishes now
+                # Holding the lock, any run still marked 'running' belongs to a trainer that died.
+                await repository.fail_interrupted_training_runs(reason="interrupted: the trainer process ended mid-run")
+                return await _run_locked(options, registry, repository, parent)
+        except RegistryError as exc:
+            parent = registry.current_version()
+            run_id = await repository.start_training_run(parent_version=parent)
+            await repository.finish_training_run(run_id, status="skipped", reason=str(exc))
+            return RunResult(run_id, "skipped", parent, reason=str(exc))
+
+
+async def _run_locked(options: RunOptions, registry: ModelRegistry, repository: Repository, parent: int) -> RunResult:
+    run_id = await repository.start_training_run(parent_version=parent)
+    try:
+        dataset = await load_dataset(repository, options.data, parent=parent)
+        counts = dataset.counts()
+        recorded = dict(
+            examples=len(dataset.train),
+            desirable=dataset.desirable,
+            undesirable=dataset.undesirable,
+            held_out=len(dataset.held_out),
+        )
+        reason = readiness(dataset, min_examples=options.data.min_examples)
+        if reason is not None:
+            log.info("training skipped: %s", reason)
+            await repository.finish_training_run(run_id, status="skipped", reason=reason, **recorded)
+            return RunResult(run_id, "skipped", parent, reason=reason)
+        log.info("training on %s", counts)
+        result = await asyncio.to_thread(train_and_publish, options, registry, dataset, parent)
+        await repository.finish_training_run(
+            run_id, status=result.status, reason=result.reason, new_version=result.version, **recorded
+        )
+        return RunResult(run_id, result.status, parent, result.version, result.reason, result.metrics)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        log.exception("training run %d failed", run_id)
+        await repository.finish_training_run(run_id, status="failed", reason=reason)
+        return RunResult(run_id, "failed", parent, reason=reason)
 
 
 async def load_dataset(repository: Repository, config: DataConfig, *, parent: int) -> FeedbackDataset:
@@ -136,6 +149,7 @@ def train_and_publish(
         model, tokenizer = load_causal_lm(source, device=device)
         reference, _ = load_causal_lm(source, device=device)
         reference.eval()
+        base = None if parent == BASE_VERSION else _load_base(options.base_model, device)
         scratch = folder / ".scratch"
         model, stats = train_kto(
             model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
@@ -145,6 +159,7 @@ def train_and_publish(
             candidate=model,
             parent=reference,
             tokenizer=tokenizer,
+            base=base,
             held_out=dataset.held_out,
             held_out_pairs=dataset.held_out_pairs,
             config=options.gate,
@@ -239,6 +254,16 @@ def train_kto(
     trained.eval()
     examples = steps * config.batch_size / max(seconds, 1e-9)
     return trained, TrainStats(steps=steps, seconds=seconds, examples_per_s=examples, final_loss=losses[-1] if losses else None)
+
+
+def _load_base(source: str, device: torch.device) -> PreTrainedModel | None:
+    """Version 0 for the gate's implicit rewards; without it the parent stands in."""
+    try:
+        model, _ = load_causal_lm(source, device=device)
+    except (OSError, ValueError) as exc:
+        log.warning("base model %s not loadable (%s); preference accuracy is measured against the parent", source, exc)
+        return None
+    return model.eval()
 
 
 def save_model(model, tokenizer, folder: Path) -> None:

@@ -175,6 +175,20 @@ class ModelRegistry:
             self._point_to(version)
             return version
 
+    @contextlib.contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """One training run per registry at a time; RegistryError when another holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".training.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RegistryError("another training run is in progress") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     # --- internals -------------------------------------------------------------------
     def _folder(self, version: int) -> Path:
         return self._versions_dir / f"{version:04d}"
