@@ -173,3 +173,22 @@ async def test_exported_files_load_with_datasets_as_trl_expects(tmp_path: Path) 
     assert kto.features["label"].dtype == "bool"
     assert sum(kto["label"]) == seeded.liked + 1 and len(kto) == 12 + 1
     assert json.loads((tmp_path / "dpo.jsonl").read_text().splitlines()[0])["chosen"] == " A kinder answer."
+
+
+def test_the_gate_rejects_a_diverged_model_instead_of_failing(tiny_model_dir: Path) -> None:
+    from trainer.dataset import Example
+    from trainer.evaluate import run_gate
+    from trainer.models import load_causal_lm
+
+    parent, tokenizer = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    broken, _ = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    with torch.no_grad():
+        for parameter in broken.parameters():
+            parameter.fill_(float("nan"))
+    held_out = [Example("User: hi\nBot:", " Hello friend.", True, "g1"), Example("User: hi\nBot:", " Pizza.", False, "g2")]
+    gate = run_gate(candidate=broken, parent=parent, tokenizer=tokenizer, held_out=held_out, held_out_pairs=(),
+                    config=GateConfig(samples=4, max_new_tokens=6, min_preference_pairs=1))
+    assert not gate.passed
+    assert any("perplexity" in reason for reason in gate.reasons)
+    assert any("distinct-2" in reason for reason in gate.reasons)
+    assert gate.parent_preference_accuracy == 0.5

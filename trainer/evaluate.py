@@ -194,13 +194,17 @@ def score_model(
     config: GateConfig,
     seed: int,
 ) -> ModelScores:
-    probes = probe_prompts(config.samples)
-    answers = sample_answers(model, tokenizer, probes, max_new_tokens=config.max_new_tokens, seed=seed)
+    def sample(prompts: Sequence[str]) -> list[str]:
+        try:
+            return sample_answers(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, seed=seed)
+        except RuntimeError:  # e.g. NaN weights after a diverged run: it answers nothing
+            return ["" for _ in prompts]
+
+    answers = sample(probe_prompts(config.samples))
     score = None
     if corrections:
         chosen = corrections[: config.samples]
-        hyps = sample_answers(model, tokenizer, [p.prompt for p in chosen], max_new_tokens=config.max_new_tokens, seed=seed)
-        score = chrf(hyps, [p.chosen.strip() for p in chosen])
+        score = chrf(sample([p.prompt for p in chosen]), [p.chosen.strip() for p in chosen])
     return ModelScores(
         perplexity=perplexity(model, tokenizer, reference_text()),
         distinct_2=distinct_n(answers),
