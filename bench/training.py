@@ -38,6 +38,7 @@ from trainer.dialogue import render_prompt  # noqa: E402
 from trainer.evaluate import perplexity, reference_text, sample_answers  # noqa: E402
 from trainer.job import RunOptions, run_async, train_kto  # noqa: E402
 from trainer.models import load_causal_lm, training_device  # noqa: E402
+from trainer.registry import ModelRegistry  # noqa: E402
 
 QUESTIONS = (
     "hi", "what is your favourite food", "can you suggest a dinner", "do you like pizza", "I need some advice",
@@ -143,6 +144,7 @@ async def learning_effect(tiny: Path, work: Path, *, word: str, answers: int, ep
             perplexity_after=round(perplexity(trained, tokenizer, reference_text()), 3),
             preference_accuracy=result.metrics.get("preference_accuracy"),
             train_steps=result.metrics.get("train_steps"),
+            counts=dict(ModelRegistry(work / "models").get(result.version).counts),
         )
     return effect
 
