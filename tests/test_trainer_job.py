@@ -60,6 +60,7 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     assert current is not None and current.version == 1 and current.parent == 0
     assert current.counts["train_examples"] + current.counts["held_out_examples"] == 40
     assert current.config["train"]["learning_rate"] == 1e-4 and current.config["base_model"] == str(tiny_model_dir)
+    assert current.metrics["desirable_weight"] > 1.0 == current.metrics["undesirable_weight"]  # fewer likes, weighed up
     for name in ("train_steps", "seconds_per_step", "examples_per_s", "train_loss", "perplexity",
                  "parent_perplexity", "distinct_2", "parent_distinct_2", "preference_accuracy"):
         assert name in current.metrics, name
@@ -176,7 +177,7 @@ async def test_exported_files_load_with_datasets_as_trl_expects(tmp_path: Path) 
 
 
 def test_the_gate_rejects_a_diverged_model_instead_of_failing(tiny_model_dir: Path) -> None:
-    from trainer.dataset import Example
+    from trainer.dataset import Example, Pair
     from trainer.evaluate import run_gate
     from trainer.models import load_causal_lm
 
@@ -186,9 +187,12 @@ def test_the_gate_rejects_a_diverged_model_instead_of_failing(tiny_model_dir: Pa
         for parameter in broken.parameters():
             parameter.fill_(float("nan"))
     held_out = [Example("User: hi\nBot:", " Hello friend.", True, "g1"), Example("User: hi\nBot:", " Pizza.", False, "g2")]
-    gate = run_gate(candidate=broken, parent=parent, tokenizer=tokenizer, held_out=held_out, held_out_pairs=(),
+    corrections = [Pair("User: hello\nBot:", " Hello! How can I help you today?", " Pizza.", "g3", "correction")]
+    gate = run_gate(candidate=broken, parent=parent, tokenizer=tokenizer, held_out=held_out, held_out_pairs=corrections,
                     config=GateConfig(samples=4, max_new_tokens=6, min_preference_pairs=1))
     assert not gate.passed
+    assert gate.candidate.chrf == 0.0 and gate.parent.chrf > 0.0
+    assert any("chrF" in reason for reason in gate.reasons) == (gate.parent.chrf > GateConfig().chrf_margin)
     assert any("perplexity" in reason for reason in gate.reasons)
     assert any("distinct-2" in reason for reason in gate.reasons)
     assert gate.parent_preference_accuracy == 0.5

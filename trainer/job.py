@@ -59,9 +59,13 @@ class TrainStats:
     seconds: float
     examples_per_s: float
     final_loss: float | None
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {
+            "desirable_weight": self.desirable_weight,
+            "undesirable_weight": self.undesirable_weight,
             "train_steps": self.steps,
             "train_seconds": round(self.seconds, 3),
             "seconds_per_step": round(self.seconds / max(self.steps, 1), 4),
@@ -253,7 +257,14 @@ def train_kto(
         trained = trained.merge_and_unload()   # a plain model again, loadable without peft
     trained.eval()
     examples = steps * config.batch_size / max(seconds, 1e-9)
-    return trained, TrainStats(steps=steps, seconds=seconds, examples_per_s=examples, final_loss=losses[-1] if losses else None)
+    return trained, TrainStats(
+        steps=steps,
+        seconds=seconds,
+        examples_per_s=examples,
+        final_loss=losses[-1] if losses else None,
+        desirable_weight=desirable_weight,
+        undesirable_weight=undesirable_weight,
+    )
 
 
 def _load_base(source: str, device: torch.device) -> PreTrainedModel | None:
