@@ -333,10 +333,13 @@ class Repository:
             for row in rows
         ]
 
-    async def corrections(self) -> list[CorrectionRow]:
+    async def corrections(self, *, since_version: int | None = None) -> list[CorrectionRow]:
+        """People's better answers: all, or those written since ``since_version`` went live."""
         async with self.database.reading() as db:
+            since = 0.0 if since_version is None else await _live_at(db, since_version)
             cursor = await db.execute(
-                "SELECT id, response_id, author, text, created_at FROM corrections ORDER BY id"
+                "SELECT id, response_id, author, text, created_at FROM corrections WHERE created_at >= ? ORDER BY id",
+                (since,),
             )
             rows = await cursor.fetchall()
         return [CorrectionRow(*row) for row in rows]

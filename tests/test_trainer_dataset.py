@@ -173,3 +173,28 @@ def _response(text: str) -> NewResponse:
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
 def test_split_extremes(fraction: float) -> None:
     assert is_held_out("c:any", fraction=fraction, salt="s") is (fraction == 1.0)
+
+
+async def test_a_run_learns_from_votes_since_its_parent_went_live(tmp_path: Path) -> None:
+    from trainer.config import DataConfig
+    from trainer.job import load_dataset
+
+    async with await Database.open(tmp_path / "t.db") as database:
+        repo = Repository(database)
+
+        async def rated(text: str, reward: float) -> int:
+            stored = await repo.record_answer(platform="shell", channel="c", author="a", text=text,
+                                              context=render_prompt(text), responses=[_response(text)])
+            await repo.record_vote(response_id=stored.response_ids[0], voter="v", emoji="x", reward=reward)
+            return stored.response_ids[0]
+
+        old = await rated("old", 1.0)
+        await repo.record_correction(response_id=old, author="v", text="old fix")
+        await repo.record_model_version(1, source="models/versions/0001", parent=0)  # version 1 goes live
+        new = await rated("new", -1.0)
+        await repo.record_correction(response_id=new, author="v", text="new fix")
+
+        since = await load_dataset(repo, DataConfig(held_out_fraction=0.0), parent=1)
+        assert sorted((e.completion, e.label) for e in since.train) == [(" new", False), (" new fix", True)]
+        everything = await load_dataset(repo, DataConfig(held_out_fraction=0.0, all_history=True), parent=1)
+        assert sorted(e.completion for e in everything.train) == [" new", " new fix", " old", " old fix"]

@@ -125,11 +125,14 @@ async def _run_locked(options: RunOptions, registry: ModelRegistry, repository: 
 
 
 async def load_dataset(repository: Repository, config: DataConfig, *, parent: int) -> FeedbackDataset:
-    votes = await (repository.all_votes() if config.all_history else repository.votes_since(parent))
+    if config.all_history:
+        votes, corrections = await repository.all_votes(), await repository.corrections()
+    else:
+        votes, corrections = await repository.votes_since(parent), await repository.corrections(since_version=parent)
     return build_dataset(
         answers=await repository.feedback_answers(),
         votes=votes,
-        corrections=await repository.corrections(),
+        corrections=corrections,
         options=BuildOptions(gamma=config.gamma, held_out_fraction=config.held_out_fraction),
     )
 
