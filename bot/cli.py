@@ -133,6 +133,73 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def trainer_command(settings: Settings) -> list[str]:
+    """`python -m trainer run ...` for one training cycle, from the bot's settings."""
+    return [
+        sys.executable, "-m", "trainer", "run",
+        "--db", str(settings.db_path),
+        "--registry", str(settings.models_dir),
+        "--base-model", settings.model,
+        "--keep-versions", str(settings.keep_versions),
+        "--min-examples", str(settings.train_min_examples),
+        "--gamma", str(settings.gamma),
+        "--held-out-fraction", str(settings.held_out_fraction),
+        "--learning-rate", str(settings.train_learning_rate),
+        "--epochs", str(settings.train_epochs),
+        "--batch-size", str(settings.train_batch_size),
+        "--lora" if settings.train_lora else "--no-lora",
+        "--device", settings.device,
+        "--threads", str(settings.torch_threads),
+        "--log-level", settings.log_level,
+    ]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import subprocess
+
+    settings = _settings(args)
+    # Training runs in its own process: it never shares memory or an event loop with the bot.
+    extra = [arg for arg in args.extra if arg != "--"]
+    done = subprocess.run(trainer_command(settings) + extra, check=False)
+    return done.returncode
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from trainer.registry import ModelRegistry, format_versions
+
+    settings = _settings(args)
+    print(f"base model (version 0): {settings.model}")
+    print(format_versions(ModelRegistry(settings.models_dir, keep=settings.keep_versions)))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from trainer.registry import ModelRegistry, RegistryError
+
+    settings = _settings(args)
+    try:
+        version = ModelRegistry(settings.models_dir, keep=settings.keep_versions).rollback(args.version)
+    except RegistryError as exc:
+        print(f"thumbtune: rollback refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"version {version} is now current")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from trainer.export import export_records, write_jsonl
+
+    settings = _settings(args)
+    records = asyncio.run(export_records(settings.db_path, fmt=args.format, gamma=settings.gamma))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            count = write_jsonl(records, out)
+        print(f"wrote {count} {args.format} records to {args.out}", file=sys.stderr)
+    else:
+        write_jsonl(records, sys.stdout)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thumbtune",
@@ -158,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     forget = commands.add_parser("forget", help="delete one person's prompts, votes and corrections")
     forget.add_argument("user", help="PLATFORM:USER_ID as the platform shows it, e.g. slack:U012AB3CD")
     forget.set_defaults(handler=cmd_forget)
+
+    train = commands.add_parser("train", help="run one training cycle now, in the foreground")
+    train.add_argument("--now", action="store_true", help="train now (the scheduler's vote-count gate is skipped)")
+    train.add_argument("extra", nargs=argparse.REMAINDER, help="more `python -m trainer run` options, after --")
+    train.set_defaults(handler=cmd_train)
+
+    models = commands.add_parser("models", help="list model versions: parent, status, metrics")
+    models.set_defaults(handler=cmd_models)
+
+    rollback = commands.add_parser("rollback", help="make an earlier version current (default: the current one's parent)")
+    rollback.add_argument("version", nargs="?", type=int, help="version to serve (0 = the base model)")
+    rollback.set_defaults(handler=cmd_rollback)
+
+    export = commands.add_parser("export", help="write the feedback as JSONL in TRL's dataset formats")
+    export.add_argument("--format", required=True, choices=["kto", "dpo", "sft"])
+    export.add_argument("--out", help="file to write (default: stdout)")
+    export.set_defaults(handler=cmd_export)
     return parser
 
 

@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(3000, ge=0, le=65535)
 
+    # --- training (`thumbtune train` runs `python -m trainer run` with these) ---------
+    registry_dir: Path | None = None
+    keep_versions: int = Field(5, ge=1, le=1000)
+    train_min_examples: int = Field(8, ge=1)
+    gamma: float = Field(0.0, ge=0.0, le=1.0)
+    held_out_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    train_learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
+    train_epochs: float = Field(1.0, gt=0.0, le=100.0)
+    train_batch_size: int = Field(4, ge=2, le=1024)
+    train_lora: bool = False
+
     # --- platform credentials keep their usual names --------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
@@ -152,6 +163,11 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.db if self.db is not None else self.data_dir / "thumbtune.db"
+
+    @property
+    def models_dir(self) -> Path:
+        """The model registry (trained versions and the current pointer)."""
+        return self.registry_dir if self.registry_dir is not None else self.data_dir / "models"
 
     def chosen_adapter(self) -> str:
         """The adapter `thumbtune run` starts: the setting, or the first platform with a token."""

@@ -77,6 +77,44 @@ class ForgetCounts:
     corrections: int
 
 
+@dataclass(frozen=True)
+class FeedbackAnswer:
+    """One stored answer with the prompt it answered: what the trainer learns from."""
+
+    response_id: int
+    prompt_id: int
+    candidate: int
+    conversation: str | None
+    context: str               # the dialogue text the model continued
+    prompt_text: str
+    author: str                # person key of who asked
+    text: str
+    model_version: int
+    flagged: bool
+    prompt_created_at: float
+
+
+@dataclass(frozen=True)
+class CorrectionRow:
+    correction_id: int
+    response_id: int
+    author: str
+    text: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    run_id: int
+    started_at: float
+    finished_at: float | None
+    status: str                # running, published, rejected, skipped, failed
+    parent_version: int | None
+    new_version: int | None
+    examples: int | None
+    reason: str | None
+
+
 class VoteOutcome(enum.Enum):
     RECORDED = "recorded"
     ALREADY_RECORDED = "already recorded"   # same voter, answer and emoji
@@ -261,14 +299,11 @@ class Repository:
     async def votes_since(self, version: int) -> list[VoteRow]:
         """Votes cast since ``version`` went live (all votes if it never did)."""
         async with self.database.reading() as db:
-            cursor = await db.execute(
-                "SELECT v.id, v.response_id, r.prompt_id, v.voter, v.emoji, v.reward,"
-                " r.model_version, v.created_at FROM votes v JOIN responses r ON r.id = v.response_id"
-                " WHERE v.created_at >= ? ORDER BY v.id",
-                (await _live_at(db, version),),
-            )
-            rows = await cursor.fetchall()
-        return [VoteRow(*row) for row in rows]
+            return await _votes_after(db, await _live_at(db, version))
+
+    async def all_votes(self) -> list[VoteRow]:
+        async with self.database.reading() as db:
+            return await _votes_after(db, 0.0)
 
     async def count_votes_since(self, version: int) -> int:
         async with self.database.reading() as db:
@@ -361,6 +396,99 @@ class Repository:
             )
 
 
+    # --- training -------------------------------------------------------------------
+    async def feedback_answers(self) -> list[FeedbackAnswer]:
+        """Answers that have votes or corrections, plus every answer in a conversation
+        that has any (later turns credit earlier ones); oldest first."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "WITH rated AS (SELECT response_id FROM votes UNION SELECT response_id FROM corrections),"
+                " rated_conversations AS (SELECT DISTINCT p.conversation FROM rated"
+                " JOIN responses r ON r.id = rated.response_id JOIN prompts p ON p.id = r.prompt_id"
+                " WHERE p.conversation IS NOT NULL)"
+                " SELECT r.id, p.id, r.candidate, p.conversation, p.context, p.text, p.author, r.text,"
+                " r.model_version, r.flagged, p.created_at FROM responses r JOIN prompts p ON p.id = r.prompt_id"
+                " WHERE r.id IN (SELECT response_id FROM rated)"
+                " OR p.conversation IN (SELECT conversation FROM rated_conversations)"
+                " ORDER BY p.created_at, p.id, r.candidate"
+            )
+            rows = await cursor.fetchall()
+        return [
+            FeedbackAnswer(
+                response_id=row[0],
+                prompt_id=row[1],
+                candidate=row[2],
+                conversation=row[3],
+                context=row[4],
+                prompt_text=row[5],
+                author=row[6],
+                text=row[7],
+                model_version=row[8],
+                flagged=bool(row[9]),
+                prompt_created_at=row[10],
+            )
+            for row in rows
+        ]
+
+    async def corrections(self, *, since_version: int | None = None) -> list[CorrectionRow]:
+        """People's better answers: all, or those written since ``since_version`` went live."""
+        async with self.database.reading() as db:
+            since = 0.0 if since_version is None else await _live_at(db, since_version)
+            cursor = await db.execute(
+                "SELECT id, response_id, author, text, created_at FROM corrections WHERE created_at >= ? ORDER BY id",
+                (since,),
+            )
+            rows = await cursor.fetchall()
+        return [CorrectionRow(*row) for row in rows]
+
+    async def start_training_run(self, *, parent_version: int) -> int:
+        async with self.database.transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO training_runs (started_at, status, parent_version) VALUES (?, 'running', ?)",
+                (time.time(), parent_version),
+            )
+            return int(cursor.lastrowid)
+
+    async def finish_training_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        reason: str | None = None,
+        new_version: int | None = None,
+        examples: int | None = None,
+        desirable: int | None = None,
+        undesirable: int | None = None,
+        held_out: int | None = None,
+    ) -> None:
+        """Close a run as published, rejected, skipped or failed (with the reason)."""
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE training_runs SET finished_at = ?, status = ?, reason = ?, new_version = ?,"
+                " examples = ?, desirable = ?, undesirable = ?, held_out = ? WHERE id = ?",
+                (time.time(), status, reason, new_version, examples, desirable, undesirable, held_out, run_id),
+            )
+
+    async def fail_interrupted_training_runs(self, *, reason: str) -> int:
+        """Close runs left 'running' by a trainer that died; call only while holding the training lock."""
+        async with self.database.transaction() as db:
+            cursor = await db.execute(
+                "UPDATE training_runs SET status = 'failed', finished_at = ?, reason = ? WHERE status = 'running'",
+                (time.time(), reason),
+            )
+            return cursor.rowcount
+
+    async def training_runs(self, *, limit: int = 20) -> list[TrainingRun]:
+        """The latest runs, newest first."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT id, started_at, finished_at, status, parent_version, new_version, examples, reason"
+                " FROM training_runs ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            rows = await cursor.fetchall()
+        return [TrainingRun(*row) for row in rows]
+
 _RESPONSE_REF = (
     "SELECT r.id, r.prompt_id, r.candidate, r.model_version, r.flagged FROM responses r"
 )
@@ -394,3 +522,13 @@ async def _live_at(db: aiosqlite.Connection, version: int) -> float:
     cursor = await db.execute("SELECT live_at FROM model_versions WHERE version = ?", (version,))
     row = await cursor.fetchone()
     return float(row[0]) if row else 0.0
+
+
+async def _votes_after(db: aiosqlite.Connection, since: float) -> list[VoteRow]:
+    cursor = await db.execute(
+        "SELECT v.id, v.response_id, r.prompt_id, v.voter, v.emoji, v.reward,"
+        " r.model_version, v.created_at FROM votes v JOIN responses r ON r.id = v.response_id"
+        " WHERE v.created_at >= ? ORDER BY v.id",
+        (since,),
+    )
+    return [VoteRow(*row) for row in await cursor.fetchall()]

@@ -1,0 +1,117 @@
+"""The model registry: atomic publish, the current pointer, rollback, pruning, crash safety."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trainer.registry import METADATA_FILE, PUBLISHED, REJECTED, ModelRegistry, RegistryError
+
+
+def publish(registry: ModelRegistry, *, parent: int, status: str = PUBLISHED, weights: str = "w") -> int:
+    with registry.staging() as folder:
+        (folder / "model.safetensors").write_text(weights)
+        (folder / "tokenizer.json").write_text("{}")
+        return registry.publish(folder, parent=parent, status=status, metrics={"perplexity": 9.5},
+                                counts={"train_examples": 12}, config={"train": {"learning_rate": 1e-4}}).version
+
+
+def test_empty_registry_serves_the_base_model(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    assert registry.current() is None
+    assert registry.current_version() == 0
+    assert registry.versions() == []
+    with pytest.raises(RegistryError):
+        registry.rollback()
+
+
+def test_publish_makes_a_complete_current_version(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    assert publish(registry, parent=0) == 1
+    current = registry.current()
+    assert current is not None
+    assert (current.version, current.parent, current.status) == (1, 0, PUBLISHED)
+    assert current.metrics == {"perplexity": 9.5} and current.counts == {"train_examples": 12}
+    assert (current.path / "model.safetensors").read_text() == "w"
+    meta = json.loads((current.path / METADATA_FILE).read_text())
+    assert set(meta) == {"version", "parent", "status", "created_at", "metrics", "counts", "config", "reasons"}
+    assert (tmp_path / "models" / "CURRENT").read_text().strip() == "1"
+    assert list((tmp_path / "models" / ".staging").iterdir()) == []
+
+
+def test_rejected_version_is_kept_but_never_current(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    publish(registry, parent=0)
+    with registry.staging() as folder:
+        (folder / "model.safetensors").write_text("bad")
+        info = registry.publish(folder, parent=1, status=REJECTED, reasons=("perplexity 900 > 1.5 x parent 10",))
+    assert info.version == 2 and info.status == REJECTED and info.reasons == ("perplexity 900 > 1.5 x parent 10",)
+    assert registry.current_version() == 1
+    with pytest.raises(RegistryError, match="rejected"):
+        registry.rollback(2)
+
+
+def test_rollback_to_parent_or_any_earlier_version(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    for parent in range(3):
+        publish(registry, parent=parent)
+    assert registry.current_version() == 3
+    assert registry.rollback() == 2
+    assert registry.rollback(1) == 1
+    assert registry.rollback() == 0
+    assert registry.current() is None
+    assert registry.rollback(3) == 3
+    # The next version's number keeps growing; its parent is what was current.
+    assert publish(registry, parent=registry.current_version()) == 4
+
+
+def test_keeps_the_last_k_versions_plus_the_current_one(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models", keep=2)
+    publish(registry, parent=0)
+    publish(registry, parent=1)
+    registry.rollback(1)
+    publish(registry, parent=1, status=REJECTED)
+    publish(registry, parent=1, status=REJECTED)
+    # The two newest (3, 4) and the current one (1) stay; 2 is gone.
+    assert [v.version for v in registry.versions()] == [1, 3, 4]
+    assert registry.current_version() == 1
+    assert publish(registry, parent=1) == 5
+    assert [v.version for v in registry.versions()] == [4, 5]
+
+
+def test_a_crash_while_publishing_leaves_the_registry_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    publish(registry, parent=0)
+
+    def crash(_folder: Path) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("trainer.registry._fsync_tree", crash)
+    with pytest.raises(OSError, match="disk full"):
+        publish(registry, parent=1, weights="half")
+    monkeypatch.undo()
+    assert [v.version for v in registry.versions()] == [1]
+    assert registry.current_version() == 1
+    assert (registry.current().path / "model.safetensors").read_text() == "w"
+    assert list((tmp_path / "models" / ".staging").iterdir()) == []
+    assert publish(registry, parent=1) == 2
+
+
+def test_staging_left_by_a_dead_process_is_cleaned(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    stale = tmp_path / "models" / ".staging" / "999999999-deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_text("half")
+    publish(registry, parent=0)
+    assert not stale.exists()
+    assert [v.version for v in registry.versions()] == [1]
+
+
+def test_publish_only_takes_staged_folders(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(RegistryError):
+        registry.publish(elsewhere, parent=0)

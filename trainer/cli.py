@@ -1,0 +1,115 @@
+"""`python -m trainer ...`: the offline side, configured only by its arguments.
+
+The bot's ``thumbtune train --now`` runs ``python -m trainer run`` as a subprocess
+with arguments built from its settings; the trainer never reads the bot's settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from trainer.config import DataConfig, GateConfig, TrainConfig, add_arguments, from_arguments
+from trainer.export import FORMATS, export_records, write_jsonl
+from trainer.registry import ModelRegistry, RegistryError, format_versions
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    from trainer.job import RunOptions, run
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    result = run(
+        RunOptions(
+            db=Path(args.db),
+            registry=Path(args.registry),
+            base_model=args.base_model,
+            keep_versions=args.keep_versions,
+            data=from_arguments(DataConfig, args),
+            train=from_arguments(TrainConfig, args),
+            gate=from_arguments(GateConfig, args),
+        )
+    )
+    # One JSON line on stdout, for the bot (and people) to read.
+    print(json.dumps({"run": result.run_id, "status": result.status, "parent": result.parent,
+                      "version": result.version, "reason": result.reason, "metrics": result.metrics}))
+    return 1 if result.status == "failed" else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    records = asyncio.run(export_records(Path(args.db), fmt=args.format, gamma=args.gamma))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            count = write_jsonl(records, out)
+        print(f"wrote {count} {args.format} records to {args.out}", file=sys.stderr)
+    else:
+        write_jsonl(records, sys.stdout)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    print(format_versions(ModelRegistry(args.registry)))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    try:
+        version = ModelRegistry(args.registry).rollback(args.version)
+    except RegistryError as exc:
+        print(f"rollback refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"version {version} is current")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="thumbtune's offline trainer.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="one training run: votes -> KTO -> eval gate -> registry")
+    run.add_argument("--db", required=True, help="the bot's SQLite database")
+    run.add_argument("--registry", required=True, help="the model registry folder")
+    run.add_argument("--base-model", required=True, help="version 0: a Hugging Face model name or a local folder")
+    run.add_argument("--keep-versions", type=int, default=5, help="versions kept besides the current one (default: 5)")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_arguments(run, DataConfig, title="data")
+    add_arguments(run, TrainConfig, title="training")
+    add_arguments(run, GateConfig, title="eval gate")
+    run.set_defaults(handler=cmd_run)
+
+    export = commands.add_parser("export", help="write the feedback as JSONL in TRL's formats")
+    export.add_argument("--db", required=True)
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument("--out", help="file to write (default: stdout)")
+    export.add_argument("--gamma", type=float, default=0.0, help="thread credit discount (default: 0 = off)")
+    export.set_defaults(handler=cmd_export)
+
+    models = commands.add_parser("models", help="list the versions in the registry")
+    models.add_argument("--registry", required=True)
+    models.set_defaults(handler=cmd_models)
+
+    rollback = commands.add_parser("rollback", help="make an earlier version current (default: the parent)")
+    rollback.add_argument("--registry", required=True)
+    rollback.add_argument("version", nargs="?", type=int)
+    rollback.set_defaults(handler=cmd_rollback)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.handler(args)

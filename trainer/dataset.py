@@ -1,0 +1,312 @@
+"""Votes -> training examples (pure functions, no I/O).
+
+An answer's net reward is the sum of its votes' rewards (a retracted reaction is a
+deleted vote, so it simply is not there). With thread credit on (``gamma > 0``) a
+reward given to a later turn of the same conversation also credits the earlier
+answers, discounted per turn: Q_t = R_t + sum_{k>t} gamma^(k-t) R_k. Q > 0 makes a
+desirable example, Q < 0 an undesirable one, Q == 0 (a tie, or no votes) is skipped.
+
+Corrections (a person's better answer) and compare-votes (candidates of the same
+prompt rated differently) also give preference pairs (prompt, chosen, rejected).
+KTO learns from unpaired labels, so pairs are unpaired into one desirable and one
+undesirable example each (duplicates of the vote examples dropped).
+
+Examples are split into train and held-out by a hash of their conversation (or of
+the prompt, for a lone prompt), so a held-out conversation never leaks into
+training and the split is stable from one run to the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from storage.repository import CorrectionRow, FeedbackAnswer, VoteRow
+from trainer.dialogue import clean, render_prompt
+
+# Rewards are sums of small floats; treat anything this close to 0 as a tie.
+_TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class Example:
+    """One unpaired KTO example: is ``completion`` a good answer to ``prompt``?"""
+
+    prompt: str
+    completion: str
+    label: bool
+    group: str                 # split key: the conversation, or the lone prompt
+    reward: float = 0.0        # the (credited) reward behind the label; 0 for a correction
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A preference pair in TRL's DPO shape."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    group: str
+    source: str                # "correction" or "compare"
+
+
+@dataclass(frozen=True)
+class FeedbackDataset:
+    train: tuple[Example, ...]
+    held_out: tuple[Example, ...]
+    train_pairs: tuple[Pair, ...]
+    held_out_pairs: tuple[Pair, ...]
+    skipped_ties: int = 0      # answers with votes whose rewards cancel out
+    excluded: int = 0          # answers left out: flagged, or by / about a forgotten person
+
+    @property
+    def desirable(self) -> int:
+        return sum(example.label for example in self.train)
+
+    @property
+    def undesirable(self) -> int:
+        return len(self.train) - self.desirable
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "train_examples": len(self.train),
+            "desirable": self.desirable,
+            "undesirable": self.undesirable,
+            "train_pairs": len(self.train_pairs),
+            "held_out_examples": len(self.held_out),
+            "held_out_pairs": len(self.held_out_pairs),
+            "skipped_ties": self.skipped_ties,
+            "excluded": self.excluded,
+        }
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    gamma: float = 0.0                 # thread credit discount per turn; 0 = off
+    held_out_fraction: float = 0.2     # share of conversations kept for the eval gate
+    split_salt: str = "thumbtune"      # changing it re-draws the split
+    forgotten: frozenset[str] = field(default_factory=frozenset)  # person keys to leave out
+
+
+def net_rewards(votes: Iterable[VoteRow], *, forgotten: frozenset[str] = frozenset()) -> dict[int, float]:
+    """response id -> sum of its votes' rewards (votes by forgotten people ignored)."""
+    totals: dict[int, float] = defaultdict(float)
+    for vote in votes:
+        if vote.voter not in forgotten:
+            totals[vote.response_id] += vote.reward
+    return dict(totals)
+
+
+def credited_rewards(
+    answers: Sequence[FeedbackAnswer], rewards: dict[int, float], *, gamma: float
+) -> dict[int, float]:
+    """response id -> Q, the reward plus the discounted rewards of later turns of its conversation.
+
+    A turn is one prompt; its reward is the sum over its candidates, since a person
+    reacting to any of them is reacting to how the conversation went on.
+    """
+    credited = {answer.response_id: rewards.get(answer.response_id, 0.0) for answer in answers}
+    if gamma <= 0:
+        return credited
+    turns: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    order: dict[str, dict[int, tuple[float, int]]] = defaultdict(dict)
+    for answer in answers:
+        if answer.conversation is None:
+            continue
+        turns[answer.conversation][answer.prompt_id] += rewards.get(answer.response_id, 0.0)
+        order[answer.conversation][answer.prompt_id] = (answer.prompt_created_at, answer.prompt_id)
+    # Q of each turn, computed backwards: Q_t = sum_{k>t} gamma^(k-t) R_k (later turns only).
+    later: dict[int, float] = {}
+    for conversation, turn_rewards in turns.items():
+        prompts = sorted(turn_rewards, key=lambda prompt_id: order[conversation][prompt_id])
+        carry = 0.0
+        for prompt_id in reversed(prompts):
+            later[prompt_id] = gamma * carry
+            carry = turn_rewards[prompt_id] + gamma * carry
+    for answer in answers:
+        credited[answer.response_id] += later.get(answer.prompt_id, 0.0)
+    return credited
+
+
+def prompt_of(answer: FeedbackAnswer) -> str:
+    """The exact text the model continued: the stored dialogue context, or a rebuilt one."""
+    return answer.context or render_prompt(answer.prompt_text)
+
+
+def completion_of(text: str) -> str:
+    # The template ends with "Bot:"; the model's answer starts after a space.
+    return " " + clean(text)
+
+
+def group_of(answer: FeedbackAnswer) -> str:
+    return f"c:{answer.conversation}" if answer.conversation else f"p:{answer.prompt_id}"
+
+
+def is_held_out(group: str, *, fraction: float, salt: str) -> bool:
+    """Stable split: the same group lands on the same side on every run."""
+    if fraction <= 0:
+        return False
+    digest = hashlib.sha256(f"{salt}:{group}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def build_dataset(
+    *,
+    answers: Sequence[FeedbackAnswer],
+    votes: Sequence[VoteRow],
+    corrections: Sequence[CorrectionRow] = (),
+    options: BuildOptions = BuildOptions(),
+) -> FeedbackDataset:
+    forgotten = options.forgotten
+    usable = [a for a in answers if not a.flagged and a.author not in forgotten]
+    usable_ids = {a.response_id for a in usable}
+    rewards = net_rewards((v for v in votes if v.response_id in usable_ids), forgotten=forgotten)
+    voted = set(rewards)
+    rated = {v.response_id for v in votes} | {c.response_id for c in corrections}
+    excluded = sum(1 for a in answers if a.response_id in rated and a.response_id not in usable_ids)
+    credited = credited_rewards(usable, rewards, gamma=options.gamma)
+
+    examples: list[Example] = []
+    ties = 0
+    for answer in usable:
+        q = credited[answer.response_id]
+        if abs(q) <= _TIE:
+            ties += answer.response_id in voted
+            continue
+        examples.append(
+            Example(
+                prompt=prompt_of(answer),
+                completion=completion_of(answer.text),
+                label=q > 0,
+                group=group_of(answer),
+                reward=q,
+            )
+        )
+
+    pairs = _compare_pairs(usable, credited) + _correction_pairs(usable, corrections, forgotten)
+    examples = _with_unpaired(examples, pairs)
+
+    def held(group: str) -> bool:
+        return is_held_out(group, fraction=options.held_out_fraction, salt=options.split_salt)
+
+    return FeedbackDataset(
+        train=tuple(e for e in examples if not held(e.group)),
+        held_out=tuple(e for e in examples if held(e.group)),
+        train_pairs=tuple(p for p in pairs if not held(p.group)),
+        held_out_pairs=tuple(p for p in pairs if held(p.group)),
+        skipped_ties=ties,
+        excluded=excluded,
+    )
+
+
+def _compare_pairs(answers: Sequence[FeedbackAnswer], credited: dict[int, float]) -> list[Pair]:
+    """Candidates of one prompt rated differently: the best against the worst."""
+    by_prompt: dict[int, list[FeedbackAnswer]] = defaultdict(list)
+    for answer in answers:
+        by_prompt[answer.prompt_id].append(answer)
+    pairs = []
+    for candidates in by_prompt.values():
+        if len(candidates) < 2:
+            continue
+        ranked = sorted(candidates, key=lambda a: (credited[a.response_id], -a.candidate))
+        worst, best = ranked[0], ranked[-1]
+        if credited[best.response_id] - credited[worst.response_id] <= _TIE:
+            continue
+        if clean(best.text) == clean(worst.text):
+            continue
+        pairs.append(
+            Pair(
+                prompt=prompt_of(best),
+                chosen=completion_of(best.text),
+                rejected=completion_of(worst.text),
+                group=group_of(best),
+                source="compare",
+            )
+        )
+    return pairs
+
+
+def _correction_pairs(
+    answers: Sequence[FeedbackAnswer], corrections: Sequence[CorrectionRow], forgotten: frozenset[str]
+) -> list[Pair]:
+    by_id = {answer.response_id: answer for answer in answers}
+    pairs = []
+    for correction in corrections:
+        answer = by_id.get(correction.response_id)
+        if answer is None or correction.author in forgotten or not clean(correction.text):
+            continue
+        if clean(correction.text) == clean(answer.text):
+            continue
+        pairs.append(
+            Pair(
+                prompt=prompt_of(answer),
+                chosen=completion_of(correction.text),
+                rejected=completion_of(answer.text),
+                group=group_of(answer),
+                source="correction",
+            )
+        )
+    return pairs
+
+
+def _with_unpaired(examples: list[Example], pairs: Sequence[Pair]) -> list[Example]:
+    """Add each pair as a desirable and an undesirable example, unless the answer is already
+    an example: the label its votes gave it wins over the one a pair implies."""
+    seen = {(e.prompt, e.completion) for e in examples}
+    out = list(examples)
+    for pair in pairs:
+        for completion, label in ((pair.chosen, True), (pair.rejected, False)):
+            key = (pair.prompt, completion)
+            if key not in seen:
+                seen.add(key)
+                out.append(Example(pair.prompt, completion, label, pair.group))
+    return out
+
+
+def readiness(dataset: FeedbackDataset, *, min_examples: int) -> str | None:
+    """Why this dataset is not enough to train on, or None when it is."""
+    if len(dataset.train) < min_examples:
+        return f"only {len(dataset.train)} training examples, need at least {min_examples}"
+    if dataset.desirable == 0:
+        return "no desirable (liked) training examples"
+    if dataset.undesirable == 0:
+        return "no undesirable (disliked) training examples"
+    return None
+
+
+def balanced_weights(*, desirable: int, undesirable: int) -> tuple[float, float]:
+    """(desirable_weight, undesirable_weight) so both labels weigh the same in the KTO loss.
+
+    The KTO paper (eq. 8) wants desirable_weight * n_desirable / (undesirable_weight *
+    n_undesirable) in [1, 4/3]; we scale the rarer side up to 1:1.
+    """
+    if desirable <= 0 or undesirable <= 0:
+        return 1.0, 1.0
+    if desirable >= undesirable:
+        return 1.0, round(desirable / undesirable, 4)
+    return round(undesirable / desirable, 4), 1.0
+
+
+# --- TRL dataset formats ------------------------------------------------------------
+def kto_records(examples: Iterable[Example]) -> list[dict[str, object]]:
+    """TRL's unpaired preference format: prompt, completion, label."""
+    return [{"prompt": e.prompt, "completion": e.completion, "label": e.label} for e in examples]
+
+
+def dpo_records(pairs: Iterable[Pair]) -> list[dict[str, object]]:
+    """TRL's preference format: prompt, chosen, rejected."""
+    return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+
+
+def sft_records(examples: Iterable[Example], pairs: Iterable[Pair]) -> list[dict[str, object]]:
+    """TRL's prompt-completion format: liked answers and people's corrections."""
+    records, seen = [], set()
+    chosen = [(e.prompt, e.completion) for e in examples if e.label]
+    chosen += [(p.prompt, p.chosen) for p in pairs]
+    for prompt, completion in chosen:
+        if (prompt, completion) not in seen:
+            seen.add((prompt, completion))
+            records.append({"prompt": prompt, "completion": completion})
+    return records

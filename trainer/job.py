@@ -1,0 +1,300 @@
+"""One training run: votes -> dataset -> KTO on the parent -> eval gate -> registry.
+
+Runs in its own process (``python -m trainer run``), never inside the bot. Every run
+is recorded in ``training_runs``: published, rejected (with the gate's reasons),
+skipped (too little data, with the reason) or failed (with the error). A crash
+leaves only a staging folder, which the registry removes; ``versions/`` and the
+current pointer are untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+from storage.database import Database
+from storage.repository import Repository
+from trainer.config import DataConfig, GateConfig, TrainConfig, as_dict
+from trainer.dataset import BuildOptions, FeedbackDataset, balanced_weights, build_dataset, kto_records, readiness
+from trainer.evaluate import GateResult, run_gate
+from trainer.models import load_causal_lm, training_device
+from trainer.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    db: Path
+    registry: Path
+    base_model: str                  # version 0: a Hugging Face name or a local folder
+    keep_versions: int = 5
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    status: str                      # published, rejected, skipped, failed
+    parent: int
+    version: int | None = None
+    reason: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    steps: int
+    seconds: float
+    examples_per_s: float
+    final_loss: float | None
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "desirable_weight": self.desirable_weight,
+            "undesirable_weight": self.undesirable_weight,
+            "train_steps": self.steps,
+            "train_seconds": round(self.seconds, 3),
+            "seconds_per_step": round(self.seconds / max(self.steps, 1), 4),
+            "examples_per_s": round(self.examples_per_s, 3),
+            "train_loss": self.final_loss,
+        }
+
+
+def run(options: RunOptions) -> RunResult:
+    return asyncio.run(run_async(options))
+
+
+async def run_async(options: RunOptions) -> RunResult:
+    registry = ModelRegistry(options.registry, keep=options.keep_versions)
+    async with await Database.open(options.db) as database:
+        repository = Repository(database)
+        try:
+            with registry.training_lock():
+                parent = registry.current_version()  # read under the lock: no other run publishes now
+                # Holding the lock, any run still marked 'running' belongs to a trainer that died.
+                await repository.fail_interrupted_training_runs(reason="interrupted: the trainer process ended mid-run")
+                return await _run_locked(options, registry, repository, parent)
+        except RegistryError as exc:
+            parent = registry.current_version()
+            run_id = await repository.start_training_run(parent_version=parent)
+            await repository.finish_training_run(run_id, status="skipped", reason=str(exc))
+            return RunResult(run_id, "skipped", parent, reason=str(exc))
+
+
+async def _run_locked(options: RunOptions, registry: ModelRegistry, repository: Repository, parent: int) -> RunResult:
+    run_id = await repository.start_training_run(parent_version=parent)
+    try:
+        dataset = await load_dataset(repository, options.data, parent=parent)
+        counts = dataset.counts()
+        recorded = dict(
+            examples=len(dataset.train),
+            desirable=dataset.desirable,
+            undesirable=dataset.undesirable,
+            held_out=len(dataset.held_out),
+        )
+        reason = readiness(dataset, min_examples=options.data.min_examples)
+        if reason is not None:
+            log.info("training skipped: %s", reason)
+            await repository.finish_training_run(run_id, status="skipped", reason=reason, **recorded)
+            return RunResult(run_id, "skipped", parent, reason=reason)
+        log.info("training on %s", counts)
+        result = await asyncio.to_thread(train_and_publish, options, registry, dataset, parent)
+        await repository.finish_training_run(
+            run_id, status=result.status, reason=result.reason, new_version=result.version, **recorded
+        )
+        return RunResult(run_id, result.status, parent, result.version, result.reason, result.metrics)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        log.exception("training run %d failed", run_id)
+        await repository.finish_training_run(run_id, status="failed", reason=reason)
+        return RunResult(run_id, "failed", parent, reason=reason)
+
+
+async def load_dataset(repository: Repository, config: DataConfig, *, parent: int) -> FeedbackDataset:
+    if config.all_history:
+        votes, corrections = await repository.all_votes(), await repository.corrections()
+    else:
+        votes, corrections = await repository.votes_since(parent), await repository.corrections(since_version=parent)
+    return build_dataset(
+        answers=await repository.feedback_answers(),
+        votes=votes,
+        corrections=corrections,
+        options=BuildOptions(gamma=config.gamma, held_out_fraction=config.held_out_fraction),
+    )
+
+
+@dataclass(frozen=True)
+class _Published:
+    status: str
+    version: int
+    reason: str | None
+    metrics: dict[str, Any]
+
+
+def train_and_publish(
+    options: RunOptions, registry: ModelRegistry, dataset: FeedbackDataset, parent: int
+) -> _Published:
+    config = options.train
+    torch.set_num_threads(config.threads)
+    device = training_device(config.device)
+    source = options.base_model if parent == BASE_VERSION else str(registry.get(parent).path)
+    with registry.staging() as folder:
+        model, tokenizer = load_causal_lm(source, device=device)
+        reference, _ = load_causal_lm(source, device=device)
+        reference.eval()
+        base = None if parent == BASE_VERSION else _load_base(options.base_model, device)
+        scratch = folder / ".scratch"
+        model, stats = train_kto(
+            model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
+        )
+        shutil.rmtree(scratch, ignore_errors=True)
+        gate = run_gate(
+            candidate=model,
+            parent=reference,
+            tokenizer=tokenizer,
+            base=base,
+            held_out=dataset.held_out,
+            held_out_pairs=dataset.held_out_pairs,
+            config=options.gate,
+            seed=config.seed,
+            max_length=config.max_length,
+        )
+        save_model(model, tokenizer, folder)
+        status = PUBLISHED if gate.passed else REJECTED
+        metrics = {**stats.as_dict(), **gate.metrics()}
+        info = registry.publish(
+            folder,
+            parent=parent,
+            status=status,
+            metrics=metrics,
+            counts=dataset.counts(),
+            config={"base_model": options.base_model, "data": as_dict(options.data), "train": as_dict(config), "gate": as_dict(options.gate)},
+            reasons=gate.reasons,
+        )
+    _log_gate(info.version, gate)
+    return _Published(status, info.version, "; ".join(gate.reasons) or None, metrics)
+
+
+def train_kto(
+    *,
+    model: PreTrainedModel,
+    reference: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: FeedbackDataset,
+    config: TrainConfig,
+    scratch: Path,
+) -> tuple[PreTrainedModel, TrainStats]:
+    """Fine-tune ``model`` with TRL's KTOTrainer against ``reference``; the trained model (LoRA merged)."""
+    # Imported here: TRL is slow to import and only this step needs it.
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+    from trl import KTOConfig, KTOTrainer
+
+    if config.batch_size < 2:
+        raise ValueError("KTO needs a batch size of at least 2")
+    records = kto_records(dataset.train)
+    random.Random(config.seed).shuffle(records)  # the trainer's own order is not to be relied on
+    desirable_weight, undesirable_weight = (1.0, 1.0)
+    if config.balance_weights:
+        desirable_weight, undesirable_weight = balanced_weights(desirable=dataset.desirable, undesirable=dataset.undesirable)
+    cuda = next(model.parameters()).device.type == "cuda"
+    args = KTOConfig(
+        output_dir=str(scratch),
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        max_length=config.max_length,
+        desirable_weight=desirable_weight,
+        undesirable_weight=undesirable_weight,
+        seed=config.seed,
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),   # TRL turns bf16 on by default, wrong on a CPU
+        activation_checkpointing=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules=["c_attn"],
+            fan_in_fan_out=True, task_type="CAUSAL_LM",
+        )
+    trainer = KTOTrainer(
+        model=model,
+        ref_model=reference,          # explicit: with None TRL looks the model up on the Hub
+        args=args,
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[_LogProgress()],
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; _LogProgress logs instead
+    started = time.monotonic()
+    trainer.train()
+    seconds = time.monotonic() - started
+    steps = int(trainer.state.global_step)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    trained = trainer.model
+    if config.lora:
+        trained = trained.merge_and_unload()   # a plain model again, loadable without peft
+    trained.eval()
+    examples = steps * config.batch_size / max(seconds, 1e-9)
+    return trained, TrainStats(
+        steps=steps,
+        seconds=seconds,
+        examples_per_s=examples,
+        final_loss=losses[-1] if losses else None,
+        desirable_weight=desirable_weight,
+        undesirable_weight=undesirable_weight,
+    )
+
+
+def _load_base(source: str, device: torch.device) -> PreTrainedModel | None:
+    """Version 0 for the gate's implicit rewards; without it the parent stands in."""
+    try:
+        model, _ = load_causal_lm(source, device=device)
+    except (OSError, ValueError) as exc:
+        log.warning("base model %s not loadable (%s); preference accuracy is measured against the parent", source, exc)
+        return None
+    return model.eval()
+
+
+def save_model(model, tokenizer, folder: Path) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _log_gate(version: int, gate: GateResult) -> None:
+    if gate.passed:
+        log.info("version %d passed the eval gate and is current: %s", version, gate.metrics())
+    else:
+        log.warning("version %d rejected by the eval gate: %s", version, "; ".join(gate.reasons))
+
+
+class _LogProgress(TrainerCallback):
+    """Progress and loss go to our log, not to a progress bar."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, logs["loss"])

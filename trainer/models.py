@@ -1,0 +1,27 @@
+"""Loading a model to train or evaluate (the trainer never imports the bot's generator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+
+def training_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda but torch sees no CUDA device")
+    if device in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def load_causal_lm(source: str | Path, *, device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model (fp32: bf16 on CUDA comes from mixed precision) and tokenizer from a folder or name."""
+    source = str(source)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    return model, tokenizer
