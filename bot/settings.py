@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(3000, ge=0, le=65535)
 
+    # --- discord ---------------------------------------------------------------------
+    discord_guild_id: int | None = Field(
+        None, gt=0, description="Test server id: /ask is synced there only, and updates at once."
+    )
+
     # --- platform credentials keep their usual names --------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
