@@ -299,8 +299,8 @@ class FakeDiscord:
             )
             await self.dispatch("MESSAGE_CREATE", message)  # the real gateway echoes our own posts
             return _json(message)
-        if method == "PUT" and len(parts) == 6 and parts[2] == "messages" and parts[4] == "reactions":
-            await self.react(self.bot, int(parts[3]), unquote(parts[5].split("/")[0]))
+        if method == "PUT" and len(parts) == 7 and parts[2] == "messages" and parts[4:7:2] == ["reactions", "@me"]:
+            await self.react(self.bot, int(parts[3]), unquote(parts[5]))
             return web.Response(status=204)
         return _json({"message": "unknown channel call", "code": 0}, status=404)
 
