@@ -43,12 +43,29 @@ async def _run(settings: Settings) -> int:
     from bot.generation import ModelLoadError
 
     adapter = settings.chosen_adapter()
+    if adapter == "discord" and settings.discord_token is None:  # say so before loading the model
+        print("thumbtune: the discord adapter needs DISCORD_TOKEN (see README.md, Discord)", file=sys.stderr)
+        return 2
     try:
         async with open_runtime(settings) as runtime:
             if adapter == "shell":
                 from bot.adapters.shell import ShellChat
 
                 await ShellChat(runtime.service, correction_prefix=settings.correction_prefix).run()
+            elif adapter == "discord":
+                from bot.adapters.discord import DiscordStartupError, run_discord
+
+                assert settings.discord_token is not None
+                try:
+                    await run_discord(
+                        service=runtime.service,
+                        token=settings.discord_token.get_secret_value(),
+                        correction_prefix=settings.correction_prefix,
+                        guild_id=settings.discord_guild_id,
+                    )
+                except DiscordStartupError as exc:
+                    print(f"thumbtune: {exc}", file=sys.stderr)
+                    return 1
             else:
                 print(f"thumbtune: the {adapter} adapter is not available yet", file=sys.stderr)
                 return 2

@@ -122,8 +122,11 @@ async def test_mention_gets_a_reply_with_two_thumbs_and_is_stored(
     [(stored_answer, message_key)] = rows(settings.db_path, "SELECT text, message_key FROM responses")
     assert message_key == key(fake_discord, answer)
     assert answer["content"] == (stored_answer or "…")
-    # The bot's own 👍/👎 came back as gateway events and were not counted.
-    assert votes(settings) == []
+    # The bot's own 👍/👎 came back as gateway events; only a person's vote (sent after them) counts.
+    await fake_discord.react(BOB, int(answer["id"]), "👎")
+    await wait_for(lambda: votes(settings))
+    await asyncio.sleep(0)
+    assert [row[2:] for row in votes(settings)] == [("👎", -1.0)]
 
 
 async def test_direct_message_is_answered_without_a_mention(
@@ -134,9 +137,10 @@ async def test_direct_message_is_answered_without_a_mention(
     assert answer["channel_id"] == str(fake_discord.dm_channel_id)
     [(platform, channel)] = rows(settings.db_path, "SELECT platform, channel FROM prompts")
     assert (platform, channel) == ("discord", str(fake_discord.dm_channel_id))
-    await fake_discord.react(ALICE, int(answer["id"]), "👍")
+    await fake_discord.react(ALICE, int(answer["id"]), "👎")
     await wait_for(lambda: votes(settings))
-    assert votes(settings)[0][2:] == ("👍", 1.0)
+    await asyncio.sleep(0)
+    assert [row[2:] for row in votes(settings)] == [("👎", -1.0)]  # the bot's own thumbs not counted
 
 
 async def test_plain_channel_messages_are_not_prompts(
@@ -315,3 +319,45 @@ async def test_a_rejected_token_stops_start_up_with_a_clear_error(
         await asyncio.wait_for(client.serve(BAD_TOKEN), timeout=15)
     assert BAD_TOKEN not in caplog.text
     assert not fake_discord.identifies
+
+
+async def test_thumbtune_run_starts_the_discord_bot_from_settings(
+    settings_env: dict[str, str], fake_discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.cli import _run
+    from bot.settings import load_settings
+
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("THUMBTUNE_DISCORD_GUILD_ID", str(fake_discord.guild_id))
+    settings = load_settings()
+    assert settings.chosen_adapter() == "discord"
+    running = asyncio.create_task(_run(settings))
+    try:
+        await wait_for(lambda: fake_discord.identifies or running.done(), timeout=30)
+        assert not running.done()
+        guild_sync = f"/applications/{fake_discord.bot.id}/guilds/{fake_discord.guild_id}/commands"
+        assert fake_discord.calls_to("PUT", guild_sync)
+        answer = await asked(fake_discord, ALICE, "hello from the CLI", mention_bot=True)
+        assert rows(settings.db_path, "SELECT message_key FROM responses") == [(key(fake_discord, answer),)]
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+
+async def test_thumbtune_run_explains_a_rejected_or_missing_token(
+    settings_env: dict[str, str],
+    fake_discord: FakeDiscord,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli import _run
+    from bot.settings import load_settings
+
+    assert await _run(load_settings(adapter="discord")) == 2
+    assert "needs DISCORD_TOKEN" in capsys.readouterr().err
+
+    monkeypatch.setenv("DISCORD_TOKEN", BAD_TOKEN)
+    assert await _run(load_settings()) == 1
+    err = capsys.readouterr().err
+    assert "Discord rejected DISCORD_TOKEN" in err and BAD_TOKEN not in err
