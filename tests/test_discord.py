@@ -17,7 +17,7 @@ import discord
 import pytest
 import yarl
 
-from bot.adapters.discord import DiscordBot, DiscordStartupError, required_intents
+from bot.adapters.discord import DiscordBot, DiscordStartupError, invite_url, required_intents
 from tests.fakes.discord import (
     BAD_TOKEN,
     CLOSE_DISALLOWED_INTENTS,
@@ -361,3 +361,14 @@ async def test_thumbtune_run_explains_a_rejected_or_missing_token(
     assert await _run(load_settings()) == 1
     err = capsys.readouterr().err
     assert "Discord rejected DISCORD_TOKEN" in err and BAD_TOKEN not in err
+
+
+def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
+    url = yarl.URL(invite_url(1234))
+    assert url.query["client_id"] == "1234"
+    assert url.query["scope"] == "bot applications.commands"
+    granted = discord.Permissions(int(url.query["permissions"]))
+    assert granted == discord.Permissions(
+        send_messages=True, add_reactions=True, read_message_history=True, use_application_commands=True
+    )
+    assert granted.value == 2147551296  # the number in README.md

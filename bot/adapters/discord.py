@@ -49,6 +49,14 @@ TOKEN_HELP = (
     "Reset Token, and put the new token in DISCORD_TOKEN (in .env or the environment)."
 )
 
+# What the invite asks for, and nothing more: answer, thumb, see reply chains, /ask.
+INVITE_PERMISSIONS = discord.Permissions(
+    send_messages=True,
+    add_reactions=True,
+    read_message_history=True,
+    use_application_commands=True,
+)
+
 log = logging.getLogger(__name__)
 
 
@@ -144,6 +152,8 @@ class DiscordBot(discord.Client):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("connected to Discord as %s (id %s) in %d servers", self.user, self.user.id, len(self.guilds))
+        if self.application_id is not None:
+            log.info("invite it to a server with %s", invite_url(self.application_id))
 
     # --- prompts and corrections ----------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
@@ -263,6 +273,13 @@ class DiscordBot(discord.Client):
             await interaction.followup.send("Sorry, something went wrong answering that.", ephemeral=True)
         except discord.HTTPException:
             pass  # the interaction may have expired; the log has the details
+
+
+def invite_url(application_id: int) -> str:
+    """The OAuth2 link that adds the bot to a server with exactly the permissions it needs."""
+    return discord.utils.oauth_url(
+        application_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
+    )
 
 
 def _key(channel_id: int, message_id: int) -> str:
