@@ -99,7 +99,8 @@ async def test_identify_asks_only_for_the_needed_intents_and_syncs_ask_to_the_te
         guilds=True, guild_messages=True, dm_messages=True, guild_reactions=True, dm_reactions=True
     )
     assert intents & PRIVILEGED_INTENTS == 0
-    synced = fake_discord.calls_to("PUT", f"/applications/{fake_discord.bot.id}/guilds/{fake_discord.guild_id}/commands")
+    guild_commands = f"/applications/{fake_discord.bot.id}/guilds/{fake_discord.guild_id}/commands"
+    synced = fake_discord.calls_to("PUT", guild_commands)
     assert [command["name"] for command in synced[0].body] == ["ask"]
     assert not fake_discord.calls_to("PUT", f"/applications/{fake_discord.bot.id}/commands")
 
@@ -167,7 +168,8 @@ async def test_ask_command_is_deferred_then_answered_with_a_follow_up(
     assert call.body["content"].startswith("> tell me a story\n")
     answer = fake_discord.bot_messages()[-1]
     answer_id = int(answer["id"])
-    await wait_for(lambda: {(answer_id, fake_discord.bot.id, "👍"), (answer_id, fake_discord.bot.id, "👎")} <= fake_discord.reactions)
+    thumbs = {(answer_id, fake_discord.bot.id, "👍"), (answer_id, fake_discord.bot.id, "👎")}
+    await wait_for(lambda: thumbs <= fake_discord.reactions)
     [(text, conversation)] = rows(settings.db_path, "SELECT text, conversation FROM prompts")
     assert text == "tell me a story"
     assert conversation == f"discord:{fake_discord.channel_id}:{interaction_id}"
@@ -246,8 +248,9 @@ async def test_reply_chain_and_thread_carry_the_conversation(
 ) -> None:
     first = await asked(fake_discord, ALICE, "my name is Alice", mention_bot=True)
     await asked(fake_discord, ALICE, "what is my name?", reply_to=int(first["id"]))
-    in_thread = await asked(fake_discord, BOB, "first in thread", mention_bot=True, channel_id=fake_discord.thread_id)
-    await asked(fake_discord, BOB, "second in thread", mention_bot=True, channel_id=fake_discord.thread_id)
+    thread = fake_discord.thread_id
+    in_thread = await asked(fake_discord, BOB, "first in thread", mention_bot=True, channel_id=thread)
+    await asked(fake_discord, BOB, "second in thread", mention_bot=True, channel_id=thread)
 
     stored = rows(settings.db_path, "SELECT text, conversation, context FROM prompts ORDER BY id")
     assert stored[1][1] == stored[0][1]
@@ -297,6 +300,19 @@ async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
     assert TOKEN not in caplog.text  # secrets never reach the log
     await asked(fake_discord, ALICE, "and this one works", mention_bot=True)
     assert bot.is_ready() and not bot.is_closed()
+
+
+async def test_a_failing_ask_is_logged_and_apologised_for(
+    bot: DiscordBot, fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_discord.fail_next_follow_up = True  # Discord refuses the answer once
+    interaction_id = await fake_discord.ask(ALICE, "this answer will fail")
+
+    await wait_for(lambda: len(fake_discord.calls_to("POST", "/webhooks/")) == 2, timeout=30)
+    apology = fake_discord.calls_to("POST", "/webhooks/")[1].body
+    assert apology["content"].startswith("Sorry") and apology["flags"] == 64  # ephemeral
+    assert any(f"interaction {interaction_id}" in record.getMessage() for record in caplog.records)
+    await asked(fake_discord, ALICE, "still answering", mention_bot=True)
 
 
 async def test_disallowed_intents_stop_start_up_with_a_clear_error(
@@ -363,7 +379,7 @@ async def test_thumbtune_run_explains_a_rejected_or_missing_token(
     assert "Discord rejected DISCORD_TOKEN" in err and BAD_TOKEN not in err
 
 
-def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
+async def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
     url = yarl.URL(invite_url(1234))
     assert url.query["client_id"] == "1234"
     assert url.query["scope"] == "bot applications.commands"

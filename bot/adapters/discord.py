@@ -167,12 +167,13 @@ class DiscordBot(discord.Client):
             await self._answer_message(message, text, replied)
 
     async def _answer_message(self, message: discord.Message, text: str, replied: str | None) -> None:
+        channel = message.channel
         prompt = IncomingPrompt(
             platform=PLATFORM,
-            channel=str(message.channel.id),
+            channel=str(channel.id),
             user=str(message.author.id),
             text=text,
-            conversation=await self._conversation(message.channel, root=message.id, replied=replied),
+            conversation=await self._conversation(channel.id, channel, root=message.id, replied=replied),
             event_id=f"message:{message.id}",  # a replayed event never answers twice
         )
         async with message.channel.typing():
@@ -186,13 +187,14 @@ class DiscordBot(discord.Client):
         """/ask: defer at once (Discord allows 3 s), generate, answer with a follow-up."""
         await interaction.response.defer(thinking=True)
         channel_id = interaction.channel_id or 0
+        channel = interaction.channel
         reply = await self.service.on_prompt(
             IncomingPrompt(
                 platform=PLATFORM,
                 channel=str(channel_id),
                 user=str(interaction.user.id),
                 text=prompt,
-                conversation=await self._conversation(interaction.channel, root=interaction.id, replied=None),
+                conversation=await self._conversation(channel_id, channel, root=interaction.id, replied=None),
                 event_id=f"interaction:{interaction.id}",
             )
         )
@@ -211,14 +213,14 @@ class DiscordBot(discord.Client):
         for emoji in self.rating_emoji:
             await answer.add_reaction(emoji)
 
-    async def _conversation(self, channel: Any, *, root: int, replied: str | None) -> str:
+    async def _conversation(self, channel_id: int, channel: object, *, root: int, replied: str | None) -> str:
         if replied is not None:
             earlier = await self.service.conversation_of(replied)
             if earlier is not None:  # a reply to one of our answers continues its conversation
                 return earlier
         if getattr(channel, "type", None) in _THREAD_TYPES:
-            return f"{PLATFORM}:{channel.id}"  # a whole thread is one conversation
-        return f"{PLATFORM}:{getattr(channel, 'id', 0)}:{root}"
+            return f"{PLATFORM}:{channel_id}"  # a whole thread is one conversation
+        return f"{PLATFORM}:{channel_id}:{root}"
 
     async def _correct(self, message: discord.Message, replied: str, text: str) -> None:
         stored = await self.service.on_correction(

@@ -64,6 +64,7 @@ class FakeDiscord:
     dm_channel_id: int = 400     # the DM between alice and the bot
     close_on_identify: int | None = None   # close code to refuse IDENTIFY with
     fail_next_post: set[int] = field(default_factory=set)  # channels whose next POST gets a 403
+    fail_next_follow_up: bool = False                       # the next interaction follow-up gets a 403
 
     calls: list[Call] = field(default_factory=list)
     identifies: list[dict[str, Any]] = field(default_factory=list)
@@ -273,6 +274,9 @@ class FakeDiscord:
                  "resource": {"type": body["type"]}}
             )
         if method == "POST" and parts[0] == "webhooks" and len(parts) == 3:  # an interaction follow-up
+            if self.fail_next_follow_up:
+                self.fail_next_follow_up = False
+                return _json({"message": "Missing Permissions", "code": 50013}, status=403)
             interaction = self._interaction(parts[2])
             channel_id = int(interaction["d"]["channel_id"])
             message = self._new_message(channel_id, self.bot.user(), body.get("content", ""), webhook=parts[1])
