@@ -113,6 +113,7 @@ async def test_mention_gets_a_reply_with_two_thumbs_and_is_stored(
     assert answer["type"] == 19  # a reply to the prompt
     posted = fake_discord.calls_to("POST", f"/channels/{fake_discord.channel_id}/messages")
     assert posted[0].body["allowed_mentions"]["parse"] == []  # generated text never pings anyone
+    assert posted[0].body["message_reference"]["fail_if_not_exists"] is False  # a deleted prompt still gets it
     [(text, channel, author, conversation)] = rows(
         settings.db_path, "SELECT text, channel, author, conversation FROM prompts"
     )
@@ -128,6 +129,12 @@ async def test_mention_gets_a_reply_with_two_thumbs_and_is_stored(
     await wait_for(lambda: votes(settings))
     await asyncio.sleep(0)
     assert [row[2:] for row in votes(settings)] == [("👎", -1.0)]
+
+
+async def test_a_rate_limited_reaction_is_retried_by_discord_py(bot: DiscordBot, fake_discord: FakeDiscord) -> None:
+    fake_discord.rate_limit_next_reaction = True
+    answer = await asked(fake_discord, ALICE, "rate limits?", mention_bot=True)
+    assert len(fake_discord.calls_to("PUT", f"/channels/{answer['channel_id']}/messages/{answer['id']}/reactions")) == 3
 
 
 async def test_direct_message_is_answered_without_a_mention(

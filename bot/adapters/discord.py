@@ -180,7 +180,9 @@ class DiscordBot(discord.Client):
             reply = await self.service.on_prompt(prompt)
         if reply is None:
             return
-        posted = await message.reply(_fit(reply.text))
+        # If the prompt was deleted meanwhile, post the answer anyway rather than fail.
+        reference = message.to_reference(fail_if_not_exists=False)
+        posted = await message.channel.send(_fit(reply.text), reference=reference)
         await self._offer_rating(reply, channel_id=message.channel.id, message_id=posted.id)
 
     async def answer_command(self, interaction: discord.Interaction, prompt: str) -> None:

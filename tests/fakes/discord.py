@@ -65,6 +65,7 @@ class FakeDiscord:
     close_on_identify: int | None = None   # close code to refuse IDENTIFY with
     fail_next_post: set[int] = field(default_factory=set)  # channels whose next POST gets a 403
     fail_next_follow_up: bool = False                       # the next interaction follow-up gets a 403
+    rate_limit_next_reaction: bool = False                  # the next reaction PUT gets a 429
 
     calls: list[Call] = field(default_factory=list)
     identifies: list[dict[str, Any]] = field(default_factory=list)
@@ -304,6 +305,12 @@ class FakeDiscord:
             await self.dispatch("MESSAGE_CREATE", message)  # the real gateway echoes our own posts
             return _json(message)
         if method == "PUT" and len(parts) == 7 and parts[2] == "messages" and parts[4:7:2] == ["reactions", "@me"]:
+            if self.rate_limit_next_reaction:
+                self.rate_limit_next_reaction = False
+                limited = _json({"message": "You are being rate limited.", "retry_after": 0.05, "global": False},
+                                status=429)
+                limited.headers["Via"] = "1.1 google"  # discord.py treats a 429 without it as a Cloudflare ban
+                return limited
             await self.react(self.bot, int(parts[3]), unquote(parts[5]))
             return web.Response(status=204)
         return _json({"message": "unknown channel call", "code": 0}, status=404)
