@@ -79,6 +79,19 @@ async def asked(fake: FakeDiscord, person: Person, text: str, **where: Any) -> d
     return answer
 
 
+async def handlers_done() -> None:
+    """Wait until no event handler of the bot is running (discord.py names their tasks)."""
+
+    def idle() -> bool:
+        running = asyncio.current_task()
+        return not any(
+            task.get_name().startswith("discord.py: on_") and task is not running and not task.done()
+            for task in asyncio.all_tasks()
+        )
+
+    await wait_for(idle)
+
+
 def key(fake: FakeDiscord, message: dict[str, Any]) -> str:
     return f"discord:{message['channel_id']}:{message['id']}"
 
@@ -127,7 +140,7 @@ async def test_mention_gets_a_reply_with_two_thumbs_and_is_stored(
     # The bot's own 👍/👎 came back as gateway events; only a person's vote (sent after them) counts.
     await fake_discord.react(BOB, int(answer["id"]), "👎")
     await wait_for(lambda: votes(settings))
-    await asyncio.sleep(0)
+    await handlers_done()
     assert [row[2:] for row in votes(settings)] == [("👎", -1.0)]
 
 
@@ -147,7 +160,7 @@ async def test_direct_message_is_answered_without_a_mention(
     assert (platform, channel) == ("discord", str(fake_discord.dm_channel_id))
     await fake_discord.react(ALICE, int(answer["id"]), "👎")
     await wait_for(lambda: votes(settings))
-    await asyncio.sleep(0)
+    await handlers_done()
     assert [row[2:] for row in votes(settings)] == [("👎", -1.0)]  # the bot's own thumbs not counted
 
 
@@ -157,6 +170,7 @@ async def test_plain_channel_messages_are_not_prompts(
     await fake_discord.say(ALICE, "just chatting with people")
     await fake_discord.say(OTHER_BOT, "a bot mentioning the bot", mention_bot=True)
     await asked(fake_discord, BOB, "sentinel question", mention_bot=True)
+    await handlers_done()
     assert [row[0] for row in rows(settings.db_path, "SELECT text FROM prompts")] == ["sentinel question"]
 
 
@@ -231,7 +245,7 @@ async def test_reactions_that_are_not_votes_are_ignored(
     await fake_discord.react(CAROL, answer_id, "👎")                  # the one real vote, sent last
 
     await wait_for(lambda: votes(settings))
-    await asyncio.sleep(0)  # let any handler still in flight finish its (no-op) work
+    await handlers_done()  # every ignored reaction has been handled too
     assert [(row[0], row[2], row[3]) for row in votes(settings)] == [
         (response_id(settings, fake_discord, answer), "👎", -1.0)
     ]
