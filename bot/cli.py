@@ -47,6 +47,9 @@ async def _run(settings: Settings) -> int:
         from bot.adapters.slack import SlackConfig, run_slack
 
         slack = SlackConfig.from_settings(settings)  # a missing token fails before the model loads
+    elif adapter == "discord" and settings.discord_token is None:  # say so before loading the model
+        print("thumbtune: the discord adapter needs DISCORD_TOKEN (see README.md, Discord)", file=sys.stderr)
+        return 2
     try:
         async with open_runtime(settings) as runtime:
             if adapter == "shell":
@@ -55,9 +58,20 @@ async def _run(settings: Settings) -> int:
                 await ShellChat(runtime.service, correction_prefix=settings.correction_prefix).run()
             elif adapter == "slack":
                 await run_slack(runtime.service, slack)
-            else:
-                print(f"thumbtune: the {adapter} adapter is not available yet", file=sys.stderr)
-                return 2
+            elif adapter == "discord":
+                from bot.adapters.discord import DiscordStartupError, run_discord
+
+                assert settings.discord_token is not None
+                try:
+                    await run_discord(
+                        service=runtime.service,
+                        token=settings.discord_token.get_secret_value(),
+                        correction_prefix=settings.correction_prefix,
+                        guild_id=settings.discord_guild_id,
+                    )
+                except DiscordStartupError as exc:
+                    print(f"thumbtune: {exc}", file=sys.stderr)
+                    return 1
     except ModelLoadError as exc:
         print(f"thumbtune: {exc}", file=sys.stderr)
         return 1

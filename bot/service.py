@@ -133,6 +133,10 @@ class BotService:
         """The adapter posted an answer: remember where, so reactions on it count."""
         await self.repository.bind_message(response_id, message_key)
 
+    async def conversation_of(self, message_key: str) -> str | None:
+        """The conversation of the answer posted as ``message_key`` (None if it is not one)."""
+        return await self.repository.conversation_of_message(message_key)
+
     async def on_reaction(self, reaction: IncomingReaction) -> VoteOutcome:
         flag = normalize_emoji(reaction.emoji) in self.flag_emoji
         reward = self.emoji.reward(reaction.emoji)

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     train_batch_size: int = Field(4, ge=2, le=1024)
     train_lora: bool = False
 
+    # --- discord ---------------------------------------------------------------------
+    discord_guild_id: int | None = Field(
+        None, gt=0, description="Test server id: /ask is synced there only, and updates at once."
+    )
+
     # --- platform credentials keep their usual names --------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")

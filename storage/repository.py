@@ -196,6 +196,17 @@ class Repository:
             row = await cursor.fetchone()
         return _response_ref(row) if row else None
 
+    async def conversation_of_message(self, message_key: str) -> str | None:
+        """The conversation a posted answer belongs to, so a reply to it can continue it."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT p.conversation FROM responses r JOIN prompts p ON p.id = r.prompt_id"
+                " WHERE r.message_key = ?",
+                (message_key,),
+            )
+            row = await cursor.fetchone()
+        return row[0] if row else None
+
     async def conversation_history(self, conversation: str, *, limit: int = 8) -> list[Turn]:
         """Earlier turns of a conversation (oldest first), each with the first answer given."""
         async with self.database.reading() as db:

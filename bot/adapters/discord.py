@@ -1,0 +1,340 @@
+"""Discord (platform `discord`): mentions, DMs and /ask become prompts; reactions become votes.
+
+The unmodified discord.py client does all Discord I/O (REST, gateway, rate limits,
+reconnects); this module only translates its events into the core's values and back.
+Reactions come from the raw events: the cached ones miss reactions on messages that
+fell out of the message cache, and their removals need the privileged members intent.
+
+(The module shares its name with the library; with absolute imports ``import discord``
+below still finds the library, because only the package, not this folder, is on sys.path.)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
+from bot.service import BotService
+
+PLATFORM = "discord"
+RATING_EMOJI: tuple[str, ...] = ("👍", "👎")
+CORRECTION_NOTED = "✅"
+MAX_MESSAGE_CHARS = 2000  # Discord refuses longer messages
+QUOTE_CHARS = 300         # how much of an /ask question is quoted above the answer
+
+# Replies, plain messages and slash-command invocations; not joins, pins, thread starts...
+_PROMPT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+_THREAD_TYPES = (
+    discord.ChannelType.public_thread,
+    discord.ChannelType.private_thread,
+    discord.ChannelType.news_thread,
+)
+
+INTENTS_HELP = (
+    "Discord refused the gateway intents the bot asked for. In the Discord developer portal "
+    "(https://discord.com/developers/applications) open your application, go to Bot -> "
+    "Privileged Gateway Intents and check the list; thumbtune needs no privileged intent, "
+    "only the default ones: Guilds, Guild Messages, Direct Messages, Guild Message Reactions "
+    "and Direct Message Reactions. A bot in 100 or more servers must also be verified for "
+    "any privileged intent it uses."
+)
+TOKEN_HELP = (
+    "Discord rejected DISCORD_TOKEN. In the developer portal open your application -> Bot -> "
+    "Reset Token, and put the new token in DISCORD_TOKEN (in .env or the environment)."
+)
+
+# What the invite asks for, and nothing more: answer, thumb, see reply chains, /ask.
+INVITE_PERMISSIONS = discord.Permissions(
+    send_messages=True,
+    add_reactions=True,
+    read_message_history=True,
+    use_application_commands=True,
+)
+
+log = logging.getLogger(__name__)
+
+
+class DiscordStartupError(Exception):
+    """Discord refused to start the bot; the message says what to change, fit for a person."""
+
+
+def required_intents() -> discord.Intents:
+    """Only the intents the bot uses; none is privileged.
+
+    Mentions of the bot and direct messages arrive with their text even without the
+    privileged message-content intent, so that intent is not requested.
+    """
+    intents = discord.Intents.none()
+    intents.guilds = True           # channels and threads in the cache (GUILD_CREATE)
+    intents.guild_messages = True   # mentions and replies in servers
+    intents.dm_messages = True      # direct messages
+    intents.guild_reactions = True  # votes in servers
+    intents.dm_reactions = True     # votes in direct messages
+    return intents
+
+
+class DiscordBot(discord.Client):
+    """A discord.py client that answers through :class:`BotService` and records votes."""
+
+    def __init__(
+        self,
+        *,
+        service: BotService,
+        correction_prefix: str = "better:",
+        guild_id: int | None = None,
+        rating_emoji: Sequence[str] = RATING_EMOJI,
+        guild_ready_timeout: float = 2.0,
+    ) -> None:
+        super().__init__(
+            intents=required_intents(),
+            # Generated text must never ping anyone; only the asker gets the reply ping.
+            allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True),
+            # Votes use raw events, so no feature here depends on the message cache.
+            max_messages=None,
+            guild_ready_timeout=guild_ready_timeout,
+        )
+        self.service = service
+        self.correction_prefix = correction_prefix.strip().lower()
+        self.guild_id = guild_id
+        self.rating_emoji = tuple(rating_emoji)
+        self.tree = app_commands.CommandTree(self)
+        self.tree.error(self._on_command_error)
+
+        @self.tree.command(name="ask", description="Ask thumbtune something; rate the answer with 👍 or 👎.")
+        @app_commands.describe(prompt="What you want to ask")
+        async def ask(interaction: discord.Interaction, prompt: str) -> None:
+            await self.answer_command(interaction, prompt)
+
+    # --- start-up -------------------------------------------------------------------
+    async def serve(self, token: str) -> None:
+        """Log in and run until closed; refusals at start-up become :class:`DiscordStartupError`."""
+        try:
+            await self.start(token)
+        except discord.LoginFailure:
+            raise DiscordStartupError(TOKEN_HELP) from None
+        except discord.PrivilegedIntentsRequired:
+            raise DiscordStartupError(INTENTS_HELP) from None
+        except discord.ConnectionClosed as exc:
+            if exc.code == 4004:  # authentication failed on the gateway
+                raise DiscordStartupError(TOKEN_HELP) from None
+            if exc.code in (4013, 4014):  # invalid / disallowed intents
+                raise DiscordStartupError(INTENTS_HELP) from None
+            raise
+        finally:
+            if not self.is_closed():
+                await self.close()
+
+    async def setup_hook(self) -> None:
+        # A test server gets the commands at once; global commands can take a while to show.
+        guild = discord.Object(id=self.guild_id) if self.guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        try:
+            commands = await self.tree.sync(guild=guild)
+        except discord.HTTPException as exc:
+            # Mentions and DMs still work without the command, so keep running.
+            log.error(
+                "could not register /ask (%s %s); invite the bot with the applications.commands scope%s",
+                exc.status,
+                exc.text or "",
+                " and check THUMBTUNE_DISCORD_GUILD_ID" if guild is not None else "",
+            )
+            return
+        where = f"in server {self.guild_id}" if guild is not None else "globally"
+        log.info("registered %s %s", ", ".join(f"/{command.name}" for command in commands), where)
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("connected to Discord as %s (id %s) in %d servers", self.user, self.user.id, len(self.guilds))
+        if self.application_id is not None:
+            log.info("invite it to a server with %s", invite_url(self.application_id))
+
+    # --- prompts and corrections ----------------------------------------------------
+    async def on_message(self, message: discord.Message) -> None:
+        if self.user is None or message.author.bot or message.type not in _PROMPT_TYPES:
+            return
+        text = _without_mention(message.content, self.user.id)
+        replied = _replied_key(message)
+        if replied is not None and text.lower().startswith(self.correction_prefix):
+            await self._correct(message, replied, text[len(self.correction_prefix) :])
+        elif message.guild is None or any(user.id == self.user.id for user in message.mentions):
+            await self._answer_message(message, text, replied)
+
+    async def _answer_message(self, message: discord.Message, text: str, replied: str | None) -> None:
+        channel = message.channel
+        prompt = IncomingPrompt(
+            platform=PLATFORM,
+            channel=str(channel.id),
+            user=str(message.author.id),
+            text=text,
+            conversation=await self._conversation(channel.id, channel, root=message.id, replied=replied),
+            event_id=f"message:{message.id}",  # a replayed event never answers twice
+        )
+        async with message.channel.typing():
+            reply = await self.service.on_prompt(prompt)
+        if reply is None:
+            return
+        # If the prompt was deleted meanwhile, post the answer anyway rather than fail.
+        reference = message.to_reference(fail_if_not_exists=False)
+        posted = await message.channel.send(_fit(reply.text), reference=reference)
+        await self._offer_rating(reply, channel_id=message.channel.id, message_id=posted.id)
+
+    async def answer_command(self, interaction: discord.Interaction, prompt: str) -> None:
+        """/ask: defer at once (Discord allows 3 s), generate, answer with a follow-up."""
+        await interaction.response.defer(thinking=True)
+        channel_id = interaction.channel_id or 0
+        channel = interaction.channel
+        reply = await self.service.on_prompt(
+            IncomingPrompt(
+                platform=PLATFORM,
+                channel=str(channel_id),
+                user=str(interaction.user.id),
+                text=prompt,
+                conversation=await self._conversation(channel_id, channel, root=interaction.id, replied=None),
+                event_id=f"interaction:{interaction.id}",
+            )
+        )
+        if reply is None:
+            await interaction.delete_original_response()
+            return
+        posted = await interaction.followup.send(_fit(f"> {_quote(prompt)}\n{reply.text}"), wait=True)
+        await self._offer_rating(reply, channel_id=channel_id, message_id=posted.id)
+
+    async def _offer_rating(self, reply: Reply, *, channel_id: int, message_id: int) -> None:
+        if not reply.ok or not reply.response_ids:
+            return
+        # Bind first, so a vote that arrives while the thumbs are being added counts.
+        await self.service.answer_posted(reply.response_ids[0], _key(channel_id, message_id))
+        answer = self.get_partial_messageable(channel_id).get_partial_message(message_id)
+        for emoji in self.rating_emoji:
+            await answer.add_reaction(emoji)
+
+    async def _conversation(self, channel_id: int, channel: object, *, root: int, replied: str | None) -> str:
+        if replied is not None:
+            earlier = await self.service.conversation_of(replied)
+            if earlier is not None:  # a reply to one of our answers continues its conversation
+                return earlier
+        if getattr(channel, "type", None) in _THREAD_TYPES:
+            return f"{PLATFORM}:{channel_id}"  # a whole thread is one conversation
+        return f"{PLATFORM}:{channel_id}:{root}"
+
+    async def _correct(self, message: discord.Message, replied: str, text: str) -> None:
+        stored = await self.service.on_correction(
+            IncomingCorrection(
+                platform=PLATFORM,
+                message_key=replied,
+                user=str(message.author.id),
+                text=text,
+                event_id=f"message:{message.id}",
+            )
+        )
+        if stored is not None:
+            await message.add_reaction(CORRECTION_NOTED)
+
+    # --- votes ----------------------------------------------------------------------
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if self._is_vote(payload):
+            outcome = await self.service.on_reaction(_reaction(payload))
+            log.debug("reaction %s on message %s: %s", payload.emoji, payload.message_id, outcome.value)
+
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        if self._is_vote(payload):
+            outcome = await self.service.on_reaction_removed(_reaction(payload))
+            log.debug("reaction %s removed from message %s: %s", payload.emoji, payload.message_id, outcome.value)
+
+    def _is_vote(self, payload: discord.RawReactionActionEvent) -> bool:
+        """People's reactions on the bot's messages; the service checks the emoji and the answer."""
+        if self.user is None or payload.user_id == self.user.id:
+            return False  # our own 👍/👎 come back as events
+        if payload.message_author_id is not None and payload.message_author_id != self.user.id:
+            return False  # not the bot's message (Discord names the author on additions in servers)
+        if payload.member is not None and payload.member.bot:
+            return False
+        user = self.get_user(payload.user_id)
+        return not (user is not None and user.bot)
+
+    # --- failures -------------------------------------------------------------------
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        # discord.py calls this from inside its own try/except: log and keep serving.
+        log.exception("Discord %s handler failed (%s); the bot goes on", event_method, _describe(args))
+
+    async def _on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        name = interaction.command.name if interaction.command else "?"
+        log.error(
+            "/%s failed (interaction %s in channel %s); the bot goes on",
+            name,
+            interaction.id,
+            interaction.channel_id,
+            exc_info=error,
+        )
+        try:
+            await interaction.followup.send("Sorry, something went wrong answering that.", ephemeral=True)
+        except discord.HTTPException:
+            pass  # the interaction may have expired; the log has the details
+
+
+def invite_url(application_id: int) -> str:
+    """The OAuth2 link that adds the bot to a server with exactly the permissions it needs."""
+    return discord.utils.oauth_url(
+        application_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
+    )
+
+
+def _key(channel_id: int, message_id: int) -> str:
+    return message_key(PLATFORM, str(channel_id), str(message_id))
+
+
+def _reaction(payload: discord.RawReactionActionEvent) -> IncomingReaction:
+    return IncomingReaction(
+        platform=PLATFORM,
+        message_key=_key(payload.channel_id, payload.message_id),
+        user=str(payload.user_id),
+        # A standard emoji is its character (👍🏽); a custom one "<:name:id>", never in the table.
+        emoji=str(payload.emoji),
+    )
+
+
+def _replied_key(message: discord.Message) -> str | None:
+    reference = message.reference
+    if reference is None or reference.message_id is None:
+        return None
+    if reference.type == discord.MessageReferenceType.forward:
+        return None  # a forwarded message is not a reply
+    return _key(reference.channel_id or message.channel.id, reference.message_id)
+
+
+def _without_mention(content: str, user_id: int) -> str:
+    return re.sub(rf"<@!?{user_id}>", " ", content).strip()
+
+
+def _quote(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= QUOTE_CHARS else line[: QUOTE_CHARS - 1] + "…"
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _describe(args: Sequence[Any]) -> str:
+    """Where a failed event came from, by ids only (no message text in the log)."""
+    for arg in args:
+        if isinstance(arg, discord.Message):
+            return f"message {arg.id} in channel {arg.channel.id}"
+        if isinstance(arg, discord.RawReactionActionEvent):
+            return f"reaction {arg.emoji} on message {arg.message_id} in channel {arg.channel_id}"
+    return f"{len(args)} arguments"
+
+
+async def run_discord(
+    *, service: BotService, token: str, correction_prefix: str = "better:", guild_id: int | None = None
+) -> None:
+    """Run the Discord bot until it is stopped (Ctrl-C) or Discord refuses it."""
+    bot = DiscordBot(service=service, correction_prefix=correction_prefix, guild_id=guild_id)
+    await bot.serve(token)

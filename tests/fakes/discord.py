@@ -1,0 +1,472 @@
+"""A local fake Discord: the REST API and the gateway websocket the real discord.py talks to.
+
+Point the unmodified library at it with ``discord.http.Route.BASE = fake.api_base`` and
+``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)``.
+
+Like the real gateway it echoes the bot's own messages and reactions back as events,
+numbers every dispatch, and on RESUME replays what the client missed while disconnected.
+Test code plays the people: :meth:`FakeDiscord.say`, :meth:`react`, :meth:`unreact`,
+:meth:`ask` (a slash command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import WSMsgType, web
+
+TOKEN = "fake-bot-token"
+BAD_TOKEN = "rejected-token"
+SESSION_ID = "fake-session"
+
+# Discord's gateway close codes the tests use.
+CLOSE_DISALLOWED_INTENTS = 4014
+CLOSE_UNKNOWN_ERROR = 4000
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+    bot: bool = False
+
+    def user(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "username": self.name,
+            "discriminator": "0",
+            "global_name": self.name,
+            "avatar": None,
+            "bot": self.bot,
+        }
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: Any
+
+
+@dataclass
+class FakeDiscord:
+    host: str = "127.0.0.1"
+    bot: Person = Person(9000, "thumbtune", bot=True)
+    guild_id: int = 100
+    channel_id: int = 200        # a text channel in the guild
+    thread_id: int = 300         # a public thread under that channel
+    dm_channel_id: int = 400     # the DM between alice and the bot
+    close_on_identify: int | None = None   # close code to refuse IDENTIFY with
+    fail_next_post: set[int] = field(default_factory=set)  # channels whose next POST gets a 403
+    fail_next_follow_up: bool = False                       # the next interaction follow-up gets a 403
+    rate_limit_next_reaction: bool = False                  # the next reaction PUT gets a 429
+
+    calls: list[Call] = field(default_factory=list)
+    identifies: list[dict[str, Any]] = field(default_factory=list)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+    messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reactions: set[tuple[int, int, str]] = field(default_factory=set)  # (message, user, emoji)
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(10_000)
+        self._events: list[dict[str, Any]] = []   # every dispatch, by sequence number - 1
+        self._ws: web.WebSocketResponse | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.resumed = asyncio.Event()
+
+    # --- lifetime -------------------------------------------------------------------
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://{self.host}:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/gateway"
+
+    # --- what people do -------------------------------------------------------------
+    async def say(
+        self,
+        person: Person,
+        content: str,
+        *,
+        channel_id: int | None = None,
+        mention_bot: bool = False,
+        reply_to: int | None = None,
+    ) -> int:
+        """A person posts a message; a reply pings the replied-to author, as Discord's default."""
+        channel_id = self.channel_id if channel_id is None else channel_id
+        mentions = [self.bot.user()] if mention_bot else []
+        if mention_bot:
+            content = f"<@{self.bot.id}> {content}"
+        if reply_to is not None:
+            author = self.messages[reply_to]["author"]
+            if author["id"] not in {user["id"] for user in mentions}:
+                mentions.append(author)
+        message = self._new_message(channel_id, person.user(), content, mentions=mentions, reply_to=reply_to)
+        await self.dispatch("MESSAGE_CREATE", message)
+        return int(message["id"])
+
+    async def react(self, person: Person, message_id: int, emoji: str, *, custom_id: int | None = None) -> None:
+        await self._reaction("MESSAGE_REACTION_ADD", person, message_id, emoji, custom_id)
+
+    async def unreact(self, person: Person, message_id: int, emoji: str) -> None:
+        await self._reaction("MESSAGE_REACTION_REMOVE", person, message_id, emoji, None)
+
+    async def ask(self, person: Person, prompt: str, *, channel_id: int | None = None) -> int:
+        """A person runs ``/ask prompt``; returns the interaction id."""
+        channel_id = self.channel_id if channel_id is None else channel_id
+        interaction_id = next(self._ids)
+        data: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(self.bot.id),
+            "type": 2,
+            "token": f"interaction-token-{interaction_id}",
+            "version": 1,
+            "data": {
+                "id": "1",
+                "name": "ask",
+                "type": 1,
+                "options": [{"name": "prompt", "type": 3, "value": prompt}],
+            },
+            "channel_id": str(channel_id),
+            "channel": self._channel(channel_id),
+            "app_permissions": "0",
+            "locale": "en-US",
+            "attachment_size_limit": 8_388_608,
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(self.guild_id)},
+        }
+        if self._in_guild(channel_id):
+            data["guild_id"] = str(self.guild_id)
+            data["member"] = self._member(person) | {"permissions": "2147483647"}
+            data["context"] = 0
+        else:
+            data["user"] = person.user()
+            data["context"] = 1
+        await self.dispatch("INTERACTION_CREATE", data)
+        return interaction_id
+
+    # --- the gateway ----------------------------------------------------------------
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send an event; while the client is disconnected it waits for the RESUME replay."""
+        self._events.append({"op": 0, "t": event, "s": len(self._events) + 1, "d": data})
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.send_str(json.dumps(self._events[-1]))
+
+    async def drop_connection(self, code: int = CLOSE_UNKNOWN_ERROR) -> None:
+        """Close the gateway socket like a network blip; the client is expected to RESUME."""
+        ws, self._ws = self._ws, None
+        self.resumed.clear()
+        if ws is not None:
+            await ws.close(code=code)
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41_250}, "s": None, "t": None})
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            payload = json.loads(message.data)
+            op, data = payload["op"], payload.get("d")
+            if op == 1:
+                await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
+            elif op == 2:
+                self.identifies.append(data)
+                if self.close_on_identify is not None:
+                    await ws.close(code=self.close_on_identify)
+                    break
+                self._events.clear()
+                self._ws = ws
+                await self.dispatch("READY", self._ready())
+                await self.dispatch("GUILD_CREATE", self._guild())
+            elif op == 6:
+                self.resumes.append(data)
+                await self._replay(ws, after=int(data["seq"] or 0))
+        return ws
+
+    async def _replay(self, ws: web.WebSocketResponse, *, after: int) -> None:
+        index = after
+        while index < len(self._events):  # dispatches that arrive meanwhile are appended
+            await ws.send_str(json.dumps(self._events[index]))
+            index += 1
+        self._ws = ws  # no await since the loop ended: nothing can slip in between
+        await self.dispatch("RESUMED", {})
+        self.resumed.set()
+
+    def _ready(self) -> dict[str, Any]:
+        return {
+            "v": 10,
+            "user": self.bot.user() | {"verified": True, "mfa_enabled": False, "flags": 0},
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "session_id": SESSION_ID,
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(self.bot.id), "flags": 0},
+            "private_channels": [],
+        }
+
+    def _guild(self) -> dict[str, Any]:
+        now = _now()
+        return {
+            "id": str(self.guild_id),
+            "name": "Test server",
+            "unavailable": False,
+            "owner_id": "1",
+            "member_count": 3,
+            "large": False,
+            "joined_at": now,
+            "roles": [{"id": str(self.guild_id), "name": "@everyone", "permissions": "2248473465835073",
+                       "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False}],
+            "members": [self._member(self.bot)],
+            "channels": [self._channel(self.channel_id)],
+            "threads": [self._channel(self.thread_id)],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "voice_states": [],
+            "presences": [],
+        }
+
+    # --- the REST API ---------------------------------------------------------------
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["path"]
+        body = await request.json() if request.can_read_body and request.content_type == "application/json" else None
+        self.calls.append(Call(request.method, path, body))
+        if request.headers.get("Authorization") == f"Bot {BAD_TOKEN}":
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
+        parts = path.strip("/").split("/")
+        method = request.method
+
+        if method == "GET" and path == "/users/@me":
+            return _json(self.bot.user())
+        if method == "GET" and path == "/oauth2/applications/@me":
+            return _json(self._application())
+        if method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
+            guild = parts[3] if len(parts) == 5 else None
+            return _json([self._command(command, guild) for command in body or []])
+        if parts[0] == "channels" and len(parts) >= 2:
+            return await self._channel_call(method, parts, body)
+        if method == "POST" and parts[0] == "interactions":  # /interactions/{id}/{token}/callback
+            return _json(
+                {"interaction": {"id": parts[1], "type": 2, "response_message_loading": True},
+                 "resource": {"type": body["type"]}}
+            )
+        if method == "POST" and parts[0] == "webhooks" and len(parts) == 3:  # an interaction follow-up
+            if self.fail_next_follow_up:
+                self.fail_next_follow_up = False
+                return _json({"message": "Missing Permissions", "code": 50013}, status=403)
+            interaction = self._interaction(parts[2])
+            channel_id = int(interaction["d"]["channel_id"])
+            message = self._new_message(channel_id, self.bot.user(), body.get("content", ""), webhook=parts[1])
+            await self.dispatch("MESSAGE_CREATE", message)
+            return _json(message)
+        if method == "DELETE" and parts[0] == "webhooks":
+            return web.Response(status=204)
+        return _json({"message": f"fake Discord has no {method} {path}", "code": 0}, status=404)
+
+    async def _channel_call(self, method: str, parts: list[str], body: Any) -> web.StreamResponse:
+        channel_id = int(parts[1])
+        if method == "POST" and parts[2:] == ["typing"]:
+            return web.Response(status=204)
+        if method == "POST" and parts[2:] == ["messages"]:
+            if channel_id in self.fail_next_post:
+                self.fail_next_post.discard(channel_id)
+                return _json({"message": "Missing Permissions", "code": 50013}, status=403)
+            reference = (body.get("message_reference") or {}).get("message_id")
+            message = self._new_message(
+                channel_id,
+                self.bot.user(),
+                body.get("content", ""),
+                reply_to=int(reference) if reference else None,
+            )
+            await self.dispatch("MESSAGE_CREATE", message)  # the real gateway echoes our own posts
+            return _json(message)
+        if method == "PUT" and len(parts) == 7 and parts[2] == "messages" and parts[4:7:2] == ["reactions", "@me"]:
+            if self.rate_limit_next_reaction:
+                self.rate_limit_next_reaction = False
+                limited = _json({"message": "You are being rate limited.", "retry_after": 0.05, "global": False},
+                                status=429)
+                limited.headers["Via"] = "1.1 google"  # discord.py treats a 429 without it as a Cloudflare ban
+                return limited
+            await self.react(self.bot, int(parts[3]), unquote(parts[5]))
+            return web.Response(status=204)
+        return _json({"message": "unknown channel call", "code": 0}, status=404)
+
+    # --- payloads -------------------------------------------------------------------
+    async def _reaction(
+        self, event: str, person: Person, message_id: int, emoji: str, custom_id: int | None
+    ) -> None:
+        message = self.messages[message_id]
+        channel_id = int(message["channel_id"])
+        data: dict[str, Any] = {
+            "user_id": str(person.id),
+            "channel_id": str(channel_id),
+            "message_id": str(message_id),
+            "emoji": {"id": str(custom_id) if custom_id else None, "name": emoji},
+            "burst": False,
+            "type": 0,
+        }
+        if self._in_guild(channel_id):
+            data["guild_id"] = str(self.guild_id)
+        key = (message_id, person.id, emoji)
+        if event == "MESSAGE_REACTION_ADD":
+            self.reactions.add(key)
+            data["message_author_id"] = message["author"]["id"]
+            if self._in_guild(channel_id):
+                data["member"] = self._member(person)
+        else:
+            self.reactions.discard(key)
+        await self.dispatch(event, data)
+
+    def _new_message(
+        self,
+        channel_id: int,
+        author: dict[str, Any],
+        content: str,
+        *,
+        mentions: list[dict[str, Any]] | None = None,
+        reply_to: int | None = None,
+        webhook: str | None = None,
+    ) -> dict[str, Any]:
+        message_id = next(self._ids)
+        message: dict[str, Any] = {
+            "id": str(message_id),
+            "channel_id": str(channel_id),
+            "author": author,
+            "content": content,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": mentions or [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 19 if reply_to is not None else 0,
+            "flags": 0,
+            "components": [],
+        }
+        if webhook is not None:
+            message["webhook_id"] = webhook
+        if self._in_guild(channel_id):
+            message["guild_id"] = str(self.guild_id)
+        if reply_to is not None:
+            message["message_reference"] = {"type": 0, "message_id": str(reply_to), "channel_id": str(channel_id)}
+            message["referenced_message"] = self.messages[reply_to]
+        self.messages[message_id] = message
+        return message
+
+    def bot_messages(self, channel_id: int | None = None) -> list[dict[str, Any]]:
+        return [
+            message
+            for message in self.messages.values()
+            if message["author"]["id"] == str(self.bot.id)
+            and (channel_id is None or message["channel_id"] == str(channel_id))
+        ]
+
+    def answer_to(self, message_id: int) -> dict[str, Any] | None:
+        """The bot's reply to a message, if it has posted one."""
+        for message in self.bot_messages():
+            if (message.get("message_reference") or {}).get("message_id") == str(message_id):
+                return message
+        return None
+
+    def calls_to(self, method: str, prefix: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method and call.path.startswith(prefix)]
+
+    def _interaction(self, token: str) -> dict[str, Any]:
+        for event in self._events:
+            if event["t"] == "INTERACTION_CREATE" and event["d"]["token"] == token:
+                return event
+        raise KeyError(token)
+
+    def _in_guild(self, channel_id: int) -> bool:
+        return channel_id in (self.channel_id, self.thread_id)
+
+    def _channel(self, channel_id: int) -> dict[str, Any]:
+        if channel_id == self.thread_id:
+            return {
+                "id": str(self.thread_id),
+                "type": 11,
+                "guild_id": str(self.guild_id),
+                "parent_id": str(self.channel_id),
+                "owner_id": "1",
+                "name": "a thread",
+                "member_count": 2,
+                "message_count": 0,
+                "thread_metadata": {
+                    "archived": False,
+                    "auto_archive_duration": 1440,
+                    "archive_timestamp": _now(),
+                    "locked": False,
+                },
+            }
+        if channel_id == self.dm_channel_id:
+            return {"id": str(self.dm_channel_id), "type": 1, "recipients": []}
+        return {
+            "id": str(channel_id),
+            "type": 0,
+            "guild_id": str(self.guild_id),
+            "name": "general",
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "topic": None,
+        }
+
+    def _member(self, person: Person) -> dict[str, Any]:
+        return {"user": person.user(), "roles": [], "joined_at": _now(), "deaf": False, "mute": False, "flags": 0}
+
+    def _application(self) -> dict[str, Any]:
+        return {
+            "id": str(self.bot.id),
+            "name": "thumbtune",
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": Person(1, "owner").user(),
+            "verify_key": "0" * 64,
+            "flags": 0,
+        }
+
+    def _command(self, command: dict[str, Any], guild: str | None) -> dict[str, Any]:
+        return command | {
+            "id": str(next(self._ids)),
+            "application_id": str(self.bot.id),
+            "version": "1",
+            "guild_id": guild,
+        }
+
+
+def _json(data: Any, *, status: int = 200) -> web.Response:
+    # discord.py parses a body only when Content-Type is exactly application/json (no charset).
+    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()

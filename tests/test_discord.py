@@ -1,0 +1,411 @@
+"""The Discord adapter: the unmodified discord.py client against a local fake Discord.
+
+Every scenario goes through the real library (REST, gateway, command tree) and checks
+the rows stored in the bot's SQLite file, not only the calls made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+import yarl
+
+from bot.adapters.discord import DiscordBot, DiscordStartupError, invite_url, required_intents
+from tests.fakes.discord import (
+    BAD_TOKEN,
+    CLOSE_DISALLOWED_INTENTS,
+    TOKEN,
+    FakeDiscord,
+    Person,
+)
+from tests.helpers import wait_for
+
+# The runtime fixture lives on the session loop; the bot must share it.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ALICE = Person(1001, "alice")
+BOB = Person(1002, "bob")
+CAROL = Person(1003, "carol")
+OTHER_BOT = Person(1004, "otherbot", bot=True)
+
+PRIVILEGED_INTENTS = discord.Intents(members=True, presences=True, message_content=True).value
+
+
+@pytest.fixture
+async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord()
+    await fake.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def bot(runtime: Any, fake_discord: FakeDiscord) -> AsyncIterator[DiscordBot]:
+    client = DiscordBot(service=runtime.service, guild_id=fake_discord.guild_id, guild_ready_timeout=0.2)
+    serving = asyncio.create_task(client.serve(TOKEN))
+    await wait_for(lambda: client.is_ready() or serving.done(), timeout=15)
+    if serving.done():
+        serving.result()  # raise what stopped it
+    yield client
+    await client.close()
+    await asyncio.wait_for(serving, timeout=10)
+
+
+def rows(db_path: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Read the bot's database file through a connection of its own."""
+    with sqlite3.connect(db_path) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def votes(settings: Any) -> list[tuple[Any, ...]]:
+    return rows(settings.db_path, "SELECT response_id, voter, emoji, reward FROM votes ORDER BY id")
+
+
+async def asked(fake: FakeDiscord, person: Person, text: str, **where: Any) -> dict[str, Any]:
+    """Post a prompt and wait for the bot's rateable answer (replied, bound and thumbed)."""
+    prompt_id = await fake.say(person, text, **where)
+    answer = await wait_for(lambda: fake.answer_to(prompt_id), timeout=30)
+    answer_id = int(answer["id"])
+    await wait_for(lambda: {(answer_id, fake.bot.id, "👍"), (answer_id, fake.bot.id, "👎")} <= fake.reactions)
+    return answer
+
+
+async def handlers_done() -> None:
+    """Wait until no event handler of the bot is running (discord.py names their tasks)."""
+
+    def idle() -> bool:
+        running = asyncio.current_task()
+        return not any(
+            task.get_name().startswith("discord.py: on_") and task is not running and not task.done()
+            for task in asyncio.all_tasks()
+        )
+
+    await wait_for(idle)
+
+
+def key(fake: FakeDiscord, message: dict[str, Any]) -> str:
+    return f"discord:{message['channel_id']}:{message['id']}"
+
+
+def response_id(settings: Any, fake: FakeDiscord, message: dict[str, Any]) -> int:
+    found = rows(settings.db_path, "SELECT id FROM responses WHERE message_key = ?", key(fake, message))
+    assert found, f"no response bound to {key(fake, message)}"
+    return int(found[0][0])
+
+
+async def test_identify_asks_only_for_the_needed_intents_and_syncs_ask_to_the_test_guild(
+    bot: DiscordBot, fake_discord: FakeDiscord
+) -> None:
+    assert len(fake_discord.identifies) == 1
+    intents = fake_discord.identifies[0]["intents"]
+    assert intents == required_intents().value
+    assert discord.Intents._from_value(intents) == discord.Intents(
+        guilds=True, guild_messages=True, dm_messages=True, guild_reactions=True, dm_reactions=True
+    )
+    assert intents & PRIVILEGED_INTENTS == 0
+    guild_commands = f"/applications/{fake_discord.bot.id}/guilds/{fake_discord.guild_id}/commands"
+    synced = fake_discord.calls_to("PUT", guild_commands)
+    assert [command["name"] for command in synced[0].body] == ["ask"]
+    assert not fake_discord.calls_to("PUT", f"/applications/{fake_discord.bot.id}/commands")
+
+
+async def test_mention_gets_a_reply_with_two_thumbs_and_is_stored(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    answer = await asked(fake_discord, ALICE, "what is a tree?", mention_bot=True)
+
+    assert answer["type"] == 19  # a reply to the prompt
+    posted = fake_discord.calls_to("POST", f"/channels/{fake_discord.channel_id}/messages")
+    assert posted[0].body["allowed_mentions"]["parse"] == []  # generated text never pings anyone
+    assert posted[0].body["message_reference"]["fail_if_not_exists"] is False  # a deleted prompt still gets it
+    [(text, channel, author, conversation)] = rows(
+        settings.db_path, "SELECT text, channel, author, conversation FROM prompts"
+    )
+    assert text == "what is a tree?"  # the mention itself is not part of the prompt
+    assert channel == str(fake_discord.channel_id)
+    assert author != str(ALICE.id)  # people are stored as keyed hashes
+    assert conversation.startswith(f"discord:{fake_discord.channel_id}:")
+    [(stored_answer, message_key)] = rows(settings.db_path, "SELECT text, message_key FROM responses")
+    assert message_key == key(fake_discord, answer)
+    assert answer["content"] == (stored_answer or "…")
+    # The bot's own 👍/👎 came back as gateway events; only a person's vote (sent after them) counts.
+    await fake_discord.react(BOB, int(answer["id"]), "👎")
+    await wait_for(lambda: votes(settings))
+    await handlers_done()
+    assert [row[2:] for row in votes(settings)] == [("👎", -1.0)]
+
+
+async def test_a_rate_limited_reaction_is_retried_by_discord_py(bot: DiscordBot, fake_discord: FakeDiscord) -> None:
+    fake_discord.rate_limit_next_reaction = True
+    answer = await asked(fake_discord, ALICE, "rate limits?", mention_bot=True)
+    assert len(fake_discord.calls_to("PUT", f"/channels/{answer['channel_id']}/messages/{answer['id']}/reactions")) == 3
+
+
+async def test_direct_message_is_answered_without_a_mention(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    answer = await asked(fake_discord, ALICE, "hello there", channel_id=fake_discord.dm_channel_id)
+
+    assert answer["channel_id"] == str(fake_discord.dm_channel_id)
+    [(platform, channel)] = rows(settings.db_path, "SELECT platform, channel FROM prompts")
+    assert (platform, channel) == ("discord", str(fake_discord.dm_channel_id))
+    await fake_discord.react(ALICE, int(answer["id"]), "👎")
+    await wait_for(lambda: votes(settings))
+    await handlers_done()
+    assert [row[2:] for row in votes(settings)] == [("👎", -1.0)]  # the bot's own thumbs not counted
+
+
+async def test_plain_channel_messages_are_not_prompts(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    await fake_discord.say(ALICE, "just chatting with people")
+    await fake_discord.say(OTHER_BOT, "a bot mentioning the bot", mention_bot=True)
+    await asked(fake_discord, BOB, "sentinel question", mention_bot=True)
+    await handlers_done()
+    assert [row[0] for row in rows(settings.db_path, "SELECT text FROM prompts")] == ["sentinel question"]
+
+
+async def test_ask_command_is_deferred_then_answered_with_a_follow_up(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    interaction_id = await fake_discord.ask(ALICE, "tell me a story")
+
+    def follow_up() -> Any:
+        return next((call for call in fake_discord.calls if call.path.startswith("/webhooks/")), None)
+
+    call = await wait_for(follow_up, timeout=30)
+    callbacks = fake_discord.calls_to("POST", f"/interactions/{interaction_id}/")
+    assert [callback.body["type"] for callback in callbacks] == [5]  # deferred, "thinking"
+    assert fake_discord.calls.index(callbacks[0]) < fake_discord.calls.index(call)
+    assert call.body["content"].startswith("> tell me a story\n")
+    answer = fake_discord.bot_messages()[-1]
+    answer_id = int(answer["id"])
+    thumbs = {(answer_id, fake_discord.bot.id, "👍"), (answer_id, fake_discord.bot.id, "👎")}
+    await wait_for(lambda: thumbs <= fake_discord.reactions)
+    [(text, conversation)] = rows(settings.db_path, "SELECT text, conversation FROM prompts")
+    assert text == "tell me a story"
+    assert conversation == f"discord:{fake_discord.channel_id}:{interaction_id}"
+    assert response_id(settings, fake_discord, answer) > 0
+
+    await fake_discord.react(BOB, answer_id, "👎")
+    await wait_for(lambda: votes(settings))
+    assert votes(settings)[0][2:] == ("👎", -1.0)
+
+
+async def test_vote_change_of_vote_and_removal(bot: DiscordBot, fake_discord: FakeDiscord, settings: Any) -> None:
+    answer = await asked(fake_discord, ALICE, "rate me", mention_bot=True)
+    answer_id, target = int(answer["id"]), response_id(settings, fake_discord, answer)
+
+    await fake_discord.react(ALICE, answer_id, "👍")
+    await wait_for(lambda: len(votes(settings)) == 1)
+    [(response, alice, emoji, reward)] = votes(settings)
+    assert (response, emoji, reward) == (target, "👍", 1.0)
+
+    # Alice changes her mind: takes 👍 back, gives 👎.
+    await fake_discord.unreact(ALICE, answer_id, "👍")
+    await fake_discord.react(ALICE, answer_id, "👎")
+    await wait_for(lambda: [row[2:] for row in votes(settings)] == [("👎", -1.0)])
+    assert votes(settings)[0][1] == alice
+
+    # Bob's skin-toned thumbs up counts as 👍.
+    await fake_discord.react(BOB, answer_id, "👍🏽")
+    await wait_for(lambda: len(votes(settings)) == 2)
+    assert votes(settings)[1][2:] == ("👍", 1.0)
+    assert votes(settings)[1][1] != alice
+
+    # Removal deletes the vote.
+    await fake_discord.unreact(ALICE, answer_id, "👎")
+    await wait_for(lambda: len(votes(settings)) == 1)
+    assert votes(settings)[0][2:] == ("👍", 1.0)
+
+
+async def test_reactions_that_are_not_votes_are_ignored(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    answer = await asked(fake_discord, ALICE, "ignore these", mention_bot=True)
+    answer_id = int(answer["id"])
+    someone_elses = await fake_discord.say(BOB, "a message by a person")
+    dm_message = await fake_discord.say(BOB, "a message in a DM", channel_id=fake_discord.dm_channel_id)
+
+    await fake_discord.react(OTHER_BOT, answer_id, "👍")              # another bot
+    await fake_discord.react(ALICE, someone_elses, "👍")              # not the bot's message
+    await fake_discord.react(ALICE, dm_message, "👍")                 # not ours; no author in the event
+    await fake_discord.react(ALICE, answer_id, "🎉")                  # not in the emoji table
+    await fake_discord.react(ALICE, answer_id, "thumbsup", custom_id=555)  # a custom emoji named like one
+    await fake_discord.unreact(CAROL, answer_id, "👍")                # removing what was never counted
+    await fake_discord.react(CAROL, answer_id, "👎")                  # the one real vote, sent last
+
+    await wait_for(lambda: votes(settings))
+    await handlers_done()  # every ignored reaction has been handled too
+    assert [(row[0], row[2], row[3]) for row in votes(settings)] == [
+        (response_id(settings, fake_discord, answer), "👎", -1.0)
+    ]
+
+
+async def test_reply_with_prefix_is_stored_as_a_correction(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    answer = await asked(fake_discord, ALICE, "capital of France?", mention_bot=True)
+    correction = await fake_discord.say(BOB, "Better: Paris is the capital.", reply_to=int(answer["id"]))
+
+    await wait_for(lambda: rows(settings.db_path, "SELECT response_id, text FROM corrections"))
+    [(target, text)] = rows(settings.db_path, "SELECT response_id, text FROM corrections")
+    assert (target, text) == (response_id(settings, fake_discord, answer), "Paris is the capital.")
+    await wait_for(lambda: (correction, fake_discord.bot.id, "✅") in fake_discord.reactions)
+    assert len(rows(settings.db_path, "SELECT id FROM prompts")) == 1  # not answered as a prompt
+
+
+async def test_reply_chain_and_thread_carry_the_conversation(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    first = await asked(fake_discord, ALICE, "my name is Alice", mention_bot=True)
+    await asked(fake_discord, ALICE, "what is my name?", reply_to=int(first["id"]))
+    thread = fake_discord.thread_id
+    in_thread = await asked(fake_discord, BOB, "first in thread", mention_bot=True, channel_id=thread)
+    await asked(fake_discord, BOB, "second in thread", mention_bot=True, channel_id=thread)
+
+    stored = rows(settings.db_path, "SELECT text, conversation, context FROM prompts ORDER BY id")
+    assert stored[1][1] == stored[0][1]
+    assert "User: my name is Alice" in stored[1][2] and stored[1][2].endswith("User: what is my name?\nBot:")
+    assert stored[2][1] == stored[3][1] == f"discord:{fake_discord.thread_id}"
+    assert "User: first in thread" in stored[3][2]
+    assert in_thread["channel_id"] == str(fake_discord.thread_id)
+
+
+async def test_resume_in_the_middle_of_voting_loses_nothing_and_counts_nothing_twice(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    answer = await asked(fake_discord, ALICE, "vote on me", mention_bot=True)
+    answer_id = int(answer["id"])
+    await fake_discord.react(ALICE, answer_id, "👍")
+    await wait_for(lambda: len(votes(settings)) == 1)
+
+    await fake_discord.drop_connection()
+    # While the bot is away: new votes, a retraction, a replayed vote and a replayed prompt.
+    await fake_discord.react(BOB, answer_id, "👍")
+    await fake_discord.react(CAROL, answer_id, "👎")
+    await fake_discord.react(ALICE, answer_id, "👍")  # the same vote delivered again
+    await fake_discord.unreact(CAROL, answer_id, "👎")
+    await fake_discord.react(CAROL, answer_id, "👍")
+    prompt_id = await fake_discord.say(BOB, "asked during the outage", mention_bot=True)
+    await fake_discord.dispatch("MESSAGE_CREATE", fake_discord.messages[prompt_id])  # delivered twice
+
+    await asyncio.wait_for(fake_discord.resumed.wait(), timeout=15)
+    assert len(fake_discord.identifies) == 1 and len(fake_discord.resumes) == 1  # resumed, not a new session
+    await wait_for(lambda: fake_discord.answer_to(prompt_id), timeout=30)
+    await wait_for(lambda: sorted(row[2] for row in votes(settings)) == ["👍", "👍", "👍"])
+    assert len({row[1] for row in votes(settings)}) == 3  # alice, bob, carol once each
+    assert len([m for m in fake_discord.bot_messages() if m.get("message_reference")]) == 2  # answered once
+
+
+async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_discord.fail_next_post.add(fake_discord.channel_id)  # Discord answers 403 once
+    failed_prompt = await fake_discord.say(ALICE, "this reply will fail", mention_bot=True)
+
+    def logged() -> list[logging.LogRecord]:
+        return [record for record in caplog.records if "handler failed" in record.getMessage()]
+
+    await wait_for(logged, timeout=30)
+    assert f"message {failed_prompt}" in logged()[0].getMessage()
+    assert TOKEN not in caplog.text  # secrets never reach the log
+    await asked(fake_discord, ALICE, "and this one works", mention_bot=True)
+    assert bot.is_ready() and not bot.is_closed()
+
+
+async def test_a_failing_ask_is_logged_and_apologised_for(
+    bot: DiscordBot, fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_discord.fail_next_follow_up = True  # Discord refuses the answer once
+    interaction_id = await fake_discord.ask(ALICE, "this answer will fail")
+
+    await wait_for(lambda: len(fake_discord.calls_to("POST", "/webhooks/")) == 2, timeout=30)
+    apology = fake_discord.calls_to("POST", "/webhooks/")[1].body
+    assert apology["content"].startswith("Sorry") and apology["flags"] == 64  # ephemeral
+    assert any(f"interaction {interaction_id}" in record.getMessage() for record in caplog.records)
+    await asked(fake_discord, ALICE, "still answering", mention_bot=True)
+
+
+async def test_disallowed_intents_stop_start_up_with_a_clear_error(
+    runtime: Any, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.close_on_identify = CLOSE_DISALLOWED_INTENTS
+    client = DiscordBot(service=runtime.service, guild_ready_timeout=0.2)
+    with pytest.raises(DiscordStartupError, match="developer portal") as error:
+        await asyncio.wait_for(client.serve(TOKEN), timeout=15)
+    assert "Privileged Gateway Intents" in str(error.value)
+    assert client.is_closed()
+    assert fake_discord.calls_to("PUT", f"/applications/{fake_discord.bot.id}/commands")  # synced globally
+
+
+async def test_a_rejected_token_stops_start_up_with_a_clear_error(
+    runtime: Any, fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = DiscordBot(service=runtime.service)
+    with pytest.raises(DiscordStartupError, match="DISCORD_TOKEN"):
+        await asyncio.wait_for(client.serve(BAD_TOKEN), timeout=15)
+    assert BAD_TOKEN not in caplog.text
+    assert not fake_discord.identifies
+
+
+async def test_thumbtune_run_starts_the_discord_bot_from_settings(
+    settings_env: dict[str, str], fake_discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.cli import _run
+    from bot.settings import load_settings
+
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("THUMBTUNE_DISCORD_GUILD_ID", str(fake_discord.guild_id))
+    settings = load_settings()
+    assert settings.chosen_adapter() == "discord"
+    running = asyncio.create_task(_run(settings))
+    try:
+        await wait_for(lambda: fake_discord.identifies or running.done(), timeout=30)
+        assert not running.done()
+        guild_sync = f"/applications/{fake_discord.bot.id}/guilds/{fake_discord.guild_id}/commands"
+        assert fake_discord.calls_to("PUT", guild_sync)
+        answer = await asked(fake_discord, ALICE, "hello from the CLI", mention_bot=True)
+        assert rows(settings.db_path, "SELECT message_key FROM responses") == [(key(fake_discord, answer),)]
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+
+async def test_thumbtune_run_explains_a_rejected_or_missing_token(
+    settings_env: dict[str, str],
+    fake_discord: FakeDiscord,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli import _run
+    from bot.settings import load_settings
+
+    assert await _run(load_settings(adapter="discord")) == 2
+    assert "needs DISCORD_TOKEN" in capsys.readouterr().err
+
+    monkeypatch.setenv("DISCORD_TOKEN", BAD_TOKEN)
+    assert await _run(load_settings()) == 1
+    err = capsys.readouterr().err
+    assert "Discord rejected DISCORD_TOKEN" in err and BAD_TOKEN not in err
+
+
+async def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
+    url = yarl.URL(invite_url(1234))
+    assert url.query["client_id"] == "1234"
+    assert url.query["scope"] == "bot applications.commands"
+    granted = discord.Permissions(int(url.query["permissions"]))
+    assert granted == discord.Permissions(
+        send_messages=True, add_reactions=True, read_message_history=True, use_application_commands=True
+    )
+    assert granted.value == 2147551296  # the number in README.md
