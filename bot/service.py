@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
@@ -50,6 +52,7 @@ class BotService:
         self.daily_vote_cap = daily_vote_cap
         self.flag_emoji = frozenset(normalize_emoji(name) for name in flag_emoji)
         self.allowed_channels = frozenset(allowed_channels)
+        self._reaction_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
     def is_reaction_emoji(self, emoji: str) -> bool:
         """A rating from the emoji table or the flag."""
@@ -138,6 +141,27 @@ class BotService:
         return await self.repository.conversation_of_message(message_key)
 
     async def on_reaction(self, reaction: IncomingReaction) -> VoteOutcome:
+        # One person's events on one message are applied in arrival order: an add and a
+        # quick removal (or a replay after a resume) must not overtake each other.
+        async with self._in_order(reaction):
+            return await self._on_reaction(reaction)
+
+    async def on_reaction_removed(self, reaction: IncomingReaction) -> VoteOutcome:
+        async with self._in_order(reaction):
+            return await self._on_reaction_removed(reaction)
+
+    @asynccontextmanager
+    async def _in_order(self, reaction: IncomingReaction) -> AsyncIterator[None]:
+        key = (reaction.platform, reaction.message_key, reaction.user)
+        lock = self._reaction_locks.setdefault(key, asyncio.Lock())  # FIFO for waiters
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._reaction_locks.get(key) is lock:
+                del self._reaction_locks[key]
+
+    async def _on_reaction(self, reaction: IncomingReaction) -> VoteOutcome:
         flag = normalize_emoji(reaction.emoji) in self.flag_emoji
         reward = self.emoji.reward(reaction.emoji)
         if reward is None and not flag:
@@ -161,7 +185,7 @@ class BotService:
             event=event,
         )
 
-    async def on_reaction_removed(self, reaction: IncomingReaction) -> VoteOutcome:
+    async def _on_reaction_removed(self, reaction: IncomingReaction) -> VoteOutcome:
         if reaction.emoji not in self.emoji:
             return VoteOutcome.UNKNOWN_EMOJI
         target = await self.repository.response_by_message(reaction.message_key)

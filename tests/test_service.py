@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
@@ -207,3 +209,14 @@ async def test_reconcile_records_missed_reactions_and_retracts_removed_ones(runt
     assert (again.added, again.retracted) == (0, 0)
     unknown = await service.reconcile(platform="slack", message_key="slack:C1:9.9", reactions=now_shown)
     assert (unknown.added, unknown.retracted) == (0, 0)
+
+
+async def test_one_persons_reaction_events_apply_in_arrival_order(runtime):
+    _, key = await _answer_and_post(runtime)
+    service = runtime.service
+    down = IncomingReaction(platform="slack", message_key=key, user="U7", emoji="-1")
+    up = IncomingReaction(platform="slack", message_key=key, user="U7", emoji="+1")
+    # Add 👎, remove it, add 👍 — all in flight at once, as handler tasks are.
+    await asyncio.gather(service.on_reaction(down), service.on_reaction_removed(down), service.on_reaction(up))
+    assert [(v.emoji, v.reward) for v in await runtime.repository.votes_since(0)] == [("+1", 1.0)]
+    assert service._reaction_locks == {}
