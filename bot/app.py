@@ -89,5 +89,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 daily_vote_cap=settings.daily_vote_cap,
                 flag_emoji=settings.flag_emoji,
                 allowed_channels=settings.allowed_channels,
+                admins=settings.admins,
+                charts_dir=settings.data_dir / "charts",
             )
             yield Runtime(settings, database, repository, generator, service)

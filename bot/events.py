@@ -7,6 +7,7 @@ never sees a platform library type.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Reply:
     response_ids: tuple[int, ...] = ()   # stored candidates (empty when nothing was generated)
     model_version: int | None = None
     ok: bool = True                 # False: a refusal or error message, not a rateable answer
+    attachment: Path | None = None  # a file to post with the text (the `stats` chart)
 
 
 def message_key(platform: str, *parts: str) -> str:

@@ -9,8 +9,11 @@ import re
 import time
 from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from dataclasses import dataclass
 
+from bot import stats
+from bot.commands import AdminActions, Command, parse_command
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
 from bot.feedback import EmojiTable, normalize_emoji
 from bot.generation import GenerationError, Generator, SamplingParams
@@ -40,6 +43,9 @@ class BotService:
         daily_vote_cap: int = 0,
         flag_emoji: Collection[str] = (),
         allowed_channels: Collection[str] = (),
+        admins: Collection[str] = (),
+        shell_is_admin: bool = True,
+        charts_dir: Path | None = None,
     ) -> None:
         self.repository = repository
         self.generator = generator
@@ -52,6 +58,10 @@ class BotService:
         self.daily_vote_cap = daily_vote_cap
         self.flag_emoji = frozenset(normalize_emoji(name) for name in flag_emoji)
         self.allowed_channels = frozenset(allowed_channels)
+        self.admins = frozenset(admins)
+        self.shell_is_admin = shell_is_admin  # the person at the local shell runs the bot
+        self.charts_dir = charts_dir
+        self.admin_actions: AdminActions | None = None  # set by the running loop
         self._reaction_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
     def is_reaction_emoji(self, emoji: str) -> bool:
@@ -73,6 +83,9 @@ class BotService:
         text = prompt.text.strip()
         if _FORGET_ME.fullmatch(text):
             return await self.forget(prompt.platform, prompt.user)
+        command = parse_command(text)
+        if command is not None:
+            return await self.run_command(command, platform=prompt.platform, user=prompt.user)
         if self.rate_limiter is not None and prompt.platform != "shell":  # the local operator is trusted
             wait = self.rate_limiter.try_acquire(self.persons.key(prompt.platform, prompt.user))
             if wait > 0:
@@ -121,6 +134,34 @@ class BotService:
             response_ids=stored.response_ids,
             model_version=generation.model_version,
         )
+
+    def is_admin(self, platform: str, user: str) -> bool:
+        return f"{platform}:{user}" in self.admins or (platform == "shell" and self.shell_is_admin)
+
+    async def run_command(self, command: Command, *, platform: str, user: str) -> Reply:
+        if command.name == "stats":
+            report = await stats.build_report(self.repository)
+            chart = None
+            if self.charts_dir is not None:
+                chart = stats.plot(report, self.charts_dir / f"stats-{time.strftime('%Y%m%d-%H%M%S')}.png")
+            return Reply(stats.format_table(report), ok=False, attachment=chart)
+        if not self.is_admin(platform, user):
+            return Reply(
+                f"Sorry, only the bot's admins can use `{command.name}` (THUMBTUNE_ADMINS).", ok=False
+            )
+        if self.admin_actions is None:
+            return Reply(f"`{command.name}` is not available in this bot.", ok=False)
+        try:
+            if command.name == "retrain":
+                text = await self.admin_actions.retrain()
+            elif command.name == "models":
+                text = await self.admin_actions.models()
+            else:
+                text = await self.admin_actions.rollback(command.version)
+        except Exception as exc:  # an admin command must not take the bot down
+            log.exception("admin command %s failed", command.name)
+            text = f"`{command.name}` failed: {exc}"
+        return Reply(text, ok=False)
 
     async def forget(self, platform: str, user: str) -> Reply:
         """Delete everything one person gave us; later training and exports cannot see it."""

@@ -220,3 +220,37 @@ async def test_one_persons_reaction_events_apply_in_arrival_order(runtime):
     await asyncio.gather(service.on_reaction(down), service.on_reaction_removed(down), service.on_reaction(up))
     assert [(v.emoji, v.reward) for v in await runtime.repository.votes_since(0)] == [("+1", 1.0)]
     assert service._reaction_locks == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stats", ("stats", None)),
+        ("  Retrain! ", ("retrain", None)),
+        ("rollback 3", ("rollback", 3)),
+        ("rollback v2", ("rollback", 2)),
+        ("models", ("models", None)),
+        ("stats 3", None),
+        ("what are your stats", None),
+        ("retrain the model please", None),
+    ],
+)
+def test_chat_commands_are_whole_messages(text, expected):
+    from bot.commands import parse_command
+
+    command = parse_command(text)
+    assert (None if command is None else (command.name, command.version)) == expected
+
+
+async def test_admin_commands_are_refused_politely_for_others(runtime):
+    for text in ("retrain", "rollback 1", "models"):
+        reply = await runtime.service.on_prompt(_prompt(text))
+        assert not reply.ok and "only the bot's admins" in reply.text and "THUMBTUNE_ADMINS" in reply.text
+    assert await runtime.repository.approval_by_version() == []  # nothing was generated
+
+
+async def test_stats_in_chat_gives_the_table_and_a_chart(runtime):
+    await _answer_and_post(runtime)
+    reply = await runtime.service.on_prompt(_prompt("stats"))
+    assert not reply.ok and "approval" in reply.text
+    assert reply.attachment is not None and reply.attachment.read_bytes()[:4] == b"\x89PNG"

@@ -103,6 +103,8 @@ class ShellChat:
             return
         if not reply.ok:
             self.say(f"bot: {reply.text}")
+            if reply.attachment is not None:
+                self.say(f"(chart saved to {reply.attachment})")
             return
         key = message_key(PLATFORM, str(reply.response_ids[0]))
         await self.service.answer_posted(reply.response_ids[0], key)
