@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     allowed_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # --- catching up after downtime --------------------------------------------------
+    reconcile_hours: float = Field(24.0, ge=0.0, description="re-read reactions on answers this recent; 0 = off")
+    reconcile_max_messages: int = Field(500, ge=0)
+
     # --- storage and identity -------------------------------------------------------
     data_dir: Path = Path("data")
     db: Path | None = None
