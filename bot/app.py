@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from bot.feedback import EmojiTable
 from bot.generation import Generator, SamplingParams
 from bot.limits import RateLimiter
+from bot.loop import Loop
 from bot.service import BotService
 from bot.settings import Settings
 from storage.database import Database
 from storage.identity import PersonKeys
 from storage.repository import Repository
+from trainer.registry import BASE_VERSION, ModelRegistry
 
 log = logging.getLogger(__name__)
 
-BASE_VERSION = 0
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Runtime:
     repository: Repository
     generator: Generator
     service: BotService
+    loop: Loop
 
 
 def sampling_from(settings: Settings) -> SamplingParams:
@@ -40,10 +42,10 @@ def sampling_from(settings: Settings) -> SamplingParams:
     )
 
 
-def generator_from(settings: Settings) -> Generator:
+def generator_from(settings: Settings, *, source: str, version: int) -> Generator:
     return Generator(
-        source=settings.model,
-        version=BASE_VERSION,
+        source=source,
+        version=version,
         device=settings.device,
         threads=settings.torch_threads,
         queue_size=settings.queue_size,
@@ -68,16 +70,26 @@ def person_keys_from(settings: Settings) -> PersonKeys:
     return PersonKeys.from_data_dir(settings.data_dir, secret)
 
 
+def serving_from(registry: ModelRegistry, settings: Settings) -> tuple[str, int]:
+    """(model source, version) to serve at start: the registry's current version, else the base."""
+    info = registry.current()
+    return (str(info.path), info.version) if info is not None else (settings.model, BASE_VERSION)
+
+
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """Database, person keys, the loaded model and the service; closed in reverse order."""
+async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterator[Runtime]:
+    """Database, person keys, the loaded model, the service and (unless ``loop=False``) the
+    retraining loop; closed in reverse order."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     persons = person_keys_from(settings)
     async with await Database.open(settings.db_path) as database:
         repository = Repository(database)
         await apply_retention(settings, repository)
-        async with generator_from(settings) as generator:
-            await repository.record_model_version(generator.version, source=generator.source, parent=None)
+        registry = ModelRegistry(settings.models_dir, keep=settings.keep_versions)
+        source, version = serving_from(registry, settings)
+        async with generator_from(settings, source=source, version=version) as generator:
+            parent = registry.get(version).parent if version != BASE_VERSION else None
+            await repository.record_model_version(version, source=source, parent=parent)
             service = BotService(
                 repository=repository,
                 generator=generator,
@@ -92,4 +104,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 admins=settings.admins,
                 charts_dir=settings.data_dir / "charts",
             )
-            yield Runtime(settings, database, repository, generator, service)
+            retraining = Loop(settings=settings, repository=repository, generator=generator, registry=registry)
+            service.admin_actions = retraining
+            if loop:
+                await retraining.start()
+            try:
+                yield Runtime(settings, database, repository, generator, service, retraining)
+            finally:
+                await retraining.stop()

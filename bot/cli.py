@@ -55,7 +55,9 @@ async def _run(settings: Settings) -> int:
             if adapter == "shell":
                 from bot.adapters.shell import ShellChat
 
-                await ShellChat(runtime.service, correction_prefix=settings.correction_prefix).run()
+                chat = ShellChat(runtime.service, correction_prefix=settings.correction_prefix)
+                runtime.loop.announce = chat.announce
+                await chat.run()
             elif adapter == "slack":
                 await run_slack(runtime.service, slack)
             elif adapter == "discord":
@@ -147,33 +149,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def trainer_command(settings: Settings) -> list[str]:
-    """`python -m trainer run ...` for one training cycle, from the bot's settings."""
-    return [
-        sys.executable, "-m", "trainer", "run",
-        "--db", str(settings.db_path),
-        "--registry", str(settings.models_dir),
-        "--base-model", settings.model,
-        "--keep-versions", str(settings.keep_versions),
-        "--min-examples", str(settings.train_min_examples),
-        "--gamma", str(settings.gamma),
-        "--held-out-fraction", str(settings.held_out_fraction),
-        "--learning-rate", str(settings.train_learning_rate),
-        "--epochs", str(settings.train_epochs),
-        "--batch-size", str(settings.train_batch_size),
-        "--lora" if settings.train_lora else "--no-lora",
-        "--device", settings.device,
-        "--threads", str(settings.torch_threads),
-        "--log-level", settings.log_level,
-    ]
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     import subprocess
 
     settings = _settings(args)
     # Training runs in its own process: it never shares memory or an event loop with the bot.
     extra = [arg for arg in args.extra if arg != "--"]
+    from bot.loop import trainer_command
+
     done = subprocess.run(trainer_command(settings) + extra, check=False)
     return done.returncode
 

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
 
     # --- training (`thumbtune train` runs `python -m trainer run` with these) ---------
     registry_dir: Path | None = None
+    # --- the schedule (inside `thumbtune run`) ------------------------------------------
+    train_every_minutes: float = Field(60.0, ge=0.0, description="0 = no scheduled runs")
+    train_cron: str | None = Field(None, description="crontab line (UTC); overrides the interval")
+    train_min_new_votes: int = Field(20, ge=0)
+    train_timeout_s: float = Field(3600.0, gt=0.0)
+    train_launcher: str = Field("", description="replaces the Python interpreter, e.g. 'accelerate launch'")
+    registry_poll_s: float = Field(30.0, ge=0.0, description="0 = do not watch the registry")
     keep_versions: int = Field(5, ge=1, le=1000)
     train_min_examples: int = Field(8, ge=1)
     gamma: float = Field(0.0, ge=0.0, le=1.0)
@@ -150,6 +157,19 @@ class Settings(BaseSettings):
         if overlap:
             raise ValueError(f"THUMBTUNE_FLAG_EMOJI: {', '.join(sorted(overlap))} is also a rating emoji")
         return self
+
+    @field_validator("train_cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"not a crontab line ({exc}), e.g. '0 3 * * *' for 03:00 UTC daily") from None
+        return value.strip()
 
     @field_validator("model")
     @classmethod

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main, trainer_command
+from bot.cli import main
+from bot.loop import trainer_command
 from storage.database import Database
 from storage.repository import Repository
 from tests.feedback_data import seed_preference

@@ -54,6 +54,10 @@ class ShellChat:
         self.stdout.write(text + "\n")
         self.stdout.flush()
 
+    async def announce(self, text: str) -> None:
+        """The loop tells the person at the shell when a new model version goes live."""
+        self.say(f"(bot) {text}")
+
     async def run(self) -> None:
         self.say(f"thumbtune shell chat (model version {self.service.generator.version}). /help for commands.")
         while True:

@@ -1,0 +1,309 @@
+"""Closing the loop inside `thumbtune run`: scheduled retraining, the registry watcher, hot reload.
+
+An APScheduler ``AsyncIOScheduler`` fires the training job on an interval or a cron
+schedule. Each firing skips (and records why) when too few new votes arrived since the
+current version; otherwise it runs the trainer as a subprocess (`python -m trainer run`,
+or through a launcher such as `accelerate launch`), streams its log into the bot's log
+and enforces a timeout. Whatever the trainer publishes and its eval gate passes becomes
+the registry's current version; the watcher sees the pointer change (also when another
+host or `thumbtune rollback` changed it) and swaps the generator to it between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.generation import Generator, ModelLoadError
+from bot.settings import Settings
+from storage.repository import Repository
+from trainer.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
+
+log = logging.getLogger(__name__)
+trainer_log = logging.getLogger("thumbtune.trainer")
+
+TRAIN_JOB = "train"
+WATCH_JOB = "watch-registry"
+RETENTION_JOB = "retention"
+
+
+def trainer_command(settings: Settings) -> list[str]:
+    """The command line of one training cycle, built from the bot's settings.
+
+    ``THUMBTUNE_TRAIN_LAUNCHER`` replaces the Python interpreter, so the same arguments
+    go through e.g. ``accelerate launch`` or a wrapper script for a GPU host.
+    """
+    launcher = shlex.split(settings.train_launcher) if settings.train_launcher else [sys.executable]
+    return [
+        *launcher, "-m", "trainer", "run",
+        "--db", str(settings.db_path),
+        "--registry", str(settings.models_dir),
+        "--base-model", settings.model,
+        "--keep-versions", str(settings.keep_versions),
+        "--min-examples", str(settings.train_min_examples),
+        "--gamma", str(settings.gamma),
+        "--held-out-fraction", str(settings.held_out_fraction),
+        "--learning-rate", str(settings.train_learning_rate),
+        "--epochs", str(settings.train_epochs),
+        "--batch-size", str(settings.train_batch_size),
+        "--lora" if settings.train_lora else "--no-lora",
+        "--device", settings.device,
+        "--threads", str(settings.torch_threads),
+        "--log-level", settings.log_level,
+    ]
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    status: str                  # published, rejected, skipped, failed, busy
+    reason: str | None = None
+    version: int | None = None   # the version the run produced, if any
+    serving: int | None = None   # the version served after the run
+
+
+Announce = Callable[[str], Awaitable[None]]
+
+
+class Loop:
+    """Scheduled retraining and hot reload for one running bot; also its admin actions."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        repository: Repository,
+        generator: Generator,
+        registry: ModelRegistry,
+        command: list[str] | None = None,
+        announce: Announce | None = None,
+    ) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.generator = generator
+        self.registry = registry
+        self.command = command or trainer_command(settings)
+        self.announce = announce
+        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._training = asyncio.Lock()
+        self._swapping = asyncio.Lock()
+        self._background: set[asyncio.Task] = set()
+        self.runs_finished = 0   # a counter tests and `simulate` can wait on
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        trigger = self._trigger()
+        if trigger is not None:
+            self.scheduler.add_job(
+                self.scheduled_run, trigger, id=TRAIN_JOB, max_instances=1, coalesce=True,
+                misfire_grace_time=None, next_run_time=await self._first_run_time(trigger),
+            )
+        if self.settings.registry_poll_s > 0:
+            self.scheduler.add_job(
+                self.check_registry, IntervalTrigger(seconds=self.settings.registry_poll_s),
+                id=WATCH_JOB, max_instances=1, coalesce=True,
+            )
+        if self.settings.retention_days:
+            from bot.app import apply_retention
+
+            self.scheduler.add_job(
+                apply_retention, IntervalTrigger(days=1), args=(self.settings, self.repository),
+                id=RETENTION_JOB, max_instances=1, coalesce=True,
+            )
+        self.scheduler.start()
+        job = self.scheduler.get_job(TRAIN_JOB)
+        if job is not None:
+            log.info("next scheduled training run: %s", job.next_run_time)
+
+    async def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _trigger(self) -> CronTrigger | IntervalTrigger | None:
+        if self.settings.train_cron:
+            return CronTrigger.from_crontab(self.settings.train_cron, timezone=timezone.utc)
+        if self.settings.train_every_minutes > 0:
+            return IntervalTrigger(minutes=self.settings.train_every_minutes, timezone=timezone.utc)
+        return None
+
+    async def _first_run_time(self, trigger: CronTrigger | IntervalTrigger) -> datetime:
+        """A restart does not reset the clock: the next run follows the last recorded one."""
+        now = datetime.now(timezone.utc)
+        runs = await self.repository.training_runs(limit=1)
+        if not runs:
+            last = now
+        else:
+            last = datetime.fromtimestamp(runs[0].started_at, timezone.utc)
+        if isinstance(trigger, IntervalTrigger):
+            due = last + timedelta(minutes=self.settings.train_every_minutes)
+        else:
+            due = trigger.get_next_fire_time(None, last) or now
+        return max(due, now)
+
+    # --- the scheduled job ----------------------------------------------------------
+    async def scheduled_run(self) -> TrainingOutcome:
+        """One firing: skip with a recorded reason when too few votes are new, else train."""
+        current = self.generator.version
+        new_votes = await self.repository.count_votes_since(current)
+        if new_votes < self.settings.train_min_new_votes:
+            reason = (
+                f"{new_votes} new vote(s) since version {current} went live; "
+                f"{self.settings.train_min_new_votes} needed (THUMBTUNE_TRAIN_MIN_NEW_VOTES)"
+            )
+            await self._record_skip(current, reason)
+            log.info("scheduled training skipped: %s", reason)
+            self.runs_finished += 1
+            return TrainingOutcome("skipped", reason, serving=current)
+        return await self.run_training()
+
+    async def _record_skip(self, parent: int, reason: str) -> None:
+        run_id = await self.repository.start_training_run(parent_version=parent)
+        await self.repository.finish_training_run(run_id, status="skipped", reason=reason)
+
+    async def run_training(self) -> TrainingOutcome:
+        """Run the trainer subprocess once (never two at once), then reload what it published."""
+        if self._training.locked():
+            return TrainingOutcome("busy", "a training run is already going", serving=self.generator.version)
+        async with self._training:
+            try:
+                outcome = await self._run_trainer()
+            finally:
+                self.runs_finished += 1
+            serving = await self.check_registry()
+            return TrainingOutcome(outcome.status, outcome.reason, outcome.version, serving)
+
+    async def _run_trainer(self) -> TrainingOutcome:
+        started = time.monotonic()
+        log.info("training run starting: %s", shlex.join(self.command[:4]) + " ...")
+        process = await asyncio.create_subprocess_exec(
+            *self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        assert process.stdout is not None and process.stderr is not None
+        lines: list[str] = []
+        relay = asyncio.create_task(self._relay(process.stderr))
+        collect = asyncio.create_task(self._collect(process.stdout, lines))
+        try:
+            await asyncio.wait_for(process.wait(), timeout=self.settings.train_timeout_s)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+            reason = f"timed out after {self.settings.train_timeout_s:g} s and was killed"
+            await self.repository.fail_interrupted_training_runs(reason=f"trainer {reason}")
+            log.error("training run %s; still serving version %s", reason, self.generator.version)
+            return TrainingOutcome("failed", reason)
+        finally:
+            await asyncio.gather(relay, collect, return_exceptions=True)
+        result = _last_json(lines)
+        elapsed = time.monotonic() - started
+        if process.returncode != 0 and (result is None or result.get("status") != "failed"):
+            reason = f"trainer exited with code {process.returncode}"
+            await self.repository.fail_interrupted_training_runs(reason=reason)
+            log.error("training run failed after %.0f s: %s", elapsed, reason)
+            return TrainingOutcome("failed", reason)
+        if result is None:
+            return TrainingOutcome("failed", "the trainer printed no result")
+        log.info(
+            "training run %s after %.0f s%s", result.get("status"), elapsed,
+            f": {result['reason']}" if result.get("reason") else "",
+        )
+        return TrainingOutcome(str(result.get("status")), result.get("reason"), result.get("version"))
+
+    @staticmethod
+    async def _relay(stream: asyncio.StreamReader) -> None:
+        async for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                trainer_log.info("%s", line)
+
+    @staticmethod
+    async def _collect(stream: asyncio.StreamReader, lines: list[str]) -> None:
+        async for raw in stream:
+            lines.append(raw.decode("utf-8", "replace").strip())
+
+    # --- hot reload -----------------------------------------------------------------
+    async def check_registry(self) -> int:
+        """Swap to the registry's current version if it is not the one being served."""
+        async with self._swapping:
+            wanted = await asyncio.to_thread(self.registry.current_version)
+            if wanted == self.generator.version:
+                return wanted
+            try:
+                if wanted == BASE_VERSION:
+                    source, parent = self.settings.model, None
+                else:
+                    info = await asyncio.to_thread(self.registry.get, wanted)
+                    source, parent = str(info.path), info.parent
+                await self.generator.swap(source, wanted)
+            except (ModelLoadError, RegistryError) as exc:
+                log.error("could not switch to version %s, still serving %s: %s", wanted, self.generator.version, exc)
+                return self.generator.version
+            await self.repository.record_model_version(wanted, source=source, parent=parent)
+            log.info("now serving model version %s", wanted)
+            await self._announce(wanted)
+            return wanted
+
+    async def _announce(self, version: int) -> None:
+        if self.announce is None:
+            return
+        text = f"Now serving model version {version}."
+        if version != BASE_VERSION:
+            info = self.registry.get(version)
+            metrics = ", ".join(
+                f"{name} {value:.3g}" for name, value in sorted(info.metrics.items())
+                if isinstance(value, (int, float)) and name in ("perplexity", "preference_accuracy", "distinct_2")
+            )
+            trained = info.counts.get("train_examples")
+            text += f" Trained from version {info.parent} on {trained} examples" if trained else ""
+            text += f" ({metrics})." if metrics else "."
+        try:
+            await self.announce(text)
+        except Exception:  # an announcement is a courtesy; never let it break the reload
+            log.exception("could not announce version %s", version)
+
+    # --- admin actions (bot.commands.AdminActions) ----------------------------------
+    async def retrain(self) -> str:
+        if self._training.locked():
+            return "A training run is already going; I'll switch when it passes the gate."
+        task = asyncio.create_task(self.run_training())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return "Training started. I'll switch to the new version if it passes the eval gate."
+
+    async def models(self) -> str:
+        table = await asyncio.to_thread(format_versions, self.registry)
+        return f"base model (version 0): {self.settings.model}\n{table}\nserving version {self.generator.version}"
+
+    async def rollback(self, version: int | None) -> str:
+        try:
+            target = await asyncio.to_thread(self.registry.rollback, version)
+        except RegistryError as exc:
+            return f"Rollback refused: {exc}"
+        serving = await self.check_registry()
+        return f"Rolled back: now serving version {serving}." if serving == target else (
+            f"Version {target} is current in the registry, but loading it failed; still serving {serving}."
+        )
+
+
+def _last_json(lines: list[str]) -> dict | None:
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
