@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 
-async def wait_for(predicate: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.01):
+async def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.01):
     """Wait until ``predicate()`` (sync or async) is truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
