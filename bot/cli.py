@@ -197,6 +197,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from bot.simulate import SimulationOptions, format_result, run_simulation
+
+    _setup_logging("INFO" if args.verbose else "WARNING")
+    _quiet_libraries()
+    options = SimulationOptions(
+        users=args.users, rounds=args.rounds, prompts=args.prompts, prefer=args.prefer,
+        model=Path(args.model) if args.model else None, seed=args.seed,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        learning_rate=args.learning_rate, epochs=args.epochs,
+    )
+    print(format_result(run_simulation(options)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thumbtune",
@@ -218,6 +233,21 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     stats.add_argument("--plot", metavar="FILE.png", help="also save a chart of approval per version")
     stats.set_defaults(handler=cmd_stats)
+
+    simulate = commands.add_parser(
+        "simulate", help="the whole loop with simulated people, offline; prints one JSON object"
+    )
+    simulate.add_argument("--users", type=int, default=20, help="simulated people (default 20)")
+    simulate.add_argument("--rounds", type=int, default=3, help="training rounds (default 3)")
+    simulate.add_argument("--prompts", type=int, default=64, help="prompts per round (default 64)")
+    simulate.add_argument("--prefer", default="warm", help="people 👍 answers containing this word, 👎 the rest")
+    simulate.add_argument("--model", help="base model folder (default: a fresh tiny model)")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--data-dir", help="keep the simulation's database and registry here (default: temporary)")
+    simulate.add_argument("--learning-rate", type=float, default=3e-4, help="KTO learning rate (default 3e-4)")
+    simulate.add_argument("--epochs", type=float, default=2.0, help="epochs per training run (default 2)")
+    simulate.add_argument("--verbose", action="store_true", help="log each round and the trainer's output")
+    simulate.set_defaults(handler=cmd_simulate)
 
     forget = commands.add_parser("forget", help="delete one person's prompts, votes and corrections")
     forget.add_argument("user", help="PLATFORM:USER_ID as the platform shows it, e.g. slack:U012AB3CD")

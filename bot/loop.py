@@ -180,9 +180,9 @@ class Loop:
         async with self._training:
             try:
                 outcome = await self._run_trainer()
+                serving = await self.check_registry()
             finally:
-                self.runs_finished += 1
-            serving = await self.check_registry()
+                self.runs_finished += 1  # counted once the new version (if any) is live
             return TrainingOutcome(outcome.status, outcome.reason, outcome.version, serving)
 
     async def _run_trainer(self) -> TrainingOutcome:
