@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from bench.common import LoopLag, emit, median, percentile, write_gpt2_small_shape
+from bot.cli import quiet_libraries
 from bot.generation import Generator, SamplingParams, load_model
 from trainer.dialogue import render_prompt
 
@@ -154,10 +155,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16 new tokens and 8 sequential prompts (< 1 min)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    quiet_libraries()
     emit(asyncio.run(main_async(args)))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bench.common import LoopLag, emit, median
+from bot.cli import quiet_libraries
 from bot.generation import GenerationError, Generator, SamplingParams
 from bot.tinymodel import TinyModelSpec, make_tiny_model
 from trainer.dialogue import render_prompt
@@ -86,10 +87,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer clients and shorter answers")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    quiet_libraries()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         steps = 60 if args.quick else 300

@@ -14,7 +14,7 @@ from bot.settings import Settings, SettingsError, load_settings
 log = logging.getLogger("thumbtune")
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     # Progress bars and advisory warnings from the ML libraries drown the chat.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as hf_logging
@@ -83,13 +83,13 @@ async def _run(settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _setup_logging(settings.log_level)
-    _quiet_libraries()
+    quiet_libraries()
     return asyncio.run(_run(settings))
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     _setup_logging("INFO")
-    _quiet_libraries()
+    quiet_libraries()
     import torch
 
     from bot.tinymodel import TinyModelSpec, make_tiny_model
@@ -184,16 +184,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from trainer.export import export_records, write_jsonl
+    from trainer.export import export
 
     settings = _settings(args)
-    records = asyncio.run(export_records(settings.db_path, fmt=args.format, gamma=settings.gamma))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as out:
-            count = write_jsonl(records, out)
-        print(f"wrote {count} {args.format} records to {args.out}", file=sys.stderr)
-    else:
-        write_jsonl(records, sys.stdout)
+    export(settings.db_path, fmt=args.format, out=Path(args.out) if args.out else None, gamma=settings.gamma)
     return 0
 
 
@@ -201,7 +195,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.simulate import SimulationOptions, format_result, run_simulation
 
     _setup_logging("INFO" if args.verbose else "WARNING")
-    _quiet_libraries()
+    quiet_libraries()
     options = SimulationOptions(
         users=args.users, rounds=args.rounds, prompts=args.prompts, prefer=args.prefer,
         model=Path(args.model) if args.model else None, seed=args.seed,

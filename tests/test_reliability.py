@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 
 from bot.events import IncomingPrompt, IncomingReaction, message_key
 from bot.feedback import EmojiTable, normalize_emoji
-from bot.generation import GeneratorBusy
 from bot.limits import RateLimiter
 from storage.repository import VoteOutcome
 from trainer.dialogue import USER, cut_answer, render_prompt

@@ -7,7 +7,6 @@ with arguments built from its settings; the trainer never reads the bot's settin
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ import sys
 from pathlib import Path
 
 from trainer.config import DataConfig, GateConfig, TrainConfig, add_arguments, from_arguments
-from trainer.export import FORMATS, export_records, write_jsonl
+from trainer.export import FORMATS, export
 from trainer.registry import ModelRegistry, RegistryError, format_versions
 
 
@@ -47,13 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    records = asyncio.run(export_records(Path(args.db), fmt=args.format, gamma=args.gamma))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as out:
-            count = write_jsonl(records, out)
-        print(f"wrote {count} {args.format} records to {args.out}", file=sys.stderr)
-    else:
-        write_jsonl(records, sys.stdout)
+    export(Path(args.db), fmt=args.format, out=Path(args.out) if args.out else None, gamma=args.gamma)
     return 0
 
 

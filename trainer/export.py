@@ -43,3 +43,17 @@ def write_jsonl(records: Iterable[dict[str, object]], out: IO[str]) -> int:
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         count += 1
     return count
+
+
+def export(db: Path, *, fmt: ExportFormat, out: Path | None = None, gamma: float = 0.0) -> int:
+    """Write the records to ``out`` (stdout when None); says how many on stderr."""
+    import asyncio
+    import sys
+
+    records = asyncio.run(export_records(db, fmt=fmt, gamma=gamma))
+    if out is None:
+        return write_jsonl(records, sys.stdout)
+    with open(out, "w", encoding="utf-8") as handle:
+        count = write_jsonl(records, handle)
+    print(f"wrote {count} {fmt} records to {out}", file=sys.stderr)
+    return count
