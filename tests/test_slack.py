@@ -394,7 +394,8 @@ async def test_manifest_asks_for_what_the_adapter_listens_to():
     assert {"app_mention", "message.im", "message.channels", "reaction_added", "reaction_removed"} <= events
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == [slack.ASK_COMMAND]
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read"} <= scopes
+    assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read",
+                      "files:write"} <= scopes
     assert manifest["settings"]["socket_mode_enabled"] is True
 
 
