@@ -578,3 +578,20 @@ async def test_stats_without_upload_permission_still_posts_the_table(bot, fake, 
     assert table.text == "No answers yet." and table.files == []
     assert logged(caplog, "missing_scope") == 1
     assert fake.calls_to("files.completeUploadExternal") == []
+
+
+async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime, caplog):
+    _, answer = await ask_in_channel(fake)
+    gate = fake.hold("reactions.get")
+    catching_up = asyncio.create_task(bot.catch_up())
+    await wait_for(lambda: fake.calls_to("reactions.get"))   # Slack has read the reactions (without U5's)
+
+    caplog.set_level(logging.DEBUG, logger="bot.adapters.slack")
+    await fake.react(user="U5", message=answer, name="+1")   # arrives while the answer is read
+    await wait_for(lambda: logged(caplog, "waits for the catch-up") == 1)
+    gate.set()
+    caught = await asyncio.wait_for(catching_up, 10)
+    await wait_for(lambda: logged(caplog, "-> recorded") == 1)
+
+    assert (caught.checked, caught.added, caught.retracted) == (1, 0, 0)
+    assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]

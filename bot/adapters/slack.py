@@ -151,6 +151,9 @@ class SlackBot:
         )
         self._bot_users: dict[str, bool] = {}   # user id -> is a bot (users.info, cached)
         self._own_user_id: str | None = None    # from auth.test
+        # The answer being caught up on: its live reaction events wait, so a snapshot read
+        # just before they arrived cannot undo them.
+        self._catching_up: dict[str, asyncio.Lock] = {}
         self._register()
 
     # --- wiring ---------------------------------------------------------------------
@@ -259,16 +262,22 @@ class SlackBot:
             if len(parts) != 3:
                 continue
             channel, ts = parts[1], parts[2]
+            lock = self._catching_up[key] = asyncio.Lock()
             try:
-                response = await client.reactions_get(channel=channel, timestamp=ts, full=True)
-            except SlackApiError as exc:
-                failed += 1
-                log.warning("slack: catching up: cannot read the reactions on %s: %s", key, _api_error(exc))
-                continue
-            reactions, incomplete = await self._people_reactions(response.get("message") or {}, client)
-            outcome = await self.service.reconcile(
-                platform=PLATFORM, message_key=key, reactions=reactions, incomplete=incomplete
-            )
+                async with lock:
+                    try:
+                        response = await client.reactions_get(channel=channel, timestamp=ts, full=True)
+                    except SlackApiError as exc:
+                        failed += 1
+                        log.warning("slack: catching up: cannot read the reactions on %s: %s", key,
+                                    _api_error(exc))
+                        continue
+                    reactions, incomplete = await self._people_reactions(response.get("message") or {}, client)
+                    outcome = await self.service.reconcile(
+                        platform=PLATFORM, message_key=key, reactions=reactions, incomplete=incomplete
+                    )
+            finally:
+                del self._catching_up[key]
             checked += 1
             added += outcome.added
             retracted += outcome.retracted
@@ -422,6 +431,7 @@ class SlackBot:
     async def _on_reaction_added(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
+            await self._after_catch_up(reaction.message_key)
             outcome = await self.service.on_reaction(reaction)
             log.info("slack: reaction :%s: on %s -> %s", reaction.emoji, reaction.message_key, outcome.value)
 
@@ -429,9 +439,22 @@ class SlackBot:
                                    context: AsyncBoltContext) -> None:
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
+            await self._after_catch_up(reaction.message_key)
             outcome = await self.service.on_reaction_removed(reaction)
             log.info("slack: reaction :%s: removed from %s -> %s", reaction.emoji, reaction.message_key,
                      outcome.value)
+
+    async def _after_catch_up(self, key: str) -> None:
+        """Wait while this answer is being caught up on; the event then applies on top.
+
+        Slack changes its state before it sends the event, so an event handled before
+        the catch-up's read is already in what the read returns.
+        """
+        lock = self._catching_up.get(key)
+        if lock is not None:
+            log.debug("slack: a reaction on %s waits for the catch-up of that answer", key)
+            async with lock:
+                pass
 
     async def _reaction(self, event: dict[str, Any], body: dict[str, Any],
                         context: AsyncBoltContext) -> IncomingReaction | None:

@@ -101,6 +101,7 @@ class FakeSlack:
         self.uploads: dict[str, Upload] = {}             # file id -> the upload
         self.reaction_users_shown: int | None = None     # reactions.get cuts user lists to this
         self._file_ids = itertools.count(1)
+        self._held: dict[str, asyncio.Event] = {}        # method -> answered once the event is set
 
     # --- lifecycle ------------------------------------------------------------------
     @asynccontextmanager
@@ -142,6 +143,11 @@ class FakeSlack:
                 (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
             )
 
+    def hold(self, method: str) -> asyncio.Event:
+        """Answer ``method`` (with the state as it was when called) only once the returned event is set."""
+        gate = self._held[method] = asyncio.Event()
+        return gate
+
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         for _ in range(times):
             self._failures.setdefault(method, []).append((200, {"ok": False, "error": error}, {}))
@@ -174,7 +180,10 @@ class FakeSlack:
         handler = getattr(self, "_api_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
-        return web.json_response(handler(args))
+        payload = handler(args)
+        if method in self._held:
+            await self._held[method].wait()
+        return web.json_response(payload)
 
     def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "user_id": BOT_USER, "bot_id": BOT_ID, "user": "thumbtune", "team": "Test",
