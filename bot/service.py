@@ -240,12 +240,14 @@ class BotService:
         )
 
     async def reconcile(
-        self, *, platform: str, message_key: str, reactions: Iterable[tuple[str, str]]
+        self, *, platform: str, message_key: str, reactions: Iterable[tuple[str, str]],
+        incomplete: Iterable[str] = (),
     ) -> Reconciled:
         """Make the stored votes on one answer match the (user, emoji) reactions it shows now.
 
         Used after downtime: reactions added while the bot was away become votes, votes
         whose reaction was removed are retracted. The adapter leaves out the bot's own.
+        ``incomplete``: emoji whose list of people the platform cut short; none retracted.
         """
         target = await self.repository.response_by_message(message_key)
         if target is None:
@@ -267,7 +269,10 @@ class BotService:
                     response_id=target.response_id, voter=voter, emoji=name, reward=reward
                 )
                 added += outcome is VoteOutcome.RECORDED
+        keep = {normalize_emoji(emoji) for emoji in incomplete}
         for voter, name in stored - present.keys():
+            if name in keep:
+                continue
             outcome = await self.repository.retract_vote(response_id=target.response_id, voter=voter, emoji=name)
             retracted += outcome is VoteOutcome.RETRACTED
         if flagged and not target.flagged:

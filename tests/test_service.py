@@ -211,6 +211,20 @@ async def test_reconcile_records_missed_reactions_and_retracts_removed_ones(runt
     assert (unknown.added, unknown.retracted) == (0, 0)
 
 
+async def test_reconcile_retracts_nothing_for_an_emoji_whose_list_was_cut_short(runtime):
+    service = runtime.service
+    _, key = await _answer_and_post(runtime)
+    for user, emoji in (("U2", "+1"), ("U3", "+1"), ("U4", "-1")):
+        await service.on_reaction(IncomingReaction(platform="slack", message_key=key, user=user, emoji=emoji))
+    # The platform listed only U2 of the 👍 people; U4's 👎 is really gone.
+    result = await service.reconcile(platform="slack", message_key=key, reactions=[("U2", "+1")],
+                                     incomplete=["+1::skin-tone-3"])
+    assert (result.added, result.retracted) == (0, 1)
+    keys = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
+    votes = await runtime.repository.votes_since(0)
+    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "+1"), ("U3", "+1")]
+
+
 async def test_one_persons_reaction_events_apply_in_arrival_order(runtime):
     _, key = await _answer_and_post(runtime)
     service = runtime.service

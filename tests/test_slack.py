@@ -394,7 +394,8 @@ async def test_manifest_asks_for_what_the_adapter_listens_to():
     assert {"app_mention", "message.im", "message.channels", "reaction_added", "reaction_removed"} <= events
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == [slack.ASK_COMMAND]
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read"} <= scopes
+    assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read",
+                      "files:write"} <= scopes
     assert manifest["settings"]["socket_mode_enabled"] is True
 
 
@@ -444,3 +445,153 @@ async def test_thumbtune_run_serves_slack_end_to_end(settings_env, fake, tmp_pat
     async with database, database.reading() as db:
         cursor = await db.execute("SELECT r.message_key, v.emoji FROM responses r JOIN votes v ON v.response_id = r.id")
         assert [tuple(row) for row in await cursor.fetchall()] == [(f"slack:{CHANNEL}:{answer.ts}", "+1")]
+
+
+# --- catching up after downtime ---------------------------------------------------------
+def _reads(fake: FakeSlack) -> list[str]:
+    """The timestamps of the messages whose reactions the bot read, in order."""
+    return [call.args["timestamp"] for call in fake.calls_to("reactions.get")]
+
+
+async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, fake, runtime, settings, config,
+                                                                         caplog):
+    _, first = await ask_in_channel(fake, "first question")
+    _, second = await ask_in_channel(fake, "second question")
+    await fake.react(user="U1", message=first, name="+1")
+    await fake.react(user="U2", message=first, name="-1")
+    await wait_for(lambda: _count(runtime, 2))
+
+    # The bot is down: people change their reactions and no event reaches it.
+    fake.react_while_away(user="U1", message=first, name="+1", remove=True)      # retracted
+    fake.react_while_away(user="U3", message=first, name="+1::skin-tone-2")      # added
+    fake.react_while_away(user="U4", message=second, name="-1")                  # added
+    fake.react_while_away(user="UOTHERBOT", message=second, name="+1")           # a bot: ignored
+    fake.react_while_away(user="U4", message=second, name="tada")                # not a rating
+    fake.rate_limit("reactions.get", times=1, retry_after=0)                     # Slack says slow down once
+    calls_before = len(fake.calls)
+
+    # A restart: a new process on the same database connects and catches up.
+    async with open_runtime(settings) as restarted:
+        again = SlackBot(restarted.service, config=dataclasses.replace(config, http_host="127.0.0.1", http_port=0))
+        running = asyncio.create_task(again.run())
+        try:
+            await wait_for(lambda: logged(caplog, "slack: caught up") == 1, timeout=30)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    assert logged(caplog, "caught up on 2 answer(s) from the last 24 h: 2 vote(s) added, 1 retracted, "
+                          "0 unreadable") == 1
+    # Newest first, the rate-limited read tried again; the bot's own thumbs cost no users.info.
+    assert _reads(fake) == [second.ts, second.ts, first.ts]
+    assert all(call.args["channel"] == CHANNEL for call in fake.calls_to("reactions.get"))
+    looked_up = {call.args["user"] for call in fake.calls[calls_before:] if call.method == "users.info"}
+    assert BOT_USER not in looked_up and "UOTHERBOT" in looked_up
+    assert sorted(await votes(runtime)) == sorted([
+        ("-1", -1.0, f"slack:{CHANNEL}:{first.ts}"),     # U2, unchanged
+        ("+1", 1.0, f"slack:{CHANNEL}:{first.ts}"),      # U3, added while down
+        ("-1", -1.0, f"slack:{CHANNEL}:{second.ts}"),    # U4, added while down
+    ])
+    voters = await rows(runtime, "SELECT voter FROM votes")
+    assert all(voter not in ("U2", "U3", "U4") for (voter,) in voters)  # keyed hashes only
+
+
+async def test_catch_up_reads_only_recent_answers_newest_first(bot, fake, runtime, config):
+    answers = [(await ask_in_channel(fake, f"question {n}"))[1] for n in range(3)]
+    keys = [f"slack:{CHANNEL}:{answer.ts}" for answer in answers]
+    # The oldest answer was posted two days ago, outside the 24 h window.
+    async with runtime.database.transaction() as db:
+        await db.execute("UPDATE responses SET created_at = created_at - 2 * 86400 WHERE message_key = ?",
+                         (keys[0],))
+    for answer in answers:
+        fake.react_while_away(user="U1", message=answer, name="+1")
+
+    caught = await bot.catch_up()
+    assert (caught.checked, caught.added, caught.retracted, caught.failed) == (2, 2, 0, 0)
+    assert _reads(fake) == [answers[2].ts, answers[1].ts]
+    assert sorted(row[2] for row in await votes(runtime)) == sorted(keys[1:])
+
+    # At most reconcile_max_messages answers are read, the newest.
+    for answer in answers:
+        fake.react_while_away(user="U2", message=answer, name="-1")
+    capped = SlackBot(runtime.service, config=dataclasses.replace(config, reconcile_max_messages=1))
+    caught = await capped.catch_up()
+    assert (caught.checked, caught.added) == (1, 1)
+    assert _reads(fake)[2:] == [answers[2].ts]
+    assert ("-1", -1.0, keys[2]) in await votes(runtime) and len(await votes(runtime)) == 3
+
+    # reconcile_hours = 0 turns catching up off.
+    off = SlackBot(runtime.service, config=dataclasses.replace(config, reconcile_hours=0))
+    assert await off.catch_up() == type(caught)()
+    assert len(_reads(fake)) == 3
+
+
+async def test_catch_up_keeps_votes_slack_did_not_list_and_goes_on_after_an_error(bot, fake, runtime, caplog):
+    _, first = await ask_in_channel(fake, "first question")
+    _, second = await ask_in_channel(fake, "second question")
+    for user in ("U1", "U2", "U3"):
+        await fake.react(user=user, message=first, name="+1")
+    await wait_for(lambda: _count(runtime, 3))
+    fake.react_while_away(user="U4", message=first, name="-1")
+    # On busy messages Slack lists only some of the people (with the full count).
+    fake.reaction_users_shown = 2
+    fake.fail("reactions.get", "message_not_found")   # the first read (the newest answer) fails
+
+    caught = await bot.catch_up()
+
+    assert (caught.checked, caught.added, caught.retracted, caught.failed) == (1, 1, 0, 1)
+    assert _reads(fake) == [second.ts, first.ts]
+    assert logged(caplog, "message_not_found") == 1
+    # Only U1 of the three thumbs up was listed (after the bot's own): none is retracted.
+    assert sorted(await votes(runtime)) == sorted([("+1", 1.0, f"slack:{CHANNEL}:{first.ts}")] * 3
+                                                  + [("-1", -1.0, f"slack:{CHANNEL}:{first.ts}")])
+
+
+# --- the stats chart --------------------------------------------------------------------
+async def test_stats_posts_the_table_and_the_chart_in_the_thread(bot, fake, runtime, settings):
+    _, answer = await ask_in_channel(fake, "hello")
+    await fake.react(user="U1", message=answer, name="+1")
+    await wait_for(lambda: _count(runtime, 1))
+
+    question = await fake.mention(channel=CHANNEL, user="U2", text="stats")
+    await wait_for(lambda: any(message.files for message in fake.answers_in_thread(CHANNEL, question.ts)))
+    table, chart = fake.answers_in_thread(CHANNEL, question.ts)
+
+    assert "approval" in table.text and table.reactions == {}   # a report, not a rateable answer
+    [upload] = chart.files
+    saved = list((settings.data_dir / "charts").glob("*.png"))
+    assert len(saved) == 1 and upload.filename == saved[0].name
+    assert upload.data[:8] == b"\x89PNG\r\n\x1a\n" and upload.data == saved[0].read_bytes()
+    assert (upload.channel, upload.thread_ts) == (CHANNEL, question.ts)
+    assert len(fake.calls_to("files.getUploadURLExternal")) == 1
+    assert len(fake.calls_to("files.completeUploadExternal")) == 1
+    # A command is not a prompt: nothing new is stored.
+    assert len(await rows(runtime, "SELECT id FROM prompts")) == 1
+    assert len(await rows(runtime, "SELECT id FROM responses")) == 1
+
+
+async def test_stats_without_upload_permission_still_posts_the_table(bot, fake, runtime, caplog):
+    fake.fail("files.getUploadURLExternal", "missing_scope")
+    question = await fake.dm(channel="D0003", user="U1", text="stats")
+    await wait_for(lambda: logged(caplog, "could not upload") == 1)
+    [table] = fake.answers_in_thread("D0003", question.ts)
+    assert table.text == "No answers yet." and table.files == []
+    assert logged(caplog, "missing_scope") == 1
+    assert fake.calls_to("files.completeUploadExternal") == []
+
+
+async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime, caplog):
+    _, answer = await ask_in_channel(fake)
+    gate = fake.hold("reactions.get")
+    catching_up = asyncio.create_task(bot.catch_up())
+    await wait_for(lambda: fake.calls_to("reactions.get"))   # Slack has read the reactions (without U5's)
+
+    caplog.set_level(logging.DEBUG, logger="bot.adapters.slack")
+    await fake.react(user="U5", message=answer, name="+1")   # arrives while the answer is read
+    await wait_for(lambda: logged(caplog, "waits for the catch-up") == 1)
+    gate.set()
+    caught = await asyncio.wait_for(catching_up, 10)
+    await wait_for(lambda: logged(caplog, "-> recorded") == 1)
+
+    assert (caught.checked, caught.added, caught.retracted) == (1, 0, 0)
+    assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]

@@ -7,6 +7,11 @@ does not see a quick 200, with the same ``event_id``) is a no-op, also after a r
 
 Two ways to connect: Socket Mode when an app-level token is set (no public URL needed),
 else HTTP, with bolt's aiohttp adapter serving ``/slack/events``.
+
+Once connected, the bot catches up on what it missed while it was down: it re-reads
+the reactions on its recent answers (``reactions.get``) and makes the stored votes
+match them. A reply with an attachment (the ``stats`` chart) gets the file uploaded
+into the same thread.
 """
 
 from __future__ import annotations
@@ -14,15 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -59,6 +66,8 @@ class SlackConfig:
     correction_prefix: str = "better:"
     http_host: str = "0.0.0.0"
     http_port: int = 3000
+    reconcile_hours: float = 24.0       # catch up on answers this recent at start; 0 = off
+    reconcile_max_messages: int = 500   # ... but on at most this many, newest first
 
     @property
     def socket_mode(self) -> bool:
@@ -85,6 +94,8 @@ class SlackConfig:
             correction_prefix=settings.correction_prefix,
             http_host=settings.http_host,
             http_port=settings.http_port,
+            reconcile_hours=settings.reconcile_hours,
+            reconcile_max_messages=settings.reconcile_max_messages,
         )
 
 
@@ -101,6 +112,16 @@ def web_client(*, token: str, api_url: str | None = None) -> AsyncWebClient:
             AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
         ],
     )
+
+
+@dataclass(frozen=True)
+class CaughtUp:
+    """What one catch-up after downtime did."""
+
+    checked: int = 0     # answers whose reactions were read
+    added: int = 0       # votes recorded from reactions added while the bot was away
+    retracted: int = 0   # votes retracted for reactions removed meanwhile
+    failed: int = 0      # answers whose reactions could not be read
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,10 @@ class SlackBot:
             name="thumbtune",
         )
         self._bot_users: dict[str, bool] = {}   # user id -> is a bot (users.info, cached)
+        self._own_user_id: str | None = None    # from auth.test
+        # The answer being caught up on: its live reaction events wait, so a snapshot read
+        # just before they arrived cannot undo them.
+        self._catching_up: dict[str, asyncio.Lock] = {}
         self._register()
 
     # --- wiring ---------------------------------------------------------------------
@@ -193,6 +218,11 @@ class SlackBot:
         await self._check_token()
         serving = self.serve_socket_mode() if self.config.socket_mode else self.serve_http()
         async with serving:
+            # Events are served meanwhile; this only reads what changed while we were away.
+            try:
+                await self.catch_up()
+            except Exception:  # noqa: BLE001 - a failed catch-up must not stop the bot
+                log.exception("slack: catching up after downtime failed; serving events all the same")
             await asyncio.Event().wait()
 
     async def _check_token(self) -> None:
@@ -202,11 +232,75 @@ class SlackBot:
         except SlackApiError as exc:
             raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused it ({_api_error(exc)})") from None
         log.info("slack: signed in as %s in %s", identity.get("user"), identity.get("team"))
+        self._own_user_id = identity.get("user_id")
         if self.config.app_token is not None:
             try:
                 await self.app.client.apps_connections_open(app_token=self.config.app_token)
             except SlackApiError as exc:
                 raise SettingsError(f"SLACK_APP_TOKEN: Slack refused it ({_api_error(exc)})") from None
+
+    # --- catching up after downtime ------------------------------------------------
+    async def catch_up(self) -> CaughtUp:
+        """Make the stored votes on my recent answers match the reactions they show now.
+
+        Reactions added or removed while the bot was down never arrive as events. One
+        ``reactions.get`` per answer, one after another (the client waits out 429s), for
+        the newest ``reconcile_max_messages`` answers of the last ``reconcile_hours``.
+        """
+        hours, most = self.config.reconcile_hours, self.config.reconcile_max_messages
+        if hours <= 0 or most <= 0:
+            return CaughtUp()
+        client = self.app.client
+        if self._own_user_id is None:
+            self._own_user_id = (await client.auth_test()).get("user_id")
+        answers = await self.service.repository.posted_answers_since(
+            PLATFORM, time.time() - hours * 3600, limit=most, newest_first=True
+        )
+        checked = added = retracted = failed = 0
+        for _, key in answers:
+            parts = key.split(":")
+            if len(parts) != 3:
+                continue
+            channel, ts = parts[1], parts[2]
+            lock = self._catching_up[key] = asyncio.Lock()
+            try:
+                async with lock:
+                    try:
+                        response = await client.reactions_get(channel=channel, timestamp=ts, full=True)
+                    except SlackApiError as exc:
+                        failed += 1
+                        log.warning("slack: catching up: cannot read the reactions on %s: %s", key,
+                                    _api_error(exc))
+                        continue
+                    reactions, incomplete = await self._people_reactions(response.get("message") or {}, client)
+                    outcome = await self.service.reconcile(
+                        platform=PLATFORM, message_key=key, reactions=reactions, incomplete=incomplete
+                    )
+            finally:
+                del self._catching_up[key]
+            checked += 1
+            added += outcome.added
+            retracted += outcome.retracted
+        result = CaughtUp(checked=checked, added=added, retracted=retracted, failed=failed)
+        log.info("slack: caught up on %d answer(s) from the last %g h: %d vote(s) added, %d retracted, "
+                 "%d unreadable", checked, hours, added, retracted, failed)
+        return result
+
+    async def _people_reactions(self, message: dict[str, Any],
+                                client: AsyncWebClient) -> tuple[list[tuple[str, str]], list[str]]:
+        """(user, emoji) of people's rating reactions, and the emoji whose user list was cut short."""
+        reactions: list[tuple[str, str]] = []
+        incomplete: list[str] = []
+        for group in message.get("reactions") or []:
+            name, users = group.get("name", ""), group.get("users") or []
+            if not self.service.is_reaction_emoji(name):
+                continue
+            if int(group.get("count", len(users))) > len(users):
+                incomplete.append(name)  # Slack lists only some of the people: retract none
+            for user in users:
+                if user != self._own_user_id and not await self._is_bot(user, client):
+                    reactions.append((user, name))
+        return reactions, incomplete
 
     # --- asking ---------------------------------------------------------------------
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -295,6 +389,8 @@ class SlackBot:
             log.error("slack: could not post the answer in %s (event %s): %s", where.channel, event_id,
                       _api_error(exc))
             return
+        if reply.attachment is not None:
+            await self._upload(where, reply.attachment, client=client)
         if not reply.ok:
             return  # a refusal or error note: nothing to rate
         answer_ts = posted["ts"]
@@ -305,6 +401,16 @@ class SlackBot:
             except SlackApiError as exc:
                 # People can still add the reaction themselves; the answer stands.
                 log.warning("slack: could not pre-add :%s: in %s: %s", name, where.channel, _api_error(exc))
+
+    async def _upload(self, where: _Where, path: Path, *, client: AsyncWebClient) -> None:
+        """Upload a file (the ``stats`` chart) into the thread; the text is already there."""
+        try:
+            await client.files_upload_v2(channel=where.channel, thread_ts=where.thread_ts, file=str(path),
+                                         filename=path.name, title=path.name)
+        except SlackApiError as exc:
+            log.warning("slack: could not upload %s in %s: %s", path.name, where.channel, _api_error(exc))
+        except (SlackClientError, OSError) as exc:
+            log.warning("slack: could not upload %s in %s: %s", path.name, where.channel, exc)
 
     # --- corrections ----------------------------------------------------------------
     def _is_correction(self, text: str) -> bool:
@@ -325,6 +431,7 @@ class SlackBot:
     async def _on_reaction_added(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
+            await self._after_catch_up(reaction.message_key)
             outcome = await self.service.on_reaction(reaction)
             log.info("slack: reaction :%s: on %s -> %s", reaction.emoji, reaction.message_key, outcome.value)
 
@@ -332,9 +439,22 @@ class SlackBot:
                                    context: AsyncBoltContext) -> None:
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
+            await self._after_catch_up(reaction.message_key)
             outcome = await self.service.on_reaction_removed(reaction)
             log.info("slack: reaction :%s: removed from %s -> %s", reaction.emoji, reaction.message_key,
                      outcome.value)
+
+    async def _after_catch_up(self, key: str) -> None:
+        """Wait while this answer is being caught up on; the event then applies on top.
+
+        Slack changes its state before it sends the event, so an event handled before
+        the catch-up's read is already in what the read returns.
+        """
+        lock = self._catching_up.get(key)
+        if lock is not None:
+            log.debug("slack: a reaction on %s waits for the catch-up of that answer", key)
+            async with lock:
+                pass
 
     async def _reaction(self, event: dict[str, Any], body: dict[str, Any],
                         context: AsyncBoltContext) -> IncomingReaction | None:

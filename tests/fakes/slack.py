@@ -2,7 +2,11 @@
 
 The Web API side records every call, keeps message and reaction state, can answer
 429 (with Retry-After) or an error, and, like Slack, sends the bot's own
-``reactions.add`` back to the app as ``reaction_added`` events. The people side
+``reactions.add`` back to the app as ``reaction_added`` events. ``reactions.get``
+reads a message's reactions back (cut to ``reaction_users_shown`` people per emoji,
+with the full ``count``, as Slack does on busy messages); file uploads take Slack's
+three steps (``files.getUploadURLExternal``, a POST of the bytes to the returned URL,
+which points back at the fake, and ``files.completeUploadExternal``). The people side
 (`mention`, `dm`, `reply`, `react`, `slash`) stores what a person did and delivers
 the events Slack would send: signed with the signing secret to the app's URL, or,
 once the app has connected in Socket Mode, as envelopes over the websocket.
@@ -61,6 +65,20 @@ class Message:
     text: str
     thread_ts: str | None = None
     reactions: dict[str, list[str]] = field(default_factory=dict)   # name -> users
+    files: list["Upload"] = field(default_factory=list)
+
+
+@dataclass
+class Upload:
+    """A file the app uploaded: announced, then its bytes, then shared (or not)."""
+
+    id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
 
 
 class FakeSlack:
@@ -80,6 +98,10 @@ class FakeSlack:
         self.base_url = ""
         self.sockets: list[web.WebSocketResponse] = []   # Socket Mode connections from the app
         self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> the app's ack
+        self.uploads: dict[str, Upload] = {}             # file id -> the upload
+        self.reaction_users_shown: int | None = None     # reactions.get cuts user lists to this
+        self._file_ids = itertools.count(1)
+        self._held: dict[str, asyncio.Event] = {}        # method -> answered once the event is set
 
     # --- lifecycle ------------------------------------------------------------------
     @asynccontextmanager
@@ -88,6 +110,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)   # slack_sdk sends some methods (users.info) as GET
         app.router.add_post("/respond/{id}", self._respond)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/link", self._socket)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -119,6 +142,11 @@ class FakeSlack:
             self._failures.setdefault(method, []).append(
                 (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
             )
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Answer ``method`` (with the state as it was when called) only once the returned event is set."""
+        gate = self._held[method] = asyncio.Event()
+        return gate
 
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         for _ in range(times):
@@ -152,7 +180,10 @@ class FakeSlack:
         handler = getattr(self, "_api_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
-        return web.json_response(handler(args))
+        payload = handler(args)
+        if method in self._held:
+            await self._held[method].wait()
+        return web.json_response(payload)
 
     def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "user_id": BOT_USER, "bot_id": BOT_ID, "user": "thumbtune", "team": "Test",
@@ -179,6 +210,52 @@ class FakeSlack:
         event = self._reaction_event("reaction_added", message, BOT_USER, args["name"])
         self._background(self._echo(event))
         return {"ok": True}
+
+    def _api_reactions_get(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.get((args.get("channel", ""), args.get("timestamp", "")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        payload: dict[str, Any] = {"type": "message", "user": message.user, "text": message.text, "ts": message.ts}
+        shown = [
+            {"name": name, "users": users[: self.reaction_users_shown], "count": len(users)}
+            for name, users in message.reactions.items() if users
+        ]
+        if shown:
+            payload["reactions"] = shown
+        return {"ok": True, "type": "message", "channel": message.channel, "message": payload}
+
+    def _api_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("filename") or not str(args.get("length", "")).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._file_ids):06d}"
+        self.uploads[file_id] = Upload(id=file_id, filename=args["filename"], length=int(args["length"]))
+        return {"ok": True, "file_id": file_id, "upload_url": f"{self.base_url}/upload/{file_id}"}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(request.match_info["file_id"])
+        data = await request.read()
+        if upload is None or upload.data is not None or len(data) != upload.length:
+            return web.Response(status=400, text="bad upload")
+        upload.data = data
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _api_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            wanted = json.loads(args.get("files", ""))
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        uploads = [self.uploads.get(item.get("id", "")) for item in wanted]
+        if not uploads or any(upload is None or upload.data is None for upload in uploads):
+            return {"ok": False, "error": "file_not_found"}
+        channel, thread_ts = args.get("channel_id"), args.get("thread_ts")
+        for upload, item in zip(uploads, wanted):
+            upload.title, upload.channel, upload.thread_ts = item.get("title"), channel, thread_ts
+        if channel:  # shared: Slack posts a message carrying the files (and the comment)
+            message = self._store(channel=channel, user=BOT_USER, text=args.get("initial_comment", ""),
+                                  thread_ts=thread_ts)
+            message.files.extend(uploads)
+        return {"ok": True, "files": [{"id": upload.id, "title": upload.title, "name": upload.filename}
+                                      for upload in uploads]}
 
     def _api_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": self.base_url.replace("http://", "ws://") + "/link"}
@@ -229,13 +306,17 @@ class FakeSlack:
         return message
 
     async def react(self, *, user: str, message: Message, name: str, remove: bool = False) -> Delivery:
+        self.react_while_away(user=user, message=message, name=name, remove=remove)
+        kind = "reaction_removed" if remove else "reaction_added"
+        return await self.deliver(self._reaction_event(kind, message, user, name))
+
+    def react_while_away(self, *, user: str, message: Message, name: str, remove: bool = False) -> None:
+        """A reaction changes while the app is down: Slack's state changes, no event reaches the app."""
         users = message.reactions.setdefault(name, [])
         if remove:
             users.remove(user)
         else:
             users.append(user)
-        kind = "reaction_removed" if remove else "reaction_added"
-        return await self.deliver(self._reaction_event(kind, message, user, name))
 
     async def slash(self, *, command: str, text: str, channel: str, user: str) -> Delivery:
         form = {
