@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from bot.feedback import EmojiTable
-from bot.generation import Generator, SamplingParams
+from bot.generation import Generator, ModelLoadError, SamplingParams
 from bot.limits import RateLimiter
 from bot.loop import Loop
 from bot.service import BotService
@@ -70,10 +70,23 @@ def person_keys_from(settings: Settings) -> PersonKeys:
     return PersonKeys.from_data_dir(settings.data_dir, secret)
 
 
-def serving_from(registry: ModelRegistry, settings: Settings) -> tuple[str, int]:
-    """(model source, version) to serve at start: the registry's current version, else the base."""
+async def start_generator(settings: Settings, registry: ModelRegistry) -> Generator:
+    """Serve the registry's current version, else the base model.
+
+    A current version that no longer loads (a damaged folder) is logged and the base
+    model serves instead, so the bot still starts; the base failing is fatal.
+    """
     info = registry.current()
-    return (str(info.path), info.version) if info is not None else (settings.model, BASE_VERSION)
+    if info is not None:
+        generator = generator_from(settings, source=str(info.path), version=info.version)
+        try:
+            await generator.start()
+            return generator
+        except ModelLoadError as exc:
+            log.error("cannot serve version %s (%s); serving the base model instead", info.version, exc)
+    generator = generator_from(settings, source=settings.model, version=BASE_VERSION)
+    await generator.start()
+    return generator
 
 
 @asynccontextmanager
@@ -86,10 +99,10 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
         repository = Repository(database)
         await apply_retention(settings, repository)
         registry = ModelRegistry(settings.models_dir, keep=settings.keep_versions)
-        source, version = serving_from(registry, settings)
-        async with generator_from(settings, source=source, version=version) as generator:
+        async with await start_generator(settings, registry) as generator:
+            version = generator.version
             parent = registry.get(version).parent if version != BASE_VERSION else None
-            await repository.record_model_version(version, source=source, parent=parent)
+            await repository.record_model_version(version, source=generator.source, parent=parent)
             service = BotService(
                 repository=repository,
                 generator=generator,

@@ -106,7 +106,7 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
                 raise
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # OSError, ValueError, a SafetensorError for damaged weights, ...
         if local:
             reason = " ".join(str(exc).split())[:240] or type(exc).__name__
             raise ModelLoadError(f"THUMBTUNE_MODEL folder {source} is not a loadable model: {reason}") from exc
@@ -234,7 +234,9 @@ class Generator:
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the initial model (off the loop) and start the worker thread."""
+        """Load the initial model (off the loop) and start the worker thread (once)."""
+        if self._worker is not None:
+            return
         if self._threads:
             torch.set_num_threads(self._threads)
         self._loaded = await asyncio.to_thread(

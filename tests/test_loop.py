@@ -156,3 +156,17 @@ async def test_the_shell_admin_can_retrain_from_chat(runtime):
 def test_cron_settings_are_checked(settings_env, monkeypatch, cron):
     monkeypatch.setenv("THUMBTUNE_TRAIN_CRON", cron)
     assert load_settings().train_cron == cron
+
+
+async def test_a_damaged_current_version_falls_back_to_the_base_model_at_start(settings_env, tiny_model_dir):
+    settings = load_settings()
+    registry = ModelRegistry(settings.models_dir)
+    version = _publish_from_outside(registry, tiny_model_dir)
+    (registry.get(version).path / "model.safetensors").write_bytes(b"not weights")
+    async with open_runtime(settings, loop=False) as runtime:
+        assert runtime.generator.version == 0
+        assert (await runtime.service.on_prompt(_prompt("hi"))).model_version == 0
+    # With a good current version, the bot starts on it.
+    good = _publish_from_outside(registry, tiny_model_dir)
+    async with open_runtime(settings, loop=False) as runtime:
+        assert runtime.generator.version == good
