@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--users", type=int, default=20, help="simulated people (default 20)")
     simulate.add_argument("--rounds", type=int, default=3, help="training rounds (default 3)")
-    simulate.add_argument("--prompts", type=int, default=64, help="prompts per round (default 64)")
+    simulate.add_argument("--prompts", type=int, default=96, help="prompts per round (default 96)")
     simulate.add_argument("--prefer", default="warm", help="people 👍 answers containing this word, 👎 the rest")
     simulate.add_argument("--model", help="base model folder (default: a fresh tiny model)")
     simulate.add_argument("--seed", type=int, default=0)

@@ -41,7 +41,7 @@ QUESTIONS = (
 class SimulationOptions:
     users: int = 20
     rounds: int = 3
-    prompts: int = 64
+    prompts: int = 96
     prefer: str = "warm"
     model: Path | None = None
     seed: int = 0
@@ -163,6 +163,7 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         train_min_new_votes=1,
         registry_poll_s=0,
         max_new_tokens=24,
+        queue_size=max(64, options.prompts),  # a round's prompts all arrive at once
         candidates=1,
         retention_days=0,
         allowed_channels=[],
