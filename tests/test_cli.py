@@ -122,3 +122,17 @@ def test_forget_me_in_chat_and_forget_on_the_command_line(settings_env: dict[str
     assert result.returncode == 0, result.stderr
     assert "Deleted 1 prompt(s)" in result.stdout
     assert _thumbtune(["forget", "nobody"], settings_env).returncode == 2
+
+
+def test_after_forget_me_exports_hold_nothing_of_that_person(settings_env: dict[str, str], tmp_path: Path):
+    out = tmp_path / "kto.jsonl"
+
+    def exported() -> str:
+        result = _thumbtune(["export", "--format", "kto", "--out", str(out)], settings_env)
+        assert result.returncode == 0, result.stderr
+        return out.read_text()
+
+    assert _thumbtune(["run"], settings_env, stdin="my secret question\n+\n").returncode == 0
+    assert "my secret question" in exported()
+    assert _thumbtune(["run"], settings_env, stdin="forget me\n").returncode == 0
+    assert "my secret question" not in exported()
