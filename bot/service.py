@@ -240,12 +240,19 @@ class BotService:
         )
 
     async def reconcile(
-        self, *, platform: str, message_key: str, reactions: Iterable[tuple[str, str]]
+        self,
+        *,
+        platform: str,
+        message_key: str,
+        reactions: Iterable[tuple[str, str]],
+        incomplete: Collection[str] = (),
     ) -> Reconciled:
         """Make the stored votes on one answer match the (user, emoji) reactions it shows now.
 
         Used after downtime: reactions added while the bot was away become votes, votes
         whose reaction was removed are retracted. The adapter leaves out the bot's own.
+        Votes with an emoji in ``incomplete`` (the platform cut its list of people short)
+        are never retracted.
         """
         target = await self.repository.response_by_message(message_key)
         if target is None:
@@ -267,7 +274,10 @@ class BotService:
                     response_id=target.response_id, voter=voter, emoji=name, reward=reward
                 )
                 added += outcome is VoteOutcome.RECORDED
+        partial = {normalize_emoji(emoji) for emoji in incomplete}
         for voter, name in stored - present.keys():
+            if name in partial:
+                continue
             outcome = await self.repository.retract_vote(response_id=target.response_id, voter=voter, emoji=name)
             retracted += outcome is VoteOutcome.RETRACTED
         if flagged and not target.flagged:

@@ -368,13 +368,19 @@ class Repository:
             rows = await cursor.fetchall()
         return [(row[0], row[1]) for row in rows]
 
-    async def posted_answers_since(self, platform: str, since: float) -> list[tuple[int, str]]:
-        """(response id, message key) of the answers posted on ``platform`` since ``since``."""
+    async def posted_answers_since(
+        self, platform: str, since: float, *, limit: int | None = None, newest_first: bool = False
+    ) -> list[tuple[int, str]]:
+        """(response id, message key) of the answers posted on ``platform`` since ``since``.
+
+        Oldest first, unless ``newest_first``; at most ``limit`` of them when given.
+        """
+        order = " ORDER BY r.id DESC LIMIT ?" if newest_first else " ORDER BY r.id LIMIT ?"
         async with self.database.reading() as db:
             cursor = await db.execute(
                 "SELECT r.id, r.message_key FROM responses r JOIN prompts p ON p.id = r.prompt_id"
-                " WHERE p.platform = ? AND r.created_at >= ? AND r.message_key IS NOT NULL ORDER BY r.id",
-                (platform, since),
+                " WHERE p.platform = ? AND r.created_at >= ? AND r.message_key IS NOT NULL" + order,
+                (platform, since, -1 if limit is None else limit),  # -1: no limit in SQLite
             )
             rows = await cursor.fetchall()
         return [(int(row[0]), str(row[1])) for row in rows]
