@@ -181,7 +181,7 @@ class DiscordBot(discord.Client):
             log.info("invite it to a server with %s", invite_url(self.application_id))
         # READY comes again after a session could not be resumed: events were lost, so catch up again.
         if self._catching_up is None or self._catching_up.done():
-            self._catching_up = asyncio.create_task(self.catch_up(), name="thumbtune: catch up on reactions")
+            self._catching_up = asyncio.create_task(self._catch_up_logged(), name="thumbtune: catch up on reactions")
 
     async def close(self) -> None:
         if self._catching_up is not None and not self._catching_up.done():
@@ -191,6 +191,13 @@ class DiscordBot(discord.Client):
         await super().close()
 
     # --- catching up after downtime -----------------------------------------------
+    async def _catch_up_logged(self) -> CatchUp:
+        try:
+            return await self.catch_up()
+        except Exception:  # e.g. the database; live votes keep counting
+            log.exception("catching up on reactions failed; the bot goes on")
+            return CatchUp()
+
     async def catch_up(self) -> CatchUp:
         """Re-read the reactions on recent answers and reconcile the stored votes with them.
 
