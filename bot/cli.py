@@ -70,6 +70,8 @@ async def _run(settings: Settings) -> int:
                         token=settings.discord_token.get_secret_value(),
                         correction_prefix=settings.correction_prefix,
                         guild_id=settings.discord_guild_id,
+                        reconcile_hours=settings.reconcile_hours,
+                        reconcile_max_messages=settings.reconcile_max_messages,
                     )
                 except DiscordStartupError as exc:
                     print(f"thumbtune: {exc}", file=sys.stderr)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import discord
 import pytest
 import yarl
 
-from bot.adapters.discord import DiscordBot, DiscordStartupError, invite_url, required_intents
+from bot.adapters.discord import CatchUp, DiscordBot, DiscordStartupError, invite_url, required_intents
 from tests.fakes.discord import (
     BAD_TOKEN,
     CLOSE_DISALLOWED_INTENTS,
@@ -48,16 +50,25 @@ async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDis
     await fake.close()
 
 
-@pytest.fixture
-async def bot(runtime: Any, fake_discord: FakeDiscord) -> AsyncIterator[DiscordBot]:
-    client = DiscordBot(service=runtime.service, guild_id=fake_discord.guild_id, guild_ready_timeout=0.2)
+@asynccontextmanager
+async def running_bot(runtime: Any, fake: FakeDiscord, **options: Any) -> AsyncIterator[DiscordBot]:
+    """A connected bot, closed on exit; entering it again is a restart on the same database."""
+    client = DiscordBot(service=runtime.service, guild_id=fake.guild_id, guild_ready_timeout=0.2, **options)
     serving = asyncio.create_task(client.serve(TOKEN))
     await wait_for(lambda: client.is_ready() or serving.done(), timeout=15)
     if serving.done():
         serving.result()  # raise what stopped it
-    yield client
-    await client.close()
-    await asyncio.wait_for(serving, timeout=10)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await asyncio.wait_for(serving, timeout=10)
+
+
+@pytest.fixture
+async def bot(runtime: Any, fake_discord: FakeDiscord) -> AsyncIterator[DiscordBot]:
+    async with running_bot(runtime, fake_discord) as client:
+        yield client
 
 
 def rows(db_path: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
@@ -409,3 +420,166 @@ async def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
         send_messages=True, add_reactions=True, read_message_history=True, use_application_commands=True
     )
     assert granted.value == 2147551296  # the number in README.md
+
+
+# --- catching up after downtime --------------------------------------------------------
+
+
+async def caught_up(client: DiscordBot) -> CatchUp:
+    """The summary of the catch-up the bot started when it connected."""
+    task = await wait_for(lambda: client._catching_up, timeout=15)
+    return await asyncio.wait_for(task, timeout=30)
+
+
+def voters(settings: Any, fake: FakeDiscord, message: dict[str, Any]) -> list[tuple[str, str]]:
+    """(voter hash, emoji) of the votes on one answer."""
+    return rows(
+        settings.db_path,
+        "SELECT voter, emoji FROM votes WHERE response_id = ? ORDER BY voter, emoji",
+        response_id(settings, fake, message),
+    )
+
+
+def person_key(runtime: Any, person: Person) -> str:
+    return runtime.service.persons.key("discord", str(person.id))
+
+
+async def test_votes_cast_and_taken_back_while_the_bot_was_down_are_caught_up_after_a_restart(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    fake = fake_discord
+    async with running_bot(runtime, fake) as client:
+        assert await caught_up(client) == CatchUp()  # nothing posted yet
+        old = await asked(fake, ALICE, "asked two days ago", mention_bot=True)
+        answer = await asked(fake, ALICE, "asked an hour ago", mention_bot=True)
+        in_dm = await asked(fake, BOB, "asked in a DM", channel_id=fake.dm_channel_id)
+        answer_id, old_id = int(answer["id"]), int(old["id"])
+        await fake.react(ALICE, answer_id, "👍")
+        await fake.react(BOB, answer_id, "👎")
+        await fake.react(ALICE, old_id, "👍")
+        await wait_for(lambda: len(votes(settings)) == 3)
+    rows(
+        settings.db_path,
+        "UPDATE responses SET created_at = ? WHERE message_key = ?",
+        time.time() - 48 * 3600,
+        key(fake, old),
+    )
+
+    # While the bot is away: people vote, change their minds, and another bot joins in.
+    await fake.react(CAROL, answer_id, "👍🏽")
+    await fake.unreact(BOB, answer_id, "👎")
+    await fake.react(BOB, answer_id, "👍")
+    await fake.react(OTHER_BOT, answer_id, "👎")
+    await fake.react(ALICE, answer_id, "🎉")
+    await fake.react(ALICE, int(in_dm["id"]), "👎")
+    await fake.unreact(ALICE, old_id, "👍")  # too old: stays counted
+    fake.calls.clear()
+
+    async with running_bot(runtime, fake, reconcile_hours=24) as client:
+        summary = await caught_up(client)
+
+    assert summary == CatchUp(checked=2, added=3, retracted=1, failed=0)
+    assert voters(settings, fake, answer) == sorted(
+        [(person_key(runtime, ALICE), "👍"), (person_key(runtime, BOB), "👍"), (person_key(runtime, CAROL), "👍")]
+    )
+    assert voters(settings, fake, in_dm) == [(person_key(runtime, ALICE), "👎")]
+    assert voters(settings, fake, old) == [(person_key(runtime, ALICE), "👍")]
+    # Only the two recent answers were read, and only for the rating emoji (not 🎉).
+    read = [call.path for call in fake.calls if call.method == "GET" and call.path.startswith("/channels/")]
+    assert f"/channels/{fake.channel_id}/messages/{answer_id}" in read
+    assert f"/channels/{fake.dm_channel_id}/messages/{in_dm['id']}" in read
+    assert not [path for path in read if str(old_id) in path]
+    assert not [path for path in read if "%F0%9F%8E%89" in path or "🎉" in path]
+    assert "2 answers from the last 24 h checked, 3 votes added, 1 retracted" in caplog.text
+
+    # A second restart finds nothing new: the bot's own thumbs never became votes.
+    async with running_bot(runtime, fake) as client:
+        assert await caught_up(client) == CatchUp(checked=2, added=0, retracted=0, failed=0)
+    assert len(votes(settings)) == 5
+
+
+async def test_catching_up_reads_at_most_the_newest_answers_and_goes_on_after_an_error(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    fake = fake_discord
+    async with running_bot(runtime, fake):
+        first = await asked(fake, ALICE, "first", mention_bot=True)
+        second = await asked(fake, ALICE, "second", mention_bot=True)
+        third = await asked(fake, ALICE, "third", mention_bot=True)
+    for message in (first, second, third):
+        await fake.react(BOB, int(message["id"]), "👍")
+    fake.deleted.add(int(third["id"]))  # deleted while the bot was away: 404
+    fake.calls.clear()
+
+    async with running_bot(runtime, fake, reconcile_max_messages=2) as client:
+        summary = await caught_up(client)
+
+    assert summary == CatchUp(checked=1, added=1, retracted=0, failed=1)
+    assert [len(voters(settings, fake, message)) for message in (first, second, third)] == [0, 1, 0]
+    assert not [call for call in fake.calls if call.method == "GET" and str(first["id"]) in call.path]
+    assert f"answer {key(fake, third)} is gone" in caplog.text
+
+
+async def test_a_reaction_list_read_only_in_part_retracts_nothing_for_that_emoji(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    fake = fake_discord
+    async with running_bot(runtime, fake):
+        answer = await asked(fake, ALICE, "popular answer", mention_bot=True)
+        answer_id = int(answer["id"])
+        for person in (ALICE, BOB, CAROL):
+            await fake.react(person, answer_id, "👍")
+        await fake.react(BOB, answer_id, "👎")
+        await wait_for(lambda: len(votes(settings)) == 4)
+    await fake.unreact(ALICE, answer_id, "👍")  # 👍 now: bob, carol and the bot - 3 > 2 read
+    await fake.unreact(BOB, answer_id, "👎")    # 👎 now: the bot alone - read in full
+
+    async with running_bot(runtime, fake, max_voters_per_emoji=2) as client:
+        summary = await caught_up(client)
+
+    assert summary == CatchUp(checked=1, added=0, retracted=1, failed=0)
+    assert voters(settings, fake, answer) == sorted(
+        [(person_key(runtime, person), "👍") for person in (ALICE, BOB, CAROL)]
+    )
+
+
+# --- attachments -------------------------------------------------------------------------
+
+
+async def test_stats_is_answered_with_the_table_and_the_chart(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    answer = await asked(fake_discord, ALICE, "something to rate", mention_bot=True)
+    await fake_discord.react(BOB, int(answer["id"]), "👍")
+    await wait_for(lambda: votes(settings))
+
+    prompt_id = await fake_discord.say(ALICE, "stats", mention_bot=True)
+    reply = await wait_for(lambda: fake_discord.answer_to(prompt_id), timeout=30)
+
+    [call] = [
+        call
+        for call in fake_discord.calls_to("POST", f"/channels/{fake_discord.channel_id}/messages")
+        if call.files
+    ]
+    [(filename, data)] = call.files
+    assert filename.endswith(".png") and data.startswith(b"\x89PNG\r\n\x1a\n")
+    charts = list((settings.data_dir / "charts").glob("*.png"))
+    assert [chart.read_bytes() for chart in charts] == [data]  # the chart the service drew
+    assert call.body["content"] == reply["content"] and reply["content"]
+    assert [attachment["filename"] for attachment in reply["attachments"]] == [filename]
+    assert int(call.body["message_reference"]["message_id"]) == prompt_id
+    await handlers_done()
+    assert (int(reply["id"]), fake_discord.bot.id, "👍") not in fake_discord.reactions  # not a rateable answer
+    assert len(rows(settings.db_path, "SELECT id FROM prompts")) == 1  # a command, not a prompt
+
+
+async def test_stats_through_ask_carries_the_chart_in_the_follow_up(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    await fake_discord.ask(ALICE, "stats")
+    call = await wait_for(lambda: fake_discord.calls_to("POST", "/webhooks/"), timeout=30)
+    [(filename, data)] = call[0].files
+    assert filename.endswith(".png") and data.startswith(b"\x89PNG")
+    assert fake_discord.bot_messages()[-1]["attachments"][0]["filename"] == filename

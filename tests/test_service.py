@@ -268,3 +268,20 @@ async def test_stats_in_chat_gives_the_table_and_a_chart(runtime):
     reply = await runtime.service.on_prompt(_prompt("stats"))
     assert not reply.ok and "approval" in reply.text
     assert reply.attachment is not None and reply.attachment.read_bytes()[:4] == b"\x89PNG"
+
+
+async def test_reconcile_retracts_nothing_for_an_emoji_whose_list_was_cut_short(runtime):
+    service = runtime.service
+    _, key = await _answer_and_post(runtime)
+    for user, emoji in (("U2", "+1"), ("U3", "-1")):
+        await service.on_reaction(IncomingReaction(platform="slack", message_key=key, user=user, emoji=emoji))
+    # The platform listed only part of the 👍 people (not U2), and nobody with 👎.
+    result = await service.reconcile(
+        platform="slack", message_key=key, reactions=[("U4", "+1")], incomplete={"+1::skin-tone-3"}
+    )
+    assert (result.added, result.retracted) == (1, 1)
+    voters = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
+    assert sorted((voters[v.voter], v.emoji) for v in await runtime.repository.votes_since(0)) == [
+        ("U2", "+1"),
+        ("U4", "+1"),
+    ]

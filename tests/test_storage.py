@@ -241,3 +241,18 @@ async def test_retention_blanks_old_texts_and_keeps_counts(repository: Repositor
             " JOIN corrections c ON c.response_id = r.id")).fetchone()
     assert tuple(texts) == ("", "", "", "")
     assert (await repository.approval_by_version())[0].up == 1
+
+
+async def test_posted_answers_since_can_give_the_newest_first_and_at_most_a_limit(repository: Repository):
+    keys = []
+    for index in range(4):
+        stored = await _answer(repository)
+        keys.append(f"shell:local:{index}")
+        await repository.bind_message(stored.response_ids[0], keys[-1])
+    await _answer(repository)  # never posted: no message key
+
+    assert [key for _, key in await repository.posted_answers_since("shell", 0)] == keys
+    newest = await repository.posted_answers_since("shell", 0, limit=2, newest_first=True)
+    assert [key for _, key in newest] == [keys[3], keys[2]]
+    assert await repository.posted_answers_since("shell", 0, limit=0) == []
+    assert await repository.posted_answers_since("slack", 0, newest_first=True) == []

@@ -11,9 +11,13 @@ below still finds the library, because only the package, not this folder, is on 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -27,6 +31,9 @@ RATING_EMOJI: tuple[str, ...] = ("👍", "👎")
 CORRECTION_NOTED = "✅"
 MAX_MESSAGE_CHARS = 2000  # Discord refuses longer messages
 QUOTE_CHARS = 300         # how much of an /ask question is quoted above the answer
+# People read per emoji on one answer when catching up (100 per request); an emoji with
+# more is read only in part, and then none of its votes is retracted.
+MAX_VOTERS_PER_EMOJI = 1000
 
 # Replies, plain messages and slash-command invocations; not joins, pins, thread starts...
 _PROMPT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
@@ -64,6 +71,16 @@ class DiscordStartupError(Exception):
     """Discord refused to start the bot; the message says what to change, fit for a person."""
 
 
+@dataclass(frozen=True)
+class CatchUp:
+    """What one pass over recent answers found (see :meth:`DiscordBot.catch_up`)."""
+
+    checked: int = 0    # answers whose reactions were read
+    added: int = 0      # votes recorded that the bot had missed
+    retracted: int = 0  # votes deleted because their reaction was gone
+    failed: int = 0     # answers that could not be read (deleted, no access, API errors)
+
+
 def required_intents() -> discord.Intents:
     """Only the intents the bot uses; none is privileged.
 
@@ -90,6 +107,9 @@ class DiscordBot(discord.Client):
         guild_id: int | None = None,
         rating_emoji: Sequence[str] = RATING_EMOJI,
         guild_ready_timeout: float = 2.0,
+        reconcile_hours: float = 24.0,
+        reconcile_max_messages: int = 500,
+        max_voters_per_emoji: int = MAX_VOTERS_PER_EMOJI,
     ) -> None:
         super().__init__(
             intents=required_intents(),
@@ -103,6 +123,11 @@ class DiscordBot(discord.Client):
         self.correction_prefix = correction_prefix.strip().lower()
         self.guild_id = guild_id
         self.rating_emoji = tuple(rating_emoji)
+        self.reconcile_hours = reconcile_hours
+        self.reconcile_max_messages = reconcile_max_messages
+        self.max_voters_per_emoji = max_voters_per_emoji
+        self._catching_up: asyncio.Task[CatchUp] | None = None
+        self._reacted_during_catch_up: set[str] = set()  # message keys with live reaction events
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_command_error)
 
@@ -154,6 +179,118 @@ class DiscordBot(discord.Client):
         log.info("connected to Discord as %s (id %s) in %d servers", self.user, self.user.id, len(self.guilds))
         if self.application_id is not None:
             log.info("invite it to a server with %s", invite_url(self.application_id))
+        # READY comes again after a session could not be resumed: events were lost, so catch up again.
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.create_task(self._catch_up_logged(), name="thumbtune: catch up on reactions")
+
+    async def close(self) -> None:
+        if self._catching_up is not None and not self._catching_up.done():
+            self._catching_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._catching_up
+        await super().close()
+
+    # --- catching up after downtime -----------------------------------------------
+    async def _catch_up_logged(self) -> CatchUp:
+        try:
+            return await self.catch_up()
+        except Exception:  # e.g. the database; live votes keep counting
+            log.exception("catching up on reactions failed; the bot goes on")
+            return CatchUp()
+
+    async def catch_up(self) -> CatchUp:
+        """Re-read the reactions on recent answers and reconcile the stored votes with them.
+
+        Reactions added or removed while the bot was away never arrive as events. One
+        answer at a time (discord.py waits out rate limits); one that cannot be read is
+        logged and skipped.
+        """
+        if self.reconcile_hours <= 0 or self.reconcile_max_messages <= 0:
+            return CatchUp()
+        since = time.time() - self.reconcile_hours * 3600
+        answers = await self.service.repository.posted_answers_since(
+            PLATFORM, since, limit=self.reconcile_max_messages, newest_first=True
+        )
+        checked = added = retracted = failed = 0
+        self._reacted_during_catch_up.clear()
+        try:
+            for _, key in answers:
+                try:
+                    result = await self._reconcile_message(key)
+                except discord.NotFound:
+                    log.info("catching up: answer %s is gone from Discord; its votes are kept", key)
+                    failed += 1
+                except discord.HTTPException as exc:
+                    log.warning("catching up: could not read answer %s (%s %s); going on", key, exc.status, exc.text)
+                    failed += 1
+                except Exception:
+                    log.exception("catching up: could not read answer %s; going on", key)
+                    failed += 1
+                else:
+                    checked += 1
+                    added += result.added
+                    retracted += result.retracted
+        finally:
+            self._reacted_during_catch_up.clear()
+        summary = CatchUp(checked=checked, added=added, retracted=retracted, failed=failed)
+        log.info(
+            "caught up on reactions: %d answers from the last %g h checked, %d votes added, %d retracted, "
+            "%d could not be read",
+            summary.checked,
+            self.reconcile_hours,
+            summary.added,
+            summary.retracted,
+            summary.failed,
+        )
+        return summary
+
+    async def _reconcile_message(self, key: str) -> CatchUp:
+        channel_id, message_id = _ids(key)
+        added = retracted = 0
+        for _ in range(3):
+            # A live reaction event while this answer is read may be undone by the
+            # reconciliation of an older reading: then read it once more.
+            self._reacted_during_catch_up.discard(key)
+            shown = await self._reactions_shown(channel_id, message_id)
+            if shown is None:
+                break
+            reactions, incomplete = shown
+            result = await self.service.reconcile(
+                platform=PLATFORM, message_key=key, reactions=reactions, incomplete=incomplete
+            )
+            added += result.added
+            retracted += result.retracted
+            if key not in self._reacted_during_catch_up:
+                break
+        return CatchUp(checked=1, added=added, retracted=retracted)
+
+    async def _reactions_shown(
+        self, channel_id: int, message_id: int
+    ) -> tuple[list[tuple[str, str]], set[str]] | None:
+        """(user id, emoji) of people's rating reactions on one answer, and the emoji read only in part."""
+        assert self.user is not None
+        channel = self.get_channel(channel_id) or self.get_partial_messageable(channel_id)
+        message = await channel.fetch_message(message_id)  # type: ignore[union-attr]
+        if message.author.id != self.user.id:
+            return None  # not ours after all: leave its votes alone
+        reactions: list[tuple[str, str]] = []
+        incomplete: set[str] = set()
+        for reaction in message.reactions:
+            emoji = str(reaction.emoji)
+            if not self.service.is_reaction_emoji(emoji):
+                continue  # no requests for 🎉 or custom emoji
+            normal = reaction.normal_count or max(reaction.count - reaction.burst_count, 0)
+            for kind, count in ((discord.ReactionType.normal, normal), (discord.ReactionType.burst, reaction.burst_count)):
+                if count <= 0:
+                    continue
+                read = 0
+                async for user in reaction.users(limit=min(count, self.max_voters_per_emoji), type=kind):
+                    read += 1
+                    if user.id != self.user.id and not user.bot:
+                        reactions.append((str(user.id), emoji))
+                if read < count:
+                    incomplete.add(emoji)
+        return reactions, incomplete
 
     # --- prompts and corrections ----------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
@@ -182,7 +319,7 @@ class DiscordBot(discord.Client):
             return
         # If the prompt was deleted meanwhile, post the answer anyway rather than fail.
         reference = message.to_reference(fail_if_not_exists=False)
-        posted = await message.channel.send(_fit(reply.text), reference=reference)
+        posted = await message.channel.send(_fit(reply.text), reference=reference, **_attachment(reply))
         await self._offer_rating(reply, channel_id=message.channel.id, message_id=posted.id)
 
     async def answer_command(self, interaction: discord.Interaction, prompt: str) -> None:
@@ -203,7 +340,9 @@ class DiscordBot(discord.Client):
         if reply is None:
             await interaction.delete_original_response()
             return
-        posted = await interaction.followup.send(_fit(f"> {_quote(prompt)}\n{reply.text}"), wait=True)
+        posted = await interaction.followup.send(
+            _fit(f"> {_quote(prompt)}\n{reply.text}"), wait=True, **_attachment(reply)
+        )
         await self._offer_rating(reply, channel_id=channel_id, message_id=posted.id)
 
     async def _offer_rating(self, reply: Reply, *, channel_id: int, message_id: int) -> None:
@@ -239,14 +378,20 @@ class DiscordBot(discord.Client):
 
     # --- votes ----------------------------------------------------------------------
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        self._note_live_reaction(payload)
         if self._is_vote(payload):
             outcome = await self.service.on_reaction(_reaction(payload))
             log.debug("reaction %s on message %s: %s", payload.emoji, payload.message_id, outcome.value)
 
     async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        self._note_live_reaction(payload)
         if self._is_vote(payload):
             outcome = await self.service.on_reaction_removed(_reaction(payload))
             log.debug("reaction %s removed from message %s: %s", payload.emoji, payload.message_id, outcome.value)
+
+    def _note_live_reaction(self, payload: discord.RawReactionActionEvent) -> None:
+        if self._catching_up is not None and not self._catching_up.done():
+            self._reacted_during_catch_up.add(_key(payload.channel_id, payload.message_id))
 
     def _is_vote(self, payload: discord.RawReactionActionEvent) -> bool:
         """People's reactions on the bot's messages; the service checks the emoji and the answer."""
@@ -290,6 +435,12 @@ def _key(channel_id: int, message_id: int) -> str:
     return message_key(PLATFORM, str(channel_id), str(message_id))
 
 
+def _ids(key: str) -> tuple[int, int]:
+    """(channel id, message id) of a key made by :func:`_key`."""
+    _, channel_id, message_id = key.split(":")
+    return int(channel_id), int(message_id)
+
+
 def _reaction(payload: discord.RawReactionActionEvent) -> IncomingReaction:
     return IncomingReaction(
         platform=PLATFORM,
@@ -318,6 +469,17 @@ def _quote(text: str) -> str:
     return line if len(line) <= QUOTE_CHARS else line[: QUOTE_CHARS - 1] + "…"
 
 
+def _attachment(reply: Reply) -> dict[str, discord.File]:
+    """The reply's file (the `stats` chart) as send()'s ``file`` argument; none if it is missing."""
+    path = reply.attachment
+    if path is None:
+        return {}
+    if not path.is_file():
+        log.warning("the reply's attachment %s is missing; posting the text alone", path.name)
+        return {}
+    return {"file": discord.File(path, filename=path.name)}
+
+
 def _fit(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
@@ -333,8 +495,20 @@ def _describe(args: Sequence[Any]) -> str:
 
 
 async def run_discord(
-    *, service: BotService, token: str, correction_prefix: str = "better:", guild_id: int | None = None
+    *,
+    service: BotService,
+    token: str,
+    correction_prefix: str = "better:",
+    guild_id: int | None = None,
+    reconcile_hours: float = 24.0,
+    reconcile_max_messages: int = 500,
 ) -> None:
     """Run the Discord bot until it is stopped (Ctrl-C) or Discord refuses it."""
-    bot = DiscordBot(service=service, correction_prefix=correction_prefix, guild_id=guild_id)
+    bot = DiscordBot(
+        service=service,
+        correction_prefix=correction_prefix,
+        guild_id=guild_id,
+        reconcile_hours=reconcile_hours,
+        reconcile_max_messages=reconcile_max_messages,
+    )
     await bot.serve(token)

@@ -6,7 +6,9 @@ Point the unmodified library at it with ``discord.http.Route.BASE = fake.api_bas
 Like the real gateway it echoes the bot's own messages and reactions back as events,
 numbers every dispatch, and on RESUME replays what the client missed while disconnected.
 Test code plays the people: :meth:`FakeDiscord.say`, :meth:`react`, :meth:`unreact`,
-:meth:`ask` (a slash command).
+:meth:`ask` (a slash command). Messages and their reactions can be read back over REST
+(what the bot does to catch up after downtime), and a message posted with files (a
+multipart upload) keeps the files' bytes in :attr:`Call.files`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Call:
     method: str
     path: str
     body: Any
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, bytes) of a multipart post
 
 
 @dataclass
@@ -66,6 +69,7 @@ class FakeDiscord:
     fail_next_post: set[int] = field(default_factory=set)  # channels whose next POST gets a 403
     fail_next_follow_up: bool = False                       # the next interaction follow-up gets a 403
     rate_limit_next_reaction: bool = False                  # the next reaction PUT gets a 429
+    deleted: set[int] = field(default_factory=set)          # messages that GET answers 404 for
 
     calls: list[Call] = field(default_factory=list)
     identifies: list[dict[str, Any]] = field(default_factory=list)
@@ -80,6 +84,7 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.resumed = asyncio.Event()
+        self._people: dict[int, Person] = {self.bot.id: self.bot}
 
     # --- lifetime -------------------------------------------------------------------
     async def start(self) -> None:
@@ -253,8 +258,8 @@ class FakeDiscord:
     # --- the REST API ---------------------------------------------------------------
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["path"]
-        body = await request.json() if request.can_read_body and request.content_type == "application/json" else None
-        self.calls.append(Call(request.method, path, body))
+        body, files = await _read_body(request)
+        self.calls.append(Call(request.method, path, body, files))
         if request.headers.get("Authorization") == f"Bot {BAD_TOKEN}":
             return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         parts = path.strip("/").split("/")
@@ -268,7 +273,7 @@ class FakeDiscord:
             guild = parts[3] if len(parts) == 5 else None
             return _json([self._command(command, guild) for command in body or []])
         if parts[0] == "channels" and len(parts) >= 2:
-            return await self._channel_call(method, parts, body)
+            return await self._channel_call(method, parts, body, files, request.query)
         if method == "POST" and parts[0] == "interactions":  # /interactions/{id}/{token}/callback
             return _json(
                 {"interaction": {"id": parts[1], "type": 2, "response_message_loading": True},
@@ -280,15 +285,28 @@ class FakeDiscord:
                 return _json({"message": "Missing Permissions", "code": 50013}, status=403)
             interaction = self._interaction(parts[2])
             channel_id = int(interaction["d"]["channel_id"])
-            message = self._new_message(channel_id, self.bot.user(), body.get("content", ""), webhook=parts[1])
+            message = self._new_message(
+                channel_id, self.bot.user(), body.get("content", ""), webhook=parts[1], files=files
+            )
             await self.dispatch("MESSAGE_CREATE", message)
             return _json(message)
         if method == "DELETE" and parts[0] == "webhooks":
             return web.Response(status=204)
         return _json({"message": f"fake Discord has no {method} {path}", "code": 0}, status=404)
 
-    async def _channel_call(self, method: str, parts: list[str], body: Any) -> web.StreamResponse:
+    async def _channel_call(
+        self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes]], query: Any
+    ) -> web.StreamResponse:
         channel_id = int(parts[1])
+        if method == "GET" and len(parts) >= 4 and parts[2] == "messages":
+            message_id = int(parts[3])
+            message = self.messages.get(message_id)
+            if message is None or message_id in self.deleted or message["channel_id"] != str(channel_id):
+                return _json({"message": "Unknown Message", "code": 10008}, status=404)
+            if len(parts) == 4:  # GET /channels/{c}/messages/{m}
+                return _json(message | {"reactions": self._reactions_on(message_id)})
+            if len(parts) == 6 and parts[4] == "reactions":  # GET .../reactions/{emoji}?limit=&after=
+                return _json(self._reacted(message_id, unquote(parts[5]), query))
         if method == "POST" and parts[2:] == ["typing"]:
             return web.Response(status=204)
         if method == "POST" and parts[2:] == ["messages"]:
@@ -301,6 +319,7 @@ class FakeDiscord:
                 self.bot.user(),
                 body.get("content", ""),
                 reply_to=int(reference) if reference else None,
+                files=files,
             )
             await self.dispatch("MESSAGE_CREATE", message)  # the real gateway echoes our own posts
             return _json(message)
@@ -332,6 +351,7 @@ class FakeDiscord:
         if self._in_guild(channel_id):
             data["guild_id"] = str(self.guild_id)
         key = (message_id, person.id, emoji)
+        self._people[person.id] = person
         if event == "MESSAGE_REACTION_ADD":
             self.reactions.add(key)
             data["message_author_id"] = message["author"]["id"]
@@ -350,8 +370,19 @@ class FakeDiscord:
         mentions: list[dict[str, Any]] | None = None,
         reply_to: int | None = None,
         webhook: str | None = None,
+        files: list[tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
         message_id = next(self._ids)
+        attachments = [
+            {
+                "id": str(next(self._ids)),
+                "filename": name,
+                "size": len(data),
+                "url": f"{self.api_base}/attachments/{message_id}/{name}",
+                "proxy_url": f"{self.api_base}/attachments/{message_id}/{name}",
+            }
+            for name, data in files or []
+        ]
         message: dict[str, Any] = {
             "id": str(message_id),
             "channel_id": str(channel_id),
@@ -363,7 +394,7 @@ class FakeDiscord:
             "mention_everyone": False,
             "mentions": mentions or [],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": attachments,
             "embeds": [],
             "pinned": False,
             "type": 19 if reply_to is not None else 0,
@@ -379,6 +410,33 @@ class FakeDiscord:
             message["referenced_message"] = self.messages[reply_to]
         self.messages[message_id] = message
         return message
+
+    def _reactions_on(self, message_id: int) -> list[dict[str, Any]]:
+        """The message's reactions as GET /channels/{c}/messages/{m} shows them (all normal ones)."""
+        counts: dict[str, int] = {}
+        for message, _, emoji in sorted(self.reactions):
+            if message == message_id:
+                counts[emoji] = counts.get(emoji, 0) + 1
+        return [
+            {
+                "emoji": {"id": None, "name": emoji},
+                "count": count,
+                "count_details": {"normal": count, "burst": 0},
+                "me": (message_id, self.bot.id, emoji) in self.reactions,
+                "me_burst": False,
+                "burst_colors": [],
+            }
+            for emoji, count in counts.items()
+        ]
+
+    def _reacted(self, message_id: int, emoji: str, query: Any) -> list[dict[str, Any]]:
+        """Who reacted with ``emoji``: by user id, at most ``limit`` after ``after``, like Discord."""
+        if query.get("type", "0") != "0":
+            return []  # no super reactions here
+        after = int(query.get("after", 0))
+        limit = min(int(query.get("limit", 25)), 100)
+        ids = sorted(user for message, user, name in self.reactions if message == message_id and name == emoji)
+        return [self._people[user].user() for user in ids if user > after][:limit]
 
     def bot_messages(self, channel_id: int | None = None) -> list[dict[str, Any]]:
         return [
@@ -461,6 +519,23 @@ class FakeDiscord:
             "version": "1",
             "guild_id": guild,
         }
+
+
+async def _read_body(request: web.Request) -> tuple[Any, list[tuple[str, bytes]]]:
+    """A JSON body, or a multipart one (payload_json plus files[n]) as discord.py sends files."""
+    if not request.can_read_body:
+        return None, []
+    if request.content_type == "application/json":
+        return await request.json(), []
+    if request.content_type == "multipart/form-data":
+        form = await request.post()
+        files = [
+            (value.filename, value.file.read())
+            for name, value in form.items()
+            if name.startswith("files[") and isinstance(value, web.FileField)
+        ]
+        return json.loads(str(form["payload_json"])), files
+    return None, []
 
 
 def _json(data: Any, *, status: int = 200) -> web.Response:
