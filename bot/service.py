@@ -25,6 +25,7 @@ from trainer.dialogue import render_prompt
 log = logging.getLogger(__name__)
 
 EMPTY_ANSWER = "…"
+CHARTS_KEPT = 10
 _FORGET_ME = re.compile(r"(?i)(?:please\s+)?forget\s+me[.!]?")
 
 
@@ -144,6 +145,7 @@ class BotService:
             chart = None
             if self.charts_dir is not None:
                 chart = stats.plot(report, self.charts_dir / f"stats-{time.strftime('%Y%m%d-%H%M%S')}.png")
+                _keep_newest(self.charts_dir, "stats-*.png", keep=CHARTS_KEPT)
             return Reply(stats.format_table(report), ok=False, attachment=chart)
         if not self.is_admin(platform, user):
             return Reply(
@@ -299,6 +301,12 @@ class BotService:
 class Reconciled:
     added: int = 0
     retracted: int = 0
+
+
+def _keep_newest(folder: Path, pattern: str, *, keep: int) -> None:
+    """Charts are posted right away; keep a few for the operator and delete the rest."""
+    for old in sorted(folder.glob(pattern), reverse=True)[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def _event(platform: str, event_id: str | None) -> tuple[str, str] | None:

@@ -285,3 +285,15 @@ async def test_reconcile_retracts_nothing_for_an_emoji_whose_list_was_cut_short(
         ("U2", "+1"),
         ("U4", "+1"),
     ]
+
+
+async def test_old_stats_charts_are_cleaned_up(runtime):
+    from bot.service import CHARTS_KEPT
+
+    charts = runtime.service.charts_dir
+    charts.mkdir(parents=True, exist_ok=True)
+    for day in range(CHARTS_KEPT + 5):
+        (charts / f"stats-2020010{day % 10}-{day:06d}.png").write_bytes(b"old")
+    reply = await runtime.service.on_prompt(_prompt("stats"))
+    left = sorted(charts.glob("stats-*.png"))
+    assert len(left) == CHARTS_KEPT and reply.attachment in left
