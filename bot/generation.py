@@ -380,9 +380,9 @@ class Generator:
             return
         new, switched, loop = pending
         old, self._loaded = self._loaded, new
-        loop.call_soon_threadsafe(_resolve, switched, None)
         if old is not None and self.keep_previous and old.version != new.version:
             old, self._previous = self._previous, old
+        loop.call_soon_threadsafe(_resolve, switched, None)
         if old is not None:
             device = old.device
             del old
