@@ -115,7 +115,10 @@ def format_head_to_head(result: HeadToHead) -> list[str]:
     lines.append(f"{'version':>7}  {'rating':>7}  95% interval      {'games':>5}  {'wins':>5}")
     for v in result.versions:
         rated = "-" if v.rating is None else f"{v.rating:+7.0f}"
-        interval = "-" if v.rating_low is None else f"({v.rating_low:+.0f} – {v.rating_high:+.0f})"
+        if v.version == result.versions[0].version:
+            interval = "(reference)"
+        else:
+            interval = "-" if v.rating_low is None else f"({v.rating_low:+.0f} – {v.rating_high:+.0f})"
         lines.append(f"{v.version:>7}  {rated:>7}  {interval:<16}  {v.comparisons:>5}  {v.wins:>5g}")
     lines.append(f"{'a-b':>7}  {'a won':>7}  {'b won':>7}  {'🤝':>3}  {'👎':>3}  P(a preferred to b) (95% interval)")
     for p in result.pairs:
