@@ -403,8 +403,11 @@ class Repository:
 
     async def count_votes_by(self, voter: str, *, since: float) -> int:
         async with self.database.reading() as db:
+            # A comparison verdict is two rows (one per candidate) but one vote.
             cursor = await db.execute(
-                "SELECT count(*) FROM votes WHERE voter = ? AND created_at >= ?", (voter, since)
+                "SELECT coalesce(sum(comparison = 0) + sum(comparison = 1) / 2, 0) FROM votes"
+                " WHERE voter = ? AND created_at >= ?",
+                (voter, since),
             )
             row = await cursor.fetchone()
         return int(row[0])

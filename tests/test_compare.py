@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
 
 from bot.adapters.shell import ShellChat
 from bot.comparison import FIRST_EMOJI, SECOND_EMOJI, Verdict, split_compare_request, verdict_of
@@ -157,3 +156,14 @@ async def test_shell_shows_a_comparison_and_takes_1_2_and_tie(runtime):
     assert f"(recorded {FIRST_EMOJI})" in text and "(recorded 🤝)" in text and f"(took back {FIRST_EMOJI})" in text
     assert "(+ is not a rating here" in text or "(👍 is not a rating here" in text
     assert sorted((c, e, r) for _, c, e, r, _ in await _votes(runtime)) == [(0, "🤝", 0.0), (1, "🤝", 0.0)]
+
+
+async def test_a_verdict_counts_once_against_the_daily_vote_cap(runtime):
+    runtime.service.daily_vote_cap = 2
+    keys = [(await _compare(runtime, text=f"compare: q{i}", user=f"asker{i}"))[1] for i in range(3)]
+    outcomes = [
+        await runtime.service.on_reaction(IncomingReaction(platform="slack", message_key=key, user="U9", emoji="one"))
+        for key in keys
+    ]
+    assert outcomes == [VoteOutcome.RECORDED, VoteOutcome.RECORDED, VoteOutcome.CAPPED]
+    assert len(await _votes(runtime)) == 4
