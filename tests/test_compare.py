@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-
 from bot.adapters.shell import ShellChat
 from bot.comparison import FIRST_EMOJI, SECOND_EMOJI, Verdict, split_compare_request, verdict_of
 from bot.events import IncomingPrompt, IncomingReaction, message_key
