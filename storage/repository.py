@@ -424,7 +424,9 @@ class Repository:
     async def count_votes_since(self, version: int) -> int:
         async with self.database.reading() as db:
             cursor = await db.execute(
-                "SELECT count(*) FROM votes WHERE created_at >= ?", (await _live_at(db, version),)
+                "SELECT coalesce(sum(comparison = 0) + sum(comparison = 1) / 2, 0) FROM votes"
+                " WHERE created_at >= ?",  # a comparison verdict (two rows) is one vote
+                (await _live_at(db, version),),
             )
             row = await cursor.fetchone()
         return int(row[0])

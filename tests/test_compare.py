@@ -166,3 +166,40 @@ async def test_a_verdict_counts_once_against_the_daily_vote_cap(runtime):
     ]
     assert outcomes == [VoteOutcome.RECORDED, VoteOutcome.RECORDED, VoteOutcome.CAPPED]
     assert len(await _votes(runtime)) == 4
+
+
+async def test_migration_0004_upgrades_a_database_with_votes_and_keeps_the_counters(tmp_path):
+    from storage.database import Database, migration_files
+    from storage.repository import ComparisonRef, NewResponse, Repository
+
+    path = tmp_path / "old.db"
+    before = [m for m in migration_files() if m[0] < 4]
+    async with await Database.open(path, migrations=before) as database:
+        async with database.transaction() as db:  # what the bot before 0004 wrote
+            await db.execute("INSERT INTO prompts (id, platform, channel, author, text, created_at)"
+                             " VALUES (1, 'slack', 'C', 'a', 'q', 1e9)")
+            await db.execute("INSERT INTO responses (id, prompt_id, text, model_version, temperature, top_p,"
+                             " max_new_tokens, created_at) VALUES (1, 1, 'x', 0, 1, 1, 4, 1e9)")
+            await db.execute("INSERT INTO votes (response_id, voter, emoji, reward, created_at)"
+                             " VALUES (1, 'v1', '+1', 1, 1e9)")
+    async with await Database.open(path) as database:
+        repository = Repository(database)
+        assert 4 in await database.applied_migrations()
+        [approval] = await repository.approval_by_version()
+        assert (approval.up, approval.down, approval.voters) == (1, 0, 1)
+        pair = await repository.record_answer(
+            platform="slack", channel="C", author="a", text="q2", context="User: q2\nBot:", mode="compare",
+            responses=[NewResponse(text=t, model_version=1, temperature=1, top_p=1, max_new_tokens=4) for t in "yz"],
+        )
+        first, second = [await repository.response(i) for i in pair.response_ids]
+        comparison = ComparisonRef(prompt_id=pair.prompt_id, first=first, second=second)
+        await repository.record_comparison(comparison=comparison, voter="v2", emoji="1️⃣", rewards=(1.0, -1.0))
+        assert await repository.count_votes_since(0) == 2  # one thumbs vote, one verdict
+        assert await repository.count_votes_by("v2", since=0) == 1
+        counts = {a.version: (a.answers, a.up, a.down, a.voters) for a in await repository.approval_by_version()}
+        assert counts == {0: (1, 1, 0, 1), 1: (2, 0, 0, 1)}
+        assert await repository.retract_comparison(comparison=comparison, voter="v2", emoji="1️⃣") is VoteOutcome.RETRACTED
+        assert await repository.retract_vote(response_id=1, voter="v1", emoji="+1") is VoteOutcome.RETRACTED
+        counts = {a.version: (a.answers, a.up, a.down, a.voters) for a in await repository.approval_by_version()}
+        assert counts == {0: (1, 0, 0, 0), 1: (2, 0, 0, 0)}
+        assert await repository.votes_per_day() == []
