@@ -14,10 +14,11 @@ seed, so the same data gives the same interval).
 from __future__ import annotations
 
 import math
-import random
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from bot.comparison import Verdict, verdict_of
 
@@ -51,12 +52,21 @@ def bradley_terry(
     With ``prior=0`` a version without a win gets 0, and one without a loss grows
     without bound (the maximum-likelihood estimate does not exist); use a prior then.
     """
+    return _fit(Counter(matches), prior=prior, tolerance=tolerance, max_iterations=max_iterations)
+
+
+def _fit(
+    counts: Mapping[Match, float], *, prior: float, tolerance: float = 1e-10, max_iterations: int = 10_000
+) -> dict[int, float]:
+    """Bradley–Terry from how many times each kind of match happened."""
     wins: dict[int, float] = defaultdict(float)
     games: dict[tuple[int, int], float] = defaultdict(float)
-    for match in matches:
-        wins[match.a] += match.score
-        wins[match.b] += 1.0 - match.score
-        games[(min(match.a, match.b), max(match.a, match.b))] += 1.0
+    for match, times in counts.items():
+        if times <= 0:
+            continue
+        wins[match.a] += match.score * times
+        wins[match.b] += (1.0 - match.score) * times
+        games[(min(match.a, match.b), max(match.a, match.b))] += times
     for (i, j) in list(games):
         games[(i, j)] += prior
         wins[i] += prior / 2
@@ -192,10 +202,16 @@ def head_to_head(
 
 
 def _bootstrap(matches: Sequence[Match], *, prior: float, samples: int, seed: int) -> list[dict[int, float]]:
+    """Refits on resampled comparisons. A resample of n matches with replacement is a
+    multinomial draw over the few kinds of match, so each costs the kinds, not n."""
     if not matches or samples <= 0:
         return []
-    rng = random.Random(seed)
-    return [bradley_terry(rng.choices(matches, k=len(matches)), prior=prior, tolerance=1e-8) for _ in range(samples)]
+    tally = Counter(matches)
+    kinds = list(tally)
+    shares = np.array([tally[kind] for kind in kinds], dtype=float) / len(matches)
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(len(matches), shares, size=samples)
+    return [_fit(dict(zip(kinds, row.tolist())), prior=prior, tolerance=1e-8) for row in draws]
 
 
 def _percentiles(values: list[float], tail: float) -> tuple[float | None, float | None]:

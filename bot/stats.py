@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,7 +83,8 @@ async def build_report(repository: Repository, *, days: int = 30) -> StatsReport
     return StatsReport(
         versions=versions,
         days=[DayStats(*row) for row in day_rows],
-        head_to_head=head_to_head(verdicts) if verdicts else None,
+        # The bootstrap refits hundreds of times: off the event loop (`stats` in a chat).
+        head_to_head=await asyncio.to_thread(head_to_head, verdicts) if verdicts else None,
     )
 
 
