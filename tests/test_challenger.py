@@ -100,3 +100,27 @@ async def test_no_share_means_no_previous_version_answers(settings_env, tiny_mod
         assert running.generator.previous_version is None
         reply = await running.service.on_prompt(IncomingPrompt(platform="shell", channel="l", user="me", text="compare: x"))
         assert reply.versions == (1, 1)
+
+
+async def test_after_a_restart_the_served_versions_parent_is_the_challenger(settings, tiny_model_dir, monkeypatch):
+    import shutil
+
+    from bot.app import open_runtime
+    from bot.settings import load_settings
+    from trainer.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.models_dir)
+    for parent in (0, 1):  # versions 1 and 2: copies of the tiny model
+        with registry.staging() as folder:
+            shutil.copytree(tiny_model_dir, folder, dirs_exist_ok=True)
+            registry.publish(folder, parent=parent)
+    monkeypatch.setenv("THUMBTUNE_CHALLENGER_SHARE", "1")
+    async with open_runtime(load_settings(), loop=False) as running:
+        assert (running.generator.version, running.generator.previous_version) == (2, 1)
+        reply = await running.service.on_prompt(IncomingPrompt(platform="shell", channel="l", user="me", text="hi"))
+        assert reply.model_version == 1  # a share of 1: every single answer from the challenger
+        reply = await running.service.on_prompt(IncomingPrompt(platform="shell", channel="l", user="me", text="compare: hi"))
+        assert sorted(reply.versions) == [1, 2]
+    monkeypatch.setenv("THUMBTUNE_CHALLENGER_SHARE", "0")
+    async with open_runtime(load_settings(), loop=False) as running:
+        assert (running.generator.version, running.generator.previous_version) == (2, None)
