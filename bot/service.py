@@ -168,7 +168,8 @@ class BotService:
         """
         previous = self.generator.previous_version if self.challenger_share > 0 else None
         if compare:
-            params = replace(params, candidates=max(2, params.candidates))
+            # Exactly the two shown: an unshown third candidate would pair against them in training.
+            params = replace(params, candidates=2)
             if previous is not None:
                 one = replace(params, candidates=1)
                 champion, challenger = await asyncio.gather(
