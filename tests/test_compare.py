@@ -141,6 +141,7 @@ async def test_compare_setting_makes_every_answer_a_comparison(settings_env, mon
     from bot.settings import load_settings
 
     monkeypatch.setenv("THUMBTUNE_COMPARE", "true")
+    monkeypatch.setenv("THUMBTUNE_CANDIDATES", "3")  # a comparison still samples just the two it shows
     async with open_runtime(load_settings(), loop=False) as running:
         reply = await running.service.on_prompt(IncomingPrompt(platform="slack", channel="C", user="U", text="hi"))
         assert reply.compare and len(reply.response_ids) == 2
