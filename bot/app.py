@@ -17,7 +17,7 @@ from bot.settings import Settings
 from storage.database import Database
 from storage.identity import PersonKeys
 from storage.repository import Repository
-from trainer.registry import BASE_VERSION, ModelRegistry
+from trainer.registry import BASE_VERSION, ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def generator_from(settings: Settings, *, source: str, version: int) -> Generato
         batch_window_s=settings.batch_window_ms / 1000.0,
         max_batch_rows=settings.max_batch_rows,
         request_timeout_s=settings.request_timeout_s,
+        keep_previous=settings.challenger_share > 0,
     )
 
 
@@ -89,6 +90,17 @@ async def start_generator(settings: Settings, registry: ModelRegistry) -> Genera
     return generator
 
 
+async def _hold_parent(generator: Generator, registry: ModelRegistry, settings: Settings, parent: int) -> None:
+    """Champion vs challenger after a restart: load the served version's parent as the previous one."""
+    from bot.generation import ModelLoadError
+
+    try:
+        source = settings.model if parent == BASE_VERSION else str(registry.get(parent).path)
+        await generator.hold_previous(source, parent)
+    except (ModelLoadError, RegistryError, OSError) as exc:
+        log.warning("champion vs challenger: cannot load the previous version %s: %s", parent, exc)
+
+
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterator[Runtime]:
     """Database, person keys, the loaded model, the service and (unless ``loop=False``) the
@@ -116,7 +128,11 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
                 allowed_channels=settings.allowed_channels,
                 admins=settings.admins,
                 charts_dir=settings.data_dir / "charts",
+                compare=settings.compare,
+                challenger_share=settings.challenger_share,
             )
+            if settings.challenger_share > 0 and parent is not None:
+                await _hold_parent(generator, registry, settings, parent)
             retraining = Loop(settings=settings, repository=repository, generator=generator, registry=registry)
             service.admin_actions = retraining
             if loop:

@@ -188,6 +188,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from trainer.export import export
 
+    if args.format == "hf" and not args.out:
+        print("thumbtune: --format hf writes a folder: give it with --out DIR", file=sys.stderr)
+        return 2
     settings = _settings(args)
     export(settings.db_path, fmt=args.format, out=Path(args.out) if args.out else None, gamma=settings.gamma)
     return 0
@@ -261,9 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("version", nargs="?", type=int, help="version to serve (0 = the base model)")
     rollback.set_defaults(handler=cmd_rollback)
 
-    export = commands.add_parser("export", help="write the feedback as JSONL in TRL's dataset formats")
-    export.add_argument("--format", required=True, choices=["kto", "dpo", "sft"])
-    export.add_argument("--out", help="file to write (default: stdout)")
+    export = commands.add_parser(
+        "export", help="write the feedback as JSONL in TRL's dataset formats, or as a datasets folder (hf)"
+    )
+    export.add_argument("--format", required=True, choices=["kto", "dpo", "sft", "hf"])
+    export.add_argument("--out", help="file to write (default: stdout); for hf the folder (required)")
     export.set_defaults(handler=cmd_export)
     return parser
 

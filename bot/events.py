@@ -47,6 +47,11 @@ class Reply:
     model_version: int | None = None
     ok: bool = True                 # False: a refusal or error message, not a rateable answer
     attachment: Path | None = None  # a file to post with the text (the `stats` chart)
+    # Reactions the adapter pre-adds (canonical unicode): 👍 👎 on an answer, 1️⃣ 2️⃣ 🤝 👎 on
+    # a comparison. Adapters translate them to their platform's names.
+    reactions: tuple[str, ...] = ("👍", "👎")
+    compare: bool = False           # two candidates shown as 1️⃣ / 2️⃣ (response_ids[0] is the key)
+    versions: tuple[int, ...] = ()  # model version of each shown candidate, in order
 
 
 def message_key(platform: str, *parts: str) -> str:

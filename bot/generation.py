@@ -183,6 +183,7 @@ def sample(loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, 
 class _Request:
     prompt: str
     params: SamplingParams
+    version: int | None              # None: the current version; else the previous one, if loaded
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     abandoned: bool = False          # the caller gave up (timeout); skip it
@@ -191,6 +192,13 @@ class _Request:
 
 _STOP = object()
 _WAKE = object()
+
+
+def _after_free(device: torch.device) -> None:
+    # Dropping the last reference frees the weights (reference counting). No gc.collect()
+    # here: a full collection holds the GIL for ~0.2 s and stalls the event loop.
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _resolve(future: asyncio.Future, result: object = None, error: BaseException | None = None) -> None:
@@ -216,6 +224,7 @@ class Generator:
         batch_window_s: float = 0.01,
         max_batch_rows: int = 32,
         request_timeout_s: float = 120.0,
+        keep_previous: bool = False,
     ) -> None:
         self._source = str(source)
         self._initial_version = version
@@ -226,6 +235,10 @@ class Generator:
         self._max_batch_rows = max_batch_rows
         self.request_timeout_s = request_timeout_s
         self._loaded: LoadedModel | None = None
+        # Champion vs challenger: after a swap the replaced model stays loaded, so requests
+        # can still ask for it; without keep_previous it is freed at the swap.
+        self.keep_previous = keep_previous
+        self._previous: LoadedModel | None = None
         self._pending: tuple[LoadedModel, asyncio.Future, asyncio.AbstractEventLoop] | None = None
         self._pending_lock = threading.Lock()
         self._swap_lock = asyncio.Lock()
@@ -269,6 +282,25 @@ class Generator:
         return self._loaded.version
 
     @property
+    def previous_version(self) -> int | None:
+        """The version served before the current one, while it is still loaded."""
+        previous = self._previous
+        return previous.version if previous is not None else None
+
+    async def hold_previous(self, source: str | Path, version: int) -> None:
+        """Load ``source`` as the previous version (e.g. the parent, after a restart)."""
+        loaded = await asyncio.to_thread(self._load_and_warm_up, str(source), version)
+        self._previous = loaded  # one reference assignment; the worker reads it per batch
+
+    def drop_previous(self) -> None:
+        """Free the previous version's memory (champion vs challenger is over)."""
+        previous, self._previous = self._previous, None
+        if previous is not None:
+            device = previous.device
+            del previous
+            _after_free(device)
+
+    @property
     def source(self) -> str:
         assert self._loaded is not None, "Generator.start() first"
         return self._loaded.source
@@ -282,8 +314,13 @@ class Generator:
         return self._queue.qsize()
 
     # --- asking ---------------------------------------------------------------------
-    async def generate(self, prompt: str, params: SamplingParams, *, timeout_s: float | None = None) -> Generation:
+    async def generate(
+        self, prompt: str, params: SamplingParams, *, timeout_s: float | None = None, version: int | None = None
+    ) -> Generation:
         """Sample ``params.candidates`` answers to a rendered dialogue prompt.
+
+        ``version``: ask for the previous version (champion vs challenger); when it is not
+        loaded (any more) the current one answers. The result names the version that did.
 
         Raises :class:`GeneratorBusy` at once when the queue is full and
         :class:`GenerationTimeout` when the answer takes longer than the timeout.
@@ -291,7 +328,7 @@ class Generator:
         if self._worker is None:
             raise GenerationError("The generator is not running.")
         loop = asyncio.get_running_loop()
-        request = _Request(prompt=prompt, params=params, future=loop.create_future(), loop=loop)
+        request = _Request(prompt=prompt, params=params, version=version, future=loop.create_future(), loop=loop)
         try:
             self._queue.put_nowait(request)
         except queue.Full:
@@ -345,15 +382,13 @@ class Generator:
             return
         new, switched, loop = pending
         old, self._loaded = self._loaded, new
+        if old is not None and self.keep_previous and old.version != new.version:
+            old, self._previous = self._previous, old
         loop.call_soon_threadsafe(_resolve, switched, None)
         if old is not None:
-            # Dropping the last reference frees the weights (reference counting). No
-            # gc.collect() here: a full collection holds the GIL for ~0.2 s and stalls
-            # the event loop.
             device = old.device
             del old
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            _after_free(device)
         log.info("now serving model version %s", new.version)
 
     def _run(self) -> None:
@@ -405,9 +440,12 @@ class Generator:
     def _serve(self, batch: list[_Request]) -> None:
         live = [request for request in batch if not request.abandoned and not request.future.done()]
         groups: dict[tuple, list[_Request]] = {}
+        models: dict[int, LoadedModel] = {}
         for request in live:
-            groups.setdefault(request.params.batch_key(), []).append(request)
-        for requests in groups.values():
+            loaded = self._model_for(request.version)
+            models[id(loaded)] = loaded
+            groups.setdefault((id(loaded), request.params.batch_key()), []).append(request)
+        for (model_id, _), requests in groups.items():
             chunk: list[_Request] = []
             rows = 0
             for request in requests:
@@ -417,11 +455,16 @@ class Generator:
                     continue
                 chunk.append(request)
                 rows += request.params.candidates
-            self._sample_chunk(chunk)
+            self._sample_chunk(models[model_id], chunk)
 
-    def _sample_chunk(self, chunk: list[_Request]) -> None:
-        loaded = self._loaded
+    def _model_for(self, version: int | None) -> LoadedModel:
+        loaded, previous = self._loaded, self._previous
         assert loaded is not None
+        if version is not None and previous is not None and version == previous.version:
+            return previous
+        return loaded
+
+    def _sample_chunk(self, loaded: LoadedModel, chunk: list[_Request]) -> None:
         params = chunk[0].params
         try:
             results = sample(

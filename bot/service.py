@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot import stats
+from bot.comparison import COMPARE_REACTIONS, RATING_REACTIONS, render_comparison, split_compare_request, verdict_of
 from bot.commands import AdminActions, Command, parse_command
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
 from bot.feedback import EmojiTable, normalize_emoji
 from bot.generation import GenerationError, Generator, SamplingParams
 from bot.limits import RateLimiter
 from storage.identity import PersonKeys
-from storage.repository import NewResponse, Repository, VoteOutcome
+from storage.repository import ComparisonRef, NewResponse, Repository, VoteOutcome
 from trainer.dialogue import render_prompt
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ class BotService:
         admins: Collection[str] = (),
         shell_is_admin: bool = True,
         charts_dir: Path | None = None,
+        compare: bool = False,
+        challenger_share: float = 0.0,
+        rng: random.Random | None = None,
     ) -> None:
         self.repository = repository
         self.generator = generator
@@ -62,12 +67,15 @@ class BotService:
         self.admins = frozenset(admins)
         self.shell_is_admin = shell_is_admin  # the person at the local shell runs the bot
         self.charts_dir = charts_dir
+        self.compare = compare                    # every answer is a comparison of two candidates
+        self.challenger_share = challenger_share  # share of answers from the previous version
+        self.rng = rng or random.Random()
         self.admin_actions: AdminActions | None = None  # set by the running loop
         self._reaction_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
     def is_reaction_emoji(self, emoji: str) -> bool:
-        """A rating from the emoji table or the flag."""
-        return emoji in self.emoji or normalize_emoji(emoji) in self.flag_emoji
+        """A rating from the emoji table, a comparison verdict or the flag."""
+        return emoji in self.emoji or verdict_of(emoji) is not None or normalize_emoji(emoji) in self.flag_emoji
 
     def channel_allowed(self, platform: str, channel: str) -> bool:
         """The optional allow-list: empty allows all; the local shell is always allowed."""
@@ -93,6 +101,8 @@ class BotService:
                 return Reply(
                     f"Slow down a little, please: you can ask again in {math.ceil(wait)} s.", ok=False
                 )
+        compare, text = split_compare_request(text)
+        compare = compare or self.compare
         if not text:
             return Reply("Ask me something: your message was empty.", ok=False)
         if len(text) > self.max_prompt_chars:
@@ -108,7 +118,7 @@ class BotService:
             history = [(turn.user_text, turn.bot_text) for turn in turns]
         context = render_prompt(text, history)
         try:
-            generation = await self.generator.generate(context, params)
+            candidates = await self._sample(context, params, compare=compare)
         except GenerationError as exc:
             log.warning("no answer for a %s prompt: %s", prompt.platform, exc)
             return Reply(str(exc), ok=False)
@@ -119,22 +129,60 @@ class BotService:
             text=text,
             context=context,
             conversation=prompt.conversation,
+            mode="compare" if compare else "single",
             responses=[
                 NewResponse(
                     text=answer,
-                    model_version=generation.model_version,
+                    model_version=version,
                     temperature=params.temperature,
                     top_p=params.top_p,
                     max_new_tokens=params.max_new_tokens,
                 )
-                for answer in generation.texts
+                for answer, version in candidates
             ],
         )
+        if compare:
+            (first, first_version), (second, second_version) = candidates[:2]
+            return Reply(
+                text=render_comparison(first or EMPTY_ANSWER, second or EMPTY_ANSWER),
+                response_ids=stored.response_ids,
+                model_version=first_version,
+                reactions=COMPARE_REACTIONS,
+                compare=True,
+                versions=(first_version, second_version),
+            )
+        answer, version = candidates[0]
         return Reply(
-            text=generation.texts[0] or EMPTY_ANSWER,
+            text=answer or EMPTY_ANSWER,
             response_ids=stored.response_ids,
-            model_version=generation.model_version,
+            model_version=version,
+            reactions=RATING_REACTIONS,
+            versions=(version,),
         )
+
+    async def _sample(self, context: str, params: SamplingParams, *, compare: bool) -> list[tuple[str, int]]:
+        """(text, model version) per candidate, candidate 0 first.
+
+        Champion vs challenger: with a share set and the previous version still loaded, a
+        comparison pits the current version against the previous one (on a random side),
+        and that share of single answers comes from the previous version.
+        """
+        previous = self.generator.previous_version if self.challenger_share > 0 else None
+        if compare:
+            # Exactly the two shown: an unshown third candidate would pair against them in training.
+            params = replace(params, candidates=2)
+            if previous is not None:
+                one = replace(params, candidates=1)
+                champion, challenger = await asyncio.gather(
+                    self.generator.generate(context, one), self.generator.generate(context, one, version=previous)
+                )
+                sides = [(champion.texts[0], champion.model_version), (challenger.texts[0], challenger.model_version)]
+                if self.rng.random() < 0.5:
+                    sides.reverse()
+                return sides
+        version = previous if previous is not None and not compare and self.rng.random() < self.challenger_share else None
+        generation = await self.generator.generate(context, params, version=version)
+        return [(text, generation.model_version) for text in generation.texts]
 
     def is_admin(self, platform: str, user: str) -> bool:
         return f"{platform}:{user}" in self.admins or (platform == "shell" and self.shell_is_admin)
@@ -207,6 +255,12 @@ class BotService:
     async def _on_reaction(self, reaction: IncomingReaction) -> VoteOutcome:
         flag = normalize_emoji(reaction.emoji) in self.flag_emoji
         reward = self.emoji.reward(reaction.emoji)
+        verdict = verdict_of(reaction.emoji)
+        if reward is None and verdict is None and not flag:
+            return VoteOutcome.UNKNOWN_EMOJI
+        comparison = await self.repository.comparison_by_message(reaction.message_key)
+        if comparison is not None:
+            return await self._on_verdict(reaction, comparison, flag=flag)
         if reward is None and not flag:
             return VoteOutcome.UNKNOWN_EMOJI
         target = await self.repository.response_by_message(reaction.message_key)
@@ -228,7 +282,39 @@ class BotService:
             event=event,
         )
 
+    async def _on_verdict(self, reaction: IncomingReaction, comparison: ComparisonRef, *, flag: bool) -> VoteOutcome:
+        """A reaction on a comparison: 1️⃣ / 2️⃣ / 🤝 / 👎 become one vote on each candidate."""
+        event = _event(reaction.platform, reaction.event_id)
+        if flag:
+            outcome = await self.repository.flag_response(comparison.first.response_id, event=event)
+            await self.repository.flag_response(comparison.second.response_id)
+            return outcome
+        verdict = verdict_of(reaction.emoji)
+        if verdict is None:
+            return VoteOutcome.UNKNOWN_EMOJI
+        voter = self.persons.key(reaction.platform, reaction.user)
+        if self.daily_vote_cap:
+            cast = await self.repository.count_votes_by(voter, since=time.time() - 86_400)
+            if cast >= self.daily_vote_cap:
+                return VoteOutcome.CAPPED
+        return await self.repository.record_comparison(
+            comparison=comparison, voter=voter, emoji=verdict.emoji, rewards=verdict.rewards, event=event
+        )
+
     async def _on_reaction_removed(self, reaction: IncomingReaction) -> VoteOutcome:
+        verdict = verdict_of(reaction.emoji)
+        if reaction.emoji not in self.emoji and verdict is None:
+            return VoteOutcome.UNKNOWN_EMOJI
+        comparison = await self.repository.comparison_by_message(reaction.message_key)
+        if comparison is not None:
+            if verdict is None:
+                return VoteOutcome.UNKNOWN_EMOJI
+            return await self.repository.retract_comparison(
+                comparison=comparison,
+                voter=self.persons.key(reaction.platform, reaction.user),
+                emoji=verdict.emoji,
+                event=_event(reaction.platform, reaction.event_id),
+            )
         if reaction.emoji not in self.emoji:
             return VoteOutcome.UNKNOWN_EMOJI
         target = await self.repository.response_by_message(reaction.message_key)
@@ -251,6 +337,11 @@ class BotService:
         whose reaction was removed are retracted. The adapter leaves out the bot's own.
         ``incomplete``: emoji whose list of people the platform cut short; none retracted.
         """
+        comparison = await self.repository.comparison_by_message(message_key)
+        if comparison is not None:
+            return await self._reconcile_comparison(
+                platform=platform, comparison=comparison, reactions=reactions, incomplete=incomplete
+            )
         target = await self.repository.response_by_message(message_key)
         if target is None:
             return Reconciled()
@@ -279,6 +370,41 @@ class BotService:
             retracted += outcome is VoteOutcome.RETRACTED
         if flagged and not target.flagged:
             await self.repository.flag_response(target.response_id)
+        return Reconciled(added=added, retracted=retracted)
+
+    async def _reconcile_comparison(
+        self, *, platform: str, comparison: ComparisonRef, reactions: Iterable[tuple[str, str]],
+        incomplete: Iterable[str],
+    ) -> Reconciled:
+        present: set[tuple[str, str]] = set()
+        verdicts = {}
+        flagged = False
+        for user, emoji in reactions:
+            if normalize_emoji(emoji) in self.flag_emoji:
+                flagged = True
+            verdict = verdict_of(emoji)
+            if verdict is not None:
+                key = (self.persons.key(platform, user), verdict.emoji)
+                present.add(key)
+                verdicts[key] = verdict
+        # Every vote on candidate 0 of a comparison is one verdict.
+        stored = set(await self.repository.votes_on(comparison.first.response_id))
+        added = retracted = 0
+        for voter, name in present - stored:
+            verdict = verdicts[(voter, name)]
+            outcome = await self.repository.record_comparison(
+                comparison=comparison, voter=voter, emoji=name, rewards=verdict.rewards
+            )
+            added += outcome is VoteOutcome.RECORDED
+        keep = {verdict.emoji for verdict in map(verdict_of, incomplete) if verdict is not None}
+        for voter, name in stored - present:
+            if name in keep:
+                continue
+            outcome = await self.repository.retract_comparison(comparison=comparison, voter=voter, emoji=name)
+            retracted += outcome is VoteOutcome.RETRACTED
+        if flagged and not comparison.first.flagged:
+            await self.repository.flag_response(comparison.first.response_id)
+            await self.repository.flag_response(comparison.second.response_id)
         return Reconciled(added=added, retracted=retracted)
 
     async def on_correction(self, correction: IncomingCorrection) -> int | None:

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_new_tokens: int = Field(48, ge=1, le=1024)
     candidates: int = Field(1, ge=1, le=8)
+    compare: bool = Field(False, description="every answer is a comparison of two candidates (1️⃣ / 2️⃣)")
+    challenger_share: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="share of answers (and one side of each comparison) from the previous version",
+    )
     batch_window_ms: float = Field(10.0, ge=0.0, le=1000.0)
     max_batch_rows: int = Field(32, ge=1, le=512)
     queue_size: int = Field(64, ge=1, le=100_000)

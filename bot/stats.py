@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bot.headtohead import HeadToHead, head_to_head
 from storage.repository import Repository
 
 Z_95 = 1.959963984540054
@@ -45,11 +47,16 @@ class DayStats:
 
 @dataclass(frozen=True)
 class StatsReport:
-    versions: list[VersionStats]
-    days: list[DayStats]
+    versions: list[VersionStats]          # 👍/👎 approval (comparison verdicts are not in it)
+    days: list[DayStats]                  # 👍/👎 votes per day
+    head_to_head: HeadToHead | None = None  # from comparisons between two versions
 
     def as_dict(self) -> dict:
-        return {"versions": [asdict(v) for v in self.versions], "votes_per_day": [asdict(d) for d in self.days]}
+        return {
+            "versions": [asdict(v) for v in self.versions],
+            "votes_per_day": [asdict(d) for d in self.days],
+            "head_to_head": asdict(self.head_to_head) if self.head_to_head is not None else None,
+        }
 
 
 async def build_report(repository: Repository, *, days: int = 30) -> StatsReport:
@@ -72,7 +79,13 @@ async def build_report(repository: Repository, *, days: int = 30) -> StatsReport
             )
         )
     day_rows = await repository.votes_per_day(days=days)
-    return StatsReport(versions=versions, days=[DayStats(*row) for row in day_rows])
+    verdicts = [(v.first_version, v.second_version, v.emoji) for v in await repository.comparison_votes()]
+    return StatsReport(
+        versions=versions,
+        days=[DayStats(*row) for row in day_rows],
+        # The bootstrap refits hundreds of times: off the event loop (`stats` in a chat).
+        head_to_head=await asyncio.to_thread(head_to_head, verdicts) if verdicts else None,
+    )
 
 
 def format_table(report: StatsReport) -> str:
@@ -88,7 +101,35 @@ def format_table(report: StatsReport) -> str:
     if report.days:
         lines.append("")
         lines.append("votes per day: " + ", ".join(f"{d.day} {d.votes}" for d in report.days[-7:]))
+    if report.head_to_head is not None:
+        lines.append("")
+        lines.extend(format_head_to_head(report.head_to_head))
     return "\n".join(lines)
+
+
+def format_head_to_head(result: HeadToHead) -> list[str]:
+    lines = [
+        f"head to head: {result.comparisons} comparison(s) between versions"
+        f" ({result.same_version} within one version, not rated)"
+    ]
+    if not result.pairs:
+        return lines
+    lines.append(f"{'version':>7}  {'rating':>7}  95% interval      {'games':>5}  {'wins':>5}")
+    for v in result.versions:
+        rated = "-" if v.rating is None else f"{v.rating:+7.0f}"
+        if v.version == result.versions[0].version:
+            interval = "(reference)"
+        else:
+            interval = "-" if v.rating_low is None else f"({v.rating_low:+.0f} – {v.rating_high:+.0f})"
+        lines.append(f"{v.version:>7}  {rated:>7}  {interval:<16}  {v.comparisons:>5}  {v.wins:>5g}")
+    lines.append(f"{'a-b':>7}  {'a won':>7}  {'b won':>7}  {'🤝':>3}  {'👎':>3}  P(a preferred to b) (95% interval)")
+    for p in result.pairs:
+        chance = "-" if p.a_beats_b is None else f"{p.a_beats_b:6.1%}"
+        if p.a_beats_b_low is not None:
+            chance += f"  ({p.a_beats_b_low:.1%} – {p.a_beats_b_high:.1%})"
+        lines.append(f"{f'{p.a}-{p.b}':>7}  {p.a_wins:>7}  {p.b_wins:>7}  {p.ties:>3}  {p.both_bad:>3}  {chance}")
+    lines.append(f"({result.method}; ratings in Elo points, the lowest version = 0)")
+    return lines
 
 
 def plot(report: StatsReport, path: Path | str) -> Path:

@@ -39,6 +39,31 @@ class ResponseRef:
 
 
 @dataclass(frozen=True)
+class ComparisonRef:
+    """A prompt shown as a comparison: its two candidates, in the order shown."""
+
+    prompt_id: int
+    first: ResponseRef
+    second: ResponseRef
+
+    @property
+    def response_ids(self) -> tuple[int, int]:
+        return (self.first.response_id, self.second.response_id)
+
+
+@dataclass(frozen=True)
+class ComparisonVote:
+    """One person's verdict on a comparison, with the versions of both sides."""
+
+    prompt_id: int
+    voter: str
+    emoji: str                 # the verdict's canonical emoji (see bot.comparison)
+    first_version: int
+    second_version: int
+    created_at: float
+
+
+@dataclass(frozen=True)
 class VoteRow:
     vote_id: int
     response_id: int
@@ -148,14 +173,19 @@ class Repository:
         context: str,
         responses: Sequence[NewResponse],
         conversation: str | None = None,
+        mode: str = "single",
     ) -> StoredAnswer:
-        """Store a prompt and the candidate answers generated for it, atomically."""
+        """Store a prompt and the candidate answers generated for it, atomically.
+
+        ``mode``: "single" (candidate 0 is shown) or "compare" (candidates 0 and 1 are
+        shown side by side and rated with one verdict).
+        """
         now = time.time()
         async with self.database.transaction() as db:
             cursor = await db.execute(
-                "INSERT INTO prompts (platform, channel, author, conversation, text, context, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (platform, channel, author, conversation, text, context, now),
+                "INSERT INTO prompts (platform, channel, author, conversation, text, context, created_at, mode)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (platform, channel, author, conversation, text, context, now, mode),
             )
             prompt_id = int(cursor.lastrowid)
             ids = []
@@ -195,6 +225,22 @@ class Repository:
             cursor = await db.execute(_RESPONSE_REF + " WHERE r.id = ?", (response_id,))
             row = await cursor.fetchone()
         return _response_ref(row) if row else None
+
+    async def comparison_by_message(self, message_key: str) -> ComparisonRef | None:
+        """The comparison posted as ``message_key`` (bound to its candidate 0); None otherwise."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                _RESPONSE_REF + " JOIN prompts p ON p.id = r.prompt_id"
+                " WHERE p.mode = 'compare' AND r.candidate IN (0, 1) AND r.prompt_id ="
+                " (SELECT prompt_id FROM responses WHERE message_key = ? AND candidate = 0)"
+                " ORDER BY r.candidate",
+                (message_key,),
+            )
+            rows = await cursor.fetchall()
+        if len(rows) != 2:
+            return None
+        first, second = (_response_ref(row) for row in rows)
+        return ComparisonRef(prompt_id=first.prompt_id, first=first, second=second)
 
     async def conversation_of_message(self, message_key: str) -> str | None:
         """The conversation a posted answer belongs to, so a reply to it can continue it."""
@@ -271,6 +317,62 @@ class Repository:
             )
             return VoteOutcome.RETRACTED if cursor.rowcount else VoteOutcome.NOTHING_TO_RETRACT
 
+    async def record_comparison(
+        self,
+        *,
+        comparison: ComparisonRef,
+        voter: str,
+        emoji: str,
+        rewards: tuple[float, float],
+        event: tuple[str, str] | None = None,
+    ) -> VoteOutcome:
+        """One verdict on a comparison: a vote on each candidate (same voter and emoji), atomically."""
+        async with self.database.transaction() as db:
+            if event is not None and not await _claim(db, *event):
+                return VoteOutcome.DUPLICATE_EVENT
+            recorded = 0
+            for response_id, reward in zip(comparison.response_ids, rewards):
+                cursor = await db.execute(
+                    "INSERT INTO votes (response_id, voter, emoji, reward, created_at, model_version, comparison)"
+                    " SELECT ?, ?, ?, ?, ?, model_version, 1 FROM responses WHERE id = ?"
+                    " ON CONFLICT (response_id, voter, emoji) DO NOTHING",
+                    (response_id, voter, emoji, reward, time.time(), response_id),
+                )
+                recorded += cursor.rowcount
+            if recorded == 0:
+                return VoteOutcome.ALREADY_RECORDED
+            return VoteOutcome.RECORDED
+
+    async def retract_comparison(
+        self,
+        *,
+        comparison: ComparisonRef,
+        voter: str,
+        emoji: str,
+        event: tuple[str, str] | None = None,
+    ) -> VoteOutcome:
+        """Take a verdict back: both of its vote rows go."""
+        async with self.database.transaction() as db:
+            if event is not None and not await _claim(db, *event):
+                return VoteOutcome.DUPLICATE_EVENT
+            cursor = await db.execute(
+                "DELETE FROM votes WHERE response_id IN (?, ?) AND voter = ? AND emoji = ? AND comparison = 1",
+                (*comparison.response_ids, voter, emoji),
+            )
+            return VoteOutcome.RETRACTED if cursor.rowcount else VoteOutcome.NOTHING_TO_RETRACT
+
+    async def comparison_votes(self) -> list[ComparisonVote]:
+        """Every verdict on a comparison (one row each, read from candidate 0's vote), oldest first."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT a.prompt_id, v.voter, v.emoji, a.model_version, b.model_version, v.created_at"
+                " FROM votes v JOIN responses a ON a.id = v.response_id AND a.candidate = 0"
+                " JOIN responses b ON b.prompt_id = a.prompt_id AND b.candidate = 1"
+                " WHERE v.comparison = 1 ORDER BY v.id"
+            )
+            rows = await cursor.fetchall()
+        return [ComparisonVote(*row) for row in rows]
+
     async def record_correction(
         self,
         *,
@@ -301,8 +403,11 @@ class Repository:
 
     async def count_votes_by(self, voter: str, *, since: float) -> int:
         async with self.database.reading() as db:
+            # A comparison verdict is two rows (one per candidate) but one vote.
             cursor = await db.execute(
-                "SELECT count(*) FROM votes WHERE voter = ? AND created_at >= ?", (voter, since)
+                "SELECT coalesce(sum(comparison = 0) + sum(comparison = 1) / 2, 0) FROM votes"
+                " WHERE voter = ? AND created_at >= ?",
+                (voter, since),
             )
             row = await cursor.fetchone()
         return int(row[0])
@@ -319,7 +424,9 @@ class Repository:
     async def count_votes_since(self, version: int) -> int:
         async with self.database.reading() as db:
             cursor = await db.execute(
-                "SELECT count(*) FROM votes WHERE created_at >= ?", (await _live_at(db, version),)
+                "SELECT coalesce(sum(comparison = 0) + sum(comparison = 1) / 2, 0) FROM votes"
+                " WHERE created_at >= ?",  # a comparison verdict (two rows) is one vote
+                (await _live_at(db, version),),
             )
             row = await cursor.fetchone()
         return int(row[0])

@@ -583,3 +583,25 @@ async def test_stats_through_ask_carries_the_chart_in_the_follow_up(
     [(filename, data)] = call[0].files
     assert filename.endswith(".png") and data.startswith(b"\x89PNG")
     assert fake_discord.bot_messages()[-1]["attachments"][0]["filename"] == filename
+
+
+async def test_a_comparison_gets_four_reactions_and_verdicts_are_stored(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    prompt_id = await fake_discord.say(ALICE, "compare: what is a tree?", mention_bot=True)
+    answer = await wait_for(lambda: fake_discord.answer_to(prompt_id), timeout=30)
+    answer_id = int(answer["id"])
+    offered = {(answer_id, fake_discord.bot.id, emoji) for emoji in ("1️⃣", "2️⃣", "🤝", "👎")}
+    await wait_for(lambda: offered <= fake_discord.reactions)
+    assert answer["content"].startswith("1️⃣ ") and "\n2️⃣ " in answer["content"]
+    await fake_discord.react(BOB, answer_id, "1️⃣")
+    await wait_for(lambda: len(votes(settings)) == 2)
+    await handlers_done()
+    first = response_id(settings, fake_discord, answer)
+    assert [(row[0] - first, row[2], row[3]) for row in votes(settings)] == [(0, "1️⃣", 1.0), (1, "1️⃣", -1.0)]
+    await fake_discord.unreact(BOB, answer_id, "1️⃣")
+    await wait_for(lambda: not votes(settings))
+    await fake_discord.react(CAROL, answer_id, "👎")
+    await wait_for(lambda: len(votes(settings)) == 2)
+    await handlers_done()
+    assert [(row[2], row[3]) for row in votes(settings)] == [("👎", -1.0), ("👎", -1.0)]

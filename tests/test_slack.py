@@ -595,3 +595,29 @@ async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime,
 
     assert (caught.checked, caught.added, caught.retracted) == (1, 0, 0)
     assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
+
+
+# --- comparisons ------------------------------------------------------------------------
+async def test_a_comparison_is_posted_with_its_four_reactions_and_one_two_handshake_are_verdicts(bot, fake, runtime, caplog):
+    question = await fake.mention(channel=CHANNEL, user="U1", text="compare: what is a haiku?")
+    await wait_for(lambda: fake.answers_in_thread(CHANNEL, question.ts))
+    answer = fake.answers_in_thread(CHANNEL, question.ts)[0]
+    await wait_for(lambda: set(answer.reactions) == {"one", "two", "handshake", "-1"})
+    await fake.settle()
+    assert answer.text.startswith("1️⃣ ") and "\n2️⃣ " in answer.text
+    assert [name for name in answer.reactions] == ["one", "two", "handshake", "-1"]  # in this order
+    key = f"slack:{CHANNEL}:{answer.ts}"
+    assert await rows(runtime, "SELECT mode FROM prompts") == [("compare",)]
+
+    def comparison_votes():
+        return rows(runtime, "SELECT r.candidate, v.emoji, v.reward FROM votes v"
+                             " JOIN responses r ON r.id = v.response_id ORDER BY v.id")
+
+    await fake.react(user="U2", message=answer, name="two")
+    await wait_for(lambda: logged(caplog, "-> recorded") == 1)
+    assert await comparison_votes() == [(0, "2️⃣", -1.0), (1, "2️⃣", 1.0)]
+    await fake.react(user="U2", message=answer, name="two", remove=True)
+    await fake.react(user="U3", message=answer, name="handshake::skin-tone-3")
+    await wait_for(lambda: logged(caplog, "-> recorded") == 2 and logged(caplog, "-> retracted") == 1)
+    assert await comparison_votes() == [(0, "🤝", 0.0), (1, "🤝", 0.0)]
+    assert (await rows(runtime, "SELECT message_key FROM responses WHERE candidate = 0")) == [(key,)]

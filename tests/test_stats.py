@@ -74,3 +74,56 @@ def test_stats_command_prints_json_and_saves_a_chart(settings_env: dict[str, str
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = subprocess.run([sys.executable, "-m", "bot", "stats"], capture_output=True, text=True, env=env, timeout=120)
     assert "66.7%" in table.stdout
+
+
+async def _seed_comparison(repository, *, versions: tuple[int, int], verdict: str, voter: str) -> None:
+    from bot.comparison import verdict_of
+    from storage.repository import ComparisonRef
+
+    stored = await repository.record_answer(
+        platform="slack", channel="C", author="a", text="q", context="User: q\nBot:", mode="compare",
+        responses=[NewResponse(text=f"x{v}", model_version=v, temperature=1, top_p=1, max_new_tokens=4) for v in versions],
+    )
+    first, second = [await repository.response(i) for i in stored.response_ids]
+    comparison = ComparisonRef(prompt_id=stored.prompt_id, first=first, second=second)
+    v = verdict_of(verdict)
+    await repository.record_comparison(comparison=comparison, voter=voter, emoji=v.emoji, rewards=v.rewards)
+
+
+async def test_report_has_head_to_head_from_comparisons_and_keeps_approval_to_thumbs(runtime):
+    from bot.headtohead import head_to_head
+
+    repository = runtime.repository
+    await _seed(repository, version=0, up=1, down=1)
+    verdicts = [((0, 1), "2️⃣")] * 3 + [((1, 0), "1️⃣")] + [((0, 1), "1️⃣")] + [((0, 1), "🤝"), ((1, 0), "👎"), ((1, 1), "1️⃣")]
+    for i, (versions, verdict) in enumerate(verdicts):
+        await _seed_comparison(repository, versions=versions, verdict=verdict, voter=f"v{i}")
+    report = await build_report(repository)
+    by_version = {v.version: v for v in report.versions}
+    assert (by_version[0].up, by_version[0].down, by_version[1].up, by_version[1].down) == (1, 1, 0, 0)
+    h2h = report.head_to_head
+    assert (h2h.comparisons, h2h.same_version) == (7, 1)
+    [pair] = h2h.pairs
+    assert (pair.a_wins, pair.b_wins, pair.ties, pair.both_bad) == (1, 4, 1, 1)
+    # Same numbers as the pure function on the same verdicts.
+    expected = head_to_head([(a, b, e) for (a, b), e in verdicts])
+    assert h2h == expected
+    table = format_table(report)
+    assert "head to head: 7 comparison(s)" in table and "0-1" in table
+    data = json.loads(json.dumps(report.as_dict(), ensure_ascii=False))
+    assert data["head_to_head"]["pairs"][0]["b_wins"] == 4
+    assert {v["version"] for v in data["head_to_head"]["versions"]} == {0, 1}
+
+
+def test_stats_json_has_head_to_head_after_shell_comparisons(settings_env: dict[str, str]):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBTUNE_")}
+    env.update(settings_env)
+    chat = subprocess.run([sys.executable, "-m", "bot", "run"], input="compare: hello\n1\ncompare: hi\n=\n",
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert chat.returncode == 0, chat.stderr
+    result = subprocess.run([sys.executable, "-m", "bot", "stats", "--json"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["head_to_head"]["same_version"] == 2 and data["head_to_head"]["pairs"] == []
+    [version] = data["versions"]
+    assert (version["answers"], version["up"], version["down"]) == (4, 0, 0)

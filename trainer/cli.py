@@ -46,6 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "hf" and not args.out:
+        print("trainer: --format hf writes a folder: give it with --out DIR", file=sys.stderr)
+        return 2
     export(Path(args.db), fmt=args.format, out=Path(args.out) if args.out else None, gamma=args.gamma)
     return 0
 
@@ -80,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(run, GateConfig, title="eval gate")
     run.set_defaults(handler=cmd_run)
 
-    export = commands.add_parser("export", help="write the feedback as JSONL in TRL's formats")
+    export = commands.add_parser("export", help="write the feedback as JSONL in TRL's formats, or a datasets folder (hf)")
     export.add_argument("--db", required=True)
     export.add_argument("--format", required=True, choices=FORMATS)
-    export.add_argument("--out", help="file to write (default: stdout)")
+    export.add_argument("--out", help="file to write (default: stdout); for hf the folder (required)")
     export.add_argument("--gamma", type=float, default=0.0, help="thread credit discount (default: 0 = off)")
     export.set_defaults(handler=cmd_export)
 

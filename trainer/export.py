@@ -1,6 +1,8 @@
-"""`export --format kto|dpo|sft`: the feedback as JSONL in TRL's dataset formats.
+"""`export --format kto|dpo|sft`: the feedback as JSONL in TRL's dataset formats;
+`export --format hf --out DIR`: all of them as one Hugging Face ``datasets`` folder.
 
 Light on purpose (no torch): ``thumbtune export`` calls it in the bot's process.
+Exports hold texts, labels and versions only: no person keys, channels or conversation ids.
 """
 
 from __future__ import annotations
@@ -11,30 +13,148 @@ from pathlib import Path
 from typing import IO, Literal
 
 from storage.database import Database
-from storage.repository import Repository
-from trainer.dataset import BuildOptions, build_dataset, dpo_records, kto_records, sft_records
+from storage.repository import ComparisonVote, FeedbackAnswer, Repository
+from trainer.dataset import (
+    BuildOptions, FeedbackDataset, build_dataset, completion_of, dpo_records, kto_records, prompt_of, sft_records,
+)
 
-ExportFormat = Literal["kto", "dpo", "sft"]
-FORMATS: tuple[str, ...] = ("kto", "dpo", "sft")
+ExportFormat = Literal["kto", "dpo", "sft", "hf"]
+FORMATS: tuple[str, ...] = ("kto", "dpo", "sft", "hf")
+JSONL_FORMATS: tuple[str, ...] = ("kto", "dpo", "sft")
+
+# The stored verdict emoji (bot.comparison; the trainer never imports the bot) -> its name.
+_VERDICTS = {"1\ufe0f\u20e3": "first", "2\ufe0f\u20e3": "second", "🤝": "tie", "👎": "both_bad"}
 
 
-async def export_records(db: Path, *, fmt: ExportFormat, gamma: float = 0.0) -> list[dict[str, object]]:
-    """Every usable example (train and held-out alike), shaped for ``fmt``."""
+async def _load(db: Path, *, gamma: float) -> tuple[FeedbackDataset, list[FeedbackAnswer], list[ComparisonVote]]:
     async with await Database.open(db) as database:
         repository = Repository(database)
+        answers = await repository.feedback_answers()
         dataset = build_dataset(
-            answers=await repository.feedback_answers(),
+            answers=answers,
             votes=await repository.all_votes(),
             corrections=await repository.corrections(),
             options=BuildOptions(gamma=gamma, held_out_fraction=0.0),
         )
+        verdicts = await repository.comparison_votes()
+    return dataset, answers, verdicts
+
+
+async def export_records(db: Path, *, fmt: ExportFormat, gamma: float = 0.0) -> list[dict[str, object]]:
+    """Every usable example (train and held-out alike), shaped for ``fmt``."""
+    dataset, _, _ = await _load(db, gamma=gamma)
+    return _records(dataset, fmt)
+
+
+def _records(dataset: FeedbackDataset, fmt: str) -> list[dict[str, object]]:
     if fmt == "kto":
         return kto_records(dataset.train)
     if fmt == "dpo":
         return dpo_records(dataset.train_pairs)
     if fmt == "sft":
         return sft_records(dataset.train, dataset.train_pairs)
-    raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(JSONL_FORMATS)}")
+
+
+def comparison_records(answers: list[FeedbackAnswer], verdicts: list[ComparisonVote]) -> list[dict[str, object]]:
+    """One row per person's verdict on a comparison (who gave it left out); flagged answers skipped."""
+    shown = {(a.prompt_id, a.candidate): a for a in answers}
+    records = []
+    for verdict in verdicts:
+        first, second = shown.get((verdict.prompt_id, 0)), shown.get((verdict.prompt_id, 1))
+        name = _VERDICTS.get(verdict.emoji)
+        if first is None or second is None or name is None or first.flagged or second.flagged:
+            continue
+        records.append({
+            "prompt": prompt_of(first),
+            "first": completion_of(first.text),
+            "second": completion_of(second.text),
+            "verdict": name,
+            "first_version": verdict.first_version,
+            "second_version": verdict.second_version,
+        })
+    return records
+
+
+def export_hf(db: Path, out: Path, *, gamma: float = 0.0) -> dict[str, int]:
+    """Write a ``datasets`` folder (``DatasetDict.save_to_disk``) with a dataset card; rows per split."""
+    import asyncio
+
+    from datasets import Dataset, DatasetDict, Features, Value
+
+    dataset, answers, verdicts = asyncio.run(_load(db, gamma=gamma))
+    text = Value("string")
+    splits = {
+        "kto": (_records(dataset, "kto"), Features({"prompt": text, "completion": text, "label": Value("bool")})),
+        "dpo": (_records(dataset, "dpo"), Features({"prompt": text, "chosen": text, "rejected": text})),
+        "sft": (_records(dataset, "sft"), Features({"prompt": text, "completion": text})),
+        "comparisons": (
+            comparison_records(answers, verdicts),
+            Features({
+                "prompt": text, "first": text, "second": text, "verdict": text,
+                "first_version": Value("int64"), "second_version": Value("int64"),
+            }),
+        ),
+    }
+    folder = DatasetDict({
+        name: Dataset.from_list(records, features=features) for name, (records, features) in splits.items()
+    })
+    out.mkdir(parents=True, exist_ok=True)
+    folder.save_to_disk(str(out))
+    counts = {name: len(records) for name, (records, _) in splits.items()}
+    (out / "README.md").write_text(dataset_card(counts, gamma=gamma), encoding="utf-8")
+    return counts
+
+
+def dataset_card(counts: dict[str, int], *, gamma: float) -> str:
+    """The README.md of an `export --format hf` folder: what each split and field means."""
+    rows = "\n".join(f"| `{name}` | {count} |" for name, count in counts.items())
+    return f"""---
+pretty_name: thumbtune feedback
+tags:
+- rlhf
+- kto
+- dpo
+- human-feedback
+configs:
+- config_name: default
+---
+
+# thumbtune feedback
+
+Human feedback collected by a thumbtune chat bot: people reacted to the bot's answers
+with emoji (👍 / 👎, or 1️⃣ / 2️⃣ / 🤝 / 👎 on a comparison of two answers) and wrote
+better answers. Load it with `datasets.load_from_disk(DIR)`; each split is ready for the
+TRL trainer of the same name.
+
+| split | rows |
+|---|---|
+{rows}
+
+Prompts are the full dialogue text the model continued (`User: ...` / `Bot:` turns,
+ending with `Bot:`); completions start with a space. Thread credit gamma = {gamma:g}.
+
+## Fields
+
+- `kto` (TRL `KTOTrainer`, unpaired preference): `prompt`; `completion` (an answer);
+  `label` (true: desirable — its net reward, the sum of its votes' rewards, was above 0 —
+  false: undesirable). Answers whose rewards cancel out are left out.
+- `dpo` (TRL `DPOTrainer`, paired preference): `prompt`; `chosen`; `rejected`. Pairs come
+  from two answers to one prompt rated differently (a 1️⃣ / 2️⃣ verdict is such a pair) and
+  from a person's correction (chosen) of an answer (rejected).
+- `sft` (TRL `SFTTrainer`, prompt-completion): `prompt`; `completion` (liked answers and
+  people's corrections).
+- `comparisons` (raw comparison verdicts, one row per person's verdict): `prompt`;
+  `first` and `second` (the answers shown as 1️⃣ and 2️⃣); `verdict` (`first` or `second`:
+  that one is better; `tie`: equally good; `both_bad`: neither is good); `first_version`
+  and `second_version` (the model version that wrote each answer).
+
+## Privacy
+
+No person keys (the keyed hashes the bot stores for people), user ids, channel or
+conversation ids are exported. Answers flagged by people are left out; data of people
+who asked to be forgotten was deleted before the export.
+"""
 
 
 def write_jsonl(records: Iterable[dict[str, object]], out: IO[str]) -> int:
@@ -49,6 +169,14 @@ def export(db: Path, *, fmt: ExportFormat, out: Path | None = None, gamma: float
     """Write the records to ``out`` (stdout when None); says how many on stderr."""
     import asyncio
     import sys
+
+    if fmt == "hf":
+        if out is None:
+            raise ValueError("--format hf writes a folder: give it with --out DIR")
+        counts = export_hf(db, out, gamma=gamma)
+        print(f"wrote a datasets folder to {out}: " + ", ".join(f"{n} {name}" for name, n in counts.items()),
+              file=sys.stderr)
+        return sum(counts.values())
 
     records = asyncio.run(export_records(db, fmt=fmt, gamma=gamma))
     if out is None:

@@ -351,7 +351,7 @@ class DiscordBot(discord.Client):
         # Bind first, so a vote that arrives while the thumbs are being added counts.
         await self.service.answer_posted(reply.response_ids[0], _key(channel_id, message_id))
         answer = self.get_partial_messageable(channel_id).get_partial_message(message_id)
-        for emoji in self.rating_emoji:
+        for emoji in reply.reactions if reply.compare else self.rating_emoji:
             await answer.add_reaction(emoji)
 
     async def _conversation(self, channel_id: int, channel: object, *, root: int, replied: str | None) -> str:

@@ -11,6 +11,7 @@ import sys
 import uuid
 from typing import TextIO
 
+from bot.comparison import BOTH_BAD_EMOJI, FIRST_EMOJI, SECOND_EMOJI, TIE_EMOJI
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
 from bot.service import BotService
 from storage.repository import VoteOutcome
@@ -20,6 +21,8 @@ PLATFORM = "shell"
 HELP = """\
 Type a message and press Enter to get an answer.
 Rate the last answer:  +  or  👍   (good)      -  or  👎   (bad)      🚩  (flag: never train on it)
+  compare: TEXT        get two answers side by side (THUMBTUNE_COMPARE=true: always); then
+                       1  or  1️⃣  (first is better)   2  or  2️⃣   =  or  🤝  (tie)   -  or  👎  (both bad)
   /rate EMOJI          rate it with any emoji from the table (e.g. /rate 👎)
   /unrate EMOJI        take a rating back
   better: TEXT         say what a better answer would have been
@@ -28,6 +31,7 @@ Rate the last answer:  +  or  👍   (good)      -  or  👎   (bad)      🚩  
   /quit                leave (so does end of input, Ctrl-D)"""
 
 _SHORT_RATINGS = {"+": "👍", "-": "👎", "+1": "👍", "-1": "👎"}
+_SHORT_VERDICTS = {"1": FIRST_EMOJI, "2": SECOND_EMOJI, "=": TIE_EMOJI, "-": BOTH_BAD_EMOJI}
 
 
 class ShellChat:
@@ -48,6 +52,7 @@ class ShellChat:
         self.interactive = stdin.isatty()
         self.conversation = f"{PLATFORM}:{uuid.uuid4().hex}"
         self.last_answer: str | None = None   # message key of the last rateable answer
+        self.last_was_comparison = False
         self._hinted = False
 
     def say(self, text: str) -> None:
@@ -75,7 +80,9 @@ class ShellChat:
         if not line:
             return True
         command, _, argument = line.partition(" ")
-        if line in _SHORT_RATINGS or self.service.is_reaction_emoji(line):
+        if self.last_was_comparison and line in _SHORT_VERDICTS:
+            await self.rate(_SHORT_VERDICTS[line])
+        elif line in _SHORT_RATINGS or self.service.is_reaction_emoji(line):
             await self.rate(_SHORT_RATINGS.get(line, line))
         elif command == "/rate":
             await self.rate(argument.strip())
@@ -113,6 +120,12 @@ class ShellChat:
         key = message_key(PLATFORM, str(reply.response_ids[0]))
         await self.service.answer_posted(reply.response_ids[0], key)
         self.last_answer = key
+        self.last_was_comparison = reply.compare
+        if reply.compare:
+            # No versions shown: the rater should not know which side is the new model.
+            self.say(f"bot:\n{reply.text}")
+            self.say("(rate with 1, 2, = for a tie, or - if both are bad)")
+            return
         self.say(f"bot [v{reply.model_version}]: {reply.text}")
         if not self._hinted:
             self.say("(rate it with + or -, /help for more)")
@@ -135,7 +148,10 @@ class ShellChat:
             VoteOutcome.ALREADY_RECORDED: f"(you already rated it {emoji})",
             VoteOutcome.RETRACTED: f"(took back {emoji})",
             VoteOutcome.NOTHING_TO_RETRACT: f"(you had not rated it {emoji})",
-            VoteOutcome.UNKNOWN_EMOJI: f"({emoji} is not a rating; use + or -)",
+            VoteOutcome.UNKNOWN_EMOJI: (
+                f"({emoji} is not a rating here; use 1, 2, = or -)" if self.last_was_comparison
+                else f"({emoji} is not a rating; use + or -)"
+            ),
             VoteOutcome.FLAGGED: "(flagged: this answer will never be used for training)",
             VoteOutcome.CAPPED: "(you have reached today's vote limit; thank you!)",
         }

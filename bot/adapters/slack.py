@@ -37,6 +37,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
+from bot.comparison import verdict_of
 from bot.service import BotService
 from bot.settings import Settings, SettingsError
 
@@ -48,6 +49,8 @@ ASK_COMMAND = "/ask"
 THINKING = "thinking… I'll answer in a thread here."
 # Pre-added on every answer so people only have to click; Slack's names for 👍 / 👎.
 RATING_REACTIONS = ("+1", "-1")
+# Slack's names for the reactions the core asks to pre-add (Reply.reactions, unicode).
+SLACK_NAMES = {"👍": "+1", "👎": "-1", "1\ufe0f\u20e3": "one", "2\ufe0f\u20e3": "two", "🤝": "handshake"}
 # How often a rate-limited Web API call is retried after its Retry-After.
 RATE_LIMIT_RETRIES = 3
 # Message subtypes that are still a person writing; every other subtype (edits,
@@ -395,7 +398,7 @@ class SlackBot:
             return  # a refusal or error note: nothing to rate
         answer_ts = posted["ts"]
         await self.service.answer_posted(reply.response_ids[0], message_key(PLATFORM, where.channel, answer_ts))
-        for name in RATING_REACTIONS:
+        for name in (SLACK_NAMES.get(emoji, emoji) for emoji in reply.reactions):
             try:
                 await client.reactions_add(channel=where.channel, timestamp=answer_ts, name=name)
             except SlackApiError as exc:
@@ -465,7 +468,7 @@ class SlackBot:
             ignored = "not a message" if item.get("type") != "message" else "the bot's own"
         elif event.get("item_user") and event.get("item_user") != context.bot_user_id:
             ignored = "not on an answer of mine"
-        elif emoji not in self.service.emoji:
+        elif emoji not in self.service.emoji and verdict_of(emoji) is None:
             ignored = "not a rating emoji"
         elif await self._is_bot(user, context.client):
             ignored = "by a bot"

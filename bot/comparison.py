@@ -1,0 +1,87 @@
+"""Comparison mode: two candidates shown as 1️⃣ / 2️⃣, rated with one verdict (pure functions).
+
+A verdict is stored as one vote per candidate, same voter and emoji, so the trainer's
+existing rule (candidates of one prompt rated differently make a preference pair)
+needs no special case: 1️⃣ gives +1 to the first and -1 to the second, 2️⃣ the
+reverse; 🤝 (tie) gives 0 to both and 👎 (both bad) -1 to both, and neither is a pair.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from bot.feedback import normalize_emoji
+
+FIRST_EMOJI = "1\ufe0f\u20e3"    # 1️⃣
+SECOND_EMOJI = "2\ufe0f\u20e3"   # 2️⃣
+TIE_EMOJI = "🤝"
+BOTH_BAD_EMOJI = "👎"
+
+# Reactions pre-added to a comparison, and to a normal answer (canonical unicode).
+COMPARE_REACTIONS: tuple[str, ...] = (FIRST_EMOJI, SECOND_EMOJI, TIE_EMOJI, BOTH_BAD_EMOJI)
+RATING_REACTIONS: tuple[str, ...] = ("👍", "👎")
+
+_PREFIX = re.compile(r"(?is)^\s*compare\s*:\s*(.*)$")
+
+
+class Verdict(enum.Enum):
+    FIRST = "first"          # 1️⃣ is better
+    SECOND = "second"        # 2️⃣ is better
+    TIE = "tie"              # 🤝 equally good
+    BOTH_BAD = "both_bad"    # 👎 neither is good
+
+    @property
+    def emoji(self) -> str:
+        """The canonical emoji the verdict's votes are stored under."""
+        return _EMOJI[self]
+
+    @property
+    def rewards(self) -> tuple[float, float]:
+        """(reward of candidate 0, reward of candidate 1)."""
+        return _REWARDS[self]
+
+
+_EMOJI = {
+    Verdict.FIRST: FIRST_EMOJI,
+    Verdict.SECOND: SECOND_EMOJI,
+    Verdict.TIE: TIE_EMOJI,
+    Verdict.BOTH_BAD: BOTH_BAD_EMOJI,
+}
+_REWARDS = {
+    Verdict.FIRST: (1.0, -1.0),
+    Verdict.SECOND: (-1.0, 1.0),
+    Verdict.TIE: (0.0, 0.0),
+    Verdict.BOTH_BAD: (-1.0, -1.0),
+}
+# Every name a platform may use (Slack names, unicode with or without the variation selector).
+_NAMES: dict[str, Verdict] = {
+    normalize_emoji(name): verdict
+    for names, verdict in (
+        ((FIRST_EMOJI, "1\u20e3", "one"), Verdict.FIRST),
+        ((SECOND_EMOJI, "2\u20e3", "two"), Verdict.SECOND),
+        ((TIE_EMOJI, "handshake"), Verdict.TIE),
+        ((BOTH_BAD_EMOJI, "-1", "thumbsdown"), Verdict.BOTH_BAD),
+    )
+    for name in names
+}
+
+
+def verdict_of(emoji: str) -> Verdict | None:
+    """The verdict a reaction on a comparison stands for; None for any other emoji."""
+    return _NAMES.get(normalize_emoji(emoji))
+
+
+def split_compare_request(text: str) -> tuple[bool, str]:
+    """``compare: why is the sky blue`` -> (True, "why is the sky blue"); else (False, text)."""
+    match = _PREFIX.match(text)
+    return (True, match.group(1).strip()) if match else (False, text)
+
+
+def render_comparison(first: str, second: str) -> str:
+    """The text of one comparison message."""
+    return (
+        f"{FIRST_EMOJI} {first}\n{SECOND_EMOJI} {second}\n"
+        f"(react {FIRST_EMOJI} or {SECOND_EMOJI} for the better one, {TIE_EMOJI} if equal, "
+        f"{BOTH_BAD_EMOJI} if both are bad)"
+    )

@@ -1,0 +1,58 @@
+"""`thumbtune export --format hf --out DIR`: a datasets folder with a card, and no person keys."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.app import person_keys_from
+
+
+def test_hf_export_has_every_split_a_card_and_no_person_keys(settings_env: dict[str, str], settings, tmp_path: Path):
+    from datasets import load_from_disk
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
+    env.update(settings_env)
+    env.update(USER="alice", LOGNAME="alice", LNAME="alice", USERNAME="alice")  # the shell's user name
+    chat = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        input="hello\n+\nwhat should I eat\n-\nbetter: Soup.\ncompare: tell me a joke\n2\ncompare: good night\n=\n",
+        capture_output=True, text=True, env=env, timeout=180,
+    )
+    assert chat.returncode == 0, chat.stderr
+    out = tmp_path / "export"
+    done = subprocess.run([sys.executable, "-m", "bot", "export", "--format", "hf", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    folder = load_from_disk(str(out))
+    assert set(folder) == {"kto", "dpo", "sft", "comparisons"}
+    assert folder["kto"].column_names == ["prompt", "completion", "label"]
+    assert folder["dpo"].column_names == ["prompt", "chosen", "rejected"]
+    comparisons = folder["comparisons"]
+    assert sorted(comparisons["verdict"]) == ["second", "tie"]
+    assert set(comparisons["first_version"]) == {0}
+    # 👍 + 👎 on single answers, and 2️⃣ makes one desirable and one undesirable answer.
+    assert sum(folder["kto"]["label"]) >= 2 and len(folder["kto"]) >= 4
+    sources = {row["chosen"] for row in folder["dpo"]}
+    assert " Soup." in sources and len(folder["dpo"]) >= 1
+    card = (out / "README.md").read_text(encoding="utf-8")
+    for field in ("`completion`", "`label`", "`chosen`", "`rejected`", "`verdict`", "`first_version`", "No person keys"):
+        assert field in card
+    # Neither the raw user name nor its stored person key appears anywhere in the folder.
+    person_key = person_keys_from(settings).key("shell", "alice")
+    db = Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.db"
+    assert person_key.encode() in db.read_bytes()  # it is stored, so its absence below means something
+    for path in out.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert person_key.encode() not in data and b"alice" not in data, path
+
+
+def test_hf_export_needs_a_folder(settings_env: dict[str, str]):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
+    env.update(settings_env)
+    done = subprocess.run([sys.executable, "-m", "bot", "export", "--format", "hf"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "--out DIR" in done.stderr
