@@ -20,7 +20,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
@@ -175,8 +176,29 @@ class SlackBot:
     # --- serving --------------------------------------------------------------------
     async def handle_http(self, request: web.Request) -> web.Response:
         """bolt's aiohttp adapter: verify the signature, dispatch, answer within Slack's 3 s."""
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
+        try:
+            bolt_request = await to_bolt_request(request)
+            bolt_response = await self.app.async_dispatch(bolt_request)
+        except Exception:  # noqa: BLE001 - bolt fails on some bodies before its error handler can
+            log.warning("slack: could not read a request to %s", EVENTS_PATH, exc_info=True)
+            bolt_request, bolt_response = None, None
+        if bolt_response is not None and bolt_response.status < 500:
+            return await to_aiohttp_response(bolt_response)
+        # bolt answers 500 ("try again later") to requests Slack never sends: a timestamp
+        # header that is not a number, a body that is not UTF-8 or JSON, an envelope whose
+        # "event" is null. Say what is wrong instead: unsigned 401, malformed 400.
+        if not self._signed(await request.read(), request.headers):
+            return web.Response(status=401, text="invalid request")
+        if bolt_request is None or _malformed(bolt_request.body):
+            return web.Response(status=400, text="malformed request")
+        return await to_aiohttp_response(bolt_response)  # a failure of ours before the ack
+
+    def _signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        verifier = SignatureVerifier(self.config.signing_secret)
+        try:
+            return verifier.is_valid(body, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature"))
+        except ValueError:  # a timestamp that is not a number
+            return False
 
     @asynccontextmanager
     async def serve_http(self, *, host: str | None = None, port: int | None = None) -> AsyncIterator[str]:
@@ -307,7 +329,9 @@ class SlackBot:
 
     # --- asking ---------------------------------------------------------------------
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-        channel = event.get("channel", "")
+        if not _from_someone_somewhere(event):
+            return
+        channel = event["channel"]
         if channel.startswith("D"):
             return  # direct messages arrive as message.im; answering both would answer twice
         text = _strip_mention(event.get("text", ""), context.bot_user_id)
@@ -315,7 +339,7 @@ class SlackBot:
                          client=context.client)
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-        if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id") or not event.get("user"):
+        if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id") or not _from_someone_somewhere(event):
             return  # edits, deletions, joins and other bots' messages
         where = _where(event)
         text = event.get("text", "")
@@ -468,7 +492,7 @@ class SlackBot:
             ignored = "not a message" if item.get("type") != "message" else "the bot's own"
         elif event.get("item_user") and event.get("item_user") != context.bot_user_id:
             ignored = "not on an answer of mine"
-        elif emoji not in self.service.emoji and verdict_of(emoji) is None:
+        elif not self.service.is_reaction_emoji(emoji) and verdict_of(emoji) is None:  # rating, flag, verdict
             ignored = "not a rating emoji"
         elif await self._is_bot(user, context.client):
             ignored = "by a bot"
@@ -502,6 +526,12 @@ async def run_slack(service: BotService, config: SlackConfig) -> None:
 
 
 # --- payload helpers ------------------------------------------------------------------
+def _from_someone_somewhere(event: dict[str, Any]) -> bool:
+    """A person's message has who, where, when and a text; a malformed event may lack one."""
+    return all(isinstance(event.get(name), str) and event[name].strip() for name in ("user", "channel", "ts")) \
+        and isinstance(event.get("text", ""), str)
+
+
 def _where(event: dict[str, Any]) -> _Where:
     ts = event.get("ts", "")
     return _Where(channel=event.get("channel", ""), ts=ts, thread_ts=event.get("thread_ts") or ts)
@@ -512,6 +542,11 @@ def _strip_mention(text: str, bot_user_id: str | None) -> str:
     if bot_user_id:
         text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
     return " ".join(text.split())
+
+
+def _malformed(body: object) -> bool:
+    """A body no Slack request has: not an object, or an ``event`` that is not an object."""
+    return not isinstance(body, dict) or ("event" in body and not isinstance(body["event"], dict))
 
 
 def _api_error(exc: SlackApiError) -> str:
