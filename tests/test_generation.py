@@ -145,3 +145,17 @@ def test_an_unknown_hub_model_offline_names_the_setting():
         load_model("gpt2-does-not-exist-here", version=0, device="cpu")
     message = str(raised.value)
     assert "THUMBTUNE_MODEL" in message and "make-tiny-model" in message
+
+
+def test_the_cpu_output_projection_gives_the_same_logits_and_greedy_text(tiny_model_dir: Path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    served = load_model(tiny_model_dir, version=0, device="cpu")
+    assert type(served.model.get_output_embeddings()).__name__ == "_TransposedOutput"
+    encoded = served.tokenizer(render_prompt("what should I eat"), return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.allclose(plain(**encoded).logits, served.model(**encoded).logits, atol=1e-5)
+        greedy = dict(do_sample=False, max_new_tokens=12, pad_token_id=served.tokenizer.pad_token_id)
+        assert torch.equal(plain.generate(**encoded, **greedy), served.model.generate(**encoded, **greedy))
