@@ -59,7 +59,7 @@ async def _run(settings: Settings) -> int:
                 runtime.loop.announce = chat.announce
                 await chat.run()
             elif adapter == "slack":
-                await run_slack(runtime.service, slack)
+                await run_slack(runtime.service, slack, loop=runtime.loop, announce_channel=settings.announce_channel)
             elif adapter == "discord":
                 from bot.adapters.discord import DiscordStartupError, run_discord
 
@@ -70,6 +70,8 @@ async def _run(settings: Settings) -> int:
                         token=settings.discord_token.get_secret_value(),
                         correction_prefix=settings.correction_prefix,
                         guild_id=settings.discord_guild_id,
+                        loop=runtime.loop,
+                        announce_channel=settings.announce_channel,
                         reconcile_hours=settings.reconcile_hours,
                         reconcile_max_messages=settings.reconcile_max_messages,
                     )

@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     train_timeout_s: float = Field(3600.0, gt=0.0)
     train_launcher: str = Field("", description="replaces the Python interpreter, e.g. 'accelerate launch'")
     registry_poll_s: float = Field(30.0, ge=0.0, description="0 = do not watch the registry")
+    announce_channel: str | None = Field(None, description="Slack/Discord channel id for 'new version live'")
     keep_versions: int = Field(5, ge=1, le=1000)
     train_min_examples: int = Field(8, ge=1)
     gamma: float = Field(0.0, ge=0.0, le=1.0)

@@ -605,3 +605,21 @@ async def test_a_comparison_gets_four_reactions_and_verdicts_are_stored(
     await wait_for(lambda: len(votes(settings)) == 2)
     await handlers_done()
     assert [(row[2], row[3]) for row in votes(settings)] == [("👎", -1.0), ("👎", -1.0)]
+
+
+async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(
+    bot: DiscordBot, fake_discord: FakeDiscord, runtime: Any, tiny_model_dir: Any
+) -> None:
+    import functools
+    import shutil
+
+    runtime.loop.announce = functools.partial(bot.announce, str(fake_discord.channel_id))
+    registry = runtime.loop.registry
+    with registry.staging() as folder:
+        for item in tiny_model_dir.iterdir():
+            shutil.copy(item, folder / item.name)
+        registry.publish(folder, parent=0, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
+    assert await runtime.loop.check_registry() == 1
+    posted = await wait_for(lambda: [m for m in fake_discord.bot_messages(fake_discord.channel_id)
+                                     if m["content"].startswith("Now serving model version 1.")])
+    assert "Trained from version 0 on 40 examples" in posted[0]["content"]

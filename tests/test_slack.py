@@ -621,3 +621,19 @@ async def test_a_comparison_is_posted_with_its_four_reactions_and_one_two_handsh
     await wait_for(lambda: logged(caplog, "-> recorded") == 2 and logged(caplog, "-> retracted") == 1)
     assert await comparison_votes() == [(0, "🤝", 0.0), (1, "🤝", 0.0)]
     assert (await rows(runtime, "SELECT message_key FROM responses WHERE candidate = 0")) == [(key,)]
+
+
+async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(bot, fake, runtime, tiny_model_dir):
+    import functools
+    import shutil
+
+    runtime.loop.announce = functools.partial(bot.announce, "C0ANNOUNCE")
+    registry = runtime.loop.registry
+    with registry.staging() as folder:
+        for item in tiny_model_dir.iterdir():
+            shutil.copy(item, folder / item.name)
+        registry.publish(folder, parent=0, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
+    assert await runtime.loop.check_registry() == 1
+    posted = await wait_for(lambda: fake.bot_messages("C0ANNOUNCE"))
+    assert posted[0].text.startswith("Now serving model version 1. Trained from version 0 on 40 examples")
+    assert "perplexity 9.5" in posted[0].text

@@ -12,6 +12,7 @@ below still finds the library, because only the package, not this folder, is on 
 from __future__ import annotations
 
 import asyncio
+import functools
 import contextlib
 import logging
 import re
@@ -23,6 +24,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.commands import Announcer
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
 from bot.service import BotService
 
@@ -137,6 +139,11 @@ class DiscordBot(discord.Client):
             await self.answer_command(interaction, prompt)
 
     # --- start-up -------------------------------------------------------------------
+    async def announce(self, channel_id: str, text: str) -> None:
+        """Post a message of the bot's own (the retraining loop's announcements)."""
+        channel = self.get_channel(int(channel_id)) or await self.fetch_channel(int(channel_id))
+        await channel.send(_fit(text), allowed_mentions=discord.AllowedMentions.none())
+
     async def serve(self, token: str) -> None:
         """Log in and run until closed; refusals at start-up become :class:`DiscordStartupError`."""
         try:
@@ -502,8 +509,13 @@ async def run_discord(
     guild_id: int | None = None,
     reconcile_hours: float = 24.0,
     reconcile_max_messages: int = 500,
+    loop: Announcer | None = None,
+    announce_channel: str | None = None,
 ) -> None:
-    """Run the Discord bot until it is stopped (Ctrl-C) or Discord refuses it."""
+    """Run the Discord bot until it is stopped (Ctrl-C) or Discord refuses it.
+
+    With ``announce_channel``, the retraining loop posts there when a new version goes live.
+    """
     bot = DiscordBot(
         service=service,
         correction_prefix=correction_prefix,
@@ -511,4 +523,6 @@ async def run_discord(
         reconcile_hours=reconcile_hours,
         reconcile_max_messages=reconcile_max_messages,
     )
+    if loop is not None and announce_channel:
+        loop.announce = functools.partial(bot.announce, announce_channel)
     await bot.serve(token)

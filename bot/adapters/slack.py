@@ -17,6 +17,7 @@ into the same thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -37,8 +38,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
+from bot.commands import Announcer
 from bot.comparison import verdict_of
+from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
 from bot.service import BotService
 from bot.settings import Settings, SettingsError
 
@@ -429,6 +431,10 @@ class SlackBot:
                 # People can still add the reaction themselves; the answer stands.
                 log.warning("slack: could not pre-add :%s: in %s: %s", name, where.channel, _api_error(exc))
 
+    async def announce(self, channel: str, text: str) -> None:
+        """Post a message of the bot's own (the retraining loop's announcements)."""
+        await self.app.client.chat_postMessage(channel=channel, text=text)
+
     async def _upload(self, where: _Where, path: Path, *, client: AsyncWebClient) -> None:
         """Upload a file (the ``stats`` chart) into the thread; the text is already there."""
         try:
@@ -520,9 +526,17 @@ class SlackBot:
         return self._bot_users[user]
 
 
-async def run_slack(service: BotService, config: SlackConfig) -> None:
-    """`thumbtune run --adapter slack`: serve until interrupted."""
-    await SlackBot(service, config=config).run()
+async def run_slack(
+    service: BotService, config: SlackConfig, *, loop: Announcer | None = None, announce_channel: str | None = None
+) -> None:
+    """`thumbtune run --adapter slack`: serve until interrupted.
+
+    With ``announce_channel``, the retraining loop posts there when a new version goes live.
+    """
+    bot = SlackBot(service, config=config)
+    if loop is not None and announce_channel:
+        loop.announce = functools.partial(bot.announce, announce_channel)
+    await bot.run()
 
 
 # --- payload helpers ------------------------------------------------------------------
