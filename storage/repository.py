@@ -292,13 +292,8 @@ class Repository:
                 return VoteOutcome.DUPLICATE_EVENT
             if not await _exists(db, response_id):
                 return VoteOutcome.UNKNOWN_RESPONSE
-            cursor = await db.execute(
-                "INSERT INTO votes (response_id, voter, emoji, reward, created_at, model_version)"
-                " SELECT ?, ?, ?, ?, ?, model_version FROM responses WHERE id = ?"
-                " ON CONFLICT (response_id, voter, emoji) DO NOTHING",
-                (response_id, voter, emoji, reward, time.time(), response_id),
-            )
-            return VoteOutcome.RECORDED if cursor.rowcount == 1 else VoteOutcome.ALREADY_RECORDED
+            inserted = await _insert_vote(db, response_id, voter, emoji, reward, comparison=False)
+            return VoteOutcome.RECORDED if inserted else VoteOutcome.ALREADY_RECORDED
 
     async def retract_vote(
         self,
@@ -332,13 +327,7 @@ class Repository:
                 return VoteOutcome.DUPLICATE_EVENT
             recorded = 0
             for response_id, reward in zip(comparison.response_ids, rewards):
-                cursor = await db.execute(
-                    "INSERT INTO votes (response_id, voter, emoji, reward, created_at, model_version, comparison)"
-                    " SELECT ?, ?, ?, ?, ?, model_version, 1 FROM responses WHERE id = ?"
-                    " ON CONFLICT (response_id, voter, emoji) DO NOTHING",
-                    (response_id, voter, emoji, reward, time.time(), response_id),
-                )
-                recorded += cursor.rowcount
+                recorded += await _insert_vote(db, response_id, voter, emoji, reward, comparison=True)
             if recorded == 0:
                 return VoteOutcome.ALREADY_RECORDED
             return VoteOutcome.RECORDED
@@ -636,6 +625,19 @@ async def _claim(db: aiosqlite.Connection, platform: str, event_id: str) -> bool
         (platform, event_id, time.time()),
     )
     return cursor.rowcount == 1
+
+
+async def _insert_vote(
+    db: aiosqlite.Connection, response_id: int, voter: str, emoji: str, reward: float, *, comparison: bool
+) -> int:
+    """Insert one vote row (tagged with the answer's model version); 0 when it already exists."""
+    cursor = await db.execute(
+        "INSERT INTO votes (response_id, voter, emoji, reward, created_at, model_version, comparison)"
+        " SELECT ?, ?, ?, ?, ?, model_version, ? FROM responses WHERE id = ?"
+        " ON CONFLICT (response_id, voter, emoji) DO NOTHING",
+        (response_id, voter, emoji, reward, time.time(), int(comparison), response_id),
+    )
+    return cursor.rowcount
 
 
 async def _exists(db: aiosqlite.Connection, response_id: int) -> bool:
