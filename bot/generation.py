@@ -23,7 +23,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from trainer.dialogue import cut_answer, render_prompt
 
@@ -171,6 +178,31 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
+class TopKTopPSampler(LogitsProcessor):
+    """Temperature, then top-k, then nucleus (top-p) sampling — as `generate(do_sample=True)`
+    does with GPT-2's defaults (top_k=50) — but only over the k best tokens.
+
+    `generate` sorts and samples over the whole 50,257-token vocabulary for every row and
+    step: about 18 % of a batch of 32 on one CPU thread (torch profiler). Here the sampled
+    token gets score 0 and every other token -inf, so greedy decoding returns it.
+    """
+
+    def __init__(self, temperature: float, top_p: float, top_k: int = 50) -> None:
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        values, indices = torch.topk(scores.float() / self.temperature, min(self.top_k, scores.shape[-1]))
+        probs = torch.softmax(values, dim=-1)  # sorted, highest first
+        # Keep the smallest prefix whose probability reaches top_p (always the first token).
+        outside = probs.cumsum(dim=-1) - probs >= self.top_p
+        probs = probs.masked_fill(outside, 0.0)
+        choice = indices.gather(-1, torch.multinomial(probs, 1))
+        picked = torch.full_like(scores, float("-inf"))
+        return picked.scatter_(-1, choice, 0.0)
+
+
 def sample(loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, rows_per_prompt: Sequence[int]) -> list[tuple[list[str], int, int]]:
     """One batched ``generate`` over ``prompts`` (prompt i repeated rows_per_prompt[i] times).
 
@@ -182,11 +214,11 @@ def sample(loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, 
     encoded = tokenizer(rows, return_tensors="pt", padding=True, truncation=True, max_length=limit)
     encoded = {name: tensor.to(loaded.device) for name, tensor in encoded.items()}
     with torch.inference_mode():
+        # The sampler picks the token; greedy decoding then takes exactly that one.
         output = loaded.model.generate(
             **encoded,
-            do_sample=True,
-            temperature=params.temperature,
-            top_p=params.top_p,
+            do_sample=False,
+            logits_processor=LogitsProcessorList([TopKTopPSampler(params.temperature, params.top_p)]),
             max_new_tokens=params.max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
         )

@@ -159,3 +159,24 @@ def test_the_cpu_output_projection_gives_the_same_logits_and_greedy_text(tiny_mo
         assert torch.allclose(plain(**encoded).logits, served.model(**encoded).logits, atol=1e-5)
         greedy = dict(do_sample=False, max_new_tokens=12, pad_token_id=served.tokenizer.pad_token_id)
         assert torch.equal(plain.generate(**encoded, **greedy), served.model.generate(**encoded, **greedy))
+
+
+def test_the_sampler_draws_from_the_same_distribution_as_transformers_warpers():
+    import torch
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    from bot.generation import TopKTopPSampler
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 300) * 3
+    warped = TopPLogitsWarper(0.9)(None, TopKLogitsWarper(50)(None, TemperatureLogitsWarper(0.8)(None, logits.clone())))
+    expected = torch.softmax(warped, dim=-1)[0]
+    sampler = TopKTopPSampler(0.8, 0.9)
+    picks = sampler(None, logits.repeat(20000, 1)).argmax(dim=-1)
+    observed = torch.bincount(picks, minlength=300).float() / picks.numel()
+    assert set(observed.nonzero().flatten().tolist()) <= set(expected.nonzero().flatten().tolist())
+    assert 0.5 * (expected - observed).abs().sum().item() < 0.02  # total variation: sampling noise only
