@@ -47,11 +47,17 @@ class Reply:
     model_version: int | None = None
     ok: bool = True                 # False: a refusal or error message, not a rateable answer
     attachment: Path | None = None  # a file to post with the text (the `stats` chart)
+    preformatted: bool = False      # a table: platforms with markdown show it in a code block
     # Reactions the adapter pre-adds (canonical unicode): 👍 👎 on an answer, 1️⃣ 2️⃣ 🤝 👎 on
     # a comparison. Adapters translate them to their platform's names.
     reactions: tuple[str, ...] = ("👍", "👎")
     compare: bool = False           # two candidates shown as 1️⃣ / 2️⃣ (response_ids[0] is the key)
     versions: tuple[int, ...] = ()  # model version of each shown candidate, in order
+
+
+def shown_text(reply: Reply) -> str:
+    """The reply's text as Slack and Discord show it (tables in a code block)."""
+    return f"```\n{reply.text}\n```" if reply.preformatted else reply.text
 
 
 def message_key(platform: str, *parts: str) -> str:

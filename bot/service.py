@@ -194,7 +194,7 @@ class BotService:
             if self.charts_dir is not None:
                 chart = stats.plot(report, self.charts_dir / f"stats-{time.strftime('%Y%m%d-%H%M%S')}.png")
                 _keep_newest(self.charts_dir, "stats-*.png", keep=CHARTS_KEPT)
-            return Reply(stats.format_table(report), ok=False, attachment=chart)
+            return Reply(stats.format_table(report), ok=False, attachment=chart, preformatted=True)
         if not self.is_admin(platform, user):
             return Reply(
                 f"Sorry, only the bot's admins can use `{command.name}` (THUMBTUNE_ADMINS).", ok=False
@@ -211,7 +211,7 @@ class BotService:
         except Exception as exc:  # an admin command must not take the bot down
             log.exception("admin command %s failed", command.name)
             text = f"`{command.name}` failed: {exc}"
-        return Reply(text, ok=False)
+        return Reply(text, ok=False, preformatted=command.name == "models")
 
     async def forget(self, platform: str, user: str) -> Reply:
         """Delete everything one person gave us; later training and exports cannot see it."""

@@ -558,6 +558,7 @@ async def test_stats_posts_the_table_and_the_chart_in_the_thread(bot, fake, runt
     table, chart = fake.answers_in_thread(CHANNEL, question.ts)
 
     assert "approval" in table.text and table.reactions == {}   # a report, not a rateable answer
+    assert table.text.startswith("```\n") and table.text.endswith("\n```")  # monospace, so columns line up
     [upload] = chart.files
     saved = list((settings.data_dir / "charts").glob("*.png"))
     assert len(saved) == 1 and upload.filename == saved[0].name
@@ -575,7 +576,7 @@ async def test_stats_without_upload_permission_still_posts_the_table(bot, fake, 
     question = await fake.dm(channel="D0003", user="U1", text="stats")
     await wait_for(lambda: logged(caplog, "could not upload") == 1)
     [table] = fake.answers_in_thread("D0003", question.ts)
-    assert table.text == "No answers yet." and table.files == []
+    assert table.text == "```\nNo answers yet.\n```" and table.files == []
     assert logged(caplog, "missing_scope") == 1
     assert fake.calls_to("files.completeUploadExternal") == []
 

@@ -25,7 +25,7 @@ import discord
 from discord import app_commands
 
 from bot.commands import Announcer
-from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
+from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.service import BotService
 
 PLATFORM = "discord"
@@ -326,7 +326,7 @@ class DiscordBot(discord.Client):
             return
         # If the prompt was deleted meanwhile, post the answer anyway rather than fail.
         reference = message.to_reference(fail_if_not_exists=False)
-        posted = await message.channel.send(_fit(reply.text), reference=reference, **_attachment(reply))
+        posted = await message.channel.send(_fit(shown_text(reply)), reference=reference, **_attachment(reply))
         await self._offer_rating(reply, channel_id=message.channel.id, message_id=posted.id)
 
     async def answer_command(self, interaction: discord.Interaction, prompt: str) -> None:
@@ -348,7 +348,7 @@ class DiscordBot(discord.Client):
             await interaction.delete_original_response()
             return
         posted = await interaction.followup.send(
-            _fit(f"> {_quote(prompt)}\n{reply.text}"), wait=True, **_attachment(reply)
+            _fit(f"> {_quote(prompt)}\n{shown_text(reply)}"), wait=True, **_attachment(reply)
         )
         await self._offer_rating(reply, channel_id=channel_id, message_id=posted.id)
 

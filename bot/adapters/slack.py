@@ -40,7 +40,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import Announcer
 from bot.comparison import verdict_of
-from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
+from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.service import BotService
 from bot.settings import Settings, SettingsError
 
@@ -413,7 +413,9 @@ class SlackBot:
     async def _post_reply(self, where: _Where, reply: Reply, *, client: AsyncWebClient,
                           event_id: str | None) -> None:
         try:
-            posted = await client.chat_postMessage(channel=where.channel, thread_ts=where.thread_ts, text=reply.text)
+            posted = await client.chat_postMessage(
+                channel=where.channel, thread_ts=where.thread_ts, text=shown_text(reply)
+            )
         except SlackApiError as exc:
             log.error("slack: could not post the answer in %s (event %s): %s", where.channel, event_id,
                       _api_error(exc))
