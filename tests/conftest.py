@@ -57,3 +57,19 @@ async def runtime(settings) -> AsyncIterator:
 
     async with open_runtime(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator:
+    """A local fake Discord (REST + gateway) that the unmodified discord.py client talks to."""
+    import discord
+    import yarl
+
+    from tests.fakes.discord import FakeDiscord
+
+    fake = FakeDiscord()
+    await fake.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+    yield fake
+    await fake.close()

@@ -27,7 +27,6 @@ from typing import Any
 import aiohttp
 import discord
 import pytest
-import yarl
 from hypothesis import HealthCheck, example, given, settings as hypothesis_settings, strategies as st
 
 from bot.adapters import discord as discord_adapter
@@ -499,16 +498,6 @@ def test_discord_replied_key_names_the_replied_message_or_nothing(channel_id, re
 # --- Discord: random reaction events through the fake gateway ---------------------------
 BOT = Person(9000, "thumbtune", bot=True)
 ALICE = Person(1001, "alice")
-
-
-@pytest.fixture
-async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
-    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture

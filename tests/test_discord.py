@@ -27,7 +27,7 @@ from tests.fakes.discord import (
     FakeDiscord,
     Person,
 )
-from tests.helpers import wait_for
+from tests.helpers import publish_copy, wait_for
 
 # The runtime fixture lives on the session loop; the bot must share it.
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -38,16 +38,6 @@ CAROL = Person(1003, "carol")
 OTHER_BOT = Person(1004, "otherbot", bot=True)
 
 PRIVILEGED_INTENTS = discord.Intents(members=True, presences=True, message_content=True).value
-
-
-@pytest.fixture
-async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
-    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
-    yield fake
-    await fake.close()
 
 
 @asynccontextmanager
@@ -611,14 +601,9 @@ async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(
     bot: DiscordBot, fake_discord: FakeDiscord, runtime: Any, tiny_model_dir: Any
 ) -> None:
     import functools
-    import shutil
 
     runtime.loop.announce = functools.partial(bot.announce, str(fake_discord.channel_id))
-    registry = runtime.loop.registry
-    with registry.staging() as folder:
-        for item in tiny_model_dir.iterdir():
-            shutil.copy(item, folder / item.name)
-        registry.publish(folder, parent=0, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
+    publish_copy(runtime.loop.registry, tiny_model_dir, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
     assert await runtime.loop.check_registry() == 1
     posted = await wait_for(lambda: [m for m in fake_discord.bot_messages(fake_discord.channel_id)
                                      if m["content"].startswith("Now serving model version 1.")])

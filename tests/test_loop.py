@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +20,7 @@ from bot.settings import load_settings
 from trainer.registry import ModelRegistry
 
 from tests.feedback_data import seed_preference
-from tests.helpers import wait_for
+from tests.helpers import publish_copy, wait_for
 
 CRASHING_TRAINER = [sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"]
 HANGING_TRAINER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -34,14 +32,6 @@ def _prompt(text: str, user: str = "U1") -> IncomingPrompt:
 
 async def _runs(runtime) -> list[tuple]:
     return [(r.status, r.parent_version, r.new_version, r.reason) for r in await runtime.repository.training_runs()]
-
-
-def _publish_from_outside(registry: ModelRegistry, model_dir: Path, *, parent: int = 0) -> int:
-    """What a trainer on another host sharing the folder does: stage, then publish."""
-    with registry.staging() as folder:
-        for item in model_dir.iterdir():
-            shutil.copy(item, folder / item.name)
-        return registry.publish(folder, parent=parent, metrics={"perplexity": 9.0}).version
 
 
 async def test_a_short_interval_fires_the_job_and_too_few_votes_is_a_recorded_skip(settings_env, monkeypatch):
@@ -99,7 +89,7 @@ async def test_a_hanging_trainer_is_killed_at_the_timeout_and_a_second_run_is_re
 async def test_the_watcher_picks_up_a_version_published_elsewhere_without_losing_requests(runtime, tiny_model_dir):
     registry = runtime.loop.registry
     in_flight = [asyncio.create_task(runtime.service.on_prompt(_prompt(f"q{i}", user=f"U{i}"))) for i in range(6)]
-    version = await asyncio.to_thread(_publish_from_outside, registry, tiny_model_dir)
+    version = await asyncio.to_thread(publish_copy, registry, tiny_model_dir)
     assert await runtime.loop.check_registry() == version
     replies = await asyncio.gather(*in_flight)
     assert all(reply.ok and reply.model_version in (0, version) for reply in replies)
@@ -116,7 +106,7 @@ async def test_a_broken_published_version_leaves_the_current_one_serving(runtime
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")
-    await asyncio.to_thread(_publish_from_outside, runtime.loop.registry, broken)
+    await asyncio.to_thread(publish_copy, runtime.loop.registry, broken)
     assert await runtime.loop.check_registry() == 0
     assert (await runtime.service.on_prompt(_prompt("hi"))).model_version == 0
 
@@ -161,12 +151,12 @@ def test_cron_settings_are_checked(settings_env, monkeypatch, cron):
 async def test_a_damaged_current_version_falls_back_to_the_base_model_at_start(settings_env, tiny_model_dir):
     settings = load_settings()
     registry = ModelRegistry(settings.models_dir)
-    version = _publish_from_outside(registry, tiny_model_dir)
+    version = publish_copy(registry, tiny_model_dir, metrics={"perplexity": 9.0})
     (registry.get(version).path / "model.safetensors").write_bytes(b"not weights")
     async with open_runtime(settings, loop=False) as runtime:
         assert runtime.generator.version == 0
         assert (await runtime.service.on_prompt(_prompt("hi"))).model_version == 0
     # With a good current version, the bot starts on it.
-    good = _publish_from_outside(registry, tiny_model_dir)
+    good = publish_copy(registry, tiny_model_dir, metrics={"perplexity": 9.0})
     async with open_runtime(settings, loop=False) as runtime:
         assert runtime.generator.version == good

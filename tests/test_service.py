@@ -270,7 +270,7 @@ async def test_stats_in_chat_gives_the_table_and_a_chart(runtime):
     assert reply.attachment is not None and reply.attachment.read_bytes()[:4] == b"\x89PNG"
 
 
-async def test_reconcile_retracts_nothing_for_an_emoji_whose_list_was_cut_short(runtime):
+async def test_reconcile_adds_newly_listed_people_even_for_an_emoji_read_in_part(runtime):
     service = runtime.service
     _, key = await _answer_and_post(runtime)
     for user, emoji in (("U2", "+1"), ("U3", "-1")):

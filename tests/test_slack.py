@@ -25,7 +25,7 @@ from bot.app import open_runtime
 from bot.settings import SettingsError, load_settings
 from storage.database import Database
 from tests.fakes.slack import BOT_USER, FakeSlack, Message
-from tests.helpers import wait_for
+from tests.helpers import publish_copy, wait_for
 
 # The runtime fixture lives on the session loop; the tests must share it.
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -626,14 +626,9 @@ async def test_a_comparison_is_posted_with_its_four_reactions_and_one_two_handsh
 
 async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(bot, fake, runtime, tiny_model_dir):
     import functools
-    import shutil
 
     runtime.loop.announce = functools.partial(bot.announce, "C0ANNOUNCE")
-    registry = runtime.loop.registry
-    with registry.staging() as folder:
-        for item in tiny_model_dir.iterdir():
-            shutil.copy(item, folder / item.name)
-        registry.publish(folder, parent=0, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
+    publish_copy(runtime.loop.registry, tiny_model_dir, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
     assert await runtime.loop.check_registry() == 1
     posted = await wait_for(lambda: fake.bot_messages("C0ANNOUNCE"))
     assert posted[0].text.startswith("Now serving model version 1. Trained from version 0 on 40 examples")
