@@ -147,18 +147,89 @@ def test_an_unknown_hub_model_offline_names_the_setting():
     assert "THUMBTUNE_MODEL" in message and "make-tiny-model" in message
 
 
-def test_the_cpu_output_projection_gives_the_same_logits_and_greedy_text(tiny_model_dir: Path):
+def test_the_served_cpu_model_gives_the_same_logits_and_greedy_text(tiny_model_dir: Path):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from bot.matvec import StreamingLinear, kernel_available
+
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     served = load_model(tiny_model_dir, version=0, device="cpu")
-    assert type(served.model.get_output_embeddings()).__name__ == "_TransposedOutput"
+    streaming = [m for m in served.model.modules() if isinstance(m, StreamingLinear)]
+    # 2 layers x 4 products + the output projection, which still shares the embedding.
+    assert len(streaming) == (9 if kernel_available() else 0)
+    if streaming:
+        head = served.model.get_output_embeddings()
+        assert head.weight is served.model.get_input_embeddings().weight
     encoded = served.tokenizer(render_prompt("what should I eat"), return_tensors="pt")
     with torch.inference_mode():
         assert torch.allclose(plain(**encoded).logits, served.model(**encoded).logits, atol=1e-5)
         greedy = dict(do_sample=False, max_new_tokens=12, pad_token_id=served.tokenizer.pad_token_id)
         assert torch.equal(plain.generate(**encoded, **greedy), served.model.generate(**encoded, **greedy))
+
+
+def test_decoding_a_left_padded_batch_gives_what_generate_gives_each_prompt_alone(tiny_model_dir: Path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bot.generation import decode
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    served = load_model(tiny_model_dir, version=0, device="cpu")
+    tokenizer = served.tokenizer
+    prompts = [render_prompt("hi"), render_prompt("what should I eat tonight, something warm please"),
+               render_prompt("do you like cats")]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    assert not bool(batch["attention_mask"].all())  # really padded
+    greedy = lambda logits: logits.argmax(dim=-1)  # noqa: E731
+    got = decode(served.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=15,
+                 choose=greedy, eos_token_id=tokenizer.eos_token_id)
+    for prompt, ids in zip(prompts, got):
+        alone = tokenizer(prompt, return_tensors="pt")
+        with torch.inference_mode():
+            want = plain.generate(**alone, do_sample=False, max_new_tokens=15, pad_token_id=tokenizer.eos_token_id)
+        want = want[0, alone["input_ids"].shape[1]:].tolist()
+        if tokenizer.eos_token_id in want:
+            want = want[: want.index(tokenizer.eos_token_id) + 1]
+        assert ids == want
+
+
+def test_a_row_stops_at_its_end_and_the_batch_when_every_row_has(tiny_model_dir: Path):
+    import torch
+
+    from bot.generation import decode
+
+    served = load_model(tiny_model_dir, version=0, device="cpu")
+    batch = served.tokenizer([render_prompt("hi"), render_prompt("hello there")], return_tensors="pt", padding=True)
+    eos = served.tokenizer.eos_token_id
+    steps = []
+
+    def first_row_ends_at_once(logits: torch.Tensor) -> torch.Tensor:
+        steps.append(1)
+        picked = logits.argmax(dim=-1)
+        picked[picked == eos] = eos + 1 if eos + 1 < logits.shape[-1] else eos - 1  # no accidental end
+        if len(steps) == 1:
+            picked[0] = eos
+        return picked
+
+    got = decode(served.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=6,
+                 choose=first_row_ends_at_once, eos_token_id=eos)
+    assert got[0] == [eos] and len(got[1]) == 6 and len(steps) == 6
+
+    steps.clear()
+    got = decode(served.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=40,
+                 choose=first_row_ends_at_once, eos_token_id=None, done=lambda ids: len(ids) >= 3)
+    assert [len(ids) for ids in got] == [3, 3] and len(steps) == 3  # not 40
+
+
+def test_the_end_of_an_answer_is_where_cut_answer_cuts():
+    from trainer.dialogue import answer_is_over, cut_answer
+
+    assert not answer_is_over(" I like cats")
+    assert not answer_is_over(" I like cats\nand")  # one newline: the answer may go on
+    for over in (" I like cats\nUser: and you?", " I like cats\n\nok", "\n bot : hi"):
+        assert answer_is_over(over)
+        assert cut_answer(over + " more") == cut_answer(over)
 
 
 def test_the_sampler_draws_from_the_same_distribution_as_transformers_warpers():
@@ -169,14 +240,13 @@ def test_the_sampler_draws_from_the_same_distribution_as_transformers_warpers():
         TopPLogitsWarper,
     )
 
-    from bot.generation import TopKTopPSampler
+    from bot.generation import sample_top_k_top_p
 
     torch.manual_seed(0)
     logits = torch.randn(1, 300) * 3
     warped = TopPLogitsWarper(0.9)(None, TopKLogitsWarper(50)(None, TemperatureLogitsWarper(0.8)(None, logits.clone())))
     expected = torch.softmax(warped, dim=-1)[0]
-    sampler = TopKTopPSampler(0.8, 0.9)
-    picks = sampler(None, logits.repeat(20000, 1)).argmax(dim=-1)
+    picks = sample_top_k_top_p(logits.repeat(20000, 1), 0.8, 0.9)
     observed = torch.bincount(picks, minlength=300).float() / picks.numel()
     assert set(observed.nonzero().flatten().tolist()) <= set(expected.nonzero().flatten().tolist())
     assert 0.5 * (expected - observed).abs().sum().item() < 0.02  # total variation: sampling noise only

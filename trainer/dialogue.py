@@ -35,6 +35,11 @@ def render_prompt(question: str, history: Iterable[tuple[str, str]] = ()) -> str
     return "\n".join(lines)
 
 
+def answer_is_over(continuation: str) -> bool:
+    """Whether the model has started the next turn (so ``cut_answer`` will cut here)."""
+    return bool(_NEXT_TURN.search(continuation)) or "\n\n" in continuation
+
+
 def cut_answer(continuation: str) -> str:
     """The model's answer: its continuation up to the next turn marker, trimmed."""
     match = _NEXT_TURN.search(continuation)

@@ -1,0 +1,114 @@
+"""Decoding on one CPU thread at memory speed: linear layers backed by ``bot._matvec``.
+
+Each generated token of one conversation multiplies a single row of activations by every
+weight matrix of the model, so decoding at batch 1 is bound by how fast the weights
+stream from memory. On the project's 2-core machine torch's BLAS kernels read GPT-2's
+layer weights at 17-19 GB/s for one row, while a plain sum reads memory at 25-32 GB/s;
+the small C kernel in ``bot/_matvec.c`` (AVX2 + FMA) streams them at the speed of that
+sum. ``StreamingLinear`` uses it for products of up to ``MAX_ROWS`` rows, without
+autograd, on one torch thread; everything else (prompts, larger batches, training, more
+threads) goes to ``torch.nn.functional.linear``, as does every call on a machine where
+the extension was not built (no C compiler) or the CPU lacks AVX2/FMA.
+
+The kernel's own results differ from torch's only by float rounding (a different
+summation order); tests/test_matvec.py checks it against ``F.linear``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+
+try:
+    from bot import _matvec
+except ImportError:  # installed without a C compiler, or not built for this platform
+    _matvec = None
+
+log = logging.getLogger(__name__)
+
+#: Up to this many rows the kernel beats torch on one thread (it re-reads each weight row
+#: from L1 for every four rows); measured: 1 row 15 vs 25 ms over GPT-2's layers, 2 rows
+#: 19 vs 42, 4 rows 26 vs 35, 8 rows 52 vs 43.
+MAX_ROWS = 4
+
+
+def kernel_available() -> bool:
+    """True when ``bot._matvec`` was built and this CPU runs it."""
+    return _matvec is not None and _matvec.available()
+
+
+class StreamingLinear(torch.nn.Module):
+    """``y = x @ weight.T + bias`` (weight [out, in], as ``torch.nn.Linear``), inference only.
+
+    Few-row products stream the weight through ``bot._matvec``; everything else, and any
+    call that needs autograd, is ``F.linear``. The weight may be shared (tied embeddings):
+    it is used as it is, never copied.
+    """
+
+    def __init__(self, weight: torch.nn.Parameter, bias: torch.nn.Parameter | None) -> None:
+        super().__init__()
+        if weight.dim() != 2:
+            raise ValueError(f"StreamingLinear needs a 2-D weight, got shape {tuple(weight.shape)}")
+        if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(f"bias shape {tuple(bias.shape)} does not match weight {tuple(weight.shape)}")
+        self.weight = weight
+        self.bias = bias
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        self._kernel = (
+            kernel_available()
+            and weight.dtype == torch.float32
+            and weight.device.type == "cpu"
+            and weight.is_contiguous()
+            and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // self.in_features if self.in_features else 0
+        if (
+            self._kernel
+            and 0 < rows <= MAX_ROWS
+            and x.dtype == torch.float32
+            and x.is_cpu
+            and not torch.is_grad_enabled()
+            and torch.get_num_threads() == 1
+        ):
+            flat = x.reshape(rows, self.in_features).contiguous()
+            out = torch.empty(rows, self.out_features, dtype=torch.float32)
+            _matvec.matvec(
+                flat.data_ptr(), self.weight.data_ptr(), 0 if self.bias is None else self.bias.data_ptr(),
+                out.data_ptr(), rows, self.in_features, self.out_features,
+            )
+            return out.view(*x.shape[:-1], self.out_features)
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, kernel={self._kernel}"
+
+
+def stream_linear_layers(model: torch.nn.Module) -> int:
+    """Replace the model's linear layers by ``StreamingLinear``; returns how many.
+
+    ``torch.nn.Linear`` keeps its weight (tied weights stay tied); GPT-2's ``Conv1D``
+    ([in, out] weight) gets its weight transposed once, in place of the old one. Does
+    nothing when the kernel cannot run here, so the model stays exactly as loaded.
+    """
+    if not kernel_available():
+        return 0
+    from transformers.pytorch_utils import Conv1D
+
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                layer = StreamingLinear(child.weight, child.bias)
+            elif isinstance(child, Conv1D):
+                weight = torch.nn.Parameter(child.weight.detach().t().contiguous(), requires_grad=False)
+                layer = StreamingLinear(weight, child.bias)
+            else:
+                continue
+            setattr(parent, name, layer)
+            replaced += 1
+    log.debug("%d linear layers stream through bot._matvec", replaced)
+    return replaced
