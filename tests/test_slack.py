@@ -66,9 +66,10 @@ async def rows(runtime, sql: str, *params: Any) -> list[tuple]:
 async def ask_in_channel(fake: FakeSlack, text: str = "what is a haiku?", *, user: str = "U1",
                          thread_ts: str | None = None) -> tuple[Message, Message]:
     """Mention the bot; wait for its answer and both pre-added reactions to settle."""
+    # Counted before sending: the answer can be posted before `mention` returns.
+    before = len(fake.answers_in_thread(CHANNEL, thread_ts)) if thread_ts else 0
     question = await fake.mention(channel=CHANNEL, user=user, text=text, thread_ts=thread_ts)
     thread = thread_ts or question.ts
-    before = len(fake.answers_in_thread(CHANNEL, thread))
     await wait_for(lambda: len(fake.answers_in_thread(CHANNEL, thread)) > before)
     answer = fake.answers_in_thread(CHANNEL, thread)[-1]
     await wait_for(lambda: set(answer.reactions) == {"+1", "-1"})

@@ -167,10 +167,10 @@ class SlackBot:
     def _in_own_task(self, listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         """Run an event listener in a task this bot holds a reference to.
 
-        bolt and slack_sdk start listeners with ``asyncio.ensure_future`` and keep no
-        reference; the event loop holds only weak references to tasks, so a suspended
-        listener can be garbage-collected mid-way (an event acknowledged but never
-        answered, with nothing logged — seen once in a few full test runs in Socket Mode).
+        bolt starts listeners with ``asyncio.ensure_future`` and keeps no reference; the
+        event loop holds only weak references to tasks, so a suspended listener could be
+        garbage-collected mid-way (asyncio's documentation warns of this). Holding the
+        task here also logs a failure with the event it came from.
         """
 
         @functools.wraps(listener)
