@@ -47,13 +47,14 @@ def test_few_row_products_match_torch(one_thread, rows: int, k: int, with_bias: 
 
 
 @needs_kernel
-def test_a_strided_input_is_made_contiguous_first(one_thread):
+def test_strided_or_misshapen_inputs_never_reach_the_kernel(one_thread):
     weight, bias = torch.randn(40, 24), torch.randn(40)
-    wide = torch.randn(2, 48)
-    x = wide[:, ::2]  # not contiguous
+    layer = StreamingLinear(weight, bias)
+    x = torch.randn(2, 48)[:, ::2]  # not contiguous
     with torch.inference_mode():
-        got = StreamingLinear(weight, bias)(x)
-    torch.testing.assert_close(got, F.linear(x, weight, bias))
+        torch.testing.assert_close(layer(x), F.linear(x, weight, bias))
+        with pytest.raises(RuntimeError):  # 2 x 12 has as many numbers as 1 x 24: torch refuses it
+            layer(torch.randn(2, 12))
 
 
 @needs_kernel
