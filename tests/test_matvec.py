@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sysconfig
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,10 +25,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_the_extension_is_built_and_runs_on_this_machine():
-    # CI and the development machine are x86-64 with AVX2: a silently missing extension
-    # would quietly bring back the slow path, so say so here.
-    assert matvec._matvec is not None, "bot._matvec was not built: is a C compiler installed?"
+def test_the_extension_is_built_wherever_it_can_be():
+    # A build that silently failed would quietly bring back the slow path: where a C
+    # compiler and an AVX2/FMA CPU are present (CI, the development machine), insist.
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = set(next((line.split(":", 1)[1].split() for line in cpu.splitlines() if line.startswith("flags")), []))
+    if not shutil.which(compiler) or not {"avx2", "fma"} <= flags:
+        pytest.skip("no C compiler or no AVX2/FMA here: torch's own kernels are used")
+    assert matvec._matvec is not None, f"bot._matvec was not built although {compiler} is installed"
     assert kernel_available()
 
 
