@@ -205,8 +205,9 @@ def decode(
     GPT-2 small at batch 1 on one CPU thread, and no tokens after the answer is over.
     """
     rows = input_ids.shape[0]
-    padded = not bool(attention_mask.all())
-    mask = attention_mask if padded else None  # no mask: the plain causal path
+    # One unpadded row needs no mask (the plain causal path, ~0.2 ms a token cheaper); it
+    # ends at its end-of-text token, so that token, the pad id, is never fed back unmasked.
+    mask = None if rows == 1 and bool(attention_mask.all()) else attention_mask
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
     logits = model(
