@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test install bench clean demo
 
-$(STAMP): pyproject.toml requirements/torch-cpu.txt bot/_matvec.c
+$(STAMP): pyproject.toml setup.py requirements/torch-cpu.txt bot/_matvec.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU torch wheel first, so nothing below pulls a multi-GB CUDA build.
