@@ -194,32 +194,43 @@ def test_decoding_a_left_padded_batch_gives_what_generate_gives_each_prompt_alon
         assert ids == want
 
 
-def test_a_row_stops_at_its_end_and_the_batch_when_every_row_has(tiny_model_dir: Path):
+def test_a_row_leaves_the_batch_at_its_end_and_the_others_go_on_unchanged(tiny_model_dir: Path):
     import torch
 
     from bot.generation import decode
 
     served = load_model(tiny_model_dir, version=0, device="cpu")
-    batch = served.tokenizer([render_prompt("hi"), render_prompt("hello there")], return_tensors="pt", padding=True)
-    eos = served.tokenizer.eos_token_id
-    steps = []
+    tokenizer = served.tokenizer
+    prompts = [render_prompt("hi"), render_prompt("what should I eat tonight, something warm"),
+               render_prompt("hello there")]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    eos = tokenizer.eos_token_id
+    steps: list[int] = []
+
+    def greedy_without_end(logits: torch.Tensor) -> torch.Tensor:
+        picked = logits.argmax(dim=-1)
+        return torch.where(picked == eos, (eos + 1) % logits.shape[-1], picked)
 
     def first_row_ends_at_once(logits: torch.Tensor) -> torch.Tensor:
-        steps.append(1)
-        picked = logits.argmax(dim=-1)
-        picked[picked == eos] = eos + 1 if eos + 1 < logits.shape[-1] else eos - 1  # no accidental end
+        steps.append(logits.shape[0])  # rows still in the batch
+        picked = greedy_without_end(logits)
         if len(steps) == 1:
             picked[0] = eos
         return picked
 
-    got = decode(served.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=6,
+    got = decode(served.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=8,
                  choose=first_row_ends_at_once, eos_token_id=eos)
-    assert got[0] == [eos] and len(got[1]) == 6 and len(steps) == 6
+    assert got[0] == [eos] and len(got[1]) == len(got[2]) == 8
+    assert steps == [3] + [2] * 7  # the ended row was dropped from the batch
+    for prompt, ids in zip(prompts[1:], got[1:]):  # the rows that went on: as if alone
+        alone = tokenizer(prompt, return_tensors="pt")
+        assert decode(served.model, alone["input_ids"], alone["attention_mask"], max_new_tokens=8,
+                      choose=greedy_without_end, eos_token_id=eos) == [ids]
 
     steps.clear()
     got = decode(served.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=40,
-                 choose=first_row_ends_at_once, eos_token_id=None, done=lambda ids: len(ids) >= 3)
-    assert [len(ids) for ids in got] == [3, 3] and len(steps) == 3  # not 40
+                 choose=first_row_ends_at_once, eos_token_id=None, done=lambda row, ids: len(ids) >= 3 + row)
+    assert [len(ids) for ids in got] == [3, 4, 5] and steps == [3, 3, 3, 2, 1]  # not 40 steps
 
 
 def test_the_end_of_an_answer_is_where_cut_answer_cuts():

@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hypothesis_settings, strategies as st
 
+from bot.commands import parse_command
 from bot.events import IncomingPrompt, IncomingReaction, message_key
 from bot.feedback import EmojiTable, normalize_emoji
 from bot.limits import RateLimiter
@@ -169,13 +170,21 @@ async def test_random_reactions_never_crash_or_store_votes_on_unknown_messages(r
 
 @hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=3000))
+@example(text="ROLLBACK")  # a chat command: run, not stored (found by this test)
 async def test_random_prompts_are_answered_or_refused_and_stored_as_given(runtime, text):
+    async with runtime.database.reading() as db:
+        [(before,)] = await (await db.execute("SELECT count(*) FROM prompts")).fetchall()
     reply = await runtime.service.on_prompt(
         IncomingPrompt(platform="shell", channel="local", user="fuzz", text=text)
     )
     assert reply is not None and reply.text
     async with runtime.database.reading() as db:
+        [(after,)] = await (await db.execute("SELECT count(*) FROM prompts")).fetchall()
         last = await (await db.execute("SELECT text FROM prompts ORDER BY id DESC LIMIT 1")).fetchone()
+    if parse_command(text) is not None:
+        # A chat command ("ROLLBACK", " stats ") is run and answered, never stored as a prompt.
+        assert after == before
+        return
     if reply.ok:
         assert last is not None and last[0] == text.strip()
     else:
