@@ -17,6 +17,7 @@ summation order); tests/test_matvec.py checks it against ``F.linear``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,18 @@ class StreamingLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, kernel={self._kernel}"
 
 
+def swap_modules(model: torch.nn.Module, replace: Callable[[torch.nn.Module], torch.nn.Module | None]) -> int:
+    """Put ``replace(child)`` in place of every submodule it returns a module for; how many."""
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            new = replace(child)
+            if new is not None:
+                setattr(parent, name, new)
+                swapped += 1
+    return swapped
+
+
 def stream_linear_layers(model: torch.nn.Module) -> int:
     """Replace the model's linear layers by ``StreamingLinear``; returns how many.
 
@@ -100,17 +113,14 @@ def stream_linear_layers(model: torch.nn.Module) -> int:
         return 0
     from transformers.pytorch_utils import Conv1D
 
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Linear:
-                layer = StreamingLinear(child.weight, child.bias)
-            elif isinstance(child, Conv1D):
-                weight = torch.nn.Parameter(child.weight.detach().t().contiguous(), requires_grad=False)
-                layer = StreamingLinear(weight, child.bias)
-            else:
-                continue
-            setattr(parent, name, layer)
-            replaced += 1
+    def streaming(child: torch.nn.Module) -> StreamingLinear | None:
+        if type(child) is torch.nn.Linear:
+            return StreamingLinear(child.weight, child.bias)
+        if isinstance(child, Conv1D):
+            weight = torch.nn.Parameter(child.weight.detach().t().contiguous(), requires_grad=False)
+            return StreamingLinear(weight, child.bias)
+        return None
+
+    replaced = swap_modules(model, streaming)
     log.debug("%d linear layers stream through bot._matvec", replaced)
     return replaced

@@ -35,16 +35,22 @@ def render_prompt(question: str, history: Iterable[tuple[str, str]] = ()) -> str
     return "\n".join(lines)
 
 
+def _answer_end(continuation: str) -> int | None:
+    """Where the answer ends: at the next turn marker or a blank line (which also ends a
+    turn in the template's training text), whichever comes first; None if neither yet."""
+    marker = _NEXT_TURN.search(continuation)
+    ends = [marker.start()] if marker else []
+    blank = continuation.find("\n\n")
+    if blank >= 0:
+        ends.append(blank)
+    return min(ends, default=None)
+
+
 def answer_is_over(continuation: str) -> bool:
-    """Whether the model has started the next turn (so ``cut_answer`` will cut here)."""
-    return bool(_NEXT_TURN.search(continuation)) or "\n\n" in continuation
+    """Whether the model has started the next turn (so ``cut_answer`` cuts before the end)."""
+    return _answer_end(continuation) is not None
 
 
 def cut_answer(continuation: str) -> str:
-    """The model's answer: its continuation up to the next turn marker, trimmed."""
-    match = _NEXT_TURN.search(continuation)
-    if match:
-        continuation = continuation[: match.start()]
-    # A blank line also ends a turn in the template's training text.
-    continuation = continuation.split("\n\n", 1)[0]
-    return " ".join(continuation.split())
+    """The model's answer: its continuation up to the next turn, trimmed."""
+    return " ".join(continuation[: _answer_end(continuation)].split())
