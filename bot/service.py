@@ -270,10 +270,8 @@ class BotService:
         if flag:
             return await self.repository.flag_response(target.response_id, event=event)
         voter = self.persons.key(reaction.platform, reaction.user)
-        if self.daily_vote_cap:
-            cast = await self.repository.count_votes_by(voter, since=time.time() - 86_400)
-            if cast >= self.daily_vote_cap:
-                return VoteOutcome.CAPPED
+        if await self._over_daily_cap(voter):
+            return VoteOutcome.CAPPED
         return await self.repository.record_vote(
             response_id=target.response_id,
             voter=voter,
@@ -281,6 +279,12 @@ class BotService:
             reward=reward,
             event=event,
         )
+
+    async def _over_daily_cap(self, voter: str) -> bool:
+        """Whether this person has cast THUMBTUNE_DAILY_VOTE_CAP votes in the last 24 hours."""
+        if not self.daily_vote_cap:
+            return False
+        return await self.repository.count_votes_by(voter, since=time.time() - 86_400) >= self.daily_vote_cap
 
     async def _on_verdict(self, reaction: IncomingReaction, comparison: ComparisonRef, *, flag: bool) -> VoteOutcome:
         """A reaction on a comparison: 1️⃣ / 2️⃣ / 🤝 / 👎 become one vote on each candidate."""
@@ -293,10 +297,8 @@ class BotService:
         if verdict is None:
             return VoteOutcome.UNKNOWN_EMOJI
         voter = self.persons.key(reaction.platform, reaction.user)
-        if self.daily_vote_cap:
-            cast = await self.repository.count_votes_by(voter, since=time.time() - 86_400)
-            if cast >= self.daily_vote_cap:
-                return VoteOutcome.CAPPED
+        if await self._over_daily_cap(voter):
+            return VoteOutcome.CAPPED
         return await self.repository.record_comparison(
             comparison=comparison, voter=voter, emoji=verdict.emoji, rewards=verdict.rewards, event=event
         )
