@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import logging
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from bot.cli import quiet_libraries
 from bot.tinymodel import shipped_dialogues, train_tokenizer
 
 
@@ -70,6 +74,32 @@ def percentile(values: list[float], pct: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def best_of(repeats: int, run: Callable[[], object]) -> float:
+    """The shortest of a few timed runs, in seconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def read_bandwidth_bytes_per_s(buffer: torch.Tensor, repeats: int = 3) -> float:
+    """Single-thread read bandwidth: sum a buffer far larger than the caches, best of a few."""
+    return buffer.numel() * buffer.element_size() / best_of(repeats, buffer.sum)
+
+
+def quick_args(doc: str, quick_help: str) -> argparse.Namespace:
+    """A benchmark's command line (``--quick``) and set-up: warnings only, one torch thread."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    quiet_libraries()
+    torch.set_num_threads(1)
+    return args
 
 
 def emit(result: dict) -> None:

@@ -9,28 +9,19 @@ which is what a batch cost before rows could leave it. Tokens/s counts useful to
 
 from __future__ import annotations
 
-import argparse
-import logging
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 
-from bench.common import emit, write_gpt2_small_shape
-from bot.cli import quiet_libraries
+from bench.common import emit, quick_args, write_gpt2_small_shape
 from bot.generation import decode, load_model
 from trainer.dialogue import render_prompt
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 rows (< 1 min)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    quiet_libraries()
-    torch.set_num_threads(1)
+    args = quick_args(__doc__, "8 rows (< 1 min)")
     rows = 8 if args.quick else 16
     lengths = [8 + 2 * i for i in range(rows)]
     with tempfile.TemporaryDirectory() as tmp:

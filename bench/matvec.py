@@ -9,34 +9,20 @@ Reports milliseconds per pass and, for the kernel, GB/s of weights read.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
-from bench.common import emit
+from bench.common import best_of, emit, quick_args, read_bandwidth_bytes_per_s
 from bot.matvec import MAX_ROWS, StreamingLinear, kernel_available
 
 SHAPES = [(2304, 768), (768, 768), (3072, 768), (768, 3072)]  # [out, in]: qkv, proj, fc, mlp proj
 LAYERS = 12
 
 
-def best_of(repeats: int, run) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (< 30 s)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = quick_args(__doc__, "fewer rounds (< 30 s)")
     torch.manual_seed(0)
     layers = [[StreamingLinear(torch.randn(out, inn), torch.randn(out)) for out, inn in SHAPES] for _ in range(LAYERS)]
     weight_bytes = sum(layer.weight.numel() * 4 for block in layers for layer in block)
@@ -63,7 +49,7 @@ def main() -> None:
             for _ in range(rounds):
                 ours.append(best_of(2, streaming))
                 theirs.append(best_of(2, plain))
-                bandwidths.append(buffer.numel() * 4 / best_of(3, lambda: buffer.sum()))
+                bandwidths.append(read_bandwidth_bytes_per_s(buffer))
             result[f"streaming_ms_{rows}"] = round(statistics.median(ours) * 1e3, 2)
             result[f"torch_ms_{rows}"] = round(statistics.median(theirs) * 1e3, 2)
             result[f"streaming_gb_per_s_{rows}"] = round(weight_bytes / statistics.median(ours) / 1e9, 1)

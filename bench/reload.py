@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 
-from bench.common import LoopLag, emit, median
-from bot.cli import quiet_libraries
+from bench.common import LoopLag, emit, median, quick_args
 from bot.generation import GenerationError, Generator, SamplingParams
 from bot.tinymodel import TinyModelSpec, make_tiny_model
 from trainer.dialogue import render_prompt
@@ -83,12 +80,7 @@ async def run(args: argparse.Namespace, folders: list[Path]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer clients and shorter answers")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    quiet_libraries()
-    torch.set_num_threads(1)
+    args = quick_args(__doc__, "fewer clients and shorter answers")
     with tempfile.TemporaryDirectory() as tmp:
         steps = 60 if args.quick else 300
         folders = [make_tiny_model(Path(tmp) / f"tiny-{seed}", TinyModelSpec(seed=seed, steps=steps)) for seed in (0, 1)]

@@ -3,11 +3,10 @@
  *
  * Generating one token for one conversation reads every weight of the model once and
  * does two flops per weight: decoding at batch 1 is bound by memory bandwidth, not by
- * arithmetic. On the project's 2-core Zen 4 machine one thread summing a large buffer
- * reads 25-32 GB/s (it varies with the neighbours), but the BLAS kernels behind torch's
- * linear layers streamed GPT-2's layer weights at 17-19 GB/s for one row (MKL and
- * oneDNN, either weight layout; OpenBLAS ~22). Walking the [out, in] weight in memory
- * order as one sequential stream of dot products reads it at the speed of that sum.
+ * arithmetic. On the project's 2-core Zen 4 machine the BLAS kernels behind torch's
+ * linear layers streamed GPT-2's layer weights at about half the speed one thread sums
+ * a large buffer; walking the [out, in] weight in memory order as one sequential stream
+ * of dot products reads it at 0.83-0.86 of that speed (`python -m bench.matvec`).
  * 256-bit AVX2 did as well as 512-bit AVX-512 here (memory, not arithmetic, is the
  * limit), so there is one kernel; the CPU is asked at import whether it can run it.
  *

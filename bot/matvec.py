@@ -2,10 +2,9 @@
 
 Each generated token of one conversation multiplies a single row of activations by every
 weight matrix of the model, so decoding at batch 1 is bound by how fast the weights
-stream from memory. On the project's 2-core machine torch's BLAS kernels read GPT-2's
-layer weights at 17-19 GB/s for one row, while a plain sum reads memory at 25-32 GB/s;
-the small C kernel in ``bot/_matvec.c`` (AVX2 + FMA) streams them at the speed of that
-sum. ``StreamingLinear`` uses it for products of up to ``MAX_ROWS`` rows, without
+stream from memory. On the project's 2-core machine torch's kernels read GPT-2's layer
+weights at about half the speed a plain ``sum()`` reads memory, and the small C kernel in
+``bot/_matvec.c`` (AVX2 + FMA) at 0.83-0.86 of it (``python -m bench.matvec``). ``StreamingLinear`` uses it for products of up to ``MAX_ROWS`` rows, without
 autograd, on one torch thread; everything else (prompts, larger batches, training, more
 threads) goes to ``torch.nn.functional.linear``, as does every call on a machine where
 the extension was not built (no C compiler) or the CPU lacks AVX2/FMA.
@@ -29,9 +28,9 @@ except ImportError:  # installed without a C compiler, or not built for this pla
 
 log = logging.getLogger(__name__)
 
-#: Up to this many rows the kernel beats torch on one thread (it re-reads each weight row
-#: from L1 for every four rows); measured: 1 row 15 vs 25 ms over GPT-2's layers, 2 rows
-#: 19 vs 42, 4 rows 26 vs 35, 8 rows 52 vs 43.
+#: Up to this many rows the kernel beats torch on one thread; more rows' activations no
+#: longer fit in L1 beside the weight stream (``python -m bench.matvec``: GPT-2's layers,
+#: 1 row 13.9 vs 23.5 ms, 2 rows 18.6 vs 42.9, 4 rows 26.4 vs 35.7).
 MAX_ROWS = 4
 
 
