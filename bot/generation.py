@@ -31,6 +31,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from bot import gpt2
 from bot.matvec import stream_linear_layers, swap_modules
 from trainer.dialogue import answer_is_over, cut_answer, render_prompt
 
@@ -179,6 +180,23 @@ def sample_top_k_top_p(logits: torch.Tensor, temperature: float, top_p: float, t
     return indices.gather(-1, torch.multinomial(probs, 1)).squeeze(-1)
 
 
+class _TransformersForward:
+    """``Gpt2Forward``'s interface over any causal LM's own forward and a ``DynamicCache``."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self.cache = DynamicCache()
+
+    def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, cache=self.cache,
+            use_cache=True, logits_to_keep=1,
+        ).logits[:, -1]
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+
+
 @torch.inference_mode()
 def decode(
     model: PreTrainedModel,
@@ -194,21 +212,22 @@ def decode(
 
     ``choose`` maps the last logits [rows, vocab] to one id per row. A row ends with an
     end-of-text token (kept) or when ``done(row, its new ids)`` says its answer is complete,
-    and leaves the batch (its cache rows too); decoding stops when every row has ended.
-    Returns each row's new ids, in the order of the input rows.
+    and leaves the batch (its cached keys and values too); decoding stops when every row
+    has ended. Returns each row's new ids, in the order of the input rows.
 
     This is ``generate``'s loop without what the bot does not use (logits processors,
     stopping-criteria objects, beam bookkeeping), and no tokens after an answer is over.
+    GPT-2 models run through ``bot.gpt2.Gpt2Forward``, others through their own forward.
     """
     rows = input_ids.shape[0]
-    # One unpadded row needs no mask (the plain causal path, ~0.2 ms a token cheaper).
+    # One unpadded row needs no mask (the plain causal path).
     mask = None if rows == 1 and bool(attention_mask.all()) else attention_mask
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-    logits = model(
-        input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-        use_cache=True, logits_to_keep=1,
-    ).logits[:, -1]
+    if gpt2.supports(model):
+        forward = gpt2.Gpt2Forward(model, capacity=input_ids.shape[1] + max_new_tokens)
+    else:
+        forward = _TransformersForward(model)
+    logits = forward(input_ids, positions, mask)
     position = positions[:, -1:]
     new: list[list[int]] = [[] for _ in range(rows)]
     live = list(range(rows))  # the original row of each row still in the batch
@@ -225,17 +244,14 @@ def decode(
         if len(going) < len(live):
             # Finished rows leave the batch: later steps compute only the answers still going.
             keep = torch.tensor(going, device=picked.device)
-            cache.batch_select_indices(keep)
+            forward.keep(keep)
             picked, position = picked[keep], position[keep]
             mask = None if mask is None else mask[keep]
             live = [live[i] for i in going]
         if mask is not None:
             mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=-1)
         position = position + 1
-        logits = model(
-            input_ids=picked.unsqueeze(-1), attention_mask=mask, position_ids=position, cache=cache,
-            use_cache=True,
-        ).logits[:, -1]
+        logits = forward(picked.unsqueeze(-1), position, mask)
     return new
 
 
