@@ -184,6 +184,7 @@ def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict
         "batch1_decode_tokens_per_s": round(rate, 2),
         "weight_bytes_per_token": weight_bytes,
         "read_bandwidth_gb_per_s": round(bandwidth / 1e9, 2),
+        "read_bandwidth_best_pass_gb_per_s": round(buffer_bytes / min(passes) / 1e9, 2),
         "bandwidth_bound_tokens_per_s": round(bandwidth / weight_bytes, 2),
         "decode_fraction_of_bound": round(rate / (bandwidth / weight_bytes), 3),
         "decode_fraction_of_bound_rounds": [round(f, 3) for f in fractions],
