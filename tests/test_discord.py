@@ -7,9 +7,11 @@ the rows stored in the bot's SQLite file, not only the calls made.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sqlite3
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -608,3 +610,16 @@ async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(
     posted = await wait_for(lambda: [m for m in fake_discord.bot_messages(fake_discord.channel_id)
                                      if m["content"].startswith("Now serving model version 1.")])
     assert "Trained from version 0 on 40 examples" in posted[0]["content"]
+
+
+async def test_events_read_while_closing_are_dropped_not_scheduled(runtime: Any, fake_discord: FakeDiscord) -> None:
+    async with running_bot(runtime, fake_discord) as client:
+        pass
+    assert client.is_closed()
+    # discord.py may still hand over an event it had read; with its loop let go, scheduling
+    # the handler would fail and leave a never-awaited coroutine behind.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        client.dispatch("message", None)
+        gc.collect()
+    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("discord.py: on_")]

@@ -190,6 +190,15 @@ class DiscordBot(discord.Client):
         if self._catching_up is None or self._catching_up.done():
             self._catching_up = asyncio.create_task(self._catch_up_logged(), name="thumbtune: catch up on reactions")
 
+    def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        # While closing, discord.py still hands over events it had already read; their
+        # handlers could not answer any more (the HTTP session is closed) and, once the
+        # client has let go of its event loop, could not even be scheduled.
+        if self.is_closed():
+            log.debug("closing: %s event dropped", event)
+            return
+        super().dispatch(event, *args, **kwargs)
+
     async def close(self) -> None:
         if self._catching_up is not None and not self._catching_up.done():
             self._catching_up.cancel()
