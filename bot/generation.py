@@ -180,7 +180,7 @@ def sample_top_k_top_p(logits: torch.Tensor, temperature: float, top_p: float, t
     return indices.gather(-1, torch.multinomial(probs, 1)).squeeze(-1)
 
 
-class _TransformersForward:
+class TransformersForward:
     """``Gpt2Forward``'s interface over any causal LM's own forward and a ``DynamicCache``."""
 
     def __init__(self, model: PreTrainedModel) -> None:
@@ -226,7 +226,7 @@ def decode(
     if gpt2.supports(model):
         forward = gpt2.Gpt2Forward(model, capacity=input_ids.shape[1] + max_new_tokens)
     else:
-        forward = _TransformersForward(model)
+        forward = TransformersForward(model)
     logits = forward(input_ids, positions, mask)
     position = positions[:, -1:]
     new: list[list[int]] = [[] for _ in range(rows)]
