@@ -76,14 +76,19 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def best_of(repeats: int, run: Callable[[], object]) -> float:
-    """The shortest of a few timed runs, in seconds."""
-    best = float("inf")
+def seconds_each(repeats: int, run: Callable[[], object]) -> list[float]:
+    """How long each of ``repeats`` runs took, in seconds."""
+    seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
         run()
-        best = min(best, time.perf_counter() - started)
-    return best
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def best_of(repeats: int, run: Callable[[], object]) -> float:
+    """The shortest of a few timed runs, in seconds."""
+    return min(seconds_each(repeats, run))
 
 
 def read_bandwidth_bytes_per_s(buffer: torch.Tensor, repeats: int = 3) -> float:

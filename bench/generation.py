@@ -31,6 +31,7 @@ from bench.common import (
     median,
     percentile,
     quick_args,
+    seconds_each,
     write_gpt2_small_shape,
 )
 from bot import matvec as matvec_module
@@ -151,21 +152,13 @@ def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict
                choose=greedy, eos_token_id=None)
         return [after - before for before, after in zip(chosen, chosen[1:])]
 
-    def pass_seconds(count: int) -> list[float]:
-        seconds = []
-        for _ in range(count):
-            started = time.perf_counter()
-            buffer.sum()
-            seconds.append(time.perf_counter() - started)
-        return seconds
-
     step_seconds()  # warm-up
     steps: list[float] = []
     passes: list[float] = []
     fractions = []
     for _ in range(rounds):
         round_steps = step_seconds()
-        round_passes = pass_seconds(len(round_steps))
+        round_passes = seconds_each(len(round_steps), buffer.sum)
         fractions.append(weight_bytes / buffer_bytes * median(round_passes) / median(round_steps))
         steps += round_steps
         passes += round_passes

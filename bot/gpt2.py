@@ -32,7 +32,8 @@ class Gpt2Forward:
 
     ``__call__(ids, positions, mask)`` appends ``ids`` ([rows, t]) to every row and returns
     the logits of each row's last position ([rows, vocab]). ``mask`` ([rows, all tokens so
-    far], 1 for a token, 0 for left padding) may be None when no row is padded.
+    far], 1 for a token, 0 for left padding) may be None when no row is padded. Callers run
+    it under ``torch.inference_mode()``, as ``bot.generation.decode`` does for its whole loop.
     """
 
     def __init__(self, model: GPT2LMHeadModel, capacity: int) -> None:
@@ -85,7 +86,6 @@ class Gpt2Forward:
             sees = (sees & mask[:, None, None, :end].bool()) | (key == query)
         return sees if sees.dim() == 4 else sees[None, None]
 
-    @torch.inference_mode()
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         rows, new = ids.shape
         start, end = self.length, self.length + new

@@ -51,8 +51,8 @@ def test_logits_equal_transformers_on_a_left_padded_batch(tiny_model_dir: Path, 
     # served: the model as load_model gives it (streaming kernel, fused GELU); as-loaded:
     # from_pretrained's Conv1D layers, which is what a GPU serves.
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    model = load_model(tiny_model_dir, version=0, device="cpu").model if served else plain
-    tokenizer = load_model(tiny_model_dir, version=0, device="cpu").tokenizer
+    loaded = load_model(tiny_model_dir, version=0, device="cpu")
+    model, tokenizer = (loaded.model if served else plain), loaded.tokenizer
     batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     assert not bool(batch["attention_mask"].all())  # really padded
     torch.manual_seed(0)
