@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-
 from bench.common import emit, quick_args, write_gpt2_small_shape
 from bot.generation import decode, load_model
 from trainer.dialogue import render_prompt

@@ -36,7 +36,6 @@ from bench.common import (
 )
 from bot import matvec as matvec_module
 from bot.generation import Generator, SamplingParams, decode, load_model, sample_top_k_top_p
-from bot.matvec import kernel_available
 from trainer.dialogue import render_prompt
 
 QUESTIONS = [
@@ -167,7 +166,7 @@ def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict
     # What a token costs besides streaming the weights: the same loop with the kernel's work
     # skipped (its outputs left unwritten: the tokens are meaningless, the timing is not).
     outside = None
-    if kernel_available():
+    if matvec_module.kernel_available():
         real, matvec_module._matvec.matvec = matvec_module._matvec.matvec, lambda *args: None
         try:
             outside = round(median(step_seconds()) * 1e3, 2)

@@ -13,7 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from bench.common import LoopLag, emit, median, quick_args
 from bot.generation import GenerationError, Generator, SamplingParams
 from bot.tinymodel import TinyModelSpec, make_tiny_model

@@ -180,6 +180,11 @@ def sample_top_k_top_p(logits: torch.Tensor, temperature: float, top_p: float, t
     return indices.gather(-1, torch.multinomial(probs, 1)).squeeze(-1)
 
 
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Each token's position in its own row of a left-padded batch (padding counts as 0)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 class TransformersForward:
     """``Gpt2Forward``'s interface over any causal LM's own forward and a ``DynamicCache``."""
 
@@ -222,7 +227,7 @@ def decode(
     rows = input_ids.shape[0]
     # One unpadded row needs no mask (the plain causal path).
     mask = None if rows == 1 and bool(attention_mask.all()) else attention_mask
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    positions = position_ids(attention_mask)
     if gpt2.supports(model):
         forward = gpt2.Gpt2Forward(model, capacity=input_ids.shape[1] + max_new_tokens)
     else:

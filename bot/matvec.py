@@ -4,10 +4,11 @@ Each generated token of one conversation multiplies a single row of activations 
 weight matrix of the model, so decoding at batch 1 is bound by how fast the weights
 stream from memory. On the project's 2-core machine torch's kernels read GPT-2's layer
 weights at about half the speed a plain ``sum()`` reads memory, and the small C kernel in
-``bot/_matvec.c`` (AVX2 + FMA) at 0.83-0.86 of it (``python -m bench.matvec``). ``StreamingLinear`` uses it for products of up to ``MAX_ROWS`` rows, without
-autograd, on one torch thread; everything else (prompts, larger batches, training, more
-threads) goes to ``torch.nn.functional.linear``, as does every call on a machine where
-the extension was not built (no C compiler) or the CPU lacks AVX2/FMA.
+``bot/_matvec.c`` (AVX2 + FMA) at 0.83-0.86 of it (``python -m bench.matvec``).
+``StreamingLinear`` uses it for products of up to ``MAX_ROWS`` rows, without autograd,
+on one torch thread; everything else (prompts, larger batches, training, more threads)
+goes to ``torch.nn.functional.linear``, as does every call on a machine where the
+extension was not built (no C compiler) or the CPU lacks AVX2/FMA.
 
 The kernel's own results differ from torch's only by float rounding (a different
 summation order); tests/test_matvec.py checks it against ``F.linear``.

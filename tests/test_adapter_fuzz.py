@@ -165,13 +165,10 @@ async def rows(runtime, sql: str, *params: Any) -> list[tuple]:
 def _bolt_busy() -> bool:
     # bolt runs each listener in a task of its own after acknowledging the request, and
     # SlackBot runs its event listeners in tasks it holds (SlackBot._in_own_task).
-    return any(
-        not task.done()
-        and task.get_coro().__qualname__.endswith(("run_ack_function_asynchronously", "SlackBot._on_mention",
-                                                    "SlackBot._on_message", "SlackBot._on_reaction_added",
-                                                    "SlackBot._on_reaction_removed"))
-        for task in asyncio.all_tasks()
-    )
+    def listening(name: str) -> bool:
+        return name.endswith("run_ack_function_asynchronously") or name.startswith("SlackBot._on_")
+
+    return any(not task.done() and listening(task.get_coro().__qualname__) for task in asyncio.all_tasks())
 
 
 async def slack_idle(fake: FakeSlack) -> None:

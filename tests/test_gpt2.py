@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, DynamicCache, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from bot.generation import decode, load_model
+from bot.generation import TransformersForward, decode, load_model, position_ids
 from bot.gpt2 import Gpt2Forward, supports
 from trainer.dialogue import render_prompt
 
@@ -16,26 +16,10 @@ PROMPTS = [render_prompt("hi"), render_prompt("what should I eat tonight, someth
            render_prompt("do you like cats")]
 
 
-def positions_of(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def transformers_steps(model, batch, tokens: list[torch.Tensor]) -> list[torch.Tensor]:
+def steps(forward: Gpt2Forward | TransformersForward, batch, tokens: list[torch.Tensor]) -> list[torch.Tensor]:
     """Last-position logits of the prompt and then of each new column of tokens."""
-    mask, cache = batch["attention_mask"], DynamicCache()
-    position = positions_of(mask)
-    out = [model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=position, cache=cache).logits[:, -1]]
-    position = position[:, -1:]
-    for column in tokens:
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
-        position = position + 1
-        out.append(model(input_ids=column, attention_mask=mask, position_ids=position, cache=cache).logits[:, -1])
-    return out
-
-
-def our_steps(forward: Gpt2Forward, batch, tokens: list[torch.Tensor]) -> list[torch.Tensor]:
     mask = batch["attention_mask"]
-    position = positions_of(mask)
+    position = position_ids(mask)
     out = [forward(batch["input_ids"], position, mask)]
     position = position[:, -1:]
     for column in tokens:
@@ -58,8 +42,8 @@ def test_logits_equal_transformers_on_a_left_padded_batch(tiny_model_dir: Path, 
     torch.manual_seed(0)
     tokens = [torch.randint(0, plain.config.vocab_size, (len(PROMPTS), 1)) for _ in range(6)]
     with torch.inference_mode():
-        want = transformers_steps(plain, batch, tokens)
-        got = our_steps(Gpt2Forward(model, capacity=capacity), batch, tokens)
+        want = steps(TransformersForward(plain), batch, tokens)  # transformers' own GPT-2 forward
+        got = steps(Gpt2Forward(model, capacity=capacity), batch, tokens)
     assert len(got) == len(want) == 7
     for ours, theirs in zip(got, want):
         assert not ours.isnan().any()
@@ -71,8 +55,8 @@ def test_an_unpadded_row_needs_no_mask_and_gets_the_same_logits(tiny_model_dir: 
     batch = loaded.tokenizer(PROMPTS[1], return_tensors="pt")
     tokens = [torch.tensor([[7]]), torch.tensor([[11]])]
     with torch.inference_mode():
-        masked = our_steps(Gpt2Forward(loaded.model, capacity=32), batch, tokens)
-        forward, position = Gpt2Forward(loaded.model, capacity=32), positions_of(batch["attention_mask"])
+        masked = steps(Gpt2Forward(loaded.model, capacity=32), batch, tokens)
+        forward, position = Gpt2Forward(loaded.model, capacity=32), position_ids(batch["attention_mask"])
         unmasked = [forward(batch["input_ids"], position, None)]
         for column in tokens:
             position = position[:, -1:] + 1
@@ -87,15 +71,15 @@ def test_rows_kept_go_on_as_if_they_had_been_alone(tiny_model_dir: Path):
     with torch.inference_mode():
         forward = Gpt2Forward(loaded.model, capacity=40)
         mask = batch["attention_mask"]
-        first = forward(batch["input_ids"], positions_of(mask), mask)
+        first = forward(batch["input_ids"], position_ids(mask), mask)
         forward.keep(torch.tensor([2, 0]))
         picked = first.argmax(-1)[[2, 0]].unsqueeze(-1)
         mask = torch.cat([mask[[2, 0]], mask.new_ones(2, 1)], dim=-1)
-        after = forward(picked, positions_of(mask)[:, -1:], mask)
+        after = forward(picked, position_ids(mask)[:, -1:], mask)
         for index, row in enumerate([2, 0]):
             alone = loaded.tokenizer(PROMPTS[row], return_tensors="pt")
             single = Gpt2Forward(loaded.model, capacity=40)
-            start = single(alone["input_ids"], positions_of(alone["attention_mask"]), None)
+            start = single(alone["input_ids"], position_ids(alone["attention_mask"]), None)
             assert torch.equal(start.argmax(-1), picked[index])
             position = torch.tensor([[alone["input_ids"].shape[1]]])
             assert torch.allclose(single(picked[index : index + 1], position, None), after[index : index + 1], atol=1e-5)
