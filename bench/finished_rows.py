@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.common import emit, quick_args, write_gpt2_small_shape
 from bot.generation import decode, load_model
-from trainer.dialogue import render_prompt
+from storage.dialogue import render_prompt
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import torch
 from bench.common import emit, median, quick_args, write_gpt2_small_shape
 from bot.generation import TransformersForward, load_model
 from bot.gpt2 import Gpt2Forward
-from trainer.dialogue import render_prompt
+from storage.dialogue import render_prompt
 
 
 @torch.inference_mode()

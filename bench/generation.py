@@ -36,7 +36,7 @@ from bench.common import (
 )
 from bot import matvec as matvec_module
 from bot.generation import Generator, SamplingParams, decode, load_model, sample_top_k_top_p
-from trainer.dialogue import render_prompt
+from storage.dialogue import render_prompt
 
 QUESTIONS = [
     "what is the weather like", "do you like cats", "what should I eat", "can you help me",

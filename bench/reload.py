@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.common import LoopLag, emit, median, quick_args
 from bot.generation import GenerationError, Generator, SamplingParams
 from bot.tinymodel import TinyModelSpec, make_tiny_model
-from trainer.dialogue import render_prompt
+from storage.dialogue import render_prompt
 
 
 async def run(args: argparse.Namespace, folders: list[Path]) -> dict:

@@ -34,11 +34,11 @@ from storage.database import Database  # noqa: E402
 from storage.repository import NewResponse, Repository  # noqa: E402
 from trainer.config import DataConfig, GateConfig, TrainConfig  # noqa: E402
 from trainer.dataset import Example, FeedbackDataset  # noqa: E402
-from trainer.dialogue import render_prompt  # noqa: E402
+from storage.dialogue import render_prompt  # noqa: E402
 from trainer.evaluate import perplexity, reference_text, sample_answers  # noqa: E402
 from trainer.job import RunOptions, run_async, train_kto  # noqa: E402
 from trainer.models import load_causal_lm, training_device  # noqa: E402
-from trainer.registry import ModelRegistry  # noqa: E402
+from storage.registry import ModelRegistry  # noqa: E402
 
 QUESTIONS = (
     "hi", "what is your favourite food", "can you suggest a dinner", "do you like pizza", "I need some advice",

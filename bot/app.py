@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,16 +10,15 @@ from dataclasses import dataclass
 from bot.feedback import EmojiTable
 from bot.generation import Generator, ModelLoadError, SamplingParams
 from bot.limits import RateLimiter
-from bot.loop import Loop
+from bot.loop import Loop, apply_retention
 from bot.service import BotService
 from bot.settings import Settings
 from storage.database import Database
 from storage.identity import PersonKeys
 from storage.repository import Repository
-from trainer.registry import BASE_VERSION, ModelRegistry, RegistryError
+from storage.registry import BASE_VERSION, ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -56,16 +54,6 @@ def generator_from(settings: Settings, *, source: str, version: int) -> Generato
     )
 
 
-async def apply_retention(settings: Settings, repository: Repository) -> int:
-    """Blank texts older than THUMBTUNE_RETENTION_DAYS (when set); the number of prompts purged."""
-    if not settings.retention_days:
-        return 0
-    purged = await repository.purge_texts_before(time.time() - settings.retention_days * 86_400)
-    if purged:
-        log.info("retention: purged the texts of %d prompts older than %d days", purged, settings.retention_days)
-    return purged
-
-
 def person_keys_from(settings: Settings) -> PersonKeys:
     secret = settings.person_secret.get_secret_value() if settings.person_secret else None
     return PersonKeys.from_data_dir(settings.data_dir, secret)
@@ -92,8 +80,6 @@ async def start_generator(settings: Settings, registry: ModelRegistry) -> Genera
 
 async def _hold_parent(generator: Generator, registry: ModelRegistry, settings: Settings, parent: int) -> None:
     """Champion vs challenger after a restart: load the served version's parent as the previous one."""
-    from bot.generation import ModelLoadError
-
     try:
         source = settings.model if parent == BASE_VERSION else str(registry.get(parent).path)
         await generator.hold_previous(source, parent)

@@ -166,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from trainer.registry import ModelRegistry, format_versions
+    from storage.registry import ModelRegistry, format_versions
 
     settings = _settings(args)
     print(f"base model (version 0): {settings.model}")
@@ -175,7 +175,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from trainer.registry import ModelRegistry, RegistryError
+    from storage.registry import ModelRegistry, RegistryError
 
     settings = _settings(args)
     try:

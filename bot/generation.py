@@ -33,7 +33,7 @@ from transformers import (
 
 from bot import gpt2
 from bot.matvec import stream_linear_layers, swap_modules
-from trainer.dialogue import answer_is_over, cut_answer, render_prompt
+from storage.dialogue import answer_is_over, cut_answer, render_prompt
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.generation import Generator, ModelLoadError
 from bot.settings import Settings
 from storage.repository import Repository
-from trainer.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
+from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
 
 log = logging.getLogger(__name__)
 trainer_log = logging.getLogger("thumbtune.trainer")
@@ -62,6 +62,16 @@ def trainer_command(settings: Settings) -> list[str]:
         "--threads", str(settings.torch_threads),
         "--log-level", settings.log_level,
     ]
+
+
+async def apply_retention(settings: Settings, repository: Repository) -> int:
+    """Blank texts older than THUMBTUNE_RETENTION_DAYS (when set); the number of prompts purged."""
+    if not settings.retention_days:
+        return 0
+    purged = await repository.purge_texts_before(time.time() - settings.retention_days * 86_400)
+    if purged:
+        log.info("retention: purged the texts of %d prompts older than %d days", purged, settings.retention_days)
+    return purged
 
 
 @dataclass(frozen=True)
@@ -114,8 +124,6 @@ class Loop:
                 id=WATCH_JOB, max_instances=1, coalesce=True,
             )
         if self.settings.retention_days:
-            from bot.app import apply_retention
-
             self.scheduler.add_job(
                 apply_retention, IntervalTrigger(days=1), args=(self.settings, self.repository),
                 id=RETENTION_JOB, max_instances=1, coalesce=True,

@@ -22,7 +22,7 @@ from bot.generation import GenerationError, Generator, SamplingParams
 from bot.limits import RateLimiter
 from storage.identity import PersonKeys
 from storage.repository import ComparisonRef, NewResponse, Repository, VoteOutcome
-from trainer.dialogue import render_prompt
+from storage.dialogue import render_prompt
 
 log = logging.getLogger(__name__)
 

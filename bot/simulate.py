@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bot.events import IncomingPrompt, IncomingReaction, message_key
 from bot.settings import Settings
-from trainer.registry import BASE_VERSION
+from storage.registry import BASE_VERSION
 
 log = logging.getLogger(__name__)
 

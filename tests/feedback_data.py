@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 
 from storage.repository import NewResponse, Repository
-from trainer.dialogue import render_prompt
+from storage.dialogue import render_prompt
 
 QUESTIONS = (
     "hi", "what is the weather like", "where should I travel", "tell me something nice",

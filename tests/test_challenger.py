@@ -107,7 +107,7 @@ async def test_after_a_restart_the_served_versions_parent_is_the_challenger(sett
 
     from bot.app import open_runtime
     from bot.settings import load_settings
-    from trainer.registry import ModelRegistry
+    from storage.registry import ModelRegistry
 
     registry = ModelRegistry(settings.models_dir)
     for parent in (0, 1):  # versions 1 and 2: copies of the tiny model

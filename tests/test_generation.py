@@ -16,7 +16,7 @@ from bot.generation import (
     SamplingParams,
     load_model,
 )
-from trainer.dialogue import cut_answer, render_prompt
+from storage.dialogue import cut_answer, render_prompt
 
 SHORT = SamplingParams(max_new_tokens=8)
 
@@ -242,7 +242,7 @@ def test_a_row_leaves_the_batch_at_its_end_and_the_others_go_on_unchanged(tiny_m
 
 
 def test_the_end_of_an_answer_is_where_cut_answer_cuts():
-    from trainer.dialogue import answer_is_over, cut_answer
+    from storage.dialogue import answer_is_over, cut_answer
 
     assert not answer_is_over(" I like cats")
     assert not answer_is_over(" I like cats\nand")  # one newline: the answer may go on

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Llam
 
 from bot.generation import TransformersForward, decode, load_model, position_ids
 from bot.gpt2 import Gpt2Forward, supports
-from trainer.dialogue import render_prompt
+from storage.dialogue import render_prompt
 
 PROMPTS = [render_prompt("hi"), render_prompt("what should I eat tonight, something warm please"),
            render_prompt("do you like cats")]

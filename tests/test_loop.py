@@ -17,7 +17,7 @@ import pytest
 from bot.app import open_runtime
 from bot.events import IncomingPrompt
 from bot.settings import load_settings
-from trainer.registry import ModelRegistry
+from storage.registry import ModelRegistry
 
 from tests.feedback_data import seed_preference
 from tests.helpers import publish_copy, wait_for

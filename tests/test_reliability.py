@@ -18,7 +18,7 @@ from bot.events import IncomingPrompt, IncomingReaction, message_key
 from bot.feedback import EmojiTable, normalize_emoji
 from bot.limits import RateLimiter
 from storage.repository import VoteOutcome
-from trainer.dialogue import USER, cut_answer, render_prompt
+from storage.dialogue import USER, cut_answer, render_prompt
 
 from tests.helpers import wait_for
 

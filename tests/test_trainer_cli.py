@@ -13,7 +13,7 @@ from bot.loop import trainer_command
 from storage.database import Database
 from storage.repository import Repository
 from tests.feedback_data import seed_preference
-from trainer.registry import ModelRegistry
+from storage.registry import ModelRegistry
 
 
 def test_trainer_command_comes_from_settings(settings, tiny_model_dir: Path) -> None:
@@ -70,8 +70,8 @@ def test_dependency_direction() -> None:
 
     check = (
         "import sys\n"
-        "import trainer.registry, trainer.export\n"
-        "assert 'torch' not in sys.modules, 'trainer.registry/export pulled in torch'\n"
+        "import storage.registry, trainer.export\n"
+        "assert 'torch' not in sys.modules, 'storage.registry/export pulled in torch'\n"
         "import trainer.cli, trainer.job, trainer.evaluate\n"
         "bad = sorted(m for m in sys.modules if m == 'bot' or m.startswith('bot.'))\n"
         "assert not bad, bad\n"

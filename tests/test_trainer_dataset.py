@@ -19,7 +19,7 @@ from trainer.dataset import (
     readiness,
     sft_records,
 )
-from trainer.dialogue import render_prompt
+from storage.dialogue import render_prompt
 
 NO_SPLIT = BuildOptions(held_out_fraction=0.0)
 

@@ -15,7 +15,7 @@ from tests.feedback_data import seed_preference
 from trainer.config import DataConfig, GateConfig, TrainConfig
 from trainer.export import export_records, write_jsonl
 from trainer.job import RunOptions, run_async
-from trainer.registry import ModelRegistry
+from storage.registry import ModelRegistry
 
 FAST_GATE = GateConfig(samples=8, max_new_tokens=12)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from trainer.config import DataConfig, GateConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, export
-from trainer.registry import ModelRegistry, RegistryError, format_versions
+from storage.registry import ModelRegistry, RegistryError, format_versions
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from storage.repository import CorrectionRow, FeedbackAnswer, VoteRow
-from trainer.dialogue import clean, render_prompt
+from storage.dialogue import clean, render_prompt
 
 # Rewards are sums of small floats; treat anything this close to 0 as a tie.
 _TIE = 1e-9

@@ -26,7 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from trainer.config import GateConfig
 from trainer.dataset import Example, Pair
-from trainer.dialogue import USER, cut_answer, render_prompt
+from storage.dialogue import USER, cut_answer, render_prompt
 
 # Cap on liked x disliked pairs scored, so a big held-out set stays quick.
 _MAX_PAIRS = 2000

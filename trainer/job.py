@@ -27,7 +27,7 @@ from trainer.config import DataConfig, GateConfig, TrainConfig, as_dict
 from trainer.dataset import BuildOptions, FeedbackDataset, balanced_weights, build_dataset, kto_records, readiness
 from trainer.evaluate import GateResult, run_gate
 from trainer.models import load_causal_lm, training_device
-from trainer.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
+from storage.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.registry import METADATA_FILE, PUBLISHED, REJECTED, ModelRegistry, RegistryError
+from storage.registry import METADATA_FILE, PUBLISHED, REJECTED, ModelRegistry, RegistryError
 
 
 def publish(registry: ModelRegistry, *, parent: int, status: str = PUBLISHED, weights: str = "w") -> int:
@@ -88,7 +88,7 @@ def test_a_crash_while_publishing_leaves_the_registry_as_it_was(tmp_path: Path, 
     def crash(_folder: Path) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("trainer.registry._fsync_tree", crash)
+    monkeypatch.setattr("storage.registry._fsync_tree", crash)
     with pytest.raises(OSError, match="disk full"):
         publish(registry, parent=1, weights="half")
     monkeypatch.undo()
