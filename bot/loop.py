@@ -28,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.generation import Generator, ModelLoadError
 from bot.settings import Settings
 from storage.repository import Repository
+from trainer.config import DataConfig, JobConfig, TrainConfig, to_arguments
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,34 @@ WATCH_JOB = "watch-registry"
 RETENTION_JOB = "retention"
 
 
+def trainer_configs(settings: Settings) -> tuple[JobConfig, DataConfig, TrainConfig]:
+    """What one training run takes, from the bot's settings (the gate keeps its defaults).
+
+    Paths are absolute: the trainer may run in another working folder (a launcher).
+    """
+    job = JobConfig(
+        db=str(settings.db_path.resolve()),
+        registry=str(settings.models_dir.resolve()),
+        base_model=settings.model,
+        keep_versions=settings.keep_versions,
+        log_level=settings.log_level,
+    )
+    data = DataConfig(
+        min_examples=settings.train_min_examples,
+        gamma=settings.gamma,
+        held_out_fraction=settings.held_out_fraction,
+    )
+    train = TrainConfig(
+        learning_rate=settings.train_learning_rate,
+        epochs=settings.train_epochs,
+        batch_size=settings.train_batch_size,
+        lora=settings.train_lora,
+        device=settings.device,
+        threads=settings.torch_threads,
+    )
+    return job, data, train
+
+
 def trainer_command(settings: Settings) -> list[str]:
     """The command line of one training cycle, built from the bot's settings.
 
@@ -45,23 +74,7 @@ def trainer_command(settings: Settings) -> list[str]:
     go through e.g. ``accelerate launch`` or a wrapper script for a GPU host.
     """
     launcher = shlex.split(settings.train_launcher) if settings.train_launcher else [sys.executable]
-    return [
-        *launcher, "-m", "trainer", "run",
-        "--db", str(settings.db_path),
-        "--registry", str(settings.models_dir),
-        "--base-model", settings.model,
-        "--keep-versions", str(settings.keep_versions),
-        "--min-examples", str(settings.train_min_examples),
-        "--gamma", str(settings.gamma),
-        "--held-out-fraction", str(settings.held_out_fraction),
-        "--learning-rate", str(settings.train_learning_rate),
-        "--epochs", str(settings.train_epochs),
-        "--batch-size", str(settings.train_batch_size),
-        "--lora" if settings.train_lora else "--no-lora",
-        "--device", settings.device,
-        "--threads", str(settings.torch_threads),
-        "--log-level", settings.log_level,
-    ]
+    return [*launcher, "-m", "trainer", "run", *to_arguments(*trainer_configs(settings))]
 
 
 async def apply_retention(settings: Settings, repository: Repository) -> int:

@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
+from trainer.config import DataConfig, JobConfig, TrainConfig
+
 DEFAULT_EMOJI_REWARDS: dict[str, float] = {
     "👍": 1.0,
     "+1": 1.0,
@@ -86,9 +88,10 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(3000, ge=0, le=65535)
 
-    # --- training (`thumbtune train` runs `python -m trainer run` with these) ---------
+    # --- training: `thumbtune train` and the schedule run `python -m trainer run` -----
+    # Defaults come from the trainer's config dataclasses (trainer.config), the one
+    # source of truth for its options; bot.loop.trainer_configs maps these onto them.
     registry_dir: Path | None = None
-    # --- the schedule (inside `thumbtune run`) ------------------------------------------
     train_every_minutes: float = Field(60.0, ge=0.0, description="0 = no scheduled runs")
     train_cron: str | None = Field(None, description="crontab line (UTC); overrides the interval")
     train_min_new_votes: int = Field(20, ge=0)
@@ -96,14 +99,14 @@ class Settings(BaseSettings):
     train_launcher: str = Field("", description="replaces the Python interpreter, e.g. 'accelerate launch'")
     registry_poll_s: float = Field(30.0, ge=0.0, description="0 = do not watch the registry")
     announce_channel: str | None = Field(None, description="Slack/Discord channel id for 'new version live'")
-    keep_versions: int = Field(5, ge=1, le=1000)
-    train_min_examples: int = Field(8, ge=1)
-    gamma: float = Field(0.0, ge=0.0, le=1.0)
-    held_out_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    train_learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
-    train_epochs: float = Field(1.0, gt=0.0, le=100.0)
-    train_batch_size: int = Field(4, ge=2, le=1024)
-    train_lora: bool = False
+    keep_versions: int = Field(JobConfig.keep_versions, ge=1, le=1000)
+    train_min_examples: int = Field(DataConfig.min_examples, ge=1)
+    gamma: float = Field(DataConfig.gamma, ge=0.0, le=1.0)
+    held_out_fraction: float = Field(DataConfig.held_out_fraction, ge=0.0, lt=1.0)
+    train_learning_rate: float = Field(TrainConfig.learning_rate, gt=0.0, le=1.0)
+    train_epochs: float = Field(TrainConfig.epochs, gt=0.0, le=100.0)
+    train_batch_size: int = Field(TrainConfig.batch_size, ge=2, le=1024)
+    train_lora: bool = TrainConfig.lora
 
     # --- discord ---------------------------------------------------------------------
     discord_guild_id: int | None = Field(

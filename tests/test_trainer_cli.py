@@ -4,26 +4,65 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
-from bot.loop import trainer_command
+from bot.loop import trainer_command, trainer_configs
+from bot.settings import load_settings
 from storage.database import Database
 from storage.repository import Repository
 from tests.feedback_data import seed_preference
 from storage.registry import ModelRegistry
+from trainer.cli import build_parser as build_trainer_parser
+from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, from_arguments
 
 
-def test_trainer_command_comes_from_settings(settings, tiny_model_dir: Path) -> None:
+def test_default_settings_give_the_trainers_own_defaults(settings) -> None:
+    """The settings' defaults for training options are the trainer's config defaults."""
+    job, data, train = trainer_configs(settings)
+    assert data == DataConfig()
+    assert train == TrainConfig()
+    assert (job.keep_versions, job.log_level) == (JobConfig.keep_versions, JobConfig.log_level)
+
+
+def test_the_scheduled_command_line_reads_back_as_the_settings(
+    settings_env, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> None:
+    """Every training setting reaches the trainer: its own parser reads the bot's command
+    line back into the same configs (a renamed or retyped option fails here)."""
+    changed = {
+        "THUMBTUNE_TRAIN_LEARNING_RATE": "0.0003", "THUMBTUNE_TRAIN_EPOCHS": "2.5",
+        "THUMBTUNE_TRAIN_BATCH_SIZE": "6", "THUMBTUNE_TRAIN_LORA": "true", "THUMBTUNE_GAMMA": "0.5",
+        "THUMBTUNE_HELD_OUT_FRACTION": "0.3", "THUMBTUNE_TRAIN_MIN_EXAMPLES": "12",
+        "THUMBTUNE_KEEP_VERSIONS": "3", "THUMBTUNE_DEVICE": "cpu", "THUMBTUNE_TORCH_THREADS": "2",
+        "THUMBTUNE_LOG_LEVEL": "WARNING",
+    }
+    for name, value in changed.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
     command = trainer_command(settings)
-    assert command[1:4] == ["-m", "trainer", "run"]
-    flags = dict(zip(command[4::2], command[5::2]))
-    assert flags["--db"] == str(settings.db_path)
-    assert flags["--registry"] == str(settings.data_dir / "models")
-    assert flags["--base-model"] == str(tiny_model_dir)
-    assert "--no-lora" in command
+    assert command[:4] == [sys.executable, "-m", "trainer", "run"]
+    args = build_trainer_parser().parse_args(command[3:])
+    job, data, train = trainer_configs(settings)
+    assert (from_arguments(JobConfig, args), from_arguments(DataConfig, args), from_arguments(TrainConfig, args)) == (
+        job, data, train
+    )
+    assert job == JobConfig(
+        db=str(settings.db_path), registry=str(settings.data_dir / "models"), base_model=str(tiny_model_dir),
+        keep_versions=3, log_level="WARNING",
+    )
+    assert data == DataConfig(min_examples=12, gamma=0.5, held_out_fraction=0.3)
+    assert train == TrainConfig(learning_rate=3e-4, epochs=2.5, batch_size=6, lora=True, device="cpu", threads=2)
+    assert from_arguments(GateConfig, args) == GateConfig()
+
+
+def test_the_launcher_replaces_the_interpreter(settings_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THUMBTUNE_TRAIN_LAUNCHER", "accelerate launch --num_processes 2")
+    command = trainer_command(load_settings())
+    assert command[:6] == ["accelerate", "launch", "--num_processes", "2", "-m", "trainer"]
 
 
 def test_train_now_then_models_rollback_and_export(

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from trainer.config import DataConfig, GateConfig, TrainConfig, add_arguments, from_arguments
+from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, export
 from storage.registry import ModelRegistry, RegistryError, format_versions
 
@@ -28,12 +28,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     datasets.disable_progress_bars()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    job = from_arguments(JobConfig, args)
     result = run(
         RunOptions(
-            db=Path(args.db),
-            registry=Path(args.registry),
-            base_model=args.base_model,
-            keep_versions=args.keep_versions,
+            db=Path(job.db),
+            registry=Path(job.registry),
+            base_model=job.base_model,
+            keep_versions=job.keep_versions,
             data=from_arguments(DataConfig, args),
             train=from_arguments(TrainConfig, args),
             gate=from_arguments(GateConfig, args),
@@ -73,11 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="one training run: votes -> KTO -> eval gate -> registry")
-    run.add_argument("--db", required=True, help="the bot's SQLite database")
-    run.add_argument("--registry", required=True, help="the model registry folder")
-    run.add_argument("--base-model", required=True, help="version 0: a Hugging Face model name or a local folder")
-    run.add_argument("--keep-versions", type=int, default=5, help="versions kept besides the current one (default: 5)")
-    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_arguments(run, JobConfig, title="job")
     add_arguments(run, DataConfig, title="data")
     add_arguments(run, TrainConfig, title="training")
     add_arguments(run, GateConfig, title="eval gate")

@@ -1,7 +1,13 @@
-"""What a training run does: one dataclass per concern, help text on every field.
+"""What a training run takes: one dataclass per concern, help text on every field.
 
-``python -m trainer run`` builds its command-line options from these fields, so a
-new field is automatically a new ``--option`` with its help.
+This module is the one source of truth for the trainer's options. ``python -m trainer
+run`` builds its command-line options from these fields (:func:`add_arguments`), so a
+new field is automatically a new ``--option`` with its help; the bot builds these same
+dataclasses from its settings and turns them into that command line with
+:func:`to_arguments`, the exact inverse. A renamed field is then a type error in the
+bot (and a failing test), never a scheduled run that dies on an unknown option.
+
+Light on purpose (standard library only): the bot imports it without the train extra.
 """
 
 from __future__ import annotations
@@ -10,6 +16,15 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    db: str = field(metadata={"help": "The bot's SQLite database."})
+    registry: str = field(metadata={"help": "The model registry folder."})
+    base_model: str = field(metadata={"help": "Version 0: a Hugging Face model name or a local folder."})
+    keep_versions: int = field(default=5, metadata={"help": "Versions kept besides the current one."})
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(default="INFO", metadata={"help": "The trainer's log level."})
 
 
 @dataclass(frozen=True)
@@ -50,20 +65,43 @@ class GateConfig:
 C = TypeVar("C")
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def add_arguments(parser: argparse.ArgumentParser, config_type: type, *, title: str) -> None:
-    """One ``--option`` per field, with the field's help and default."""
+    """One ``--option`` per field, with the field's help and default; a field without a
+    default is a required option."""
     group = parser.add_argument_group(title)
     hints = get_type_hints(config_type)
     for item in dataclasses.fields(config_type):
-        flag = "--" + item.name.replace("_", "-")
         kind = hints[item.name]
-        help_text = f"{item.metadata['help']} (default: {item.default})"
-        if kind is bool:
-            group.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=item.default, help=help_text)
-        elif get_origin(kind) is Literal:
-            group.add_argument(flag, dest=item.name, choices=list(get_args(kind)), default=item.default, help=help_text)
+        required = item.default is dataclasses.MISSING
+        help_text = item.metadata["help"] + ("" if required else f" (default: {item.default})")
+        common: dict[str, Any] = {"dest": item.name, "help": help_text}
+        if required:
+            common["required"] = True
         else:
-            group.add_argument(flag, dest=item.name, type=kind, default=item.default, help=help_text)
+            common["default"] = item.default
+        if kind is bool:
+            group.add_argument(_flag(item.name), action=argparse.BooleanOptionalAction, **common)
+        elif get_origin(kind) is Literal:
+            group.add_argument(_flag(item.name), choices=list(get_args(kind)), **common)
+        else:
+            group.add_argument(_flag(item.name), type=kind, **common)
+
+
+def to_arguments(*configs: Any) -> list[str]:
+    """The command-line options that :func:`add_arguments`' parser reads back as ``configs``."""
+    arguments: list[str] = []
+    for config in configs:
+        for item in dataclasses.fields(config):
+            value = getattr(config, item.name)
+            if isinstance(value, bool):
+                arguments.append(_flag(item.name) if value else "--no-" + item.name.replace("_", "-"))
+            else:
+                arguments += [_flag(item.name), str(value)]
+    return arguments
 
 
 def from_arguments(config_type: type[C], args: argparse.Namespace) -> C:
