@@ -159,8 +159,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = _settings(args)
     # Training runs in its own process: it never shares memory or an event loop with the bot.
     extra = [arg for arg in args.extra if arg != "--"]
-    from bot.loop import trainer_command
+    from bot.loop import trainer_command, training_unavailable
 
+    problem = training_unavailable(settings)
+    if problem:
+        print(f"thumbtune: {problem}", file=sys.stderr)
+        return 2
     done = subprocess.run(trainer_command(settings) + extra, check=False)
     return done.returncode
 
@@ -188,13 +192,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from trainer.export import export
+    from trainer.export import ExportError, export
 
-    if args.format == "hf" and not args.out:
-        print("thumbtune: --format hf writes a folder: give it with --out DIR", file=sys.stderr)
-        return 2
     settings = _settings(args)
-    export(settings.db_path, fmt=args.format, out=Path(args.out) if args.out else None, gamma=settings.gamma)
+    try:
+        export(settings.db_path, fmt=args.format, out=Path(args.out) if args.out else None, gamma=settings.gamma)
+    except ExportError as exc:
+        print(f"thumbtune: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -29,6 +29,7 @@ from bot.generation import Generator, ModelLoadError
 from bot.settings import Settings
 from storage.repository import Repository
 from trainer.config import DataConfig, JobConfig, TrainConfig, to_arguments
+from trainer.requirements import missing_extra
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ def trainer_command(settings: Settings) -> list[str]:
     return [*launcher, "-m", "trainer", "run", *to_arguments(*trainer_configs(settings))]
 
 
+def training_unavailable(settings: Settings) -> str | None:
+    """Why this machine cannot run the trainer; None when it can, or when a launcher
+    (THUMBTUNE_TRAIN_LAUNCHER) runs it with another interpreter, maybe on another host."""
+    return None if settings.train_launcher else missing_extra("training")
+
+
 async def apply_retention(settings: Settings, repository: Repository) -> int:
     """Blank texts older than THUMBTUNE_RETENTION_DAYS (when set); the number of prompts purged."""
     if not settings.retention_days:
@@ -116,6 +123,7 @@ class Loop:
         self.generator = generator
         self.registry = registry
         self.command = command or trainer_command(settings)
+        self.unavailable = training_unavailable(settings) if command is None else None
         self.announce = announce
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._training = asyncio.Lock()
@@ -126,7 +134,9 @@ class Loop:
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         trigger = self._trigger()
-        if trigger is not None:
+        if trigger is not None and self.unavailable:
+            log.warning("scheduled retraining is off: %s", self.unavailable)
+        elif trigger is not None:
             self.scheduler.add_job(
                 self.scheduled_run, trigger, id=TRAIN_JOB, max_instances=1, coalesce=True,
                 misfire_grace_time=None, next_run_time=await self._first_run_time(trigger),
@@ -196,6 +206,8 @@ class Loop:
 
     async def run_training(self) -> TrainingOutcome:
         """Run the trainer subprocess once (never two at once), then reload what it published."""
+        if self.unavailable:
+            return TrainingOutcome("failed", self.unavailable, serving=self.generator.version)
         if self._training.locked():
             return TrainingOutcome("busy", "a training run is already going", serving=self.generator.version)
         async with self._training:
@@ -296,6 +308,8 @@ class Loop:
 
     # --- admin actions (bot.commands.AdminActions) ----------------------------------
     async def retrain(self) -> str:
+        if self.unavailable:
+            return f"I can't train on this machine: {self.unavailable}."
         if self._training.locked():
             return "A training run is already going; I'll switch when it passes the gate."
         task = asyncio.create_task(self.run_training())

@@ -14,11 +14,16 @@ import sys
 from pathlib import Path
 
 from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
-from trainer.export import FORMATS, export
+from trainer.export import FORMATS, ExportError, export
 from storage.registry import ModelRegistry, RegistryError, format_versions
+from trainer.requirements import missing_extra
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    problem = missing_extra("python -m trainer run")
+    if problem:
+        print(f"trainer: {problem}", file=sys.stderr)
+        return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import datasets
     from transformers.utils import logging as hf_logging
@@ -47,10 +52,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.format == "hf" and not args.out:
-        print("trainer: --format hf writes a folder: give it with --out DIR", file=sys.stderr)
+    try:
+        export(Path(args.db), fmt=args.format, out=Path(args.out) if args.out else None, gamma=args.gamma)
+    except ExportError as exc:
+        print(f"trainer: {exc}", file=sys.stderr)
         return 2
-    export(Path(args.db), fmt=args.format, out=Path(args.out) if args.out else None, gamma=args.gamma)
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import IO, Literal
 
 from storage.database import Database
 from storage.repository import ComparisonVote, FeedbackAnswer, Repository
+from trainer.requirements import missing_extra
 from trainer.dataset import (
     BuildOptions, FeedbackDataset, build_dataset, completion_of, dpo_records, kto_records, prompt_of, sft_records,
 )
@@ -165,14 +166,24 @@ def write_jsonl(records: Iterable[dict[str, object]], out: IO[str]) -> int:
     return count
 
 
+class ExportError(Exception):
+    """An export cannot be written as asked; the message says why in one line."""
+
+
 def export(db: Path, *, fmt: ExportFormat, out: Path | None = None, gamma: float = 0.0) -> int:
-    """Write the records to ``out`` (stdout when None); says how many on stderr."""
+    """Write the records to ``out`` (stdout when None); says how many on stderr.
+
+    Raises :class:`ExportError` before writing anything when the export cannot be made.
+    """
     import asyncio
     import sys
 
     if fmt == "hf":
         if out is None:
-            raise ValueError("--format hf writes a folder: give it with --out DIR")
+            raise ExportError("--format hf writes a folder: give it with --out DIR")
+        problem = missing_extra("--format hf", ("datasets",))
+        if problem:
+            raise ExportError(problem)
         counts = export_hf(db, out, gamma=gamma)
         print(f"wrote a datasets folder to {out}: " + ", ".join(f"{n} {name}" for name, n in counts.items()),
               file=sys.stderr)
