@@ -220,12 +220,6 @@ class Repository:
             row = await cursor.fetchone()
         return _response_ref(row) if row else None
 
-    async def response(self, response_id: int) -> ResponseRef | None:
-        async with self.database.reading() as db:
-            cursor = await db.execute(_RESPONSE_REF + " WHERE r.id = ?", (response_id,))
-            row = await cursor.fetchone()
-        return _response_ref(row) if row else None
-
     async def comparison_by_message(self, message_key: str) -> ComparisonRef | None:
         """The comparison posted as ``message_key`` (bound to its candidate 0); None otherwise."""
         async with self.database.reading() as db:

@@ -29,3 +29,16 @@ def publish_copy(registry, model_dir, *, parent: int = 0, metrics=None, counts=N
         for item in model_dir.iterdir():
             shutil.copy(item, folder / item.name)
         return registry.publish(folder, parent=parent, metrics=metrics or {}, counts=counts or {}).version
+
+
+async def stored_response(repository, response_id: int):
+    """The stored answer ``response_id`` as the service sees answers (None when deleted), read
+    with SQL: the product looks answers up by their posted message, tests by their id."""
+    from storage.repository import ResponseRef
+
+    async with repository.database.reading() as db:
+        cursor = await db.execute(
+            "SELECT id, prompt_id, candidate, model_version, flagged FROM responses WHERE id = ?", (response_id,)
+        )
+        row = await cursor.fetchone()
+    return None if row is None else ResponseRef(row[0], row[1], row[2], row[3], bool(row[4]))

@@ -9,6 +9,7 @@ from bot.comparison import FIRST_EMOJI, SECOND_EMOJI, Verdict, split_compare_req
 from bot.events import IncomingPrompt, IncomingReaction, message_key
 from storage.repository import VoteOutcome
 from trainer.dataset import BuildOptions, build_dataset
+from tests.helpers import stored_response
 
 
 def test_verdict_names_and_prefix():
@@ -59,7 +60,7 @@ async def test_compare_prefix_stores_two_candidates_and_a_compare_prompt(runtime
 async def test_verdicts_become_one_vote_per_candidate_and_removal_takes_both(runtime):
     service = runtime.service
     reply, key = await _compare(runtime)
-    prompt = (await runtime.repository.response(reply.response_ids[0])).prompt_id
+    prompt = (await stored_response(runtime.repository, reply.response_ids[0])).prompt_id
 
     def react(emoji, user="U2", event=None):
         return IncomingReaction(platform="slack", message_key=key, user=user, emoji=emoji, event_id=event)
@@ -192,7 +193,7 @@ async def test_migration_0004_upgrades_a_database_with_votes_and_keeps_the_count
             platform="slack", channel="C", author="a", text="q2", context="User: q2\nBot:", mode="compare",
             responses=[NewResponse(text=t, model_version=1, temperature=1, top_p=1, max_new_tokens=4) for t in "yz"],
         )
-        first, second = [await repository.response(i) for i in pair.response_ids]
+        first, second = [await stored_response(repository, i) for i in pair.response_ids]
         comparison = ComparisonRef(prompt_id=pair.prompt_id, first=first, second=second)
         await repository.record_comparison(comparison=comparison, voter="v2", emoji="1️⃣", rewards=(1.0, -1.0))
         assert await repository.count_votes_since(0) == 2  # one thumbs vote, one verdict

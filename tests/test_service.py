@@ -9,6 +9,7 @@ import pytest
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
 from bot.feedback import EmojiTable, normalize_emoji
 from storage.repository import VoteOutcome
+from tests.helpers import stored_response
 
 
 @pytest.mark.parametrize(
@@ -178,7 +179,7 @@ async def test_the_flag_marks_an_answer_and_is_not_a_vote(runtime):
         IncomingReaction(platform="slack", message_key=key, user="U2", emoji="triangular_flag_on_post")
     )
     assert outcome is VoteOutcome.FLAGGED
-    assert (await runtime.repository.response(reply.response_ids[0])).flagged
+    assert (await stored_response(runtime.repository, reply.response_ids[0])).flagged
     assert await runtime.repository.votes_since(0) == []
 
 

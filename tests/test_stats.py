@@ -12,6 +12,7 @@ import pytest
 
 from bot.stats import build_report, format_table, plot, wilson_interval
 from storage.repository import NewResponse
+from tests.helpers import stored_response
 
 
 def test_wilson_interval_matches_worked_examples():
@@ -84,7 +85,7 @@ async def _seed_comparison(repository, *, versions: tuple[int, int], verdict: st
         platform="slack", channel="C", author="a", text="q", context="User: q\nBot:", mode="compare",
         responses=[NewResponse(text=f"x{v}", model_version=v, temperature=1, top_p=1, max_new_tokens=4) for v in versions],
     )
-    first, second = [await repository.response(i) for i in stored.response_ids]
+    first, second = [await stored_response(repository, i) for i in stored.response_ids]
     comparison = ComparisonRef(prompt_id=stored.prompt_id, first=first, second=second)
     v = verdict_of(verdict)
     await repository.record_comparison(comparison=comparison, voter=voter, emoji=v.emoji, rewards=v.rewards)

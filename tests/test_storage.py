@@ -13,6 +13,7 @@ import pytest
 from storage.database import Database, migration_files
 from storage.identity import SECRET_FILE_NAME, PersonKeys
 from storage.repository import NewResponse, Repository, VoteOutcome
+from tests.helpers import stored_response
 
 
 async def _answer(repository: Repository, *, version: int = 0, candidates: int = 1, conversation=None):
@@ -58,7 +59,7 @@ async def test_reopening_applies_only_new_migrations_and_keeps_data(tmp_path: Pa
     extra = (len(shipped) + 1, f"{len(shipped) + 1:04d}_note.sql", "CREATE TABLE note (id INTEGER PRIMARY KEY);")
     async with await Database.open(path, migrations=[*shipped, extra]) as database:
         assert await database.applied_migrations() == [*(n for n, _, _ in shipped), extra[0]]
-        assert await Repository(database).response(stored.response_ids[0]) is not None
+        assert await stored_response(Repository(database), stored.response_ids[0]) is not None
     # A third open applies nothing and does not fail on the already-created table.
     async with await Database.open(path, migrations=[*shipped, extra]) as database:
         assert len(await database.applied_migrations()) == len(shipped) + 1
@@ -222,7 +223,7 @@ async def test_forgetting_a_person_removes_their_rows_and_answers_to_them(reposi
     await repository.record_correction(response_id=theirs.response_ids[0], author="me", text="better")
     counts = await repository.forget_person("me")
     assert (counts.prompts, counts.votes, counts.corrections) == (1, 1, 1)
-    assert await repository.response(mine.response_ids[0]) is None
+    assert await stored_response(repository, mine.response_ids[0]) is None
     assert [(v.voter, v.response_id) for v in await repository.votes_since(0)] == [("other", theirs.response_ids[0])]
     assert await repository.database.integrity_check() == "ok"
 
