@@ -34,6 +34,10 @@ def verdicts(n: int, rng: random.Random) -> list[tuple[int, int, str]]:
     return out
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer data sets for the coverage")
@@ -47,8 +51,8 @@ def main() -> None:
         pair = result.pairs[0]
         timing[str(n)] = {
             "seconds": round(time.perf_counter() - started, 3),
-            "p0_beats_1": round(pair.a_beats_b, 4),
-            "interval": [round(pair.a_beats_b_low, 4), round(pair.a_beats_b_high, 4)],
+            "p0_beats_1": _rounded(pair.a_beats_b),
+            "interval": [_rounded(pair.a_beats_b_low), _rounded(pair.a_beats_b_high)],
         }
     coverage = {}
     reps = 100 if args.quick else 300
@@ -56,7 +60,8 @@ def main() -> None:
         hits = 0
         for rep in range(reps):
             pair = head_to_head(verdicts(n, rng), seed=rep).pairs[0]
-            hits += pair.a_beats_b_low <= TRUE_P0 <= pair.a_beats_b_high
+            low, high = pair.a_beats_b_low, pair.a_beats_b_high
+            hits += low is not None and high is not None and low <= TRUE_P0 <= high
         coverage[str(n)] = round(hits / reps, 3)
     emit({"true_p0_beats_1": round(TRUE_P0, 4), "by_comparisons": timing, "coverage_95": coverage, "data_sets": reps})
 

@@ -37,7 +37,7 @@ def fill(path: Path, *, answers: int, votes: int, versions: int, people: int, se
             ((i, i, (i - 1) * versions // answers, now - (answers - i) * 10) for i in range(1, answers + 1)),
         )
         seen: set[tuple[int, int]] = set()
-        rows = []
+        rows: list[tuple[int, str, str, float, float, int]] = []
         while len(rows) < votes:
             response, voter = rng.randrange(1, answers + 1), rng.randrange(people)
             if (response, voter) in seen:

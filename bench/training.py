@@ -65,7 +65,7 @@ def time_training(model, tokenizer, *, steps: int, batch_size: int, scratch: Pat
     reference = copy.deepcopy(model).eval()
     dataset = synthetic_dataset(steps * batch_size, seed=0)
     # One warm-up step first: allocation and kernel selection are not the steady state.
-    config = TrainConfig(max_steps=1, batch_size=batch_size, device=str(next(model.parameters()).device.type))
+    config = TrainConfig(max_steps=1, batch_size=batch_size, device="cuda" if next(model.parameters()).is_cuda else "cpu")
     model, _ = train_kto(model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch)
     config = TrainConfig(max_steps=steps, batch_size=batch_size, device=config.device)
     _, stats = train_kto(model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch)
@@ -84,7 +84,7 @@ def gpt2_small_shape(tokenizer, device: torch.device):
     config = GPT2Config(
         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
-    return GPT2LMHeadModel(config).to(device)
+    return GPT2LMHeadModel(config).to(device)  # type: ignore[arg-type]  # transformers' .to is typed through functools.wraps
 
 
 def share_with(word: str, answers: list[str]) -> float:

@@ -172,7 +172,7 @@ def head_to_head(
             row[0 if (match.score == 1.0) == (match.a == a) else 1] += 1
     strengths = bradley_terry(matches, prior=prior)
     boot = _bootstrap(matches, prior=prior, samples=samples, seed=seed)
-    anchor = min(strengths) if strengths else None
+    anchor = min(strengths, default=0)  # ratings are relative to the oldest version compared
     tail = (1.0 - level) / 2
 
     versions = []

@@ -94,7 +94,7 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
                     event_id=f"r{round_index}-p{index}",
                 )
             )
-            if reply is None or not reply.ok:
+            if reply is None or not reply.ok or reply.model_version is None:
                 return
             key = message_key(PLATFORM, "sim", str(reply.response_ids[0]))
             await service.answer_posted(reply.response_ids[0], key)

@@ -36,6 +36,12 @@ class VersionStats:
     approval_high: float | None
     live_at: float | None
 
+    def interval(self) -> tuple[float, float, float] | None:
+        """(approval, low, high) once the version has votes; None before."""
+        if self.approval is None or self.approval_low is None or self.approval_high is None:
+            return None
+        return self.approval, self.approval_low, self.approval_high
+
 
 @dataclass(frozen=True)
 class DayStats:
@@ -140,17 +146,17 @@ def plot(report: StatsReport, path: Path | str) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    rated = [v for v in report.versions if v.approval is not None]
+    rated = [(v, interval) for v in report.versions if (interval := v.interval()) is not None]
     figure, axis = plt.subplots(figsize=(7, 4), dpi=100)
     if rated:
-        xs = [v.version for v in rated]
-        ys = [v.approval for v in rated]
-        below = [v.approval - v.approval_low for v in rated]
-        above = [v.approval_high - v.approval for v in rated]
+        xs = [v.version for v, _ in rated]
+        ys = [approval for _, (approval, _, _) in rated]
+        below = [approval - low for _, (approval, low, _) in rated]
+        above = [high - approval for _, (approval, _, high) in rated]
         axis.errorbar(xs, ys, yerr=[below, above], fmt="o-", capsize=4, color="#2b6cb0", label="approval (95% Wilson)")
-        for v in rated:
-            axis.annotate(f"n={v.up + v.down}", (v.version, v.approval), textcoords="offset points", xytext=(6, 6), fontsize=8)
-        for v in rated[1:]:
+        for v, (approval, _, _) in rated:
+            axis.annotate(f"n={v.up + v.down}", (v.version, approval), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        for v, _ in rated[1:]:
             axis.axvline(v.version - 0.5, color="#a0aec0", linestyle="--", linewidth=1)
         axis.set_xticks(xs)
         axis.legend(loc="lower right")
@@ -163,7 +169,7 @@ def plot(report: StatsReport, path: Path | str) -> Path:
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     # The versions drawn go into the PNG's metadata too, for tools (and tests) reading it.
-    drawn = ",".join(str(v.version) for v in rated)
+    drawn = ",".join(str(v.version) for v, _ in rated)
     figure.savefig(path, format="png", metadata={"Title": "thumbtune approval", "Description": f"versions={drawn}"})
     plt.close(figure)
     return path

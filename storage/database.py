@@ -136,7 +136,7 @@ class Database:
         async with self.reading() as db:
             cursor = await db.execute("PRAGMA integrity_check")
             row = await cursor.fetchone()
-            return str(row[0])
+            return str(row[0]) if row is not None else "no answer from PRAGMA integrity_check"
 
 
 def _split_statements(sql: str) -> list[str]:

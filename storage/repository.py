@@ -187,7 +187,7 @@ class Repository:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (platform, channel, author, conversation, text, context, now, mode),
             )
-            prompt_id = int(cursor.lastrowid)
+            prompt_id = _inserted_id(cursor)
             ids = []
             for candidate, response in enumerate(responses):
                 cursor = await db.execute(
@@ -204,7 +204,7 @@ class Repository:
                         now,
                     ),
                 )
-                ids.append(int(cursor.lastrowid))
+                ids.append(_inserted_id(cursor))
         return StoredAnswer(prompt_id=prompt_id, response_ids=tuple(ids))
 
     async def bind_message(self, response_id: int, message_key: str) -> None:
@@ -230,7 +230,7 @@ class Repository:
                 " ORDER BY r.candidate",
                 (message_key,),
             )
-            rows = await cursor.fetchall()
+            rows = list(await cursor.fetchall())
         if len(rows) != 2:
             return None
         first, second = (_response_ref(row) for row in rows)
@@ -256,7 +256,7 @@ class Repository:
                 " WHERE p.conversation = ? ORDER BY p.id DESC LIMIT ?",
                 (conversation, limit),
             )
-            rows = await cursor.fetchall()
+            rows = list(await cursor.fetchall())
         return [Turn(user_text=row[0], bot_text=row[1]) for row in reversed(rows)]
 
     async def latest_answer_key(self, conversation: str) -> str | None:
@@ -374,7 +374,7 @@ class Repository:
                 "INSERT INTO corrections (response_id, author, text, created_at) VALUES (?, ?, ?, ?)",
                 (response_id, author, text, time.time()),
             )
-            return int(cursor.lastrowid)
+            return _inserted_id(cursor)
 
     async def flag_response(self, response_id: int, *, event: tuple[str, str] | None = None) -> VoteOutcome:
         """Mark an answer as flagged: it is never trained on. Flags are not taken back."""
@@ -392,8 +392,7 @@ class Repository:
                 " WHERE voter = ? AND created_at >= ?",
                 (voter, since),
             )
-            row = await cursor.fetchone()
-        return int(row[0])
+            return await _count(cursor)
 
     async def votes_since(self, version: int) -> list[VoteRow]:
         """Votes cast since ``version`` went live (all votes if it never did)."""
@@ -411,8 +410,7 @@ class Repository:
                 " WHERE created_at >= ?",  # a comparison verdict (two rows) is one vote
                 (await _live_at(db, version),),
             )
-            row = await cursor.fetchone()
-        return int(row[0])
+            return await _count(cursor)
 
     async def approval_by_version(self) -> list[VersionApproval]:
         """Per model version: answers given, distinct voters, 👍 and 👎 counts."""
@@ -555,7 +553,7 @@ class Repository:
                 "INSERT INTO training_runs (started_at, status, parent_version) VALUES (?, 'running', ?)",
                 (time.time(), parent_version),
             )
-            return int(cursor.lastrowid)
+            return _inserted_id(cursor)
 
     async def finish_training_run(
         self,
@@ -610,6 +608,18 @@ def _response_ref(row: aiosqlite.Row) -> ResponseRef:
         model_version=row[3],
         flagged=bool(row[4]),
     )
+
+
+def _inserted_id(cursor: aiosqlite.Cursor) -> int:
+    """The rowid of the row an INSERT just wrote (SQLite always sets it then)."""
+    assert cursor.lastrowid is not None, "lastrowid is read only after an INSERT"
+    return cursor.lastrowid
+
+
+async def _count(cursor: aiosqlite.Cursor) -> int:
+    row = await cursor.fetchone()
+    assert row is not None, "an aggregate query returns one row"
+    return int(row[0])
 
 
 async def _claim(db: aiosqlite.Connection, platform: str, event_id: str) -> bool:

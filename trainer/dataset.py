@@ -302,7 +302,8 @@ def dpo_records(pairs: Iterable[Pair]) -> list[dict[str, object]]:
 
 def sft_records(examples: Iterable[Example], pairs: Iterable[Pair]) -> list[dict[str, object]]:
     """TRL's prompt-completion format: liked answers and people's corrections."""
-    records, seen = [], set()
+    records: list[dict[str, object]] = []
+    seen: set[tuple[str, str]] = set()
     chosen = [(e.prompt, e.completion) for e in examples if e.label]
     chosen += [(p.prompt, p.chosen) for p in pairs]
     for prompt, completion in chosen:

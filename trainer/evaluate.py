@@ -22,7 +22,7 @@ from importlib import resources
 
 import torch
 from sacrebleu.metrics import CHRF
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
 from trainer.config import GateConfig
 from trainer.dataset import Example, Pair
@@ -144,6 +144,8 @@ def sample_answers(
     """One sampled answer per prompt, cut like the bot cuts them (one left-padded batch)."""
     if not prompts:
         return []
+    if not isinstance(model, GenerationMixin):
+        raise TypeError(f"{type(model).__name__} cannot generate: the gate needs a causal language model")
     device = next(model.parameters()).device
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"

@@ -257,7 +257,12 @@ def train_kto(
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     trained = trainer.model
     if config.lora:
+        from peft import PeftModel
+
+        assert isinstance(trained, PeftModel), "TRL wraps the model in PEFT when given a peft_config"
         trained = trained.merge_and_unload()   # a plain model again, loadable without peft
+    if not isinstance(trained, PreTrainedModel):
+        raise TypeError(f"training ended with a {type(trained).__name__}, not a transformers model")
     trained.eval()
     examples = steps * config.batch_size / max(seconds, 1e-9)
     return trained, TrainStats(

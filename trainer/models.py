@@ -23,5 +23,5 @@ def load_causal_lm(source: str | Path, *, device: torch.device) -> tuple[PreTrai
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers wraps .to with functools.wraps, losing the bound self
     return model, tokenizer
