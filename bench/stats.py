@@ -45,12 +45,21 @@ def fill(path: Path, *, answers: int, votes: int, versions: int, people: int, se
             seen.add((response, voter))
             up = rng.random() < 0.4 + 0.3 * ((response - 1) * versions // answers) / versions
             version = (response - 1) * versions // answers
-            rows.append((response, f"p{voter}", "+1" if up else "-1", 1.0 if up else -1.0,
-                         now - rng.random() * 30 * 86400, version))
+            rows.append(
+                (
+                    response,
+                    f"p{voter}",
+                    "+1" if up else "-1",
+                    1.0 if up else -1.0,
+                    now - rng.random() * 30 * 86400,
+                    version,
+                )
+            )
         # Through the same triggers as the bot's own writes, so the counters are real.
         connection.executemany(
             "INSERT INTO votes (response_id, voter, emoji, reward, created_at, model_version)"
-            " VALUES (?, ?, ?, ?, ?, ?)", rows
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
         )
     connection.execute("ANALYZE")
     connection.close()
@@ -86,15 +95,17 @@ def main() -> None:
         fill(path, answers=answers, votes=votes, versions=10, people=5000)
         built = time.perf_counter() - started
         timings = asyncio.run(measure(path, repeats=3))
-    emit({
-        "votes": votes,
-        "answers": answers,
-        "versions": 10,
-        "build_db_s": round(built, 1),
-        "stats_report_s": round(median(timings), 3),
-        "stats_report_s_max": round(max(timings), 3),
-        "quick": args.quick,
-    })
+    emit(
+        {
+            "votes": votes,
+            "answers": answers,
+            "versions": 10,
+            "build_db_s": round(built, 1),
+            "stats_report_s": round(median(timings), 3),
+            "stats_report_s_max": round(max(timings), 3),
+            "quick": args.quick,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -28,32 +28,52 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
+import torch
 
-from storage.database import Database  # noqa: E402
-from storage.repository import NewResponse, Repository  # noqa: E402
-from trainer.config import DataConfig, GateConfig, TrainConfig  # noqa: E402
-from trainer.dataset import Example, FeedbackDataset  # noqa: E402
-from storage.dialogue import render_prompt  # noqa: E402
-from trainer.evaluate import perplexity, reference_text, sample_answers  # noqa: E402
-from trainer.job import RunOptions, run_async, train_kto  # noqa: E402
-from trainer.models import load_causal_lm, training_device  # noqa: E402
-from storage.registry import ModelRegistry  # noqa: E402
+from storage.database import Database
+from storage.dialogue import render_prompt
+from storage.registry import ModelRegistry
+from storage.repository import NewResponse, Repository
+from trainer.config import DataConfig, GateConfig, TrainConfig
+from trainer.dataset import Example, FeedbackDataset
+from trainer.evaluate import perplexity, reference_text, sample_answers
+from trainer.job import RunOptions, run_async, train_kto
+from trainer.models import load_causal_lm, training_device
 
 QUESTIONS = (
-    "hi", "what is your favourite food", "can you suggest a dinner", "do you like pizza", "I need some advice",
-    "tell me something nice", "how can I focus", "what should I pack", "I have too much work", "hello bot",
-    "what is the weather like", "can you recommend a song", "where should I travel", "I am tired of my job",
+    "hi",
+    "what is your favourite food",
+    "can you suggest a dinner",
+    "do you like pizza",
+    "I need some advice",
+    "tell me something nice",
+    "how can I focus",
+    "what should I pack",
+    "I have too much work",
+    "hello bot",
+    "what is the weather like",
+    "can you recommend a song",
+    "where should I travel",
+    "I am tired of my job",
 )
 
 
 def synthetic_dataset(n: int, seed: int) -> FeedbackDataset:
     """Half liked, half disliked answers in the bot's template (for timing only)."""
     rng = random.Random(seed)
-    answers = ["I like apples and fresh bread.", "Take a short break, then do one small task at a time.",
-               "It looks sunny and warm today.", "Pack light and bring a good book."]
+    answers = [
+        "I like apples and fresh bread.",
+        "Take a short break, then do one small task at a time.",
+        "It looks sunny and warm today.",
+        "Pack light and bring a good book.",
+    ]
     train = tuple(
-        Example(prompt=render_prompt(rng.choice(QUESTIONS)), completion=" " + rng.choice(answers), label=i % 2 == 0, group=str(i))
+        Example(
+            prompt=render_prompt(rng.choice(QUESTIONS)),
+            completion=" " + rng.choice(answers),
+            label=i % 2 == 0,
+            group=str(i),
+        )
         for i in range(n)
     )
     return FeedbackDataset(train=train, held_out=(), train_pairs=(), held_out_pairs=())
@@ -65,10 +85,16 @@ def time_training(model, tokenizer, *, steps: int, batch_size: int, scratch: Pat
     reference = copy.deepcopy(model).eval()
     dataset = synthetic_dataset(steps * batch_size, seed=0)
     # One warm-up step first: allocation and kernel selection are not the steady state.
-    config = TrainConfig(max_steps=1, batch_size=batch_size, device="cuda" if next(model.parameters()).is_cuda else "cpu")
-    model, _ = train_kto(model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch)
+    config = TrainConfig(
+        max_steps=1, batch_size=batch_size, device="cuda" if next(model.parameters()).is_cuda else "cpu"
+    )
+    model, _ = train_kto(
+        model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
+    )
     config = TrainConfig(max_steps=steps, batch_size=batch_size, device=config.device)
-    _, stats = train_kto(model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch)
+    _, stats = train_kto(
+        model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
+    )
     return {
         "steps": stats.steps,
         "batch_size": batch_size,
@@ -91,7 +117,9 @@ def share_with(word: str, answers: list[str]) -> float:
     return sum(word in answer.lower() for answer in answers) / max(len(answers), 1)
 
 
-async def learning_effect(tiny: Path, work: Path, *, word: str, answers: int, epochs: float, lr: float) -> dict[str, object]:
+async def learning_effect(
+    tiny: Path, work: Path, *, word: str, answers: int, epochs: float, lr: float
+) -> dict[str, object]:
     device = torch.device("cpu")
     model, tokenizer = load_causal_lm(tiny, device=device)
     prompts = [render_prompt(QUESTIONS[i % len(QUESTIONS)]) for i in range(answers)]
@@ -102,21 +130,34 @@ async def learning_effect(tiny: Path, work: Path, *, word: str, answers: int, ep
     async with await Database.open(db) as database:
         repository = Repository(database)
         # The bot's own answers (on-policy), voted on by two simulated people.
-        for prompt_text, prompt, text in zip((QUESTIONS[i % len(QUESTIONS)] for i in range(answers)), prompts, before):
+        for prompt_text, prompt, text in zip(
+            (QUESTIONS[i % len(QUESTIONS)] for i in range(answers)), prompts, before, strict=True
+        ):
             stored = await repository.record_answer(
-                platform="shell", channel="bench", author="asker", text=prompt_text, context=prompt,
+                platform="shell",
+                channel="bench",
+                author="asker",
+                text=prompt_text,
+                context=prompt,
                 responses=[NewResponse(text=text, model_version=0, temperature=0.9, top_p=0.95, max_new_tokens=24)],
             )
             liked = word in text.lower()
             for voter in ("a", "b"):
                 await repository.record_vote(
-                    response_id=stored.response_ids[0], voter=voter, emoji="👍" if liked else "👎", reward=1.0 if liked else -1.0
+                    response_id=stored.response_ids[0],
+                    voter=voter,
+                    emoji="👍" if liked else "👎",
+                    reward=1.0 if liked else -1.0,
                 )
     started = time.monotonic()
     result = await run_async(
         RunOptions(
-            db=db, registry=work / "models", base_model=str(tiny),
-            data=DataConfig(min_examples=8), train=TrainConfig(epochs=epochs, learning_rate=lr), gate=GateConfig(),
+            db=db,
+            registry=work / "models",
+            base_model=str(tiny),
+            data=DataConfig(min_examples=8),
+            train=TrainConfig(epochs=epochs, learning_rate=lr),
+            gate=GateConfig(),
         )
     )
     seconds = time.monotonic() - started
@@ -185,7 +226,9 @@ def main() -> None:
 
     steps = 4 if args.quick else 12
     report: dict[str, object] = {
-        "torch": torch.__version__, "threads": args.threads, "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "cpu": platform.processor() or platform.machine(),
         "quick": args.quick,
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,8 +15,8 @@ from bot.service import BotService
 from bot.settings import Settings
 from storage.database import Database
 from storage.identity import PersonKeys
-from storage.repository import Repository
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError
+from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from bot.comparison import Verdict, verdict_of
 
-DEFAULT_PRIOR = 1.0       # virtual games per pair of versions that met
-DEFAULT_SAMPLES = 500     # bootstrap resamples
+DEFAULT_PRIOR = 1.0  # virtual games per pair of versions that met
+DEFAULT_SAMPLES = 500  # bootstrap resamples
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def _fit(
         wins[match.a] += match.score * times
         wins[match.b] += (1.0 - match.score) * times
         games[(min(match.a, match.b), max(match.a, match.b))] += times
-    for (i, j) in list(games):
+    for i, j in list(games):
         games[(i, j)] += prior
         wins[i] += prior / 2
         wins[j] += prior / 2
@@ -108,10 +108,10 @@ def win_probability(strengths: dict[int, float], a: int, b: int) -> float | None
 @dataclass(frozen=True)
 class VersionRating:
     version: int
-    rating: float | None            # Elo-scale points, the lowest version = 0
+    rating: float | None  # Elo-scale points, the lowest version = 0
     rating_low: float | None
     rating_high: float | None
-    wins: float                     # ties count half
+    wins: float  # ties count half
     losses: float
     comparisons: int
 
@@ -119,20 +119,20 @@ class VersionRating:
 @dataclass(frozen=True)
 class PairResult:
     a: int
-    b: int                          # a < b
+    b: int  # a < b
     a_wins: int
     b_wins: int
     ties: int
     both_bad: int
-    a_beats_b: float | None         # Bradley–Terry P(a's answer is preferred), from all matches
+    a_beats_b: float | None  # Bradley–Terry P(a's answer is preferred), from all matches
     a_beats_b_low: float | None
     a_beats_b_high: float | None
 
 
 @dataclass(frozen=True)
 class HeadToHead:
-    comparisons: int                # verdicts between two different versions (👎 included)
-    same_version: int               # verdicts where both sides came from one version (not rated)
+    comparisons: int  # verdicts between two different versions (👎 included)
+    same_version: int  # verdicts where both sides came from one version (not rated)
     versions: list[VersionRating]
     pairs: list[PairResult]
     method: str
@@ -181,19 +181,34 @@ def head_to_head(
         played = sum(1 for m in matches if version in (m.a, m.b))
         points = [rating(s.get(version, 0.0), s.get(anchor, 0.0)) for s in boot]
         low, high = _percentiles([p for p in points if p is not None], tail)
-        versions.append(VersionRating(
-            version=version, rating=rating(strengths[version], strengths[anchor]),
-            rating_low=low, rating_high=high, wins=won, losses=played - won, comparisons=played,
-        ))
+        versions.append(
+            VersionRating(
+                version=version,
+                rating=rating(strengths[version], strengths[anchor]),
+                rating_low=low,
+                rating_high=high,
+                wins=won,
+                losses=played - won,
+                comparisons=played,
+            )
+        )
     pairs = []
     for (a, b), (a_wins, b_wins, ties, both_bad) in sorted(counts.items()):
         probabilities = [win_probability(s, a, b) for s in boot if a in s and b in s]
         low, high = _percentiles([p for p in probabilities if p is not None], tail)
-        pairs.append(PairResult(
-            a=a, b=b, a_wins=a_wins, b_wins=b_wins, ties=ties, both_bad=both_bad,
-            a_beats_b=win_probability(strengths, a, b) if a in strengths and b in strengths else None,
-            a_beats_b_low=low, a_beats_b_high=high,
-        ))
+        pairs.append(
+            PairResult(
+                a=a,
+                b=b,
+                a_wins=a_wins,
+                b_wins=b_wins,
+                ties=ties,
+                both_bad=both_bad,
+                a_beats_b=win_probability(strengths, a, b) if a in strengths and b in strengths else None,
+                a_beats_b_low=low,
+                a_beats_b_high=high,
+            )
+        )
     method = (
         f"Bradley–Terry (MM), ties as half wins, {prior:g} virtual game(s) per pair; "
         f"{level:.0%} percentile bootstrap over comparisons, {samples} resamples, seed {seed}"
@@ -211,7 +226,7 @@ def _bootstrap(matches: Sequence[Match], *, prior: float, samples: int, seed: in
     shares = np.array([tally[kind] for kind in kinds], dtype=float) / len(matches)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(len(matches), shares, size=samples)
-    return [_fit(dict(zip(kinds, row.tolist())), prior=prior, tolerance=1e-8) for row in draws]
+    return [_fit(dict(zip(kinds, row.tolist(), strict=True)), prior=prior, tolerance=1e-8) for row in draws]
 
 
 def _percentiles(values: list[float], tail: float) -> tuple[float | None, float | None]:

@@ -27,10 +27,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.generation import Generator, ModelLoadError
 from bot.settings import Settings
+from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
 from storage.repository import Repository
 from trainer.config import DataConfig, JobConfig, TrainConfig, to_arguments
 from trainer.requirements import missing_extra
-from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
 
 log = logging.getLogger(__name__)
 trainer_log = logging.getLogger("thumbtune.trainer")
@@ -129,7 +129,8 @@ class Loop:
         self._training = asyncio.Lock()
         self._swapping = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
-        self.runs_finished = 0   # a counter tests and `simulate` can wait on
+        self.runs_finished = 0   # a counter tests and `simulate` can wait on (wait_for_run)
+        self._run_counted = asyncio.Condition()
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -174,10 +175,7 @@ class Loop:
         """A restart does not reset the clock: the next run follows the last recorded one."""
         now = datetime.now(timezone.utc)
         runs = await self.repository.training_runs(limit=1)
-        if not runs:
-            last = now
-        else:
-            last = datetime.fromtimestamp(runs[0].started_at, timezone.utc)
+        last = datetime.fromtimestamp(runs[0].started_at, timezone.utc) if runs else now
         if isinstance(trigger, IntervalTrigger):
             due = last + timedelta(minutes=self.settings.train_every_minutes)
         else:
@@ -196,9 +194,20 @@ class Loop:
             )
             await self._record_skip(current, reason)
             log.info("scheduled training skipped: %s", reason)
-            self.runs_finished += 1
+            await self._count_run()
             return TrainingOutcome("skipped", reason, serving=current)
         return await self.run_training()
+
+    async def _count_run(self) -> None:
+        async with self._run_counted:
+            self.runs_finished += 1
+            self._run_counted.notify_all()
+
+    async def wait_for_run(self, *, after: int) -> int:
+        """Wait until more than ``after`` runs (or skips) have finished; their count."""
+        async with self._run_counted:
+            await self._run_counted.wait_for(lambda: self.runs_finished > after)
+            return self.runs_finished
 
     async def _record_skip(self, parent: int, reason: str) -> None:
         run_id = await self.repository.start_training_run(parent_version=parent)
@@ -215,7 +224,7 @@ class Loop:
                 outcome = await self._run_trainer()
                 serving = await self.check_registry()
             finally:
-                self.runs_finished += 1  # counted once the new version (if any) is live
+                await self._count_run()  # counted once the new version (if any) is live
             return TrainingOutcome(outcome.status, outcome.reason, outcome.version, serving)
 
     async def _run_trainer(self) -> TrainingOutcome:

@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     candidates: int = Field(1, ge=1, le=8)
     compare: bool = Field(False, description="every answer is a comparison of two candidates (1️⃣ / 2️⃣)")
     challenger_share: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.0,
+        ge=0.0,
+        le=1.0,
         description="share of answers (and one side of each comparison) from the previous version",
     )
     batch_window_ms: float = Field(10.0, ge=0.0, le=1000.0)
@@ -66,9 +68,7 @@ class Settings(BaseSettings):
     prompts_per_minute: float = Field(6.0, ge=0.0, description="per person; 0 = no limit")
     prompt_burst: int = Field(3, ge=1)
     daily_vote_cap: int = Field(500, ge=0, description="votes per person per 24 h; 0 = no cap")
-    flag_emoji: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["🚩", "triangular_flag_on_post"]
-    )
+    flag_emoji: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["🚩", "triangular_flag_on_post"])
     allowed_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_flag_not_a_rating(self) -> "Settings":
+    def _check_flag_not_a_rating(self) -> Settings:
         overlap = set(self.flag_emoji) & set(self.emoji_rewards)
         if overlap:
             raise ValueError(f"THUMBTUNE_FLAG_EMOJI: {', '.join(sorted(overlap))} is also a rating emoji")
@@ -192,7 +192,7 @@ class Settings(BaseSettings):
         return str(Path(value).expanduser()) if looks_like_path else value
 
     @model_validator(mode="after")
-    def _check_paths(self) -> "Settings":
+    def _check_paths(self) -> Settings:
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ValueError(f"THUMBTUNE_DATA_DIR: {self.data_dir} exists and is not a folder")
         return self

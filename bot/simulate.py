@@ -30,10 +30,22 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "simulate"
 QUESTIONS = (
-    "hello", "what is the weather like", "will it rain tomorrow", "what should I eat",
-    "do you like pizza", "what music do you like", "I have too much work", "how can I focus",
-    "do you like cats", "should I get a dog", "where should I travel", "what should I pack",
-    "can you help me", "I need some advice", "what should I do today", "tell me something nice",
+    "hello",
+    "what is the weather like",
+    "will it rain tomorrow",
+    "what should I eat",
+    "do you like pizza",
+    "what music do you like",
+    "I have too much work",
+    "how can I focus",
+    "do you like cats",
+    "should I get a dog",
+    "where should I travel",
+    "what should I pack",
+    "can you help me",
+    "I need some advice",
+    "what should I do today",
+    "tell me something nice",
 )
 
 
@@ -67,9 +79,9 @@ class _Tally:
 
 async def simulate(options: SimulationOptions, settings: Settings) -> dict:
     """Run the loop; ``settings`` must point at a data folder of the simulation's own."""
-    from bot.app import open_runtime
-
     import torch
+
+    from bot.app import open_runtime
 
     torch.manual_seed(options.seed)
     rng = random.Random(options.seed)
@@ -90,7 +102,10 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
         async def ask(round_index: int, index: int, user: str, question: str, voters: list[int]) -> None:
             reply = await service.on_prompt(
                 IncomingPrompt(
-                    platform=PLATFORM, channel="sim", user=user, text=question,
+                    platform=PLATFORM,
+                    channel="sim",
+                    user=user,
+                    text=question,
                     event_id=f"r{round_index}-p{index}",
                 )
             )
@@ -103,8 +118,9 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
             liked = prefer in reply.text.lower()
             for voter in voters:
                 await service.on_reaction(
-                    IncomingReaction(platform=PLATFORM, message_key=key, user=f"person{voter}",
-                                     emoji="👍" if liked else "👎")
+                    IncomingReaction(
+                        platform=PLATFORM, message_key=key, user=f"person{voter}", emoji="👍" if liked else "👎"
+                    )
                 )
                 tally.up += liked
                 tally.down += not liked
@@ -116,11 +132,11 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
                 break  # the last round only measures the version now live
             finished = loop.runs_finished
             loop.scheduler.get_job("train").modify(next_run_time=datetime.now(timezone.utc))
-            while loop.runs_finished == finished:
-                await asyncio.sleep(0.05)
+            await loop.wait_for_run(after=finished)
             last = (await runtime.repository.training_runs(limit=1))[0]
-            runs.append({"round": round_index + 1, "status": last.status, "version": last.new_version,
-                         "reason": last.reason})
+            runs.append(
+                {"round": round_index + 1, "status": last.status, "version": last.new_version, "reason": last.reason}
+            )
             log.info("round %d: training %s", round_index + 1, last.status)
             if runtime.generator.version != live_order[-1]:
                 live_order.append(runtime.generator.version)
@@ -156,9 +172,9 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         db=data_dir / "simulate.db",
         registry_dir=data_dir / "models",
         adapter="shell",
-        prompts_per_minute=0,          # simulated people may ask as fast as they like
+        prompts_per_minute=0,  # simulated people may ask as fast as they like
         daily_vote_cap=0,
-        train_every_minutes=24 * 60,   # fired by hand after each round, through the scheduler
+        train_every_minutes=24 * 60,  # fired by hand after each round, through the scheduler
         train_cron=None,
         train_min_new_votes=1,
         registry_poll_s=0,

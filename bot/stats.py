@@ -53,8 +53,8 @@ class DayStats:
 
 @dataclass(frozen=True)
 class StatsReport:
-    versions: list[VersionStats]          # 👍/👎 approval (comparison verdicts are not in it)
-    days: list[DayStats]                  # 👍/👎 votes per day
+    versions: list[VersionStats]  # 👍/👎 approval (comparison verdicts are not in it)
+    days: list[DayStats]  # 👍/👎 votes per day
     head_to_head: HeadToHead | None = None  # from comparisons between two versions
 
     def as_dict(self) -> dict:
@@ -99,10 +99,8 @@ def format_table(report: StatsReport) -> str:
         return "No answers yet."
     lines = [f"{'version':>7}  {'answers':>7}  {'voters':>6}  {'👍':>5}  {'👎':>5}  approval (95% interval)"]
     for v in report.versions:
-        if v.approval is None:
-            approval = "-"
-        else:
-            approval = f"{v.approval:6.1%}  ({v.approval_low:.1%} – {v.approval_high:.1%})"
+        interval = v.interval()
+        approval = "-" if interval is None else f"{interval[0]:6.1%}  ({interval[1]:.1%} – {interval[2]:.1%})"
         lines.append(f"{v.version:>7}  {v.answers:>7}  {v.voters:>6}  {v.up:>5}  {v.down:>5}  {approval}")
     if report.days:
         lines.append("")
@@ -155,7 +153,9 @@ def plot(report: StatsReport, path: Path | str) -> Path:
         above = [high - approval for _, (approval, _, high) in rated]
         axis.errorbar(xs, ys, yerr=[below, above], fmt="o-", capsize=4, color="#2b6cb0", label="approval (95% Wilson)")
         for v, (approval, _, _) in rated:
-            axis.annotate(f"n={v.up + v.down}", (v.version, approval), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            axis.annotate(
+                f"n={v.up + v.down}", (v.version, approval), textcoords="offset points", xytext=(6, 6), fontsize=8
+            )
         for v, _ in rated[1:]:
             axis.axvline(v.version - 0.5, color="#a0aec0", linestyle="--", linewidth=1)
         axis.set_xticks(xs)

@@ -105,7 +105,5 @@ def make_tiny_model(out_dir: Path | str, spec: TinyModelSpec = TinyModelSpec()) 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    log.info(
-        "tiny model written to %s (final loss %.2f, %.1f s)", out_dir, loss.item(), time.monotonic() - started
-    )
+    log.info("tiny model written to %s (final loss %.2f, %.1f s)", out_dir, loss.item(), time.monotonic() - started)
     return out_dir

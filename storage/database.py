@@ -53,7 +53,7 @@ class Database:
         *,
         busy_timeout_ms: int = 5000,
         migrations: Sequence[tuple[int, str, str]] | None = None,
-    ) -> "Database":
+    ) -> Database:
         """Open (creating if needed) and bring the schema up to date.
 
         ``migrations`` defaults to the files shipped in ``storage/migrations``.
@@ -78,7 +78,7 @@ class Database:
         async with self._lock:
             await self._connection.close()
 
-    async def __aenter__(self) -> "Database":
+    async def __aenter__(self) -> Database:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -20,14 +20,14 @@ class PersonKeys:
         self._secret = secret
 
     @classmethod
-    def from_data_dir(cls, data_dir: Path, secret: str | None = None) -> "PersonKeys":
+    def from_data_dir(cls, data_dir: Path, secret: str | None = None) -> PersonKeys:
         """Use ``secret`` when given, else the key file in ``data_dir`` (created 0600 if absent)."""
         if secret:
             return cls(secret.encode("utf-8"))
         return cls(load_or_create_secret(Path(data_dir) / SECRET_FILE_NAME))
 
     def key(self, platform: str, user_id: str) -> str:
-        message = f"{platform}:{user_id}".encode("utf-8")
+        message = f"{platform}:{user_id}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
 
     def __repr__(self) -> str:  # never show the secret

@@ -47,12 +47,12 @@ class VersionInfo:
     version: int
     path: Path
     parent: int | None
-    status: str                                   # published or rejected
+    status: str  # published or rejected
     created_at: float
     metrics: Mapping[str, Any] = field(default_factory=dict)
     counts: Mapping[str, int] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
-    reasons: tuple[str, ...] = ()                 # why the gate rejected it
+    reasons: tuple[str, ...] = ()  # why the gate rejected it
 
 
 class ModelRegistry:
@@ -152,7 +152,7 @@ class ModelRegistry:
             _fsync_tree(folder)
             self._versions_dir.mkdir(parents=True, exist_ok=True)
             target = self._folder(version)
-            os.rename(folder, target)           # the atomic step: the version appears whole
+            os.rename(folder, target)  # the atomic step: the version appears whole
             _fsync_dir(self._versions_dir)
             if status == PUBLISHED and make_current:
                 self._point_to(version)
@@ -195,7 +195,11 @@ class ModelRegistry:
 
     def _next_version(self) -> int:
         # The newest version is never pruned, so the highest folder number only grows.
-        numbers = [int(p.name) for p in self._versions_dir.glob("*") if p.name.isdigit()] if self._versions_dir.is_dir() else []
+        numbers = (
+            [int(p.name) for p in self._versions_dir.glob("*") if p.name.isdigit()]
+            if self._versions_dir.is_dir()
+            else []
+        )
         return max([*numbers, self.current_version()], default=0) + 1
 
     def _point_to(self, version: int) -> None:
@@ -283,12 +287,15 @@ def _alive(pid: int) -> bool:
 def format_versions(registry: ModelRegistry) -> str:
     """The table `models` prints: one line per version, the current one marked."""
     current = registry.current_version()
-    lines = [f"{'':1} {'version':>7} {'parent':>6} {'status':9} {'examples':>8} {'ppl':>8} {'pref':>5} {'dist2':>5}  created / reasons"]
+    lines = [
+        f"{'':1} {'version':>7} {'parent':>6} {'status':9} {'examples':>8} {'ppl':>8} {'pref':>5} {'dist2':>5}"
+        "  created / reasons"
+    ]
     lines.append(f"{'*' if current == 0 else ' '} {0:>7} {'-':>6} {'base':9}")
     for info in registry.versions():
         m = info.metrics
         lines.append(
-            f"{'*' if info.version == current else ' '} {info.version:>7} {str(info.parent):>6} {info.status:9}"
+            f"{'*' if info.version == current else ' '} {info.version:>7} {info.parent!s:>6} {info.status:9}"
             f" {info.counts.get('train_examples', '-'):>8} {_num(m.get('perplexity')):>8}"
             f" {_num(m.get('preference_accuracy')):>5} {_num(m.get('distinct_2')):>5}"
             f"  {time.strftime('%Y-%m-%d %H:%M', time.localtime(info.created_at))}"

@@ -57,7 +57,7 @@ class ComparisonVote:
 
     prompt_id: int
     voter: str
-    emoji: str                 # the verdict's canonical emoji (see bot.comparison)
+    emoji: str  # the verdict's canonical emoji (see bot.comparison)
     first_version: int
     second_version: int
     created_at: float
@@ -110,9 +110,9 @@ class FeedbackAnswer:
     prompt_id: int
     candidate: int
     conversation: str | None
-    context: str               # the dialogue text the model continued
+    context: str  # the dialogue text the model continued
     prompt_text: str
-    author: str                # person key of who asked
+    author: str  # person key of who asked
     text: str
     model_version: int
     flagged: bool
@@ -133,7 +133,7 @@ class TrainingRun:
     run_id: int
     started_at: float
     finished_at: float | None
-    status: str                # running, published, rejected, skipped, failed
+    status: str  # running, published, rejected, skipped, failed
     parent_version: int | None
     new_version: int | None
     examples: int | None
@@ -142,12 +142,12 @@ class TrainingRun:
 
 class VoteOutcome(enum.Enum):
     RECORDED = "recorded"
-    ALREADY_RECORDED = "already recorded"   # same voter, answer and emoji
-    DUPLICATE_EVENT = "duplicate event"     # this platform event was handled before
-    UNKNOWN_RESPONSE = "unknown response"   # not one of the bot's answers
-    UNKNOWN_EMOJI = "unknown emoji"         # not in the emoji table
+    ALREADY_RECORDED = "already recorded"  # same voter, answer and emoji
+    DUPLICATE_EVENT = "duplicate event"  # this platform event was handled before
+    UNKNOWN_RESPONSE = "unknown response"  # not one of the bot's answers
+    UNKNOWN_EMOJI = "unknown emoji"  # not in the emoji table
     CAPPED = "daily vote cap reached"
-    FLAGGED = "flagged"                     # the answer is marked never to train on
+    FLAGGED = "flagged"  # the answer is marked never to train on
     RETRACTED = "retracted"
     NOTHING_TO_RETRACT = "nothing to retract"
 
@@ -210,9 +210,7 @@ class Repository:
     async def bind_message(self, response_id: int, message_key: str) -> None:
         """Remember where the platform shows an answer, so reactions can find it."""
         async with self.database.transaction() as db:
-            await db.execute(
-                "UPDATE responses SET message_key = ? WHERE id = ?", (message_key, response_id)
-            )
+            await db.execute("UPDATE responses SET message_key = ? WHERE id = ?", (message_key, response_id))
 
     async def response_by_message(self, message_key: str) -> ResponseRef | None:
         async with self.database.reading() as db:
@@ -240,8 +238,7 @@ class Repository:
         """The conversation a posted answer belongs to, so a reply to it can continue it."""
         async with self.database.reading() as db:
             cursor = await db.execute(
-                "SELECT p.conversation FROM responses r JOIN prompts p ON p.id = r.prompt_id"
-                " WHERE r.message_key = ?",
+                "SELECT p.conversation FROM responses r JOIN prompts p ON p.id = r.prompt_id WHERE r.message_key = ?",
                 (message_key,),
             )
             row = await cursor.fetchone()
@@ -320,7 +317,7 @@ class Repository:
             if event is not None and not await _claim(db, *event):
                 return VoteOutcome.DUPLICATE_EVENT
             recorded = 0
-            for response_id, reward in zip(comparison.response_ids, rewards):
+            for response_id, reward in zip(comparison.response_ids, rewards, strict=True):
                 recorded += await _insert_vote(db, response_id, voter, emoji, reward, comparison=True)
             if recorded == 0:
                 return VoteOutcome.ALREADY_RECORDED
@@ -501,7 +498,6 @@ class Repository:
                 (version, parent, source, time.time()),
             )
 
-
     # --- training -------------------------------------------------------------------
     async def feedback_answers(self) -> list[FeedbackAnswer]:
         """Answers that have votes or corrections, plus every answer in a conversation
@@ -595,9 +591,8 @@ class Repository:
             rows = await cursor.fetchall()
         return [TrainingRun(*row) for row in rows]
 
-_RESPONSE_REF = (
-    "SELECT r.id, r.prompt_id, r.candidate, r.model_version, r.flagged FROM responses r"
-)
+
+_RESPONSE_REF = "SELECT r.id, r.prompt_id, r.candidate, r.model_version, r.flagged FROM responses r"
 
 
 def _response_ref(row: aiosqlite.Row) -> ResponseRef:
@@ -624,8 +619,7 @@ async def _count(cursor: aiosqlite.Cursor) -> int:
 
 async def _claim(db: aiosqlite.Connection, platform: str, event_id: str) -> bool:
     cursor = await db.execute(
-        "INSERT INTO processed_events (platform, event_id, processed_at) VALUES (?, ?, ?)"
-        " ON CONFLICT DO NOTHING",
+        "INSERT INTO processed_events (platform, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         (platform, event_id, time.time()),
     )
     return cursor.rowcount == 1

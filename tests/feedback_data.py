@@ -5,13 +5,22 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from storage.repository import NewResponse, Repository
 from storage.dialogue import render_prompt
+from storage.repository import NewResponse, Repository
 
 QUESTIONS = (
-    "hi", "what is the weather like", "where should I travel", "tell me something nice",
-    "how can I focus", "my cat is sleeping", "I have too much work", "what should I eat",
-    "any plans for today", "I am bored", "what do you like", "how are you",
+    "hi",
+    "what is the weather like",
+    "where should I travel",
+    "tell me something nice",
+    "how can I focus",
+    "my cat is sleeping",
+    "I have too much work",
+    "what should I eat",
+    "any plans for today",
+    "I am bored",
+    "what do you like",
+    "how are you",
 )
 ANSWERS = (
     "I like apples and fresh bread.",
@@ -44,7 +53,10 @@ async def seed_preference(
         question = rng.choice(QUESTIONS)
         text = rng.choice(ANSWERS)
         stored = await repository.record_answer(
-            platform="shell", channel="local", author=f"asker{index % 3}", text=question,
+            platform="shell",
+            channel="local",
+            author=f"asker{index % 3}",
+            text=question,
             context=render_prompt(question),
             responses=[NewResponse(text=text, model_version=0, temperature=0.9, top_p=0.95, max_new_tokens=24)],
         )
@@ -52,7 +64,10 @@ async def seed_preference(
         good = favoured in text.lower()
         for voter in range(voters):
             await repository.record_vote(
-                response_id=response_id, voter=f"voter{voter}", emoji="👍" if good else "👎", reward=1.0 if good else -1.0
+                response_id=response_id,
+                voter=f"voter{voter}",
+                emoji="👍" if good else "👎",
+                reward=1.0 if good else -1.0,
             )
         liked += good
         disliked += not good

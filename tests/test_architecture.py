@@ -58,7 +58,8 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         targets = {
-            target for target in _imported_names(tree, name, path.name == "__init__.py")
+            target
+            for target in _imported_names(tree, name, path.name == "__init__.py")
             if target in modules and target != name
         }
         graph[name] = targets

@@ -81,10 +81,14 @@ async def test_each_comparison_pits_the_current_version_against_the_previous(set
         await running.generator.swap(tiny_model_dir, 1)
         replies = []
         for start in range(0, 120, 24):  # 48 requests at a time, within the queue size
-            replies += await asyncio.gather(*(
-                service.on_prompt(IncomingPrompt(platform="shell", channel="local", user="me", text=f"compare: q{i}"))
-                for i in range(start, start + 24)
-            ))
+            replies += await asyncio.gather(
+                *(
+                    service.on_prompt(
+                        IncomingPrompt(platform="shell", channel="local", user="me", text=f"compare: q{i}")
+                    )
+                    for i in range(start, start + 24)
+                )
+            )
         stored = await _stored_versions(running)
         assert len(stored) == 120
         assert all(sorted(versions) == [0, 1] for versions in stored.values())
@@ -98,7 +102,9 @@ async def test_no_share_means_no_previous_version_answers(settings_env, tiny_mod
     async with await _challenger_runtime(monkeypatch, "0") as running:
         await running.generator.swap(tiny_model_dir, 1)
         assert running.generator.previous_version is None
-        reply = await running.service.on_prompt(IncomingPrompt(platform="shell", channel="l", user="me", text="compare: x"))
+        reply = await running.service.on_prompt(
+            IncomingPrompt(platform="shell", channel="l", user="me", text="compare: x")
+        )
         assert reply.versions == (1, 1)
 
 
@@ -119,7 +125,9 @@ async def test_after_a_restart_the_served_versions_parent_is_the_challenger(sett
         assert (running.generator.version, running.generator.previous_version) == (2, 1)
         reply = await running.service.on_prompt(IncomingPrompt(platform="shell", channel="l", user="me", text="hi"))
         assert reply.model_version == 1  # a share of 1: every single answer from the challenger
-        reply = await running.service.on_prompt(IncomingPrompt(platform="shell", channel="l", user="me", text="compare: hi"))
+        reply = await running.service.on_prompt(
+            IncomingPrompt(platform="shell", channel="l", user="me", text="compare: hi")
+        )
         assert sorted(reply.versions) == [1, 2]
     monkeypatch.setenv("THUMBTUNE_CHALLENGER_SHARE", "0")
     async with open_runtime(load_settings(), loop=False) as running:

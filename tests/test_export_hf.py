@@ -19,12 +19,20 @@ def test_hf_export_has_every_split_a_card_and_no_person_keys(settings_env: dict[
     chat = subprocess.run(
         [sys.executable, "-m", "bot", "run"],
         input="hello\n+\nwhat should I eat\n-\nbetter: Soup.\ncompare: tell me a joke\n2\ncompare: good night\n=\n",
-        capture_output=True, text=True, env=env, timeout=180,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
     )
     assert chat.returncode == 0, chat.stderr
     out = tmp_path / "export"
-    done = subprocess.run([sys.executable, "-m", "bot", "export", "--format", "hf", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "export", "--format", "hf", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     folder = load_from_disk(str(out))
     assert set(folder) == {"kto", "dpo", "sft", "comparisons"}
@@ -38,7 +46,15 @@ def test_hf_export_has_every_split_a_card_and_no_person_keys(settings_env: dict[
     sources = {row["chosen"] for row in folder["dpo"]}
     assert " Soup." in sources and len(folder["dpo"]) >= 1
     card = (out / "README.md").read_text(encoding="utf-8")
-    for field in ("`completion`", "`label`", "`chosen`", "`rejected`", "`verdict`", "`first_version`", "No person keys"):
+    for field in (
+        "`completion`",
+        "`label`",
+        "`chosen`",
+        "`rejected`",
+        "`verdict`",
+        "`first_version`",
+        "No person keys",
+    ):
         assert field in card
     # Neither the raw user name nor its stored person key appears anywhere in the folder.
     person_key = person_keys_from(settings).key("shell", "alice")
@@ -53,6 +69,7 @@ def test_hf_export_has_every_split_a_card_and_no_person_keys(settings_env: dict[
 def test_hf_export_needs_a_folder(settings_env: dict[str, str]):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
     env.update(settings_env)
-    done = subprocess.run([sys.executable, "-m", "bot", "export", "--format", "hf"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "export", "--format", "hf"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 2 and "--out DIR" in done.stderr

@@ -85,7 +85,9 @@ async def test_chat_retrain_and_the_schedule_say_what_to_install(
         assert runtime.loop.scheduler.get_job("train") is None
         outcome = await runtime.loop.run_training()
         assert outcome.status == "failed" and INSTALL_HINT in (outcome.reason or "")
-    assert any("scheduled retraining is off" in r.getMessage() and INSTALL_HINT in r.getMessage() for r in caplog.records)
+    assert any(
+        "scheduled retraining is off" in r.getMessage() and INSTALL_HINT in r.getMessage() for r in caplog.records
+    )
 
     # A launcher runs the trainer with another interpreter (maybe on a GPU host): no verdict here.
     monkeypatch.setenv("THUMBTUNE_TRAIN_LAUNCHER", "ssh gpu-host python")

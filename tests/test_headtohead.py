@@ -51,8 +51,12 @@ def test_verdicts_become_matches():
 def test_head_to_head_report_counts_and_interval():
     # Version 1 shown second 6 times and first 3 times; it wins 6, loses 2, 1 tie; 2 both bad.
     verdicts = (
-        [(0, 1, "2️⃣")] * 4 + [(1, 0, "1️⃣")] * 2 + [(0, 1, "1️⃣")] * 2 + [(1, 0, "🤝")]
-        + [(0, 1, "👎")] * 2 + [(1, 1, "1️⃣")] * 5
+        [(0, 1, "2️⃣")] * 4
+        + [(1, 0, "1️⃣")] * 2
+        + [(0, 1, "1️⃣")] * 2
+        + [(1, 0, "🤝")]
+        + [(0, 1, "👎")] * 2
+        + [(1, 1, "1️⃣")] * 5
     )
     report = head_to_head(verdicts, prior=0.0, samples=300, seed=7)
     assert (report.comparisons, report.same_version) == (11, 5)

@@ -18,7 +18,6 @@ from bot.app import open_runtime
 from bot.events import IncomingPrompt
 from bot.settings import load_settings
 from storage.registry import ModelRegistry
-
 from tests.feedback_data import seed_preference
 from tests.helpers import publish_copy, wait_for
 
@@ -135,10 +134,14 @@ async def test_a_successful_run_goes_live_and_tags_the_next_answers(settings_env
 
 async def test_the_shell_admin_can_retrain_from_chat(runtime):
     runtime.loop.command = CRASHING_TRAINER
-    reply = await runtime.service.on_prompt(IncomingPrompt(platform="shell", channel="local", user="me", text="retrain"))
+    reply = await runtime.service.on_prompt(
+        IncomingPrompt(platform="shell", channel="local", user="me", text="retrain")
+    )
     assert not reply.ok and reply.text.startswith("Training started")
     await wait_for(lambda: runtime.loop.runs_finished >= 1, timeout=30)
-    models = await runtime.service.on_prompt(IncomingPrompt(platform="shell", channel="local", user="me", text="models"))
+    models = await runtime.service.on_prompt(
+        IncomingPrompt(platform="shell", channel="local", user="me", text="models")
+    )
     assert "base model (version 0)" in models.text
 
 

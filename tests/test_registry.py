@@ -14,8 +14,14 @@ def publish(registry: ModelRegistry, *, parent: int, status: str = PUBLISHED, we
     with registry.staging() as folder:
         (folder / "model.safetensors").write_text(weights)
         (folder / "tokenizer.json").write_text("{}")
-        return registry.publish(folder, parent=parent, status=status, metrics={"perplexity": 9.5},
-                                counts={"train_examples": 12}, config={"train": {"learning_rate": 1e-4}}).version
+        return registry.publish(
+            folder,
+            parent=parent,
+            status=status,
+            metrics={"perplexity": 9.5},
+            counts={"train_examples": 12},
+            config={"train": {"learning_rate": 1e-4}},
+        ).version
 
 
 def test_empty_registry_serves_the_base_model(tmp_path: Path) -> None:
@@ -81,7 +87,9 @@ def test_keeps_the_last_k_versions_plus_the_current_one(tmp_path: Path) -> None:
     assert [v.version for v in registry.versions()] == [4, 5]
 
 
-def test_a_crash_while_publishing_leaves_the_registry_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_while_publishing_leaves_the_registry_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry = ModelRegistry(tmp_path / "models")
     publish(registry, parent=0)
 

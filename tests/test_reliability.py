@@ -11,15 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, example, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bot.commands import parse_command
 from bot.events import IncomingPrompt, IncomingReaction, message_key
 from bot.feedback import EmojiTable, normalize_emoji
 from bot.limits import RateLimiter
-from storage.repository import VoteOutcome
 from storage.dialogue import USER, cut_answer, render_prompt
-
+from storage.repository import VoteOutcome
 from tests.helpers import wait_for
 
 
@@ -29,7 +30,11 @@ def test_sigkill_during_a_vote_burst_loses_no_acknowledged_vote(settings_env: di
     script = "".join(f"question number {i}\n+\n" for i in range(400))
     process = subprocess.Popen(
         [sys.executable, "-m", "bot", "run"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     assert process.stdin is not None and process.stdout is not None
     process.stdin.write(script)
@@ -52,15 +57,19 @@ def test_sigkill_during_a_vote_burst_loses_no_acknowledged_vote(settings_env: di
         votes = connection.execute("SELECT response_id FROM votes ORDER BY response_id").fetchall()
         answers = connection.execute("SELECT count(*) FROM responses").fetchone()[0]
     voted = [row[0] for row in votes]
-    assert len(voted) >= acknowledged          # every acknowledged vote is there
-    assert len(voted) == len(set(voted))       # and none twice
+    assert len(voted) >= acknowledged  # every acknowledged vote is there
+    assert len(voted) == len(set(voted))  # and none twice
     assert voted == list(range(1, len(voted) + 1))
     assert answers >= len(voted)
 
     # The bot starts again on the same database and keeps counting from there.
     again = subprocess.run(
-        [sys.executable, "-m", "bot", "run"], input="one more\n+\n", capture_output=True, text=True,
-        env=env, timeout=120,
+        [sys.executable, "-m", "bot", "run"],
+        input="one more\n+\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert again.returncode == 0, again.stderr
     with sqlite3.connect(db) as connection:
@@ -96,8 +105,11 @@ async def test_a_flood_of_prompts_and_reactions_is_answered_or_refused_and_count
         return await asyncio.gather(service.on_reaction(reaction), service.on_reaction(reaction))
 
     outcomes = await asyncio.gather(
-        *(react(i, reply, voter, emoji) for i, (_, reply) in enumerate(answered)
-          for voter, emoji in (("V1", "+1"), ("V2", "-1::skin-tone-2")))
+        *(
+            react(i, reply, voter, emoji)
+            for i, (_, reply) in enumerate(answered)
+            for voter, emoji in (("V1", "+1"), ("V2", "-1::skin-tone-2"))
+        )
     )
     for pair in outcomes:
         assert sorted(o.value for o in pair) == sorted([VoteOutcome.RECORDED.value, VoteOutcome.DUPLICATE_EVENT.value])
@@ -109,9 +121,7 @@ async def test_a_flood_of_prompts_and_reactions_is_answered_or_refused_and_count
 async def test_the_generator_queue_never_grows_past_its_bound(runtime):
     generator = runtime.generator
     bound = generator._queue.maxsize
-    tasks = [
-        asyncio.create_task(service_prompt(runtime, i)) for i in range(bound * 3)
-    ]
+    tasks = [asyncio.create_task(service_prompt(runtime, i)) for i in range(bound * 3)]
     peak = 0
     while not all(task.done() for task in tasks):
         peak = max(peak, generator.queued())
@@ -174,9 +184,7 @@ async def test_random_reactions_never_crash_or_store_votes_on_unknown_messages(r
 async def test_random_prompts_are_answered_or_refused_and_stored_as_given(runtime, text):
     async with runtime.database.reading() as db:
         [(before,)] = await (await db.execute("SELECT count(*) FROM prompts")).fetchall()
-    reply = await runtime.service.on_prompt(
-        IncomingPrompt(platform="shell", channel="local", user="fuzz", text=text)
-    )
+    reply = await runtime.service.on_prompt(IncomingPrompt(platform="shell", channel="local", user="fuzz", text=text))
     assert reply is not None and reply.text
     async with runtime.database.reading() as db:
         [(after,)] = await (await db.execute("SELECT count(*) FROM prompts")).fetchall()

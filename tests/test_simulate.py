@@ -15,9 +15,30 @@ def test_simulate_runs_the_loop_and_prints_versions_in_live_order(tmp_path: Path
     env["THUMBTUNE_DB"] = str(tmp_path / "must-not-be-used.db")  # simulate never touches the bot's db
     data = tmp_path / "sim"
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "simulate", "--model", str(tiny_model_dir), "--rounds", "2",
-         "--prompts", "24", "--users", "6", "--prefer", "warm", "--seed", "1", "--data-dir", str(data)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "simulate",
+            "--model",
+            str(tiny_model_dir),
+            "--rounds",
+            "2",
+            "--prompts",
+            "24",
+            "--users",
+            "6",
+            "--prefer",
+            "warm",
+            "--seed",
+            "1",
+            "--data-dir",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import os
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,11 @@ def test_wilson_interval_matches_worked_examples():
 
 async def _seed(repository, *, version: int, up: int, down: int) -> None:
     stored = await repository.record_answer(
-        platform="slack", channel="C", author="a", text="q", context="User: q\nBot:",
+        platform="slack",
+        channel="C",
+        author="a",
+        text="q",
+        context="User: q\nBot:",
         responses=[NewResponse(text="x", model_version=version, temperature=1, top_p=1, max_new_tokens=4)],
     )
     for i in range(up):
@@ -60,16 +64,32 @@ async def test_report_counts_per_version_and_per_day(runtime, tmp_path: Path):
 def test_stats_command_prints_json_and_saves_a_chart(settings_env: dict[str, str], tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBTUNE_")}
     env.update(settings_env)
-    chat = subprocess.run([sys.executable, "-m", "bot", "run"], input="hello\n+\nhi\n-\nhey\n+\n",
-                          capture_output=True, text=True, env=env, timeout=120)
+    chat = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        input="hello\n+\nhi\n-\nhey\n+\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert chat.returncode == 0, chat.stderr
     chart = tmp_path / "out" / "approval.png"
-    result = subprocess.run([sys.executable, "-m", "bot", "stats", "--json", "--plot", str(chart)],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "stats", "--json", "--plot", str(chart)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout.strip().splitlines()[-1])
     [version] = data["versions"]
-    assert {k: version[k] for k in ("version", "answers", "up", "down")} == {"version": 0, "answers": 3, "up": 2, "down": 1}
+    assert {k: version[k] for k in ("version", "answers", "up", "down")} == {
+        "version": 0,
+        "answers": 3,
+        "up": 2,
+        "down": 1,
+    }
     assert version["approval"] == pytest.approx(2 / 3)
     assert version["approval_low"] < version["approval"] < version["approval_high"]
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -82,8 +102,15 @@ async def _seed_comparison(repository, *, versions: tuple[int, int], verdict: st
     from storage.repository import ComparisonRef
 
     stored = await repository.record_answer(
-        platform="slack", channel="C", author="a", text="q", context="User: q\nBot:", mode="compare",
-        responses=[NewResponse(text=f"x{v}", model_version=v, temperature=1, top_p=1, max_new_tokens=4) for v in versions],
+        platform="slack",
+        channel="C",
+        author="a",
+        text="q",
+        context="User: q\nBot:",
+        mode="compare",
+        responses=[
+            NewResponse(text=f"x{v}", model_version=v, temperature=1, top_p=1, max_new_tokens=4) for v in versions
+        ],
     )
     first, second = [await stored_response(repository, i) for i in stored.response_ids]
     comparison = ComparisonRef(prompt_id=stored.prompt_id, first=first, second=second)
@@ -119,11 +146,18 @@ async def test_report_has_head_to_head_from_comparisons_and_keeps_approval_to_th
 def test_stats_json_has_head_to_head_after_shell_comparisons(settings_env: dict[str, str]):
     env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBTUNE_")}
     env.update(settings_env)
-    chat = subprocess.run([sys.executable, "-m", "bot", "run"], input="compare: hello\n1\ncompare: hi\n=\n",
-                          capture_output=True, text=True, env=env, timeout=120)
+    chat = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        input="compare: hello\n1\ncompare: hi\n=\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert chat.returncode == 0, chat.stderr
-    result = subprocess.run([sys.executable, "-m", "bot", "stats", "--json"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "stats", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert data["head_to_head"]["same_version"] == 2 and data["head_to_head"]["pairs"] == []
     [version] = data["versions"]

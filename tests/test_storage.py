@@ -79,7 +79,7 @@ async def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path)
 async def test_vote_is_idempotent_per_voter_answer_and_emoji(repository: Repository):
     stored = await _answer(repository)
     response_id = stored.response_ids[0]
-    vote = dict(response_id=response_id, voter="alice", emoji="👍", reward=1.0)
+    vote = {"response_id": response_id, "voter": "alice", "emoji": "👍", "reward": 1.0}
     assert await repository.record_vote(**vote) is VoteOutcome.RECORDED
     assert await repository.record_vote(**vote) is VoteOutcome.ALREADY_RECORDED
     assert await repository.record_vote(**{**vote, "voter": "bob"}) is VoteOutcome.RECORDED
@@ -213,7 +213,11 @@ def test_person_keys_are_keyed_hashes_with_a_private_secret_file(tmp_path: Path)
 
 async def test_forgetting_a_person_removes_their_rows_and_answers_to_them(repository: Repository):
     mine = await repository.record_answer(
-        platform="slack", channel="C", author="me", text="my question", context="",
+        platform="slack",
+        channel="C",
+        author="me",
+        text="my question",
+        context="",
         responses=[NewResponse(text="a", model_version=0, temperature=1, top_p=1, max_new_tokens=4)],
     )
     theirs = await _answer(repository)  # asked by "author-key"
@@ -237,9 +241,12 @@ async def test_retention_blanks_old_texts_and_keeps_counts(repository: Repositor
     assert await repository.purge_texts_before(clock.time() - 3600) == 0  # nothing that old
     assert await repository.purge_texts_before(clock.time() + 1) == 1
     async with repository.database.reading() as db:
-        texts = await (await db.execute(
-            "SELECT p.text, p.context, r.text, c.text FROM prompts p JOIN responses r ON r.prompt_id = p.id"
-            " JOIN corrections c ON c.response_id = r.id")).fetchone()
+        texts = await (
+            await db.execute(
+                "SELECT p.text, p.context, r.text, c.text FROM prompts p JOIN responses r ON r.prompt_id = p.id"
+                " JOIN corrections c ON c.response_id = r.id"
+            )
+        ).fetchone()
     assert tuple(texts) == ("", "", "", "")
     assert (await repository.approval_by_version())[0].up == 1
 

@@ -13,9 +13,9 @@ from bot.cli import main
 from bot.loop import trainer_command, trainer_configs
 from bot.settings import load_settings
 from storage.database import Database
+from storage.registry import ModelRegistry
 from storage.repository import Repository
 from tests.feedback_data import seed_preference
-from storage.registry import ModelRegistry
 from trainer.cli import build_parser as build_trainer_parser
 from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, from_arguments
 
@@ -34,10 +34,16 @@ def test_the_scheduled_command_line_reads_back_as_the_settings(
     """Every training setting reaches the trainer: its own parser reads the bot's command
     line back into the same configs (a renamed or retyped option fails here)."""
     changed = {
-        "THUMBTUNE_TRAIN_LEARNING_RATE": "0.0003", "THUMBTUNE_TRAIN_EPOCHS": "2.5",
-        "THUMBTUNE_TRAIN_BATCH_SIZE": "6", "THUMBTUNE_TRAIN_LORA": "true", "THUMBTUNE_GAMMA": "0.5",
-        "THUMBTUNE_HELD_OUT_FRACTION": "0.3", "THUMBTUNE_TRAIN_MIN_EXAMPLES": "12",
-        "THUMBTUNE_KEEP_VERSIONS": "3", "THUMBTUNE_DEVICE": "cpu", "THUMBTUNE_TORCH_THREADS": "2",
+        "THUMBTUNE_TRAIN_LEARNING_RATE": "0.0003",
+        "THUMBTUNE_TRAIN_EPOCHS": "2.5",
+        "THUMBTUNE_TRAIN_BATCH_SIZE": "6",
+        "THUMBTUNE_TRAIN_LORA": "true",
+        "THUMBTUNE_GAMMA": "0.5",
+        "THUMBTUNE_HELD_OUT_FRACTION": "0.3",
+        "THUMBTUNE_TRAIN_MIN_EXAMPLES": "12",
+        "THUMBTUNE_KEEP_VERSIONS": "3",
+        "THUMBTUNE_DEVICE": "cpu",
+        "THUMBTUNE_TORCH_THREADS": "2",
         "THUMBTUNE_LOG_LEVEL": "WARNING",
     }
     for name, value in changed.items():
@@ -48,11 +54,16 @@ def test_the_scheduled_command_line_reads_back_as_the_settings(
     args = build_trainer_parser().parse_args(command[3:])
     job, data, train = trainer_configs(settings)
     assert (from_arguments(JobConfig, args), from_arguments(DataConfig, args), from_arguments(TrainConfig, args)) == (
-        job, data, train
+        job,
+        data,
+        train,
     )
     assert job == JobConfig(
-        db=str(settings.db_path), registry=str(settings.data_dir / "models"), base_model=str(tiny_model_dir),
-        keep_versions=3, log_level="WARNING",
+        db=str(settings.db_path),
+        registry=str(settings.data_dir / "models"),
+        base_model=str(tiny_model_dir),
+        keep_versions=3,
+        log_level="WARNING",
     )
     assert data == DataConfig(min_examples=12, gamma=0.5, held_out_fraction=0.3)
     assert train == TrainConfig(learning_rate=3e-4, epochs=2.5, batch_size=6, lora=True, device="cpu", threads=2)
@@ -69,6 +80,7 @@ def test_train_now_then_models_rollback_and_export(
     settings, settings_env, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("THUMBTUNE_TRAIN_MIN_EXAMPLES", "8")
+
     async def seed() -> None:
         async with await Database.open(settings.db_path) as database:
             await seed_preference(Repository(database), answers=30)
@@ -100,5 +112,3 @@ def test_train_now_then_models_rollback_and_export(
     assert main(["export", "--format", "kto", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 30 and {tuple(sorted(r)) for r in rows} == {("completion", "label", "prompt")}
-
-

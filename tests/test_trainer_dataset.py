@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from storage.database import Database
+from storage.dialogue import render_prompt
 from storage.repository import CorrectionRow, FeedbackAnswer, NewResponse, Repository, VoteRow
 from trainer.dataset import (
     BuildOptions,
@@ -19,18 +20,33 @@ from trainer.dataset import (
     readiness,
     sft_records,
 )
-from storage.dialogue import render_prompt
 
 NO_SPLIT = BuildOptions(held_out_fraction=0.0)
 
 
-def answer(rid: int, *, prompt: int | None = None, text: str = "", candidate: int = 0, conversation: str | None = None,
-           flagged: bool = False, author: str = "asker", at: float | None = None) -> FeedbackAnswer:
+def answer(
+    rid: int,
+    *,
+    prompt: int | None = None,
+    text: str = "",
+    candidate: int = 0,
+    conversation: str | None = None,
+    flagged: bool = False,
+    author: str = "asker",
+    at: float | None = None,
+) -> FeedbackAnswer:
     prompt = rid if prompt is None else prompt
     return FeedbackAnswer(
-        response_id=rid, prompt_id=prompt, candidate=candidate, conversation=conversation,
-        context=render_prompt(f"question {prompt}"), prompt_text=f"question {prompt}", author=author,
-        text=text or f"answer {rid}", model_version=0, flagged=flagged,
+        response_id=rid,
+        prompt_id=prompt,
+        candidate=candidate,
+        conversation=conversation,
+        context=render_prompt(f"question {prompt}"),
+        prompt_text=f"question {prompt}",
+        author=author,
+        text=text or f"answer {rid}",
+        model_version=0,
+        flagged=flagged,
         prompt_created_at=float(prompt if at is None else at),
     )
 
@@ -42,10 +58,13 @@ def vote(rid: int, reward: float, voter: str = "v1", vid: int = 0) -> VoteRow:
 def test_net_reward_sign_gives_the_label_and_ties_are_skipped() -> None:
     answers = [answer(1), answer(2), answer(3), answer(4)]
     votes = [
-        vote(1, 1.0, "a"), vote(1, 1.0, "b"), vote(1, -1.0, "c"),   # +1: desirable
-        vote(2, -1.0, "a"),                                          # -1: undesirable
-        vote(3, 1.0, "a"), vote(3, -1.0, "b"),                       # tie: skipped
-    ]                                                                # 4 has no votes: skipped
+        vote(1, 1.0, "a"),
+        vote(1, 1.0, "b"),
+        vote(1, -1.0, "c"),  # +1: desirable
+        vote(2, -1.0, "a"),  # -1: undesirable
+        vote(3, 1.0, "a"),
+        vote(3, -1.0, "b"),  # tie: skipped
+    ]  # 4 has no votes: skipped
     data = build_dataset(answers=answers, votes=votes, options=NO_SPLIT)
     assert [(e.completion, e.label) for e in data.train] == [(" answer 1", True), (" answer 2", False)]
     assert data.skipped_ties == 1
@@ -56,7 +75,9 @@ def test_net_reward_sign_gives_the_label_and_ties_are_skipped() -> None:
 def test_flagged_answers_and_forgotten_people_are_left_out() -> None:
     answers = [answer(1, flagged=True), answer(2, author="gone"), answer(3), answer(4)]
     votes = [vote(1, 1.0), vote(2, 1.0), vote(3, 1.0, "gone"), vote(3, -1.0, "kept"), vote(4, 1.0)]
-    data = build_dataset(answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.0, forgotten=frozenset({"gone"})))
+    data = build_dataset(
+        answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.0, forgotten=frozenset({"gone"}))
+    )
     # 1 flagged, 2 asked by a forgotten person, 3 keeps only the remaining person's vote.
     assert [(e.completion, e.label) for e in data.train] == [(" answer 3", False), (" answer 4", True)]
     assert data.excluded == 2
@@ -66,17 +87,27 @@ def test_corrections_give_pairs_and_both_labels() -> None:
     answers = [answer(1, text="Bad answer")]
     corrections = [CorrectionRow(1, 1, "fixer", "A much  better answer", 0.0)]
     data = build_dataset(answers=answers, votes=[vote(1, -1.0)], corrections=corrections, options=NO_SPLIT)
-    assert [(p.chosen, p.rejected, p.source) for p in data.train_pairs] == [(" A much better answer", " Bad answer", "correction")]
+    assert [(p.chosen, p.rejected, p.source) for p in data.train_pairs] == [
+        (" A much better answer", " Bad answer", "correction")
+    ]
     # The disliked answer appears once; the correction is added as desirable.
-    assert sorted((e.completion, e.label) for e in data.train) == [(" A much better answer", True), (" Bad answer", False)]
+    assert sorted((e.completion, e.label) for e in data.train) == [
+        (" A much better answer", True),
+        (" Bad answer", False),
+    ]
 
 
 def test_compare_votes_pair_the_best_and_worst_candidate() -> None:
-    answers = [answer(1, prompt=7, candidate=0, text="first"), answer(2, prompt=7, candidate=1, text="second"),
-               answer(3, prompt=7, candidate=2, text="third")]
+    answers = [
+        answer(1, prompt=7, candidate=0, text="first"),
+        answer(2, prompt=7, candidate=1, text="second"),
+        answer(3, prompt=7, candidate=2, text="third"),
+    ]
     data = build_dataset(answers=answers, votes=[vote(1, -1.0), vote(2, 1.0)], options=NO_SPLIT)
     assert [(p.chosen, p.rejected, p.source) for p in data.train_pairs] == [(" second", " first", "compare")]
-    assert dpo_records(data.train_pairs) == [{"prompt": "User: question 7\nBot:", "chosen": " second", "rejected": " first"}]
+    assert dpo_records(data.train_pairs) == [
+        {"prompt": "User: question 7\nBot:", "chosen": " second", "rejected": " first"}
+    ]
 
 
 def test_thread_credit_discounts_later_rewards_back_to_earlier_turns() -> None:
@@ -85,10 +116,15 @@ def test_thread_credit_discounts_later_rewards_back_to_earlier_turns() -> None:
     assert credited_rewards(answers, rewards, gamma=0.0) == {1: 0.0, 2: 0.0, 3: 1.0, 4: -1.0}
     credited = credited_rewards(answers, rewards, gamma=0.5)
     assert credited == {1: 0.25, 2: 0.5, 3: 1.0, 4: -1.0}
-    data = build_dataset(answers=answers, votes=[vote(3, 1.0), vote(4, -1.0)],
-                         options=BuildOptions(gamma=0.5, held_out_fraction=0.0))
+    data = build_dataset(
+        answers=answers, votes=[vote(3, 1.0), vote(4, -1.0)], options=BuildOptions(gamma=0.5, held_out_fraction=0.0)
+    )
     assert sorted((e.completion, e.label, e.reward) for e in data.train) == [
-        (" answer 1", True, 0.25), (" answer 2", True, 0.5), (" answer 3", True, 1.0), (" answer 4", False, -1.0)]
+        (" answer 1", True, 0.25),
+        (" answer 2", True, 0.5),
+        (" answer 3", True, 1.0),
+        (" answer 4", False, -1.0),
+    ]
 
 
 def test_split_is_stable_and_keeps_a_conversation_together() -> None:
@@ -104,7 +140,9 @@ def test_split_is_stable_and_keeps_a_conversation_together() -> None:
 
 
 def test_readiness_needs_enough_examples_with_both_labels() -> None:
-    one_sided = build_dataset(answers=[answer(i) for i in range(1, 11)], votes=[vote(i, 1.0) for i in range(1, 11)], options=NO_SPLIT)
+    one_sided = build_dataset(
+        answers=[answer(i) for i in range(1, 11)], votes=[vote(i, 1.0) for i in range(1, 11)], options=NO_SPLIT
+    )
     assert readiness(one_sided, min_examples=4) == "no undesirable (disliked) training examples"
     assert readiness(one_sided, min_examples=20) == "only 10 training examples, need at least 20"
     mixed = build_dataset(answers=[answer(1), answer(2)], votes=[vote(1, 1.0), vote(2, -1.0)], options=NO_SPLIT)
@@ -120,7 +158,9 @@ def test_balanced_weights_scale_the_rarer_label() -> None:
 def test_record_shapes_match_trl() -> None:
     answers = [answer(1, text="good"), answer(2, text="bad")]
     corrections = [CorrectionRow(1, 2, "fixer", "better", 0.0)]
-    data = build_dataset(answers=answers, votes=[vote(1, 1.0), vote(2, -1.0)], corrections=corrections, options=NO_SPLIT)
+    data = build_dataset(
+        answers=answers, votes=[vote(1, 1.0), vote(2, -1.0)], corrections=corrections, options=NO_SPLIT
+    )
     assert {tuple(sorted(r)) for r in kto_records(data.train)} == {("completion", "label", "prompt")}
     assert sorted(r["completion"] for r in sft_records(data.train, data.train_pairs)) == [" better", " good"]
 
@@ -128,14 +168,35 @@ def test_record_shapes_match_trl() -> None:
 async def test_storage_reads_follow_retractions_and_conversations(tmp_path: Path) -> None:
     async with await Database.open(tmp_path / "t.db") as database:
         repo = Repository(database)
-        lone = await repo.record_answer(platform="shell", channel="c", author="a", text="q1", context=render_prompt("q1"),
-                                        responses=[_response("r1")])
-        first = await repo.record_answer(platform="shell", channel="c", author="a", text="q2", context=render_prompt("q2"),
-                                         conversation="thread", responses=[_response("r2")])
-        later = await repo.record_answer(platform="shell", channel="c", author="a", text="q3", context="ctx3",
-                                         conversation="thread", responses=[_response("r3")])
-        unrated = await repo.record_answer(platform="shell", channel="c", author="a", text="q4", context="",
-                                           responses=[_response("r4")])
+        lone = await repo.record_answer(
+            platform="shell",
+            channel="c",
+            author="a",
+            text="q1",
+            context=render_prompt("q1"),
+            responses=[_response("r1")],
+        )
+        first = await repo.record_answer(
+            platform="shell",
+            channel="c",
+            author="a",
+            text="q2",
+            context=render_prompt("q2"),
+            conversation="thread",
+            responses=[_response("r2")],
+        )
+        later = await repo.record_answer(
+            platform="shell",
+            channel="c",
+            author="a",
+            text="q3",
+            context="ctx3",
+            conversation="thread",
+            responses=[_response("r3")],
+        )
+        unrated = await repo.record_answer(
+            platform="shell", channel="c", author="a", text="q4", context="", responses=[_response("r4")]
+        )
         await repo.record_vote(response_id=lone.response_ids[0], voter="v", emoji="👍", reward=1.0)
         await repo.record_vote(response_id=lone.response_ids[0], voter="w", emoji="👍", reward=1.0)
         await repo.retract_vote(response_id=lone.response_ids[0], voter="w", emoji="👍")
@@ -148,17 +209,26 @@ async def test_storage_reads_follow_retractions_and_conversations(tmp_path: Path
         assert unrated.response_ids[0] not in {a.response_id for a in answers}
         assert answers[2].context == "ctx3" and answers[2].conversation == "thread"
         votes = await repo.all_votes()
-        assert [(v.response_id, v.reward) for v in votes] == [(lone.response_ids[0], 1.0), (later.response_ids[0], -1.0)]
+        assert [(v.response_id, v.reward) for v in votes] == [
+            (lone.response_ids[0], 1.0),
+            (later.response_ids[0], -1.0),
+        ]
         assert [c.text for c in await repo.corrections()] == ["fixed"]
 
-        data = build_dataset(answers=answers, votes=votes, corrections=await repo.corrections(),
-                             options=BuildOptions(gamma=0.9, held_out_fraction=0.0))
+        data = build_dataset(
+            answers=answers,
+            votes=votes,
+            corrections=await repo.corrections(),
+            options=BuildOptions(gamma=0.9, held_out_fraction=0.0),
+        )
         labels = {e.completion: e.label for e in data.train}
         assert labels == {" r1": True, " r2": False, " r3": False, " fixed": True}
         assert first.prompt_id != later.prompt_id
 
         run_id = await repo.start_training_run(parent_version=0)
-        await repo.finish_training_run(run_id, status="skipped", reason="too few", examples=3, desirable=1, undesirable=2, held_out=0)
+        await repo.finish_training_run(
+            run_id, status="skipped", reason="too few", examples=3, desirable=1, undesirable=2, held_out=0
+        )
         runs = await repo.training_runs()
         assert (runs[0].status, runs[0].reason, runs[0].examples) == ("skipped", "too few", 3)
         async with database.reading() as db:
@@ -183,8 +253,14 @@ async def test_a_run_learns_from_votes_since_its_parent_went_live(tmp_path: Path
         repo = Repository(database)
 
         async def rated(text: str, reward: float) -> int:
-            stored = await repo.record_answer(platform="shell", channel="c", author="a", text=text,
-                                              context=render_prompt(text), responses=[_response(text)])
+            stored = await repo.record_answer(
+                platform="shell",
+                channel="c",
+                author="a",
+                text=text,
+                context=render_prompt(text),
+                responses=[_response(text)],
+            )
             await repo.record_vote(response_id=stored.response_ids[0], voter="v", emoji="x", reward=reward)
             return stored.response_ids[0]
 

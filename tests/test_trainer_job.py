@@ -10,12 +10,12 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from storage.database import Database
+from storage.registry import ModelRegistry
 from storage.repository import Repository
 from tests.feedback_data import seed_preference
 from trainer.config import DataConfig, GateConfig, TrainConfig
 from trainer.export import export_records, write_jsonl
 from trainer.job import RunOptions, run_async
-from storage.registry import ModelRegistry
 
 FAST_GATE = GateConfig(samples=8, max_new_tokens=12)
 
@@ -37,13 +37,12 @@ async def seed(tmp_path: Path, answers: int) -> None:
 
 
 async def runs(tmp_path: Path) -> list[tuple]:
-    async with await Database.open(tmp_path / "t.db") as database:
-        async with database.reading() as db:
-            cursor = await db.execute(
-                "SELECT status, parent_version, new_version, examples, desirable, undesirable, held_out, reason,"
-                " finished_at IS NOT NULL FROM training_runs ORDER BY id"
-            )
-            return [tuple(row) for row in await cursor.fetchall()]
+    async with await Database.open(tmp_path / "t.db") as database, database.reading() as db:
+        cursor = await db.execute(
+            "SELECT status, parent_version, new_version, examples, desirable, undesirable, held_out, reason,"
+            " finished_at IS NOT NULL FROM training_runs ORDER BY id"
+        )
+        return [tuple(row) for row in await cursor.fetchall()]
 
 
 def weights(folder: Path | str) -> dict[str, torch.Tensor]:
@@ -61,8 +60,17 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     assert current.counts["train_examples"] + current.counts["held_out_examples"] == 40
     assert current.config["train"]["learning_rate"] == 1e-4 and current.config["base_model"] == str(tiny_model_dir)
     assert current.metrics["desirable_weight"] > 1.0 == current.metrics["undesirable_weight"]  # fewer likes, weighed up
-    for name in ("train_steps", "seconds_per_step", "examples_per_s", "train_loss", "perplexity",
-                 "parent_perplexity", "distinct_2", "parent_distinct_2", "preference_accuracy"):
+    for name in (
+        "train_steps",
+        "seconds_per_step",
+        "examples_per_s",
+        "train_loss",
+        "perplexity",
+        "parent_perplexity",
+        "distinct_2",
+        "parent_distinct_2",
+        "preference_accuracy",
+    ):
         assert name in current.metrics, name
     assert current.metrics["train_steps"] == 3
 
@@ -81,8 +89,9 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     assert (second.parent, second.version) == (1, 2) and second.status in ("published", "rejected"), second.reason
     assert registry.get(2).parent == 1
     assert second.metrics["parent_preference_accuracy"] is not None
-    assert not torch.equal(weights(registry.get(2).path)["transformer.h.0.attn.c_attn.weight"],
-                           after["transformer.h.0.attn.c_attn.weight"])
+    assert not torch.equal(
+        weights(registry.get(2).path)["transformer.h.0.attn.c_attn.weight"], after["transformer.h.0.attn.c_attn.weight"]
+    )
 
 
 async def test_lora_run_publishes_a_plain_model_with_changed_attention(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -109,7 +118,7 @@ async def test_too_little_data_is_skipped_with_the_reason(tmp_path: Path, tiny_m
 async def test_a_run_closes_an_interrupted_run_and_refuses_to_run_twice(tmp_path: Path, tiny_model_dir: Path) -> None:
     await seed(tmp_path, answers=4)
     async with await Database.open(tmp_path / "t.db") as database:
-        await Repository(database).start_training_run(parent_version=0)   # a trainer that died mid-run
+        await Repository(database).start_training_run(parent_version=0)  # a trainer that died mid-run
     registry = ModelRegistry(tmp_path / "models")
     with registry.training_lock():
         busy = await run_async(options(tmp_path, tiny_model_dir))
@@ -129,7 +138,11 @@ async def test_a_sabotaged_run_is_rejected_and_the_parent_stays_current(tmp_path
     registry = ModelRegistry(tmp_path / "models")
     assert registry.current_version() == 0
     [rejected] = registry.versions()
-    assert rejected.status == "rejected" and rejected.reasons and rejected.metrics["perplexity"] > rejected.metrics["parent_perplexity"]
+    assert (
+        rejected.status == "rejected"
+        and rejected.reasons
+        and rejected.metrics["perplexity"] > rejected.metrics["parent_perplexity"]
+    )
     [row] = await runs(tmp_path)
     assert row[:3] == ("rejected", 0, 1) and "perplexity" in row[7]
 
@@ -161,11 +174,16 @@ async def test_exported_files_load_with_datasets_as_trl_expects(tmp_path: Path) 
         repo = Repository(database)
         seeded = await seed_preference(repo, answers=12)
         await repo.record_correction(response_id=seeded.response_ids[0], author="fixer", text="A kinder answer.")
-    expected = {"kto": {"prompt", "completion", "label"}, "dpo": {"prompt", "chosen", "rejected"}, "sft": {"prompt", "completion"}}
+    expected = {
+        "kto": {"prompt", "completion", "label"},
+        "dpo": {"prompt", "chosen", "rejected"},
+        "sft": {"prompt", "completion"},
+    }
     for fmt, columns in expected.items():
         out = tmp_path / f"{fmt}.jsonl"
+        records = await export_records(tmp_path / "t.db", fmt=fmt)
         with open(out, "w", encoding="utf-8") as handle:
-            count = write_jsonl(await export_records(tmp_path / "t.db", fmt=fmt), handle)
+            count = write_jsonl(records, handle)
         dataset = load_dataset("json", data_files=str(out), split="train")
         assert set(dataset.column_names) == columns and len(dataset) == count > 0
         assert not is_conversational(dataset[0])
@@ -186,10 +204,19 @@ def test_the_gate_rejects_a_diverged_model_instead_of_failing(tiny_model_dir: Pa
     with torch.no_grad():
         for parameter in broken.parameters():
             parameter.fill_(float("nan"))
-    held_out = [Example("User: hi\nBot:", " Hello friend.", True, "g1"), Example("User: hi\nBot:", " Pizza.", False, "g2")]
+    held_out = [
+        Example("User: hi\nBot:", " Hello friend.", True, "g1"),
+        Example("User: hi\nBot:", " Pizza.", False, "g2"),
+    ]
     corrections = [Pair("User: hello\nBot:", " Hello! How can I help you today?", " Pizza.", "g3", "correction")]
-    gate = run_gate(candidate=broken, parent=parent, tokenizer=tokenizer, held_out=held_out, held_out_pairs=corrections,
-                    config=GateConfig(samples=4, max_new_tokens=6, min_preference_pairs=1))
+    gate = run_gate(
+        candidate=broken,
+        parent=parent,
+        tokenizer=tokenizer,
+        held_out=held_out,
+        held_out_pairs=corrections,
+        config=GateConfig(samples=4, max_new_tokens=6, min_preference_pairs=1),
+    )
     assert not gate.passed
     assert gate.candidate.chrf == 0.0 and gate.parent.chrf > 0.0
     assert any("chrF" in reason for reason in gate.reasons) == (gate.parent.chrf > GateConfig().chrf_margin)

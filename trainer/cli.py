@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from storage.registry import ModelRegistry, RegistryError, format_versions
 from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, ExportError, export
-from storage.registry import ModelRegistry, RegistryError, format_versions
 from trainer.requirements import missing_extra
 
 
@@ -46,8 +46,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     )
     # One JSON line on stdout, for the bot (and people) to read.
-    print(json.dumps({"run": result.run_id, "status": result.status, "parent": result.parent,
-                      "version": result.version, "reason": result.reason, "metrics": result.metrics}))
+    print(
+        json.dumps(
+            {
+                "run": result.run_id,
+                "status": result.status,
+                "parent": result.parent,
+                "version": result.version,
+                "reason": result.reason,
+                "metrics": result.metrics,
+            }
+        )
+    )
     return 1 if result.status == "failed" else 0
 
 
@@ -86,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(run, GateConfig, title="eval gate")
     run.set_defaults(handler=cmd_run)
 
-    export = commands.add_parser("export", help="write the feedback as JSONL in TRL's formats, or a datasets folder (hf)")
+    export = commands.add_parser(
+        "export", help="write the feedback as JSONL in TRL's formats, or a datasets folder (hf)"
+    )
     export.add_argument("--db", required=True)
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("--out", help="file to write (default: stdout); for hf the folder (required)")

@@ -27,41 +27,124 @@ class JobConfig:
     registry: str = field(metadata={"help": "The model registry folder."})
     base_model: str = field(metadata={"help": "Version 0: a Hugging Face model name or a local folder."})
     keep_versions: int = field(default=5, metadata={"help": "Versions kept besides the current one."})
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(default="INFO", metadata={"help": "The trainer's log level."})
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(
+        default="INFO", metadata={"help": "The trainer's log level."}
+    )
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    min_examples: int = field(default=8, metadata={"help": "Skip the run when fewer training examples exist (both labels are also required)."})
-    gamma: float = field(default=0.0, metadata={"help": "Thread credit: a later turn's reward credits earlier answers of the conversation, times gamma per turn. 0 = off."})
-    held_out_fraction: float = field(default=0.2, metadata={"help": "Share of conversations held out for the eval gate and never trained on."})
-    all_history: bool = field(default=False, metadata={"help": "Learn from all votes, not only those cast since the parent version went live (so a version is not trained again on what its parent already learned)."})
+    min_examples: int = field(
+        default=8,
+        metadata={"help": "Skip the run when fewer training examples exist (both labels are also required)."},
+    )
+    gamma: float = field(
+        default=0.0,
+        metadata={
+            "help": (
+                "Thread credit: a later turn's reward credits earlier answers of the conversation, "
+                "times gamma per turn. 0 = off."
+            )
+        },
+    )
+    held_out_fraction: float = field(
+        default=0.2, metadata={"help": "Share of conversations held out for the eval gate and never trained on."}
+    )
+    all_history: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "Learn from all votes, not only those cast since the parent version went live (so a "
+                "version is not trained again on what its parent already learned)."
+            )
+        },
+    )
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate. TRL's default 1e-6 barely moves GPT-2; 5e-4 over-optimised it on this data."})
-    beta: float = field(default=0.1, metadata={"help": "KTO beta: how strongly the model is held near the reference (parent) model."})
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={
+            "help": ("AdamW learning rate. TRL's default 1e-6 barely moves GPT-2; 5e-4 over-optimised it on this data.")
+        },
+    )
+    beta: float = field(
+        default=0.1, metadata={"help": "KTO beta: how strongly the model is held near the reference (parent) model."}
+    )
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples."})
-    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: the epochs decide)."})
-    batch_size: int = field(default=4, metadata={"help": "Examples per step; KTO needs at least 2 (its KL term pairs each prompt with another answer)."})
-    max_length: int = field(default=256, metadata={"help": "Longest prompt + answer in tokens; longer prompts lose their oldest text."})
-    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters on the attention (c_attn) and merge them, instead of all weights."})
+    max_steps: int = field(
+        default=-1, metadata={"help": "Stop after this many optimizer steps (-1: the epochs decide)."}
+    )
+    batch_size: int = field(
+        default=4,
+        metadata={
+            "help": ("Examples per step; KTO needs at least 2 (its KL term pairs each prompt with another answer).")
+        },
+    )
+    max_length: int = field(
+        default=256, metadata={"help": "Longest prompt + answer in tokens; longer prompts lose their oldest text."}
+    )
+    lora: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters on the attention (c_attn) and merge them, instead of all weights."},
+    )
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank when --lora is on."})
-    balance_weights: bool = field(default=True, metadata={"help": "Weigh desirable and undesirable examples so both labels count the same, from their counts."})
+    balance_weights: bool = field(
+        default=True,
+        metadata={
+            "help": ("Weigh desirable and undesirable examples so both labels count the same, from their counts.")
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed for shuffling, initialisation and sampling."})
-    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "auto: CUDA with bf16 when present, else CPU in fp32."})
+    device: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata={"help": "auto: CUDA with bf16 when present, else CPU in fp32."}
+    )
     threads: int = field(default=1, metadata={"help": "torch CPU threads."})
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    preference_margin: float = field(default=0.1, metadata={"help": "Reject when held-out preference accuracy falls more than this below the parent's (0.5 = no better than the parent)."})
-    min_preference_pairs: int = field(default=4, metadata={"help": "Fewer held-out liked x disliked pairs than this: the preference check is not applied."})
-    perplexity_ratio: float = field(default=1.5, metadata={"help": "Reject when perplexity on the reference text grows by more than this factor over the parent's."})
-    distinct_ratio: float = field(default=0.7, metadata={"help": "Reject when distinct-2 of sampled answers falls below this fraction of the parent's (collapse onto a few phrases). Learning a preference lowers it somewhat by design."})
-    chrf_margin: float = field(default=5.0, metadata={"help": "Reject when chrF against held-out human corrections drops more than this many points below the parent's."})
-    samples: int = field(default=32, metadata={"help": "Answers sampled per model for the diversity and correction checks."})
+    preference_margin: float = field(
+        default=0.1,
+        metadata={
+            "help": (
+                "Reject when held-out preference accuracy falls more than this below the parent's "
+                "(0.5 = no better than the parent)."
+            )
+        },
+    )
+    min_preference_pairs: int = field(
+        default=4,
+        metadata={"help": "Fewer held-out liked x disliked pairs than this: the preference check is not applied."},
+    )
+    perplexity_ratio: float = field(
+        default=1.5,
+        metadata={
+            "help": ("Reject when perplexity on the reference text grows by more than this factor over the parent's.")
+        },
+    )
+    distinct_ratio: float = field(
+        default=0.7,
+        metadata={
+            "help": (
+                "Reject when distinct-2 of sampled answers falls below this fraction of the parent's "
+                "(collapse onto a few phrases). Learning a preference lowers it somewhat by design."
+            )
+        },
+    )
+    chrf_margin: float = field(
+        default=5.0,
+        metadata={
+            "help": (
+                "Reject when chrF against held-out human corrections drops more than this many points "
+                "below the parent's."
+            )
+        },
+    )
+    samples: int = field(
+        default=32, metadata={"help": "Answers sampled per model for the diversity and correction checks."}
+    )
     max_new_tokens: int = field(default=24, metadata={"help": "Tokens per sampled answer in the gate."})
 
 

@@ -23,8 +23,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from storage.repository import CorrectionRow, FeedbackAnswer, VoteRow
 from storage.dialogue import clean, render_prompt
+from storage.repository import CorrectionRow, FeedbackAnswer, VoteRow
 
 # Rewards are sums of small floats; treat anything this close to 0 as a tie.
 _TIE = 1e-9
@@ -37,8 +37,8 @@ class Example:
     prompt: str
     completion: str
     label: bool
-    group: str                 # split key: the conversation, or the lone prompt
-    reward: float = 0.0        # the (credited) reward behind the label; 0 for a correction
+    group: str  # split key: the conversation, or the lone prompt
+    reward: float = 0.0  # the (credited) reward behind the label; 0 for a correction
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Pair:
     chosen: str
     rejected: str
     group: str
-    source: str                # "correction" or "compare"
+    source: str  # "correction" or "compare"
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ class FeedbackDataset:
     held_out: tuple[Example, ...]
     train_pairs: tuple[Pair, ...]
     held_out_pairs: tuple[Pair, ...]
-    skipped_ties: int = 0      # answers with votes whose rewards cancel out
-    excluded: int = 0          # answers left out: flagged, or by / about a forgotten person
+    skipped_ties: int = 0  # answers with votes whose rewards cancel out
+    excluded: int = 0  # answers left out: flagged, or by / about a forgotten person
 
     @property
     def desirable(self) -> int:
@@ -84,9 +84,9 @@ class FeedbackDataset:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    gamma: float = 0.0                 # thread credit discount per turn; 0 = off
-    held_out_fraction: float = 0.2     # share of conversations kept for the eval gate
-    split_salt: str = "thumbtune"      # changing it re-draws the split
+    gamma: float = 0.0  # thread credit discount per turn; 0 = off
+    held_out_fraction: float = 0.2  # share of conversations kept for the eval gate
+    split_salt: str = "thumbtune"  # changing it re-draws the split
     forgotten: frozenset[str] = field(default_factory=frozenset)  # person keys to leave out
 
 
@@ -99,9 +99,7 @@ def net_rewards(votes: Iterable[VoteRow], *, forgotten: frozenset[str] = frozens
     return dict(totals)
 
 
-def credited_rewards(
-    answers: Sequence[FeedbackAnswer], rewards: dict[int, float], *, gamma: float
-) -> dict[int, float]:
+def credited_rewards(answers: Sequence[FeedbackAnswer], rewards: dict[int, float], *, gamma: float) -> dict[int, float]:
     """response id -> Q, the reward plus the discounted rewards of later turns of its conversation.
 
     A turn is one prompt; its reward is the sum over its candidates, since a person
@@ -148,7 +146,7 @@ def is_held_out(group: str, *, fraction: float, salt: str) -> bool:
     """Stable split: the same group lands on the same side on every run."""
     if fraction <= 0:
         return False
-    digest = hashlib.sha256(f"{salt}:{group}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{salt}:{group}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 

@@ -24,9 +24,9 @@ import torch
 from sacrebleu.metrics import CHRF
 from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
+from storage.dialogue import USER, cut_answer, render_prompt
 from trainer.config import GateConfig
 from trainer.dataset import Example, Pair
-from storage.dialogue import USER, cut_answer, render_prompt
 
 # Cap on liked x disliked pairs scored, so a big held-out set stays quick.
 _MAX_PAIRS = 2000
@@ -38,7 +38,7 @@ def reference_text() -> str:
 
 def probe_prompts(limit: int) -> list[str]:
     """Questions from the reference text, as the bot would prompt with them."""
-    questions = [line[len(USER):].strip() for line in reference_text().splitlines() if line.startswith(USER)]
+    questions = [line[len(USER) :].strip() for line in reference_text().splitlines() if line.startswith(USER)]
     return [render_prompt(question) for question in questions[:limit]]
 
 
@@ -48,20 +48,24 @@ class ModelScores:
 
     perplexity: float
     distinct_2: float
-    chrf: float | None          # None without held-out corrections
+    chrf: float | None  # None without held-out corrections
 
     def as_dict(self, prefix: str) -> dict[str, float | None]:
-        return {f"{prefix}perplexity": self.perplexity, f"{prefix}distinct_2": self.distinct_2, f"{prefix}chrf": self.chrf}
+        return {
+            f"{prefix}perplexity": self.perplexity,
+            f"{prefix}distinct_2": self.distinct_2,
+            f"{prefix}chrf": self.chrf,
+        }
 
 
 @dataclass(frozen=True)
 class GateResult:
     candidate: ModelScores
     parent: ModelScores
-    preference_accuracy: float | None    # None: too few held-out pairs
+    preference_accuracy: float | None  # None: too few held-out pairs
     parent_preference_accuracy: float | None
     preference_pairs: int
-    reasons: tuple[str, ...]             # empty: passed
+    reasons: tuple[str, ...]  # empty: passed
 
     @property
     def passed(self) -> bool:
@@ -96,7 +100,7 @@ def completion_logprobs(
             prompt_ids = tokenizer(prompt)["input_ids"]
             full = tokenizer(prompt + completion)["input_ids"]
             begin = _common_prefix(prompt_ids, full)
-            cut = max(0, len(full) - max_length)         # keep the answer, drop the oldest context
+            cut = max(0, len(full) - max_length)  # keep the answer, drop the oldest context
             rows.append(full[cut:])
             starts.append(max(begin - cut, 1))
         width = max(len(row) for row in rows)
@@ -219,7 +223,7 @@ def run_gate(
     candidate: PreTrainedModel,
     parent: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    base: PreTrainedModel | None = None,   # version 0, when the parent is a trained version
+    base: PreTrainedModel | None = None,  # version 0, when the parent is a trained version
     held_out: Sequence[Example],
     held_out_pairs: Sequence[Pair],
     config: GateConfig,
@@ -244,7 +248,7 @@ def run_gate(
         base_lp = old_lp if base is None else logps(base)
 
         def accuracy_of(lp: list[float]) -> float:
-            rewards = [a - b for a, b in zip(lp, base_lp)]
+            rewards = [a - b for a, b in zip(lp, base_lp, strict=True)]
             return preference_accuracy(rewards[: len(liked)], rewards[len(liked) :])
 
         accuracy, parent_accuracy = accuracy_of(new_lp), accuracy_of(old_lp)
@@ -255,7 +259,9 @@ def run_gate(
             f"held-out preference accuracy {accuracy:.2f} < parent {parent_accuracy:.2f} - {config.preference_margin}"
         )
     if not math.isfinite(new.perplexity) or new.perplexity > old.perplexity * config.perplexity_ratio:
-        reasons.append(f"reference perplexity {new.perplexity:.1f} > {config.perplexity_ratio} x parent {old.perplexity:.1f}")
+        reasons.append(
+            f"reference perplexity {new.perplexity:.1f} > {config.perplexity_ratio} x parent {old.perplexity:.1f}"
+        )
     if new.distinct_2 < old.distinct_2 * config.distinct_ratio:
         reasons.append(f"distinct-2 {new.distinct_2:.2f} < {config.distinct_ratio} x parent {old.distinct_2:.2f}")
     if new.chrf is not None and old.chrf is not None and new.chrf < old.chrf - config.chrf_margin:
@@ -265,7 +271,7 @@ def run_gate(
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # up to the shorter one
         if x != y:
             break
         n += 1

@@ -14,10 +14,17 @@ from typing import IO, Literal
 
 from storage.database import Database
 from storage.repository import ComparisonVote, FeedbackAnswer, Repository
-from trainer.requirements import missing_extra
 from trainer.dataset import (
-    BuildOptions, FeedbackDataset, build_dataset, completion_of, dpo_records, kto_records, prompt_of, sft_records,
+    BuildOptions,
+    FeedbackDataset,
+    build_dataset,
+    completion_of,
+    dpo_records,
+    kto_records,
+    prompt_of,
+    sft_records,
 )
+from trainer.requirements import missing_extra
 
 ExportFormat = Literal["kto", "dpo", "sft", "hf"]
 FORMATS: tuple[str, ...] = ("kto", "dpo", "sft", "hf")
@@ -66,14 +73,16 @@ def comparison_records(answers: list[FeedbackAnswer], verdicts: list[ComparisonV
         name = _VERDICTS.get(verdict.emoji)
         if first is None or second is None or name is None or first.flagged or second.flagged:
             continue
-        records.append({
-            "prompt": prompt_of(first),
-            "first": completion_of(first.text),
-            "second": completion_of(second.text),
-            "verdict": name,
-            "first_version": verdict.first_version,
-            "second_version": verdict.second_version,
-        })
+        records.append(
+            {
+                "prompt": prompt_of(first),
+                "first": completion_of(first.text),
+                "second": completion_of(second.text),
+                "verdict": name,
+                "first_version": verdict.first_version,
+                "second_version": verdict.second_version,
+            }
+        )
     return records
 
 
@@ -91,15 +100,21 @@ def export_hf(db: Path, out: Path, *, gamma: float = 0.0) -> dict[str, int]:
         "sft": (_records(dataset, "sft"), Features({"prompt": text, "completion": text})),
         "comparisons": (
             comparison_records(answers, verdicts),
-            Features({
-                "prompt": text, "first": text, "second": text, "verdict": text,
-                "first_version": Value("int64"), "second_version": Value("int64"),
-            }),
+            Features(
+                {
+                    "prompt": text,
+                    "first": text,
+                    "second": text,
+                    "verdict": text,
+                    "first_version": Value("int64"),
+                    "second_version": Value("int64"),
+                }
+            ),
         ),
     }
-    folder = DatasetDict({
-        name: Dataset.from_list(records, features=features) for name, (records, features) in splits.items()
-    })
+    folder = DatasetDict(
+        {name: Dataset.from_list(records, features=features) for name, (records, features) in splits.items()}
+    )
     out.mkdir(parents=True, exist_ok=True)
     folder.save_to_disk(str(out))
     counts = {name: len(records) for name, (records, _) in splits.items()}
@@ -185,8 +200,10 @@ def export(db: Path, *, fmt: ExportFormat, out: Path | None = None, gamma: float
         if problem:
             raise ExportError(problem)
         counts = export_hf(db, out, gamma=gamma)
-        print(f"wrote a datasets folder to {out}: " + ", ".join(f"{n} {name}" for name, n in counts.items()),
-              file=sys.stderr)
+        print(
+            f"wrote a datasets folder to {out}: " + ", ".join(f"{n} {name}" for name, n in counts.items()),
+            file=sys.stderr,
+        )
         return sum(counts.values())
 
     records = asyncio.run(export_records(db, fmt=fmt, gamma=gamma))

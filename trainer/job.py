@@ -22,12 +22,12 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from storage.database import Database
+from storage.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
 from storage.repository import Repository
 from trainer.config import DataConfig, GateConfig, TrainConfig, as_dict
 from trainer.dataset import BuildOptions, FeedbackDataset, balanced_weights, build_dataset, kto_records, readiness
 from trainer.evaluate import GateResult, run_gate
 from trainer.models import load_causal_lm, training_device
-from storage.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class RunOptions:
     db: Path
     registry: Path
-    base_model: str                  # version 0: a Hugging Face name or a local folder
+    base_model: str  # version 0: a Hugging Face name or a local folder
     keep_versions: int = 5
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -46,7 +46,7 @@ class RunOptions:
 @dataclass(frozen=True)
 class RunResult:
     run_id: int
-    status: str                      # published, rejected, skipped, failed
+    status: str  # published, rejected, skipped, failed
     parent: int
     version: int | None = None
     reason: str | None = None
@@ -100,12 +100,12 @@ async def _run_locked(options: RunOptions, registry: ModelRegistry, repository: 
     try:
         dataset = await load_dataset(repository, options.data, parent=parent)
         counts = dataset.counts()
-        recorded = dict(
-            examples=len(dataset.train),
-            desirable=dataset.desirable,
-            undesirable=dataset.undesirable,
-            held_out=len(dataset.held_out),
-        )
+        recorded = {
+            "examples": len(dataset.train),
+            "desirable": dataset.desirable,
+            "undesirable": dataset.undesirable,
+            "held_out": len(dataset.held_out),
+        }
         reason = readiness(dataset, min_examples=options.data.min_examples)
         if reason is not None:
             log.info("training skipped: %s", reason)
@@ -182,7 +182,12 @@ def train_and_publish(
             status=status,
             metrics=metrics,
             counts=dataset.counts(),
-            config={"base_model": options.base_model, "data": as_dict(options.data), "train": as_dict(config), "gate": as_dict(options.gate)},
+            config={
+                "base_model": options.base_model,
+                "data": as_dict(options.data),
+                "train": as_dict(config),
+                "gate": as_dict(options.gate),
+            },
             reasons=gate.reasons,
         )
     _log_gate(info.version, gate)
@@ -210,7 +215,9 @@ def train_kto(
     random.Random(config.seed).shuffle(records)  # the trainer's own order is not to be relied on
     desirable_weight, undesirable_weight = (1.0, 1.0)
     if config.balance_weights:
-        desirable_weight, undesirable_weight = balanced_weights(desirable=dataset.desirable, undesirable=dataset.undesirable)
+        desirable_weight, undesirable_weight = balanced_weights(
+            desirable=dataset.desirable, undesirable=dataset.undesirable
+        )
     cuda = next(model.parameters()).device.type == "cuda"
     args = KTOConfig(
         output_dir=str(scratch),
@@ -224,7 +231,7 @@ def train_kto(
         undesirable_weight=undesirable_weight,
         seed=config.seed,
         use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),   # TRL turns bf16 on by default, wrong on a CPU
+        bf16=cuda and torch.cuda.is_bf16_supported(),  # TRL turns bf16 on by default, wrong on a CPU
         activation_checkpointing=False,
         logging_steps=1,
         save_strategy="no",
@@ -237,12 +244,15 @@ def train_kto(
         from peft import LoraConfig
 
         peft_config = LoraConfig(
-            r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules=["c_attn"],
-            fan_in_fan_out=True, task_type="CAUSAL_LM",
+            r=config.lora_rank,
+            lora_alpha=2 * config.lora_rank,
+            target_modules=["c_attn"],
+            fan_in_fan_out=True,
+            task_type="CAUSAL_LM",
         )
     trainer = KTOTrainer(
         model=model,
-        ref_model=reference,          # explicit: with None TRL looks the model up on the Hub
+        ref_model=reference,  # explicit: with None TRL looks the model up on the Hub
         args=args,
         train_dataset=Dataset.from_list(records),
         processing_class=tokenizer,
@@ -260,7 +270,7 @@ def train_kto(
         from peft import PeftModel
 
         assert isinstance(trained, PeftModel), "TRL wraps the model in PEFT when given a peft_config"
-        trained = trained.merge_and_unload()   # a plain model again, loadable without peft
+        trained = trained.merge_and_unload()  # a plain model again, loadable without peft
     if not isinstance(trained, PreTrainedModel):
         raise TypeError(f"training ended with a {type(trained).__name__}, not a transformers model")
     trained.eval()
