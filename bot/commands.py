@@ -14,8 +14,6 @@ from typing import Protocol
 
 _COMMAND = re.compile(r"(?i)^\s*(stats|models|retrain|rollback)(?:\s+v?(\d+))?\s*[.!]?\s*$")
 
-ADMIN_COMMANDS = frozenset({"models", "retrain", "rollback"})
-
 
 @dataclass(frozen=True)
 class Command:
