@@ -503,8 +503,8 @@ ALICE = Person(1001, "alice")
 
 @pytest.fixture
 async def discord_bot(runtime, fake_discord: FakeDiscord) -> AsyncIterator[DiscordBot]:
-    client = DiscordBot(service=runtime.service, guild_id=fake_discord.guild_id, guild_ready_timeout=0.2)
-    serving = asyncio.create_task(client.serve(TOKEN))
+    client = DiscordBot(service=runtime.service, token=TOKEN, guild_id=fake_discord.guild_id, guild_ready_timeout=0.2)
+    serving = asyncio.create_task(client.serve())
     await wait_for(lambda: client.is_ready() or serving.done(), timeout=15)
     if serving.done():
         serving.result()

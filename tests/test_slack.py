@@ -50,6 +50,7 @@ def config(fake: FakeSlack) -> SlackConfig:
 async def bot(runtime, fake: FakeSlack, config: SlackConfig, caplog) -> AsyncIterator[SlackBot]:
     caplog.set_level(logging.INFO, logger="bot.adapters.slack")
     caplog.set_level(logging.INFO, logger="bot.service")
+    caplog.set_level(logging.INFO, logger="bot.catchup")
     slack_bot = SlackBot(runtime.service, config=config)
     async with slack_bot.serve_http(host="127.0.0.1", port=0) as url:
         fake.events_url = url
@@ -379,10 +380,10 @@ async def test_start_up_names_a_refused_token(runtime, fake, config):
     slack_bot = SlackBot(runtime.service, config=dataclasses.replace(config, app_token="xapp-revoked"))
     fake.fail("apps.connections.open", "invalid_auth")
     with pytest.raises(SettingsError, match="SLACK_APP_TOKEN: Slack refused it \\(invalid_auth\\)"):
-        await slack_bot.run()
+        await slack_bot.serve()
     fake.fail("auth.test", "invalid_auth")
     with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN"):
-        await slack_bot.run()
+        await slack_bot.serve()
 
 
 # --- the app manifest -------------------------------------------------------------------
@@ -474,12 +475,12 @@ async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, f
     # A restart: a new process on the same database connects and catches up.
     async with open_runtime(settings) as restarted:
         again = SlackBot(restarted.service, config=dataclasses.replace(config, http_host="127.0.0.1", http_port=0))
-        running = asyncio.create_task(again.run())
+        running = asyncio.create_task(again.serve())
         try:
             await wait_for(lambda: logged(caplog, "slack: caught up") == 1, timeout=30)
         finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
+            await again.stop()
+            await asyncio.wait_for(running, 10)
 
     assert logged(caplog, "caught up on 2 answer(s) from the last 24 h: 2 vote(s) added, 1 retracted, "
                           "0 unreadable") == 1
@@ -588,7 +589,7 @@ async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime,
     catching_up = asyncio.create_task(bot.catch_up())
     await wait_for(lambda: fake.calls_to("reactions.get"))   # Slack has read the reactions (without U5's)
 
-    caplog.set_level(logging.DEBUG, logger="bot.adapters.slack")
+    caplog.set_level(logging.DEBUG, logger="bot.service")
     await fake.react(user="U5", message=answer, name="+1")   # arrives while the answer is read
     await wait_for(lambda: logged(caplog, "waits for the catch-up") == 1)
     gate.set()
@@ -625,10 +626,10 @@ async def test_a_comparison_is_posted_with_its_four_reactions_and_one_two_handsh
     assert (await rows(runtime, "SELECT message_key FROM responses WHERE candidate = 0")) == [(key,)]
 
 
-async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(bot, fake, runtime, tiny_model_dir):
-    import functools
-
-    runtime.loop.announce = functools.partial(bot.announce, "C0ANNOUNCE")
+async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(bot, fake, runtime, config,
+                                                                          tiny_model_dir):
+    announcing = SlackBot(runtime.service, config=dataclasses.replace(config, announce_channel="C0ANNOUNCE"))
+    runtime.loop.announce = announcing.announce
     publish_copy(runtime.loop.registry, tiny_model_dir, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
     assert await runtime.loop.check_registry() == 1
     posted = await wait_for(lambda: fake.bot_messages("C0ANNOUNCE"))
