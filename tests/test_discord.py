@@ -155,6 +155,37 @@ async def test_a_rate_limited_reaction_is_retried_by_discord_py(bot: DiscordBot,
     assert len(fake_discord.calls_to("PUT", f"/channels/{answer['channel_id']}/messages/{answer['id']}/reactions")) == 3
 
 
+async def test_failing_typing_and_reactions_never_stop_an_answer_or_a_vote(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Cosmetic calls are best-effort: Discord answers 404 to the typing indicator (as once
+    # seen in the wild) and 403 to every reaction the bot adds (👍/👎, the ✅ on a correction).
+    fake = fake_discord
+    fake.fail_route("POST", "/channels/*/typing", 404)
+    fake.fail_route("PUT", "/channels/*/messages/*/reactions/*", 403)
+    prompt_id = await fake.say(ALICE, "answer me anyway", mention_bot=True)
+    answer = await wait_for(lambda: fake.answer_to(prompt_id), timeout=30)
+
+    assert fake.calls_to("POST", f"/channels/{fake.channel_id}/typing")  # tried, refused
+    [(message_key, version)] = rows(settings.db_path, "SELECT message_key, model_version FROM responses")
+    assert (message_key, version) == (key(fake, answer), 0)
+    offered = f"/channels/{answer['channel_id']}/messages/{answer['id']}/reactions/"
+    await wait_for(lambda: len(fake.calls_to("PUT", offered)) == 2)  # 👎 still tried after 👍 failed
+
+    correction = await fake.say(BOB, "better: a fine answer", reply_to=int(answer["id"]))
+    await wait_for(lambda: fake.calls_to("PUT", f"/channels/{fake.channel_id}/messages/{correction}/reactions/"))
+    assert rows(settings.db_path, "SELECT text FROM corrections") == [("a fine answer",)]
+    await fake.react(CAROL, int(answer["id"]), "👍")  # votes come from people: they still count
+    await wait_for(lambda: votes(settings))
+    await handlers_done()
+    assert [row[2:] for row in votes(settings)] == [("👍", 1.0)]
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [text for text in messages if "handler failed" in text]
+    assert len([text for text in messages if "typing" in text and "failed (404" in text]) == 1
+    assert len([text for text in messages if "failed (403" in text]) == 3
+    assert TOKEN not in caplog.text
+
+
 async def test_direct_message_is_answered_without_a_mention(
     bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
 ) -> None:

@@ -301,6 +301,29 @@ async def test_other_api_errors_are_logged_and_the_bot_goes_on(bot, fake, runtim
     assert len(await rows(runtime, "SELECT id FROM responses")) == 2
 
 
+async def test_failing_reaction_pre_adds_never_stop_an_answer_or_a_vote(bot, fake, runtime, caplog):
+    # Pre-added reactions are best-effort: the connection of the 👍 drops (twice: the client
+    # retries a dropped connection once) and Slack answers the 👎 with a 500 error page.
+    fake.disconnect("reactions.add", times=2)
+    fake.fail_status("reactions.add", 500)
+    question = await fake.mention(channel=CHANNEL, user="U1", text="answer me anyway")
+    await wait_for(lambda: len(fake.calls_to("reactions.add")) == 3)   # 👎 still tried after 👍 failed
+    await wait_for(lambda: logged(caplog, "going on without it") == 2)
+    [answer] = fake.answers_in_thread(CHANNEL, question.ts)
+    assert answer.reactions == {}
+    assert await rows(runtime, "SELECT message_key, model_version FROM responses") == [
+        (f"slack:{CHANNEL}:{answer.ts}", 0)
+    ]
+    assert logged(caplog, "pre-adding :+1:") == 1 and logged(caplog, "pre-adding :-1:") == 1
+    assert logged(caplog, "(HTTP 500)") == 1
+    assert logged(caplog, "the bot goes on") == 0   # no listener failed
+
+    await fake.react(user="U2", message=answer, name="+1")             # votes are not cosmetic
+    await wait_for(lambda: votes(runtime))
+    assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    assert "xoxb-test-token" not in caplog.text
+
+
 # --- corrections ------------------------------------------------------------------------
 async def test_a_better_reply_in_the_thread_is_stored_as_a_correction(bot, fake, runtime, caplog):
     question, answer = await ask_in_channel(fake, "what is a haiku?")

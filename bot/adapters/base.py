@@ -11,6 +11,9 @@ into :meth:`Adapter.announce`, and serve. Catching up after downtime
 from __future__ import annotations
 
 import abc
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, ClassVar
 
 from bot.catchup import ShownReactions
@@ -71,3 +74,22 @@ class Adapter(abc.ABC):
         None when the message turns out not to be ours. Raises
         :class:`~bot.catchup.MessageUnreadable` when the platform will not show them.
         """
+
+
+def _plain(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@asynccontextmanager
+async def best_effort(
+    what: str, *, logger: logging.Logger, describe: Callable[[Exception], str] = _plain
+) -> AsyncIterator[None]:
+    """A cosmetic call (typing indicator, pre-added reaction, ✅ mark): a failure is logged and skipped.
+
+    Answers and votes never go through this: their failures must be seen. ``describe``
+    turns the platform's error into a short reason (never headers or tokens).
+    """
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - a cosmetic failure must not stop an answer or a vote
+        logger.warning("%s failed (%s); going on without it", what, describe(exc))

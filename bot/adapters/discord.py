@@ -4,7 +4,8 @@ The unmodified discord.py client does all Discord I/O (REST, gateway, rate limit
 reconnects); this module only translates its events into the core's values and back.
 Reactions come from the raw events: the cached ones miss reactions on messages that
 fell out of the message cache, and their removals need the privileged members intent.
-Each time it connects, the bot catches up on votes it missed
+The typing indicator, the pre-added 👍/👎 and the ✅ on a correction are best-effort;
+answers and votes are not. Each time it connects, the bot catches up on votes it missed
 (:mod:`bot.catchup`).
 
 (The module shares its name with the library; with absolute imports ``import discord``
@@ -23,7 +24,7 @@ from typing import Any, ClassVar
 import discord
 from discord import app_commands
 
-from bot.adapters.base import Adapter, StartupError
+from bot.adapters.base import Adapter, StartupError, best_effort
 from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.service import BotService
@@ -297,7 +298,9 @@ class DiscordBot(discord.Client, Adapter):
             conversation=await self._conversation(channel.id, channel, root=message.id, replied=replied),
             event_id=f"message:{message.id}",  # a replayed event never answers twice
         )
-        async with message.channel.typing():
+        async with contextlib.AsyncExitStack() as typing:
+            async with best_effort(f"showing typing in channel {channel.id}", logger=log, describe=_failure):
+                await typing.enter_async_context(channel.typing())
             reply = await self.service.on_prompt(prompt)
         if reply is None:
             return
@@ -336,7 +339,9 @@ class DiscordBot(discord.Client, Adapter):
         await self.service.answer_posted(reply.response_ids[0], _key(channel_id, message_id))
         answer = self.get_partial_messageable(channel_id).get_partial_message(message_id)
         for emoji in reply.reactions:
-            await answer.add_reaction(emoji)
+            # People can still add the reaction themselves; the answer stands.
+            async with best_effort(f"pre-adding {emoji} to answer {message_id}", logger=log, describe=_failure):
+                await answer.add_reaction(emoji)
 
     async def _conversation(self, channel_id: int, channel: object, *, root: int, replied: str | None) -> str:
         if replied is not None:
@@ -358,7 +363,9 @@ class DiscordBot(discord.Client, Adapter):
             )
         )
         if stored is not None:
-            await message.add_reaction(CORRECTION_NOTED)
+            async with best_effort(f"marking correction {message.id} {CORRECTION_NOTED}", logger=log,
+                                   describe=_failure):
+                await message.add_reaction(CORRECTION_NOTED)
 
     # --- votes ----------------------------------------------------------------------
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
@@ -470,6 +477,13 @@ def _describe(args: Sequence[Any]) -> str:
         if isinstance(arg, discord.RawReactionActionEvent):
             return f"reaction {arg.emoji} on message {arg.message_id} in channel {arg.channel_id}"
     return f"{len(args)} arguments"
+
+
+def _failure(exc: Exception) -> str:
+    """A failed Discord call in a few words, for the log (never headers or tokens)."""
+    if isinstance(exc, discord.HTTPException):
+        return f"{exc.status} {exc.text}".strip()
+    return f"{type(exc).__name__}: {exc}"
 
 
 ADAPTER = DiscordBot

@@ -11,6 +11,7 @@ else HTTP, with bolt's aiohttp adapter serving ``/slack/events``.
 Once connected, the bot catches up on what it missed while it was down
 (:mod:`bot.catchup`, reading reactions with ``reactions.get``). A reply with an
 attachment (the ``stats`` chart) gets the file uploaded into the same thread.
+Pre-added reactions are best-effort; answers and votes are not.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.base import Adapter
+from bot.adapters.base import Adapter, best_effort
 from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.service import BotService
@@ -436,11 +437,9 @@ class SlackBot(Adapter):
         answer_ts = posted["ts"]
         await self.service.answer_posted(reply.response_ids[0], message_key(PLATFORM, where.channel, answer_ts))
         for name in (SLACK_NAMES.get(emoji, emoji) for emoji in reply.reactions):
-            try:
+            # People can still add the reaction themselves; the answer stands.
+            async with best_effort(f"slack: pre-adding :{name}: in {where.channel}", logger=log, describe=_failure):
                 await client.reactions_add(channel=where.channel, timestamp=answer_ts, name=name)
-            except SlackApiError as exc:
-                # People can still add the reaction themselves; the answer stands.
-                log.warning("slack: could not pre-add :%s: in %s: %s", name, where.channel, _api_error(exc))
 
     async def announce(self, text: str) -> None:
         """Post a message of the bot's own in THUMBTUNE_ANNOUNCE_CHANNEL (when it is set)."""
@@ -551,11 +550,16 @@ def _malformed(body: object) -> bool:
     return not isinstance(body, dict) or ("event" in body and not isinstance(body["event"], dict))
 
 
+def _failure(exc: Exception) -> str:
+    """A failed Web API call in a few words, for the log (never headers or tokens)."""
+    return _api_error(exc) if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
+
+
 def _api_error(exc: SlackApiError) -> str:
     """Slack's error code (``not_in_channel``), or the HTTP status when the body was not JSON."""
     data = getattr(exc.response, "data", None)
-    if isinstance(data, dict):
-        return str(data.get("error", "unknown error"))
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
     return f"HTTP {getattr(exc.response, 'status_code', '?')}"
 
 
