@@ -141,8 +141,8 @@ class DiscordBot(discord.Client, Adapter):
 
     @classmethod
     def from_settings(cls, service: BotService, settings: Settings) -> DiscordBot:
-        if settings.discord_token is None:
-            raise StartupError(MISSING_TOKEN, exit_code=2)
+        cls.check_settings(settings)
+        assert settings.discord_token is not None  # checked just above
         return cls(
             service=service,
             token=settings.discord_token.get_secret_value(),
