@@ -58,8 +58,8 @@ async def run(*, prompts: int, max_new_tokens: int) -> dict[str, object]:
         discord.http.Route.BASE = fake.api_base
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
         async with open_runtime(settings) as runtime:
-            bot = DiscordBot(service=runtime.service, guild_ready_timeout=0.2)
-            serving = asyncio.create_task(bot.serve(TOKEN))
+            bot = DiscordBot(service=runtime.service, token=TOKEN, guild_ready_timeout=0.2)
+            serving = asyncio.create_task(bot.serve())
             started = time.perf_counter()
             await wait_for(bot.is_ready, timeout=30)
             ready_s = time.perf_counter() - started

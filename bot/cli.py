@@ -39,45 +39,24 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _run(settings: Settings) -> int:
+    from bot.adapters import adapter_class
+    from bot.adapters.base import StartupError
     from bot.app import open_runtime
     from bot.generation import ModelLoadError
 
-    adapter = settings.chosen_adapter()
-    if adapter == "slack":
-        from bot.adapters.slack import SlackConfig, run_slack
-
-        slack = SlackConfig.from_settings(settings)  # a missing token fails before the model loads
-    elif adapter == "discord" and settings.discord_token is None:  # say so before loading the model
-        print("thumbtune: the discord adapter needs DISCORD_TOKEN (see README.md, Discord)", file=sys.stderr)
-        return 2
+    adapter_type = adapter_class(settings.chosen_adapter())
     try:
+        adapter_type.check_settings(settings)  # a missing token fails before the model loads
         async with open_runtime(settings) as runtime:
-            if adapter == "shell":
-                from bot.adapters.shell import ShellChat
-
-                chat = ShellChat(runtime.service, correction_prefix=settings.correction_prefix)
-                runtime.loop.announce = chat.announce
-                await chat.run()
-            elif adapter == "slack":
-                await run_slack(runtime.service, slack, loop=runtime.loop, announce_channel=settings.announce_channel)
-            elif adapter == "discord":
-                from bot.adapters.discord import DiscordStartupError, run_discord
-
-                assert settings.discord_token is not None
-                try:
-                    await run_discord(
-                        service=runtime.service,
-                        token=settings.discord_token.get_secret_value(),
-                        correction_prefix=settings.correction_prefix,
-                        guild_id=settings.discord_guild_id,
-                        loop=runtime.loop,
-                        announce_channel=settings.announce_channel,
-                        reconcile_hours=settings.reconcile_hours,
-                        reconcile_max_messages=settings.reconcile_max_messages,
-                    )
-                except DiscordStartupError as exc:
-                    print(f"thumbtune: {exc}", file=sys.stderr)
-                    return 1
+            adapter = adapter_type.from_settings(runtime.service, settings)
+            runtime.loop.announce = adapter.announce  # "now serving version N"
+            try:
+                await adapter.serve()
+            finally:
+                await adapter.stop()
+    except StartupError as exc:
+        print(f"thumbtune: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ModelLoadError as exc:
         print(f"thumbtune: {exc}", file=sys.stderr)
         return 1
@@ -120,7 +99,9 @@ async def _forget(settings: Settings, who: str) -> str:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     platform, sep, user = args.user.partition(":")
-    if not sep or platform not in ("shell", "slack", "discord") or not user:
+    from bot.adapters import PLATFORMS
+
+    if not sep or platform not in PLATFORMS or not user:
         print("thumbtune: USER must be PLATFORM:USER_ID, e.g. slack:U012AB3CD", file=sys.stderr)
         return 2
     settings = _settings(args)
@@ -219,6 +200,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bot.adapters import PLATFORMS
+
     parser = argparse.ArgumentParser(
         prog="thumbtune",
         description="A chat bot that answers with GPT-2 and learns from emoji reactions.",
@@ -226,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the bot (shell chat when no platform token is set)")
-    run.add_argument("--adapter", choices=["shell", "slack", "discord"], help="override THUMBTUNE_ADAPTER")
+    run.add_argument("--adapter", choices=PLATFORMS, help="override THUMBTUNE_ADAPTER")
     run.set_defaults(handler=cmd_run)
 
     tiny = commands.add_parser("make-tiny-model", help="write a tiny GPT-2 trained locally, for offline use")

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 _COMMAND = re.compile(r"(?i)^\s*(stats|models|retrain|rollback)(?:\s+v?(\d+))?\s*[.!]?\s*$")
-
-ADMIN_COMMANDS = frozenset({"models", "retrain", "rollback"})
 
 
 @dataclass(frozen=True)
@@ -42,9 +39,3 @@ class AdminActions(Protocol):
     async def models(self) -> str: ...
 
     async def rollback(self, version: int | None) -> str: ...
-
-
-class Announcer(Protocol):
-    """Where an adapter plugs in the retraining loop's "new version live" message."""
-
-    announce: Callable[[str], Awaitable[None]] | None

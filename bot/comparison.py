@@ -18,9 +18,8 @@ SECOND_EMOJI = "2\ufe0f\u20e3"   # 2️⃣
 TIE_EMOJI = "🤝"
 BOTH_BAD_EMOJI = "👎"
 
-# Reactions pre-added to a comparison, and to a normal answer (canonical unicode).
+# Reactions pre-added to a comparison (canonical unicode); an answer gets bot.events.RATING_REACTIONS.
 COMPARE_REACTIONS: tuple[str, ...] = (FIRST_EMOJI, SECOND_EMOJI, TIE_EMOJI, BOTH_BAD_EMOJI)
-RATING_REACTIONS: tuple[str, ...] = ("👍", "👎")
 
 _PREFIX = re.compile(r"(?is)^\s*compare\s*:\s*(.*)$")
 
@@ -69,7 +68,12 @@ _NAMES: dict[str, Verdict] = {
 
 def verdict_of(emoji: str) -> Verdict | None:
     """The verdict a reaction on a comparison stands for; None for any other emoji."""
-    return _NAMES.get(normalize_emoji(emoji))
+    return verdict_named(normalize_emoji(emoji))
+
+
+def verdict_named(name: str) -> Verdict | None:
+    """:func:`verdict_of` for an emoji already in normal form (see :func:`bot.feedback.normalize_emoji`)."""
+    return _NAMES.get(name)
 
 
 def split_compare_request(text: str) -> tuple[bool, str]:

@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# Pre-added on every answer so people only have to click (canonical unicode; adapters
+# translate them to their platform's names). A comparison gets bot.comparison.COMPARE_REACTIONS.
+RATING_REACTIONS: tuple[str, ...] = ("👍", "👎")
+
 
 @dataclass(frozen=True)
 class IncomingPrompt:
@@ -50,7 +54,7 @@ class Reply:
     preformatted: bool = False      # a table: platforms with markdown show it in a code block
     # Reactions the adapter pre-adds (canonical unicode): 👍 👎 on an answer, 1️⃣ 2️⃣ 🤝 👎 on
     # a comparison. Adapters translate them to their platform's names.
-    reactions: tuple[str, ...] = ("👍", "👎")
+    reactions: tuple[str, ...] = RATING_REACTIONS
     compare: bool = False           # two candidates shown as 1️⃣ / 2️⃣ (response_ids[0] is the key)
     versions: tuple[int, ...] = ()  # model version of each shown candidate, in order
 

@@ -28,7 +28,11 @@ class EmojiTable:
 
     def reward(self, emoji: str) -> float | None:
         """The reward, or None for an emoji the table does not know."""
-        return self._rewards.get(normalize_emoji(emoji))
+        return self.reward_named(normalize_emoji(emoji))
+
+    def reward_named(self, name: str) -> float | None:
+        """The reward of an emoji already in normal form (see :func:`normalize_emoji`)."""
+        return self._rewards.get(name)
 
     def __contains__(self, emoji: str) -> bool:
         return self.reward(emoji) is not None

@@ -14,9 +14,9 @@ from pathlib import Path
 from dataclasses import dataclass, replace
 
 from bot import stats
-from bot.comparison import COMPARE_REACTIONS, RATING_REACTIONS, render_comparison, split_compare_request, verdict_of
+from bot.comparison import COMPARE_REACTIONS, Verdict, render_comparison, split_compare_request, verdict_named
 from bot.commands import AdminActions, Command, parse_command
-from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
+from bot.events import RATING_REACTIONS, IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
 from bot.feedback import EmojiTable, normalize_emoji
 from bot.generation import GenerationError, Generator, SamplingParams
 from bot.limits import RateLimiter
@@ -24,11 +24,29 @@ from storage.identity import PersonKeys
 from storage.repository import ComparisonRef, NewResponse, Repository, VoteOutcome
 from storage.dialogue import render_prompt
 
+# VoteOutcome is part of the service's answer to a reaction: adapters import it from here.
+__all__ = ["BotService", "Meaning", "Reconciled", "VoteOutcome"]
+
 log = logging.getLogger(__name__)
 
 EMPTY_ANSWER = "…"
 CHARTS_KEPT = 10
 _FORGET_ME = re.compile(r"(?i)(?:please\s+)?forget\s+me[.!]?")
+
+
+@dataclass(frozen=True)
+class Meaning:
+    """What one reaction stands for, decided once by :meth:`BotService.read_reaction`."""
+
+    name: str                   # the canonical name: what a vote row stores ("+1", "👍")
+    reward: float | None        # from THUMBTUNE_EMOJI_REWARDS; None: not a rating
+    verdict: Verdict | None     # what it says on a comparison; None: no verdict
+    flag: bool                  # THUMBTUNE_FLAG_EMOJI: never train on the answer
+
+    @property
+    def counts(self) -> bool:
+        """A rating, a verdict or a flag: worth handing to the service at all."""
+        return self.reward is not None or self.verdict is not None or self.flag
 
 
 class BotService:
@@ -72,10 +90,22 @@ class BotService:
         self.rng = rng or random.Random()
         self.admin_actions: AdminActions | None = None  # set by the running loop
         self._reaction_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._reconciling: dict[str, asyncio.Event] = {}  # message key -> set when its catch-up is done
+
+    def read_reaction(self, emoji: str) -> Meaning:
+        """The one place a reaction is read: its canonical name, reward, verdict and flag.
+
+        Adapters pass the emoji as their platform names it (``+1::skin-tone-2``, ``👍🏽``);
+        it is normalised here, once, and everything after works on the canonical name.
+        """
+        name = normalize_emoji(emoji)
+        return Meaning(
+            name=name, reward=self.emoji.reward_named(name), verdict=verdict_named(name), flag=name in self.flag_emoji
+        )
 
     def is_reaction_emoji(self, emoji: str) -> bool:
         """A rating from the emoji table, a comparison verdict or the flag."""
-        return emoji in self.emoji or verdict_of(emoji) is not None or normalize_emoji(emoji) in self.flag_emoji
+        return self.read_reaction(emoji).counts
 
     def channel_allowed(self, platform: str, channel: str) -> bool:
         """The optional allow-list: empty allows all; the local shell is always allowed."""
@@ -231,15 +261,49 @@ class BotService:
         """The conversation of the answer posted as ``message_key`` (None if it is not one)."""
         return await self.repository.conversation_of_message(message_key)
 
+    async def latest_answer_in(self, conversation: str) -> str | None:
+        """Message key of the newest posted answer in a conversation (what a correction there means)."""
+        return await self.repository.latest_answer_key(conversation)
+
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        """Remember a platform event that changes nothing stored; False when it was handled already."""
+        return await self.repository.claim_event(platform, event_id)
+
+    async def recent_answers(self, platform: str, *, since: float, limit: int) -> list[str]:
+        """Message keys of the answers posted on ``platform`` since ``since``, newest first, at most ``limit``."""
+        answers = await self.repository.posted_answers_since(platform, since, limit=limit, newest_first=True)
+        return [key for _, key in answers]
+
     async def on_reaction(self, reaction: IncomingReaction) -> VoteOutcome:
         # One person's events on one message are applied in arrival order: an add and a
         # quick removal (or a replay after a resume) must not overtake each other.
         async with self._in_order(reaction):
-            return await self._on_reaction(reaction)
+            await self._after_reconciling(reaction.message_key)
+            return await self._on_reaction(reaction, self.read_reaction(reaction.emoji))
 
     async def on_reaction_removed(self, reaction: IncomingReaction) -> VoteOutcome:
         async with self._in_order(reaction):
-            return await self._on_reaction_removed(reaction)
+            await self._after_reconciling(reaction.message_key)
+            return await self._on_reaction_removed(reaction, self.read_reaction(reaction.emoji))
+
+    @asynccontextmanager
+    async def reconciling(self, message_key: str) -> AsyncIterator[None]:
+        """Catching up on one answer (bot.catchup): live reaction events on it wait until it is done.
+
+        They wait inside their arrival-order lock, so one person's events keep their order.
+        """
+        done = self._reconciling[message_key] = asyncio.Event()
+        try:
+            yield
+        finally:
+            del self._reconciling[message_key]
+            done.set()
+
+    async def _after_reconciling(self, message_key: str) -> None:
+        done = self._reconciling.get(message_key)
+        if done is not None:
+            log.debug("a reaction on %s waits for the catch-up of that answer", message_key)
+            await done.wait()
 
     @asynccontextmanager
     async def _in_order(self, reaction: IncomingReaction) -> AsyncIterator[None]:
@@ -252,31 +316,29 @@ class BotService:
             if not lock.locked() and self._reaction_locks.get(key) is lock:
                 del self._reaction_locks[key]
 
-    async def _on_reaction(self, reaction: IncomingReaction) -> VoteOutcome:
-        flag = normalize_emoji(reaction.emoji) in self.flag_emoji
-        reward = self.emoji.reward(reaction.emoji)
-        verdict = verdict_of(reaction.emoji)
-        if reward is None and verdict is None and not flag:
+    async def _on_reaction(self, reaction: IncomingReaction, meaning: Meaning) -> VoteOutcome:
+        if not meaning.counts:
             return VoteOutcome.UNKNOWN_EMOJI
         comparison = await self.repository.comparison_by_message(reaction.message_key)
         if comparison is not None:
-            return await self._on_verdict(reaction, comparison, flag=flag)
-        if reward is None and not flag:
+            return await self._on_verdict(reaction, comparison, meaning)
+        if meaning.reward is None and not meaning.flag:
             return VoteOutcome.UNKNOWN_EMOJI
         target = await self.repository.response_by_message(reaction.message_key)
         if target is None:
             return VoteOutcome.UNKNOWN_RESPONSE
         event = _event(reaction.platform, reaction.event_id)
-        if flag:
+        if meaning.flag:
             return await self.repository.flag_response(target.response_id, event=event)
+        assert meaning.reward is not None
         voter = self.persons.key(reaction.platform, reaction.user)
         if await self._over_daily_cap(voter):
             return VoteOutcome.CAPPED
         return await self.repository.record_vote(
             response_id=target.response_id,
             voter=voter,
-            emoji=normalize_emoji(reaction.emoji),
-            reward=reward,
+            emoji=meaning.name,
+            reward=meaning.reward,
             event=event,
         )
 
@@ -286,14 +348,14 @@ class BotService:
             return False
         return await self.repository.count_votes_by(voter, since=time.time() - 86_400) >= self.daily_vote_cap
 
-    async def _on_verdict(self, reaction: IncomingReaction, comparison: ComparisonRef, *, flag: bool) -> VoteOutcome:
+    async def _on_verdict(self, reaction: IncomingReaction, comparison: ComparisonRef, meaning: Meaning) -> VoteOutcome:
         """A reaction on a comparison: 1️⃣ / 2️⃣ / 🤝 / 👎 become one vote on each candidate."""
         event = _event(reaction.platform, reaction.event_id)
-        if flag:
+        if meaning.flag:
             outcome = await self.repository.flag_response(comparison.first.response_id, event=event)
             await self.repository.flag_response(comparison.second.response_id)
             return outcome
-        verdict = verdict_of(reaction.emoji)
+        verdict = meaning.verdict
         if verdict is None:
             return VoteOutcome.UNKNOWN_EMOJI
         voter = self.persons.key(reaction.platform, reaction.user)
@@ -303,9 +365,9 @@ class BotService:
             comparison=comparison, voter=voter, emoji=verdict.emoji, rewards=verdict.rewards, event=event
         )
 
-    async def _on_reaction_removed(self, reaction: IncomingReaction) -> VoteOutcome:
-        verdict = verdict_of(reaction.emoji)
-        if reaction.emoji not in self.emoji and verdict is None:
+    async def _on_reaction_removed(self, reaction: IncomingReaction, meaning: Meaning) -> VoteOutcome:
+        verdict = meaning.verdict
+        if meaning.reward is None and verdict is None:
             return VoteOutcome.UNKNOWN_EMOJI
         comparison = await self.repository.comparison_by_message(reaction.message_key)
         if comparison is not None:
@@ -317,7 +379,7 @@ class BotService:
                 emoji=verdict.emoji,
                 event=_event(reaction.platform, reaction.event_id),
             )
-        if reaction.emoji not in self.emoji:
+        if meaning.reward is None:
             return VoteOutcome.UNKNOWN_EMOJI
         target = await self.repository.response_by_message(reaction.message_key)
         if target is None:
@@ -325,7 +387,7 @@ class BotService:
         return await self.repository.retract_vote(
             response_id=target.response_id,
             voter=self.persons.key(reaction.platform, reaction.user),
-            emoji=normalize_emoji(reaction.emoji),
+            emoji=meaning.name,
             event=_event(reaction.platform, reaction.event_id),
         )
 
@@ -350,12 +412,10 @@ class BotService:
         present: dict[tuple[str, str], float] = {}
         flagged = False
         for user, emoji in reactions:
-            name = normalize_emoji(emoji)
-            if name in self.flag_emoji:
-                flagged = True
-            reward = self.emoji.reward(name)
-            if reward is not None:
-                present[(self.persons.key(platform, user), name)] = reward
+            meaning = self.read_reaction(emoji)
+            flagged = flagged or meaning.flag
+            if meaning.reward is not None:
+                present[(self.persons.key(platform, user), meaning.name)] = meaning.reward
         stored = set(await self.repository.votes_on(target.response_id))
         added = retracted = 0
         for (voter, name), reward in present.items():
@@ -364,7 +424,7 @@ class BotService:
                     response_id=target.response_id, voter=voter, emoji=name, reward=reward
                 )
                 added += outcome is VoteOutcome.RECORDED
-        keep = {normalize_emoji(emoji) for emoji in incomplete}
+        keep = {self.read_reaction(emoji).name for emoji in incomplete}
         for voter, name in stored - present.keys():
             if name in keep:
                 continue
@@ -379,12 +439,12 @@ class BotService:
         incomplete: Iterable[str],
     ) -> Reconciled:
         present: set[tuple[str, str]] = set()
-        verdicts = {}
+        verdicts: dict[tuple[str, str], Verdict] = {}
         flagged = False
         for user, emoji in reactions:
-            if normalize_emoji(emoji) in self.flag_emoji:
-                flagged = True
-            verdict = verdict_of(emoji)
+            meaning = self.read_reaction(emoji)
+            flagged = flagged or meaning.flag
+            verdict = meaning.verdict
             if verdict is not None:
                 key = (self.persons.key(platform, user), verdict.emoji)
                 present.add(key)
@@ -398,7 +458,8 @@ class BotService:
                 comparison=comparison, voter=voter, emoji=name, rewards=verdict.rewards
             )
             added += outcome is VoteOutcome.RECORDED
-        keep = {verdict.emoji for verdict in map(verdict_of, incomplete) if verdict is not None}
+        cut = (self.read_reaction(emoji).verdict for emoji in incomplete)
+        keep = {verdict.emoji for verdict in cut if verdict is not None}
         for voter, name in stored - present:
             if name in keep:
                 continue

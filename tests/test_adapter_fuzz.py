@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import json
 import time
 import types
@@ -147,7 +148,7 @@ async def slack_bot(runtime, slack: FakeSlack) -> AsyncIterator[SlackBot]:
     async with bot.serve_http(host="127.0.0.1", port=0) as url:
         slack.events_url = url
         yield bot
-        await slack_idle(slack)
+        await slack_idle(bot, slack)
 
 
 @pytest.fixture
@@ -162,21 +163,36 @@ async def rows(runtime, sql: str, *params: Any) -> list[tuple]:
         return [tuple(row) for row in await cursor.fetchall()]
 
 
-def _bolt_busy() -> bool:
-    # bolt runs each listener in a task of its own after acknowledging the request, and
-    # SlackBot runs its event listeners in tasks it holds (SlackBot._in_own_task).
-    def listening(name: str) -> bool:
-        return name.endswith("run_ack_function_asynchronously") or name.startswith("SlackBot._on_")
-
-    return any(not task.done() and listening(task.get_coro().__qualname__) for task in asyncio.all_tasks())
+# An event that reaches a SlackBot listener and changes nothing: a reaction on a file.
+SENTINEL = {"type": "reaction_added", "user": "USENTINEL", "reaction": "tada", "item": {"type": "file", "file": "F1"},
+            "event_ts": "1.000001"}
+_sentinel_ids = itertools.count(1)
 
 
-async def slack_idle(fake: FakeSlack) -> None:
-    """Wait until every listener has finished and the fake has delivered all its echoes."""
+async def slack_idle(bot: SlackBot, fake: FakeSlack) -> None:
+    """Wait until the listener of every event sent so far has finished, and the fake has
+    delivered all its echoes.
+
+    bolt acknowledges an event before it starts the listener, so an idle bot cannot be
+    told from a bot about to start one. A sentinel event goes after the others; bolt
+    starts listeners in the order it acknowledged their requests, so once SlackBot's own
+    bookkeeping (``events_started``) shows the sentinel's listener started, every earlier
+    one has started too, and ``busy`` says whether one still runs. A sentinel that is never
+    seen fails the test: its "nothing stored" checks would otherwise pass vacuously.
+    """
     while True:
-        await wait_for(lambda: not _bolt_busy())
         await fake.settle()
-        if not _bolt_busy():
+        event_id = f"EvSENTINEL{next(_sentinel_ids):06d}"
+        delivery = await fake.deliver(SENTINEL, event_id=event_id)
+        assert delivery.status == 200, delivery
+        try:
+            await wait_for(lambda: event_id in bot.events_started, timeout=10)
+        except AssertionError:
+            raise AssertionError(
+                "the sentinel event never reached a SlackBot listener: cannot tell when the bot is idle"
+            ) from None
+        await wait_for(lambda: not bot.busy)
+        if not fake.busy:
             return
 
 
@@ -281,7 +297,7 @@ async def test_slack_random_events_never_fail_or_store_garbage(slack_bot, slack,
     before = await high_water(runtime)
 
     delivery = await slack.redeliver(envelope, retry_num=retry)
-    await slack_idle(slack)
+    await slack_idle(slack_bot, slack)
 
     assert delivery.status < 500, delivery
     await assert_nothing_garbage(runtime, slack, before)
@@ -300,9 +316,23 @@ async def test_slack_still_answers_after_random_events(slack_bot, slack, runtime
                   {"type": "reaction_added", "item": "x", "reaction": 1},
                   {"type": "app_mention", "channel": CHANNEL, "user": "U1", "text": {"a": 1}, "ts": "1.2"}):
         assert (await slack.deliver(event)).status < 500
-    await slack_idle(slack)
+    await slack_idle(slack_bot, slack)
     assert await rows(runtime, "SELECT id FROM prompts") == []
     await still_answers(slack, runtime, user="USENTINEL")
+
+
+@on_session_loop
+async def test_slack_idle_waits_for_the_listener_of_what_was_sent(slack_bot, slack_answer, slack, runtime):
+    # The check the property tests rest on: after slack_idle, the listener of an event
+    # just sent has run to its end (here: the vote is stored), seen through SlackBot's own
+    # bookkeeping, not through the names of bolt's private functions.
+    vote = await slack.react(user="U2", message=slack_answer, name="+1")
+    await slack_idle(slack_bot, slack)
+    assert vote.envelope["event_id"] in slack_bot.events_started and not slack_bot.busy
+    assert len(await rows(runtime, "SELECT id FROM votes")) == 1
+    await slack.react(user="U2", message=slack_answer, name="+1", remove=True)
+    await slack_idle(slack_bot, slack)
+    assert await rows(runtime, "SELECT id FROM votes") == []
 
 
 # --- Slack: reactions on a real answer --------------------------------------------------
@@ -311,7 +341,7 @@ async def slack_answer(slack_bot, slack: FakeSlack) -> Message:
     question = await slack.mention(channel=CHANNEL, user="U1", text="rate me, please")
     answer = await answered(slack, question)
     await wait_for(lambda: set(answer.reactions) == {"+1", "-1"})
-    await slack_idle(slack)
+    await slack_idle(slack_bot, slack)
     return answer
 
 
@@ -319,12 +349,13 @@ async def slack_answer(slack_bot, slack: FakeSlack) -> Message:
 @FUZZ
 @given(emoji=ODD_EMOJI, user=st.sampled_from(["U1", "U2", "W0001", "UOTHERBOT", "Uß"]))
 @example(emoji="🚩", user="U1")  # found by this test: the flag was dropped as "not a rating emoji"
-async def test_slack_reactions_with_odd_emoji_vote_only_from_the_table(slack_answer, slack, runtime, emoji, user):
+async def test_slack_reactions_with_odd_emoji_vote_only_from_the_table(slack_bot, slack_answer, slack, runtime, emoji,
+                                                                       user):
     service = runtime.service
     before = await high_water(runtime)
 
     added = await slack.react(user=user, message=slack_answer, name=emoji)
-    await slack_idle(slack)
+    await slack_idle(slack_bot, slack)
     assert added.status < 500
     stored = await rows(runtime, "SELECT v.emoji FROM votes v JOIN responses r ON r.id = v.response_id")
     person = user != "UOTHERBOT"
@@ -336,7 +367,7 @@ async def test_slack_reactions_with_odd_emoji_vote_only_from_the_table(slack_ans
     await assert_nothing_garbage(runtime, slack, before)
 
     removed = await slack.react(user=user, message=slack_answer, name=emoji, remove=True)
-    await slack_idle(slack)
+    await slack_idle(slack_bot, slack)
     assert removed.status < 500
     assert await rows(runtime, "SELECT id FROM votes") == []
 
@@ -383,7 +414,7 @@ async def test_slack_garbage_bodies_never_get_a_5xx(slack_bot, slack, runtime, h
     calls_before, before = len(slack.calls), await high_water(runtime)
 
     status = await post(http, slack, body, headers)
-    await slack_idle(slack)
+    await slack_idle(slack_bot, slack)
 
     assert status < 500, status
     if signing != "signed":
@@ -416,7 +447,7 @@ async def test_slack_odd_slash_commands_never_get_a_5xx(slack_bot, slack, runtim
         body, content_type = urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded"
     before = await high_water(runtime)
     status = await post(http, slack, body, {"Content-Type": content_type, **signed(body)})
-    await slack_idle(slack)
+    await slack_idle(slack_bot, slack)
     assert status < 500, status
     await assert_nothing_garbage(runtime, slack, before)
 
@@ -503,8 +534,8 @@ ALICE = Person(1001, "alice")
 
 @pytest.fixture
 async def discord_bot(runtime, fake_discord: FakeDiscord) -> AsyncIterator[DiscordBot]:
-    client = DiscordBot(service=runtime.service, guild_id=fake_discord.guild_id, guild_ready_timeout=0.2)
-    serving = asyncio.create_task(client.serve(TOKEN))
+    client = DiscordBot(service=runtime.service, token=TOKEN, guild_id=fake_discord.guild_id, guild_ready_timeout=0.2)
+    serving = asyncio.create_task(client.serve())
     await wait_for(lambda: client.is_ready() or serving.done(), timeout=15)
     if serving.done():
         serving.result()

@@ -151,7 +151,7 @@ async def test_compare_setting_makes_every_answer_a_comparison(settings_env, mon
 async def test_shell_shows_a_comparison_and_takes_1_2_and_tie(runtime):
     out = io.StringIO()
     chat = ShellChat(runtime.service, stdin=io.StringIO("compare: hello\n1\n=\n/unrate 1️⃣\n+\n"), stdout=out, user="me")
-    await chat.run()
+    await chat.serve()
     text = out.getvalue()
     assert "1️⃣ " in text and "2️⃣ " in text and "[v0]" not in text
     assert f"(recorded {FIRST_EMOJI})" in text and "(recorded 🤝)" in text and f"(took back {FIRST_EMOJI})" in text

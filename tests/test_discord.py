@@ -21,7 +21,8 @@ import discord
 import pytest
 import yarl
 
-from bot.adapters.discord import CatchUp, DiscordBot, DiscordStartupError, invite_url, required_intents
+from bot.adapters.discord import DiscordBot, DiscordStartupError, invite_url, required_intents
+from bot.catchup import CaughtUp
 from tests.fakes.discord import (
     BAD_TOKEN,
     CLOSE_DISALLOWED_INTENTS,
@@ -45,8 +46,9 @@ PRIVILEGED_INTENTS = discord.Intents(members=True, presences=True, message_conte
 @asynccontextmanager
 async def running_bot(runtime: Any, fake: FakeDiscord, **options: Any) -> AsyncIterator[DiscordBot]:
     """A connected bot, closed on exit; entering it again is a restart on the same database."""
-    client = DiscordBot(service=runtime.service, guild_id=fake.guild_id, guild_ready_timeout=0.2, **options)
-    serving = asyncio.create_task(client.serve(TOKEN))
+    client = DiscordBot(service=runtime.service, token=TOKEN, guild_id=fake.guild_id, guild_ready_timeout=0.2,
+                        **options)
+    serving = asyncio.create_task(client.serve())
     await wait_for(lambda: client.is_ready() or serving.done(), timeout=15)
     if serving.done():
         serving.result()  # raise what stopped it
@@ -151,6 +153,37 @@ async def test_a_rate_limited_reaction_is_retried_by_discord_py(bot: DiscordBot,
     fake_discord.rate_limit_next_reaction = True
     answer = await asked(fake_discord, ALICE, "rate limits?", mention_bot=True)
     assert len(fake_discord.calls_to("PUT", f"/channels/{answer['channel_id']}/messages/{answer['id']}/reactions")) == 3
+
+
+async def test_failing_typing_and_reactions_never_stop_an_answer_or_a_vote(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Cosmetic calls are best-effort: Discord answers 404 to the typing indicator (as once
+    # seen in the wild) and 403 to every reaction the bot adds (👍/👎, the ✅ on a correction).
+    fake = fake_discord
+    fake.fail_route("POST", "/channels/*/typing", 404)
+    fake.fail_route("PUT", "/channels/*/messages/*/reactions/*", 403)
+    prompt_id = await fake.say(ALICE, "answer me anyway", mention_bot=True)
+    answer = await wait_for(lambda: fake.answer_to(prompt_id), timeout=30)
+
+    assert fake.calls_to("POST", f"/channels/{fake.channel_id}/typing")  # tried, refused
+    [(message_key, version)] = rows(settings.db_path, "SELECT message_key, model_version FROM responses")
+    assert (message_key, version) == (key(fake, answer), 0)
+    offered = f"/channels/{answer['channel_id']}/messages/{answer['id']}/reactions/"
+    await wait_for(lambda: len(fake.calls_to("PUT", offered)) == 2)  # 👎 still tried after 👍 failed
+
+    correction = await fake.say(BOB, "better: a fine answer", reply_to=int(answer["id"]))
+    await wait_for(lambda: fake.calls_to("PUT", f"/channels/{fake.channel_id}/messages/{correction}/reactions/"))
+    assert rows(settings.db_path, "SELECT text FROM corrections") == [("a fine answer",)]
+    await fake.react(CAROL, int(answer["id"]), "👍")  # votes come from people: they still count
+    await wait_for(lambda: votes(settings))
+    await handlers_done()
+    assert [row[2:] for row in votes(settings)] == [("👍", 1.0)]
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [text for text in messages if "handler failed" in text]
+    assert len([text for text in messages if "typing" in text and "failed (404" in text]) == 1
+    assert len([text for text in messages if "failed (403" in text]) == 3
+    assert TOKEN not in caplog.text
 
 
 async def test_direct_message_is_answered_without_a_mention(
@@ -343,9 +376,9 @@ async def test_disallowed_intents_stop_start_up_with_a_clear_error(
     runtime: Any, fake_discord: FakeDiscord
 ) -> None:
     fake_discord.close_on_identify = CLOSE_DISALLOWED_INTENTS
-    client = DiscordBot(service=runtime.service, guild_ready_timeout=0.2)
+    client = DiscordBot(service=runtime.service, token=TOKEN, guild_ready_timeout=0.2)
     with pytest.raises(DiscordStartupError, match="developer portal") as error:
-        await asyncio.wait_for(client.serve(TOKEN), timeout=15)
+        await asyncio.wait_for(client.serve(), timeout=15)
     assert "Privileged Gateway Intents" in str(error.value)
     assert client.is_closed()
     assert fake_discord.calls_to("PUT", f"/applications/{fake_discord.bot.id}/commands")  # synced globally
@@ -354,9 +387,9 @@ async def test_disallowed_intents_stop_start_up_with_a_clear_error(
 async def test_a_rejected_token_stops_start_up_with_a_clear_error(
     runtime: Any, fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = DiscordBot(service=runtime.service)
+    client = DiscordBot(service=runtime.service, token=BAD_TOKEN)
     with pytest.raises(DiscordStartupError, match="DISCORD_TOKEN"):
-        await asyncio.wait_for(client.serve(BAD_TOKEN), timeout=15)
+        await asyncio.wait_for(client.serve(), timeout=15)
     assert BAD_TOKEN not in caplog.text
     assert not fake_discord.identifies
 
@@ -417,7 +450,7 @@ async def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
 # --- catching up after downtime --------------------------------------------------------
 
 
-async def caught_up(client: DiscordBot) -> CatchUp:
+async def caught_up(client: DiscordBot) -> CaughtUp:
     """The summary of the catch-up the bot started when it connected."""
     task = await wait_for(lambda: client._catching_up, timeout=15)
     return await asyncio.wait_for(task, timeout=30)
@@ -440,9 +473,10 @@ async def test_votes_cast_and_taken_back_while_the_bot_was_down_are_caught_up_af
     runtime: Any, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    caplog.set_level(logging.INFO, logger="bot.catchup")
     fake = fake_discord
     async with running_bot(runtime, fake) as client:
-        assert await caught_up(client) == CatchUp()  # nothing posted yet
+        assert await caught_up(client) == CaughtUp()  # nothing posted yet
         old = await asked(fake, ALICE, "asked two days ago", mention_bot=True)
         answer = await asked(fake, ALICE, "asked an hour ago", mention_bot=True)
         in_dm = await asked(fake, BOB, "asked in a DM", channel_id=fake.dm_channel_id)
@@ -471,7 +505,7 @@ async def test_votes_cast_and_taken_back_while_the_bot_was_down_are_caught_up_af
     async with running_bot(runtime, fake, reconcile_hours=24) as client:
         summary = await caught_up(client)
 
-    assert summary == CatchUp(checked=2, added=3, retracted=1, failed=0)
+    assert summary == CaughtUp(checked=2, added=3, retracted=1, failed=0)
     assert voters(settings, fake, answer) == sorted(
         [(person_key(runtime, ALICE), "👍"), (person_key(runtime, BOB), "👍"), (person_key(runtime, CAROL), "👍")]
     )
@@ -483,11 +517,11 @@ async def test_votes_cast_and_taken_back_while_the_bot_was_down_are_caught_up_af
     assert f"/channels/{fake.dm_channel_id}/messages/{in_dm['id']}" in read
     assert not [path for path in read if str(old_id) in path]
     assert not [path for path in read if "%F0%9F%8E%89" in path or "🎉" in path]
-    assert "2 answers from the last 24 h checked, 3 votes added, 1 retracted" in caplog.text
+    assert "discord: caught up on 2 answer(s) from the last 24 h: 3 vote(s) added, 1 retracted" in caplog.text
 
     # A second restart finds nothing new: the bot's own thumbs never became votes.
     async with running_bot(runtime, fake) as client:
-        assert await caught_up(client) == CatchUp(checked=2, added=0, retracted=0, failed=0)
+        assert await caught_up(client) == CaughtUp(checked=2, added=0, retracted=0, failed=0)
     assert len(votes(settings)) == 5
 
 
@@ -495,6 +529,7 @@ async def test_catching_up_reads_at_most_the_newest_answers_and_goes_on_after_an
     runtime: Any, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    caplog.set_level(logging.INFO, logger="bot.catchup")
     fake = fake_discord
     async with running_bot(runtime, fake):
         first = await asked(fake, ALICE, "first", mention_bot=True)
@@ -508,7 +543,7 @@ async def test_catching_up_reads_at_most_the_newest_answers_and_goes_on_after_an
     async with running_bot(runtime, fake, reconcile_max_messages=2) as client:
         summary = await caught_up(client)
 
-    assert summary == CatchUp(checked=1, added=1, retracted=0, failed=1)
+    assert summary == CaughtUp(checked=1, added=1, retracted=0, failed=1)
     assert [len(voters(settings, fake, message)) for message in (first, second, third)] == [0, 1, 0]
     assert not [call for call in fake.calls if call.method == "GET" and str(first["id"]) in call.path]
     assert f"answer {key(fake, third)} is gone" in caplog.text
@@ -531,7 +566,7 @@ async def test_a_reaction_list_read_only_in_part_retracts_nothing_for_that_emoji
     async with running_bot(runtime, fake, max_voters_per_emoji=2) as client:
         summary = await caught_up(client)
 
-    assert summary == CatchUp(checked=1, added=0, retracted=1, failed=0)
+    assert summary == CaughtUp(checked=1, added=0, retracted=1, failed=0)
     assert voters(settings, fake, answer) == sorted(
         [(person_key(runtime, person), "👍") for person in (ALICE, BOB, CAROL)]
     )
@@ -602,9 +637,8 @@ async def test_a_comparison_gets_four_reactions_and_verdicts_are_stored(
 async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(
     bot: DiscordBot, fake_discord: FakeDiscord, runtime: Any, tiny_model_dir: Any
 ) -> None:
-    import functools
-
-    runtime.loop.announce = functools.partial(bot.announce, str(fake_discord.channel_id))
+    bot.announce_channel = str(fake_discord.channel_id)
+    runtime.loop.announce = bot.announce
     publish_copy(runtime.loop.registry, tiny_model_dir, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
     assert await runtime.loop.check_registry() == 1
     posted = await wait_for(lambda: [m for m in fake_discord.bot_messages(fake_discord.channel_id)

@@ -226,6 +226,31 @@ async def test_reconcile_retracts_nothing_for_an_emoji_whose_list_was_cut_short(
     assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "+1"), ("U3", "+1")]
 
 
+async def test_reconcile_never_undoes_a_live_reaction_that_arrives_while_the_answer_is_read(runtime):
+    # bot.catchup's race policy: while one answer is read and reconciled, live reaction
+    # events on it wait, in their arrival order, and apply on top of the reconciliation.
+    service = runtime.service
+    _, key = await _answer_and_post(runtime)
+    _, other = await _answer_and_post(runtime, "another question")
+    up = IncomingReaction(platform="slack", message_key=key, user="U2", emoji="+1")
+    flicker = IncomingReaction(platform="slack", message_key=key, user="U3", emoji="-1")
+    elsewhere = IncomingReaction(platform="slack", message_key=other, user="U2", emoji="+1")
+    async with service.reconciling(key):
+        # Arrive after the platform was read (the reading shows none of them).
+        live = [asyncio.create_task(service.on_reaction(up)), asyncio.create_task(service.on_reaction(flicker)),
+                asyncio.create_task(service.on_reaction_removed(flicker))]
+        assert await service.on_reaction(elsewhere) is VoteOutcome.RECORDED  # other answers never wait
+        result = await service.reconcile(platform="slack", message_key=key, reactions=[])
+        assert not any(task.done() for task in live)
+    assert (result.added, result.retracted) == (0, 0)
+    outcomes = await asyncio.wait_for(asyncio.gather(*live), 10)
+    assert outcomes == [VoteOutcome.RECORDED, VoteOutcome.RECORDED, VoteOutcome.RETRACTED]
+    keys = {service.persons.key("slack", user): user for user in ("U2", "U3")}
+    on_key = (await runtime.repository.response_by_message(key)).response_id
+    stored = [(keys[v.voter], v.emoji) for v in await runtime.repository.votes_since(0) if v.response_id == on_key]
+    assert stored == [("U2", "+1")]
+
+
 async def test_one_persons_reaction_events_apply_in_arrival_order(runtime):
     _, key = await _answer_and_post(runtime)
     service = runtime.service

@@ -50,6 +50,7 @@ def config(fake: FakeSlack) -> SlackConfig:
 async def bot(runtime, fake: FakeSlack, config: SlackConfig, caplog) -> AsyncIterator[SlackBot]:
     caplog.set_level(logging.INFO, logger="bot.adapters.slack")
     caplog.set_level(logging.INFO, logger="bot.service")
+    caplog.set_level(logging.INFO, logger="bot.catchup")
     slack_bot = SlackBot(runtime.service, config=config)
     async with slack_bot.serve_http(host="127.0.0.1", port=0) as url:
         fake.events_url = url
@@ -300,6 +301,29 @@ async def test_other_api_errors_are_logged_and_the_bot_goes_on(bot, fake, runtim
     assert len(await rows(runtime, "SELECT id FROM responses")) == 2
 
 
+async def test_failing_reaction_pre_adds_never_stop_an_answer_or_a_vote(bot, fake, runtime, caplog):
+    # Pre-added reactions are best-effort: the connection of the 👍 drops (twice: the client
+    # retries a dropped connection once) and Slack answers the 👎 with a 500 error page.
+    fake.disconnect("reactions.add", times=2)
+    fake.fail_status("reactions.add", 500)
+    question = await fake.mention(channel=CHANNEL, user="U1", text="answer me anyway")
+    await wait_for(lambda: len(fake.calls_to("reactions.add")) == 3)   # 👎 still tried after 👍 failed
+    await wait_for(lambda: logged(caplog, "going on without it") == 2)
+    [answer] = fake.answers_in_thread(CHANNEL, question.ts)
+    assert answer.reactions == {}
+    assert await rows(runtime, "SELECT message_key, model_version FROM responses") == [
+        (f"slack:{CHANNEL}:{answer.ts}", 0)
+    ]
+    assert logged(caplog, "pre-adding :+1:") == 1 and logged(caplog, "pre-adding :-1:") == 1
+    assert logged(caplog, "(HTTP 500)") == 1
+    assert logged(caplog, "the bot goes on") == 0   # no listener failed
+
+    await fake.react(user="U2", message=answer, name="+1")             # votes are not cosmetic
+    await wait_for(lambda: votes(runtime))
+    assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    assert "xoxb-test-token" not in caplog.text
+
+
 # --- corrections ------------------------------------------------------------------------
 async def test_a_better_reply_in_the_thread_is_stored_as_a_correction(bot, fake, runtime, caplog):
     question, answer = await ask_in_channel(fake, "what is a haiku?")
@@ -379,10 +403,10 @@ async def test_start_up_names_a_refused_token(runtime, fake, config):
     slack_bot = SlackBot(runtime.service, config=dataclasses.replace(config, app_token="xapp-revoked"))
     fake.fail("apps.connections.open", "invalid_auth")
     with pytest.raises(SettingsError, match="SLACK_APP_TOKEN: Slack refused it \\(invalid_auth\\)"):
-        await slack_bot.run()
+        await slack_bot.serve()
     fake.fail("auth.test", "invalid_auth")
     with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN"):
-        await slack_bot.run()
+        await slack_bot.serve()
 
 
 # --- the app manifest -------------------------------------------------------------------
@@ -474,12 +498,12 @@ async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, f
     # A restart: a new process on the same database connects and catches up.
     async with open_runtime(settings) as restarted:
         again = SlackBot(restarted.service, config=dataclasses.replace(config, http_host="127.0.0.1", http_port=0))
-        running = asyncio.create_task(again.run())
+        running = asyncio.create_task(again.serve())
         try:
             await wait_for(lambda: logged(caplog, "slack: caught up") == 1, timeout=30)
         finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
+            await again.stop()
+            await asyncio.wait_for(running, 10)
 
     assert logged(caplog, "caught up on 2 answer(s) from the last 24 h: 2 vote(s) added, 1 retracted, "
                           "0 unreadable") == 1
@@ -588,7 +612,7 @@ async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime,
     catching_up = asyncio.create_task(bot.catch_up())
     await wait_for(lambda: fake.calls_to("reactions.get"))   # Slack has read the reactions (without U5's)
 
-    caplog.set_level(logging.DEBUG, logger="bot.adapters.slack")
+    caplog.set_level(logging.DEBUG, logger="bot.service")
     await fake.react(user="U5", message=answer, name="+1")   # arrives while the answer is read
     await wait_for(lambda: logged(caplog, "waits for the catch-up") == 1)
     gate.set()
@@ -625,10 +649,10 @@ async def test_a_comparison_is_posted_with_its_four_reactions_and_one_two_handsh
     assert (await rows(runtime, "SELECT message_key FROM responses WHERE candidate = 0")) == [(key,)]
 
 
-async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(bot, fake, runtime, tiny_model_dir):
-    import functools
-
-    runtime.loop.announce = functools.partial(bot.announce, "C0ANNOUNCE")
+async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(bot, fake, runtime, config,
+                                                                          tiny_model_dir):
+    announcing = SlackBot(runtime.service, config=dataclasses.replace(config, announce_channel="C0ANNOUNCE"))
+    runtime.loop.announce = announcing.announce
     publish_copy(runtime.loop.registry, tiny_model_dir, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
     assert await runtime.loop.check_registry() == 1
     posted = await wait_for(lambda: fake.bot_messages("C0ANNOUNCE"))

@@ -4,6 +4,9 @@ The unmodified discord.py client does all Discord I/O (REST, gateway, rate limit
 reconnects); this module only translates its events into the core's values and back.
 Reactions come from the raw events: the cached ones miss reactions on messages that
 fell out of the message cache, and their removals need the privileged members intent.
+The typing indicator, the pre-added 👍/👎 and the ✅ on a correction are best-effort;
+answers and votes are not. Each time it connects, the bot catches up on votes it missed
+(:mod:`bot.catchup`).
 
 (The module shares its name with the library; with absolute imports ``import discord``
 below still finds the library, because only the package, not this folder, is on sys.path.)
@@ -12,24 +15,22 @@ below still finds the library, because only the package, not this folder, is on 
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
 import logging
 import re
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import discord
 from discord import app_commands
 
-from bot.commands import Announcer
+from bot.adapters.base import Adapter, StartupError, best_effort
+from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.service import BotService
+from bot.settings import Settings
 
 PLATFORM = "discord"
-RATING_EMOJI: tuple[str, ...] = ("👍", "👎")
 CORRECTION_NOTED = "✅"
 MAX_MESSAGE_CHARS = 2000  # Discord refuses longer messages
 QUOTE_CHARS = 300         # how much of an /ask question is quoted above the answer
@@ -53,6 +54,7 @@ INTENTS_HELP = (
     "and Direct Message Reactions. A bot in 100 or more servers must also be verified for "
     "any privileged intent it uses."
 )
+MISSING_TOKEN = "the discord adapter needs DISCORD_TOKEN (see README.md, Discord)"
 TOKEN_HELP = (
     "Discord rejected DISCORD_TOKEN. In the developer portal open your application -> Bot -> "
     "Reset Token, and put the new token in DISCORD_TOKEN (in .env or the environment)."
@@ -69,18 +71,8 @@ INVITE_PERMISSIONS = discord.Permissions(
 log = logging.getLogger(__name__)
 
 
-class DiscordStartupError(Exception):
+class DiscordStartupError(StartupError):
     """Discord refused to start the bot; the message says what to change, fit for a person."""
-
-
-@dataclass(frozen=True)
-class CatchUp:
-    """What one pass over recent answers found (see :meth:`DiscordBot.catch_up`)."""
-
-    checked: int = 0    # answers whose reactions were read
-    added: int = 0      # votes recorded that the bot had missed
-    retracted: int = 0  # votes deleted because their reaction was gone
-    failed: int = 0     # answers that could not be read (deleted, no access, API errors)
 
 
 def required_intents() -> discord.Intents:
@@ -98,20 +90,23 @@ def required_intents() -> discord.Intents:
     return intents
 
 
-class DiscordBot(discord.Client):
+class DiscordBot(discord.Client, Adapter):
     """A discord.py client that answers through :class:`BotService` and records votes."""
+
+    platform: ClassVar[str] = PLATFORM
 
     def __init__(
         self,
         *,
         service: BotService,
+        token: str,
         correction_prefix: str = "better:",
         guild_id: int | None = None,
-        rating_emoji: Sequence[str] = RATING_EMOJI,
         guild_ready_timeout: float = 2.0,
         reconcile_hours: float = 24.0,
         reconcile_max_messages: int = 500,
         max_voters_per_emoji: int = MAX_VOTERS_PER_EMOJI,
+        announce_channel: str | None = None,
     ) -> None:
         super().__init__(
             intents=required_intents(),
@@ -122,14 +117,14 @@ class DiscordBot(discord.Client):
             guild_ready_timeout=guild_ready_timeout,
         )
         self.service = service
+        self._login_token = token  # never logged, never in a repr
         self.correction_prefix = correction_prefix.strip().lower()
         self.guild_id = guild_id
-        self.rating_emoji = tuple(rating_emoji)
         self.reconcile_hours = reconcile_hours
         self.reconcile_max_messages = reconcile_max_messages
         self.max_voters_per_emoji = max_voters_per_emoji
-        self._catching_up: asyncio.Task[CatchUp] | None = None
-        self._reacted_during_catch_up: set[str] = set()  # message keys with live reaction events
+        self.announce_channel = announce_channel
+        self._catching_up: asyncio.Task[CaughtUp] | None = None
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_command_error)
 
@@ -138,16 +133,41 @@ class DiscordBot(discord.Client):
         async def ask(interaction: discord.Interaction, prompt: str) -> None:
             await self.answer_command(interaction, prompt)
 
-    # --- start-up -------------------------------------------------------------------
-    async def announce(self, channel_id: str, text: str) -> None:
-        """Post a message of the bot's own (the retraining loop's announcements)."""
-        channel = self.get_channel(int(channel_id)) or await self.fetch_channel(int(channel_id))
+    # --- the adapter contract -------------------------------------------------------
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        if settings.discord_token is None:  # say so before the model loads
+            raise StartupError(MISSING_TOKEN, exit_code=2)
+
+    @classmethod
+    def from_settings(cls, service: BotService, settings: Settings) -> DiscordBot:
+        cls.check_settings(settings)
+        assert settings.discord_token is not None  # checked just above
+        return cls(
+            service=service,
+            token=settings.discord_token.get_secret_value(),
+            correction_prefix=settings.correction_prefix,
+            guild_id=settings.discord_guild_id,
+            reconcile_hours=settings.reconcile_hours,
+            reconcile_max_messages=settings.reconcile_max_messages,
+            announce_channel=settings.announce_channel,
+        )
+
+    async def announce(self, text: str) -> None:
+        """Post a message of the bot's own in THUMBTUNE_ANNOUNCE_CHANNEL (when it is set)."""
+        if not self.announce_channel:
+            return
+        channel_id = int(self.announce_channel)
+        channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            log.warning("THUMBTUNE_ANNOUNCE_CHANNEL %s is not a channel the bot can write in", channel_id)
+            return
         await channel.send(_fit(text), allowed_mentions=discord.AllowedMentions.none())
 
-    async def serve(self, token: str) -> None:
+    async def serve(self) -> None:
         """Log in and run until closed; refusals at start-up become :class:`DiscordStartupError`."""
         try:
-            await self.start(token)
+            await self.start(self._login_token)
         except discord.LoginFailure:
             raise DiscordStartupError(TOKEN_HELP) from None
         except discord.PrivilegedIntentsRequired:
@@ -206,83 +226,32 @@ class DiscordBot(discord.Client):
                 await self._catching_up
         await super().close()
 
+    async def stop(self) -> None:
+        await self.close()
+
     # --- catching up after downtime -----------------------------------------------
-    async def _catch_up_logged(self) -> CatchUp:
+    async def _catch_up_logged(self) -> CaughtUp:
         try:
             return await self.catch_up()
         except Exception:  # e.g. the database; live votes keep counting
             log.exception("catching up on reactions failed; the bot goes on")
-            return CatchUp()
+            return CaughtUp()
 
-    async def catch_up(self) -> CatchUp:
-        """Re-read the reactions on recent answers and reconcile the stored votes with them.
+    async def catch_up(self) -> CaughtUp:
+        """Re-read the reactions on recent answers and reconcile the stored votes with them (bot.catchup)."""
+        return await catch_up(self.service, self, hours=self.reconcile_hours, most=self.reconcile_max_messages)
 
-        Reactions added or removed while the bot was away never arrive as events. One
-        answer at a time (discord.py waits out rate limits); one that cannot be read is
-        logged and skipped.
-        """
-        if self.reconcile_hours <= 0 or self.reconcile_max_messages <= 0:
-            return CatchUp()
-        since = time.time() - self.reconcile_hours * 3600
-        answers = await self.service.repository.posted_answers_since(
-            PLATFORM, since, limit=self.reconcile_max_messages, newest_first=True
-        )
-        checked = added = retracted = failed = 0
-        self._reacted_during_catch_up.clear()
+    async def reactions_on(self, message_key: str) -> ShownReactions | None:
+        """Read one answer and the people behind its rating reactions (discord.py waits out rate limits)."""
+        channel_id, message_id = _ids(message_key)
         try:
-            for _, key in answers:
-                try:
-                    result = await self._reconcile_message(key)
-                except discord.NotFound:
-                    log.info("catching up: answer %s is gone from Discord; its votes are kept", key)
-                    failed += 1
-                except discord.HTTPException as exc:
-                    log.warning("catching up: could not read answer %s (%s %s); going on", key, exc.status, exc.text)
-                    failed += 1
-                except Exception:
-                    log.exception("catching up: could not read answer %s; going on", key)
-                    failed += 1
-                else:
-                    checked += 1
-                    added += result.added
-                    retracted += result.retracted
-        finally:
-            self._reacted_during_catch_up.clear()
-        summary = CatchUp(checked=checked, added=added, retracted=retracted, failed=failed)
-        log.info(
-            "caught up on reactions: %d answers from the last %g h checked, %d votes added, %d retracted, "
-            "%d could not be read",
-            summary.checked,
-            self.reconcile_hours,
-            summary.added,
-            summary.retracted,
-            summary.failed,
-        )
-        return summary
+            return await self._reactions_shown(channel_id, message_id)
+        except discord.NotFound as exc:
+            raise MessageUnreadable(f"{exc.status} {exc.text}", gone=True) from None
+        except discord.HTTPException as exc:
+            raise MessageUnreadable(f"{exc.status} {exc.text}") from None
 
-    async def _reconcile_message(self, key: str) -> CatchUp:
-        channel_id, message_id = _ids(key)
-        added = retracted = 0
-        for _ in range(3):
-            # A live reaction event while this answer is read may be undone by the
-            # reconciliation of an older reading: then read it once more.
-            self._reacted_during_catch_up.discard(key)
-            shown = await self._reactions_shown(channel_id, message_id)
-            if shown is None:
-                break
-            reactions, incomplete = shown
-            result = await self.service.reconcile(
-                platform=PLATFORM, message_key=key, reactions=reactions, incomplete=incomplete
-            )
-            added += result.added
-            retracted += result.retracted
-            if key not in self._reacted_during_catch_up:
-                break
-        return CatchUp(checked=1, added=added, retracted=retracted)
-
-    async def _reactions_shown(
-        self, channel_id: int, message_id: int
-    ) -> tuple[list[tuple[str, str]], set[str]] | None:
+    async def _reactions_shown(self, channel_id: int, message_id: int) -> ShownReactions | None:
         """(user id, emoji) of people's rating reactions on one answer, and the emoji read only in part."""
         assert self.user is not None
         channel = self.get_channel(channel_id) or self.get_partial_messageable(channel_id)
@@ -306,7 +275,7 @@ class DiscordBot(discord.Client):
                         reactions.append((str(user.id), emoji))
                 if read < count:
                     incomplete.add(emoji)
-        return reactions, incomplete
+        return ShownReactions(reactions=tuple(reactions), incomplete=frozenset(incomplete))
 
     # --- prompts and corrections ----------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
@@ -329,7 +298,9 @@ class DiscordBot(discord.Client):
             conversation=await self._conversation(channel.id, channel, root=message.id, replied=replied),
             event_id=f"message:{message.id}",  # a replayed event never answers twice
         )
-        async with message.channel.typing():
+        async with contextlib.AsyncExitStack() as typing:
+            async with best_effort(f"showing typing in channel {channel.id}", logger=log, describe=_failure):
+                await typing.enter_async_context(channel.typing())
             reply = await self.service.on_prompt(prompt)
         if reply is None:
             return
@@ -367,8 +338,10 @@ class DiscordBot(discord.Client):
         # Bind first, so a vote that arrives while the thumbs are being added counts.
         await self.service.answer_posted(reply.response_ids[0], _key(channel_id, message_id))
         answer = self.get_partial_messageable(channel_id).get_partial_message(message_id)
-        for emoji in reply.reactions if reply.compare else self.rating_emoji:
-            await answer.add_reaction(emoji)
+        for emoji in reply.reactions:
+            # People can still add the reaction themselves; the answer stands.
+            async with best_effort(f"pre-adding {emoji} to answer {message_id}", logger=log, describe=_failure):
+                await answer.add_reaction(emoji)
 
     async def _conversation(self, channel_id: int, channel: object, *, root: int, replied: str | None) -> str:
         if replied is not None:
@@ -390,24 +363,20 @@ class DiscordBot(discord.Client):
             )
         )
         if stored is not None:
-            await message.add_reaction(CORRECTION_NOTED)
+            async with best_effort(f"marking correction {message.id} {CORRECTION_NOTED}", logger=log,
+                                   describe=_failure):
+                await message.add_reaction(CORRECTION_NOTED)
 
     # --- votes ----------------------------------------------------------------------
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        self._note_live_reaction(payload)
         if self._is_vote(payload):
             outcome = await self.service.on_reaction(_reaction(payload))
             log.debug("reaction %s on message %s: %s", payload.emoji, payload.message_id, outcome.value)
 
     async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
-        self._note_live_reaction(payload)
         if self._is_vote(payload):
             outcome = await self.service.on_reaction_removed(_reaction(payload))
             log.debug("reaction %s removed from message %s: %s", payload.emoji, payload.message_id, outcome.value)
-
-    def _note_live_reaction(self, payload: discord.RawReactionActionEvent) -> None:
-        if self._catching_up is not None and not self._catching_up.done():
-            self._reacted_during_catch_up.add(_key(payload.channel_id, payload.message_id))
 
     def _is_vote(self, payload: discord.RawReactionActionEvent) -> bool:
         """People's reactions on the bot's messages; the service checks the emoji and the answer."""
@@ -510,28 +479,11 @@ def _describe(args: Sequence[Any]) -> str:
     return f"{len(args)} arguments"
 
 
-async def run_discord(
-    *,
-    service: BotService,
-    token: str,
-    correction_prefix: str = "better:",
-    guild_id: int | None = None,
-    reconcile_hours: float = 24.0,
-    reconcile_max_messages: int = 500,
-    loop: Announcer | None = None,
-    announce_channel: str | None = None,
-) -> None:
-    """Run the Discord bot until it is stopped (Ctrl-C) or Discord refuses it.
+def _failure(exc: Exception) -> str:
+    """A failed Discord call in a few words, for the log (never headers or tokens)."""
+    if isinstance(exc, discord.HTTPException):
+        return f"{exc.status} {exc.text}".strip()
+    return f"{type(exc).__name__}: {exc}"
 
-    With ``announce_channel``, the retraining loop posts there when a new version goes live.
-    """
-    bot = DiscordBot(
-        service=service,
-        correction_prefix=correction_prefix,
-        guild_id=guild_id,
-        reconcile_hours=reconcile_hours,
-        reconcile_max_messages=reconcile_max_messages,
-    )
-    if loop is not None and announce_channel:
-        loop.announce = functools.partial(bot.announce, announce_channel)
-    await bot.serve(token)
+
+ADAPTER = DiscordBot

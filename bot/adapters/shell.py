@@ -1,6 +1,7 @@
 """A local chat on stdin/stdout: the same service and storage as the platforms (platform `shell`).
 
-Works with a terminal or a pipe; ends cleanly at end of input.
+Works with a terminal or a pipe; ends cleanly at end of input. The shell keeps no
+reactions of its own, so there is nothing to catch up on after a restart.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import asyncio
 import getpass
 import sys
 import uuid
-from typing import TextIO
+from typing import ClassVar, TextIO
 
+from bot.adapters.base import Adapter
+from bot.catchup import ShownReactions
 from bot.comparison import BOTH_BAD_EMOJI, FIRST_EMOJI, SECOND_EMOJI, TIE_EMOJI
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
-from bot.service import BotService
-from storage.repository import VoteOutcome
+from bot.service import BotService, VoteOutcome
+from bot.settings import Settings
 
 PLATFORM = "shell"
 
@@ -34,7 +37,11 @@ _SHORT_RATINGS = {"+": "👍", "-": "👎", "+1": "👍", "-1": "👎"}
 _SHORT_VERDICTS = {"1": FIRST_EMOJI, "2": SECOND_EMOJI, "=": TIE_EMOJI, "-": BOTH_BAD_EMOJI}
 
 
-class ShellChat:
+class ShellChat(Adapter):
+    """The chat on stdin/stdout; the person at it is the operator (an admin, no rate limit)."""
+
+    platform: ClassVar[str] = PLATFORM
+
     def __init__(
         self,
         service: BotService,
@@ -54,6 +61,11 @@ class ShellChat:
         self.last_answer: str | None = None   # message key of the last rateable answer
         self.last_was_comparison = False
         self._hinted = False
+        self._stopping = False
+
+    @classmethod
+    def from_settings(cls, service: BotService, settings: Settings) -> ShellChat:
+        return cls(service, correction_prefix=settings.correction_prefix)
 
     def say(self, text: str) -> None:
         self.stdout.write(text + "\n")
@@ -63,9 +75,17 @@ class ShellChat:
         """The loop tells the person at the shell when a new model version goes live."""
         self.say(f"(bot) {text}")
 
-    async def run(self) -> None:
+    async def reactions_on(self, message_key: str) -> ShownReactions | None:
+        return None  # the shell shows no reactions: what it stored is all there is
+
+    async def stop(self) -> None:
+        """Leave after the line being read (a blocking read cannot be interrupted)."""
+        self._stopping = True
+
+    async def serve(self) -> None:
+        """Chat until end of input, /quit or :meth:`stop`."""
         self.say(f"thumbtune shell chat (model version {self.service.generator.version}). /help for commands.")
-        while True:
+        while not self._stopping:
             if self.interactive:
                 self.stdout.write("you> ")
                 self.stdout.flush()
@@ -172,3 +192,6 @@ def _local_user() -> str:
         return getpass.getuser()
     except Exception:  # no user name in this environment
         return "local"
+
+
+ADAPTER = ShellChat

@@ -8,24 +8,24 @@ does not see a quick 200, with the same ``event_id``) is a no-op, also after a r
 Two ways to connect: Socket Mode when an app-level token is set (no public URL needed),
 else HTTP, with bolt's aiohttp adapter serving ``/slack/events``.
 
-Once connected, the bot catches up on what it missed while it was down: it re-reads
-the reactions on its recent answers (``reactions.get``) and makes the stored votes
-match them. A reply with an attachment (the ``stats`` chart) gets the file uploaded
-into the same thread.
+Once connected, the bot catches up on what it missed while it was down
+(:mod:`bot.catchup`, reading reactions with ``reactions.get``). A reply with an
+attachment (the ``stats`` chart) gets the file uploaded into the same thread.
+Pre-added reactions are best-effort; answers and votes are not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -38,8 +38,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.commands import Announcer
-from bot.comparison import verdict_of
+from bot.adapters.base import Adapter, best_effort
+from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.service import BotService
 from bot.settings import Settings, SettingsError
@@ -50,12 +50,12 @@ PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
 ASK_COMMAND = "/ask"
 THINKING = "thinking… I'll answer in a thread here."
-# Pre-added on every answer so people only have to click; Slack's names for 👍 / 👎.
-RATING_REACTIONS = ("+1", "-1")
 # Slack's names for the reactions the core asks to pre-add (Reply.reactions, unicode).
 SLACK_NAMES = {"👍": "+1", "👎": "-1", "1\ufe0f\u20e3": "one", "2\ufe0f\u20e3": "two", "🤝": "handshake"}
 # How often a rate-limited Web API call is retried after its Retry-After.
 RATE_LIMIT_RETRIES = 3
+# Event ids of the listeners started most recently (SlackBot.events_started), for diagnostics and tests.
+EVENTS_REMEMBERED = 256
 # Message subtypes that are still a person writing; every other subtype (edits,
 # deletions, joins, bot messages) is not a prompt.
 _PERSON_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
@@ -74,13 +74,14 @@ class SlackConfig:
     http_port: int = 3000
     reconcile_hours: float = 24.0       # catch up on answers this recent at start; 0 = off
     reconcile_max_messages: int = 500   # ... but on at most this many, newest first
+    announce_channel: str | None = None  # where a new model version going live is announced
 
     @property
     def socket_mode(self) -> bool:
         return self.app_token is not None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SlackConfig":
+    def from_settings(cls, settings: Settings) -> SlackConfig:
         """Check the Slack settings up front; a missing one raises :class:`SettingsError` naming it."""
         if settings.slack_bot_token is None:
             raise SettingsError("SLACK_BOT_TOKEN: needed for the Slack adapter (xoxb-...)")
@@ -102,6 +103,7 @@ class SlackConfig:
             http_port=settings.http_port,
             reconcile_hours=settings.reconcile_hours,
             reconcile_max_messages=settings.reconcile_max_messages,
+            announce_channel=settings.announce_channel,
         )
 
 
@@ -121,16 +123,6 @@ def web_client(*, token: str, api_url: str | None = None) -> AsyncWebClient:
 
 
 @dataclass(frozen=True)
-class CaughtUp:
-    """What one catch-up after downtime did."""
-
-    checked: int = 0     # answers whose reactions were read
-    added: int = 0       # votes recorded from reactions added while the bot was away
-    retracted: int = 0   # votes retracted for reactions removed meanwhile
-    failed: int = 0      # answers whose reactions could not be read
-
-
-@dataclass(frozen=True)
 class _Where:
     """A Slack message position: its channel, its ts, and the thread it belongs to."""
 
@@ -143,8 +135,10 @@ class _Where:
         return message_key(PLATFORM, self.channel, self.thread_ts)
 
 
-class SlackBot:
-    """The bolt app with our listeners; serve it with :meth:`serve_http` or :meth:`serve_socket_mode`."""
+class SlackBot(Adapter):
+    """The bolt app with our listeners: :meth:`serve` connects (Socket Mode or HTTP) and serves."""
+
+    platform: ClassVar[str] = PLATFORM
 
     def __init__(self, service: BotService, *, config: SlackConfig, client: AsyncWebClient | None = None) -> None:
         self.service = service
@@ -157,14 +151,28 @@ class SlackBot:
         )
         self._bot_users: dict[str, bool] = {}   # user id -> is a bot (users.info, cached)
         self._own_user_id: str | None = None    # from auth.test
-        # The answer being caught up on: its live reaction events wait, so a snapshot read
-        # just before they arrived cannot undo them.
-        self._catching_up: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        # The envelopes' event ids of the newest listeners started, oldest first.
+        self.events_started: collections.deque[str | None] = collections.deque(maxlen=EVENTS_REMEMBERED)
+        self._stopped = asyncio.Event()
         self._register()
 
+    # --- the adapter contract -------------------------------------------------------
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        SlackConfig.from_settings(settings)
+
+    @classmethod
+    def from_settings(cls, service: BotService, settings: Settings) -> SlackBot:
+        return cls(service, config=SlackConfig.from_settings(settings))
+
+    @property
+    def busy(self) -> bool:
+        """Whether an event listener is still running."""
+        return bool(self._tasks)
+
     # --- wiring ---------------------------------------------------------------------
-    def _in_own_task(self, listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    def _in_own_task(self, listener: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Awaitable[None]]:
         """Run an event listener in a task this bot holds a reference to.
 
         bolt starts listeners with ``asyncio.ensure_future`` and keeps no reference; the
@@ -177,11 +185,12 @@ class SlackBot:
         async def start(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
             task = asyncio.create_task(listener(event, body, context))
             self._tasks.add(task)
+            self.events_started.append(body.get("event_id"))
             task.add_done_callback(functools.partial(self._listener_done, body))
 
         return start
 
-    def _listener_done(self, body: dict[str, Any], task: asyncio.Task) -> None:
+    def _listener_done(self, body: dict[str, Any], task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("slack: handling %s failed; the bot goes on", _describe(body), exc_info=task.exception())
@@ -263,8 +272,8 @@ class SlackBot:
         finally:
             await handler.close_async()
 
-    async def run(self) -> None:
-        """Serve until cancelled (Ctrl-C)."""
+    async def serve(self) -> None:
+        """Check the tokens, connect, catch up, and serve until :meth:`stop` or cancellation (Ctrl-C)."""
         await self._check_token()
         serving = self.serve_socket_mode() if self.config.socket_mode else self.serve_http()
         async with serving:
@@ -273,7 +282,10 @@ class SlackBot:
                 await self.catch_up()
             except Exception:  # noqa: BLE001 - a failed catch-up must not stop the bot
                 log.exception("slack: catching up after downtime failed; serving events all the same")
-            await asyncio.Event().wait()
+            await self._stopped.wait()
+
+    async def stop(self) -> None:
+        self._stopped.set()
 
     async def _check_token(self) -> None:
         # Fail at start-up with a clear line rather than on the first event.
@@ -291,66 +303,41 @@ class SlackBot:
 
     # --- catching up after downtime ------------------------------------------------
     async def catch_up(self) -> CaughtUp:
-        """Make the stored votes on my recent answers match the reactions they show now.
+        """Make the stored votes on my recent answers match the reactions they show now (bot.catchup)."""
+        return await catch_up(
+            self.service, self, hours=self.config.reconcile_hours, most=self.config.reconcile_max_messages
+        )
 
-        Reactions added or removed while the bot was down never arrive as events. One
-        ``reactions.get`` per answer, one after another (the client waits out 429s), for
-        the newest ``reconcile_max_messages`` answers of the last ``reconcile_hours``.
-        """
-        hours, most = self.config.reconcile_hours, self.config.reconcile_max_messages
-        if hours <= 0 or most <= 0:
-            return CaughtUp()
+    async def reactions_on(self, message_key: str) -> ShownReactions | None:
+        """One ``reactions.get`` (the client waits out 429s); the bot's own and other bots' left out."""
+        parts = message_key.split(":")
+        if len(parts) != 3:
+            raise MessageUnreadable("not a Slack message key")
+        channel, ts = parts[1], parts[2]
         client = self.app.client
         if self._own_user_id is None:
             self._own_user_id = (await client.auth_test()).get("user_id")
-        answers = await self.service.repository.posted_answers_since(
-            PLATFORM, time.time() - hours * 3600, limit=most, newest_first=True
-        )
-        checked = added = retracted = failed = 0
-        for _, key in answers:
-            parts = key.split(":")
-            if len(parts) != 3:
-                continue
-            channel, ts = parts[1], parts[2]
-            lock = self._catching_up[key] = asyncio.Lock()
-            try:
-                async with lock:
-                    try:
-                        response = await client.reactions_get(channel=channel, timestamp=ts, full=True)
-                    except SlackApiError as exc:
-                        failed += 1
-                        log.warning("slack: catching up: cannot read the reactions on %s: %s", key,
-                                    _api_error(exc))
-                        continue
-                    reactions, incomplete = await self._people_reactions(response.get("message") or {}, client)
-                    outcome = await self.service.reconcile(
-                        platform=PLATFORM, message_key=key, reactions=reactions, incomplete=incomplete
-                    )
-            finally:
-                del self._catching_up[key]
-            checked += 1
-            added += outcome.added
-            retracted += outcome.retracted
-        result = CaughtUp(checked=checked, added=added, retracted=retracted, failed=failed)
-        log.info("slack: caught up on %d answer(s) from the last %g h: %d vote(s) added, %d retracted, "
-                 "%d unreadable", checked, hours, added, retracted, failed)
-        return result
+        try:
+            response = await client.reactions_get(channel=channel, timestamp=ts, full=True)
+        except SlackApiError as exc:
+            error = _api_error(exc)
+            raise MessageUnreadable(error, gone=error == "message_not_found") from None
+        return await self._people_reactions(response.get("message") or {}, client)
 
-    async def _people_reactions(self, message: dict[str, Any],
-                                client: AsyncWebClient) -> tuple[list[tuple[str, str]], list[str]]:
+    async def _people_reactions(self, message: dict[str, Any], client: AsyncWebClient) -> ShownReactions:
         """(user, emoji) of people's rating reactions, and the emoji whose user list was cut short."""
         reactions: list[tuple[str, str]] = []
-        incomplete: list[str] = []
+        incomplete: set[str] = set()
         for group in message.get("reactions") or []:
             name, users = group.get("name", ""), group.get("users") or []
             if not self.service.is_reaction_emoji(name):
                 continue
             if int(group.get("count", len(users))) > len(users):
-                incomplete.append(name)  # Slack lists only some of the people: retract none
+                incomplete.add(name)  # Slack lists only some of the people: retract none
             for user in users:
                 if user != self._own_user_id and not await self._is_bot(user, client):
                     reactions.append((user, name))
-        return reactions, incomplete
+        return ShownReactions(reactions=tuple(reactions), incomplete=frozenset(incomplete))
 
     # --- asking ---------------------------------------------------------------------
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -409,7 +396,7 @@ class SlackBot:
             await self._answer(where, user=user, text=text, event_id=event_id, client=client)
         elif where.ts != where.thread_ts:
             await self._correct(where, user=user, text=text, event_id=event_id)
-        elif event_id is None or await self.service.repository.claim_event(PLATFORM, event_id):
+        elif event_id is None or await self.service.claim_event(PLATFORM, event_id):
             # Outside a thread it is unclear which answer is meant; say how, once per event.
             hint = (
                 "To suggest a better answer, reply in the thread of my answer, "
@@ -450,15 +437,14 @@ class SlackBot:
         answer_ts = posted["ts"]
         await self.service.answer_posted(reply.response_ids[0], message_key(PLATFORM, where.channel, answer_ts))
         for name in (SLACK_NAMES.get(emoji, emoji) for emoji in reply.reactions):
-            try:
+            # People can still add the reaction themselves; the answer stands.
+            async with best_effort(f"slack: pre-adding :{name}: in {where.channel}", logger=log, describe=_failure):
                 await client.reactions_add(channel=where.channel, timestamp=answer_ts, name=name)
-            except SlackApiError as exc:
-                # People can still add the reaction themselves; the answer stands.
-                log.warning("slack: could not pre-add :%s: in %s: %s", name, where.channel, _api_error(exc))
 
-    async def announce(self, channel: str, text: str) -> None:
-        """Post a message of the bot's own (the retraining loop's announcements)."""
-        await self.app.client.chat_postMessage(channel=channel, text=text)
+    async def announce(self, text: str) -> None:
+        """Post a message of the bot's own in THUMBTUNE_ANNOUNCE_CHANNEL (when it is set)."""
+        if self.config.announce_channel:
+            await self.app.client.chat_postMessage(channel=self.config.announce_channel, text=text)
 
     async def _upload(self, where: _Where, path: Path, *, client: AsyncWebClient) -> None:
         """Upload a file (the ``stats`` chart) into the thread; the text is already there."""
@@ -475,7 +461,7 @@ class SlackBot:
         return text.strip().lower().startswith(self.correction_prefix)
 
     async def _correct(self, where: _Where, *, user: str, text: str, event_id: str | None) -> None:
-        answer = await self.service.repository.latest_answer_key(where.conversation)
+        answer = await self.service.latest_answer_in(where.conversation)
         if answer is None:
             log.debug("slack: correction in %s has no answer of mine to correct", where.conversation)
             return
@@ -489,7 +475,6 @@ class SlackBot:
     async def _on_reaction_added(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
-            await self._after_catch_up(reaction.message_key)
             outcome = await self.service.on_reaction(reaction)
             log.info("slack: reaction :%s: on %s -> %s", reaction.emoji, reaction.message_key, outcome.value)
 
@@ -497,22 +482,9 @@ class SlackBot:
                                    context: AsyncBoltContext) -> None:
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
-            await self._after_catch_up(reaction.message_key)
             outcome = await self.service.on_reaction_removed(reaction)
             log.info("slack: reaction :%s: removed from %s -> %s", reaction.emoji, reaction.message_key,
                      outcome.value)
-
-    async def _after_catch_up(self, key: str) -> None:
-        """Wait while this answer is being caught up on; the event then applies on top.
-
-        Slack changes its state before it sends the event, so an event handled before
-        the catch-up's read is already in what the read returns.
-        """
-        lock = self._catching_up.get(key)
-        if lock is not None:
-            log.debug("slack: a reaction on %s waits for the catch-up of that answer", key)
-            async with lock:
-                pass
 
     async def _reaction(self, event: dict[str, Any], body: dict[str, Any],
                         context: AsyncBoltContext) -> IncomingReaction | None:
@@ -523,7 +495,7 @@ class SlackBot:
             ignored = "not a message" if item.get("type") != "message" else "the bot's own"
         elif event.get("item_user") and event.get("item_user") != context.bot_user_id:
             ignored = "not on an answer of mine"
-        elif not self.service.is_reaction_emoji(emoji) and verdict_of(emoji) is None:  # rating, flag, verdict
+        elif not self.service.is_reaction_emoji(emoji):  # a rating, a verdict or the flag
             ignored = "not a rating emoji"
         elif await self._is_bot(user, context.client):
             ignored = "by a bot"
@@ -551,17 +523,7 @@ class SlackBot:
         return self._bot_users[user]
 
 
-async def run_slack(
-    service: BotService, config: SlackConfig, *, loop: Announcer | None = None, announce_channel: str | None = None
-) -> None:
-    """`thumbtune run --adapter slack`: serve until interrupted.
-
-    With ``announce_channel``, the retraining loop posts there when a new version goes live.
-    """
-    bot = SlackBot(service, config=config)
-    if loop is not None and announce_channel:
-        loop.announce = functools.partial(bot.announce, announce_channel)
-    await bot.run()
+ADAPTER = SlackBot
 
 
 # --- payload helpers ------------------------------------------------------------------
@@ -588,11 +550,16 @@ def _malformed(body: object) -> bool:
     return not isinstance(body, dict) or ("event" in body and not isinstance(body["event"], dict))
 
 
+def _failure(exc: Exception) -> str:
+    """A failed Web API call in a few words, for the log (never headers or tokens)."""
+    return _api_error(exc) if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}"
+
+
 def _api_error(exc: SlackApiError) -> str:
     """Slack's error code (``not_in_channel``), or the HTTP status when the body was not JSON."""
     data = getattr(exc.response, "data", None)
-    if isinstance(data, dict):
-        return str(data.get("error", "unknown error"))
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
     return f"HTTP {getattr(exc.response, 'status_code', '?')}"
 
 

@@ -8,12 +8,14 @@ numbers every dispatch, and on RESUME replays what the client missed while disco
 Test code plays the people: :meth:`FakeDiscord.say`, :meth:`react`, :meth:`unreact`,
 :meth:`ask` (a slash command). Messages and their reactions can be read back over REST
 (what the bot does to catch up after downtime), and a message posted with files (a
-multipart upload) keeps the files' bytes in :attr:`Call.files`.
+multipart upload) keeps the files' bytes in :attr:`Call.files`. :meth:`FakeDiscord.fail_route`
+makes any endpoint answer an error status (a real Discord has endpoints a fake may forget).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -70,6 +72,7 @@ class FakeDiscord:
     fail_next_follow_up: bool = False                       # the next interaction follow-up gets a 403
     rate_limit_next_reaction: bool = False                  # the next reaction PUT gets a 429
     deleted: set[int] = field(default_factory=set)          # messages that GET answers 404 for
+    failing: dict[tuple[str, str], int] = field(default_factory=dict)  # (method, path pattern) -> status
 
     calls: list[Call] = field(default_factory=list)
     identifies: list[dict[str, Any]] = field(default_factory=list)
@@ -174,6 +177,11 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", data)
         return interaction_id
 
+    def fail_route(self, method: str, pattern: str, status: int) -> None:
+        """Answer every ``method`` call whose path matches ``pattern`` (fnmatch: ``/channels/*/typing``)
+        with ``status``. Use 4xx: discord.py retries a 5xx several times, seconds apart."""
+        self.failing[(method, pattern)] = status
+
     # --- the gateway ----------------------------------------------------------------
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Send an event; while the client is disconnected it waits for the RESUME replay."""
@@ -262,6 +270,9 @@ class FakeDiscord:
         self.calls.append(Call(request.method, path, body, files))
         if request.headers.get("Authorization") == f"Bot {BAD_TOKEN}":
             return _json({"message": "401: Unauthorized", "code": 0}, status=401)
+        for (failing_method, pattern), status in self.failing.items():
+            if request.method == failing_method and fnmatch.fnmatchcase(path, pattern):
+                return _json({"message": f"scripted failure {status}", "code": 0}, status=status)
         parts = path.strip("/").split("/")
         method = request.method
 

@@ -1,7 +1,8 @@
 """A fake Slack at the network boundary: the Web API on 127.0.0.1, and signed event delivery.
 
 The Web API side records every call, keeps message and reaction state, can answer
-429 (with Retry-After) or an error, and, like Slack, sends the bot's own
+429 (with Retry-After), an error, an HTTP error status (500) or drop the connection,
+and, like Slack, sends the bot's own
 ``reactions.add`` back to the app as ``reaction_added`` events. ``reactions.get``
 reads a message's reactions back (cut to ``reaction_users_shown`` people per emoji,
 with the full ``count``, as Slack does on busy messages); file uploads take Slack's
@@ -90,7 +91,8 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], Message] = {}
         self.events_url: str | None = None             # the app's /slack/events, set by the test
         self.echoes: list[Delivery] = []               # the bot's own reactions sent back
-        self._failures: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
+        self._failures: dict[str, list[tuple[int, dict[str, Any] | None, dict[str, str]]]] = {}
+        self._drops: dict[str, int] = {}                 # method -> connections still to drop
         self._clock = itertools.count(1)
         self._event_ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
@@ -130,6 +132,11 @@ class FakeSlack:
     def api_url(self) -> str:
         return f"{self.base_url}/api/"
 
+    @property
+    def busy(self) -> bool:
+        """Whether the fake is still sending an event on its own (an echo of the bot's reaction)."""
+        return bool(self._tasks)
+
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until every event the fake is sending on its own has been delivered."""
         deadline = time.monotonic() + timeout
@@ -151,6 +158,15 @@ class FakeSlack:
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         for _ in range(times):
             self._failures.setdefault(method, []).append((200, {"ok": False, "error": error}, {}))
+
+    def fail_status(self, method: str, status: int = 500, *, times: int = 1) -> None:
+        """Answer ``method`` with an HTTP error status and a body that is not JSON (a proxy's error page)."""
+        for _ in range(times):
+            self._failures.setdefault(method, []).append((status, None, {}))
+
+    def disconnect(self, method: str, *, times: int = 1) -> None:
+        """Drop the connection of the next ``times`` calls to ``method`` before answering."""
+        self._drops[method] = self._drops.get(method, 0) + times
 
     # --- what the bot did -----------------------------------------------------------
     def calls_to(self, method: str) -> list[Call]:
@@ -174,8 +190,15 @@ class FakeSlack:
         elif request.can_read_body:
             args.update(dict(await request.post()))
         self.calls.append(Call(method, args))
+        if self._drops.get(method):
+            self._drops[method] -= 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)  # never reaches the client
         if self._failures.get(method):
             status, payload, headers = self._failures[method].pop(0)
+            if payload is None:
+                return web.Response(status=status, text="<html>Server Error</html>", content_type="text/html")
             return web.json_response(payload, status=status, headers=headers)
         handler = getattr(self, "_api_" + method.replace(".", "_"), None)
         if handler is None:
