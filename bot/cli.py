@@ -39,8 +39,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _run(settings: Settings) -> int:
-    from bot.adapters import adapter_class
-    from bot.adapters.base import StartupError
+    from bot.adapters.base import StartupError, adapter_class
     from bot.app import open_runtime
     from bot.generation import ModelLoadError
 

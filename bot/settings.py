@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
+from bot.adapters import PLATFORMS
 from trainer.config import DataConfig, JobConfig, TrainConfig
 
 DEFAULT_EMOJI_REWARDS: dict[str, float] = {
@@ -83,7 +84,7 @@ class Settings(BaseSettings):
     retention_days: int = Field(0, ge=0, description="purge prompt/answer texts older than this; 0 = keep")
 
     # --- running --------------------------------------------------------------------
-    adapter: Literal["auto", "shell", "slack", "discord"] = "auto"
+    adapter: str = Field("auto", description="auto, or a module of bot/adapters (shell, slack, discord)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     http_host: str = "0.0.0.0"
     http_port: int = Field(3000, ge=0, le=65535)
@@ -151,12 +152,20 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("adapter")
+    @classmethod
+    def _check_adapter(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "auto" and value not in PLATFORMS:
+            raise ValueError(f"expected auto or one of {', '.join(PLATFORMS)}, got {value!r}")
+        return value
+
     @field_validator("admins")
     @classmethod
     def _check_admins(cls, value: list[str]) -> list[str]:
         for entry in value:
             platform, sep, user = entry.partition(":")
-            if not sep or platform not in ("shell", "slack", "discord") or not user:
+            if not sep or platform not in PLATFORMS or not user:
                 raise ValueError(f"expected PLATFORM:USER_ID (e.g. slack:U012AB3CD), got {entry!r}")
         return value
 

@@ -1,23 +1,16 @@
 """One module per chat platform; each defines ``ADAPTER``, its :class:`bot.adapters.base.Adapter`.
 
-A new platform is one new module here plus its name in :data:`PLATFORMS` (and, for
-``THUMBTUNE_ADAPTER``, in the setting's list of choices in bot/settings.py).
+A new platform is one new module here: the module's name is the platform's name
+(``THUMBTUNE_ADAPTER``, ``--adapter``, ``THUMBTUNE_ADMINS`` entries, ``thumbtune forget``).
+:func:`bot.adapters.base.adapter_class` imports it when the bot starts on that platform.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+import pkgutil
 
-if TYPE_CHECKING:
-    from bot.adapters.base import Adapter
-
-PLATFORMS: tuple[str, ...] = ("shell", "slack", "discord")
-
-
-def adapter_class(platform: str) -> type[Adapter]:
-    """The adapter of one platform; its module (and platform library) is imported only now."""
-    if platform not in PLATFORMS:
-        raise ValueError(f"no adapter for {platform!r}; there are {', '.join(PLATFORMS)}")
-    adapter: type[Adapter] = importlib.import_module(f"bot.adapters.{platform}").ADAPTER
-    return adapter
+# Every module of this package but the contract itself, found without importing any
+# platform library, so the settings can name them before discord or slack_bolt loads.
+PLATFORMS: tuple[str, ...] = tuple(
+    sorted(module.name for module in pkgutil.iter_modules(__path__) if module.name != "base" and not module.name.startswith("_"))
+)

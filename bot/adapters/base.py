@@ -11,11 +11,13 @@ into :meth:`Adapter.announce`, and serve. Catching up after downtime
 from __future__ import annotations
 
 import abc
+import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, ClassVar
 
+from bot.adapters import PLATFORMS
 from bot.catchup import ShownReactions
 
 if TYPE_CHECKING:
@@ -74,6 +76,14 @@ class Adapter(abc.ABC):
         None when the message turns out not to be ours. Raises
         :class:`~bot.catchup.MessageUnreadable` when the platform will not show them.
         """
+
+
+def adapter_class(platform: str) -> type[Adapter]:
+    """The adapter of one platform; its module (and platform library) is imported only now."""
+    if platform not in PLATFORMS:
+        raise ValueError(f"no adapter for {platform!r}; there are {', '.join(PLATFORMS)}")
+    adapter: type[Adapter] = importlib.import_module(f"bot.adapters.{platform}").ADAPTER
+    return adapter
 
 
 def _plain(exc: Exception) -> str:
