@@ -149,3 +149,15 @@ def test_the_trainers_public_surface_is_light() -> None:
         names = {alias.name for node in top_level if isinstance(node, ast.Import) for alias in node.names}
         names |= {node.module or "" for node in top_level if isinstance(node, ast.ImportFrom)}
         assert not {name.split(".")[0] for name in names} & heavy, f"{module} imports {names & heavy}"
+
+
+def test_every_module_in_bot_adapters_is_a_platform_behind_the_contract() -> None:
+    """A new platform is one new module: it is found, named after its file, and speaks the contract."""
+    from bot.adapters import PLATFORMS
+    from bot.adapters.base import Adapter, adapter_class
+
+    assert set(PLATFORMS) == {"discord", "shell", "slack"}
+    for name in PLATFORMS:
+        adapter = adapter_class(name)
+        assert issubclass(adapter, Adapter) and adapter.platform == name
+        assert not getattr(adapter, "__abstractmethods__", None), f"{name} leaves {adapter.__abstractmethods__} open"
