@@ -2,7 +2,7 @@
 
 One thread. The 48 weight matrices of GPT-2 small's 12 layers (`[out, in]`, 340 MB, far
 larger than the caches), multiplied by 1, 2, 4 and 8 rows through ``StreamingLinear``
-(``bot._matvec`` up to ``MAX_ROWS`` rows) and through ``F.linear``; each row count is
+(``bot.generation._matvec`` up to ``MAX_ROWS`` rows) and through ``F.linear``; each row count is
 timed in alternation with a ``sum()`` over 512 MB, the single-thread read bandwidth.
 Reports milliseconds per pass and, for the kernel, GB/s of weights read.
 """
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import best_of, emit, quick_args, read_bandwidth_bytes_per_s
-from bot.matvec import MAX_ROWS, StreamingLinear, kernel_available
+from bot.generation.kernels import MAX_ROWS, StreamingLinear, kernel_available
 
 SHAPES = [(2304, 768), (768, 768), (3072, 768), (768, 3072)]  # [out, in]: qkv, proj, fc, mlp proj
 LAYERS = 12

@@ -159,7 +159,7 @@ def test_the_served_cpu_model_gives_the_same_logits_and_greedy_text(tiny_model_d
     import torch
     from transformers import AutoModelForCausalLM
 
-    from bot.matvec import StreamingLinear, kernel_available
+    from bot.generation.kernels import StreamingLinear, kernel_available
 
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     served = load_model(tiny_model_dir, version=0, device="cpu")

@@ -1,4 +1,4 @@
-"""bot.gpt2.Gpt2Forward against transformers' own GPT-2 forward, and decode's other path."""
+"""bot.generation.gpt2.Gpt2Forward against transformers' own GPT-2 forward, and decode's other path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from bot.generation import TransformersForward, decode, load_model, position_ids
-from bot.gpt2 import Gpt2Forward, supports
+from bot.generation.gpt2 import Gpt2Forward, supports
 from storage.dialogue import render_prompt
 
 PROMPTS = [render_prompt("hi"), render_prompt("what should I eat tonight, something warm please"),
@@ -97,7 +97,7 @@ def test_only_gpt2_language_models_without_cross_attention_are_supported():
 
 
 def test_other_models_decode_through_their_own_forward(tiny_model_dir: Path):
-    # A model bot.gpt2 does not cover still decodes, padded batch and all, as generate does.
+    # A model bot.generation.gpt2 does not cover still decodes, padded batch and all, as generate does.
     tokenizer = load_model(tiny_model_dir, version=0, device="cpu").tokenizer
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(

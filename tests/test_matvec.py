@@ -1,4 +1,4 @@
-"""The CPU decoding kernel (bot/_matvec.c through bot/matvec.py) against torch's own linear."""
+"""The CPU decoding kernel (bot/generation/_matvec.c through bot/generation/kernels.py) against torch's own linear."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from transformers.pytorch_utils import Conv1D
 
-from bot import matvec
-from bot.matvec import MAX_ROWS, StreamingLinear, kernel_available, stream_linear_layers
+from bot.generation import kernels as matvec
+from bot.generation.kernels import MAX_ROWS, StreamingLinear, kernel_available, stream_linear_layers
 
-needs_kernel = pytest.mark.skipif(not kernel_available(), reason="bot._matvec not built or no AVX2/FMA here")
+needs_kernel = pytest.mark.skipif(not kernel_available(), reason="bot.generation._matvec not built or no AVX2/FMA here")
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_the_extension_is_built_wherever_it_can_be():
     flags = set(next((line.split(":", 1)[1].split() for line in cpu.splitlines() if line.startswith("flags")), []))
     if not shutil.which(compiler) or not {"avx2", "fma"} <= flags:
         pytest.skip("no C compiler or no AVX2/FMA here: torch's own kernels are used")
-    assert matvec._matvec is not None, f"bot._matvec was not built although {compiler} is installed"
+    assert matvec._matvec is not None, f"bot.generation._matvec was not built although {compiler} is installed"
     assert kernel_available()
 
 

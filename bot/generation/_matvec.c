@@ -1,5 +1,5 @@
 /*
- * bot._matvec: y = x @ W.T + b for a few rows of x, reading W once, on one CPU thread.
+ * bot.generation._matvec: y = x @ W.T + b for a few rows of x, reading W once, on one CPU thread.
  *
  * Generating one token for one conversation reads every weight of the model once and
  * does two flops per weight: decoding at batch 1 is bound by memory bandwidth, not by
@@ -13,7 +13,7 @@
  * Layout: x is [rows, k], w is [n, k] (PyTorch's Linear layout), b is [n] or absent,
  * y is [rows, n]; all float32 and contiguous. Rows go in groups of up to four that share
  * each load of w, so a handful of rows costs little more than one.
- * The Python side (bot/matvec.py) checks dtypes, shapes and contiguity before calling:
+ * The Python side (bot/generation/kernels.py) checks dtypes, shapes and contiguity before calling:
  * this module trusts the addresses it is given.
  */
 #define PY_SSIZE_T_CLEAN
@@ -139,7 +139,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_matvec",
-    "Few-row matrix products that stream the weights at memory speed (see bot/matvec.py).",
+    "Few-row matrix products that stream the weights at memory speed (see bot/generation/kernels.py).",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 

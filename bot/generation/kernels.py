@@ -1,10 +1,10 @@
-"""Decoding on one CPU thread at memory speed: linear layers backed by ``bot._matvec``.
+"""Decoding on one CPU thread at memory speed: linear layers backed by ``bot.generation._matvec``.
 
 Each generated token of one conversation multiplies a single row of activations by every
 weight matrix of the model, so decoding at batch 1 is bound by how fast the weights
 stream from memory. On the project's 2-core machine torch's kernels read GPT-2's layer
 weights at about half the speed a plain ``sum()`` reads memory, and the small C kernel in
-``bot/_matvec.c`` (AVX2 + FMA) at 0.83-0.86 of it (``python -m bench.matvec``).
+``bot/generation/_matvec.c`` (AVX2 + FMA) at 0.83-0.86 of it (``python -m bench.matvec``).
 ``StreamingLinear`` uses it for products of up to ``MAX_ROWS`` rows, without autograd,
 on one torch thread; everything else (prompts, larger batches, training, more threads)
 goes to ``torch.nn.functional.linear``, as does every call on a machine where the
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 try:
-    from bot import _matvec
+    from bot.generation import _matvec
 except ImportError:  # installed without a C compiler, or not built for this platform
     _matvec = None
 
@@ -36,14 +36,14 @@ MAX_ROWS = 4
 
 
 def kernel_available() -> bool:
-    """True when ``bot._matvec`` was built and this CPU runs it."""
+    """True when ``bot.generation._matvec`` was built and this CPU runs it."""
     return _matvec is not None and _matvec.available()
 
 
 class StreamingLinear(torch.nn.Module):
     """``y = x @ weight.T + bias`` (weight [out, in], as ``torch.nn.Linear``), inference only.
 
-    Few-row products stream the weight through ``bot._matvec``; everything else, and any
+    Few-row products stream the weight through ``bot.generation._matvec``; everything else, and any
     call that needs autograd, is ``F.linear``. The weight may be shared (tied embeddings):
     it is used as it is, never copied.
     """
@@ -122,5 +122,5 @@ def stream_linear_layers(model: torch.nn.Module) -> int:
         return None
 
     replaced = swap_modules(model, streaming)
-    log.debug("%d linear layers stream through bot._matvec", replaced)
+    log.debug("%d linear layers stream through bot.generation._matvec", replaced)
     return replaced

@@ -11,7 +11,7 @@ instead of concatenated afresh at every step.
 
 It covers what the bot serves: ``GPT2LMHeadModel`` without cross-attention, left-padded
 batches, the prompt in one pass and then one token per step. ``supports`` says whether a
-model is such; ``bot.generation.decode`` runs every other model through transformers.
+model is such; ``bot.generation.decoding.decode`` runs every other model through transformers.
 tests/test_gpt2.py checks its logits against transformers' on padded batches.
 """
 
@@ -33,7 +33,7 @@ class Gpt2Forward:
     ``__call__(ids, positions, mask)`` appends ``ids`` ([rows, t]) to every row and returns
     the logits of each row's last position ([rows, vocab]). ``mask`` ([rows, all tokens so
     far], 1 for a token, 0 for left padding) may be None when no row is padded. Callers run
-    it under ``torch.inference_mode()``, as ``bot.generation.decode`` does for its whole loop.
+    it under ``torch.inference_mode()``, as ``bot.generation.decoding.decode`` does for its whole loop.
     """
 
     def __init__(self, model: GPT2LMHeadModel, capacity: int) -> None:
