@@ -158,17 +158,18 @@ def test_an_unknown_hub_model_offline_names_the_setting():
 def test_the_served_cpu_model_gives_the_same_logits_and_greedy_text(tiny_model_dir: Path):
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
 
-    from bot.generation.kernels import StreamingLinear, kernel_available
+    from bot.generation import kernels
 
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     served = load_model(tiny_model_dir, version=0, device="cpu")
-    streaming = [m for m in served.model.modules() if isinstance(m, StreamingLinear)]
-    # 2 layers x 4 products + the output projection, which still shares the embedding.
-    assert len(streaming) == (9 if kernel_available() else 0)
-    if streaming:
-        head = served.model.get_output_embeddings()
-        assert head.weight is served.model.get_input_embeddings().weight
+    # The modules are the ones loaded; where the kernel runs, the Conv1D weights are stored
+    # as [out, in] (the same values and shapes, other strides) for Gpt2Forward to stream.
+    assert [type(m) for m in served.model.modules()] == [type(m) for m in plain.modules()]
+    convs = [m for m in served.model.modules() if isinstance(m, Conv1D)]
+    assert len(convs) == 8 and all(m.weight.t().is_contiguous() == kernels.available() for m in convs)
+    assert served.model.get_output_embeddings().weight is served.model.get_input_embeddings().weight
     encoded = served.tokenizer(render_prompt("what should I eat"), return_tensors="pt")
     with torch.inference_mode():
         assert torch.allclose(plain(**encoded).logits, served.model(**encoded).logits, atol=1e-5)

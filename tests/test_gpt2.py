@@ -32,8 +32,9 @@ def steps(forward: Gpt2Forward | TransformersForward, batch, tokens: list[torch.
 @pytest.mark.parametrize("served", [True, False], ids=["served", "as-loaded"])
 @pytest.mark.parametrize("capacity", [64, 1], ids=["reserved", "grown"])
 def test_logits_equal_transformers_on_a_left_padded_batch(tiny_model_dir: Path, served: bool, capacity: int):
-    # served: the model as load_model gives it (streaming kernel, fused GELU); as-loaded:
-    # from_pretrained's Conv1D layers, which is what a GPU serves.
+    # served: the model as load_model gives it (weights laid out for the CPU kernel, which
+    # Gpt2Forward then takes); as-loaded: from_pretrained's layout, which is what a GPU
+    # serves (every product through F.linear).
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     loaded = load_model(tiny_model_dir, version=0, device="cpu")
     model, tokenizer = (loaded.model if served else plain), loaded.tokenizer

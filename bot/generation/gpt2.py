@@ -5,9 +5,13 @@ attention backend, and each call of it builds masks, looks settings up in the co
 and goes through seven module calls per layer. On one CPU thread, at one conversation,
 that bookkeeping cost more per token than everything but the weight streaming itself
 (``decode_ms_per_token_outside_kernel`` in ``python -m bench.generation``). ``Gpt2Forward``
-does the same arithmetic with the model's own modules and weights, read in place, in a
-few tensor operations per layer, and keeps keys and values in buffers written in place
-instead of concatenated afresh at every step.
+does the same arithmetic with the model's own weights, read in place, in a few tensor
+operations per layer, and keeps keys and values in buffers written in place instead of
+concatenated afresh at every step. Its products with a weight go through
+``bot.generation.kernels.Linear`` (the CPU kernel where it applies), and GPT-2's
+activation (``gelu_new``, seven tensor operations) through torch's one fused op, the same
+formula. ``lay_out_for_kernel`` stores the ``Conv1D`` weights once, at load, in the
+layout the kernel streams; the model's modules stay as loaded.
 
 It covers what the bot serves: ``GPT2LMHeadModel`` without cross-attention, left-padded
 batches, the prompt in one pass and then one token per step. ``supports`` says whether a
@@ -17,14 +21,79 @@ tests/test_gpt2.py checks its logits against transformers' on padded batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
+from transformers.activations import NewGELUActivation
+from transformers.pytorch_utils import Conv1D
+
+from bot.generation import kernels
 
 
 def supports(model: torch.nn.Module) -> bool:
     """Whether ``Gpt2Forward`` computes exactly what this model's own forward does."""
     return isinstance(model, GPT2LMHeadModel) and not model.config.add_cross_attention
+
+
+def lay_out_for_kernel(model: torch.nn.Module) -> int:
+    """Store each ``Conv1D`` weight ([in, out]) as the transpose of a contiguous [out, in] tensor.
+
+    ``Gpt2Forward`` multiplies by ``weight.t()``, which is then contiguous: the layout the
+    CPU kernel streams (``torch.nn.Linear``'s). The values and shapes stay, only the
+    strides change, so the model's own forward computes what it did. Does nothing where
+    the kernel cannot run (not built, not this CPU, not a float32 CPU model). Returns how
+    many weights were laid out anew.
+    """
+    if not (kernels.available() and supports(model)):
+        return 0
+    laid = 0
+    for module in model.modules():
+        weight = module.weight if isinstance(module, Conv1D) else None
+        if weight is not None and weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.is_contiguous():
+            # One matrix at a time: loading needs memory for one more weight, not a model.
+            module.weight = torch.nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=weight.requires_grad)
+            laid += 1
+    return laid
+
+
+def _activation(act: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    # gelu_new is the tanh approximation written out as seven operations: the same formula
+    # in one operator is ~70 fewer operator calls per GPT-2 small token, float rounding apart.
+    if isinstance(act, NewGELUActivation):
+        return partial(F.gelu, approximate="tanh")
+    return act
+
+
+class _Norm:
+    """A ``LayerNorm``'s parameters, applied without a module call."""
+
+    __slots__ = ("shape", "weight", "bias", "eps")
+
+    def __init__(self, norm: torch.nn.LayerNorm) -> None:
+        self.shape, self.weight, self.bias, self.eps = norm.normalized_shape, norm.weight, norm.bias, norm.eps
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.shape, self.weight, self.bias, self.eps)
+
+
+class _Block:
+    """One transformer layer's weights, each product through ``kernels.Linear``."""
+
+    __slots__ = ("ln_1", "qkv", "attn_out", "scaling", "ln_2", "fc", "act", "mlp_out")
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        attn, mlp = block.attn, block.mlp
+        self.ln_1, self.ln_2 = _Norm(block.ln_1), _Norm(block.ln_2)
+        # Conv1D computes x @ weight + bias with weight [in, out]: weight.t() is [out, in].
+        self.qkv = kernels.Linear(attn.c_attn.weight.t(), attn.c_attn.bias)
+        self.attn_out = kernels.Linear(attn.c_proj.weight.t(), attn.c_proj.bias)
+        self.scaling = attn.scaling
+        self.fc = kernels.Linear(mlp.c_fc.weight.t(), mlp.c_fc.bias)
+        self.act = _activation(mlp.act)
+        self.mlp_out = kernels.Linear(mlp.c_proj.weight.t(), mlp.c_proj.bias)
 
 
 class Gpt2Forward:
@@ -40,10 +109,11 @@ class Gpt2Forward:
         if not supports(model):
             raise ValueError(f"Gpt2Forward runs GPT2LMHeadModel without cross-attention, not {type(model).__name__}")
         body = model.transformer
-        self.wte, self.wpe, self.ln_f = body.wte.weight, body.wpe.weight, body.ln_f
-        self.head = model.lm_head
-        self.blocks = list(body.h)
-        first = self.blocks[0].attn
+        self.wte, self.wpe = body.wte.weight, body.wpe.weight
+        self.ln_f = _Norm(body.ln_f)
+        self.head = kernels.Linear(model.lm_head.weight, model.lm_head.bias)  # tied to wte: read in place
+        self.blocks = [_Block(block) for block in body.h]
+        first = body.h[0].attn
         self.heads, self.head_dim = first.num_heads, first.head_dim
         self.capacity = capacity
         self.length = 0
@@ -94,14 +164,13 @@ class Gpt2Forward:
         causal = sees is None and new > 1
         hidden = F.embedding(ids, self.wte) + F.embedding(positions, self.wpe)
         for block, keys, values in zip(self.blocks, self.keys, self.values):
-            attn, mlp = block.attn, block.mlp
-            q, k, v = attn.c_attn(block.ln_1(hidden)).view(rows, new, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            q, k, v = block.qkv(block.ln_1(hidden)).view(rows, new, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
             keys[:, :, start:end] = k
             values[:, :, start:end] = v
             out = F.scaled_dot_product_attention(
-                q, keys[:, :, :end], values[:, :, :end], attn_mask=sees, is_causal=causal, scale=attn.scaling,
+                q, keys[:, :, :end], values[:, :, :end], attn_mask=sees, is_causal=causal, scale=block.scaling,
             )
-            hidden = hidden + attn.c_proj(out.transpose(1, 2).reshape(rows, new, -1))
-            hidden = hidden + mlp.c_proj(mlp.act(mlp.c_fc(block.ln_2(hidden))))
+            hidden = hidden + block.attn_out(out.transpose(1, 2).reshape(rows, new, -1))
+            hidden = hidden + block.mlp_out(block.act(block.fc(block.ln_2(hidden))))
         self.length = end
         return self.head(self.ln_f(hidden[:, -1]))

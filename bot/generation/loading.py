@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from bot.generation import gpt2
 from bot.generation.errors import ModelLoadError
-from bot.generation.kernels import stream_linear_layers, swap_modules
 
 
 @dataclass
@@ -70,25 +70,13 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
     tokenizer.truncation_side = "left"   # an over-long prompt keeps its newest text
     model.to(target)
     model.eval()
-    _fuse_tanh_gelu(model)
     if target.type == "cpu":
-        stream_linear_layers(model)  # batch-1 decoding at memory speed (bot/generation/kernels.py)
+        gpt2.lay_out_for_kernel(model)  # batch-1 decoding at memory speed (bot/generation/kernels.py)
     config = model.config
     max_positions = int(
         getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024)
     )
     return LoadedModel(model, tokenizer, version, source, target, max_positions)
-
-
-def _fuse_tanh_gelu(model: torch.nn.Module) -> None:
-    """GPT-2's activation, written out as seven tensor operations, as torch's one fused op.
-
-    Same formula (tanh approximation), float rounding apart: ~70 fewer operator calls per
-    generated token for GPT-2 small, on a CPU thread or as GPU kernel launches.
-    """
-    from transformers.activations import NewGELUActivation
-
-    swap_modules(model, lambda child: torch.nn.GELU(approximate="tanh") if isinstance(child, NewGELUActivation) else None)
 
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:
