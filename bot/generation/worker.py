@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,7 +47,6 @@ class _Request:
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     abandoned: bool = False          # the caller gave up (timeout); skip it
-    enqueued_at: float = field(default_factory=time.monotonic)
 
 
 _STOP = object()
@@ -152,23 +151,10 @@ class Generator:
         loaded = await asyncio.to_thread(self._load_and_warm_up, str(source), version)
         self._previous = loaded  # one reference assignment; the worker reads it per batch
 
-    def drop_previous(self) -> None:
-        """Free the previous version's memory (champion vs challenger is over)."""
-        previous, self._previous = self._previous, None
-        if previous is not None:
-            device = previous.device
-            del previous
-            _after_free(device)
-
     @property
     def source(self) -> str:
         assert self._loaded is not None, "Generator.start() first"
         return self._loaded.source
-
-    @property
-    def max_positions(self) -> int:
-        assert self._loaded is not None, "Generator.start() first"
-        return self._loaded.max_positions
 
     def queued(self) -> int:
         return self._queue.qsize()
