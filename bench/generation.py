@@ -34,8 +34,7 @@ from bench.common import (
     seconds_each,
     write_gpt2_small_shape,
 )
-from bot.generation import kernels
-from bot.generation import Generator, SamplingParams, decode, load_model, sample_top_k_top_p
+from bot.generation import Generator, SamplingParams, decode, kernels, load_model, sample_top_k_top_p
 from storage.dialogue import render_prompt
 
 QUESTIONS = [

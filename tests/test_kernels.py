@@ -15,7 +15,7 @@ from bot.generation import gpt2, kernels, load_model
 from bot.generation.kernels import MAX_ROWS, Linear
 from storage.dialogue import render_prompt
 
-needs_kernel = pytest.mark.skipif(not kernels.available(), reason="bot.generation._matvec not built or no AVX2/FMA here")
+needs_kernel = pytest.mark.skipif(not kernels.available(), reason="the kernel is not built or no AVX2/FMA here")
 
 
 @pytest.fixture
@@ -56,7 +56,9 @@ def test_the_extension_is_built_wherever_it_can_be():
 @pytest.mark.parametrize("rows", range(1, MAX_ROWS + 1))
 @pytest.mark.parametrize("k", [1, 7, 16, 37, 64, 768])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_few_row_products_match_the_plain_fallback(one_thread, kernel_rows: list[int], rows: int, k: int, with_bias: bool):
+def test_few_row_products_match_the_plain_fallback(
+    one_thread, kernel_rows: list[int], rows: int, k: int, with_bias: bool
+):
     torch.manual_seed(rows * 1000 + k)
     n = 53
     weight = torch.randn(n, k)
@@ -162,7 +164,8 @@ def test_the_served_gpt2_streams_its_weights_in_place(one_thread, kernel_rows: l
     loaded = load_model(tiny_model_dir, version=0, device="cpu")
     model = loaded.model
     forward = gpt2.Gpt2Forward(model, capacity=16)
-    linears = [forward.head] + [getattr(block, name) for block in forward.blocks for name in ("qkv", "attn_out", "fc", "mlp_out")]
+    products = ("qkv", "attn_out", "fc", "mlp_out")
+    linears = [forward.head] + [getattr(block, name) for block in forward.blocks for name in products]
     assert len(linears) == 9 and all(linear.streams for linear in linears)  # 2 layers x 4 + the head
     assert forward.head.weight is model.get_input_embeddings().weight  # tied, not copied
     assert forward.blocks[0].qkv.weight.data_ptr() == model.transformer.h[0].attn.c_attn.weight.data_ptr()

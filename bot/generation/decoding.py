@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from bot.generation import gpt2
+from bot.generation.gpt2 import Gpt2Forward, supports
 from bot.generation.loading import LoadedModel
 from storage.dialogue import answer_is_over, cut_answer
 
@@ -95,9 +96,9 @@ def decode(
     # One unpadded row needs no mask (the plain causal path).
     mask = None if rows == 1 and bool(attention_mask.all()) else attention_mask
     positions = position_ids(attention_mask)
-    forward: gpt2.Gpt2Forward | TransformersForward
-    if gpt2.supports(model):
-        forward = gpt2.Gpt2Forward(model, capacity=input_ids.shape[1] + max_new_tokens)
+    forward: Gpt2Forward | TransformersForward
+    if supports(model):
+        forward = Gpt2Forward(model, capacity=input_ids.shape[1] + max_new_tokens)
     else:
         forward = TransformersForward(model)
     logits = forward(input_ids, positions, mask)
@@ -128,13 +129,15 @@ def decode(
     return new
 
 
-def sample(loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, rows_per_prompt: Sequence[int]) -> list[tuple[list[str], int, int]]:
+def sample(
+    loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, rows_per_prompt: Sequence[int]
+) -> list[tuple[list[str], int, int]]:
     """One batched decode over ``prompts`` (prompt i repeated rows_per_prompt[i] times).
 
     Returns, per prompt, (answers, new tokens, prompt tokens). Runs on the worker thread.
     """
     tokenizer = loaded.tokenizer
-    rows = [text for text, count in zip(prompts, rows_per_prompt) for _ in range(count)]
+    rows = [text for text, count in zip(prompts, rows_per_prompt, strict=True) for _ in range(count)]
     limit = max(1, loaded.max_positions - params.max_new_tokens)
     encoded = tokenizer(rows, return_tensors="pt", padding=True, truncation=True, max_length=limit)
     encoded = {name: tensor.to(loaded.device) for name, tensor in encoded.items()}
@@ -144,7 +147,7 @@ def sample(loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, 
         choose=lambda logits: sample_top_k_top_p(logits, params.temperature, params.top_p),
         eos_token_id=tokenizer.eos_token_id,
         # Stop a row once its answer is over: the tokens after it would be cut anyway.
-        done=lambda _row, ids: answer_is_over(tokenizer.decode(ids, skip_special_tokens=True)),
+        done=lambda _row, ids: answer_is_over(cast(str, tokenizer.decode(ids, skip_special_tokens=True))),
     )
     prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
     results: list[tuple[list[str], int, int]] = []

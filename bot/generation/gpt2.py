@@ -23,17 +23,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import TypeGuard, cast
 
 import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 from transformers.activations import NewGELUActivation
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 from transformers.pytorch_utils import Conv1D
 
-from bot.generation import kernels
+from bot.generation.kernels import Linear, available
 
 
-def supports(model: torch.nn.Module) -> bool:
+def supports(model: torch.nn.Module) -> TypeGuard[GPT2LMHeadModel]:
     """Whether ``Gpt2Forward`` computes exactly what this model's own forward does."""
     return isinstance(model, GPT2LMHeadModel) and not model.config.add_cross_attention
 
@@ -47,15 +49,16 @@ def lay_out_for_kernel(model: torch.nn.Module) -> int:
     the kernel cannot run (not built, not this CPU, not a float32 CPU model). Returns how
     many weights were laid out anew.
     """
-    if not (kernels.available() and supports(model)):
+    if not (available() and supports(model)):
         return 0
     laid = 0
     for module in model.modules():
         weight = module.weight if isinstance(module, Conv1D) else None
-        if weight is not None and weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.is_contiguous():
-            # One matrix at a time: loading needs memory for one more weight, not a model.
-            module.weight = torch.nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=weight.requires_grad)
-            laid += 1
+        if weight is None or not (weight.is_cpu and weight.dtype == torch.float32 and weight.is_contiguous()):
+            continue
+        # One matrix at a time: loading needs memory for one more weight, not a model's worth.
+        module.weight = torch.nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=weight.requires_grad)
+        laid += 1
     return laid
 
 
@@ -70,7 +73,7 @@ def _activation(act: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 class _Norm:
     """A ``LayerNorm``'s parameters, applied without a module call."""
 
-    __slots__ = ("shape", "weight", "bias", "eps")
+    __slots__ = ("bias", "eps", "shape", "weight")
 
     def __init__(self, norm: torch.nn.LayerNorm) -> None:
         self.shape, self.weight, self.bias, self.eps = norm.normalized_shape, norm.weight, norm.bias, norm.eps
@@ -82,18 +85,18 @@ class _Norm:
 class _Block:
     """One transformer layer's weights, each product through ``kernels.Linear``."""
 
-    __slots__ = ("ln_1", "qkv", "attn_out", "scaling", "ln_2", "fc", "act", "mlp_out")
+    __slots__ = ("act", "attn_out", "fc", "ln_1", "ln_2", "mlp_out", "qkv", "scaling")
 
-    def __init__(self, block: torch.nn.Module) -> None:
+    def __init__(self, block: GPT2Block) -> None:
         attn, mlp = block.attn, block.mlp
         self.ln_1, self.ln_2 = _Norm(block.ln_1), _Norm(block.ln_2)
         # Conv1D computes x @ weight + bias with weight [in, out]: weight.t() is [out, in].
-        self.qkv = kernels.Linear(attn.c_attn.weight.t(), attn.c_attn.bias)
-        self.attn_out = kernels.Linear(attn.c_proj.weight.t(), attn.c_proj.bias)
+        self.qkv = Linear(attn.c_attn.weight.t(), attn.c_attn.bias)
+        self.attn_out = Linear(attn.c_proj.weight.t(), attn.c_proj.bias)
         self.scaling = attn.scaling
-        self.fc = kernels.Linear(mlp.c_fc.weight.t(), mlp.c_fc.bias)
+        self.fc = Linear(mlp.c_fc.weight.t(), mlp.c_fc.bias)
         self.act = _activation(mlp.act)
-        self.mlp_out = kernels.Linear(mlp.c_proj.weight.t(), mlp.c_proj.bias)
+        self.mlp_out = Linear(mlp.c_proj.weight.t(), mlp.c_proj.bias)
 
 
 class Gpt2Forward:
@@ -111,10 +114,12 @@ class Gpt2Forward:
         body = model.transformer
         self.wte, self.wpe = body.wte.weight, body.wpe.weight
         self.ln_f = _Norm(body.ln_f)
-        self.head = kernels.Linear(model.lm_head.weight, model.lm_head.bias)  # tied to wte: read in place
-        self.blocks = [_Block(block) for block in body.h]
-        first = body.h[0].attn
-        self.heads, self.head_dim = first.num_heads, first.head_dim
+        self.head = Linear(model.lm_head.weight, model.lm_head.bias)  # tied to wte: read in place
+        layers = cast(list[GPT2Block], list(body.h))
+        self.blocks = [_Block(block) for block in layers]
+        first = layers[0].attn
+        self.heads: int = first.num_heads
+        self.head_dim: int = first.head_dim
         self.capacity = capacity
         self.length = 0
         self.keys: list[torch.Tensor] = []
@@ -126,10 +131,9 @@ class Gpt2Forward:
             return
         capacity = max(length, self.capacity, 2 * (self.keys[0].shape[2] if self.keys else 0))
         shape = (rows, self.heads, capacity, self.head_dim)
-        options = {"dtype": self.wte.dtype, "device": self.wte.device}
         for store in (self.keys, self.values):
-            grown = [torch.empty(shape, **options) for _ in self.blocks]
-            for old, new in zip(store, grown):
+            grown = [torch.empty(shape, dtype=self.wte.dtype, device=self.wte.device) for _ in self.blocks]
+            for old, new in zip(store, grown, strict=False):  # nothing to copy the first time
                 new[:, :, : self.length] = old[:, :, : self.length]
             store[:] = grown
 
@@ -141,10 +145,10 @@ class Gpt2Forward:
     def _attention_mask(self, mask: torch.Tensor | None, new: int, end: int) -> torch.Tensor | None:
         """Which keys each new position sees ([rows, 1, new, end], True = attend), or None for
         plain causal attention (no padding, and either one new token or an empty cache)."""
-        if mask is None and (new == 1 or self.length == 0):
-            return None
         if new == 1:  # the one new token sees every real token (itself included)
-            return mask[:, None, None, :end].bool()
+            return None if mask is None else mask[:, None, None, :end].bool()
+        if mask is None and self.length == 0:
+            return None
         device = self.wte.device
         query = torch.arange(self.length, end, device=device).unsqueeze(-1)   # [new, 1]
         key = torch.arange(end, device=device)
@@ -163,7 +167,7 @@ class Gpt2Forward:
         sees = self._attention_mask(mask, new, end)
         causal = sees is None and new > 1
         hidden = F.embedding(ids, self.wte) + F.embedding(positions, self.wpe)
-        for block, keys, values in zip(self.blocks, self.keys, self.values):
+        for block, keys, values in zip(self.blocks, self.keys, self.values, strict=True):
             q, k, v = block.qkv(block.ln_1(hidden)).view(rows, new, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
             keys[:, :, start:end] = k
             values[:, :, start:end] = v

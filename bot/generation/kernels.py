@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,9 @@ def _compiled() -> ModuleType | None:
         return None
 
 
-_matvec = _compiled()
+# The C module, or None; Any: the extension carries no type information (tests and
+# bench.generation replace its function to watch or skip the kernel).
+_matvec: Any = _compiled()
 
 #: Up to this many rows the kernel beats torch on one thread; more rows' activations no
 #: longer fit in L1 beside the weight stream (``python -m bench.matvec``: GPT-2's layers,
@@ -54,7 +57,7 @@ def available() -> bool:
 
 
 def _streamable(tensor: torch.Tensor) -> bool:
-    return tensor.dtype == torch.float32 and tensor.device.type == "cpu" and tensor.is_contiguous() and tensor.numel() > 0
+    return tensor.dtype == torch.float32 and tensor.is_cpu and tensor.is_contiguous() and tensor.numel() > 0
 
 
 class Linear:
@@ -66,7 +69,7 @@ class Linear:
     through ``F.linear``: GPT-2's ``Conv1D`` weights as loaded are ``weight.t()`` views.
     """
 
-    __slots__ = ("weight", "bias", "in_features", "out_features", "_kernel", "_weight_array", "_bias_array")
+    __slots__ = ("_bias_array", "_kernel", "_weight_array", "bias", "in_features", "out_features", "weight")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         if weight.dim() != 2:

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from bot.generation import gpt2
 from bot.generation.errors import ModelLoadError
+from bot.generation.gpt2 import lay_out_for_kernel
 
 
 @dataclass
@@ -68,13 +68,13 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"      # generation continues from the right edge
     tokenizer.truncation_side = "left"   # an over-long prompt keeps its newest text
-    model.to(target)
+    model.to(target)  # type: ignore[arg-type]  # transformers wraps .to with functools.wraps, losing the bound self
     model.eval()
     if target.type == "cpu":
-        gpt2.lay_out_for_kernel(model)  # batch-1 decoding at memory speed (bot/generation/kernels.py)
+        lay_out_for_kernel(model)  # batch-1 decoding at memory speed (bot/generation/kernels.py)
     config = model.config
     max_positions = int(
-        getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024)
+        getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 1024
     )
     return LoadedModel(model, tokenizer, version, source, target, max_positions)
 

@@ -11,6 +11,7 @@ request is dropped and every answer carries the version that produced it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -128,7 +129,7 @@ class Generator:
                 _resolve, request.future, None, GenerationError("The bot is shutting down.")
             )
 
-    async def __aenter__(self) -> "Generator":
+    async def __aenter__(self) -> Generator:
         await self.start()
         return self
 
@@ -202,10 +203,8 @@ class Generator:
             with self._pending_lock:
                 self._pending = (loaded, switched, loop)
             del loaded
-            try:
+            with contextlib.suppress(queue.Full):  # the worker is busy and checks between batches
                 self._queue.put_nowait(_WAKE)
-            except queue.Full:
-                pass  # the worker is busy and checks for a new model between batches
             await switched
 
     # --- worker thread --------------------------------------------------------------
@@ -322,7 +321,7 @@ class Generator:
             for request in chunk:
                 request.loop.call_soon_threadsafe(_resolve, request.future, None, error)
             return
-        for request, (texts, new_tokens, prompt_tokens) in zip(chunk, results):
+        for request, (texts, new_tokens, prompt_tokens) in zip(chunk, results, strict=True):
             generation = Generation(
                 texts=tuple(texts),
                 model_version=loaded.version,
