@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test install bench clean demo
 
-$(STAMP): pyproject.toml setup.py requirements/torch-cpu.txt bot/_matvec.c
+$(STAMP): pyproject.toml setup.py requirements/torch-cpu.txt bot/generation/_matvec.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU torch wheel first, so nothing below pulls a multi-GB CUDA build.
@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(PY) -m bench.reload --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache bot/_matvec*.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache bot/generation/_matvec*.so
 
 demo: $(STAMP)
 	test -f models/tiny/config.json || $(VENV)/bin/thumbtune make-tiny-model models/tiny

@@ -1,11 +1,13 @@
-"""`python -m bench.forward [--quick]`: bot.gpt2's GPT-2 forward against transformers' own.
+"""`python -m bench.forward [--quick]`: bot.generation.gpt2's GPT-2 forward against transformers' own.
 
-What ``bot.gpt2.Gpt2Forward`` saves over ``GPT2LMHeadModel.forward`` with a
+What ``bot.generation.gpt2.Gpt2Forward`` saves over ``GPT2LMHeadModel.forward`` with a
 ``DynamicCache`` (``bot.generation.TransformersForward``, the path every other model
-type takes): the served model (streaming kernel, fused GELU), GPT-2 small shape, fp32,
-1 thread, batch 1, greedy, after a short prompt and after a ~500-token one (a long
-conversation), where transformers' cache is concatenated anew at every step. Both run
-in alternating rounds; each figure is the median decoding step over all rounds.
+type takes): the served model, GPT-2 small shape, fp32, 1 thread, batch 1, greedy, after
+a short prompt and after a ~500-token one (a long conversation), where transformers'
+cache is concatenated anew at every step. ``Gpt2Forward`` streams the weights through
+the CPU kernel and fuses GELU; transformers' forward runs the model's own modules with
+torch's kernels, as it does for every other model type. Both run in alternating rounds;
+each figure is the median decoding step over all rounds.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from bench.common import emit, median, quick_args, write_gpt2_small_shape
 from bot.generation import TransformersForward, load_model
-from bot.gpt2 import Gpt2Forward
+from bot.generation.gpt2 import Gpt2Forward
 from storage.dialogue import render_prompt
 
 

@@ -4,9 +4,9 @@ GPT-2 small shape (GPT2Config(), random weights), fp32, 1 thread, 48 new tokens.
 N = 8 and 32 concurrent requests: throughput of the Generator (dynamic batching) and of
 the usual bot — the model as `from_pretrained` gives it, one `model.generate` call per
 prompt — their ratio (`speedup_N`), request latency, and the event loop's lag during the
-load. The same prompts answered one at a time by the model as the bot serves it
-(`load_model`: the streaming CPU kernel, the fused GELU) are reported beside it, so that
-the gain of batching alone is visible too (`speedup_vs_served_one_at_a_time_N`).
+load. The same prompts answered one at a time as the bot serves them (`load_model` and
+`decode`: the streaming CPU kernel, the fused GELU) are reported beside it, so that the
+gain of batching alone is visible too (`speedup_vs_served_one_at_a_time_N`).
 
 Batch-1 decode speed of the served model against the memory-bandwidth bound: bytes of
 weights read per token ÷ single-thread read bandwidth (a `sum()` over 512 MB). Decoding
@@ -34,8 +34,7 @@ from bench.common import (
     seconds_each,
     write_gpt2_small_shape,
 )
-from bot import matvec as matvec_module
-from bot.generation import Generator, SamplingParams, decode, load_model, sample_top_k_top_p
+from bot.generation import Generator, SamplingParams, decode, kernels, load_model, sample_top_k_top_p
 from storage.dialogue import render_prompt
 
 QUESTIONS = [
@@ -166,12 +165,12 @@ def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict
     # What a token costs besides streaming the weights: the same loop with the kernel's work
     # skipped (its outputs left unwritten: the tokens are meaningless, the timing is not).
     outside = None
-    if matvec_module.kernel_available():
-        real, matvec_module._matvec.matvec = matvec_module._matvec.matvec, lambda *args: None
+    if kernels.available():
+        real, kernels._matvec.matvec = kernels._matvec.matvec, lambda *args: None
         try:
             outside = round(median(step_seconds()) * 1e3, 2)
         finally:
-            matvec_module._matvec.matvec = real
+            kernels._matvec.matvec = real
     return {
         "batch1_decode_tokens_per_s": round(rate, 2),
         "weight_bytes_per_token": weight_bytes,

@@ -1,8 +1,8 @@
 """`python -m bench.matvec [--quick]`: the CPU kernel against torch on GPT-2 small's layer weights.
 
 One thread. The 48 weight matrices of GPT-2 small's 12 layers (`[out, in]`, 340 MB, far
-larger than the caches), multiplied by 1, 2, 4 and 8 rows through ``StreamingLinear``
-(``bot._matvec`` up to ``MAX_ROWS`` rows) and through ``F.linear``; each row count is
+larger than the caches), multiplied by 1, 2, 4 and 8 rows through ``kernels.Linear``
+(``bot.generation._matvec`` up to ``MAX_ROWS`` rows) and through ``F.linear``; each row count is
 timed in alternation with a ``sum()`` over 512 MB, the single-thread read bandwidth.
 Reports milliseconds per pass and, for the kernel, GB/s of weights read.
 """
@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import best_of, emit, quick_args, read_bandwidth_bytes_per_s
-from bot.matvec import MAX_ROWS, StreamingLinear, kernel_available
+from bot.generation import kernels
+from bot.generation.kernels import MAX_ROWS, Linear
 
 SHAPES = [(2304, 768), (768, 768), (3072, 768), (768, 3072)]  # [out, in]: qkv, proj, fc, mlp proj
 LAYERS = 12
@@ -24,11 +25,11 @@ LAYERS = 12
 def main() -> None:
     args = quick_args(__doc__, "fewer rounds (< 30 s)")
     torch.manual_seed(0)
-    layers = [[StreamingLinear(torch.randn(out, inn), torch.randn(out)) for out, inn in SHAPES] for _ in range(LAYERS)]
+    layers = [[Linear(torch.randn(out, inn), torch.randn(out)) for out, inn in SHAPES] for _ in range(LAYERS)]
     weight_bytes = sum(layer.weight.numel() * 4 for block in layers for layer in block)
     buffer = torch.ones(512 * 1024 * 1024 // 4)
     rounds = 2 if args.quick else 5
-    result: dict = {"kernel_available": kernel_available(), "max_rows": MAX_ROWS, "weight_bytes": weight_bytes,
+    result: dict = {"kernel_available": kernels.available(), "max_rows": MAX_ROWS, "weight_bytes": weight_bytes,
                     "threads": 1, "rounds": rounds}
     bandwidths = []
     with torch.inference_mode():

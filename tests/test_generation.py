@@ -89,10 +89,13 @@ async def test_a_request_that_takes_too_long_times_out(generator: Generator):
     assert (await generator.generate(render_prompt("hi"), SHORT)).texts
 
 
-async def test_an_overlong_prompt_is_cut_from_the_left(generator: Generator):
+async def test_an_overlong_prompt_is_cut_from_the_left(generator: Generator, tiny_model_dir: Path):
+    from transformers import AutoConfig
+
     prompt = render_prompt("tell me something nice " * 200)
     result = await generator.generate(prompt, SHORT)
-    assert result.prompt_tokens == generator.max_positions - SHORT.max_new_tokens
+    context = AutoConfig.from_pretrained(tiny_model_dir).n_positions
+    assert result.prompt_tokens == context - SHORT.max_new_tokens
 
 
 async def test_the_event_loop_keeps_ticking_during_generation(generator: Generator):
@@ -158,17 +161,18 @@ def test_an_unknown_hub_model_offline_names_the_setting():
 def test_the_served_cpu_model_gives_the_same_logits_and_greedy_text(tiny_model_dir: Path):
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
 
-    from bot.matvec import StreamingLinear, kernel_available
+    from bot.generation import kernels
 
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     served = load_model(tiny_model_dir, version=0, device="cpu")
-    streaming = [m for m in served.model.modules() if isinstance(m, StreamingLinear)]
-    # 2 layers x 4 products + the output projection, which still shares the embedding.
-    assert len(streaming) == (9 if kernel_available() else 0)
-    if streaming:
-        head = served.model.get_output_embeddings()
-        assert head.weight is served.model.get_input_embeddings().weight
+    # The modules are the ones loaded; where the kernel runs, the Conv1D weights are stored
+    # as [out, in] (the same values and shapes, other strides) for Gpt2Forward to stream.
+    assert [type(m) for m in served.model.modules()] == [type(m) for m in plain.modules()]
+    convs = [m for m in served.model.modules() if isinstance(m, Conv1D)]
+    assert len(convs) == 8 and all(m.weight.t().is_contiguous() == kernels.available() for m in convs)
+    assert served.model.get_output_embeddings().weight is served.model.get_input_embeddings().weight
     encoded = served.tokenizer(render_prompt("what should I eat"), return_tensors="pt")
     with torch.inference_mode():
         assert torch.allclose(plain(**encoded).logits, served.model(**encoded).logits, atol=1e-5)

@@ -1,4 +1,4 @@
-"""bot.gpt2.Gpt2Forward against transformers' own GPT-2 forward, and decode's other path."""
+"""bot.generation.gpt2.Gpt2Forward against transformers' own GPT-2 forward, and decode's other path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from bot.generation import TransformersForward, decode, load_model, position_ids
-from bot.gpt2 import Gpt2Forward, supports
+from bot.generation.gpt2 import Gpt2Forward, supports
 from storage.dialogue import render_prompt
 
 PROMPTS = [render_prompt("hi"), render_prompt("what should I eat tonight, something warm please"),
@@ -32,8 +32,9 @@ def steps(forward: Gpt2Forward | TransformersForward, batch, tokens: list[torch.
 @pytest.mark.parametrize("served", [True, False], ids=["served", "as-loaded"])
 @pytest.mark.parametrize("capacity", [64, 1], ids=["reserved", "grown"])
 def test_logits_equal_transformers_on_a_left_padded_batch(tiny_model_dir: Path, served: bool, capacity: int):
-    # served: the model as load_model gives it (streaming kernel, fused GELU); as-loaded:
-    # from_pretrained's Conv1D layers, which is what a GPU serves.
+    # served: the model as load_model gives it (weights laid out for the CPU kernel, which
+    # Gpt2Forward then takes); as-loaded: from_pretrained's layout, which is what a GPU
+    # serves (every product through F.linear).
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     loaded = load_model(tiny_model_dir, version=0, device="cpu")
     model, tokenizer = (loaded.model if served else plain), loaded.tokenizer
@@ -97,7 +98,7 @@ def test_only_gpt2_language_models_without_cross_attention_are_supported():
 
 
 def test_other_models_decode_through_their_own_forward(tiny_model_dir: Path):
-    # A model bot.gpt2 does not cover still decodes, padded batch and all, as generate does.
+    # A model bot.generation.gpt2 does not cover still decodes, padded batch and all, as generate does.
     tokenizer = load_model(tiny_model_dir, version=0, device="cpu").tokenizer
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(

@@ -1,4 +1,4 @@
-"""The generation engine: one worker thread owns the model and answers in batches.
+"""The worker thread that owns the models: a request queue, batches, and hot swap.
 
 Callers on the event loop put requests into a bounded queue and await a future.
 The worker takes everything that arrived within a short window, groups requests
@@ -11,63 +11,25 @@ request is dropped and every answer carries the version that produced it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
-import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    DynamicCache,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
-from bot import gpt2
-from bot.matvec import stream_linear_layers, swap_modules
-from storage.dialogue import answer_is_over, cut_answer, render_prompt
+from bot.generation.decoding import SamplingParams, sample
+from bot.generation.errors import GenerationError, GenerationTimeout, GeneratorBusy, ModelLoadError
+from bot.generation.loading import LoadedModel, load_model
+from storage.dialogue import render_prompt
 
 log = logging.getLogger(__name__)
 
 WARMUP_PROMPT = render_prompt("hello")
-
-
-class GenerationError(Exception):
-    """Generation could not answer; the message is fit to show a person."""
-
-
-class GeneratorBusy(GenerationError):
-    def __init__(self) -> None:
-        super().__init__("I'm busy answering other people right now, try again shortly.")
-
-
-class GenerationTimeout(GenerationError):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"Sorry, that took longer than {seconds:g} s; please try again.")
-
-
-class ModelLoadError(GenerationError):
-    """A model could not be loaded or failed its warm-up sample."""
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 0.9
-    top_p: float = 0.95
-    max_new_tokens: int = 48
-    candidates: int = 1
-
-    def batch_key(self) -> tuple[float, float, int]:
-        # Candidates are just more rows; the rest must be equal to share one batch.
-        return (self.temperature, self.top_p, self.max_new_tokens)
 
 
 @dataclass(frozen=True)
@@ -78,217 +40,6 @@ class Generation:
     prompt_tokens: int           # tokens of the (possibly left-truncated) prompt
 
 
-@dataclass
-class LoadedModel:
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    version: int
-    source: str
-    device: torch.device
-    max_positions: int
-
-
-def pick_device(device: str) -> torch.device:
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ModelLoadError("THUMBTUNE_DEVICE=cuda but torch sees no CUDA device")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def load_model(source: str | Path, *, version: int, device: str = "auto") -> LoadedModel:
-    """Load a causal LM and its tokenizer, ready for left-padded batched sampling."""
-    source = str(source)
-    target = pick_device(device)
-    dtype = torch.float32
-    if target.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    local = Path(source).is_dir()
-    try:
-        try:
-            # The local folder or the Hugging Face cache first: no network wait when cached.
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=True)
-        except OSError:
-            if local or not _hub_reachable():
-                raise
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except Exception as exc:  # OSError, ValueError, a SafetensorError for damaged weights, ...
-        if local:
-            reason = " ".join(str(exc).split())[:240] or type(exc).__name__
-            raise ModelLoadError(f"THUMBTUNE_MODEL folder {source} is not a loadable model: {reason}") from exc
-        raise ModelLoadError(
-            f"Could not load model {source!r}: it is not in the local Hugging Face cache and the Hub "
-            "could not be reached (offline?). Set THUMBTUNE_MODEL to a local model folder, e.g. one "
-            "made with `thumbtune make-tiny-model models/tiny` and THUMBTUNE_MODEL=models/tiny."
-        ) from exc
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"      # generation continues from the right edge
-    tokenizer.truncation_side = "left"   # an over-long prompt keeps its newest text
-    model.to(target)
-    model.eval()
-    _fuse_tanh_gelu(model)
-    if target.type == "cpu":
-        stream_linear_layers(model)  # batch-1 decoding at memory speed (bot/matvec.py)
-    config = model.config
-    max_positions = int(
-        getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024)
-    )
-    return LoadedModel(model, tokenizer, version, source, target, max_positions)
-
-
-def _fuse_tanh_gelu(model: torch.nn.Module) -> None:
-    """GPT-2's activation, written out as seven tensor operations, as torch's one fused op.
-
-    Same formula (tanh approximation), float rounding apart: ~70 fewer operator calls per
-    generated token for GPT-2 small, on a CPU thread or as GPU kernel launches.
-    """
-    from transformers.activations import NewGELUActivation
-
-    swap_modules(model, lambda child: torch.nn.GELU(approximate="tanh") if isinstance(child, NewGELUActivation) else None)
-
-
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    """A quick TCP probe, so an offline machine fails in seconds, not after minutes of retries."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlsplit(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
-def sample_top_k_top_p(logits: torch.Tensor, temperature: float, top_p: float, top_k: int = 50) -> torch.Tensor:
-    """One token id per row: temperature, then top-k, then nucleus (top-p) sampling.
-
-    The distribution of ``generate(do_sample=True)`` with GPT-2's defaults (top_k=50), but
-    computed over the k best tokens only: ``generate`` sorts and samples over the whole
-    50,257-token vocabulary for every row and step, about 18 % of a batch of 32 on one
-    CPU thread (torch profiler).
-    """
-    values, indices = torch.topk(logits.float() / temperature, min(top_k, logits.shape[-1]))
-    probs = torch.softmax(values, dim=-1)  # sorted, highest first
-    # Keep the smallest prefix whose probability reaches top_p (always the first token).
-    outside = probs.cumsum(dim=-1) - probs >= top_p
-    probs = probs.masked_fill(outside, 0.0)
-    return indices.gather(-1, torch.multinomial(probs, 1)).squeeze(-1)
-
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Each token's position in its own row of a left-padded batch (padding counts as 0)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-class TransformersForward:
-    """``Gpt2Forward``'s interface over any causal LM's own forward and a ``DynamicCache``."""
-
-    def __init__(self, model: PreTrainedModel) -> None:
-        self.model = model
-        self.cache = DynamicCache()
-
-    def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, cache=self.cache,
-            use_cache=True, logits_to_keep=1,
-        ).logits[:, -1]
-
-    def keep(self, rows: torch.Tensor) -> None:
-        self.cache.batch_select_indices(rows)
-
-
-@torch.inference_mode()
-def decode(
-    model: PreTrainedModel,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    *,
-    max_new_tokens: int,
-    choose: Callable[[torch.Tensor], torch.Tensor],
-    eos_token_id: int | None,
-    done: Callable[[int, list[int]], bool] | None = None,
-) -> list[list[int]]:
-    """Continue each row of a left-padded batch by up to ``max_new_tokens`` tokens.
-
-    ``choose`` maps the last logits [rows, vocab] to one id per row. A row ends with an
-    end-of-text token (kept) or when ``done(row, its new ids)`` says its answer is complete,
-    and leaves the batch (its cached keys and values too); decoding stops when every row
-    has ended. Returns each row's new ids, in the order of the input rows.
-
-    This is ``generate``'s loop without what the bot does not use (logits processors,
-    stopping-criteria objects, beam bookkeeping), and no tokens after an answer is over.
-    GPT-2 models run through ``bot.gpt2.Gpt2Forward``, others through their own forward.
-    """
-    rows = input_ids.shape[0]
-    # One unpadded row needs no mask (the plain causal path).
-    mask = None if rows == 1 and bool(attention_mask.all()) else attention_mask
-    positions = position_ids(attention_mask)
-    if gpt2.supports(model):
-        forward = gpt2.Gpt2Forward(model, capacity=input_ids.shape[1] + max_new_tokens)
-    else:
-        forward = TransformersForward(model)
-    logits = forward(input_ids, positions, mask)
-    position = positions[:, -1:]
-    new: list[list[int]] = [[] for _ in range(rows)]
-    live = list(range(rows))  # the original row of each row still in the batch
-    for step in range(max_new_tokens):
-        picked = choose(logits)
-        going = []  # indexes (in the batch) of the rows whose answers go on
-        for index, token in enumerate(picked.tolist()):
-            row = live[index]
-            new[row].append(token)
-            if token != eos_token_id and not (done is not None and done(row, new[row])):
-                going.append(index)
-        if not going or step == max_new_tokens - 1:
-            break
-        if len(going) < len(live):
-            # Finished rows leave the batch: later steps compute only the answers still going.
-            keep = torch.tensor(going, device=picked.device)
-            forward.keep(keep)
-            picked, position = picked[keep], position[keep]
-            mask = None if mask is None else mask[keep]
-            live = [live[i] for i in going]
-        if mask is not None:
-            mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=-1)
-        position = position + 1
-        logits = forward(picked.unsqueeze(-1), position, mask)
-    return new
-
-
-def sample(loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, rows_per_prompt: Sequence[int]) -> list[tuple[list[str], int, int]]:
-    """One batched decode over ``prompts`` (prompt i repeated rows_per_prompt[i] times).
-
-    Returns, per prompt, (answers, new tokens, prompt tokens). Runs on the worker thread.
-    """
-    tokenizer = loaded.tokenizer
-    rows = [text for text, count in zip(prompts, rows_per_prompt) for _ in range(count)]
-    limit = max(1, loaded.max_positions - params.max_new_tokens)
-    encoded = tokenizer(rows, return_tensors="pt", padding=True, truncation=True, max_length=limit)
-    encoded = {name: tensor.to(loaded.device) for name, tensor in encoded.items()}
-    new = decode(
-        loaded.model, encoded["input_ids"], encoded["attention_mask"],
-        max_new_tokens=params.max_new_tokens,
-        choose=lambda logits: sample_top_k_top_p(logits, params.temperature, params.top_p),
-        eos_token_id=tokenizer.eos_token_id,
-        # Stop a row once its answer is over: the tokens after it would be cut anyway.
-        done=lambda _row, ids: answer_is_over(tokenizer.decode(ids, skip_special_tokens=True)),
-    )
-    prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
-    results: list[tuple[list[str], int, int]] = []
-    row = 0
-    for count in rows_per_prompt:
-        chosen = new[row : row + count]
-        texts = [cut_answer(text) for text in tokenizer.batch_decode(chosen, skip_special_tokens=True)]
-        results.append((texts, sum(len(ids) for ids in chosen), int(prompt_lengths[row])))
-        row += count
-    return results
-
-
 @dataclass(eq=False)
 class _Request:
     prompt: str
@@ -297,7 +48,6 @@ class _Request:
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     abandoned: bool = False          # the caller gave up (timeout); skip it
-    enqueued_at: float = field(default_factory=time.monotonic)
 
 
 _STOP = object()
@@ -379,7 +129,7 @@ class Generator:
                 _resolve, request.future, None, GenerationError("The bot is shutting down.")
             )
 
-    async def __aenter__(self) -> "Generator":
+    async def __aenter__(self) -> Generator:
         await self.start()
         return self
 
@@ -402,23 +152,10 @@ class Generator:
         loaded = await asyncio.to_thread(self._load_and_warm_up, str(source), version)
         self._previous = loaded  # one reference assignment; the worker reads it per batch
 
-    def drop_previous(self) -> None:
-        """Free the previous version's memory (champion vs challenger is over)."""
-        previous, self._previous = self._previous, None
-        if previous is not None:
-            device = previous.device
-            del previous
-            _after_free(device)
-
     @property
     def source(self) -> str:
         assert self._loaded is not None, "Generator.start() first"
         return self._loaded.source
-
-    @property
-    def max_positions(self) -> int:
-        assert self._loaded is not None, "Generator.start() first"
-        return self._loaded.max_positions
 
     def queued(self) -> int:
         return self._queue.qsize()
@@ -466,10 +203,8 @@ class Generator:
             with self._pending_lock:
                 self._pending = (loaded, switched, loop)
             del loaded
-            try:
+            with contextlib.suppress(queue.Full):  # the worker is busy and checks between batches
                 self._queue.put_nowait(_WAKE)
-            except queue.Full:
-                pass  # the worker is busy and checks for a new model between batches
             await switched
 
     # --- worker thread --------------------------------------------------------------
@@ -586,7 +321,7 @@ class Generator:
             for request in chunk:
                 request.loop.call_soon_threadsafe(_resolve, request.future, None, error)
             return
-        for request, (texts, new_tokens, prompt_tokens) in zip(chunk, results):
+        for request, (texts, new_tokens, prompt_tokens) in zip(chunk, results, strict=True):
             generation = Generation(
                 texts=tuple(texts),
                 model_version=loaded.version,

@@ -1,5 +1,5 @@
 /*
- * bot._matvec: y = x @ W.T + b for a few rows of x, reading W once, on one CPU thread.
+ * bot.generation._matvec: y = x @ W.T + b for a few rows of x, reading W once, on one CPU thread.
  *
  * Generating one token for one conversation reads every weight of the model once and
  * does two flops per weight: decoding at batch 1 is bound by memory bandwidth, not by
@@ -10,15 +10,18 @@
  * 256-bit AVX2 did as well as 512-bit AVX-512 here (memory, not arithmetic, is the
  * limit), so there is one kernel; the CPU is asked at import whether it can run it.
  *
- * Layout: x is [rows, k], w is [n, k] (PyTorch's Linear layout), b is [n] or absent,
- * y is [rows, n]; all float32 and contiguous. Rows go in groups of up to four that share
- * each load of w, so a handful of rows costs little more than one.
- * The Python side (bot/matvec.py) checks dtypes, shapes and contiguity before calling:
- * this module trusts the addresses it is given.
+ * Layout: x is [..., k], w is [n, k] (PyTorch's Linear layout), b is [n] or None,
+ * y is [..., n] with the same leading shape as x; all float32 and C-contiguous. Rows go
+ * in groups of up to four that share each load of w, so a handful of rows costs little
+ * more than one.
+ * The arrays arrive as objects with the buffer protocol (numpy views of the tensors, from
+ * bot/generation/kernels.py): their format, shapes, contiguity and writability are checked
+ * here, and a call that does not fit raises instead of reading or writing stray memory.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define THUMBTUNE_X86 1
@@ -102,33 +105,103 @@ available(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
     return PyBool_FromLong(have_avx2_fma);
 }
 
+/* A float32 C-contiguous buffer of `obj` into `view`; 0, or -1 with an exception set. */
+static int
+float_buffer(PyObject *obj, Py_buffer *view, int writable, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "matvec: %s must be a C-contiguous%s float32 buffer",
+                     name, writable ? ", writable" : "");
+        return -1;
+    }
+    const char *f = view->format ? view->format : "B";
+    if (f[0] == '@' || f[0] == '=' || f[0] == '<')
+        f++;  /* native or little-endian: the same on x86-64, the only place the kernel runs */
+    if (view->itemsize != 4 || strcmp(f, "f") != 0 || view->ndim < 1) {
+        PyErr_Format(PyExc_TypeError, "matvec: %s must hold float32 numbers (format %s, %zd dimensions)",
+                     name, view->format ? view->format : "B", (Py_ssize_t)view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+overlaps(const Py_buffer *a, const Py_buffer *b)
+{
+    const char *a0 = a->buf, *b0 = b->buf;
+    return a0 < b0 + b->len && b0 < a0 + a->len;
+}
+
 PyDoc_STRVAR(matvec_doc,
-"matvec(x, w, b, y, rows, k, n) -> None\n\n"
-"y[rows, n] = x[rows, k] @ w[n, k].T + b[n]: float32, contiguous, given as addresses\n"
-"(b may be 0). The caller guarantees the buffers; the GIL is released meanwhile.");
+"matvec(x, w, b, y) -> None\n\n"
+"y[..., n] = x[..., k] @ w[n, k].T + b[n] (b may be None): float32, C-contiguous objects\n"
+"with the buffer protocol (numpy arrays), y writable and apart from the others. Shapes,\n"
+"format and contiguity are checked (TypeError, ValueError); the GIL is released meanwhile.");
 
 static PyObject *
 matvec(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    unsigned long long x, w, b, y;
-    Py_ssize_t rows, k, n;
-    if (!PyArg_ParseTuple(args, "KKKKnnn:matvec", &x, &w, &b, &y, &rows, &k, &n))
+    PyObject *xo, *wo, *bo, *yo;
+    if (!PyArg_ParseTuple(args, "OOOO:matvec", &xo, &wo, &bo, &yo))
         return NULL;
     if (!have_avx2_fma) {
         PyErr_SetString(PyExc_RuntimeError, "matvec: this CPU lacks AVX2 and FMA");
         return NULL;
     }
-    if (rows < 0 || k < 0 || n < 0 || x == 0 || w == 0 || y == 0) {
-        PyErr_SetString(PyExc_ValueError, "matvec: negative size or null buffer");
-        return NULL;
+    Py_buffer x, w, b, y;
+    int got = 0;  /* how many of x, w, y, b are held */
+    PyObject *result = NULL;
+    if (float_buffer(xo, &x, 0, "x") < 0) goto done;
+    got = 1;
+    if (float_buffer(wo, &w, 0, "w") < 0) goto done;
+    got = 2;
+    if (float_buffer(yo, &y, 1, "y") < 0) goto done;
+    got = 3;
+    if (bo != Py_None) {
+        if (float_buffer(bo, &b, 0, "b") < 0) goto done;
+        got = 4;
+    }
+    if (w.ndim != 2) {
+        PyErr_SetString(PyExc_ValueError, "matvec: w must be 2-D [n, k]");
+        goto done;
+    }
+    const Py_ssize_t n = w.shape[0], k = w.shape[1];
+    if (x.ndim != y.ndim || x.shape[x.ndim - 1] != k || y.shape[y.ndim - 1] != n) {
+        PyErr_SetString(PyExc_ValueError, "matvec: x must be [..., k] and y [..., n] for w [n, k]");
+        goto done;
+    }
+    Py_ssize_t rows = 1;
+    for (int d = 0; d < x.ndim - 1; d++) {
+        if (x.shape[d] != y.shape[d]) {
+            PyErr_SetString(PyExc_ValueError, "matvec: x and y must have the same leading shape");
+            goto done;
+        }
+        rows *= x.shape[d];
+    }
+    if (got == 4 && (b.ndim != 1 || b.shape[0] != n)) {
+        PyErr_SetString(PyExc_ValueError, "matvec: b must be [n]");
+        goto done;
+    }
+    if (overlaps(&y, &x) || overlaps(&y, &w) || (got == 4 && overlaps(&y, &b))) {
+        PyErr_SetString(PyExc_ValueError, "matvec: y must not share memory with x, w or b");
+        goto done;
     }
 #ifdef THUMBTUNE_X86
     Py_BEGIN_ALLOW_THREADS
-    matvec_avx2((const float *)(uintptr_t)x, (const float *)(uintptr_t)w,
-                b ? (const float *)(uintptr_t)b : NULL, (float *)(uintptr_t)y, rows, k, n);
+    matvec_avx2(x.buf, w.buf, got == 4 ? b.buf : NULL, y.buf, rows, k, n);
     Py_END_ALLOW_THREADS
 #endif
-    Py_RETURN_NONE;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    if (got >= 4) PyBuffer_Release(&b);
+    if (got >= 3) PyBuffer_Release(&y);
+    if (got >= 2) PyBuffer_Release(&w);
+    if (got >= 1) PyBuffer_Release(&x);
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -139,7 +212,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_matvec",
-    "Few-row matrix products that stream the weights at memory speed (see bot/matvec.py).",
+    "Few-row matrix products that stream the weights at memory speed (see bot/generation/kernels.py).",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 

@@ -1,0 +1,93 @@
+"""Loading a model for serving: the device, the weights and tokenizer, the Hub check.
+
+``load_model`` reads a local folder or the Hugging Face cache first and asks the Hub only
+when it answers (a quick TCP probe), so an offline machine fails in seconds with one
+message naming ``THUMBTUNE_MODEL``. The tokenizer is set up for left-padded batches.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from bot.generation.errors import ModelLoadError
+from bot.generation.gpt2 import lay_out_for_kernel
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    version: int
+    source: str
+    device: torch.device
+    max_positions: int
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ModelLoadError("THUMBTUNE_DEVICE=cuda but torch sees no CUDA device")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def load_model(source: str | Path, *, version: int, device: str = "auto") -> LoadedModel:
+    """Load a causal LM and its tokenizer, ready for left-padded batched sampling."""
+    source = str(source)
+    target = pick_device(device)
+    dtype = torch.float32
+    if target.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    local = Path(source).is_dir()
+    try:
+        try:
+            # The local folder or the Hugging Face cache first: no network wait when cached.
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=True)
+        except OSError:
+            if local or not _hub_reachable():
+                raise
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except Exception as exc:  # OSError, ValueError, a SafetensorError for damaged weights, ...
+        if local:
+            reason = " ".join(str(exc).split())[:240] or type(exc).__name__
+            raise ModelLoadError(f"THUMBTUNE_MODEL folder {source} is not a loadable model: {reason}") from exc
+        raise ModelLoadError(
+            f"Could not load model {source!r}: it is not in the local Hugging Face cache and the Hub "
+            "could not be reached (offline?). Set THUMBTUNE_MODEL to a local model folder, e.g. one "
+            "made with `thumbtune make-tiny-model models/tiny` and THUMBTUNE_MODEL=models/tiny."
+        ) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"      # generation continues from the right edge
+    tokenizer.truncation_side = "left"   # an over-long prompt keeps its newest text
+    model.to(target)  # type: ignore[arg-type]  # transformers wraps .to with functools.wraps, losing the bound self
+    model.eval()
+    if target.type == "cpu":
+        lay_out_for_kernel(model)  # batch-1 decoding at memory speed (bot/generation/kernels.py)
+    config = model.config
+    max_positions = int(
+        getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 1024
+    )
+    return LoadedModel(model, tokenizer, version, source, target, max_positions)
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick TCP probe, so an offline machine fails in seconds, not after minutes of retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
