@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean demo
+.PHONY: run test lint install bench clean demo
 
 $(STAMP): pyproject.toml setup.py requirements/torch-cpu.txt bot/generation/_matvec.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,15 +19,21 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/thumbtune run $(ARGS)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint, format and types (configured in pyproject.toml); part of `make test`.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) -m bench.generation --quick
 	$(PY) -m bench.reload --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache bot/generation/_matvec*.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bot/generation/_matvec*.so
 
 demo: $(STAMP)
 	test -f models/tiny/config.json || $(VENV)/bin/thumbtune make-tiny-model models/tiny

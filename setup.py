@@ -8,6 +8,8 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("bot.generation._matvec", sources=["bot/generation/_matvec.c"], optional=True, extra_compile_args=["-O2"]),
+        Extension(
+            "bot.generation._matvec", sources=["bot/generation/_matvec.c"], optional=True, extra_compile_args=["-O2"]
+        ),
     ],
 )

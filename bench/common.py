@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import statistics
@@ -57,10 +58,8 @@ class LoopLag:
     async def stop(self) -> dict[str, float]:
         assert self._task is not None
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         return {"max_ms": max(self.lags, default=0.0) * 1000, "p99_ms": percentile(self.lags, 99) * 1000}
 
 

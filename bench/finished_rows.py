@@ -31,8 +31,15 @@ def main() -> None:
 
         def run(done: Callable[[int, list[int]], bool] | None) -> tuple[float, list[list[int]]]:
             started = time.perf_counter()
-            new = decode(loaded.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max(lengths),
-                         choose=greedy, eos_token_id=None, done=done)
+            new = decode(
+                loaded.model,
+                batch["input_ids"],
+                batch["attention_mask"],
+                max_new_tokens=max(lengths),
+                choose=greedy,
+                eos_token_id=None,
+                done=done,
+            )
             return time.perf_counter() - started, new
 
         run(lambda row, ids: len(ids) >= 2)  # warm-up
@@ -40,16 +47,18 @@ def main() -> None:
         assert [len(ids) for ids in new] == lengths
         useful = sum(lengths)
         staying, _ = run(None)
-    emit({
-        "rows": rows,
-        "answer_lengths": lengths,
-        "useful_tokens": useful,
-        "rows_leave_s": round(leaving, 2),
-        "rows_stay_s": round(staying, 2),
-        "useful_tokens_per_s_rows_leave": round(useful / leaving, 1),
-        "useful_tokens_per_s_rows_stay": round(useful / staying, 1),
-        "speedup": round(staying / leaving, 2),
-    })
+    emit(
+        {
+            "rows": rows,
+            "answer_lengths": lengths,
+            "useful_tokens": useful,
+            "rows_leave_s": round(leaving, 2),
+            "rows_stay_s": round(staying, 2),
+            "useful_tokens_per_s_rows_leave": round(useful / leaving, 1),
+            "useful_tokens_per_s_rows_stay": round(useful / staying, 1),
+            "speedup": round(staying / leaving, 2),
+        }
+    )
 
 
 if __name__ == "__main__":

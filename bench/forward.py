@@ -12,21 +12,25 @@ each figure is the median decoding step over all rounds.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from transformers import GPT2LMHeadModel
 
 from bench.common import emit, median, quick_args, write_gpt2_small_shape
 from bot.generation import TransformersForward, load_model
 from bot.generation.gpt2 import Gpt2Forward
 from storage.dialogue import render_prompt
 
+Forward = Gpt2Forward | TransformersForward
+
 
 @torch.inference_mode()
-def step_seconds(forward: Callable, ids: torch.Tensor, steps: int) -> list[float]:
+def step_seconds(forward: Forward, ids: torch.Tensor, steps: int) -> list[float]:
     """Greedy decoding of ``steps`` tokens after the prompt; the time of each step."""
     position = torch.arange(ids.shape[1]).unsqueeze(0)
     logits = forward(ids, position, None)
@@ -47,11 +51,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         loaded = load_model(write_gpt2_small_shape(Path(tmp) / "m"), version=0, device="cpu")
         model, tokenizer = loaded.model, loaded.tokenizer
+        assert isinstance(model, GPT2LMHeadModel)
         for name, text in (("short", "what is the weather like"), ("long", "what is the weather like " * 100)):
             ids = tokenizer(render_prompt(text), return_tensors="pt")["input_ids"]
-            makers = {
-                "gpt2_forward": lambda: Gpt2Forward(model, capacity=ids.shape[1] + steps + 1),
-                "transformers_forward": lambda: TransformersForward(model),
+            makers: dict[str, Callable[[], Forward]] = {
+                "gpt2_forward": functools.partial(Gpt2Forward, model, capacity=ids.shape[1] + steps + 1),
+                "transformers_forward": functools.partial(TransformersForward, model),
             }
             step_seconds(makers["gpt2_forward"](), ids, 2)  # warm-up
             seconds: dict[str, list[float]] = {key: [] for key in makers}

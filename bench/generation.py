@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationMixin, GPT2LMHeadModel
 
 from bench.common import (
     LoopLag,
@@ -38,8 +40,14 @@ from bot.generation import Generator, SamplingParams, decode, kernels, load_mode
 from storage.dialogue import render_prompt
 
 QUESTIONS = [
-    "what is the weather like", "do you like cats", "what should I eat", "can you help me",
-    "where should I travel", "what music do you like", "I have too much work", "tell me something nice",
+    "what is the weather like",
+    "do you like cats",
+    "what should I eat",
+    "can you help me",
+    "where should I travel",
+    "what music do you like",
+    "I have too much work",
+    "tell me something nice",
 ]
 
 
@@ -51,7 +59,19 @@ def params(new_tokens: int) -> SamplingParams:
     return SamplingParams(temperature=0.9, top_p=0.95, max_new_tokens=new_tokens)
 
 
-def sequential(folder: Path, texts: list[str], new_tokens: int, *, served: bool) -> dict[str, float]:
+@dataclass(frozen=True)
+class Timed:
+    """Prompts answered in one timed go."""
+
+    tokens_per_s: float
+    seconds: float
+    tokens: int
+    latencies: list[float]
+    lag_max_ms: float = 0.0  # the event loop's worst delay (through the generator only)
+    lag_p99_ms: float = 0.0
+
+
+def sequential(folder: Path, texts: list[str], new_tokens: int, *, served: bool) -> Timed:
     """One prompt after another, each exactly ``new_tokens`` long.
 
     ``served=False``: the usual bot, the model as ``from_pretrained`` gives it and one
@@ -65,29 +85,40 @@ def sequential(folder: Path, texts: list[str], new_tokens: int, *, served: bool)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder).eval()
     sampling = params(new_tokens)
-    tokens, latencies = 0, []
+    tokens, latencies = 0, list[float]()
     started = time.perf_counter()
     for text in texts:
         asked = time.perf_counter()
         encoded = tokenizer(text, return_tensors="pt")
         if served:
-            new = decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=new_tokens,
-                         choose=lambda logits: sample_top_k_top_p(logits, sampling.temperature, sampling.top_p),
-                         eos_token_id=None)
+            new = decode(
+                model,
+                encoded["input_ids"],
+                encoded["attention_mask"],
+                max_new_tokens=new_tokens,
+                choose=lambda logits: sample_top_k_top_p(logits, sampling.temperature, sampling.top_p),
+                eos_token_id=None,
+            )
             tokens += len(new[0])
         else:
+            assert isinstance(model, GenerationMixin)
             with torch.inference_mode():
                 output = model.generate(
-                    **encoded, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                    max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=tokenizer.eos_token_id,
+                    **encoded,
+                    do_sample=True,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    pad_token_id=tokenizer.eos_token_id,
                 )
             tokens += output.shape[1] - encoded["input_ids"].shape[1]
         latencies.append(time.perf_counter() - asked)
     elapsed = time.perf_counter() - started
-    return {"tokens_per_s": tokens / elapsed, "seconds": elapsed, "tokens": tokens, "latencies": latencies}
+    return Timed(tokens / elapsed, elapsed, tokens, latencies)
 
 
-async def through_generator(generator: Generator, texts: list[str], new_tokens: int) -> dict[str, float]:
+async def through_generator(generator: Generator, texts: list[str], new_tokens: int) -> Timed:
     lag = LoopLag()
     lag.start()
     latencies: list[float] = []
@@ -102,24 +133,17 @@ async def through_generator(generator: Generator, texts: list[str], new_tokens: 
     counts = await asyncio.gather(*(ask(text) for text in texts))
     elapsed = time.perf_counter() - started
     lags = await lag.stop()
-    return {
-        "tokens_per_s": sum(counts) / elapsed,
-        "seconds": elapsed,
-        "tokens": sum(counts),
-        "latencies": latencies,
-        "lag_max_ms": lags["max_ms"],
-        "lag_p99_ms": lags["p99_ms"],
-    }
+    return Timed(sum(counts) / elapsed, elapsed, sum(counts), latencies, lags["max_ms"], lags["p99_ms"])
 
 
-def bytes_read_per_token(model: torch.nn.Module) -> int:
+def bytes_read_per_token(model: GPT2LMHeadModel) -> int:
     """Every weight once, except the position table, of which one row is read."""
     positions = model.transformer.wpe.weight
     total = sum(p.numel() * p.element_size() for p in model.parameters())
     return total - positions.numel() * positions.element_size() + positions.shape[1] * positions.element_size()
 
 
-def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict[str, float]:
+def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict[str, object]:
     """Batch-1 decode speed of the served model and decoding loop (greedy) against the bound
     set by single-thread read bandwidth.
 
@@ -135,6 +159,7 @@ def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict
     loaded = load_model(folder, version=0, device="cpu")
     tokenizer, model = loaded.tokenizer, loaded.model
     encoded = tokenizer(render_prompt("what is the weather like"), return_tensors="pt")
+    assert isinstance(model, GPT2LMHeadModel), "the bound is computed for GPT-2's weights"
     weight_bytes = bytes_read_per_token(model)
     buffer = torch.ones(512 * 1024 * 1024 // 4, dtype=torch.float32)
     buffer_bytes = buffer.numel() * buffer.element_size()
@@ -146,9 +171,15 @@ def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict
             chosen.append(time.perf_counter())
             return logits.argmax(dim=-1)
 
-        decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=1 + new_tokens,
-               choose=greedy, eos_token_id=None)
-        return [after - before for before, after in zip(chosen, chosen[1:])]
+        decode(
+            model,
+            encoded["input_ids"],
+            encoded["attention_mask"],
+            max_new_tokens=1 + new_tokens,
+            choose=greedy,
+            eos_token_id=None,
+        )
+        return [after - before for before, after in itertools.pairwise(chosen)]
 
     step_seconds()  # warm-up
     steps: list[float] = []
@@ -185,28 +216,33 @@ def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict
 
 async def main_async(args: argparse.Namespace) -> dict:
     new_tokens = 16 if args.quick else 48
-    result: dict = {"model": "GPT2Config() random weights", "dtype": "float32", "threads": 1,
-                    "new_tokens": new_tokens, "quick": args.quick}
+    result: dict = {
+        "model": "GPT2Config() random weights",
+        "dtype": "float32",
+        "threads": 1,
+        "new_tokens": new_tokens,
+        "quick": args.quick,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_gpt2_small_shape(Path(tmp) / "gpt2-small-shape")
         # One at a time costs the same per prompt whatever N is, so our served model is
         # timed once, on 8 prompts; --quick also times only 8 with the usual bot's model.
         served = sequential(folder, prompts(8), new_tokens, served=True)
-        result["served_one_at_a_time_tokens_per_s"] = round(served["tokens_per_s"], 2)
+        result["served_one_at_a_time_tokens_per_s"] = round(served.tokens_per_s, 2)
         async with Generator(source=folder, batch_window_s=0.02, max_batch_rows=32, queue_size=128) as generator:
             for n in (8, 32):
                 texts = prompts(n)
                 seq = sequential(folder, texts[: min(n, 8)] if args.quick else texts, new_tokens, served=False)
                 gen = await through_generator(generator, texts, new_tokens)
-                result[f"sequential_tokens_per_s_{n}"] = round(seq["tokens_per_s"], 2)
-                result[f"generator_tokens_per_s_{n}"] = round(gen["tokens_per_s"], 2)
-                result[f"speedup_{n}"] = round(gen["tokens_per_s"] / seq["tokens_per_s"], 2)
-                result[f"speedup_vs_served_one_at_a_time_{n}"] = round(gen["tokens_per_s"] / served["tokens_per_s"], 2)
-                result[f"generator_latency_p50_s_{n}"] = round(median(gen["latencies"]), 3)
-                result[f"generator_latency_p95_s_{n}"] = round(percentile(gen["latencies"], 95), 3)
-                result[f"sequential_latency_p50_s_{n}"] = round(median(seq["latencies"]), 3)
-                result[f"loop_lag_max_ms_{n}"] = round(gen["lag_max_ms"], 2)
-                result[f"loop_lag_p99_ms_{n}"] = round(gen["lag_p99_ms"], 2)
+                result[f"sequential_tokens_per_s_{n}"] = round(seq.tokens_per_s, 2)
+                result[f"generator_tokens_per_s_{n}"] = round(gen.tokens_per_s, 2)
+                result[f"speedup_{n}"] = round(gen.tokens_per_s / seq.tokens_per_s, 2)
+                result[f"speedup_vs_served_one_at_a_time_{n}"] = round(gen.tokens_per_s / served.tokens_per_s, 2)
+                result[f"generator_latency_p50_s_{n}"] = round(median(gen.latencies), 3)
+                result[f"generator_latency_p95_s_{n}"] = round(percentile(gen.latencies, 95), 3)
+                result[f"sequential_latency_p50_s_{n}"] = round(median(seq.latencies), 3)
+                result[f"loop_lag_max_ms_{n}"] = round(gen.lag_max_ms, 2)
+                result[f"loop_lag_p99_ms_{n}"] = round(gen.lag_p99_ms, 2)
         result["loop_lag_max_ms"] = max(result["loop_lag_max_ms_8"], result["loop_lag_max_ms_32"])
         result["loop_lag_p99_ms"] = max(result["loop_lag_p99_ms_8"], result["loop_lag_p99_ms_32"])
         result.update(decode_against_bound(folder, new_tokens))

@@ -29,21 +29,26 @@ def main() -> None:
     weight_bytes = sum(layer.weight.numel() * 4 for block in layers for layer in block)
     buffer = torch.ones(512 * 1024 * 1024 // 4)
     rounds = 2 if args.quick else 5
-    result: dict = {"kernel_available": kernels.available(), "max_rows": MAX_ROWS, "weight_bytes": weight_bytes,
-                    "threads": 1, "rounds": rounds}
+    result: dict = {
+        "kernel_available": kernels.available(),
+        "max_rows": MAX_ROWS,
+        "weight_bytes": weight_bytes,
+        "threads": 1,
+        "rounds": rounds,
+    }
     bandwidths = []
     with torch.inference_mode():
         for rows in (1, 2, 4, 8):
             inputs = [torch.randn(rows, inn) for _, inn in SHAPES]
 
-            def streaming() -> None:
+            def streaming(inputs: list[torch.Tensor] = inputs) -> None:
                 for block in layers:
-                    for layer, x in zip(block, inputs):
+                    for layer, x in zip(block, inputs, strict=True):
                         layer(x)
 
-            def plain() -> None:
+            def plain(inputs: list[torch.Tensor] = inputs) -> None:
                 for block in layers:
-                    for layer, x in zip(block, inputs):
+                    for layer, x in zip(block, inputs, strict=True):
                         F.linear(x, layer.weight, layer.bias)
 
             ours, theirs = [], []

@@ -27,6 +27,7 @@ async def run(args: argparse.Namespace, folders: list[Path]) -> dict:
     answered: list[tuple[int, float]] = []
     failures: list[str] = []
     stop = asyncio.Event()
+    new_answer = asyncio.Event()  # set by the first answer of each version
 
     async with Generator(source=folders[0], version=0, batch_window_s=0.01, queue_size=64) as generator:
 
@@ -41,7 +42,9 @@ async def run(args: argparse.Namespace, folders: list[Path]) -> dict:
                     continue
                 now = time.perf_counter()
                 answered.append((result.model_version, now))
-                first_new.setdefault(result.model_version, now)
+                if result.model_version not in first_new:
+                    first_new[result.model_version] = now
+                    new_answer.set()
 
         lag = LoopLag()
         tasks = [asyncio.create_task(client(i)) for i in range(clients)]
@@ -54,8 +57,8 @@ async def run(args: argparse.Namespace, folders: list[Path]) -> dict:
             await generator.swap(folders[version % len(folders)], version)
             swap_seconds.append(time.perf_counter() - swap_started[version])
             # Wait until an answer from the new version arrived, then let load run a bit.
-            while version not in first_new:
-                await asyncio.sleep(0.005)
+            await new_answer.wait()
+            new_answer.clear()
             await asyncio.sleep(0.2)
         lags = await lag.stop()
         stop.set()
@@ -82,7 +85,9 @@ def main() -> None:
     args = quick_args(__doc__, "fewer clients and shorter answers")
     with tempfile.TemporaryDirectory() as tmp:
         steps = 60 if args.quick else 300
-        folders = [make_tiny_model(Path(tmp) / f"tiny-{seed}", TinyModelSpec(seed=seed, steps=steps)) for seed in (0, 1)]
+        folders = [
+            make_tiny_model(Path(tmp) / f"tiny-{seed}", TinyModelSpec(seed=seed, steps=steps)) for seed in (0, 1)
+        ]
         emit(asyncio.run(run(args, folders)))
 
 

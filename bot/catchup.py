@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 class ShownReactions:
     """People's reactions one answer shows now (the bot's own and other bots' left out)."""
 
-    reactions: tuple[tuple[str, str], ...] = ()   # (platform user id, emoji as the platform names it)
-    incomplete: frozenset[str] = frozenset()      # emoji whose list of people was cut short: none retracted
+    reactions: tuple[tuple[str, str], ...] = ()  # (platform user id, emoji as the platform names it)
+    incomplete: frozenset[str] = frozenset()  # emoji whose list of people was cut short: none retracted
 
 
 class MessageUnreadable(Exception):
@@ -73,10 +73,10 @@ class ReactionReader(Protocol):
 class CaughtUp:
     """What one catch-up after downtime did."""
 
-    checked: int = 0     # answers whose reactions were read
-    added: int = 0       # votes recorded from reactions added while the bot was away
-    retracted: int = 0   # votes retracted for reactions removed meanwhile
-    failed: int = 0      # answers whose reactions could not be read
+    checked: int = 0  # answers whose reactions were read
+    added: int = 0  # votes recorded from reactions added while the bot was away
+    retracted: int = 0  # votes retracted for reactions removed meanwhile
+    failed: int = 0  # answers whose reactions could not be read
 
 
 async def catch_up(service: BotService, reader: ReactionReader, *, hours: float, most: int) -> CaughtUp:
@@ -101,7 +101,7 @@ async def catch_up(service: BotService, reader: ReactionReader, *, hours: float,
                 else:
                     log.warning("%s: catching up: cannot read the reactions on %s (%s); going on", platform, key, exc)
                 continue
-            except Exception:  # noqa: BLE001 - one unreadable answer must not stop the others
+            except Exception:
                 failed += 1
                 log.exception("%s: catching up: cannot read the reactions on %s; going on", platform, key)
                 continue
@@ -115,6 +115,11 @@ async def catch_up(service: BotService, reader: ReactionReader, *, hours: float,
             retracted += result.retracted
     log.info(
         "%s: caught up on %d answer(s) from the last %g h: %d vote(s) added, %d retracted, %d unreadable",
-        platform, checked, hours, added, retracted, failed,
+        platform,
+        checked,
+        hours,
+        added,
+        retracted,
+        failed,
     )
     return CaughtUp(checked=checked, added=added, retracted=retracted, failed=failed)

@@ -189,10 +189,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     _setup_logging("INFO" if args.verbose else "WARNING")
     quiet_libraries()
     options = SimulationOptions(
-        users=args.users, rounds=args.rounds, prompts=args.prompts, prefer=args.prefer,
-        model=Path(args.model) if args.model else None, seed=args.seed,
+        users=args.users,
+        rounds=args.rounds,
+        prompts=args.prompts,
+        prefer=args.prefer,
+        model=Path(args.model) if args.model else None,
+        seed=args.seed,
         data_dir=Path(args.data_dir) if args.data_dir else None,
-        learning_rate=args.learning_rate, epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        epochs=args.epochs,
     )
     print(format_result(run_simulation(options)))
     return 0
@@ -249,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list model versions: parent, status, metrics")
     models.set_defaults(handler=cmd_models)
 
-    rollback = commands.add_parser("rollback", help="make an earlier version current (default: the current one's parent)")
+    rollback = commands.add_parser(
+        "rollback", help="make an earlier version current (default: the current one's parent)"
+    )
     rollback.add_argument("version", nargs="?", type=int, help="version to serve (0 = the base model)")
     rollback.set_defaults(handler=cmd_rollback)
 

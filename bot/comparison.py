@@ -13,8 +13,8 @@ import re
 
 from bot.feedback import normalize_emoji
 
-FIRST_EMOJI = "1\ufe0f\u20e3"    # 1️⃣
-SECOND_EMOJI = "2\ufe0f\u20e3"   # 2️⃣
+FIRST_EMOJI = "1\ufe0f\u20e3"  # 1️⃣
+SECOND_EMOJI = "2\ufe0f\u20e3"  # 2️⃣
 TIE_EMOJI = "🤝"
 BOTH_BAD_EMOJI = "👎"
 
@@ -25,10 +25,10 @@ _PREFIX = re.compile(r"(?is)^\s*compare\s*:\s*(.*)$")
 
 
 class Verdict(enum.Enum):
-    FIRST = "first"          # 1️⃣ is better
-    SECOND = "second"        # 2️⃣ is better
-    TIE = "tie"              # 🤝 equally good
-    BOTH_BAD = "both_bad"    # 👎 neither is good
+    FIRST = "first"  # 1️⃣ is better
+    SECOND = "second"  # 2️⃣ is better
+    TIE = "tie"  # 🤝 equally good
+    BOTH_BAD = "both_bad"  # 👎 neither is good
 
     @property
     def emoji(self) -> str:

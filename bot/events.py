@@ -16,29 +16,29 @@ RATING_REACTIONS: tuple[str, ...] = ("👍", "👎")
 
 @dataclass(frozen=True)
 class IncomingPrompt:
-    platform: str                   # "slack", "discord", "shell"
-    channel: str                    # where it was asked (platform channel id)
-    user: str                       # platform user id: hashed before storing
+    platform: str  # "slack", "discord", "shell"
+    channel: str  # where it was asked (platform channel id)
+    user: str  # platform user id: hashed before storing
     text: str
     conversation: str | None = None  # thread / reply chain key, for context and credit
-    event_id: str | None = None      # platform delivery id, for dedup of retries
+    event_id: str | None = None  # platform delivery id, for dedup of retries
 
 
 @dataclass(frozen=True)
 class IncomingReaction:
     platform: str
-    message_key: str                # the message the reaction is on (see message_key())
+    message_key: str  # the message the reaction is on (see message_key())
     user: str
-    emoji: str                      # as the platform names it ("+1::skin-tone-2", "👍🏽")
+    emoji: str  # as the platform names it ("+1::skin-tone-2", "👍🏽")
     event_id: str | None = None
 
 
 @dataclass(frozen=True)
 class IncomingCorrection:
     platform: str
-    message_key: str                # the bot's answer being corrected
+    message_key: str  # the bot's answer being corrected
     user: str
-    text: str                       # the better answer, prefix already removed
+    text: str  # the better answer, prefix already removed
     event_id: str | None = None
 
 
@@ -46,16 +46,16 @@ class IncomingCorrection:
 class Reply:
     """What the service answers a prompt with."""
 
-    text: str                       # what to post
-    response_ids: tuple[int, ...] = ()   # stored candidates (empty when nothing was generated)
+    text: str  # what to post
+    response_ids: tuple[int, ...] = ()  # stored candidates (empty when nothing was generated)
     model_version: int | None = None
-    ok: bool = True                 # False: a refusal or error message, not a rateable answer
+    ok: bool = True  # False: a refusal or error message, not a rateable answer
     attachment: Path | None = None  # a file to post with the text (the `stats` chart)
-    preformatted: bool = False      # a table: platforms with markdown show it in a code block
+    preformatted: bool = False  # a table: platforms with markdown show it in a code block
     # Reactions the adapter pre-adds (canonical unicode): 👍 👎 on an answer, 1️⃣ 2️⃣ 🤝 👎 on
     # a comparison. Adapters translate them to their platform's names.
     reactions: tuple[str, ...] = RATING_REACTIONS
-    compare: bool = False           # two candidates shown as 1️⃣ / 2️⃣ (response_ids[0] is the key)
+    compare: bool = False  # two candidates shown as 1️⃣ / 2️⃣ (response_ids[0] is the key)
     versions: tuple[int, ...] = ()  # model version of each shown candidate, in order
 
 

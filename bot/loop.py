@@ -96,10 +96,10 @@ async def apply_retention(settings: Settings, repository: Repository) -> int:
 
 @dataclass(frozen=True)
 class TrainingOutcome:
-    status: str                  # published, rejected, skipped, failed, busy
+    status: str  # published, rejected, skipped, failed, busy
     reason: str | None = None
-    version: int | None = None   # the version the run produced, if any
-    serving: int | None = None   # the version served after the run
+    version: int | None = None  # the version the run produced, if any
+    serving: int | None = None  # the version served after the run
 
 
 Announce = Callable[[str], Awaitable[None]]
@@ -129,7 +129,7 @@ class Loop:
         self._training = asyncio.Lock()
         self._swapping = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
-        self.runs_finished = 0   # a counter tests and `simulate` can wait on (wait_for_run)
+        self.runs_finished = 0  # a counter tests and `simulate` can wait on (wait_for_run)
         self._run_counted = asyncio.Condition()
 
     # --- lifecycle ------------------------------------------------------------------
@@ -139,18 +139,30 @@ class Loop:
             log.warning("scheduled retraining is off: %s", self.unavailable)
         elif trigger is not None:
             self.scheduler.add_job(
-                self.scheduled_run, trigger, id=TRAIN_JOB, max_instances=1, coalesce=True,
-                misfire_grace_time=None, next_run_time=await self._first_run_time(trigger),
+                self.scheduled_run,
+                trigger,
+                id=TRAIN_JOB,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=await self._first_run_time(trigger),
             )
         if self.settings.registry_poll_s > 0:
             self.scheduler.add_job(
-                self.check_registry, IntervalTrigger(seconds=self.settings.registry_poll_s),
-                id=WATCH_JOB, max_instances=1, coalesce=True,
+                self.check_registry,
+                IntervalTrigger(seconds=self.settings.registry_poll_s),
+                id=WATCH_JOB,
+                max_instances=1,
+                coalesce=True,
             )
         if self.settings.retention_days:
             self.scheduler.add_job(
-                apply_retention, IntervalTrigger(days=1), args=(self.settings, self.repository),
-                id=RETENTION_JOB, max_instances=1, coalesce=True,
+                apply_retention,
+                IntervalTrigger(days=1),
+                args=(self.settings, self.repository),
+                id=RETENTION_JOB,
+                max_instances=1,
+                coalesce=True,
             )
         self.scheduler.start()
         job = self.scheduler.get_job(TRAIN_JOB)
@@ -258,7 +270,9 @@ class Loop:
         if result is None:
             return TrainingOutcome("failed", "the trainer printed no result")
         log.info(
-            "training run %s after %.0f s%s", result.get("status"), elapsed,
+            "training run %s after %.0f s%s",
+            result.get("status"),
+            elapsed,
             f": {result['reason']}" if result.get("reason") else "",
         )
         return TrainingOutcome(str(result.get("status")), result.get("reason"), result.get("version"))
@@ -304,7 +318,8 @@ class Loop:
         if version != BASE_VERSION:
             info = self.registry.get(version)
             metrics = ", ".join(
-                f"{name} {value:.3g}" for name, value in sorted(info.metrics.items())
+                f"{name} {value:.3g}"
+                for name, value in sorted(info.metrics.items())
                 if isinstance(value, (int, float)) and name in ("perplexity", "preference_accuracy", "distinct_2")
             )
             trained = info.counts.get("train_examples")
@@ -336,8 +351,10 @@ class Loop:
         except RegistryError as exc:
             return f"Rollback refused: {exc}"
         serving = await self.check_registry()
-        return f"Rolled back: now serving version {serving}." if serving == target else (
-            f"Version {target} is current in the registry, but loading it failed; still serving {serving}."
+        return (
+            f"Rolled back: now serving version {serving}."
+            if serving == target
+            else (f"Version {target} is current in the registry, but loading it failed; still serving {serving}.")
         )
 
 

@@ -10,19 +10,19 @@ import re
 import time
 from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bot import stats
-from bot.comparison import COMPARE_REACTIONS, Verdict, render_comparison, split_compare_request, verdict_named
 from bot.commands import AdminActions, Command, parse_command
+from bot.comparison import COMPARE_REACTIONS, Verdict, render_comparison, split_compare_request, verdict_named
 from bot.events import RATING_REACTIONS, IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
 from bot.feedback import EmojiTable, normalize_emoji
 from bot.generation import GenerationError, Generator, SamplingParams
 from bot.limits import RateLimiter
+from storage.dialogue import render_prompt
 from storage.identity import PersonKeys
 from storage.repository import ComparisonRef, NewResponse, Repository, VoteOutcome
-from storage.dialogue import render_prompt
 
 # VoteOutcome is part of the service's answer to a reaction: adapters import it from here.
 __all__ = ["BotService", "Meaning", "Reconciled", "VoteOutcome"]
@@ -38,10 +38,10 @@ _FORGET_ME = re.compile(r"(?i)(?:please\s+)?forget\s+me[.!]?")
 class Meaning:
     """What one reaction stands for, decided once by :meth:`BotService.read_reaction`."""
 
-    name: str                   # the canonical name: what a vote row stores ("+1", "👍")
-    reward: float | None        # from THUMBTUNE_EMOJI_REWARDS; None: not a rating
-    verdict: Verdict | None     # what it says on a comparison; None: no verdict
-    flag: bool                  # THUMBTUNE_FLAG_EMOJI: never train on the answer
+    name: str  # the canonical name: what a vote row stores ("+1", "👍")
+    reward: float | None  # from THUMBTUNE_EMOJI_REWARDS; None: not a rating
+    verdict: Verdict | None  # what it says on a comparison; None: no verdict
+    flag: bool  # THUMBTUNE_FLAG_EMOJI: never train on the answer
 
     @property
     def counts(self) -> bool:
@@ -85,7 +85,7 @@ class BotService:
         self.admins = frozenset(admins)
         self.shell_is_admin = shell_is_admin  # the person at the local shell runs the bot
         self.charts_dir = charts_dir
-        self.compare = compare                    # every answer is a comparison of two candidates
+        self.compare = compare  # every answer is a comparison of two candidates
         self.challenger_share = challenger_share  # share of answers from the previous version
         self.rng = rng or random.Random()
         self.admin_actions: AdminActions | None = None  # set by the running loop
@@ -128,9 +128,7 @@ class BotService:
         if self.rate_limiter is not None and prompt.platform != "shell":  # the local operator is trusted
             wait = self.rate_limiter.try_acquire(self.persons.key(prompt.platform, prompt.user))
             if wait > 0:
-                return Reply(
-                    f"Slow down a little, please: you can ask again in {math.ceil(wait)} s.", ok=False
-                )
+                return Reply(f"Slow down a little, please: you can ask again in {math.ceil(wait)} s.", ok=False)
         compare, text = split_compare_request(text)
         compare = compare or self.compare
         if not text:
@@ -210,7 +208,9 @@ class BotService:
                 if self.rng.random() < 0.5:
                     sides.reverse()
                 return sides
-        version = previous if previous is not None and not compare and self.rng.random() < self.challenger_share else None
+        version = (
+            previous if previous is not None and not compare and self.rng.random() < self.challenger_share else None
+        )
         generation = await self.generator.generate(context, params, version=version)
         return [(text, generation.model_version) for text in generation.texts]
 
@@ -226,9 +226,7 @@ class BotService:
                 _keep_newest(self.charts_dir, "stats-*.png", keep=CHARTS_KEPT)
             return Reply(stats.format_table(report), ok=False, attachment=chart, preformatted=True)
         if not self.is_admin(platform, user):
-            return Reply(
-                f"Sorry, only the bot's admins can use `{command.name}` (THUMBTUNE_ADMINS).", ok=False
-            )
+            return Reply(f"Sorry, only the bot's admins can use `{command.name}` (THUMBTUNE_ADMINS).", ok=False)
         if self.admin_actions is None:
             return Reply(f"`{command.name}` is not available in this bot.", ok=False)
         try:
@@ -392,7 +390,11 @@ class BotService:
         )
 
     async def reconcile(
-        self, *, platform: str, message_key: str, reactions: Iterable[tuple[str, str]],
+        self,
+        *,
+        platform: str,
+        message_key: str,
+        reactions: Iterable[tuple[str, str]],
         incomplete: Iterable[str] = (),
     ) -> Reconciled:
         """Make the stored votes on one answer match the (user, emoji) reactions it shows now.
@@ -435,7 +437,11 @@ class BotService:
         return Reconciled(added=added, retracted=retracted)
 
     async def _reconcile_comparison(
-        self, *, platform: str, comparison: ComparisonRef, reactions: Iterable[tuple[str, str]],
+        self,
+        *,
+        platform: str,
+        comparison: ComparisonRef,
+        reactions: Iterable[tuple[str, str]],
         incomplete: Iterable[str],
     ) -> Reconciled:
         present: set[tuple[str, str]] = set()

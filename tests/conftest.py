@@ -35,7 +35,11 @@ def settings_env(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.Monke
     }
     for name in list(os.environ):
         if name.startswith("THUMBTUNE_") or name in (
-            "DISCORD_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL"
+            "DISCORD_TOKEN",
+            "SLACK_BOT_TOKEN",
+            "SLACK_SIGNING_SECRET",
+            "SLACK_APP_TOKEN",
+            "SLACK_API_URL",
         ):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout

@@ -28,7 +28,9 @@ from typing import Any
 import aiohttp
 import discord
 import pytest
-from hypothesis import HealthCheck, example, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bot.adapters import discord as discord_adapter
 from bot.adapters.discord import MAX_MESSAGE_CHARS, QUOTE_CHARS, DiscordBot
@@ -62,11 +64,33 @@ JUNK = st.one_of(
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 )
 ODD_EMOJI = st.one_of(
-    st.sampled_from([
-        "+1", "-1", "thumbsup", "thumbsdown", "+1::skin-tone-2", "-1::skin-tone-6", "+1::skin-tone-99",
-        "+1::skin-tone-", "+1::skin-tone-2::skin-tone-3", ":+1:", "", ":", "::", " ", "+1 ", "\x00",
-        "👍", "👍🏽", "🚩", "triangular_flag_on_post", "tada", "ｔｈｕｍｂｓｕｐ", "+" * 500,
-    ]),
+    st.sampled_from(
+        [
+            "+1",
+            "-1",
+            "thumbsup",
+            "thumbsdown",
+            "+1::skin-tone-2",
+            "-1::skin-tone-6",
+            "+1::skin-tone-99",
+            "+1::skin-tone-",
+            "+1::skin-tone-2::skin-tone-3",
+            ":+1:",
+            "",
+            ":",
+            "::",
+            " ",
+            "+1 ",
+            "\x00",
+            "👍",
+            "👍🏽",
+            "🚩",
+            "triangular_flag_on_post",
+            "tada",
+            "ｔｈｕｍｂｓｕｐ",
+            "+" * 500,
+        ]
+    ),
     st.text(max_size=30),
 )
 IDS = st.one_of(st.sampled_from(["C0001", "D0001", "G0001", "", " ", "C0001\x00"]), st.text(max_size=12))
@@ -83,15 +107,28 @@ TEXTS = st.one_of(
 ITEMS = st.one_of(
     JUNK,
     st.text(max_size=10),
-    st.fixed_dictionaries({}, optional={
-        "type": st.one_of(st.sampled_from(["message", "file", "file_comment", ""]), JUNK),
-        "channel": st.one_of(IDS, JUNK),
-        "ts": st.one_of(TIMESTAMPS, JUNK),
-    }),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.one_of(st.sampled_from(["message", "file", "file_comment", ""]), JUNK),
+            "channel": st.one_of(IDS, JUNK),
+            "ts": st.one_of(TIMESTAMPS, JUNK),
+        },
+    ),
 )
 EVENT_TYPES = st.one_of(
-    st.sampled_from(["app_mention", "message", "reaction_added", "reaction_removed", "team_join",
-                     "app_home_opened", "url_verification", ""]),
+    st.sampled_from(
+        [
+            "app_mention",
+            "message",
+            "reaction_added",
+            "reaction_removed",
+            "team_join",
+            "app_home_opened",
+            "url_verification",
+            "",
+        ]
+    ),
     st.text(max_size=15),
     JUNK,
 )
@@ -104,8 +141,9 @@ EVENTS = st.fixed_dictionaries(
         "ts": st.one_of(TIMESTAMPS, JUNK),
         "thread_ts": st.one_of(TIMESTAMPS, JUNK),
         "subtype": st.one_of(
-            st.sampled_from(["bot_message", "message_changed", "message_deleted", "thread_broadcast",
-                             "file_share", "channel_join"]),
+            st.sampled_from(
+                ["bot_message", "message_changed", "message_deleted", "thread_broadcast", "file_share", "channel_join"]
+            ),
             st.text(max_size=10),
             JUNK,
         ),
@@ -117,15 +155,18 @@ EVENTS = st.fixed_dictionaries(
     },
 )
 # Changes to the envelope around the event: odd ids, odd types, a missing or junk event.
-ENVELOPE_CHANGES = st.fixed_dictionaries({}, optional={
-    "type": st.one_of(st.sampled_from(["event_callback", "app_rate_limited", "url_verification", ""]), JUNK),
-    "event_id": st.one_of(st.text(max_size=20), JUNK),
-    "team_id": st.one_of(st.text(max_size=8), JUNK),
-    "api_app_id": st.one_of(st.text(max_size=8), JUNK),
-    "authorizations": st.one_of(st.just([]), JUNK),
-    "event": st.one_of(JUNK, st.text(max_size=10)),
-    "challenge": st.one_of(st.text(max_size=10), JUNK),
-})
+ENVELOPE_CHANGES = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.one_of(st.sampled_from(["event_callback", "app_rate_limited", "url_verification", ""]), JUNK),
+        "event_id": st.one_of(st.text(max_size=20), JUNK),
+        "team_id": st.one_of(st.text(max_size=8), JUNK),
+        "api_app_id": st.one_of(st.text(max_size=8), JUNK),
+        "authorizations": st.one_of(st.just([]), JUNK),
+        "event": st.one_of(JUNK, st.text(max_size=10)),
+        "challenge": st.one_of(st.text(max_size=10), JUNK),
+    },
+)
 
 
 # --- Slack fixtures and helpers -------------------------------------------------------
@@ -164,8 +205,13 @@ async def rows(runtime, sql: str, *params: Any) -> list[tuple]:
 
 
 # An event that reaches a SlackBot listener and changes nothing: a reaction on a file.
-SENTINEL = {"type": "reaction_added", "user": "USENTINEL", "reaction": "tada", "item": {"type": "file", "file": "F1"},
-            "event_ts": "1.000001"}
+SENTINEL = {
+    "type": "reaction_added",
+    "user": "USENTINEL",
+    "reaction": "tada",
+    "item": {"type": "file", "file": "F1"},
+    "event_ts": "1.000001",
+}
 _sentinel_ids = itertools.count(1)
 
 
@@ -186,7 +232,7 @@ async def slack_idle(bot: SlackBot, fake: FakeSlack) -> None:
         delivery = await fake.deliver(SENTINEL, event_id=event_id)
         assert delivery.status == 200, delivery
         try:
-            await wait_for(lambda: event_id in bot.events_started, timeout=10)
+            await wait_for(lambda event_id=event_id: event_id in bot.events_started, timeout=10)
         except AssertionError:
             raise AssertionError(
                 "the sentinel event never reached a SlackBot listener: cannot tell when the bot is idle"
@@ -219,8 +265,7 @@ async def still_answers(fake: FakeSlack, runtime, user: str) -> None:
     question = await fake.mention(channel=CHANNEL, user=user, text="are you still there?")
     answer = await answered(fake, question)
     await wait_for(lambda: set(answer.reactions) == {"+1", "-1"})
-    assert await rows(runtime, "SELECT id FROM responses WHERE message_key = ?",
-                      f"slack:{CHANNEL}:{answer.ts}")
+    assert await rows(runtime, "SELECT id FROM responses WHERE message_key = ?", f"slack:{CHANNEL}:{answer.ts}")
 
 
 def answer_keys(fake: FakeSlack) -> set[str]:
@@ -245,9 +290,11 @@ async def assert_nothing_garbage(runtime, fake: FakeSlack, since: dict[str, int]
     for (text,) in await rows(runtime, "SELECT text FROM corrections WHERE id > ?", since["corrections"]):
         assert isinstance(text, str) and text.strip(), f"correction stored with empty text: {text!r}"
     service = runtime.service
-    for key, emoji in await rows(runtime, "SELECT r.message_key, v.emoji FROM votes v"
-                                          " JOIN responses r ON r.id = v.response_id WHERE v.id > ?",
-                                 since["votes"]):
+    for key, emoji in await rows(
+        runtime,
+        "SELECT r.message_key, v.emoji FROM votes v JOIN responses r ON r.id = v.response_id WHERE v.id > ?",
+        since["votes"],
+    ):
         assert key in answer_keys(fake), f"a vote on {key!r}, which is not an answer of the bot"
         assert emoji in service.emoji and emoji == normalize_emoji(emoji)
 
@@ -290,8 +337,11 @@ def is_reaction_on_an_answer(envelope: object, fake: FakeSlack) -> bool:
 # stored as a prompt before Slack refused the reply.
 @example(event={"type": None}, changes={"event": None}, retry=None)
 @example(event={"type": "app_mention", "user": "U1", "text": f"<@{BOT_USER}> hi", "ts": "1.1"}, changes={}, retry=None)
-@example(event={"type": "message", "channel": " ", "channel_type": "im", "user": "U1", "text": "hi", "ts": "1.2"},
-         changes={}, retry=None)
+@example(
+    event={"type": "message", "channel": " ", "channel_type": "im", "user": "U1", "text": "hi", "ts": "1.2"},
+    changes={},
+    retry=None,
+)
 async def test_slack_random_events_never_fail_or_store_garbage(slack_bot, slack, runtime, event, changes, retry):
     envelope = {**slack.envelope(event), **changes}
     before = await high_water(runtime)
@@ -312,9 +362,12 @@ async def test_slack_random_events_never_fail_or_store_garbage(slack_bot, slack,
 async def test_slack_still_answers_after_random_events(slack_bot, slack, runtime):
     # A short burst of odd events first, then a normal mention (the property test above
     # checks each kind on its own; this checks the bot is still whole afterwards).
-    for event in ({"type": "app_mention"}, {"type": "message", "channel": 5, "user": [], "text": None},
-                  {"type": "reaction_added", "item": "x", "reaction": 1},
-                  {"type": "app_mention", "channel": CHANNEL, "user": "U1", "text": {"a": 1}, "ts": "1.2"}):
+    for event in (
+        {"type": "app_mention"},
+        {"type": "message", "channel": 5, "user": [], "text": None},
+        {"type": "reaction_added", "item": "x", "reaction": 1},
+        {"type": "app_mention", "channel": CHANNEL, "user": "U1", "text": {"a": 1}, "ts": "1.2"},
+    ):
         assert (await slack.deliver(event)).status < 500
     await slack_idle(slack_bot, slack)
     assert await rows(runtime, "SELECT id FROM prompts") == []
@@ -349,8 +402,9 @@ async def slack_answer(slack_bot, slack: FakeSlack) -> Message:
 @FUZZ
 @given(emoji=ODD_EMOJI, user=st.sampled_from(["U1", "U2", "W0001", "UOTHERBOT", "Uß"]))
 @example(emoji="🚩", user="U1")  # found by this test: the flag was dropped as "not a rating emoji"
-async def test_slack_reactions_with_odd_emoji_vote_only_from_the_table(slack_bot, slack_answer, slack, runtime, emoji,
-                                                                       user):
+async def test_slack_reactions_with_odd_emoji_vote_only_from_the_table(
+    slack_bot, slack_answer, slack, runtime, emoji, user
+):
     service = runtime.service
     before = await high_water(runtime)
 
@@ -362,8 +416,9 @@ async def test_slack_reactions_with_odd_emoji_vote_only_from_the_table(slack_bot
     counts = emoji in service.emoji and person
     assert stored == ([(normalize_emoji(emoji),)] if counts else [])
     if person and normalize_emoji(emoji) in service.flag_emoji:  # 🚩 marks the answer, it is no vote
-        assert await rows(runtime, "SELECT flagged FROM responses WHERE message_key = ?",
-                          f"slack:{CHANNEL}:{slack_answer.ts}") == [(1,)]
+        assert await rows(
+            runtime, "SELECT flagged FROM responses WHERE message_key = ?", f"slack:{CHANNEL}:{slack_answer.ts}"
+        ) == [(1,)]
     await assert_nothing_garbage(runtime, slack, before)
 
     removed = await slack.react(user=user, message=slack_answer, name=emoji, remove=True)
@@ -381,23 +436,46 @@ BODIES = st.one_of(
         lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
         max_leaves=8,
     ).map(lambda value: json.dumps(value).encode()),
-    st.sampled_from([
-        b"", b"{}", b"[]", b"null", b'{"type": "event_callback"}', b'{"type": "url_verification"}',
-        b'{"type": "event_callback", "event": null}', b"payload=", b"payload=%7B%7D", b"payload=not-json",
-        b'payload={"type":"block_actions"}', b"command=%2Fask", b"command=%2Fask&text=%20",
-        b"command=%2Fother&text=hi", b"ssl_check=1", b"\xff\xfe\x00",
-    ]),
+    st.sampled_from(
+        [
+            b"",
+            b"{}",
+            b"[]",
+            b"null",
+            b'{"type": "event_callback"}',
+            b'{"type": "url_verification"}',
+            b'{"type": "event_callback", "event": null}',
+            b"payload=",
+            b"payload=%7B%7D",
+            b"payload=not-json",
+            b'payload={"type":"block_actions"}',
+            b"command=%2Fask",
+            b"command=%2Fask&text=%20",
+            b"command=%2Fother&text=hi",
+            b"ssl_check=1",
+            b"\xff\xfe\x00",
+        ]
+    ),
 )
-CONTENT_TYPES = st.sampled_from([
-    "application/json", "application/x-www-form-urlencoded", "text/plain", "application/octet-stream",
-    "multipart/form-data", "",
-])
+CONTENT_TYPES = st.sampled_from(
+    [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/octet-stream",
+        "multipart/form-data",
+        "",
+    ]
+)
 
 
 @on_session_loop
 @FUZZ
-@given(body=BODIES, content_type=CONTENT_TYPES,
-       signing=st.sampled_from(["signed", "signed", "wrong secret", "stale", "unsigned", "garbled"]))
+@given(
+    body=BODIES,
+    content_type=CONTENT_TYPES,
+    signing=st.sampled_from(["signed", "signed", "wrong secret", "stale", "unsigned", "garbled"]),
+)
 # Found by this test: bolt answered 500 to these (a body that is not JSON, a timestamp that is not a number).
 @example(body=b"\x00", content_type="application/json", signing="signed")
 @example(body=b"", content_type="application/json", signing="garbled")
@@ -477,7 +555,10 @@ def test_discord_quoted_ask_is_one_line_and_fits(prompt, answer):
 
 
 @given(
-    before=st.text(max_size=50), after=st.text(max_size=50), user_id=SNOWFLAKES, other=SNOWFLAKES,
+    before=st.text(max_size=50),
+    after=st.text(max_size=50),
+    user_id=SNOWFLAKES,
+    other=SNOWFLAKES,
     bang=st.booleans(),
 )
 def test_discord_without_mention_strips_the_bots_mention_only(before, after, user_id, other, bang):
@@ -491,8 +572,11 @@ def test_discord_without_mention_strips_the_bots_mention_only(before, after, use
 
 
 @given(
-    channel_id=SNOWFLAKES, message_id=SNOWFLAKES, user_id=SNOWFLAKES,
-    name=st.one_of(ODD_EMOJI, st.none()), custom_id=st.one_of(st.none(), SNOWFLAKES),
+    channel_id=SNOWFLAKES,
+    message_id=SNOWFLAKES,
+    user_id=SNOWFLAKES,
+    name=st.one_of(ODD_EMOJI, st.none()),
+    custom_id=st.one_of(st.none(), SNOWFLAKES),
 )
 def test_discord_reaction_translation_never_fails(channel_id, message_id, user_id, name, custom_id):
     data = {"message_id": str(message_id), "channel_id": str(channel_id), "user_id": str(user_id), "type": 0}
@@ -507,11 +591,16 @@ def test_discord_reaction_translation_never_fails(channel_id, message_id, user_i
 
 @given(
     channel_id=SNOWFLAKES,
-    reference=st.one_of(st.none(), st.fixed_dictionaries({
-        "message_id": st.one_of(st.none(), SNOWFLAKES),
-        "channel_id": st.one_of(st.none(), SNOWFLAKES),
-        "type": st.sampled_from(list(discord.MessageReferenceType)),
-    })),
+    reference=st.one_of(
+        st.none(),
+        st.fixed_dictionaries(
+            {
+                "message_id": st.one_of(st.none(), SNOWFLAKES),
+                "channel_id": st.one_of(st.none(), SNOWFLAKES),
+                "type": st.sampled_from(list(discord.MessageReferenceType)),
+            }
+        ),
+    ),
 )
 def test_discord_replied_key_names_the_replied_message_or_nothing(channel_id, reference):
     ref = None
@@ -579,21 +668,41 @@ async def discord_idle() -> None:
     remove=st.booleans(),
 )
 async def test_discord_random_reactions_vote_only_on_answers_with_table_emoji(
-    discord_answer, fake_discord, runtime, on_answer, message_id, channel_id, user_id, emoji, custom_id, author,
-    member_is_bot, remove,
+    discord_answer,
+    fake_discord,
+    runtime,
+    on_answer,
+    message_id,
+    channel_id,
+    user_id,
+    emoji,
+    custom_id,
+    author,
+    member_is_bot,
+    remove,
 ):
     if on_answer:
         channel_id, message_id = int(discord_answer["channel_id"]), int(discord_answer["id"])
     data: dict[str, Any] = {
-        "user_id": str(user_id), "channel_id": str(channel_id), "message_id": str(message_id),
-        "emoji": {"id": str(custom_id) if custom_id else None, "name": emoji}, "burst": False, "type": 0,
+        "user_id": str(user_id),
+        "channel_id": str(channel_id),
+        "message_id": str(message_id),
+        "emoji": {"id": str(custom_id) if custom_id else None, "name": emoji},
+        "burst": False,
+        "type": 0,
     }
     if author != "absent":
         data["message_author_id"] = str(BOT.id if author == "bot" else ALICE.id)
     if member_is_bot is not None:
         data["guild_id"] = str(fake_discord.guild_id)
-        data["member"] = {"user": Person(user_id, "someone", bot=member_is_bot).user(), "roles": [],
-                          "joined_at": "2026-01-01T00:00:00+00:00", "deaf": False, "mute": False, "flags": 0}
+        data["member"] = {
+            "user": Person(user_id, "someone", bot=member_is_bot).user(),
+            "roles": [],
+            "joined_at": "2026-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+        }
     event = "MESSAGE_REACTION_REMOVE" if remove else "MESSAGE_REACTION_ADD"
     await fake_discord.dispatch(event, data)
     # A normal message after it; once it is answered, the reaction before it has been handled.
@@ -603,14 +712,20 @@ async def test_discord_random_reactions_vote_only_on_answers_with_table_emoji(
 
     stored = await rows(runtime, "SELECT r.message_key, v.emoji FROM votes v JOIN responses r ON r.id = v.response_id")
     counts = (
-        on_answer and not remove and custom_id is None and runtime.service.emoji.reward(emoji) is not None
-        and user_id != BOT.id and author != "someone" and not member_is_bot
+        on_answer
+        and not remove
+        and custom_id is None
+        and runtime.service.emoji.reward(emoji) is not None
+        and user_id != BOT.id
+        and author != "someone"
+        and not member_is_bot
     )
     answer_key = f"discord:{discord_answer['channel_id']}:{discord_answer['id']}"
     assert stored == ([(answer_key, normalize_emoji(emoji))] if counts else [])
     if counts:  # take it back, so the next example starts with no vote
-        await fake_discord.dispatch("MESSAGE_REACTION_REMOVE", {k: v for k, v in data.items()
-                                                                if k not in ("member", "message_author_id")})
+        await fake_discord.dispatch(
+            "MESSAGE_REACTION_REMOVE", {k: v for k, v in data.items() if k not in ("member", "message_author_id")}
+        )
         await wait_for(lambda: no_votes(runtime))
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 
-def _thumbtune(args: list[str], env: dict[str, str], *, stdin: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
+def _thumbtune(
+    args: list[str], env: dict[str, str], *, stdin: str = "", timeout: float = 180
+) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
     full_env.update(env)
     return subprocess.run(
@@ -35,9 +37,7 @@ def test_shell_chat_end_to_end_with_piped_input(settings_env: dict[str, str]):
     db = Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.db"
     with sqlite3.connect(db) as connection:
         prompts = connection.execute("SELECT platform, text FROM prompts ORDER BY id").fetchall()
-        responses = connection.execute(
-            "SELECT text, model_version, message_key FROM responses ORDER BY id"
-        ).fetchall()
+        responses = connection.execute("SELECT text, model_version, message_key FROM responses ORDER BY id").fetchall()
         votes = connection.execute("SELECT response_id, emoji, reward FROM votes ORDER BY id").fetchall()
         corrections = connection.execute("SELECT response_id, text FROM corrections").fetchall()
     assert prompts == [("shell", "hello there"), ("shell", "what should I eat")]

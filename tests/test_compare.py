@@ -8,8 +8,8 @@ from bot.adapters.shell import ShellChat
 from bot.comparison import FIRST_EMOJI, SECOND_EMOJI, Verdict, split_compare_request, verdict_of
 from bot.events import IncomingPrompt, IncomingReaction, message_key
 from storage.repository import VoteOutcome
-from trainer.dataset import BuildOptions, build_dataset
 from tests.helpers import stored_response
+from trainer.dataset import BuildOptions, build_dataset
 
 
 def test_verdict_names_and_prefix():
@@ -46,12 +46,15 @@ async def test_compare_prefix_stores_two_candidates_and_a_compare_prompt(runtime
     assert reply.reactions == ("1️⃣", "2️⃣", "🤝", "👎")
     assert reply.text.startswith("1️⃣ ") and "\n2️⃣ " in reply.text
     async with runtime.database.reading() as db:
-        rows = await (await db.execute(
-            "SELECT p.mode, p.text, r.candidate, r.model_version FROM prompts p"
-            " JOIN responses r ON r.prompt_id = p.id ORDER BY r.candidate"
-        )).fetchall()
+        rows = await (
+            await db.execute(
+                "SELECT p.mode, p.text, r.candidate, r.model_version FROM prompts p"
+                " JOIN responses r ON r.prompt_id = p.id ORDER BY r.candidate"
+            )
+        ).fetchall()
     assert [tuple(row) for row in rows] == [
-        ("compare", "what is the weather like", 0, 0), ("compare", "what is the weather like", 1, 0)
+        ("compare", "what is the weather like", 0, 0),
+        ("compare", "what is the weather like", 1, 0),
     ]
     normal = await runtime.service.on_prompt(IncomingPrompt(platform="slack", channel="C1", user="U1", text="hi"))
     assert not normal.compare and normal.reactions == ("👍", "👎") and len(normal.response_ids) == 1
@@ -75,18 +78,25 @@ async def test_verdicts_become_one_vote_per_candidate_and_removal_takes_both(run
     assert await service.on_reaction(react("handshake", user="U4")) is VoteOutcome.RECORDED
     assert await service.on_reaction(react("-1", user="U5")) is VoteOutcome.RECORDED
     assert await service.on_reaction(react("+1", user="U5")) is VoteOutcome.UNKNOWN_EMOJI
-    assert sorted(await _votes(runtime)) == sorted([
-        (prompt, 0, SECOND_EMOJI, -1.0, 1), (prompt, 1, SECOND_EMOJI, 1.0, 1),
-        (prompt, 0, "🤝", 0.0, 1), (prompt, 1, "🤝", 0.0, 1),
-        (prompt, 0, "👎", -1.0, 1), (prompt, 1, "👎", -1.0, 1),
-    ])
+    assert sorted(await _votes(runtime)) == sorted(
+        [
+            (prompt, 0, SECOND_EMOJI, -1.0, 1),
+            (prompt, 1, SECOND_EMOJI, 1.0, 1),
+            (prompt, 0, "🤝", 0.0, 1),
+            (prompt, 1, "🤝", 0.0, 1),
+            (prompt, 0, "👎", -1.0, 1),
+            (prompt, 1, "👎", -1.0, 1),
+        ]
+    )
     # 👍/👎 approval counts thumbs only; the comparison voters still count as voters.
     [approval] = await runtime.repository.approval_by_version()
     assert (approval.version, approval.answers, approval.up, approval.down, approval.voters) == (0, 2, 0, 0, 3)
     assert await runtime.repository.votes_per_day() == []
     verdicts = await runtime.repository.comparison_votes()
     assert [(v.prompt_id, v.emoji, v.first_version, v.second_version) for v in verdicts] == [
-        (prompt, SECOND_EMOJI, 0, 0), (prompt, "🤝", 0, 0), (prompt, "👎", 0, 0)
+        (prompt, SECOND_EMOJI, 0, 0),
+        (prompt, "🤝", 0, 0),
+        (prompt, "👎", 0, 0),
     ]
 
 
@@ -125,16 +135,16 @@ async def test_comparison_votes_become_the_right_pairs(runtime):
 
 async def test_reconcile_catches_up_on_comparison_reactions(runtime):
     service = runtime.service
-    reply, key = await _compare(runtime)
+    _reply, key = await _compare(runtime)
     await service.on_reaction(IncomingReaction(platform="slack", message_key=key, user="U2", emoji="one"))
     result = await service.reconcile(
         platform="slack", message_key=key, reactions=[("U3", "two"), ("U4", "handshake"), ("U5", "heart")]
     )
     assert (result.added, result.retracted) == (2, 1)
     votes = await _votes(runtime)
-    assert sorted((c, e, r) for _, c, e, r, _ in votes) == sorted([
-        (0, SECOND_EMOJI, -1.0), (1, SECOND_EMOJI, 1.0), (0, "🤝", 0.0), (1, "🤝", 0.0)
-    ])
+    assert sorted((c, e, r) for _, c, e, r, _ in votes) == sorted(
+        [(0, SECOND_EMOJI, -1.0), (1, SECOND_EMOJI, 1.0), (0, "🤝", 0.0), (1, "🤝", 0.0)]
+    )
 
 
 async def test_compare_setting_makes_every_answer_a_comparison(settings_env, monkeypatch):
@@ -176,21 +186,31 @@ async def test_migration_0004_upgrades_a_database_with_votes_and_keeps_the_count
 
     path = tmp_path / "old.db"
     before = [m for m in migration_files() if m[0] < 4]
-    async with await Database.open(path, migrations=before) as database:
-        async with database.transaction() as db:  # what the bot before 0004 wrote
-            await db.execute("INSERT INTO prompts (id, platform, channel, author, text, created_at)"
-                             " VALUES (1, 'slack', 'C', 'a', 'q', 1e9)")
-            await db.execute("INSERT INTO responses (id, prompt_id, text, model_version, temperature, top_p,"
-                             " max_new_tokens, created_at) VALUES (1, 1, 'x', 0, 1, 1, 4, 1e9)")
-            await db.execute("INSERT INTO votes (response_id, voter, emoji, reward, created_at)"
-                             " VALUES (1, 'v1', '+1', 1, 1e9)")
+    # What the bot before 0004 wrote:
+    async with await Database.open(path, migrations=before) as database, database.transaction() as db:
+        await db.execute(
+            "INSERT INTO prompts (id, platform, channel, author, text, created_at)"
+            " VALUES (1, 'slack', 'C', 'a', 'q', 1e9)"
+        )
+        await db.execute(
+            "INSERT INTO responses (id, prompt_id, text, model_version, temperature, top_p,"
+            " max_new_tokens, created_at) VALUES (1, 1, 'x', 0, 1, 1, 4, 1e9)"
+        )
+        await db.execute(
+            "INSERT INTO votes (response_id, voter, emoji, reward, created_at) VALUES (1, 'v1', '+1', 1, 1e9)"
+        )
     async with await Database.open(path) as database:
         repository = Repository(database)
         assert 4 in await database.applied_migrations()
         [approval] = await repository.approval_by_version()
         assert (approval.up, approval.down, approval.voters) == (1, 0, 1)
         pair = await repository.record_answer(
-            platform="slack", channel="C", author="a", text="q2", context="User: q2\nBot:", mode="compare",
+            platform="slack",
+            channel="C",
+            author="a",
+            text="q2",
+            context="User: q2\nBot:",
+            mode="compare",
             responses=[NewResponse(text=t, model_version=1, temperature=1, top_p=1, max_new_tokens=4) for t in "yz"],
         )
         first, second = [await stored_response(repository, i) for i in pair.response_ids]
@@ -200,7 +220,9 @@ async def test_migration_0004_upgrades_a_database_with_votes_and_keeps_the_count
         assert await repository.count_votes_by("v2", since=0) == 1
         counts = {a.version: (a.answers, a.up, a.down, a.voters) for a in await repository.approval_by_version()}
         assert counts == {0: (1, 1, 0, 1), 1: (2, 0, 0, 1)}
-        assert await repository.retract_comparison(comparison=comparison, voter="v2", emoji="1️⃣") is VoteOutcome.RETRACTED
+        assert (
+            await repository.retract_comparison(comparison=comparison, voter="v2", emoji="1️⃣") is VoteOutcome.RETRACTED
+        )
         assert await repository.retract_vote(response_id=1, voter="v1", emoji="+1") is VoteOutcome.RETRACTED
         counts = {a.version: (a.answers, a.up, a.down, a.voters) for a in await repository.approval_by_version()}
         assert counts == {0: (1, 0, 0, 0), 1: (2, 0, 0, 0)}

@@ -46,8 +46,9 @@ PRIVILEGED_INTENTS = discord.Intents(members=True, presences=True, message_conte
 @asynccontextmanager
 async def running_bot(runtime: Any, fake: FakeDiscord, **options: Any) -> AsyncIterator[DiscordBot]:
     """A connected bot, closed on exit; entering it again is a restart on the same database."""
-    client = DiscordBot(service=runtime.service, token=TOKEN, guild_id=fake.guild_id, guild_ready_timeout=0.2,
-                        **options)
+    client = DiscordBot(
+        service=runtime.service, token=TOKEN, guild_id=fake.guild_id, guild_ready_timeout=0.2, **options
+    )
     serving = asyncio.create_task(client.serve())
     await wait_for(lambda: client.is_ready() or serving.done(), timeout=15)
     if serving.done():
@@ -272,13 +273,13 @@ async def test_reactions_that_are_not_votes_are_ignored(
     someone_elses = await fake_discord.say(BOB, "a message by a person")
     dm_message = await fake_discord.say(BOB, "a message in a DM", channel_id=fake_discord.dm_channel_id)
 
-    await fake_discord.react(OTHER_BOT, answer_id, "👍")              # another bot
-    await fake_discord.react(ALICE, someone_elses, "👍")              # not the bot's message
-    await fake_discord.react(ALICE, dm_message, "👍")                 # not ours; no author in the event
-    await fake_discord.react(ALICE, answer_id, "🎉")                  # not in the emoji table
+    await fake_discord.react(OTHER_BOT, answer_id, "👍")  # another bot
+    await fake_discord.react(ALICE, someone_elses, "👍")  # not the bot's message
+    await fake_discord.react(ALICE, dm_message, "👍")  # not ours; no author in the event
+    await fake_discord.react(ALICE, answer_id, "🎉")  # not in the emoji table
     await fake_discord.react(ALICE, answer_id, "thumbsup", custom_id=555)  # a custom emoji named like one
-    await fake_discord.unreact(CAROL, answer_id, "👍")                # removing what was never counted
-    await fake_discord.react(CAROL, answer_id, "👎")                  # the one real vote, sent last
+    await fake_discord.unreact(CAROL, answer_id, "👍")  # removing what was never counted
+    await fake_discord.react(CAROL, answer_id, "👎")  # the one real vote, sent last
 
     await wait_for(lambda: votes(settings))
     await handlers_done()  # every ignored reaction has been handled too
@@ -372,9 +373,7 @@ async def test_a_failing_ask_is_logged_and_apologised_for(
     await asked(fake_discord, ALICE, "still answering", mention_bot=True)
 
 
-async def test_disallowed_intents_stop_start_up_with_a_clear_error(
-    runtime: Any, fake_discord: FakeDiscord
-) -> None:
+async def test_disallowed_intents_stop_start_up_with_a_clear_error(runtime: Any, fake_discord: FakeDiscord) -> None:
     fake_discord.close_on_identify = CLOSE_DISALLOWED_INTENTS
     client = DiscordBot(service=runtime.service, token=TOKEN, guild_ready_timeout=0.2)
     with pytest.raises(DiscordStartupError, match="developer portal") as error:
@@ -561,7 +560,7 @@ async def test_a_reaction_list_read_only_in_part_retracts_nothing_for_that_emoji
         await fake.react(BOB, answer_id, "👎")
         await wait_for(lambda: len(votes(settings)) == 4)
     await fake.unreact(ALICE, answer_id, "👍")  # 👍 now: bob, carol and the bot - 3 > 2 read
-    await fake.unreact(BOB, answer_id, "👎")    # 👎 now: the bot alone - read in full
+    await fake.unreact(BOB, answer_id, "👎")  # 👎 now: the bot alone - read in full
 
     async with running_bot(runtime, fake, max_voters_per_emoji=2) as client:
         summary = await caught_up(client)
@@ -586,9 +585,7 @@ async def test_stats_is_answered_with_the_table_and_the_chart(
     reply = await wait_for(lambda: fake_discord.answer_to(prompt_id), timeout=30)
 
     [call] = [
-        call
-        for call in fake_discord.calls_to("POST", f"/channels/{fake_discord.channel_id}/messages")
-        if call.files
+        call for call in fake_discord.calls_to("POST", f"/channels/{fake_discord.channel_id}/messages") if call.files
     ]
     [(filename, data)] = call.files
     assert filename.endswith(".png") and data.startswith(b"\x89PNG\r\n\x1a\n")
@@ -641,8 +638,13 @@ async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(
     runtime.loop.announce = bot.announce
     publish_copy(runtime.loop.registry, tiny_model_dir, metrics={"perplexity": 9.5}, counts={"train_examples": 40})
     assert await runtime.loop.check_registry() == 1
-    posted = await wait_for(lambda: [m for m in fake_discord.bot_messages(fake_discord.channel_id)
-                                     if m["content"].startswith("Now serving model version 1.")])
+    posted = await wait_for(
+        lambda: [
+            m
+            for m in fake_discord.bot_messages(fake_discord.channel_id)
+            if m["content"].startswith("Now serving model version 1.")
+        ]
+    )
     assert "Trained from version 0 on 40 examples" in posted[0]["content"]
 
 

@@ -37,7 +37,9 @@ async def generator(tiny_model_dir: Path):
 
 
 async def test_several_candidates_come_back_cut_at_the_turn_marker(generator: Generator):
-    result = await generator.generate(render_prompt("what is the weather like"), SamplingParams(candidates=3, max_new_tokens=32))
+    result = await generator.generate(
+        render_prompt("what is the weather like"), SamplingParams(candidates=3, max_new_tokens=32)
+    )
     assert len(result.texts) == 3
     assert result.model_version == 0
     assert result.new_tokens > 0
@@ -51,10 +53,13 @@ async def test_batched_results_go_to_the_right_caller(generator: Generator):
     prompts = [render_prompt("hi " * (i + 1)) for i in range(6)]
     counts = [1, 2, 3, 1, 2, 3]
     results = await asyncio.gather(
-        *(generator.generate(p, SamplingParams(max_new_tokens=8, candidates=c)) for p, c in zip(prompts, counts))
+        *(
+            generator.generate(p, SamplingParams(max_new_tokens=8, candidates=c))
+            for p, c in zip(prompts, counts, strict=True)
+        )
     )
     tokenizer = load_model(generator.source, version=0, device="cpu").tokenizer
-    for prompt, count, result in zip(prompts, counts, results):
+    for prompt, count, result in zip(prompts, counts, results, strict=True):
         assert len(result.texts) == count
         assert result.prompt_tokens == len(tokenizer(prompt)["input_ids"])
 
@@ -176,7 +181,7 @@ def test_the_served_cpu_model_gives_the_same_logits_and_greedy_text(tiny_model_d
     encoded = served.tokenizer(render_prompt("what should I eat"), return_tensors="pt")
     with torch.inference_mode():
         assert torch.allclose(plain(**encoded).logits, served.model(**encoded).logits, atol=1e-5)
-        greedy = dict(do_sample=False, max_new_tokens=12, pad_token_id=served.tokenizer.pad_token_id)
+        greedy = {"do_sample": False, "max_new_tokens": 12, "pad_token_id": served.tokenizer.pad_token_id}
         assert torch.equal(plain.generate(**encoded, **greedy), served.model.generate(**encoded, **greedy))
 
 
@@ -189,18 +194,27 @@ def test_decoding_a_left_padded_batch_gives_what_generate_gives_each_prompt_alon
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     served = load_model(tiny_model_dir, version=0, device="cpu")
     tokenizer = served.tokenizer
-    prompts = [render_prompt("hi"), render_prompt("what should I eat tonight, something warm please"),
-               render_prompt("do you like cats")]
+    prompts = [
+        render_prompt("hi"),
+        render_prompt("what should I eat tonight, something warm please"),
+        render_prompt("do you like cats"),
+    ]
     batch = tokenizer(prompts, return_tensors="pt", padding=True)
     assert not bool(batch["attention_mask"].all())  # really padded
     greedy = lambda logits: logits.argmax(dim=-1)  # noqa: E731
-    got = decode(served.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=15,
-                 choose=greedy, eos_token_id=tokenizer.eos_token_id)
-    for prompt, ids in zip(prompts, got):
+    got = decode(
+        served.model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        max_new_tokens=15,
+        choose=greedy,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    for prompt, ids in zip(prompts, got, strict=True):
         alone = tokenizer(prompt, return_tensors="pt")
         with torch.inference_mode():
             want = plain.generate(**alone, do_sample=False, max_new_tokens=15, pad_token_id=tokenizer.eos_token_id)
-        want = want[0, alone["input_ids"].shape[1]:].tolist()
+        want = want[0, alone["input_ids"].shape[1] :].tolist()
         if tokenizer.eos_token_id in want:
             want = want[: want.index(tokenizer.eos_token_id) + 1]
         assert ids == want
@@ -213,8 +227,11 @@ def test_a_row_leaves_the_batch_at_its_end_and_the_others_go_on_unchanged(tiny_m
 
     served = load_model(tiny_model_dir, version=0, device="cpu")
     tokenizer = served.tokenizer
-    prompts = [render_prompt("hi"), render_prompt("what should I eat tonight, something warm"),
-               render_prompt("hello there")]
+    prompts = [
+        render_prompt("hi"),
+        render_prompt("what should I eat tonight, something warm"),
+        render_prompt("hello there"),
+    ]
     batch = tokenizer(prompts, return_tensors="pt", padding=True)
     eos = tokenizer.eos_token_id
     steps: list[int] = []
@@ -230,18 +247,37 @@ def test_a_row_leaves_the_batch_at_its_end_and_the_others_go_on_unchanged(tiny_m
             picked[0] = eos
         return picked
 
-    got = decode(served.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=8,
-                 choose=first_row_ends_at_once, eos_token_id=eos)
+    got = decode(
+        served.model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        max_new_tokens=8,
+        choose=first_row_ends_at_once,
+        eos_token_id=eos,
+    )
     assert got[0] == [eos] and len(got[1]) == len(got[2]) == 8
     assert steps == [3] + [2] * 7  # the ended row was dropped from the batch
-    for prompt, ids in zip(prompts[1:], got[1:]):  # the rows that went on: as if alone
+    for prompt, ids in zip(prompts[1:], got[1:], strict=True):  # the rows that went on: as if alone
         alone = tokenizer(prompt, return_tensors="pt")
-        assert decode(served.model, alone["input_ids"], alone["attention_mask"], max_new_tokens=8,
-                      choose=greedy_without_end, eos_token_id=eos) == [ids]
+        assert decode(
+            served.model,
+            alone["input_ids"],
+            alone["attention_mask"],
+            max_new_tokens=8,
+            choose=greedy_without_end,
+            eos_token_id=eos,
+        ) == [ids]
 
     steps.clear()
-    got = decode(served.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=40,
-                 choose=first_row_ends_at_once, eos_token_id=None, done=lambda row, ids: len(ids) >= 3 + row)
+    got = decode(
+        served.model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        max_new_tokens=40,
+        choose=first_row_ends_at_once,
+        eos_token_id=None,
+        done=lambda row, ids: len(ids) >= 3 + row,
+    )
     assert [len(ids) for ids in got] == [3, 4, 5] and steps == [3, 3, 3, 2, 1]  # not 40 steps
 
 

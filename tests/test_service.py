@@ -113,7 +113,7 @@ async def test_a_retried_prompt_event_is_answered_once(runtime):
 
 
 async def test_conversation_turns_become_the_dialogue_context(runtime):
-    first, _ = await _answer_and_post(runtime, "hello", conversation="slack:C1:100.0")
+    _first, _ = await _answer_and_post(runtime, "hello", conversation="slack:C1:100.0")
     await _answer_and_post(runtime, "what should I eat", conversation="slack:C1:100.0")
     async with runtime.database.reading() as db:
         context = (await (await db.execute("SELECT context FROM prompts ORDER BY id DESC LIMIT 1")).fetchone())[0]
@@ -218,8 +218,9 @@ async def test_reconcile_retracts_nothing_for_an_emoji_whose_list_was_cut_short(
     for user, emoji in (("U2", "+1"), ("U3", "+1"), ("U4", "-1")):
         await service.on_reaction(IncomingReaction(platform="slack", message_key=key, user=user, emoji=emoji))
     # The platform listed only U2 of the 👍 people; U4's 👎 is really gone.
-    result = await service.reconcile(platform="slack", message_key=key, reactions=[("U2", "+1")],
-                                     incomplete=["+1::skin-tone-3"])
+    result = await service.reconcile(
+        platform="slack", message_key=key, reactions=[("U2", "+1")], incomplete=["+1::skin-tone-3"]
+    )
     assert (result.added, result.retracted) == (0, 1)
     keys = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
     votes = await runtime.repository.votes_since(0)
@@ -237,8 +238,11 @@ async def test_reconcile_never_undoes_a_live_reaction_that_arrives_while_the_ans
     elsewhere = IncomingReaction(platform="slack", message_key=other, user="U2", emoji="+1")
     async with service.reconciling(key):
         # Arrive after the platform was read (the reading shows none of them).
-        live = [asyncio.create_task(service.on_reaction(up)), asyncio.create_task(service.on_reaction(flicker)),
-                asyncio.create_task(service.on_reaction_removed(flicker))]
+        live = [
+            asyncio.create_task(service.on_reaction(up)),
+            asyncio.create_task(service.on_reaction(flicker)),
+            asyncio.create_task(service.on_reaction_removed(flicker)),
+        ]
         assert await service.on_reaction(elsewhere) is VoteOutcome.RECORDED  # other answers never wait
         result = await service.reconcile(platform="slack", message_key=key, reactions=[])
         assert not any(task.done() for task in live)

@@ -64,8 +64,9 @@ async def rows(runtime, sql: str, *params: Any) -> list[tuple]:
         return [tuple(row) for row in await cursor.fetchall()]
 
 
-async def ask_in_channel(fake: FakeSlack, text: str = "what is a haiku?", *, user: str = "U1",
-                         thread_ts: str | None = None) -> tuple[Message, Message]:
+async def ask_in_channel(
+    fake: FakeSlack, text: str = "what is a haiku?", *, user: str = "U1", thread_ts: str | None = None
+) -> tuple[Message, Message]:
     """Mention the bot; wait for its answer and both pre-added reactions to settle."""
     # Counted before sending: the answer can be posted before `mention` returns.
     before = len(fake.answers_in_thread(CHANNEL, thread_ts)) if thread_ts else 0
@@ -79,8 +80,10 @@ async def ask_in_channel(fake: FakeSlack, text: str = "what is a haiku?", *, use
 
 
 async def votes(runtime) -> list[tuple]:
-    return await rows(runtime, "SELECT v.emoji, v.reward, r.message_key FROM votes v"
-                               " JOIN responses r ON r.id = v.response_id ORDER BY v.id")
+    return await rows(
+        runtime,
+        "SELECT v.emoji, v.reward, r.message_key FROM votes v JOIN responses r ON r.id = v.response_id ORDER BY v.id",
+    )
 
 
 def logged(caplog: pytest.LogCaptureFixture, text: str) -> int:
@@ -157,7 +160,7 @@ async def test_ask_where_the_bot_cannot_post_says_so_privately(bot, fake, runtim
 
 
 async def test_thread_conversation_uses_earlier_turns(bot, fake, runtime):
-    question, first = await ask_in_channel(fake, "my name is Ada")
+    question, _first = await ask_in_channel(fake, "my name is Ada")
     await ask_in_channel(fake, "what is my name?", thread_ts=question.ts)
 
     stored = await rows(runtime, "SELECT conversation, text, context FROM prompts ORDER BY id")
@@ -211,9 +214,9 @@ async def _count(runtime, expected: int) -> bool:
 async def test_reactions_that_are_not_votes_are_ignored(bot, fake, runtime, caplog):
     question, answer = await ask_in_channel(fake)
 
-    await fake.react(user="UOTHERBOT", message=answer, name="+1")       # another bot
-    await fake.react(user="U1", message=question, name="+1")            # a person's message
-    await fake.react(user="U1", message=answer, name="tada")            # not a rating emoji
+    await fake.react(user="UOTHERBOT", message=answer, name="+1")  # another bot
+    await fake.react(user="U1", message=question, name="+1")  # a person's message
+    await fake.react(user="U1", message=answer, name="tada")  # not a rating emoji
     await wait_for(lambda: logged(caplog, "ignored reaction") == 3)
 
     assert logged(caplog, "by a bot") == 1
@@ -232,8 +235,15 @@ async def test_retried_events_never_double_answers_or_votes(bot, fake, runtime, 
     await wait_for(lambda: len(answer.reactions) == 2)
 
     # Slack resends the very same app_mention envelope with X-Slack-Retry-Num.
-    first = fake.envelope({"type": "app_mention", "channel": CHANNEL, "user": "U1",
-                           "text": f"<@{BOT_USER}> hello again", "ts": "1800000000.000001"})
+    first = fake.envelope(
+        {
+            "type": "app_mention",
+            "channel": CHANNEL,
+            "user": "U1",
+            "text": f"<@{BOT_USER}> hello again",
+            "ts": "1800000000.000001",
+        }
+    )
     assert (await fake.redeliver(first)).status == 200
     await wait_for(lambda: len(fake.calls_to("chat.postMessage")) == 2)
     for retry in (1, 2):
@@ -267,8 +277,13 @@ async def test_retried_events_never_double_answers_or_votes(bot, fake, runtime, 
 
 @pytest.mark.parametrize("tamper", ["bad signature", "stale timestamp"])
 async def test_unsigned_or_stale_requests_are_rejected_without_any_call(bot, fake, runtime, tamper):
-    event = {"type": "app_mention", "channel": CHANNEL, "user": "U1", "text": f"<@{BOT_USER}> hi",
-             "ts": "1800000000.000002"}
+    event = {
+        "type": "app_mention",
+        "channel": CHANNEL,
+        "user": "U1",
+        "text": f"<@{BOT_USER}> hi",
+        "ts": "1800000000.000002",
+    }
     if tamper == "bad signature":
         delivery = await fake.redeliver(fake.envelope(event), secret="not-the-secret")
     else:
@@ -282,7 +297,7 @@ async def test_unsigned_or_stale_requests_are_rejected_without_any_call(bot, fak
 
 async def test_rate_limited_post_is_retried_after_retry_after(bot, fake, runtime):
     fake.rate_limit("chat.postMessage", times=1, retry_after=0)
-    question, answer = await ask_in_channel(fake)
+    _question, answer = await ask_in_channel(fake)
 
     posts = fake.calls_to("chat.postMessage")
     assert len(posts) == 2 and posts[0].args == posts[1].args  # the same call, tried again
@@ -307,7 +322,7 @@ async def test_failing_reaction_pre_adds_never_stop_an_answer_or_a_vote(bot, fak
     fake.disconnect("reactions.add", times=2)
     fake.fail_status("reactions.add", 500)
     question = await fake.mention(channel=CHANNEL, user="U1", text="answer me anyway")
-    await wait_for(lambda: len(fake.calls_to("reactions.add")) == 3)   # 👎 still tried after 👍 failed
+    await wait_for(lambda: len(fake.calls_to("reactions.add")) == 3)  # 👎 still tried after 👍 failed
     await wait_for(lambda: logged(caplog, "going on without it") == 2)
     [answer] = fake.answers_in_thread(CHANNEL, question.ts)
     assert answer.reactions == {}
@@ -316,9 +331,9 @@ async def test_failing_reaction_pre_adds_never_stop_an_answer_or_a_vote(bot, fak
     ]
     assert logged(caplog, "pre-adding :+1:") == 1 and logged(caplog, "pre-adding :-1:") == 1
     assert logged(caplog, "(HTTP 500)") == 1
-    assert logged(caplog, "the bot goes on") == 0   # no listener failed
+    assert logged(caplog, "the bot goes on") == 0  # no listener failed
 
-    await fake.react(user="U2", message=answer, name="+1")             # votes are not cosmetic
+    await fake.react(user="U2", message=answer, name="+1")  # votes are not cosmetic
     await wait_for(lambda: votes(runtime))
     assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
     assert "xoxb-test-token" not in caplog.text
@@ -328,13 +343,13 @@ async def test_failing_reaction_pre_adds_never_stop_an_answer_or_a_vote(bot, fak
 async def test_a_better_reply_in_the_thread_is_stored_as_a_correction(bot, fake, runtime, caplog):
     question, answer = await ask_in_channel(fake, "what is a haiku?")
 
-    await fake.reply(channel=CHANNEL, user="U3", text="Better: a short poem of 5-7-5 syllables",
-                     thread_ts=question.ts)
+    await fake.reply(channel=CHANNEL, user="U3", text="Better: a short poem of 5-7-5 syllables", thread_ts=question.ts)
     await fake.reply(channel=CHANNEL, user="U3", text="thanks, nice try", thread_ts=question.ts)  # not one
     await wait_for(lambda: logged(caplog, "correction of") == 1)
 
-    stored = await rows(runtime, "SELECT c.text, c.author, r.message_key FROM corrections c"
-                                 " JOIN responses r ON r.id = c.response_id")
+    stored = await rows(
+        runtime, "SELECT c.text, c.author, r.message_key FROM corrections c JOIN responses r ON r.id = c.response_id"
+    )
     assert stored == [("a short poem of 5-7-5 syllables", stored[0][1], f"slack:{CHANNEL}:{answer.ts}")]
     assert stored[0][1] != "U3"
     assert len(fake.calls_to("chat.postMessage")) == 1  # a correction is not a new question
@@ -382,10 +397,10 @@ async def test_socket_mode_answers_and_counts_votes(socket_bot, fake, runtime):
     assert fake.calls_to("apps.connections.open")
     question, answer = await ask_in_channel(fake, "hello over a socket")
     assert answer.thread_ts == question.ts
-    assert len(fake.echoes) == 2 and await votes(runtime) == []   # own reactions ignored here too
+    assert len(fake.echoes) == 2 and await votes(runtime) == []  # own reactions ignored here too
 
     vote = await fake.react(user="U1", message=answer, name="-1::skin-tone-3")
-    await fake.redeliver(vote.envelope, retry_num=1)             # Socket Mode retries too
+    await fake.redeliver(vote.envelope, retry_num=1)  # Socket Mode retries too
     await wait_for(lambda: votes(runtime))
     await fake.settle()
     assert await votes(runtime) == [("-1", -1.0, f"slack:{CHANNEL}:{answer.ts}")]
@@ -419,8 +434,7 @@ async def test_manifest_asks_for_what_the_adapter_listens_to():
     assert {"app_mention", "message.im", "message.channels", "reaction_added", "reaction_removed"} <= events
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == [slack.ASK_COMMAND]
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read",
-                      "files:write"} <= scopes
+    assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read", "files:write"} <= scopes
     assert manifest["settings"]["socket_mode_enabled"] is True
 
 
@@ -443,19 +457,31 @@ async def test_thumbtune_run_serves_slack_end_to_end(settings_env, fake, tmp_pat
     """`python -m bot run` with SLACK_BOT_TOKEN set: the real process, its database, Ctrl-C."""
     port = _free_port()
     token = "xoxb-never-print-me"
-    env = {**os.environ, "SLACK_BOT_TOKEN": token, "SLACK_SIGNING_SECRET": SECRET,
-           "SLACK_API_URL": fake.api_url, "THUMBTUNE_HTTP_HOST": "127.0.0.1",
-           "THUMBTUNE_HTTP_PORT": str(port), "THUMBTUNE_LOG_LEVEL": "DEBUG"}
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake.api_url,
+        "THUMBTUNE_HTTP_HOST": "127.0.0.1",
+        "THUMBTUNE_HTTP_PORT": str(port),
+        "THUMBTUNE_LOG_LEVEL": "DEBUG",
+    }
     log_path = tmp_path / "bot.log"
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", env=env, stdout=log_file, stderr=log_file,
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            env=env,
+            stdout=log_file,
+            stderr=log_file,
             cwd=Path(__file__).resolve().parents[1],
         )
         try:
             await wait_for(lambda: "listening for events" in log_path.read_text(errors="replace"), timeout=120)
             fake.events_url = f"http://127.0.0.1:{port}/slack/events"
-            question, answer = await ask_in_channel(fake, "hello from the command line")
+            _question, answer = await ask_in_channel(fake, "hello from the command line")
             await fake.react(user="U1", message=answer, name="+1")
             await wait_for(lambda: "-> recorded" in log_path.read_text(errors="replace"))
         finally:
@@ -478,8 +504,7 @@ def _reads(fake: FakeSlack) -> list[str]:
     return [call.args["timestamp"] for call in fake.calls_to("reactions.get")]
 
 
-async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, fake, runtime, settings, config,
-                                                                         caplog):
+async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, fake, runtime, settings, config, caplog):
     _, first = await ask_in_channel(fake, "first question")
     _, second = await ask_in_channel(fake, "second question")
     await fake.react(user="U1", message=first, name="+1")
@@ -487,12 +512,12 @@ async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, f
     await wait_for(lambda: _count(runtime, 2))
 
     # The bot is down: people change their reactions and no event reaches it.
-    fake.react_while_away(user="U1", message=first, name="+1", remove=True)      # retracted
-    fake.react_while_away(user="U3", message=first, name="+1::skin-tone-2")      # added
-    fake.react_while_away(user="U4", message=second, name="-1")                  # added
-    fake.react_while_away(user="UOTHERBOT", message=second, name="+1")           # a bot: ignored
-    fake.react_while_away(user="U4", message=second, name="tada")                # not a rating
-    fake.rate_limit("reactions.get", times=1, retry_after=0)                     # Slack says slow down once
+    fake.react_while_away(user="U1", message=first, name="+1", remove=True)  # retracted
+    fake.react_while_away(user="U3", message=first, name="+1::skin-tone-2")  # added
+    fake.react_while_away(user="U4", message=second, name="-1")  # added
+    fake.react_while_away(user="UOTHERBOT", message=second, name="+1")  # a bot: ignored
+    fake.react_while_away(user="U4", message=second, name="tada")  # not a rating
+    fake.rate_limit("reactions.get", times=1, retry_after=0)  # Slack says slow down once
     calls_before = len(fake.calls)
 
     # A restart: a new process on the same database connects and catches up.
@@ -505,18 +530,21 @@ async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, f
             await again.stop()
             await asyncio.wait_for(running, 10)
 
-    assert logged(caplog, "caught up on 2 answer(s) from the last 24 h: 2 vote(s) added, 1 retracted, "
-                          "0 unreadable") == 1
+    assert (
+        logged(caplog, "caught up on 2 answer(s) from the last 24 h: 2 vote(s) added, 1 retracted, 0 unreadable") == 1
+    )
     # Newest first, the rate-limited read tried again; the bot's own thumbs cost no users.info.
     assert _reads(fake) == [second.ts, second.ts, first.ts]
     assert all(call.args["channel"] == CHANNEL for call in fake.calls_to("reactions.get"))
     looked_up = {call.args["user"] for call in fake.calls[calls_before:] if call.method == "users.info"}
     assert BOT_USER not in looked_up and "UOTHERBOT" in looked_up
-    assert sorted(await votes(runtime)) == sorted([
-        ("-1", -1.0, f"slack:{CHANNEL}:{first.ts}"),     # U2, unchanged
-        ("+1", 1.0, f"slack:{CHANNEL}:{first.ts}"),      # U3, added while down
-        ("-1", -1.0, f"slack:{CHANNEL}:{second.ts}"),    # U4, added while down
-    ])
+    assert sorted(await votes(runtime)) == sorted(
+        [
+            ("-1", -1.0, f"slack:{CHANNEL}:{first.ts}"),  # U2, unchanged
+            ("+1", 1.0, f"slack:{CHANNEL}:{first.ts}"),  # U3, added while down
+            ("-1", -1.0, f"slack:{CHANNEL}:{second.ts}"),  # U4, added while down
+        ]
+    )
     voters = await rows(runtime, "SELECT voter FROM votes")
     assert all(voter not in ("U2", "U3", "U4") for (voter,) in voters)  # keyed hashes only
 
@@ -526,8 +554,7 @@ async def test_catch_up_reads_only_recent_answers_newest_first(bot, fake, runtim
     keys = [f"slack:{CHANNEL}:{answer.ts}" for answer in answers]
     # The oldest answer was posted two days ago, outside the 24 h window.
     async with runtime.database.transaction() as db:
-        await db.execute("UPDATE responses SET created_at = created_at - 2 * 86400 WHERE message_key = ?",
-                         (keys[0],))
+        await db.execute("UPDATE responses SET created_at = created_at - 2 * 86400 WHERE message_key = ?", (keys[0],))
     for answer in answers:
         fake.react_while_away(user="U1", message=answer, name="+1")
 
@@ -560,7 +587,7 @@ async def test_catch_up_keeps_votes_slack_did_not_list_and_goes_on_after_an_erro
     fake.react_while_away(user="U4", message=first, name="-1")
     # On busy messages Slack lists only some of the people (with the full count).
     fake.reaction_users_shown = 2
-    fake.fail("reactions.get", "message_not_found")   # the first read (the newest answer) fails
+    fake.fail("reactions.get", "message_not_found")  # the first read (the newest answer) fails
 
     caught = await bot.catch_up()
 
@@ -568,8 +595,9 @@ async def test_catch_up_keeps_votes_slack_did_not_list_and_goes_on_after_an_erro
     assert _reads(fake) == [second.ts, first.ts]
     assert logged(caplog, "message_not_found") == 1
     # Only U1 of the three thumbs up was listed (after the bot's own): none is retracted.
-    assert sorted(await votes(runtime)) == sorted([("+1", 1.0, f"slack:{CHANNEL}:{first.ts}")] * 3
-                                                  + [("-1", -1.0, f"slack:{CHANNEL}:{first.ts}")])
+    assert sorted(await votes(runtime)) == sorted(
+        [("+1", 1.0, f"slack:{CHANNEL}:{first.ts}")] * 3 + [("-1", -1.0, f"slack:{CHANNEL}:{first.ts}")]
+    )
 
 
 # --- the stats chart --------------------------------------------------------------------
@@ -582,7 +610,7 @@ async def test_stats_posts_the_table_and_the_chart_in_the_thread(bot, fake, runt
     await wait_for(lambda: any(message.files for message in fake.answers_in_thread(CHANNEL, question.ts)))
     table, chart = fake.answers_in_thread(CHANNEL, question.ts)
 
-    assert "approval" in table.text and table.reactions == {}   # a report, not a rateable answer
+    assert "approval" in table.text and table.reactions == {}  # a report, not a rateable answer
     assert table.text.startswith("```\n") and table.text.endswith("\n```")  # monospace, so columns line up
     [upload] = chart.files
     saved = list((settings.data_dir / "charts").glob("*.png"))
@@ -610,10 +638,10 @@ async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime,
     _, answer = await ask_in_channel(fake)
     gate = fake.hold("reactions.get")
     catching_up = asyncio.create_task(bot.catch_up())
-    await wait_for(lambda: fake.calls_to("reactions.get"))   # Slack has read the reactions (without U5's)
+    await wait_for(lambda: fake.calls_to("reactions.get"))  # Slack has read the reactions (without U5's)
 
     caplog.set_level(logging.DEBUG, logger="bot.service")
-    await fake.react(user="U5", message=answer, name="+1")   # arrives while the answer is read
+    await fake.react(user="U5", message=answer, name="+1")  # arrives while the answer is read
     await wait_for(lambda: logged(caplog, "waits for the catch-up") == 1)
     gate.set()
     caught = await asyncio.wait_for(catching_up, 10)
@@ -624,20 +652,24 @@ async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime,
 
 
 # --- comparisons ------------------------------------------------------------------------
-async def test_a_comparison_is_posted_with_its_four_reactions_and_one_two_handshake_are_verdicts(bot, fake, runtime, caplog):
+async def test_a_comparison_is_posted_with_its_four_reactions_and_one_two_handshake_are_verdicts(
+    bot, fake, runtime, caplog
+):
     question = await fake.mention(channel=CHANNEL, user="U1", text="compare: what is a haiku?")
     await wait_for(lambda: fake.answers_in_thread(CHANNEL, question.ts))
     answer = fake.answers_in_thread(CHANNEL, question.ts)[0]
     await wait_for(lambda: set(answer.reactions) == {"one", "two", "handshake", "-1"})
     await fake.settle()
     assert answer.text.startswith("1️⃣ ") and "\n2️⃣ " in answer.text
-    assert [name for name in answer.reactions] == ["one", "two", "handshake", "-1"]  # in this order
+    assert list(answer.reactions) == ["one", "two", "handshake", "-1"]  # in this order
     key = f"slack:{CHANNEL}:{answer.ts}"
     assert await rows(runtime, "SELECT mode FROM prompts") == [("compare",)]
 
     def comparison_votes():
-        return rows(runtime, "SELECT r.candidate, v.emoji, v.reward FROM votes v"
-                             " JOIN responses r ON r.id = v.response_id ORDER BY v.id")
+        return rows(
+            runtime,
+            "SELECT r.candidate, v.emoji, v.reward FROM votes v JOIN responses r ON r.id = v.response_id ORDER BY v.id",
+        )
 
     await fake.react(user="U2", message=answer, name="two")
     await wait_for(lambda: logged(caplog, "-> recorded") == 1)
@@ -649,8 +681,7 @@ async def test_a_comparison_is_posted_with_its_four_reactions_and_one_two_handsh
     assert (await rows(runtime, "SELECT message_key FROM responses WHERE candidate = 0")) == [(key,)]
 
 
-async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(bot, fake, runtime, config,
-                                                                          tiny_model_dir):
+async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(bot, fake, runtime, config, tiny_model_dir):
     announcing = SlackBot(runtime.service, config=dataclasses.replace(config, announce_channel="C0ANNOUNCE"))
     runtime.loop.announce = announcing.announce
     publish_copy(runtime.loop.registry, tiny_model_dir, metrics={"perplexity": 9.5}, counts={"train_examples": 40})

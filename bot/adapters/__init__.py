@@ -12,5 +12,9 @@ import pkgutil
 # Every module of this package but the contract itself, found without importing any
 # platform library, so the settings can name them before discord or slack_bolt loads.
 PLATFORMS: tuple[str, ...] = tuple(
-    sorted(module.name for module in pkgutil.iter_modules(__path__) if module.name != "base" and not module.name.startswith("_"))
+    sorted(
+        module.name
+        for module in pkgutil.iter_modules(__path__)
+        if module.name != "base" and not module.name.startswith("_")
+    )
 )

@@ -21,7 +21,7 @@ from bot.adapters import PLATFORMS
 from bot.catchup import ShownReactions
 
 if TYPE_CHECKING:
-    from typing import Self
+    from typing_extensions import Self
 
     from bot.service import BotService
     from bot.settings import Settings
@@ -101,5 +101,5 @@ async def best_effort(
     """
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - a cosmetic failure must not stop an answer or a vote
+    except Exception as exc:
         logger.warning("%s failed (%s); going on without it", what, describe(exc))

@@ -33,7 +33,7 @@ from bot.settings import Settings
 PLATFORM = "discord"
 CORRECTION_NOTED = "✅"
 MAX_MESSAGE_CHARS = 2000  # Discord refuses longer messages
-QUOTE_CHARS = 300         # how much of an /ask question is quoted above the answer
+QUOTE_CHARS = 300  # how much of an /ask question is quoted above the answer
 # People read per emoji on one answer when catching up (100 per request); an emoji with
 # more is read only in part, and then none of its votes is retracted.
 MAX_VOTERS_PER_EMOJI = 1000
@@ -82,11 +82,11 @@ def required_intents() -> discord.Intents:
     privileged message-content intent, so that intent is not requested.
     """
     intents = discord.Intents.none()
-    intents.guilds = True           # channels and threads in the cache (GUILD_CREATE)
-    intents.guild_messages = True   # mentions and replies in servers
-    intents.dm_messages = True      # direct messages
+    intents.guilds = True  # channels and threads in the cache (GUILD_CREATE)
+    intents.guild_messages = True  # mentions and replies in servers
+    intents.dm_messages = True  # direct messages
     intents.guild_reactions = True  # votes in servers
-    intents.dm_reactions = True     # votes in direct messages
+    intents.dm_reactions = True  # votes in direct messages
     return intents
 
 
@@ -265,7 +265,10 @@ class DiscordBot(discord.Client, Adapter):
             if not self.service.is_reaction_emoji(emoji):
                 continue  # no requests for 🎉 or custom emoji
             normal = reaction.normal_count or max(reaction.count - reaction.burst_count, 0)
-            for kind, count in ((discord.ReactionType.normal, normal), (discord.ReactionType.burst, reaction.burst_count)):
+            for kind, count in (
+                (discord.ReactionType.normal, normal),
+                (discord.ReactionType.burst, reaction.burst_count),
+            ):
                 if count <= 0:
                     continue
                 read = 0
@@ -306,7 +309,7 @@ class DiscordBot(discord.Client, Adapter):
             return
         # If the prompt was deleted meanwhile, post the answer anyway rather than fail.
         reference = message.to_reference(fail_if_not_exists=False)
-        posted = await message.channel.send(_fit(shown_text(reply)), reference=reference, **_attachment(reply))
+        posted = await message.channel.send(_fit(shown_text(reply)), reference=reference, files=_files(reply))
         await self._offer_rating(reply, channel_id=message.channel.id, message_id=posted.id)
 
     async def answer_command(self, interaction: discord.Interaction, prompt: str) -> None:
@@ -328,7 +331,7 @@ class DiscordBot(discord.Client, Adapter):
             await interaction.delete_original_response()
             return
         posted = await interaction.followup.send(
-            _fit(f"> {_quote(prompt)}\n{shown_text(reply)}"), wait=True, **_attachment(reply)
+            _fit(f"> {_quote(prompt)}\n{shown_text(reply)}"), wait=True, files=_files(reply)
         )
         await self._offer_rating(reply, channel_id=channel_id, message_id=posted.id)
 
@@ -363,8 +366,9 @@ class DiscordBot(discord.Client, Adapter):
             )
         )
         if stored is not None:
-            async with best_effort(f"marking correction {message.id} {CORRECTION_NOTED}", logger=log,
-                                   describe=_failure):
+            async with best_effort(
+                f"marking correction {message.id} {CORRECTION_NOTED}", logger=log, describe=_failure
+            ):
                 await message.add_reaction(CORRECTION_NOTED)
 
     # --- votes ----------------------------------------------------------------------
@@ -403,10 +407,8 @@ class DiscordBot(discord.Client, Adapter):
             interaction.channel_id,
             exc_info=error,
         )
-        try:
+        with contextlib.suppress(discord.HTTPException):  # it may have expired; the log has the details
             await interaction.followup.send("Sorry, something went wrong answering that.", ephemeral=True)
-        except discord.HTTPException:
-            pass  # the interaction may have expired; the log has the details
 
 
 def invite_url(application_id: int) -> str:
@@ -454,15 +456,16 @@ def _quote(text: str) -> str:
     return line if len(line) <= QUOTE_CHARS else line[: QUOTE_CHARS - 1] + "…"
 
 
-def _attachment(reply: Reply) -> dict[str, discord.File]:
-    """The reply's file (the `stats` chart) as send()'s ``file`` argument; none if it is missing."""
+def _files(reply: Reply) -> Sequence[discord.File]:
+    """The reply's file (the `stats` chart) as send()'s ``files``; send()'s own "not given"
+    (``discord.utils.MISSING``) when there is none or it is missing."""
     path = reply.attachment
     if path is None:
-        return {}
+        return discord.utils.MISSING
     if not path.is_file():
         log.warning("the reply's attachment %s is missing; posting the text alone", path.name)
-        return {}
-    return {"file": discord.File(path, filename=path.name)}
+        return discord.utils.MISSING
+    return [discord.File(path, filename=path.name)]
 
 
 def _fit(text: str) -> str:

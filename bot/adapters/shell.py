@@ -58,7 +58,7 @@ class ShellChat(Adapter):
         self.correction_prefix = correction_prefix.lower()
         self.interactive = stdin.isatty()
         self.conversation = f"{PLATFORM}:{uuid.uuid4().hex}"
-        self.last_answer: str | None = None   # message key of the last rateable answer
+        self.last_answer: str | None = None  # message key of the last rateable answer
         self.last_was_comparison = False
         self._hinted = False
         self._stopping = False
@@ -169,7 +169,8 @@ class ShellChat(Adapter):
             VoteOutcome.RETRACTED: f"(took back {emoji})",
             VoteOutcome.NOTHING_TO_RETRACT: f"(you had not rated it {emoji})",
             VoteOutcome.UNKNOWN_EMOJI: (
-                f"({emoji} is not a rating here; use 1, 2, = or -)" if self.last_was_comparison
+                f"({emoji} is not a rating here; use 1, 2, = or -)"
+                if self.last_was_comparison
                 else f"({emoji} is not a rating; use + or -)"
             ),
             VoteOutcome.FLAGGED: "(flagged: this answer will never be used for training)",

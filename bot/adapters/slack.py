@@ -72,8 +72,8 @@ class SlackConfig:
     correction_prefix: str = "better:"
     http_host: str = "0.0.0.0"
     http_port: int = 3000
-    reconcile_hours: float = 24.0       # catch up on answers this recent at start; 0 = off
-    reconcile_max_messages: int = 500   # ... but on at most this many, newest first
+    reconcile_hours: float = 24.0  # catch up on answers this recent at start; 0 = off
+    reconcile_max_messages: int = 500  # ... but on at most this many, newest first
     announce_channel: str | None = None  # where a new model version going live is announced
 
     @property
@@ -90,9 +90,7 @@ class SlackConfig:
             raise SettingsError("SLACK_APP_TOKEN: an app-level token starts with xapp-")
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         if app_token is None and not secret:
-            raise SettingsError(
-                "SLACK_SIGNING_SECRET: needed in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)"
-            )
+            raise SettingsError("SLACK_SIGNING_SECRET: needed in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
         return cls(
             bot_token=settings.slack_bot_token.get_secret_value(),
             signing_secret=secret,
@@ -149,8 +147,8 @@ class SlackBot(Adapter):
             signing_secret=config.signing_secret,
             name="thumbtune",
         )
-        self._bot_users: dict[str, bool] = {}   # user id -> is a bot (users.info, cached)
-        self._own_user_id: str | None = None    # from auth.test
+        self._bot_users: dict[str, bool] = {}  # user id -> is a bot (users.info, cached)
+        self._own_user_id: str | None = None  # from auth.test
         self._tasks: set[asyncio.Task[None]] = set()
         # The envelopes' event ids of the newest listeners started, oldest first.
         self.events_started: collections.deque[str | None] = collections.deque(maxlen=EVENTS_REMEMBERED)
@@ -213,7 +211,7 @@ class SlackBot(Adapter):
         try:
             bolt_request = await to_bolt_request(request)
             bolt_response = await self.app.async_dispatch(bolt_request)
-        except Exception:  # noqa: BLE001 - bolt fails on some bodies before its error handler can
+        except Exception:
             log.warning("slack: could not read a request to %s", EVENTS_PATH, exc_info=True)
             bolt_request, bolt_response = None, None
         if bolt_response is not None and bolt_response.status < 500:
@@ -223,7 +221,7 @@ class SlackBot(Adapter):
         # "event" is null. Say what is wrong instead: unsigned 401, malformed 400.
         if not self._signed(await request.read(), request.headers):
             return web.Response(status=401, text="invalid request")
-        if bolt_request is None or _malformed(bolt_request.body):
+        if bolt_request is None or bolt_response is None or _malformed(bolt_request.body):
             return web.Response(status=400, text="malformed request")
         return await to_aiohttp_response(bolt_response)  # a failure of ours before the ack
 
@@ -280,7 +278,7 @@ class SlackBot(Adapter):
             # Events are served meanwhile; this only reads what changed while we were away.
             try:
                 await self.catch_up()
-            except Exception:  # noqa: BLE001 - a failed catch-up must not stop the bot
+            except Exception:
                 log.exception("slack: catching up after downtime failed; serving events all the same")
             await self._stopped.wait()
 
@@ -347,8 +345,9 @@ class SlackBot(Adapter):
         if channel.startswith("D"):
             return  # direct messages arrive as message.im; answering both would answer twice
         text = _strip_mention(event.get("text", ""), context.bot_user_id)
-        await self._take(_where(event), user=event.get("user", ""), text=text, event_id=body.get("event_id"),
-                         client=context.client)
+        await self._take(
+            _where(event), user=event.get("user", ""), text=text, event_id=body.get("event_id"), client=context.client
+        )
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id") or not _from_someone_somewhere(event):
@@ -365,8 +364,9 @@ class SlackBot(Adapter):
         if where.ts != where.thread_ts and not mentions_bot and self._is_correction(text):
             await self._correct(where, user=user, text=text, event_id=event_id)
 
-    async def _on_ask(self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext,
-                      respond: Callable[..., Awaitable[Any]]) -> None:
+    async def _on_ask(
+        self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext, respond: Callable[..., Awaitable[Any]]
+    ) -> None:
         question = command.get("text", "").strip()
         if not question:
             await ack(f"Ask me something, for example: {ASK_COMMAND} what is a haiku?")
@@ -380,17 +380,18 @@ class SlackBot(Adapter):
             posted = await client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {question}")
         except SlackApiError as exc:
             log.warning("slack: cannot post the /ask question in %s: %s", channel, _api_error(exc))
-            await respond(f"I can't post in this conversation ({_api_error(exc)}). Invite me first, "
-                          f"or mention me instead.")
+            await respond(
+                f"I can't post in this conversation ({_api_error(exc)}). Invite me first, or mention me instead."
+            )
             return
         where = _Where(channel=channel, ts=posted["ts"], thread_ts=posted["ts"])
         # Slack does not retry slash commands, but a trigger id is unique per invocation.
         trigger = command.get("trigger_id")
-        await self._answer(where, user=user, text=question, event_id=f"command:{trigger}" if trigger else None,
-                           client=client)
+        await self._answer(
+            where, user=user, text=question, event_id=f"command:{trigger}" if trigger else None, client=client
+        )
 
-    async def _take(self, where: _Where, *, user: str, text: str, event_id: str | None,
-                    client: AsyncWebClient) -> None:
+    async def _take(self, where: _Where, *, user: str, text: str, event_id: str | None, client: AsyncWebClient) -> None:
         """A message addressed to the bot: a correction in an answer's thread, else a question."""
         if not self._is_correction(text):
             await self._answer(where, user=user, text=text, event_id=event_id, client=client)
@@ -404,8 +405,9 @@ class SlackBot(Adapter):
             )
             await self._post_reply(where, Reply(hint, ok=False), client=client, event_id=event_id)
 
-    async def _answer(self, where: _Where, *, user: str, text: str, event_id: str | None,
-                      client: AsyncWebClient) -> None:
+    async def _answer(
+        self, where: _Where, *, user: str, text: str, event_id: str | None, client: AsyncWebClient
+    ) -> None:
         reply = await self.service.on_prompt(
             IncomingPrompt(
                 platform=PLATFORM,
@@ -420,15 +422,13 @@ class SlackBot(Adapter):
             return  # a retried event that was handled already
         await self._post_reply(where, reply, client=client, event_id=event_id)
 
-    async def _post_reply(self, where: _Where, reply: Reply, *, client: AsyncWebClient,
-                          event_id: str | None) -> None:
+    async def _post_reply(self, where: _Where, reply: Reply, *, client: AsyncWebClient, event_id: str | None) -> None:
         try:
             posted = await client.chat_postMessage(
                 channel=where.channel, thread_ts=where.thread_ts, text=shown_text(reply)
             )
         except SlackApiError as exc:
-            log.error("slack: could not post the answer in %s (event %s): %s", where.channel, event_id,
-                      _api_error(exc))
+            log.error("slack: could not post the answer in %s (event %s): %s", where.channel, event_id, _api_error(exc))
             return
         if reply.attachment is not None:
             await self._upload(where, reply.attachment, client=client)
@@ -449,8 +449,9 @@ class SlackBot(Adapter):
     async def _upload(self, where: _Where, path: Path, *, client: AsyncWebClient) -> None:
         """Upload a file (the ``stats`` chart) into the thread; the text is already there."""
         try:
-            await client.files_upload_v2(channel=where.channel, thread_ts=where.thread_ts, file=str(path),
-                                         filename=path.name, title=path.name)
+            await client.files_upload_v2(
+                channel=where.channel, thread_ts=where.thread_ts, file=str(path), filename=path.name, title=path.name
+            )
         except SlackApiError as exc:
             log.warning("slack: could not upload %s in %s: %s", path.name, where.channel, _api_error(exc))
         except (SlackClientError, OSError) as exc:
@@ -465,7 +466,7 @@ class SlackBot(Adapter):
         if answer is None:
             log.debug("slack: correction in %s has no answer of mine to correct", where.conversation)
             return
-        better = text.strip()[len(self.correction_prefix):]
+        better = text.strip()[len(self.correction_prefix) :]
         stored = await self.service.on_correction(
             IncomingCorrection(platform=PLATFORM, message_key=answer, user=user, text=better, event_id=event_id)
         )
@@ -478,16 +479,17 @@ class SlackBot(Adapter):
             outcome = await self.service.on_reaction(reaction)
             log.info("slack: reaction :%s: on %s -> %s", reaction.emoji, reaction.message_key, outcome.value)
 
-    async def _on_reaction_removed(self, event: dict[str, Any], body: dict[str, Any],
-                                   context: AsyncBoltContext) -> None:
+    async def _on_reaction_removed(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
             outcome = await self.service.on_reaction_removed(reaction)
-            log.info("slack: reaction :%s: removed from %s -> %s", reaction.emoji, reaction.message_key,
-                     outcome.value)
+            log.info("slack: reaction :%s: removed from %s -> %s", reaction.emoji, reaction.message_key, outcome.value)
 
-    async def _reaction(self, event: dict[str, Any], body: dict[str, Any],
-                        context: AsyncBoltContext) -> IncomingReaction | None:
+    async def _reaction(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> IncomingReaction | None:
         """The reaction as a core value, or None when it cannot be a person's vote on an answer."""
         item, user, emoji = event.get("item") or {}, event.get("user", ""), event.get("reaction", "")
         # Cheap checks first, so unrelated reactions cost no API call.
@@ -529,8 +531,9 @@ ADAPTER = SlackBot
 # --- payload helpers ------------------------------------------------------------------
 def _from_someone_somewhere(event: dict[str, Any]) -> bool:
     """A person's message has who, where, when and a text; a malformed event may lack one."""
-    return all(isinstance(event.get(name), str) and event[name].strip() for name in ("user", "channel", "ts")) \
-        and isinstance(event.get("text", ""), str)
+    return all(
+        isinstance(event.get(name), str) and event[name].strip() for name in ("user", "channel", "ts")
+    ) and isinstance(event.get("text", ""), str)
 
 
 def _where(event: dict[str, Any]) -> _Where:

@@ -62,8 +62,12 @@ class TransformersForward:
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, cache=self.cache,
-            use_cache=True, logits_to_keep=1,
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
         ).logits[:, -1]
 
     def keep(self, rows: torch.Tensor) -> None:
@@ -142,7 +146,9 @@ def sample(
     encoded = tokenizer(rows, return_tensors="pt", padding=True, truncation=True, max_length=limit)
     encoded = {name: tensor.to(loaded.device) for name, tensor in encoded.items()}
     new = decode(
-        loaded.model, encoded["input_ids"], encoded["attention_mask"],
+        loaded.model,
+        encoded["input_ids"],
+        encoded["attention_mask"],
         max_new_tokens=params.max_new_tokens,
         choose=lambda logits: sample_top_k_top_p(logits, params.temperature, params.top_p),
         eos_token_id=tokenizer.eos_token_id,

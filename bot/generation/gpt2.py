@@ -150,9 +150,9 @@ class Gpt2Forward:
         if mask is None and self.length == 0:
             return None
         device = self.wte.device
-        query = torch.arange(self.length, end, device=device).unsqueeze(-1)   # [new, 1]
+        query = torch.arange(self.length, end, device=device).unsqueeze(-1)  # [new, 1]
         key = torch.arange(end, device=device)
-        sees = key <= query                                                    # causal, [new, end]
+        sees = key <= query  # causal, [new, end]
         if mask is not None:
             # A padding position sees itself, so that no row of the softmax is empty: torch's
             # CPU kernels give zeros for an empty row, not every GPU kernel does (NaN). Real
@@ -172,7 +172,12 @@ class Gpt2Forward:
             keys[:, :, start:end] = k
             values[:, :, start:end] = v
             out = F.scaled_dot_product_attention(
-                q, keys[:, :, :end], values[:, :, :end], attn_mask=sees, is_causal=causal, scale=block.scaling,
+                q,
+                keys[:, :, :end],
+                values[:, :, :end],
+                attn_mask=sees,
+                is_causal=causal,
+                scale=block.scaling,
             )
             hidden = hidden + block.attn_out(out.transpose(1, 2).reshape(rows, new, -1))
             hidden = hidden + block.mlp_out(block.act(block.fc(block.ln_2(hidden))))

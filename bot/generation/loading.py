@@ -66,8 +66,8 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
         ) from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"      # generation continues from the right edge
-    tokenizer.truncation_side = "left"   # an over-long prompt keeps its newest text
+    tokenizer.padding_side = "left"  # generation continues from the right edge
+    tokenizer.truncation_side = "left"  # an over-long prompt keeps its newest text
     model.to(target)  # type: ignore[arg-type]  # transformers wraps .to with functools.wraps, losing the bound self
     model.eval()
     if target.type == "cpu":

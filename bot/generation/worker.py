@@ -34,20 +34,20 @@ WARMUP_PROMPT = render_prompt("hello")
 
 @dataclass(frozen=True)
 class Generation:
-    texts: tuple[str, ...]       # one per candidate, cut at the next turn marker
+    texts: tuple[str, ...]  # one per candidate, cut at the next turn marker
     model_version: int
-    new_tokens: int              # tokens generated across the candidates
-    prompt_tokens: int           # tokens of the (possibly left-truncated) prompt
+    new_tokens: int  # tokens generated across the candidates
+    prompt_tokens: int  # tokens of the (possibly left-truncated) prompt
 
 
 @dataclass(eq=False)
 class _Request:
     prompt: str
     params: SamplingParams
-    version: int | None              # None: the current version; else the previous one, if loaded
+    version: int | None  # None: the current version; else the previous one, if loaded
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
-    abandoned: bool = False          # the caller gave up (timeout); skip it
+    abandoned: bool = False  # the caller gave up (timeout); skip it
 
 
 _STOP = object()
@@ -112,9 +112,7 @@ class Generator:
             return
         if self._threads:
             torch.set_num_threads(self._threads)
-        self._loaded = await asyncio.to_thread(
-            self._load_and_warm_up, self._source, self._initial_version
-        )
+        self._loaded = await asyncio.to_thread(self._load_and_warm_up, self._source, self._initial_version)
         self._worker = threading.Thread(target=self._run, name="thumbtune-generator", daemon=True)
         self._worker.start()
 
@@ -312,9 +310,7 @@ class Generator:
     def _sample_chunk(self, loaded: LoadedModel, chunk: list[_Request]) -> None:
         params = chunk[0].params
         try:
-            results = sample(
-                loaded, [r.prompt for r in chunk], params, [r.params.candidates for r in chunk]
-            )
+            results = sample(loaded, [r.prompt for r in chunk], params, [r.params.candidates for r in chunk])
         except Exception as exc:  # one bad batch must not stop the worker
             log.exception("generation failed for a batch of %d requests", len(chunk))
             error = GenerationError(f"Sorry, generation failed: {type(exc).__name__}.")

@@ -64,14 +64,14 @@ class FakeDiscord:
     host: str = "127.0.0.1"
     bot: Person = Person(9000, "thumbtune", bot=True)
     guild_id: int = 100
-    channel_id: int = 200        # a text channel in the guild
-    thread_id: int = 300         # a public thread under that channel
-    dm_channel_id: int = 400     # the DM between alice and the bot
-    close_on_identify: int | None = None   # close code to refuse IDENTIFY with
+    channel_id: int = 200  # a text channel in the guild
+    thread_id: int = 300  # a public thread under that channel
+    dm_channel_id: int = 400  # the DM between alice and the bot
+    close_on_identify: int | None = None  # close code to refuse IDENTIFY with
     fail_next_post: set[int] = field(default_factory=set)  # channels whose next POST gets a 403
-    fail_next_follow_up: bool = False                       # the next interaction follow-up gets a 403
-    rate_limit_next_reaction: bool = False                  # the next reaction PUT gets a 429
-    deleted: set[int] = field(default_factory=set)          # messages that GET answers 404 for
+    fail_next_follow_up: bool = False  # the next interaction follow-up gets a 403
+    rate_limit_next_reaction: bool = False  # the next reaction PUT gets a 429
+    deleted: set[int] = field(default_factory=set)  # messages that GET answers 404 for
     failing: dict[tuple[str, str], int] = field(default_factory=dict)  # (method, path pattern) -> status
 
     calls: list[Call] = field(default_factory=list)
@@ -82,7 +82,7 @@ class FakeDiscord:
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(10_000)
-        self._events: list[dict[str, Any]] = []   # every dispatch, by sequence number - 1
+        self._events: list[dict[str, Any]] = []  # every dispatch, by sequence number - 1
         self._ws: web.WebSocketResponse | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -251,8 +251,18 @@ class FakeDiscord:
             "member_count": 3,
             "large": False,
             "joined_at": now,
-            "roles": [{"id": str(self.guild_id), "name": "@everyone", "permissions": "2248473465835073",
-                       "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False}],
+            "roles": [
+                {
+                    "id": str(self.guild_id),
+                    "name": "@everyone",
+                    "permissions": "2248473465835073",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                }
+            ],
             "members": [self._member(self.bot)],
             "channels": [self._channel(self.channel_id)],
             "threads": [self._channel(self.thread_id)],
@@ -287,8 +297,10 @@ class FakeDiscord:
             return await self._channel_call(method, parts, body, files, request.query)
         if method == "POST" and parts[0] == "interactions":  # /interactions/{id}/{token}/callback
             return _json(
-                {"interaction": {"id": parts[1], "type": 2, "response_message_loading": True},
-                 "resource": {"type": body["type"]}}
+                {
+                    "interaction": {"id": parts[1], "type": 2, "response_message_loading": True},
+                    "resource": {"type": body["type"]},
+                }
             )
         if method == "POST" and parts[0] == "webhooks" and len(parts) == 3:  # an interaction follow-up
             if self.fail_next_follow_up:
@@ -337,8 +349,9 @@ class FakeDiscord:
         if method == "PUT" and len(parts) == 7 and parts[2] == "messages" and parts[4:7:2] == ["reactions", "@me"]:
             if self.rate_limit_next_reaction:
                 self.rate_limit_next_reaction = False
-                limited = _json({"message": "You are being rate limited.", "retry_after": 0.05, "global": False},
-                                status=429)
+                limited = _json(
+                    {"message": "You are being rate limited.", "retry_after": 0.05, "global": False}, status=429
+                )
                 limited.headers["Via"] = "1.1 google"  # discord.py treats a 429 without it as a Cloudflare ban
                 return limited
             await self.react(self.bot, int(parts[3]), unquote(parts[5]))
@@ -346,9 +359,7 @@ class FakeDiscord:
         return _json({"message": "unknown channel call", "code": 0}, status=404)
 
     # --- payloads -------------------------------------------------------------------
-    async def _reaction(
-        self, event: str, person: Person, message_id: int, emoji: str, custom_id: int | None
-    ) -> None:
+    async def _reaction(self, event: str, person: Person, message_id: int, emoji: str, custom_id: int | None) -> None:
         message = self.messages[message_id]
         channel_id = int(message["channel_id"])
         data: dict[str, Any] = {

@@ -65,8 +65,8 @@ class Message:
     user: str
     text: str
     thread_ts: str | None = None
-    reactions: dict[str, list[str]] = field(default_factory=dict)   # name -> users
-    files: list["Upload"] = field(default_factory=list)
+    reactions: dict[str, list[str]] = field(default_factory=dict)  # name -> users
+    files: list[Upload] = field(default_factory=list)
 
 
 @dataclass
@@ -87,30 +87,30 @@ class FakeSlack:
         self.signing_secret = signing_secret
         self.bots = set(bots) | {BOT_USER}
         self.calls: list[Call] = []
-        self.responses: list[dict[str, Any]] = []      # what the app sent to response_url
+        self.responses: list[dict[str, Any]] = []  # what the app sent to response_url
         self.messages: dict[tuple[str, str], Message] = {}
-        self.events_url: str | None = None             # the app's /slack/events, set by the test
-        self.echoes: list[Delivery] = []               # the bot's own reactions sent back
+        self.events_url: str | None = None  # the app's /slack/events, set by the test
+        self.echoes: list[Delivery] = []  # the bot's own reactions sent back
         self._failures: dict[str, list[tuple[int, dict[str, Any] | None, dict[str, str]]]] = {}
-        self._drops: dict[str, int] = {}                 # method -> connections still to drop
+        self._drops: dict[str, int] = {}  # method -> connections still to drop
         self._clock = itertools.count(1)
         self._event_ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
         self.base_url = ""
-        self.sockets: list[web.WebSocketResponse] = []   # Socket Mode connections from the app
+        self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections from the app
         self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> the app's ack
-        self.uploads: dict[str, Upload] = {}             # file id -> the upload
-        self.reaction_users_shown: int | None = None     # reactions.get cuts user lists to this
+        self.uploads: dict[str, Upload] = {}  # file id -> the upload
+        self.reaction_users_shown: int | None = None  # reactions.get cuts user lists to this
         self._file_ids = itertools.count(1)
-        self._held: dict[str, asyncio.Event] = {}        # method -> answered once the event is set
+        self._held: dict[str, asyncio.Event] = {}  # method -> answered once the event is set
 
     # --- lifecycle ------------------------------------------------------------------
     @asynccontextmanager
-    async def running(self) -> AsyncIterator["FakeSlack"]:
+    async def running(self) -> AsyncIterator[FakeSlack]:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
-        app.router.add_get("/api/{method}", self._api)   # slack_sdk sends some methods (users.info) as GET
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk sends some methods (users.info) as GET
         app.router.add_post("/respond/{id}", self._respond)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/link", self._socket)
@@ -174,7 +174,8 @@ class FakeSlack:
 
     def bot_messages(self, channel: str | None = None) -> list[Message]:
         return [
-            message for message in self.messages.values()
+            message
+            for message in self.messages.values()
             if message.user == BOT_USER and (channel is None or message.channel == channel)
         ]
 
@@ -209,17 +210,35 @@ class FakeSlack:
         return web.json_response(payload)
 
     def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "user_id": BOT_USER, "bot_id": BOT_ID, "user": "thumbtune", "team": "Test",
-                "team_id": TEAM, "url": "https://test.slack.invalid/"}
+        return {
+            "ok": True,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "user": "thumbtune",
+            "team": "Test",
+            "team_id": TEAM,
+            "url": "https://test.slack.invalid/",
+        }
 
     def _api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel") or not args.get("text"):
             return {"ok": False, "error": "invalid_arguments"}
-        message = self._store(channel=args["channel"], user=BOT_USER, text=args["text"],
-                              thread_ts=args.get("thread_ts"))
-        return {"ok": True, "channel": message.channel, "ts": message.ts,
-                "message": {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "text": message.text,
-                            "ts": message.ts, "thread_ts": message.thread_ts}}
+        message = self._store(
+            channel=args["channel"], user=BOT_USER, text=args["text"], thread_ts=args.get("thread_ts")
+        )
+        return {
+            "ok": True,
+            "channel": message.channel,
+            "ts": message.ts,
+            "message": {
+                "type": "message",
+                "user": BOT_USER,
+                "bot_id": BOT_ID,
+                "text": message.text,
+                "ts": message.ts,
+                "thread_ts": message.thread_ts,
+            },
+        }
 
     def _api_reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
         message = self.messages.get((args.get("channel", ""), args.get("timestamp", "")))
@@ -241,7 +260,8 @@ class FakeSlack:
         payload: dict[str, Any] = {"type": "message", "user": message.user, "text": message.text, "ts": message.ts}
         shown = [
             {"name": name, "users": users[: self.reaction_users_shown], "count": len(users)}
-            for name, users in message.reactions.items() if users
+            for name, users in message.reactions.items()
+            if users
         ]
         if shown:
             payload["reactions"] = shown
@@ -271,14 +291,17 @@ class FakeSlack:
         if not uploads or any(upload is None or upload.data is None for upload in uploads):
             return {"ok": False, "error": "file_not_found"}
         channel, thread_ts = args.get("channel_id"), args.get("thread_ts")
-        for upload, item in zip(uploads, wanted):
+        for upload, item in zip(uploads, wanted, strict=True):
             upload.title, upload.channel, upload.thread_ts = item.get("title"), channel, thread_ts
         if channel:  # shared: Slack posts a message carrying the files (and the comment)
-            message = self._store(channel=channel, user=BOT_USER, text=args.get("initial_comment", ""),
-                                  thread_ts=thread_ts)
+            message = self._store(
+                channel=channel, user=BOT_USER, text=args.get("initial_comment", ""), thread_ts=thread_ts
+            )
             message.files.extend(uploads)
-        return {"ok": True, "files": [{"id": upload.id, "title": upload.title, "name": upload.filename}
-                                      for upload in uploads]}
+        return {
+            "ok": True,
+            "files": [{"id": upload.id, "title": upload.title, "name": upload.filename} for upload in uploads],
+        }
 
     def _api_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": self.base_url.replace("http://", "ws://") + "/link"}
@@ -343,8 +366,13 @@ class FakeSlack:
 
     async def slash(self, *, command: str, text: str, channel: str, user: str) -> Delivery:
         form = {
-            "token": "legacy", "team_id": TEAM, "channel_id": channel, "user_id": user,
-            "command": command, "text": text, "api_app_id": APP,
+            "token": "legacy",
+            "team_id": TEAM,
+            "channel_id": channel,
+            "user_id": user,
+            "command": command,
+            "text": text,
+            "api_app_id": APP,
             "response_url": f"{self.base_url}/respond/{next(self._event_ids)}",
             "trigger_id": f"trigger.{next(self._event_ids)}",
         }
@@ -355,8 +383,12 @@ class FakeSlack:
 
     def envelope(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
         return {
-            "token": "legacy", "team_id": TEAM, "api_app_id": APP, "type": "event_callback",
-            "event": event, "event_id": event_id or f"Ev{next(self._event_ids):06d}",
+            "token": "legacy",
+            "team_id": TEAM,
+            "api_app_id": APP,
+            "type": "event_callback",
+            "event": event,
+            "event_id": event_id or f"Ev{next(self._event_ids):06d}",
             "event_time": int(time.time()),
             "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
         }
@@ -364,20 +396,39 @@ class FakeSlack:
     async def deliver(self, event: dict[str, Any], *, event_id: str | None = None) -> Delivery:
         return await self.redeliver(self.envelope(event, event_id=event_id))
 
-    async def redeliver(self, envelope: dict[str, Any], *, retry_num: int | None = None,
-                        secret: str | None = None, timestamp: int | None = None) -> Delivery:
+    async def redeliver(
+        self,
+        envelope: dict[str, Any],
+        *,
+        retry_num: int | None = None,
+        secret: str | None = None,
+        timestamp: int | None = None,
+    ) -> Delivery:
         """Send an event envelope as Slack does (a retry carries X-Slack-Retry-Num)."""
         if self.sockets:
             return await self._send_socket("events_api", envelope, retry_attempt=retry_num or 0)
         headers = {}
         if retry_num is not None:
             headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
-        return await self._post(json.dumps(envelope), envelope, content_type="application/json",
-                                headers=headers, secret=secret, timestamp=timestamp)
+        return await self._post(
+            json.dumps(envelope),
+            envelope,
+            content_type="application/json",
+            headers=headers,
+            secret=secret,
+            timestamp=timestamp,
+        )
 
-    async def _post(self, body: str, envelope: dict[str, Any], *, content_type: str,
-                    headers: dict[str, str] | None = None, secret: str | None = None,
-                    timestamp: int | None = None) -> Delivery:
+    async def _post(
+        self,
+        body: str,
+        envelope: dict[str, Any],
+        *,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        secret: str | None = None,
+        timestamp: int | None = None,
+    ) -> Delivery:
         assert self._session is not None and self.events_url is not None, "start the fake and set events_url"
         all_headers = {
             "Content-Type": content_type,
@@ -389,16 +440,28 @@ class FakeSlack:
             text = await response.text()
         return Delivery(response.status, text, envelope, time.monotonic() - started)
 
-    async def _send_socket(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0,
-                           accepts_response_payload: bool = False, timeout: float = 10.0) -> Delivery:
+    async def _send_socket(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        retry_attempt: int = 0,
+        accepts_response_payload: bool = False,
+        timeout: float = 10.0,
+    ) -> Delivery:
         """Socket Mode: send an envelope over the app's websocket and wait for its ack."""
         envelope_id = str(uuid.uuid4())
         started = time.monotonic()
-        await self.sockets[-1].send_json({
-            "envelope_id": envelope_id, "type": kind, "payload": payload,
-            "accepts_response_payload": accepts_response_payload,
-            "retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else "",
-        })
+        await self.sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": accepts_response_payload,
+                "retry_attempt": retry_attempt,
+                "retry_reason": "timeout" if retry_attempt else "",
+            }
+        )
         while envelope_id not in self.socket_acks:
             if time.monotonic() - started > timeout:
                 raise AssertionError(f"no ack for {kind} envelope within {timeout} s")
@@ -415,16 +478,28 @@ class FakeSlack:
         return message
 
     def _message_payload(self, message: Message, *, channel_type: str) -> dict[str, Any]:
-        payload = {"type": "message", "channel": message.channel, "user": message.user, "text": message.text,
-                   "ts": message.ts, "event_ts": message.ts, "channel_type": channel_type}
+        payload = {
+            "type": "message",
+            "channel": message.channel,
+            "user": message.user,
+            "text": message.text,
+            "ts": message.ts,
+            "event_ts": message.ts,
+            "channel_type": channel_type,
+        }
         if message.thread_ts:
             payload["thread_ts"] = message.thread_ts
         return payload
 
     def _reaction_event(self, kind: str, message: Message, user: str, name: str) -> dict[str, Any]:
-        return {"type": kind, "user": user, "reaction": name, "item_user": message.user,
-                "item": {"type": "message", "channel": message.channel, "ts": message.ts},
-                "event_ts": f"{time.time():.6f}"}
+        return {
+            "type": kind,
+            "user": user,
+            "reaction": name,
+            "item_user": message.user,
+            "item": {"type": "message", "channel": message.channel, "ts": message.ts},
+            "event_ts": f"{time.time():.6f}",
+        }
 
     def _background(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
