@@ -154,7 +154,7 @@ class VoteOutcome(enum.Enum):
     UNKNOWN_EMOJI = "unknown emoji"  # not in the emoji table
     CAPPED = "daily vote cap reached"
     FLAGGED = "flagged"  # the answer is marked never to train on
-    FORGOTTEN = "given before its giver's forget me"  # never stored again (see forget_person)
+    FORGOTTEN = "answer from before the voter's forget me"  # never stored again (see forget_person)
     RETRACTED = "retracted"
     NOTHING_TO_RETRACT = "nothing to retract"
 

@@ -8,6 +8,7 @@ import pytest
 
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
 from bot.feedback import EmojiTable, normalize_emoji
+from bot.service import Reconciled
 from storage.repository import VoteOutcome
 from tests.helpers import stored_response
 
@@ -327,3 +328,68 @@ async def test_old_stats_charts_are_cleaned_up(runtime):
     reply = await runtime.service.on_prompt(_prompt("stats"))
     left = sorted(charts.glob("stats-*.png"))
     assert len(left) == CHARTS_KEPT and reply.attachment in left
+
+
+# --- forget me ---------------------------------------------------------------------------
+def _asked_by(user: str, text: str, **extra) -> IncomingPrompt:
+    return IncomingPrompt(platform="slack", channel="C1", user=user, text=text, **extra)
+
+
+async def test_forget_me_sticks_against_replayed_events_and_catch_up(runtime):
+    service = runtime.service
+    _, key = await _answer_and_post(runtime)
+    up = IncomingReaction(platform="slack", message_key=key, user="U9", emoji="+1", event_id="Ev-up")
+    assert await service.on_reaction(up) is VoteOutcome.RECORDED
+    await service.on_reaction(IncomingReaction(platform="slack", message_key=key, user="U2", emoji="-1"))
+
+    reply = await service.on_prompt(_asked_by("U9", "forget me"))
+    assert reply is not None and "1 vote(s)" in reply.text
+
+    # A retried delivery (same id), a replay without an id (a Discord resume), a catch-up
+    # that still sees their 👍 on Slack: none brings the vote back; U2's vote stays.
+    assert await service.on_reaction(up) is VoteOutcome.DUPLICATE_EVENT
+    replayed = IncomingReaction(platform="slack", message_key=key, user="U9", emoji="thumbsup")
+    assert await service.on_reaction(replayed) is VoteOutcome.FORGOTTEN
+    shown = [("U9", "+1"), ("U2", "-1")]
+    assert await service.reconcile(platform="slack", message_key=key, reactions=shown) == Reconciled()
+    u2 = service.persons.key("slack", "U2")
+    assert [(v.voter, v.emoji) for v in await runtime.repository.votes_since(0)] == [(u2, "-1")]
+
+    # Chatting again afterwards: a new person. Their new prompt and votes on new answers count.
+    again = await service.on_prompt(_asked_by("U9", "I am back"))
+    assert again is not None and again.ok
+    new_key = message_key("slack", "C1", "new.0")
+    await service.answer_posted(again.response_ids[0], new_key)
+    vote = IncomingReaction(platform="slack", message_key=new_key, user="U9", emoji="👍")
+    assert await service.on_reaction(vote) is VoteOutcome.RECORDED
+    # A second `forget me` moves the tombstone: those go too, and stay gone.
+    reply = await service.on_prompt(_asked_by("U9", "please forget me."))
+    assert reply is not None and "1 prompt(s)" in reply.text and "1 vote(s)" in reply.text
+    assert await service.reconcile(platform="slack", message_key=new_key, reactions=[("U9", "+1")]) == Reconciled()
+    assert [v.voter for v in await runtime.repository.votes_since(0)] == [u2]
+
+
+async def test_forget_me_takes_their_turns_out_of_a_thread_and_out_of_the_kto_export(runtime):
+    from trainer.export import export_records
+
+    service, thread = runtime.service, "slack:C1:100.0"
+    mine = await service.on_prompt(_asked_by("U9", "tell me about my zanzibar plan", conversation=thread))
+    assert mine is not None and mine.ok
+    theirs = await service.on_prompt(_asked_by("U2", "and what do you think", conversation=thread))
+    assert theirs is not None and theirs.ok
+    key = message_key("slack", "C1", "200.0")
+    await service.answer_posted(theirs.response_ids[0], key)
+    await service.on_reaction(IncomingReaction(platform="slack", message_key=key, user="U3", emoji="+1"))
+    db = runtime.database.path
+    before = await export_records(db, fmt="kto")
+    assert len(before) == 1 and "zanzibar" in str(before[0]["prompt"])
+
+    await service.on_prompt(_asked_by("U9", "forget me"))
+
+    # U2's follow-up keeps its own question only: U9's question and the bot's answer to it are gone.
+    async with runtime.database.reading() as conn:
+        rows = await (await conn.execute("SELECT text, context FROM prompts")).fetchall()
+    assert [tuple(row) for row in rows] == [("and what do you think", "User: and what do you think\nBot:")]
+    after = await export_records(db, fmt="kto")
+    assert [record["prompt"] for record in after] == ["User: and what do you think\nBot:"]
+    assert not any("zanzibar" in str(record["prompt"]) for record in after)

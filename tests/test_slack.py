@@ -549,6 +549,31 @@ async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, f
     assert all(voter not in ("U2", "U3", "U4") for (voter,) in voters)  # keyed hashes only
 
 
+async def test_forget_me_sticks_through_a_restarts_catch_up(bot, fake, runtime, settings, config, caplog):
+    _, first = await ask_in_channel(fake, "first question")
+    _, second = await ask_in_channel(fake, "second question")
+    for message in (first, second):
+        await fake.react(user="U5", message=message, name="+1")
+    await fake.react(user="U2", message=first, name="-1")
+    await wait_for(lambda: _count(runtime, 3))
+    forget = await fake.mention(channel=CHANNEL, user="U5", text="forget me")
+    await wait_for(lambda: _count(runtime, 1))
+    await wait_for(lambda: any("2 vote(s)" in m.text for m in fake.answers_in_thread(CHANNEL, forget.ts)))
+
+    # A restart: Slack still shows U5's two 👍; the catch-up must not count them again.
+    async with open_runtime(settings) as restarted:
+        again = SlackBot(restarted.service, config=dataclasses.replace(config, http_host="127.0.0.1", http_port=0))
+        running = asyncio.create_task(again.serve())
+        try:
+            await wait_for(lambda: logged(caplog, "slack: caught up") == 1, timeout=30)
+        finally:
+            await again.stop()
+            await asyncio.wait_for(running, 10)
+
+    assert logged(caplog, "caught up on 2 answer(s) from the last 24 h: 0 vote(s) added, 0 retracted") == 1
+    assert await votes(runtime) == [("-1", -1.0, f"slack:{CHANNEL}:{first.ts}")]  # U2's only
+
+
 async def test_catch_up_reads_only_recent_answers_newest_first(bot, fake, runtime, config):
     answers = [(await ask_in_channel(fake, f"question {n}"))[1] for n in range(3)]
     keys = [f"slack:{CHANNEL}:{answer.ts}" for answer in answers]
