@@ -16,12 +16,15 @@ from tests.helpers import stored_response
 @pytest.mark.parametrize(
     ("raw", "normal"),
     [
-        ("+1", "+1"),
-        (":+1::skin-tone-3:", "+1"),
-        ("thumbsup::skin-tone-6", "thumbsup"),
+        ("+1", "👍"),
+        (":+1::skin-tone-3:", "👍"),
+        ("thumbsup::skin-tone-6", "👍"),
         ("👍🏽", "👍"),
         ("👍\ufe0f", "👍"),
-        ("ThumbsDown", "thumbsdown"),
+        ("ThumbsDown", "👎"),
+        ("-1", "👎"),
+        (":thumbsdown::skin-tone-2:", "👎"),
+        ("Tada", "tada"),
         ("🎉", "🎉"),
     ],
 )
@@ -35,6 +38,10 @@ def test_emoji_table_maps_aliases_and_ignores_unknown():
     assert table.reward("👍🏿") == 1.0
     assert table.reward("🎉") == 0.5
     assert table.reward("heart") is None and "heart" not in table
+    # An operator's table may name a thumb any way; every name of it gets that reward.
+    assert EmojiTable({"thumbsup": 2}).reward("+1::skin-tone-5") == EmojiTable({"+1": 2}).reward("👍") == 2.0
+    with pytest.raises(ValueError, match="one emoji"):
+        EmojiTable({"+1": 1, "thumbsup": 0.5})
 
 
 def _prompt(text: str, **extra) -> IncomingPrompt:
@@ -77,7 +84,7 @@ async def test_reactions_become_votes_and_removals_retract_them(runtime):
     removed = IncomingReaction(platform="slack", message_key=key, user="U2", emoji="+1", event_id="E3")
     assert await service.on_reaction_removed(removed) is VoteOutcome.RETRACTED
     votes = await runtime.repository.votes_since(0)
-    assert [(v.emoji, v.reward, v.response_id) for v in votes] == [("-1", -1.0, reply.response_ids[0])]
+    assert [(v.emoji, v.reward, v.response_id) for v in votes] == [("👎", -1.0, reply.response_ids[0])]
 
 
 async def test_unknown_emoji_and_foreign_messages_are_ignored(runtime):
@@ -205,7 +212,7 @@ async def test_reconcile_records_missed_reactions_and_retracts_removed_ones(runt
     assert (result.added, result.retracted) == (1, 1)
     votes = await runtime.repository.votes_since(0)
     keys = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
-    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "+1"), ("U4", "+1")]
+    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "👍"), ("U4", "👍")]
     assert (await runtime.repository.response_by_message(key)).flagged
     again = await service.reconcile(platform="slack", message_key=key, reactions=now_shown)
     assert (again.added, again.retracted) == (0, 0)
@@ -225,7 +232,7 @@ async def test_reconcile_retracts_nothing_for_an_emoji_whose_list_was_cut_short(
     assert (result.added, result.retracted) == (0, 1)
     keys = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
     votes = await runtime.repository.votes_since(0)
-    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "+1"), ("U3", "+1")]
+    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "👍"), ("U3", "👍")]
 
 
 async def test_reconcile_never_undoes_a_live_reaction_that_arrives_while_the_answer_is_read(runtime):
@@ -253,7 +260,7 @@ async def test_reconcile_never_undoes_a_live_reaction_that_arrives_while_the_ans
     keys = {service.persons.key("slack", user): user for user in ("U2", "U3")}
     on_key = (await runtime.repository.response_by_message(key)).response_id
     stored = [(keys[v.voter], v.emoji) for v in await runtime.repository.votes_since(0) if v.response_id == on_key]
-    assert stored == [("U2", "+1")]
+    assert stored == [("U2", "👍")]
 
 
 async def test_one_persons_reaction_events_apply_in_arrival_order(runtime):
@@ -263,7 +270,7 @@ async def test_one_persons_reaction_events_apply_in_arrival_order(runtime):
     up = IncomingReaction(platform="slack", message_key=key, user="U7", emoji="+1")
     # Add 👎, remove it, add 👍 — all in flight at once, as handler tasks are.
     await asyncio.gather(service.on_reaction(down), service.on_reaction_removed(down), service.on_reaction(up))
-    assert [(v.emoji, v.reward) for v in await runtime.repository.votes_since(0)] == [("+1", 1.0)]
+    assert [(v.emoji, v.reward) for v in await runtime.repository.votes_since(0)] == [("👍", 1.0)]
     assert service._reaction_locks == {}
 
 
@@ -313,8 +320,8 @@ async def test_reconcile_adds_newly_listed_people_even_for_an_emoji_read_in_part
     assert (result.added, result.retracted) == (1, 1)
     voters = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
     assert sorted((voters[v.voter], v.emoji) for v in await runtime.repository.votes_since(0)) == [
-        ("U2", "+1"),
-        ("U4", "+1"),
+        ("U2", "👍"),
+        ("U4", "👍"),
     ]
 
 
@@ -353,7 +360,7 @@ async def test_forget_me_sticks_against_replayed_events_and_catch_up(runtime):
     shown = [("U9", "+1"), ("U2", "-1")]
     assert await service.reconcile(platform="slack", message_key=key, reactions=shown) == Reconciled()
     u2 = service.persons.key("slack", "U2")
-    assert [(v.voter, v.emoji) for v in await runtime.repository.votes_since(0)] == [(u2, "-1")]
+    assert [(v.voter, v.emoji) for v in await runtime.repository.votes_since(0)] == [(u2, "👎")]
 
     # Chatting again afterwards: a new person. Their new prompt and votes on new answers count.
     again = await service.on_prompt(_asked_by("U9", "I am back"))

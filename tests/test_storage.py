@@ -69,6 +69,35 @@ async def test_reopening_applies_only_new_migrations_and_keeps_data(tmp_path: Pa
         assert len(await database.applied_migrations()) == len(shipped) + 1
 
 
+async def test_migration_0005_merges_one_persons_alias_votes_into_one(tmp_path: Path):
+    path = tmp_path / "old.db"
+    async with await Database.open(path, migrations=migration_files()[:4]) as database:
+        repository = Repository(database)
+        stored = await _answer(repository)
+        answer = stored.response_ids[0]
+        for voter, emoji, reward in [
+            ("a", "+1", 1),
+            ("a", "thumbsup", 1),  # the same 👍 under its other name: a duplicate
+            ("a", "-1", -1),  # a thumbs down too: another vote, kept
+            ("b", "thumbsdown", -1),
+            ("b", "👎", -1),
+            ("c", "tada", 0.5),
+        ]:
+            async with database.transaction() as db:  # as the bot before 0005 wrote them
+                await db.execute(
+                    "INSERT INTO votes (response_id, voter, emoji, reward, created_at) VALUES (?, ?, ?, ?, 1e9)",
+                    (answer, voter, emoji, reward),
+                )
+        before = (await repository.approval_by_version())[0]
+        assert (before.up, before.down) == (3, 3)  # 🎉 rewards 0.5: an up vote
+    async with await Database.open(path) as database:
+        repository = Repository(database)
+        votes = sorted((v.voter, v.emoji, v.reward) for v in await repository.votes_since(0))
+        assert votes == [("a", "👍", 1.0), ("a", "👎", -1.0), ("b", "👎", -1.0), ("c", "tada", 0.5)]
+        approval = (await repository.approval_by_version())[0]
+        assert (approval.up, approval.down, approval.voters) == (2, 2, 3)
+
+
 async def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path):
     path = tmp_path / "bot.db"
     shipped = migration_files()
