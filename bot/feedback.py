@@ -8,23 +8,39 @@ from collections.abc import Mapping
 _SKIN_TONE_NAME = re.compile(r"::skin-tone-\d+$")
 # Fitzpatrick modifiers and the emoji variation selector do not change meaning.
 _MODIFIERS = dict.fromkeys([*range(0x1F3FB, 0x1F400), 0xFE0F, 0xFE0E])
+# One emoji, one name: what Slack calls `+1` or `thumbsup` is the 👍 that Discord and the
+# shell send, so one person's `+1` and `thumbsup` on one answer are one vote.
+ALIASES: dict[str, str] = {"+1": "👍", "thumbsup": "👍", "-1": "👎", "thumbsdown": "👎"}
 
 
 def normalize_emoji(emoji: str) -> str:
-    """``:+1::skin-tone-3:`` -> ``+1``; ``👍🏽`` -> ``👍``; names are lower-cased."""
+    """``:+1::skin-tone-3:`` -> ``👍``; ``👍🏽`` -> ``👍``; ``thumbsdown`` -> ``👎``;
+    other names are lower-cased."""
     name = emoji.strip()
     if len(name) > 2 and name.startswith(":") and name.endswith(":"):
         name = name[1:-1]
     name = _SKIN_TONE_NAME.sub("", name)
     name = name.translate(_MODIFIERS)
-    return name.lower() if name.isascii() else name
+    name = name.lower() if name.isascii() else name
+    return ALIASES.get(name, name)
 
 
 class EmojiTable:
     """Maps an emoji, as any platform names it, to the reward it stands for."""
 
     def __init__(self, rewards: Mapping[str, float]) -> None:
-        self._rewards = {normalize_emoji(name): float(value) for name, value in rewards.items()}
+        """Raises ValueError when two names of one emoji (``+1``, ``thumbsup``) differ in reward."""
+        self._rewards: dict[str, float] = {}
+        given: dict[str, str] = {}
+        for name, value in rewards.items():
+            canonical = normalize_emoji(name)
+            if canonical in self._rewards and self._rewards[canonical] != float(value):
+                raise ValueError(
+                    f"{given[canonical]} and {name} are one emoji ({canonical}) with different rewards"
+                    f" ({self._rewards[canonical]:g} and {float(value):g})"
+                )
+            self._rewards[canonical] = float(value)
+            given[canonical] = name
 
     def reward(self, emoji: str) -> float | None:
         """The reward, or None for an emoji the table does not know."""

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
 from bot.adapters import PLATFORMS
+from bot.feedback import EmojiTable, normalize_emoji
 from trainer.config import DataConfig, JobConfig, TrainConfig
 
 DEFAULT_EMOJI_REWARDS: dict[str, float] = {
@@ -143,6 +144,7 @@ class Settings(BaseSettings):
     def _check_emoji_rewards(cls, value: dict[str, float]) -> dict[str, float]:
         if not value:
             raise ValueError("needs at least one emoji")
+        EmojiTable(value)  # two names of one emoji (+1, thumbsup) must agree
         return value
 
     @field_validator("flag_emoji", "allowed_channels", "admins", mode="before")
@@ -171,7 +173,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_flag_not_a_rating(self) -> Settings:
-        overlap = set(self.flag_emoji) & set(self.emoji_rewards)
+        rating = {normalize_emoji(name) for name in self.emoji_rewards}
+        overlap = {name for name in self.flag_emoji if normalize_emoji(name) in rating}
         if overlap:
             raise ValueError(f"THUMBTUNE_FLAG_EMOJI: {', '.join(sorted(overlap))} is also a rating emoji")
         return self

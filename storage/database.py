@@ -67,6 +67,8 @@ class Database:
             await connection.execute("PRAGMA journal_mode = WAL")
             await connection.execute("PRAGMA synchronous = NORMAL")
             await connection.execute("PRAGMA foreign_keys = ON")
+            # Deleted and overwritten content is zeroed in the file, not left in free space.
+            await connection.execute("PRAGMA secure_delete = ON")
             database = cls(connection, path)
             await database.migrate(migration_files() if migrations is None else migrations)
         except BaseException:
@@ -131,6 +133,15 @@ class Database:
                 applied.append(number)
                 log.info("applied migration %s", name)
             return applied
+
+    async def checkpoint(self) -> bool:
+        """Copy the WAL into the database file and truncate the WAL to zero bytes, so old
+        page images (deleted text among them) leave it; False when a reader in another
+        process kept it from finishing (it is then completed by a later checkpoint)."""
+        async with self._lock:
+            cursor = await self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            row = await cursor.fetchone()
+        return row is not None and row[0] == 0
 
     async def integrity_check(self) -> str:
         async with self.reading() as db:

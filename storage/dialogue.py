@@ -9,7 +9,7 @@ with these same functions, so it learns on exactly what the bot showed the model
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 USER = "User:"
 BOT = "Bot:"
@@ -33,6 +33,31 @@ def render_prompt(question: str, history: Iterable[tuple[str, str]] = ()) -> str
     lines.append(f"{USER} {clean(question)}")
     lines.append(BOT)
     return "\n".join(lines)
+
+
+def parse_prompt(context: str) -> tuple[list[tuple[str, str]], str] | None:
+    """The earlier (user, bot) turns and the question of a text :func:`render_prompt` wrote;
+    None for any other text. Every turn is one line (see :func:`clean`), so lines suffice."""
+    lines = context.split("\n")
+    if len(lines) < 2 or len(lines) % 2 or lines[-1] != BOT or not lines[-2].startswith(USER):
+        return None
+    turns = []
+    for user_line, bot_line in zip(lines[:-2:2], lines[1:-2:2], strict=True):
+        if not user_line.startswith(USER) or not bot_line.startswith(BOT):
+            return None
+        turns.append((user_line[len(USER) :].strip(), bot_line[len(BOT) :].strip()))
+    return turns, lines[-2][len(USER) :].strip()
+
+
+def without_turns(context: str, turns: Collection[tuple[str, str]], *, question: str) -> str:
+    """``context`` rendered again without the earlier ``turns`` ((user, bot) texts as
+    :func:`clean` writes them). A text that is not a rendered dialogue becomes ``question``
+    alone: nothing of it is kept that could not be told apart."""
+    parsed = parse_prompt(context)
+    if parsed is None:
+        return render_prompt(question)
+    history, asked = parsed
+    return render_prompt(asked, [turn for turn in history if turn not in turns])
 
 
 def _answer_end(continuation: str) -> int | None:

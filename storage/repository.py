@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +11,9 @@ from dataclasses import dataclass
 import aiosqlite
 
 from storage.database import Database
+from storage.dialogue import clean, render_prompt, without_turns
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class ForgetCounts:
     prompts: int
     votes: int
     corrections: int
+    contexts: int = 0  # other people's prompts whose stored dialogue held their turns
+    wiped: bool = True  # the WAL was checkpointed and truncated (see Database.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,7 @@ class VoteOutcome(enum.Enum):
     UNKNOWN_EMOJI = "unknown emoji"  # not in the emoji table
     CAPPED = "daily vote cap reached"
     FLAGGED = "flagged"  # the answer is marked never to train on
+    FORGOTTEN = "answer from before the voter's forget me"  # never stored again (see forget_person)
     RETRACTED = "retracted"
     NOTHING_TO_RETRACT = "nothing to retract"
 
@@ -283,6 +290,8 @@ class Repository:
                 return VoteOutcome.DUPLICATE_EVENT
             if not await _exists(db, response_id):
                 return VoteOutcome.UNKNOWN_RESPONSE
+            if await _forgotten_since(db, voter, response_id):
+                return VoteOutcome.FORGOTTEN
             inserted = await _insert_vote(db, response_id, voter, emoji, reward, comparison=False)
             return VoteOutcome.RECORDED if inserted else VoteOutcome.ALREADY_RECORDED
 
@@ -316,6 +325,8 @@ class Repository:
         async with self.database.transaction() as db:
             if event is not None and not await _claim(db, *event):
                 return VoteOutcome.DUPLICATE_EVENT
+            if await _forgotten_since(db, voter, comparison.first.response_id):
+                return VoteOutcome.FORGOTTEN
             recorded = 0
             for response_id, reward in zip(comparison.response_ids, rewards, strict=True):
                 recorded += await _insert_vote(db, response_id, voter, emoji, reward, comparison=True)
@@ -423,13 +434,30 @@ class Repository:
 
     # --- privacy --------------------------------------------------------------------
     async def forget_person(self, person: str) -> ForgetCounts:
-        """Delete one person's prompts (with the answers to them), votes and corrections."""
+        """Delete one person's prompts (with the answers to them), votes and corrections.
+
+        In the same transaction: their tombstone (person key and time; a second forget
+        moves it) keeps votes on answers posted before it from ever being stored again
+        (:meth:`record_vote`), and other people's prompts in the same conversations have
+        the person's turns (their questions and the bot's answers to them) taken out of
+        their stored dialogue. Then the WAL is checkpointed and truncated, so with
+        ``secure_delete`` on no copy of the deleted text stays in the files.
+        """
         async with self.database.transaction() as db:
+            await db.execute(
+                "INSERT INTO forgotten_people (person, forgotten_at) VALUES (?, ?)"
+                " ON CONFLICT (person) DO UPDATE SET forgotten_at = excluded.forgotten_at",
+                (person, time.time()),
+            )
+            contexts = await _scrub_contexts(db, person)
             votes = (await db.execute("DELETE FROM votes WHERE voter = ?", (person,))).rowcount
             corrections = (await db.execute("DELETE FROM corrections WHERE author = ?", (person,))).rowcount
             # Answers to their prompts go too (ON DELETE CASCADE), with others' votes on them.
             prompts = (await db.execute("DELETE FROM prompts WHERE author = ?", (person,))).rowcount
-        return ForgetCounts(prompts=prompts, votes=votes, corrections=corrections)
+        wiped = await self.database.checkpoint()
+        if not wiped:
+            log.warning("forget: another process is reading the database; old pages stay in the WAL until it stops")
+        return ForgetCounts(prompts=prompts, votes=votes, corrections=corrections, contexts=contexts, wiped=wiped)
 
     async def purge_texts_before(self, cutoff: float) -> int:
         """Blank prompt, answer and correction texts older than ``cutoff`` (a Unix time).
@@ -636,6 +664,50 @@ async def _insert_vote(
         (response_id, voter, emoji, reward, time.time(), int(comparison), response_id),
     )
     return cursor.rowcount
+
+
+async def _forgotten_since(db: aiosqlite.Connection, voter: str, response_id: int) -> bool:
+    """Whether ``voter`` was forgotten after the answer was posted: a reaction the platform
+    still shows on it may be from before the forget (platforms do not say when it was given)."""
+    cursor = await db.execute(
+        "SELECT 1 FROM forgotten_people f JOIN responses r ON r.id = ?"
+        " WHERE f.person = ? AND f.forgotten_at >= r.created_at",
+        (response_id, voter),
+    )
+    return await cursor.fetchone() is not None
+
+
+async def _scrub_contexts(db: aiosqlite.Connection, person: str) -> int:
+    """Take ``person``'s turns out of the stored dialogue of other people's later prompts in
+    the conversations they took part in; how many prompts changed.
+
+    A turn is recognised by its texts (question and first answer, as the dialogue shows
+    them). Where the person's texts were already blanked by retention they cannot be
+    recognised: those later prompts keep only their own question.
+    """
+    cursor = await db.execute(
+        "SELECT p.id, p.conversation, p.text, coalesce(r.text, '') FROM prompts p"
+        " LEFT JOIN responses r ON r.prompt_id = p.id AND r.candidate = 0"
+        " WHERE p.author = ? AND p.conversation IS NOT NULL",
+        (person,),
+    )
+    theirs: dict[str, tuple[int, set[tuple[str, str]], bool]] = {}
+    for prompt_id, conversation, text, answer in await cursor.fetchall():
+        first, turns, blind = theirs.get(conversation, (prompt_id, set(), False))
+        turns.add((clean(text), clean(answer)))
+        theirs[conversation] = (min(first, prompt_id), turns, blind or not text)
+    changed = 0
+    for conversation, (first, turns, blind) in theirs.items():
+        cursor = await db.execute(
+            "SELECT id, text, context FROM prompts WHERE conversation = ? AND id > ? AND author != ? AND context != ''",
+            (conversation, first, person),
+        )
+        for prompt_id, text, context in await cursor.fetchall():
+            scrubbed = render_prompt(text) if blind else without_turns(context, turns, question=text)
+            if scrubbed != context:
+                await db.execute("UPDATE prompts SET context = ? WHERE id = ?", (scrubbed, prompt_id))
+                changed += 1
+    return changed
 
 
 async def _exists(db: aiosqlite.Connection, response_id: int) -> bool:

@@ -63,6 +63,8 @@ def test_rating_before_any_answer_and_unknown_commands_are_explained(settings_en
         ("THUMBTUNE_MODEL", "./no/such/folder", "THUMBTUNE_MODEL: folder ./no/such/folder does not exist"),
         ("THUMBTUNE_TOP_P", "1.5", "THUMBTUNE_TOP_P"),
         ("THUMBTUNE_EMOJI_REWARDS", "thumbs", "THUMBTUNE_EMOJI_REWARDS"),
+        ("THUMBTUNE_EMOJI_REWARDS", "+1=1,thumbsup=0.5", "THUMBTUNE_EMOJI_REWARDS: +1 and thumbsup are one emoji"),
+        ("THUMBTUNE_FLAG_EMOJI", "thumbsup", "THUMBTUNE_FLAG_EMOJI: thumbsup is also a rating emoji"),
         ("THUMBTUNE_ADMINS", "bob", "THUMBTUNE_ADMINS: expected PLATFORM:USER_ID"),
         ("THUMBTUNE_FLAG_EMOJI", "👍", "THUMBTUNE_FLAG_EMOJI: 👍 is also a rating emoji"),
     ],

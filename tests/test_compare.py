@@ -223,7 +223,9 @@ async def test_migration_0004_upgrades_a_database_with_votes_and_keeps_the_count
         assert (
             await repository.retract_comparison(comparison=comparison, voter="v2", emoji="1️⃣") is VoteOutcome.RETRACTED
         )
-        assert await repository.retract_vote(response_id=1, voter="v1", emoji="+1") is VoteOutcome.RETRACTED
+        assert (
+            await repository.retract_vote(response_id=1, voter="v1", emoji="👍") is VoteOutcome.RETRACTED
+        )  # named so by 0005
         counts = {a.version: (a.answers, a.up, a.down, a.voters) for a in await repository.approval_by_version()}
         assert counts == {0: (1, 0, 0, 0), 1: (2, 0, 0, 0)}
         assert await repository.votes_per_day() == []

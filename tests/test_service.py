@@ -8,6 +8,7 @@ import pytest
 
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
 from bot.feedback import EmojiTable, normalize_emoji
+from bot.service import Reconciled
 from storage.repository import VoteOutcome
 from tests.helpers import stored_response
 
@@ -15,12 +16,15 @@ from tests.helpers import stored_response
 @pytest.mark.parametrize(
     ("raw", "normal"),
     [
-        ("+1", "+1"),
-        (":+1::skin-tone-3:", "+1"),
-        ("thumbsup::skin-tone-6", "thumbsup"),
+        ("+1", "👍"),
+        (":+1::skin-tone-3:", "👍"),
+        ("thumbsup::skin-tone-6", "👍"),
         ("👍🏽", "👍"),
         ("👍\ufe0f", "👍"),
-        ("ThumbsDown", "thumbsdown"),
+        ("ThumbsDown", "👎"),
+        ("-1", "👎"),
+        (":thumbsdown::skin-tone-2:", "👎"),
+        ("Tada", "tada"),
         ("🎉", "🎉"),
     ],
 )
@@ -34,6 +38,10 @@ def test_emoji_table_maps_aliases_and_ignores_unknown():
     assert table.reward("👍🏿") == 1.0
     assert table.reward("🎉") == 0.5
     assert table.reward("heart") is None and "heart" not in table
+    # An operator's table may name a thumb any way; every name of it gets that reward.
+    assert EmojiTable({"thumbsup": 2}).reward("+1::skin-tone-5") == EmojiTable({"+1": 2}).reward("👍") == 2.0
+    with pytest.raises(ValueError, match="one emoji"):
+        EmojiTable({"+1": 1, "thumbsup": 0.5})
 
 
 def _prompt(text: str, **extra) -> IncomingPrompt:
@@ -76,7 +84,7 @@ async def test_reactions_become_votes_and_removals_retract_them(runtime):
     removed = IncomingReaction(platform="slack", message_key=key, user="U2", emoji="+1", event_id="E3")
     assert await service.on_reaction_removed(removed) is VoteOutcome.RETRACTED
     votes = await runtime.repository.votes_since(0)
-    assert [(v.emoji, v.reward, v.response_id) for v in votes] == [("-1", -1.0, reply.response_ids[0])]
+    assert [(v.emoji, v.reward, v.response_id) for v in votes] == [("👎", -1.0, reply.response_ids[0])]
 
 
 async def test_unknown_emoji_and_foreign_messages_are_ignored(runtime):
@@ -204,7 +212,7 @@ async def test_reconcile_records_missed_reactions_and_retracts_removed_ones(runt
     assert (result.added, result.retracted) == (1, 1)
     votes = await runtime.repository.votes_since(0)
     keys = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
-    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "+1"), ("U4", "+1")]
+    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "👍"), ("U4", "👍")]
     assert (await runtime.repository.response_by_message(key)).flagged
     again = await service.reconcile(platform="slack", message_key=key, reactions=now_shown)
     assert (again.added, again.retracted) == (0, 0)
@@ -224,7 +232,7 @@ async def test_reconcile_retracts_nothing_for_an_emoji_whose_list_was_cut_short(
     assert (result.added, result.retracted) == (0, 1)
     keys = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
     votes = await runtime.repository.votes_since(0)
-    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "+1"), ("U3", "+1")]
+    assert sorted((keys[v.voter], v.emoji) for v in votes) == [("U2", "👍"), ("U3", "👍")]
 
 
 async def test_reconcile_never_undoes_a_live_reaction_that_arrives_while_the_answer_is_read(runtime):
@@ -252,7 +260,7 @@ async def test_reconcile_never_undoes_a_live_reaction_that_arrives_while_the_ans
     keys = {service.persons.key("slack", user): user for user in ("U2", "U3")}
     on_key = (await runtime.repository.response_by_message(key)).response_id
     stored = [(keys[v.voter], v.emoji) for v in await runtime.repository.votes_since(0) if v.response_id == on_key]
-    assert stored == [("U2", "+1")]
+    assert stored == [("U2", "👍")]
 
 
 async def test_one_persons_reaction_events_apply_in_arrival_order(runtime):
@@ -262,7 +270,7 @@ async def test_one_persons_reaction_events_apply_in_arrival_order(runtime):
     up = IncomingReaction(platform="slack", message_key=key, user="U7", emoji="+1")
     # Add 👎, remove it, add 👍 — all in flight at once, as handler tasks are.
     await asyncio.gather(service.on_reaction(down), service.on_reaction_removed(down), service.on_reaction(up))
-    assert [(v.emoji, v.reward) for v in await runtime.repository.votes_since(0)] == [("+1", 1.0)]
+    assert [(v.emoji, v.reward) for v in await runtime.repository.votes_since(0)] == [("👍", 1.0)]
     assert service._reaction_locks == {}
 
 
@@ -312,8 +320,8 @@ async def test_reconcile_adds_newly_listed_people_even_for_an_emoji_read_in_part
     assert (result.added, result.retracted) == (1, 1)
     voters = {service.persons.key("slack", u): u for u in ("U2", "U3", "U4")}
     assert sorted((voters[v.voter], v.emoji) for v in await runtime.repository.votes_since(0)) == [
-        ("U2", "+1"),
-        ("U4", "+1"),
+        ("U2", "👍"),
+        ("U4", "👍"),
     ]
 
 
@@ -327,3 +335,68 @@ async def test_old_stats_charts_are_cleaned_up(runtime):
     reply = await runtime.service.on_prompt(_prompt("stats"))
     left = sorted(charts.glob("stats-*.png"))
     assert len(left) == CHARTS_KEPT and reply.attachment in left
+
+
+# --- forget me ---------------------------------------------------------------------------
+def _asked_by(user: str, text: str, **extra) -> IncomingPrompt:
+    return IncomingPrompt(platform="slack", channel="C1", user=user, text=text, **extra)
+
+
+async def test_forget_me_sticks_against_replayed_events_and_catch_up(runtime):
+    service = runtime.service
+    _, key = await _answer_and_post(runtime)
+    up = IncomingReaction(platform="slack", message_key=key, user="U9", emoji="+1", event_id="Ev-up")
+    assert await service.on_reaction(up) is VoteOutcome.RECORDED
+    await service.on_reaction(IncomingReaction(platform="slack", message_key=key, user="U2", emoji="-1"))
+
+    reply = await service.on_prompt(_asked_by("U9", "forget me"))
+    assert reply is not None and "1 vote(s)" in reply.text
+
+    # A retried delivery (same id), a replay without an id (a Discord resume), a catch-up
+    # that still sees their 👍 on Slack: none brings the vote back; U2's vote stays.
+    assert await service.on_reaction(up) is VoteOutcome.DUPLICATE_EVENT
+    replayed = IncomingReaction(platform="slack", message_key=key, user="U9", emoji="thumbsup")
+    assert await service.on_reaction(replayed) is VoteOutcome.FORGOTTEN
+    shown = [("U9", "+1"), ("U2", "-1")]
+    assert await service.reconcile(platform="slack", message_key=key, reactions=shown) == Reconciled()
+    u2 = service.persons.key("slack", "U2")
+    assert [(v.voter, v.emoji) for v in await runtime.repository.votes_since(0)] == [(u2, "👎")]
+
+    # Chatting again afterwards: a new person. Their new prompt and votes on new answers count.
+    again = await service.on_prompt(_asked_by("U9", "I am back"))
+    assert again is not None and again.ok
+    new_key = message_key("slack", "C1", "new.0")
+    await service.answer_posted(again.response_ids[0], new_key)
+    vote = IncomingReaction(platform="slack", message_key=new_key, user="U9", emoji="👍")
+    assert await service.on_reaction(vote) is VoteOutcome.RECORDED
+    # A second `forget me` moves the tombstone: those go too, and stay gone.
+    reply = await service.on_prompt(_asked_by("U9", "please forget me."))
+    assert reply is not None and "1 prompt(s)" in reply.text and "1 vote(s)" in reply.text
+    assert await service.reconcile(platform="slack", message_key=new_key, reactions=[("U9", "+1")]) == Reconciled()
+    assert [v.voter for v in await runtime.repository.votes_since(0)] == [u2]
+
+
+async def test_forget_me_takes_their_turns_out_of_a_thread_and_out_of_the_kto_export(runtime):
+    from trainer.export import export_records
+
+    service, thread = runtime.service, "slack:C1:100.0"
+    mine = await service.on_prompt(_asked_by("U9", "tell me about my zanzibar plan", conversation=thread))
+    assert mine is not None and mine.ok
+    theirs = await service.on_prompt(_asked_by("U2", "and what do you think", conversation=thread))
+    assert theirs is not None and theirs.ok
+    key = message_key("slack", "C1", "200.0")
+    await service.answer_posted(theirs.response_ids[0], key)
+    await service.on_reaction(IncomingReaction(platform="slack", message_key=key, user="U3", emoji="+1"))
+    db = runtime.database.path
+    before = await export_records(db, fmt="kto")
+    assert len(before) == 1 and "zanzibar" in str(before[0]["prompt"])
+
+    await service.on_prompt(_asked_by("U9", "forget me"))
+
+    # U2's follow-up keeps its own question only: U9's question and the bot's answer to it are gone.
+    async with runtime.database.reading() as conn:
+        rows = await (await conn.execute("SELECT text, context FROM prompts")).fetchall()
+    assert [tuple(row) for row in rows] == [("and what do you think", "User: and what do you think\nBot:")]
+    after = await export_records(db, fmt="kto")
+    assert [record["prompt"] for record in after] == ["User: and what do you think\nBot:"]
+    assert not any("zanzibar" in str(record["prompt"]) for record in after)

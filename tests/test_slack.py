@@ -178,14 +178,14 @@ async def test_vote_change_and_removal_are_stored(bot, fake, runtime, caplog):
 
     await fake.react(user="U1", message=answer, name="+1")
     await wait_for(lambda: votes(runtime))
-    assert await votes(runtime) == [("+1", 1.0, key)]
+    assert await votes(runtime) == [("👍", 1.0, key)]
 
     # Changing one's mind in Slack: take 👍 off, put 👎 on.
     await fake.react(user="U1", message=answer, name="+1", remove=True)
     await fake.react(user="U1", message=answer, name="-1")
     await wait_for(lambda: logged(caplog, "-> recorded") == 2)
     await wait_for(lambda: logged(caplog, "-> retracted") == 1)
-    assert await votes(runtime) == [("-1", -1.0, key)]
+    assert await votes(runtime) == [("👎", -1.0, key)]
 
     await fake.react(user="U1", message=answer, name="-1", remove=True)
     await wait_for(lambda: logged(caplog, "-> retracted") == 2)
@@ -200,11 +200,26 @@ async def test_skin_tones_and_long_names_all_count(bot, fake, runtime):
     await fake.react(user="U3", message=answer, name="thumbsup")
     await wait_for(lambda: _count(runtime, 3))
     stored = sorted(await rows(runtime, "SELECT emoji, reward FROM votes"))
-    assert stored == [("+1", 1.0), ("thumbsdown", -1.0), ("thumbsup", 1.0)]
+    assert stored == [("👍", 1.0), ("👍", 1.0), ("👎", -1.0)]  # one name per emoji
 
     await fake.react(user="U1", message=answer, name="+1::skin-tone-2", remove=True)
     await wait_for(lambda: _count(runtime, 2))
-    assert sorted(await rows(runtime, "SELECT emoji FROM votes")) == [("thumbsdown",), ("thumbsup",)]
+    assert sorted(await rows(runtime, "SELECT emoji FROM votes")) == [("👍",), ("👎",)]
+
+
+async def test_one_persons_plus_one_and_thumbsup_are_one_vote(bot, fake, runtime, caplog):
+    _, answer = await ask_in_channel(fake)
+    await fake.react(user="U1", message=answer, name="+1")
+    await fake.react(user="U1", message=answer, name="thumbsup::skin-tone-3")
+    await wait_for(lambda: logged(caplog, "-> already recorded") == 1)
+    assert await votes(runtime) == [("👍", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    # Taking either name back takes the one vote back, though the other is still shown
+    # (a live removal is taken at its word; a restart's catch-up, which sees what is shown,
+    # records it again).
+    await fake.react(user="U1", message=answer, name="thumbsup::skin-tone-3", remove=True)
+    await wait_for(lambda: _count(runtime, 0))
+    await fake.react(user="U1", message=answer, name="+1", remove=True)
+    await wait_for(lambda: logged(caplog, "-> nothing to retract") == 1)
 
 
 async def _count(runtime, expected: int) -> bool:
@@ -257,7 +272,7 @@ async def test_retried_events_never_double_answers_or_votes(bot, fake, runtime, 
 
     assert len(fake.calls_to("chat.postMessage")) == 2
     assert len(await rows(runtime, "SELECT id FROM prompts")) == 2
-    assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    assert await votes(runtime) == [("👍", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
     claimed = {row[0] for row in await rows(runtime, "SELECT event_id FROM processed_events")}
     assert {first["event_id"], vote.envelope["event_id"]} <= claimed
 
@@ -335,7 +350,7 @@ async def test_failing_reaction_pre_adds_never_stop_an_answer_or_a_vote(bot, fak
 
     await fake.react(user="U2", message=answer, name="+1")  # votes are not cosmetic
     await wait_for(lambda: votes(runtime))
-    assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    assert await votes(runtime) == [("👍", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
     assert "xoxb-test-token" not in caplog.text
 
 
@@ -403,7 +418,7 @@ async def test_socket_mode_answers_and_counts_votes(socket_bot, fake, runtime):
     await fake.redeliver(vote.envelope, retry_num=1)  # Socket Mode retries too
     await wait_for(lambda: votes(runtime))
     await fake.settle()
-    assert await votes(runtime) == [("-1", -1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    assert await votes(runtime) == [("👎", -1.0, f"slack:{CHANNEL}:{answer.ts}")]
     assert await rows(runtime, "SELECT conversation FROM prompts") == [(f"slack:{CHANNEL}:{question.ts}",)]
 
 
@@ -495,7 +510,7 @@ async def test_thumbtune_run_serves_slack_end_to_end(settings_env, fake, tmp_pat
     database = await Database.open(Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.db")
     async with database, database.reading() as db:
         cursor = await db.execute("SELECT r.message_key, v.emoji FROM responses r JOIN votes v ON v.response_id = r.id")
-        assert [tuple(row) for row in await cursor.fetchall()] == [(f"slack:{CHANNEL}:{answer.ts}", "+1")]
+        assert [tuple(row) for row in await cursor.fetchall()] == [(f"slack:{CHANNEL}:{answer.ts}", "👍")]
 
 
 # --- catching up after downtime ---------------------------------------------------------
@@ -540,13 +555,38 @@ async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, f
     assert BOT_USER not in looked_up and "UOTHERBOT" in looked_up
     assert sorted(await votes(runtime)) == sorted(
         [
-            ("-1", -1.0, f"slack:{CHANNEL}:{first.ts}"),  # U2, unchanged
-            ("+1", 1.0, f"slack:{CHANNEL}:{first.ts}"),  # U3, added while down
-            ("-1", -1.0, f"slack:{CHANNEL}:{second.ts}"),  # U4, added while down
+            ("👎", -1.0, f"slack:{CHANNEL}:{first.ts}"),  # U2, unchanged
+            ("👍", 1.0, f"slack:{CHANNEL}:{first.ts}"),  # U3, added while down
+            ("👎", -1.0, f"slack:{CHANNEL}:{second.ts}"),  # U4, added while down
         ]
     )
     voters = await rows(runtime, "SELECT voter FROM votes")
     assert all(voter not in ("U2", "U3", "U4") for (voter,) in voters)  # keyed hashes only
+
+
+async def test_forget_me_sticks_through_a_restarts_catch_up(bot, fake, runtime, settings, config, caplog):
+    _, first = await ask_in_channel(fake, "first question")
+    _, second = await ask_in_channel(fake, "second question")
+    for message in (first, second):
+        await fake.react(user="U5", message=message, name="+1")
+    await fake.react(user="U2", message=first, name="-1")
+    await wait_for(lambda: _count(runtime, 3))
+    forget = await fake.mention(channel=CHANNEL, user="U5", text="forget me")
+    await wait_for(lambda: _count(runtime, 1))
+    await wait_for(lambda: any("2 vote(s)" in m.text for m in fake.answers_in_thread(CHANNEL, forget.ts)))
+
+    # A restart: Slack still shows U5's two 👍; the catch-up must not count them again.
+    async with open_runtime(settings) as restarted:
+        again = SlackBot(restarted.service, config=dataclasses.replace(config, http_host="127.0.0.1", http_port=0))
+        running = asyncio.create_task(again.serve())
+        try:
+            await wait_for(lambda: logged(caplog, "slack: caught up") == 1, timeout=30)
+        finally:
+            await again.stop()
+            await asyncio.wait_for(running, 10)
+
+    assert logged(caplog, "caught up on 2 answer(s) from the last 24 h: 0 vote(s) added, 0 retracted") == 1
+    assert await votes(runtime) == [("👎", -1.0, f"slack:{CHANNEL}:{first.ts}")]  # U2's only
 
 
 async def test_catch_up_reads_only_recent_answers_newest_first(bot, fake, runtime, config):
@@ -570,7 +610,7 @@ async def test_catch_up_reads_only_recent_answers_newest_first(bot, fake, runtim
     caught = await capped.catch_up()
     assert (caught.checked, caught.added) == (1, 1)
     assert _reads(fake)[2:] == [answers[2].ts]
-    assert ("-1", -1.0, keys[2]) in await votes(runtime) and len(await votes(runtime)) == 3
+    assert ("👎", -1.0, keys[2]) in await votes(runtime) and len(await votes(runtime)) == 3
 
     # reconcile_hours = 0 turns catching up off.
     off = SlackBot(runtime.service, config=dataclasses.replace(config, reconcile_hours=0))
@@ -596,7 +636,7 @@ async def test_catch_up_keeps_votes_slack_did_not_list_and_goes_on_after_an_erro
     assert logged(caplog, "message_not_found") == 1
     # Only U1 of the three thumbs up was listed (after the bot's own): none is retracted.
     assert sorted(await votes(runtime)) == sorted(
-        [("+1", 1.0, f"slack:{CHANNEL}:{first.ts}")] * 3 + [("-1", -1.0, f"slack:{CHANNEL}:{first.ts}")]
+        [("👍", 1.0, f"slack:{CHANNEL}:{first.ts}")] * 3 + [("👎", -1.0, f"slack:{CHANNEL}:{first.ts}")]
     )
 
 
@@ -648,7 +688,7 @@ async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime,
     await wait_for(lambda: logged(caplog, "-> recorded") == 1)
 
     assert (caught.checked, caught.added, caught.retracted) == (1, 0, 0)
-    assert await votes(runtime) == [("+1", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
+    assert await votes(runtime) == [("👍", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
 
 
 # --- comparisons ------------------------------------------------------------------------

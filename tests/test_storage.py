@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from storage.database import Database, migration_files
+from storage.dialogue import parse_prompt, render_prompt, without_turns
 from storage.identity import SECRET_FILE_NAME, PersonKeys
 from storage.repository import NewResponse, Repository, VoteOutcome
 from tests.helpers import stored_response
@@ -48,6 +49,9 @@ async def test_fresh_database_gets_every_migration_and_the_pragmas(tmp_path: Pat
         assert mode[0] == "wal"
         assert foreign[0] == 1
         assert sync[0] == 1  # NORMAL
+        async with database.reading() as db:
+            secure = await (await db.execute("PRAGMA secure_delete")).fetchone()
+        assert secure[0] == 1  # deleted content is zeroed in the file
 
 
 async def test_reopening_applies_only_new_migrations_and_keeps_data(tmp_path: Path):
@@ -63,6 +67,35 @@ async def test_reopening_applies_only_new_migrations_and_keeps_data(tmp_path: Pa
     # A third open applies nothing and does not fail on the already-created table.
     async with await Database.open(path, migrations=[*shipped, extra]) as database:
         assert len(await database.applied_migrations()) == len(shipped) + 1
+
+
+async def test_migration_0005_merges_one_persons_alias_votes_into_one(tmp_path: Path):
+    path = tmp_path / "old.db"
+    async with await Database.open(path, migrations=migration_files()[:4]) as database:
+        repository = Repository(database)
+        stored = await _answer(repository)
+        answer = stored.response_ids[0]
+        for voter, emoji, reward in [
+            ("a", "+1", 1),
+            ("a", "thumbsup", 1),  # the same 👍 under its other name: a duplicate
+            ("a", "-1", -1),  # a thumbs down too: another vote, kept
+            ("b", "thumbsdown", -1),
+            ("b", "👎", -1),
+            ("c", "tada", 0.5),
+        ]:
+            async with database.transaction() as db:  # as the bot before 0005 wrote them
+                await db.execute(
+                    "INSERT INTO votes (response_id, voter, emoji, reward, created_at) VALUES (?, ?, ?, ?, 1e9)",
+                    (answer, voter, emoji, reward),
+                )
+        before = (await repository.approval_by_version())[0]
+        assert (before.up, before.down) == (3, 3)  # 🎉 rewards 0.5: an up vote
+    async with await Database.open(path) as database:
+        repository = Repository(database)
+        votes = sorted((v.voter, v.emoji, v.reward) for v in await repository.votes_since(0))
+        assert votes == [("a", "👍", 1.0), ("a", "👎", -1.0), ("b", "👎", -1.0), ("c", "tada", 0.5)]
+        approval = (await repository.approval_by_version())[0]
+        assert (approval.up, approval.down, approval.voters) == (2, 2, 3)
 
 
 async def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path):
@@ -230,6 +263,154 @@ async def test_forgetting_a_person_removes_their_rows_and_answers_to_them(reposi
     assert await stored_response(repository, mine.response_ids[0]) is None
     assert [(v.voter, v.response_id) for v in await repository.votes_since(0)] == [("other", theirs.response_ids[0])]
     assert await repository.database.integrity_check() == "ok"
+
+
+async def _ask(repository: Repository, author: str, text: str, answer: str, *, conversation: str | None = None):
+    """A prompt stored as the service stores it: its dialogue built from the earlier turns."""
+    history = []
+    if conversation is not None:
+        history = [(t.user_text, t.bot_text) for t in await repository.conversation_history(conversation, limit=4)]
+    return await repository.record_answer(
+        platform="slack",
+        channel="C",
+        author=author,
+        text=text,
+        context=render_prompt(text, history),
+        conversation=conversation,
+        responses=[NewResponse(text=answer, model_version=0, temperature=1, top_p=1, max_new_tokens=8)],
+    )
+
+
+async def test_a_forgotten_persons_votes_on_earlier_answers_never_return(repository: Repository):
+    before = await _ask(repository, "other", "a question", "an answer")
+    await repository.record_vote(response_id=before.response_ids[0], voter="me", emoji="👍", reward=1)
+    counts = await repository.forget_person("me")
+    assert (counts.votes, counts.wiped) == (1, True)
+    # A catch-up re-read or a replayed event (a new id, or none) brings the old vote back: refused.
+    for event in (None, ("slack", "Ev-replayed")):
+        outcome = await repository.record_vote(
+            response_id=before.response_ids[0], voter="me", emoji="👍", reward=1, event=event
+        )
+        assert outcome is VoteOutcome.FORGOTTEN
+    # Someone else's vote on the same answer is unaffected.
+    assert (
+        await repository.record_vote(response_id=before.response_ids[0], voter="other", emoji="👍", reward=1)
+        is VoteOutcome.RECORDED
+    )
+    # After the forget they are like a new person: answers posted since take their votes.
+    after = await _ask(repository, "other", "a later question", "a later answer")
+    assert (
+        await repository.record_vote(response_id=after.response_ids[0], voter="me", emoji="👎", reward=-1)
+        is VoteOutcome.RECORDED
+    )
+    # A second forget moves the tombstone: that vote goes and cannot come back either.
+    assert (await repository.forget_person("me")).votes == 1
+    assert (
+        await repository.record_vote(response_id=after.response_ids[0], voter="me", emoji="👎", reward=-1)
+        is VoteOutcome.FORGOTTEN
+    )
+    # The tombstone is the person key and a time, nothing else.
+    async with repository.database.reading() as db:
+        tombstones = [tuple(row) for row in await (await db.execute("SELECT * FROM forgotten_people")).fetchall()]
+    assert [person for person, _ in tombstones] == ["me"] and tombstones[0][1] > 0
+    assert [v.voter for v in await repository.votes_since(0)] == ["other"]
+
+
+async def test_a_comparison_verdict_from_before_a_forget_never_returns(repository: Repository):
+    stored = await _answer(repository, candidates=2)
+    async with repository.database.transaction() as db:
+        await db.execute("UPDATE prompts SET mode = 'compare' WHERE id = ?", (stored.prompt_id,))
+    await repository.bind_message(stored.response_ids[0], "slack:C:1.0")
+    comparison = await repository.comparison_by_message("slack:C:1.0")
+    assert comparison is not None
+    assert (
+        await repository.record_comparison(comparison=comparison, voter="me", emoji="🤝", rewards=(0.0, 0.0))
+        is VoteOutcome.RECORDED
+    )
+    await repository.forget_person("me")
+    assert (
+        await repository.record_comparison(comparison=comparison, voter="me", emoji="🤝", rewards=(0.0, 0.0))
+        is VoteOutcome.FORGOTTEN
+    )
+    assert await repository.comparison_votes() == []
+
+
+async def test_a_forgotten_persons_turns_leave_other_peoples_dialogues(repository: Repository):
+    thread = "slack:C:100.0"
+    await _ask(repository, "ann", "hello there", "hi ann", conversation=thread)
+    await _ask(repository, "me", "my zanzibar plan", "zanzibar is far", conversation=thread)
+    follow = await _ask(repository, "ann", "and what now", "now we wait", conversation=thread)
+    await _ask(repository, "me", "zanzibar again", "again zanzibar", conversation=thread)
+    last = await _ask(repository, "bob", "anything else", "nothing else", conversation=thread)
+    elsewhere = await _ask(repository, "bob", "zanzibar plan", "zanzibar is far", conversation="slack:C:200.0")
+
+    counts = await repository.forget_person("me")
+
+    assert (counts.prompts, counts.contexts) == (2, 2)
+    async with repository.database.reading() as db:
+        cursor = await db.execute("SELECT id, context FROM prompts ORDER BY id")
+        contexts = {row[0]: row[1] for row in await cursor.fetchall()}
+    assert contexts[follow.prompt_id] == render_prompt("and what now", [("hello there", "hi ann")])
+    assert contexts[last.prompt_id] == render_prompt(
+        "anything else", [("hello there", "hi ann"), ("and what now", "now we wait")]
+    )
+    # Another conversation that happens to hold the same words is not theirs: untouched.
+    assert contexts[elsewhere.prompt_id] == render_prompt("zanzibar plan")
+
+
+def test_turns_are_taken_out_of_a_rendered_dialogue():
+    context = render_prompt("q3", [("q1", "a1"), ("my  q2\n", "a2")])
+    assert parse_prompt(context) == ([("q1", "a1"), ("my q2", "a2")], "q3")
+    assert without_turns(context, {("my q2", "a2")}, question="q3") == render_prompt("q3", [("q1", "a1")])
+    assert without_turns(context, set(), question="q3") == context
+    # Text that is not a rendered dialogue keeps only the question.
+    assert parse_prompt("User: q\nnot a turn\nUser: x\nBot:") is None
+    assert without_turns("something else", set(), question="q") == render_prompt("q")
+
+
+async def test_forgetting_someone_whose_texts_retention_blanked_keeps_only_the_others_questions(
+    repository: Repository,
+):
+    import time as clock
+
+    thread = "slack:C:100.0"
+    await _ask(repository, "me", "my old words", "old answer", conversation=thread)
+    await repository.purge_texts_before(clock.time() + 1)  # their texts are blank now...
+    later = await _ask(repository, "ann", "a new question", "a new answer", conversation=thread)
+    async with repository.database.transaction() as db:  # ...but a newer dialogue still quoted them
+        await db.execute(
+            "UPDATE prompts SET context = ? WHERE id = ?",
+            (render_prompt("a new question", [("my old words", "old answer")]), later.prompt_id),
+        )
+    assert (await repository.forget_person("me")).contexts == 1
+    async with repository.database.reading() as db:
+        row = await (await db.execute("SELECT context FROM prompts WHERE id = ?", (later.prompt_id,))).fetchone()
+    assert row[0] == render_prompt("a new question")
+
+
+async def test_forgetting_leaves_no_bytes_of_their_text_in_the_database_or_its_wal(tmp_path: Path):
+    path = tmp_path / "bot.db"
+    async with await Database.open(path) as database:
+        repository = Repository(database)
+        thread = "slack:C:100.0"
+        await _ask(repository, "ann", "hello there", "hi ann", conversation=thread)
+        # Long enough to spill into an overflow page, and short ones that stay in the row.
+        mine = await _ask(repository, "me", "QUOKKA-SECRET " * 400, "QUOKKA-ANSWER", conversation=thread)
+        await _ask(repository, "ann", "and what now", "now we wait", conversation=thread)
+        await repository.record_correction(response_id=mine.response_ids[0], author="me", text="QUOKKA-BETTER")
+        await repository.database.checkpoint()  # some of it in the database file, not only the WAL
+        await _ask(repository, "me", "one more QUOKKA-LATE", "fine", conversation=thread)
+
+        def raw() -> bytes:
+            wal = Path(f"{path}-wal")
+            return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+        assert b"QUOKKA" in raw()
+        counts = await repository.forget_person("me")
+        assert counts.wiped
+        assert b"QUOKKA" not in raw()
+        assert b"hello there" in raw()  # the others' words stay
+        assert await database.integrity_check() == "ok"
 
 
 async def test_retention_blanks_old_texts_and_keeps_counts(repository: Repository):
