@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from bot.adapters.base import Adapter
 
 log = logging.getLogger("thumbtune")
 
@@ -49,10 +56,11 @@ async def _run(settings: Settings) -> int:
         async with open_runtime(settings) as runtime:
             adapter = adapter_type.from_settings(runtime.service, settings)
             runtime.loop.announce = adapter.announce  # "now serving version N"
-            try:
-                await adapter.serve()
-            finally:
-                await adapter.stop()
+            with _stopped_by_signals(adapter):
+                try:
+                    await adapter.serve()
+                finally:
+                    await adapter.stop()
     except StartupError as exc:
         print(f"thumbtune: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -60,6 +68,28 @@ async def _run(settings: Settings) -> int:
         print(f"thumbtune: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(adapter: Adapter) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the adapter gracefully: no new prompts, the answers in flight
+    finish within THUMBTUNE_SHUTDOWN_GRACE_S, the database is closed, and the exit code is 0."""
+    loop = asyncio.get_running_loop()
+    stopping: set[asyncio.Task[None]] = set()
+
+    def stop(name: str) -> None:
+        log.info("%s: stopping gracefully", name)
+        task = loop.create_task(adapter.stop())
+        stopping.add(task)
+        task.add_done_callback(stopping.discard)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signal.Signals(signum).name)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

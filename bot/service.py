@@ -7,6 +7,7 @@ import logging
 import math
 import random
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
@@ -22,14 +23,18 @@ from bot.generation import GenerationError, Generator, SamplingParams
 from bot.limits import RateLimiter
 from storage.dialogue import render_prompt
 from storage.identity import PersonKeys
-from storage.repository import ComparisonRef, NewResponse, Repository, VoteOutcome
+from storage.repository import ComparisonRef, NewResponse, PendingPrompt, Repository, VoteOutcome
 
 # VoteOutcome is part of the service's answer to a reaction: adapters import it from here.
-__all__ = ["BotService", "Meaning", "Reconciled", "VoteOutcome"]
+__all__ = ["BotService", "Meaning", "NotStored", "PendingPrompt", "Reconciled", "VoteOutcome"]
 
 log = logging.getLogger(__name__)
 
 EMPTY_ANSWER = "…"
+LATE_APOLOGY = "Sorry: I was down when you asked this, and it is too long ago to answer now. Please ask again."
+NOT_STORED_APOLOGY = (
+    "Sorry: I could not store an answer just now (my database refused the write). Please ask again later."
+)
 CHARTS_KEPT = 10
 _FORGET_ME = re.compile(r"(?i)(?:please\s+)?forget\s+me[.!]?")
 
@@ -112,13 +117,103 @@ class BotService:
         return not self.allowed_channels or platform == "shell" or channel in self.allowed_channels
 
     async def on_prompt(self, prompt: IncomingPrompt, *, sampling: SamplingParams | None = None) -> Reply | None:
-        """Answer a prompt and store it; None when the event was already handled (a retry)."""
+        """Answer a prompt and store it; None when the event was already handled (a retry).
+
+        For a platform that acknowledges what it delivers, adapters use :meth:`take_prompt`
+        and :meth:`answer_pending` instead, so nothing acknowledged is lost.
+        """
         if prompt.event_id and not await self.repository.claim_event(prompt.platform, prompt.event_id):
             log.info("ignoring retried prompt event %s/%s", prompt.platform, prompt.event_id)
             return None
         if not self.channel_allowed(prompt.platform, prompt.channel):
             log.debug("ignoring a prompt in %s channel %s (not in the allow-list)", prompt.platform, prompt.channel)
             return None
+        return await self._answer(prompt, sampling=sampling)
+
+    # --- commit, then acknowledge: prompts stored as pending before they are answered ---
+    async def take_prompt(self, prompt: IncomingPrompt, *, thread: str | None) -> PendingPrompt | None:
+        """Store a prompt as pending (claiming its event) before the platform is told it arrived.
+
+        ``thread``: where the answer goes, as the adapter names it (None: the adapter places
+        it later, :meth:`place_pending`). None when the event was handled already (a retry)
+        or the channel is not in the allow-list. Raises :class:`NotStored` when the database
+        refuses the write (a full disk): then the prompt must not be acknowledged.
+        """
+        if not self.channel_allowed(prompt.platform, prompt.channel):
+            log.debug("ignoring a prompt in %s channel %s (not in the allow-list)", prompt.platform, prompt.channel)
+            return None
+        try:
+            pending = await self.repository.take_pending(
+                platform=prompt.platform,
+                channel=prompt.channel,
+                thread=thread,
+                user=prompt.user,
+                author=self.persons.key(prompt.platform, prompt.user),
+                text=prompt.text,
+                conversation=prompt.conversation,
+                event_id=prompt.event_id,
+            )
+        except sqlite3.Error as exc:
+            log.error("cannot store a %s prompt (event %s): %s", prompt.platform, prompt.event_id, exc)
+            raise NotStored(str(exc)) from exc
+        if pending is None:
+            log.info("ignoring retried prompt event %s/%s", prompt.platform, prompt.event_id)
+        return pending
+
+    async def place_pending(self, pending: PendingPrompt, *, thread: str, conversation: str | None) -> PendingPrompt:
+        """The adapter made a place for the answer (Slack's /ask posts the question first)."""
+        await self.repository.place_pending(pending.pending_id, thread=thread, conversation=conversation)
+        return replace(pending, thread=thread, conversation=conversation)
+
+    async def answer_pending(self, pending: PendingPrompt, *, late: bool = False) -> Reply:
+        """The reply to a pending prompt: generated and stored now, or the one stored before a restart.
+
+        ``late``: too old to answer now (THUMBTUNE_PENDING_HOURS); an apology instead.
+        A database that refuses to store the answer gets the person an apology, not silence.
+        """
+        if late:
+            return Reply(LATE_APOLOGY, ok=False)
+        if pending.prompt_id is not None:
+            stored = await self._stored_reply(pending.prompt_id)
+            if stored is not None:
+                return stored
+        prompt = IncomingPrompt(
+            platform=pending.platform,
+            channel=pending.channel,
+            user=pending.user,
+            text=pending.text,
+            conversation=pending.conversation,
+            event_id=pending.event_id,
+        )
+        try:
+            return await self._answer(prompt, pending_id=pending.pending_id)
+        except sqlite3.Error as exc:
+            log.error("cannot store the answer to a %s prompt (event %s): %s", pending.platform, pending.event_id, exc)
+            return Reply(NOT_STORED_APOLOGY, ok=False)
+
+    async def pending_answered(self, pending: PendingPrompt) -> None:
+        """The reply was posted (or the platform refused it for good): the prompt is no longer pending."""
+        await self.repository.drop_pending(pending.pending_id)
+
+    async def pending_prompts(self, platform: str) -> list[PendingPrompt]:
+        """Prompts of ``platform`` taken but never answered (a crash or a stop came first), oldest first."""
+        return await self.repository.pending_prompts(platform)
+
+    async def _stored_reply(self, prompt_id: int) -> Reply | None:
+        stored = await self.repository.stored_candidates(prompt_id)
+        if stored is None or not stored[1]:
+            return None
+        mode, candidates = stored
+        return _reply(
+            [(candidate.text, candidate.model_version) for candidate in candidates],
+            tuple(candidate.response_id for candidate in candidates),
+            compare=mode == "compare",
+        )
+
+    async def _answer(
+        self, prompt: IncomingPrompt, *, sampling: SamplingParams | None = None, pending_id: int | None = None
+    ) -> Reply:
+        """A command's result, a refusal, or an answer generated and stored (for ``pending_id``)."""
         text = prompt.text.strip()
         if _FORGET_ME.fullmatch(text):
             return await self.forget(prompt.platform, prompt.user)
@@ -151,6 +246,7 @@ class BotService:
             log.warning("no answer for a %s prompt: %s", prompt.platform, exc)
             return Reply(str(exc), ok=False)
         stored = await self.repository.record_answer(
+            pending_id=pending_id,
             platform=prompt.platform,
             channel=prompt.channel,
             author=self.persons.key(prompt.platform, prompt.user),
@@ -169,24 +265,7 @@ class BotService:
                 for answer, version in candidates
             ],
         )
-        if compare:
-            (first, first_version), (second, second_version) = candidates[:2]
-            return Reply(
-                text=render_comparison(first or EMPTY_ANSWER, second or EMPTY_ANSWER),
-                response_ids=stored.response_ids,
-                model_version=first_version,
-                reactions=COMPARE_REACTIONS,
-                compare=True,
-                versions=(first_version, second_version),
-            )
-        answer, version = candidates[0]
-        return Reply(
-            text=answer or EMPTY_ANSWER,
-            response_ids=stored.response_ids,
-            model_version=version,
-            reactions=RATING_REACTIONS,
-            versions=(version,),
-        )
+        return _reply(candidates, stored.response_ids, compare=compare)
 
     async def _sample(self, context: str, params: SamplingParams, *, compare: bool) -> list[tuple[str, int]]:
         """(text, model version) per candidate, candidate 0 first.
@@ -490,6 +569,32 @@ class BotService:
             text=text,
             event=_event(correction.platform, correction.event_id),
         )
+
+
+class NotStored(Exception):
+    """The database refused to store what a person sent (a full disk): do not acknowledge it."""
+
+
+def _reply(candidates: list[tuple[str, int]], response_ids: tuple[int, ...], *, compare: bool) -> Reply:
+    """The reply that shows stored candidates: one answer, or a comparison of the first two."""
+    if compare:
+        (first, first_version), (second, second_version) = candidates[:2]
+        return Reply(
+            text=render_comparison(first or EMPTY_ANSWER, second or EMPTY_ANSWER),
+            response_ids=response_ids,
+            model_version=first_version,
+            reactions=COMPARE_REACTIONS,
+            compare=True,
+            versions=(first_version, second_version),
+        )
+    answer, version = candidates[0]
+    return Reply(
+        text=answer or EMPTY_ANSWER,
+        response_ids=response_ids,
+        model_version=version,
+        reactions=RATING_REACTIONS,
+        versions=(version,),
+    )
 
 
 @dataclass(frozen=True)

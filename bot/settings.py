@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # --- catching up after downtime --------------------------------------------------
     reconcile_hours: float = Field(24.0, ge=0.0, description="re-read reactions on answers this recent; 0 = off")
     reconcile_max_messages: int = Field(500, ge=0)
+    pending_hours: float = Field(
+        24.0, ge=0.0, description="answer prompts left unanswered by a crash or stop if this recent; older: apology"
+    )
 
     # --- storage and identity -------------------------------------------------------
     data_dir: Path = Path("data")
@@ -89,6 +92,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     http_host: str = "0.0.0.0"
     http_port: int = Field(3000, ge=0, le=65535)
+    shutdown_grace_s: float = Field(
+        20.0, ge=0.0, description="on SIGTERM/SIGINT, finish answers in flight for up to this long"
+    )
 
     # --- training: `thumbtune train` and the schedule run `python -m trainer run` -----
     # Defaults come from the trainer's config dataclasses (trainer.config), the one

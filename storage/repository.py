@@ -32,6 +32,31 @@ class StoredAnswer:
 
 
 @dataclass(frozen=True)
+class PendingPrompt:
+    """A prompt taken (and acknowledged) but not answered yet: what answering it later needs."""
+
+    pending_id: int
+    platform: str
+    channel: str
+    thread: str | None  # where the answer goes, as the adapter names it; None: not placed yet
+    user: str  # the platform's id of who asked
+    text: str
+    conversation: str | None
+    event_id: str | None
+    received_at: float
+    prompt_id: int | None  # the stored answer, once generated
+
+
+@dataclass(frozen=True)
+class StoredCandidate:
+    """One candidate of a stored answer, as a reply shows it."""
+
+    response_id: int
+    text: str
+    model_version: int
+
+
+@dataclass(frozen=True)
 class ResponseRef:
     """What a reaction needs to know about the answer it landed on."""
 
@@ -181,11 +206,13 @@ class Repository:
         responses: Sequence[NewResponse],
         conversation: str | None = None,
         mode: str = "single",
+        pending_id: int | None = None,
     ) -> StoredAnswer:
         """Store a prompt and the candidate answers generated for it, atomically.
 
         ``mode``: "single" (candidate 0 is shown) or "compare" (candidates 0 and 1 are
-        shown side by side and rated with one verdict).
+        shown side by side and rated with one verdict). ``pending_id``: the pending prompt
+        this answers; it remembers the answer, so a restart posts it rather than generating again.
         """
         now = time.time()
         async with self.database.transaction() as db:
@@ -212,7 +239,72 @@ class Repository:
                     ),
                 )
                 ids.append(_inserted_id(cursor))
+            if pending_id is not None:
+                await db.execute("UPDATE pending_prompts SET prompt_id = ? WHERE id = ?", (prompt_id, pending_id))
         return StoredAnswer(prompt_id=prompt_id, response_ids=tuple(ids))
+
+    async def stored_candidates(self, prompt_id: int) -> tuple[str, list[StoredCandidate]] | None:
+        """The mode and the candidates (in order) of a stored answer; None when it is gone."""
+        async with self.database.reading() as db:
+            cursor = await db.execute("SELECT mode FROM prompts WHERE id = ?", (prompt_id,))
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            cursor = await db.execute(
+                "SELECT id, text, model_version FROM responses WHERE prompt_id = ? ORDER BY candidate", (prompt_id,)
+            )
+            candidates = [StoredCandidate(*candidate) for candidate in await cursor.fetchall()]
+        return str(row[0]), candidates
+
+    # --- pending prompts ------------------------------------------------------------
+    async def take_pending(
+        self,
+        *,
+        platform: str,
+        channel: str,
+        thread: str | None,
+        user: str,
+        author: str,
+        text: str,
+        conversation: str | None,
+        event_id: str | None,
+    ) -> PendingPrompt | None:
+        """Store a prompt as pending and claim its event, atomically; None when the event was handled already."""
+        now = time.time()
+        async with self.database.transaction() as db:
+            if event_id is not None and not await _claim(db, platform, event_id):
+                return None
+            cursor = await db.execute(
+                "INSERT INTO pending_prompts (platform, channel, thread, user_id, author, text, conversation,"
+                " event_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (platform, channel, thread, user, author, text, conversation, event_id, now),
+            )
+            pending_id = _inserted_id(cursor)
+        return PendingPrompt(pending_id, platform, channel, thread, user, text, conversation, event_id, now, None)
+
+    async def place_pending(self, pending_id: int, *, thread: str, conversation: str | None) -> None:
+        """Note where a pending prompt's answer goes, once the adapter has made that place."""
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE pending_prompts SET thread = ?, conversation = ? WHERE id = ?",
+                (thread, conversation, pending_id),
+            )
+
+    async def pending_prompts(self, platform: str) -> list[PendingPrompt]:
+        """The prompts of ``platform`` still waiting for an answer, oldest first."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT id, platform, channel, thread, user_id, text, conversation, event_id, received_at, prompt_id"
+                " FROM pending_prompts WHERE platform = ? ORDER BY id",
+                (platform,),
+            )
+            rows = await cursor.fetchall()
+        return [PendingPrompt(*row) for row in rows]
+
+    async def drop_pending(self, pending_id: int) -> None:
+        """The prompt was answered (or its answer refused by the platform): it is no longer pending."""
+        async with self.database.transaction() as db:
+            await db.execute("DELETE FROM pending_prompts WHERE id = ?", (pending_id,))
 
     async def bind_message(self, response_id: int, message_key: str) -> None:
         """Remember where the platform shows an answer, so reactions can find it."""
@@ -454,6 +546,8 @@ class Repository:
             corrections = (await db.execute("DELETE FROM corrections WHERE author = ?", (person,))).rowcount
             # Answers to their prompts go too (ON DELETE CASCADE), with others' votes on them.
             prompts = (await db.execute("DELETE FROM prompts WHERE author = ?", (person,))).rowcount
+            # Prompts of theirs not answered yet are dropped, with the platform id kept for them.
+            await db.execute("DELETE FROM pending_prompts WHERE author = ?", (person,))
         wiped = await self.database.checkpoint()
         if not wiped:
             log.warning("forget: another process is reading the database; old pages stay in the WAL until it stops")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -400,3 +401,28 @@ async def test_forget_me_takes_their_turns_out_of_a_thread_and_out_of_the_kto_ex
     after = await export_records(db, fmt="kto")
     assert [record["prompt"] for record in after] == ["User: and what do you think\nBot:"]
     assert not any("zanzibar" in str(record["prompt"]) for record in after)
+
+
+async def test_pending_prompts_are_answered_once_reusing_a_stored_answer_and_apologised_for_when_late(runtime):
+    service = runtime.service
+    prompt = IncomingPrompt(platform="slack", channel="C1", user="U1", text="hello there", event_id="Ev1")
+    pending = await service.take_prompt(prompt, thread="1.0")
+    assert pending is not None
+    assert await service.take_prompt(prompt, thread="1.0") is None  # a retry of the same event
+    reply = await service.answer_pending(pending)
+    assert reply.ok and reply.response_ids
+    # Killed before posting: the next run finds it pending, with its answer, and does not generate again.
+    [left] = await service.pending_prompts("slack")
+    assert left.prompt_id is not None and left.user == "U1" and left.thread == "1.0"
+    again = await service.answer_pending(left)
+    assert (again.text, again.response_ids) == (reply.text, reply.response_ids)
+    await service.pending_answered(left)
+    assert await service.pending_prompts("slack") == []
+
+    late = await service.take_prompt(replace(prompt, event_id="Ev2"), thread="2.0")
+    assert late is not None
+    apology = await service.answer_pending(late, late=True)
+    assert not apology.ok and "too long ago" in apology.text
+    async with runtime.database.reading() as db:
+        [(prompts,)] = await (await db.execute("SELECT count(*) FROM prompts")).fetchall()
+    assert prompts == 1

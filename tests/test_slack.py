@@ -681,11 +681,14 @@ async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime,
     await wait_for(lambda: fake.calls_to("reactions.get"))  # Slack has read the reactions (without U5's)
 
     caplog.set_level(logging.DEBUG, logger="bot.service")
-    await fake.react(user="U5", message=answer, name="+1")  # arrives while the answer is read
+    # Arrives while the answer is read; acknowledged only once stored, so after the read.
+    vote = asyncio.create_task(fake.react(user="U5", message=answer, name="+1"))
     await wait_for(lambda: logged(caplog, "waits for the catch-up") == 1)
+    assert not vote.done()
     gate.set()
     caught = await asyncio.wait_for(catching_up, 10)
-    await wait_for(lambda: logged(caplog, "-> recorded") == 1)
+    assert (await asyncio.wait_for(vote, 10)).status == 200
+    assert logged(caplog, "-> recorded") == 1
 
     assert (caught.checked, caught.added, caught.retracted) == (1, 0, 0)
     assert await votes(runtime) == [("👍", 1.0, f"slack:{CHANNEL}:{answer.ts}")]

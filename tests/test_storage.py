@@ -445,3 +445,11 @@ async def test_posted_answers_since_can_give_the_newest_first_and_at_most_a_limi
     assert [key for _, key in newest] == [keys[3], keys[2]]
     assert await repository.posted_answers_since("shell", 0, limit=0) == []
     assert await repository.posted_answers_since("slack", 0, newest_first=True) == []
+
+
+async def test_forgetting_drops_their_prompts_still_waiting_for_an_answer(repository: Repository):
+    common = {"platform": "slack", "channel": "C1", "thread": None, "conversation": None, "event_id": None}
+    await repository.take_pending(user="U1", author="me", text="my secret question", **common)
+    await repository.take_pending(user="U2", author="other", text="their question", **common)
+    await repository.forget_person("me")
+    assert [(p.user, p.text) for p in await repository.pending_prompts("slack")] == [("U2", "their question")]

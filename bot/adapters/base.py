@@ -6,6 +6,11 @@ adapter the same way (:func:`bot.cli._run`): check the settings before the model
 build it from the service and the settings, plug the retraining loop's announcements
 into :meth:`Adapter.announce`, and serve. Catching up after downtime
 (:mod:`bot.catchup`) reads reactions through :meth:`Adapter.reactions_on`.
+
+Commit, then acknowledge: a prompt is stored as pending (:meth:`BotService.take_prompt`)
+before the platform is told it arrived, a vote is stored before that too; what the
+platform acknowledged and the bot did not answer (a crash, a stop) is answered after the
+restart through :meth:`Adapter.answer_pending` (:mod:`bot.pending`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
 
     from bot.service import BotService
     from bot.settings import Settings
+    from storage.repository import PendingPrompt
 
 
 class StartupError(Exception):
@@ -75,6 +81,16 @@ class Adapter(abc.ABC):
 
         None when the message turns out not to be ours. Raises
         :class:`~bot.catchup.MessageUnreadable` when the platform will not show them.
+        """
+
+    @abc.abstractmethod
+    async def answer_pending(self, pending: PendingPrompt, *, late: bool = False) -> None:
+        """Answer one prompt stored as pending, where it was asked, then mark it answered.
+
+        The reply comes from :meth:`BotService.answer_pending` (``late``: too old to answer,
+        an apology). Used for live prompts and for those left over from before a restart.
+        A platform that refuses the post for good still marks it answered; an error that
+        may pass (a lost connection) raises and leaves it pending.
         """
 
 

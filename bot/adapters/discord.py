@@ -8,6 +8,12 @@ The typing indicator, the pre-added 👍/👎 and the ✅ on a correction are be
 answers and votes are not. Each time it connects, the bot catches up on votes it missed
 (:mod:`bot.catchup`).
 
+The gateway has no acknowledgement, so "commit, then acknowledge" means: a prompt is
+stored as pending before its answer is generated (and before /ask is deferred), and is
+answered after a restart if the bot stopped first (:mod:`bot.pending`). On :meth:`stop`
+the answers in flight finish within ``THUMBTUNE_SHUTDOWN_GRACE_S``; prompts that arrive
+meanwhile are stored and answered by the next run.
+
 (The module shares its name with the library; with absolute imports ``import discord``
 below still finds the library, because only the package, not this folder, is on sys.path.)
 """
@@ -18,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import discord
@@ -27,11 +33,14 @@ from discord import app_commands
 from bot.adapters.base import Adapter, StartupError, best_effort
 from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
-from bot.service import BotService
+from bot.pending import LeftOver, answer_left_over
+from bot.service import BotService, NotStored
 from bot.settings import Settings
+from storage.repository import PendingPrompt
 
 PLATFORM = "discord"
 CORRECTION_NOTED = "✅"
+NOT_TAKEN = "I could not take your message just now: my database refused to store it. Please ask again later."
 MAX_MESSAGE_CHARS = 2000  # Discord refuses longer messages
 QUOTE_CHARS = 300  # how much of an /ask question is quoted above the answer
 # People read per emoji on one answer when catching up (100 per request); an emoji with
@@ -107,6 +116,8 @@ class DiscordBot(discord.Client, Adapter):
         reconcile_max_messages: int = 500,
         max_voters_per_emoji: int = MAX_VOTERS_PER_EMOJI,
         announce_channel: str | None = None,
+        pending_hours: float = 24.0,
+        shutdown_grace_s: float = 20.0,
     ) -> None:
         super().__init__(
             intents=required_intents(),
@@ -124,7 +135,13 @@ class DiscordBot(discord.Client, Adapter):
         self.reconcile_max_messages = reconcile_max_messages
         self.max_voters_per_emoji = max_voters_per_emoji
         self.announce_channel = announce_channel
+        self.pending_hours = pending_hours
+        self.shutdown_grace_s = shutdown_grace_s
         self._catching_up: asyncio.Task[CaughtUp] | None = None
+        self._left_over: list[PendingPrompt] = []  # pending before this run started
+        self._answering_left_over: asyncio.Task[LeftOver] | None = None
+        self._answering: set[asyncio.Task[Any]] = set()  # handlers generating an answer now
+        self._draining = False  # stopping: prompts are stored, answered by the next run
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_command_error)
 
@@ -151,6 +168,8 @@ class DiscordBot(discord.Client, Adapter):
             reconcile_hours=settings.reconcile_hours,
             reconcile_max_messages=settings.reconcile_max_messages,
             announce_channel=settings.announce_channel,
+            pending_hours=settings.pending_hours,
+            shutdown_grace_s=settings.shutdown_grace_s,
         )
 
     async def announce(self, text: str) -> None:
@@ -166,6 +185,8 @@ class DiscordBot(discord.Client, Adapter):
 
     async def serve(self) -> None:
         """Log in and run until closed; refusals at start-up become :class:`DiscordStartupError`."""
+        # Read before connecting: a prompt taken by this run is answered by this run's handler.
+        self._left_over = await self.service.pending_prompts(PLATFORM)
         try:
             await self.start(self._login_token)
         except discord.LoginFailure:
@@ -209,6 +230,11 @@ class DiscordBot(discord.Client, Adapter):
         # READY comes again after a session could not be resumed: events were lost, so catch up again.
         if self._catching_up is None or self._catching_up.done():
             self._catching_up = asyncio.create_task(self._catch_up_logged(), name="thumbtune: catch up on reactions")
+        if self._left_over:
+            left_over, self._left_over = self._left_over, []
+            self._answering_left_over = asyncio.create_task(
+                answer_left_over(self, left_over, hours=self.pending_hours), name="thumbtune: answer left-over prompts"
+            )
 
     def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
         # While closing, discord.py still hands over events it had already read; their
@@ -220,13 +246,22 @@ class DiscordBot(discord.Client, Adapter):
         super().dispatch(event, *args, **kwargs)
 
     async def close(self) -> None:
-        if self._catching_up is not None and not self._catching_up.done():
-            self._catching_up.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._catching_up
+        for task in (self._catching_up, self._answering_left_over):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await super().close()
 
     async def stop(self) -> None:
+        """Finish the answers in flight (within the grace; the rest stay pending), then close."""
+        self._draining = True
+        answering = {task for task in self._answering if not task.done()}
+        if answering and not self.is_closed():
+            log.info("stopping; finishing %d answer(s) in flight", len(answering))
+            _, unfinished = await asyncio.wait(answering, timeout=self.shutdown_grace_s)
+            if unfinished:
+                log.warning("%d answer(s) not finished in time; answered after the restart", len(unfinished))
         await self.close()
 
     # --- catching up after downtime -----------------------------------------------
@@ -301,39 +336,101 @@ class DiscordBot(discord.Client, Adapter):
             conversation=await self._conversation(channel.id, channel, root=message.id, replied=replied),
             event_id=f"message:{message.id}",  # a replayed event never answers twice
         )
-        async with contextlib.AsyncExitStack() as typing:
-            async with best_effort(f"showing typing in channel {channel.id}", logger=log, describe=_failure):
-                await typing.enter_async_context(channel.typing())
-            reply = await self.service.on_prompt(prompt)
-        if reply is None:
-            return
         # If the prompt was deleted meanwhile, post the answer anyway rather than fail.
         reference = message.to_reference(fail_if_not_exists=False)
-        posted = await message.channel.send(_fit(shown_text(reply)), reference=reference, files=_files(reply))
-        await self._offer_rating(reply, channel_id=message.channel.id, message_id=posted.id)
+        try:
+            pending = await self.service.take_prompt(prompt, thread=str(message.id))  # before generating
+        except NotStored:
+            async with best_effort(f"telling channel {channel.id} a prompt was not stored", logger=log):
+                await channel.send(NOT_TAKEN, reference=reference)
+            return
+        if pending is None or self._draining:
+            return  # a replay handled already, or stopping: the next run answers it
+        with self._generating():
+            async with contextlib.AsyncExitStack() as typing:
+                async with best_effort(f"showing typing in channel {channel.id}", logger=log, describe=_failure):
+                    await typing.enter_async_context(channel.typing())
+                reply = await self.service.answer_pending(pending)
+            posted = await self._post(channel, shown_text(reply), reply, reference=reference)
+            await self._offer_rating(reply, channel_id=channel.id, message_id=posted.id)
+            await self.service.pending_answered(pending)
 
     async def answer_command(self, interaction: discord.Interaction, prompt: str) -> None:
-        """/ask: defer at once (Discord allows 3 s), generate, answer with a follow-up."""
-        await interaction.response.defer(thinking=True)
+        """/ask: store it, defer at once (Discord allows 3 s), generate, answer with a follow-up."""
         channel_id = interaction.channel_id or 0
         channel = interaction.channel
-        reply = await self.service.on_prompt(
-            IncomingPrompt(
-                platform=PLATFORM,
-                channel=str(channel_id),
-                user=str(interaction.user.id),
-                text=prompt,
-                conversation=await self._conversation(channel_id, channel, root=interaction.id, replied=None),
-                event_id=f"interaction:{interaction.id}",
+        try:
+            pending = await self.service.take_prompt(
+                IncomingPrompt(
+                    platform=PLATFORM,
+                    channel=str(channel_id),
+                    user=str(interaction.user.id),
+                    text=prompt,
+                    conversation=await self._conversation(channel_id, channel, root=interaction.id, replied=None),
+                    event_id=f"interaction:{interaction.id}",
+                ),
+                thread=None,  # answered as a follow-up; after a restart, in the channel with the question quoted
             )
-        )
-        if reply is None:
+        except NotStored:
+            await interaction.response.send_message(NOT_TAKEN, ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        if pending is None:
             await interaction.delete_original_response()
             return
-        posted = await interaction.followup.send(
-            _fit(f"> {_quote(prompt)}\n{shown_text(reply)}"), wait=True, files=_files(reply)
-        )
-        await self._offer_rating(reply, channel_id=channel_id, message_id=posted.id)
+        with self._generating():
+            reply = await self.service.answer_pending(pending)
+            posted = await interaction.followup.send(
+                _fit(f"> {_quote(prompt)}\n{shown_text(reply)}"), wait=True, files=_files(reply)
+            )
+            await self._offer_rating(reply, channel_id=channel_id, message_id=posted.id)
+            await self.service.pending_answered(pending)
+
+    async def answer_pending(self, pending: PendingPrompt, *, late: bool = False) -> None:
+        """Answer a prompt left pending by the last run: as a reply to its message, or (an /ask,
+        whose interaction has expired) in its channel with the question quoted."""
+        reply = await self.service.answer_pending(pending, late=late)
+        channel_id = int(pending.channel)
+        channel = self.get_channel(channel_id) or self.get_partial_messageable(channel_id)
+        if pending.thread is not None:
+            reference = discord.MessageReference(
+                message_id=int(pending.thread), channel_id=channel_id, fail_if_not_exists=False
+            )
+            text = shown_text(reply)
+        else:
+            reference, text = None, f"> {_quote(pending.text)}\n{shown_text(reply)}"
+        try:
+            posted = await self._post(channel, text, reply, reference=reference)  # type: ignore[arg-type]
+        except (discord.Forbidden, discord.NotFound) as exc:
+            log.warning("cannot answer a prompt left pending in channel %s: %s", channel_id, _failure(exc))
+        else:
+            await self._offer_rating(reply, channel_id=channel_id, message_id=posted.id)
+        await self.service.pending_answered(pending)
+
+    async def _post(
+        self,
+        channel: discord.abc.Messageable,
+        text: str,
+        reply: Reply,
+        *,
+        reference: discord.MessageReference | None,
+    ) -> discord.Message:
+        if reference is None:
+            return await channel.send(_fit(text), files=_files(reply))
+        return await channel.send(_fit(text), reference=reference, files=_files(reply))
+
+    @contextlib.contextmanager
+    def _generating(self) -> Iterator[None]:
+        """Mark the running handler as answering, so :meth:`stop` lets it finish."""
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        self._answering.add(task)
+        try:
+            yield
+        finally:
+            self._answering.discard(task)
 
     async def _offer_rating(self, reply: Reply, *, channel_id: int, message_id: int) -> None:
         if not reply.ok or not reply.response_ids:

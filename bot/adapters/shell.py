@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+import threading
 import uuid
 from typing import ClassVar, TextIO
 
@@ -18,6 +19,7 @@ from bot.comparison import BOTH_BAD_EMOJI, FIRST_EMOJI, SECOND_EMOJI, TIE_EMOJI
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
 from bot.service import BotService, VoteOutcome
 from bot.settings import Settings
+from storage.repository import PendingPrompt
 
 PLATFORM = "shell"
 
@@ -62,6 +64,7 @@ class ShellChat(Adapter):
         self.last_was_comparison = False
         self._hinted = False
         self._stopping = False
+        self._lines: asyncio.Queue[str | None] | None = None  # lines read from stdin, None: stop
 
     @classmethod
     def from_settings(cls, service: BotService, settings: Settings) -> ShellChat:
@@ -78,22 +81,50 @@ class ShellChat(Adapter):
     async def reactions_on(self, message_key: str) -> ShownReactions | None:
         return None  # the shell shows no reactions: what it stored is all there is
 
+    async def answer_pending(self, pending: PendingPrompt, *, late: bool = False) -> None:
+        """The shell answers before it reads the next line (its answer is its acknowledgement), so
+        it leaves no prompt pending; one found (written by another program) is answered here."""
+        reply = await self.service.answer_pending(pending, late=late)
+        self.say(f"bot: {reply.text}")
+        await self.service.pending_answered(pending)
+
     async def stop(self) -> None:
-        """Leave after the line being read (a blocking read cannot be interrupted)."""
+        """Leave after the line being handled (SIGTERM, SIGINT); the line being read is not awaited."""
         self._stopping = True
+        if self._lines is not None:
+            self._lines.put_nowait(None)
 
     async def serve(self) -> None:
         """Chat until end of input, /quit or :meth:`stop`."""
         self.say(f"thumbtune shell chat (model version {self.service.generator.version}). /help for commands.")
+        self._lines = asyncio.Queue()
+        self._start_reading(self._lines)
         while not self._stopping:
             if self.interactive:
                 self.stdout.write("you> ")
                 self.stdout.flush()
-            line = await asyncio.to_thread(self.stdin.readline)
-            if not line:  # end of input
+            line = await self._lines.get()
+            if not line:  # end of input, or stopped
                 break
             if not await self.handle(line.strip()):
                 break
+
+    def _start_reading(self, lines: asyncio.Queue[str | None]) -> None:
+        """Read stdin in a daemon thread: a blocking read can be neither interrupted nor waited
+        for at exit, so a stop never waits for the person to press Enter."""
+        loop = asyncio.get_running_loop()
+
+        def read() -> None:
+            while True:
+                line = self.stdin.readline()
+                try:
+                    loop.call_soon_threadsafe(lines.put_nowait, line)
+                except RuntimeError:  # the bot has stopped: nobody reads any more
+                    return
+                if not line:
+                    return
+
+        threading.Thread(target=read, name="thumbtune: shell input", daemon=True).start()
 
     async def handle(self, line: str) -> bool:
         """Handle one input line; False means leave."""

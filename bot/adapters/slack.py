@@ -8,7 +8,16 @@ does not see a quick 200, with the same ``event_id``) is a no-op, also after a r
 Two ways to connect: Socket Mode when an app-level token is set (no public URL needed),
 else HTTP, with bolt's aiohttp adapter serving ``/slack/events``.
 
-Once connected, the bot catches up on what it missed while it was down
+Commit, then acknowledge: the app processes an event before it answers Slack
+(``process_before_response``). A listener stores what the event brings (a vote, a
+correction, a prompt as pending) and only then does the 200 (or the Socket Mode ack)
+go back; when the database refuses the write, Slack gets a 500 (no ack) and sends the
+event again. Generating and posting an answer run afterwards, in tasks of the bot's own.
+On :meth:`SlackBot.stop` new events get 503 (no ack) while the answers in flight finish
+within ``THUMBTUNE_SHUTDOWN_GRACE_S``; the rest stay pending.
+
+Once connected, the bot answers the prompts left pending by its last run
+(:mod:`bot.pending`) and catches up on what it missed while it was down
 (:mod:`bot.catchup`, reading reactions with ``reactions.get``). A reply with an
 attachment (the ``stats`` chart) gets the file uploaded into the same thread.
 Pre-added reactions are best-effort; answers and votes are not.
@@ -41,8 +50,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapters.base import Adapter, best_effort
 from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
-from bot.service import BotService
+from bot.pending import LeftOver, answer_left_over
+from bot.service import BotService, NotStored
 from bot.settings import Settings, SettingsError
+from storage.repository import PendingPrompt
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,11 @@ PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
 ASK_COMMAND = "/ask"
 THINKING = "thinking… I'll answer in a thread here."
+NOT_TAKEN = (
+    "I could not take your message just now: my database refused to store it. "
+    "Slack will send it to me again; if I still cannot answer, please ask again later."
+)
+NOT_TAKEN_ASK = "I cannot take questions just now: my database refused to store yours. Please try again later."
 # Slack's names for the reactions the core asks to pre-add (Reply.reactions, unicode).
 SLACK_NAMES = {"👍": "+1", "👎": "-1", "1\ufe0f\u20e3": "one", "2\ufe0f\u20e3": "two", "🤝": "handshake"}
 # How often a rate-limited Web API call is retried after its Retry-After.
@@ -75,6 +91,8 @@ class SlackConfig:
     reconcile_hours: float = 24.0  # catch up on answers this recent at start; 0 = off
     reconcile_max_messages: int = 500  # ... but on at most this many, newest first
     announce_channel: str | None = None  # where a new model version going live is announced
+    pending_hours: float = 24.0  # answer prompts left pending by the last run if this recent
+    shutdown_grace_s: float = 20.0  # on stop, finish the answers in flight for up to this long
 
     @property
     def socket_mode(self) -> bool:
@@ -102,7 +120,13 @@ class SlackConfig:
             reconcile_hours=settings.reconcile_hours,
             reconcile_max_messages=settings.reconcile_max_messages,
             announce_channel=settings.announce_channel,
+            pending_hours=settings.pending_hours,
+            shutdown_grace_s=settings.shutdown_grace_s,
         )
+
+
+class ShuttingDown(Exception):
+    """An event arrived after :meth:`SlackBot.stop`: not taken, not acknowledged; Slack sends it again."""
 
 
 def web_client(*, token: str, api_url: str | None = None) -> AsyncWebClient:
@@ -146,6 +170,8 @@ class SlackBot(Adapter):
             client=client or web_client(token=config.bot_token, api_url=config.api_url),
             signing_secret=config.signing_secret,
             name="thumbtune",
+            # Commit, then acknowledge: listeners store first, the 200 / ack follows.
+            process_before_response=True,
         )
         self._bot_users: dict[str, bool] = {}  # user id -> is a bot (users.info, cached)
         self._own_user_id: str | None = None  # from auth.test
@@ -153,6 +179,9 @@ class SlackBot(Adapter):
         # The envelopes' event ids of the newest listeners started, oldest first.
         self.events_started: collections.deque[str | None] = collections.deque(maxlen=EVENTS_REMEMBERED)
         self._stopped = asyncio.Event()
+        self._draining = False  # stopped: new events are refused (503, no ack) so Slack resends them
+        self._told_not_taken: set[str] = set()  # event ids whose sender heard that it could not be stored
+        self._left_over: list[PendingPrompt] = []  # pending before this run started
         self._register()
 
     # --- the adapter contract -------------------------------------------------------
@@ -170,23 +199,38 @@ class SlackBot(Adapter):
         return bool(self._tasks)
 
     # --- wiring ---------------------------------------------------------------------
-    def _in_own_task(self, listener: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Awaitable[None]]:
-        """Run an event listener in a task this bot holds a reference to.
+    def _accepting(
+        self, listener: Callable[..., Awaitable[Coroutine[Any, Any, None] | None]]
+    ) -> Callable[..., Awaitable[None]]:
+        """Run an event listener before Slack is acknowledged; what it leaves for later runs in a task.
 
-        bolt starts listeners with ``asyncio.ensure_future`` and keeps no reference; the
-        event loop holds only weak references to tasks, so a suspended listener could be
-        garbage-collected mid-way (asyncio's documentation warns of this). Holding the
-        task here also logs a failure with the event it came from.
+        The listener stores what the event brings and returns the slow rest (generating and
+        posting an answer) as a coroutine, or None. If it raises (the database refused the
+        write), bolt answers 500 and sends no ack, so Slack delivers the event again.
         """
 
         @functools.wraps(listener)
-        async def start(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-            task = asyncio.create_task(listener(event, body, context))
-            self._tasks.add(task)
+        async def accept(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+            if self._draining:
+                raise ShuttingDown(f"stopping: {_describe(body)} is left for Slack to send again")
             self.events_started.append(body.get("event_id"))
-            task.add_done_callback(functools.partial(self._listener_done, body))
+            follow_up = await listener(event, body, context)
+            if follow_up is not None:
+                self._in_own_task(follow_up, body)
 
-        return start
+        return accept
+
+    def _in_own_task(self, work: Coroutine[Any, Any, None], body: dict[str, Any]) -> None:
+        """Run the slow part of handling an event in a task this bot holds a reference to.
+
+        The event loop holds only weak references to tasks, so a suspended task nobody
+        holds could be garbage-collected mid-way (asyncio's documentation warns of this).
+        Holding it also logs a failure with the event it came from, and lets :meth:`serve`
+        wait for it when stopping.
+        """
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._listener_done, body))
 
     def _listener_done(self, body: dict[str, Any], task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -194,20 +238,25 @@ class SlackBot(Adapter):
             log.error("slack: handling %s failed; the bot goes on", _describe(body), exc_info=task.exception())
 
     def _register(self) -> None:
-        self.app.event("app_mention")(self._in_own_task(self._on_mention))
-        self.app.event("message")(self._in_own_task(self._on_message))
-        self.app.event("reaction_added")(self._in_own_task(self._on_reaction_added))
-        self.app.event("reaction_removed")(self._in_own_task(self._on_reaction_removed))
+        self.app.event("app_mention")(self._accepting(self._on_mention))
+        self.app.event("message")(self._accepting(self._on_message))
+        self.app.event("reaction_added")(self._accepting(self._on_reaction_added))
+        self.app.event("reaction_removed")(self._accepting(self._on_reaction_removed))
         self.app.command(ASK_COMMAND)(self._on_ask)
         self.app.error(self._on_error)
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        if isinstance(error, ShuttingDown):
+            log.info("slack: %s", error)
+            return
         # The bot goes on; log what was being handled (never the headers, they carry tokens).
         log.error("slack handler failed for %s: %r", _describe(body), error, exc_info=error)
 
     # --- serving --------------------------------------------------------------------
     async def handle_http(self, request: web.Request) -> web.Response:
         """bolt's aiohttp adapter: verify the signature, dispatch, answer within Slack's 3 s."""
+        if self._draining:  # stopping: Slack sends the event again (to the next run)
+            return web.Response(status=503, text="shutting down", headers={"Retry-After": "5"})
         try:
             bolt_request = await to_bolt_request(request)
             bolt_response = await self.app.async_dispatch(bolt_request)
@@ -271,19 +320,48 @@ class SlackBot(Adapter):
             await handler.close_async()
 
     async def serve(self) -> None:
-        """Check the tokens, connect, catch up, and serve until :meth:`stop` or cancellation (Ctrl-C)."""
+        """Check the tokens, connect, answer what the last run left pending, catch up, and
+        serve until :meth:`stop` or cancellation; on stop, finish the answers in flight."""
         await self._check_token()
+        # Read before connecting: a prompt taken by this run is answered by this run's task.
+        self._left_over = await self.service.pending_prompts(PLATFORM)
         serving = self.serve_socket_mode() if self.config.socket_mode else self.serve_http()
         async with serving:
-            # Events are served meanwhile; this only reads what changed while we were away.
+            # Events are served meanwhile; these only answer and read what happened while we were away.
+            await self.answer_left_over()
             try:
                 await self.catch_up()
             except Exception:
                 log.exception("slack: catching up after downtime failed; serving events all the same")
             await self._stopped.wait()
+            await self._finish_in_flight()
 
     async def stop(self) -> None:
+        """Stop taking events (503, no ack: Slack sends them again) and make :meth:`serve` return."""
+        self._draining = True
         self._stopped.set()
+
+    async def _finish_in_flight(self) -> None:
+        """Let the answers being generated finish within the grace; the rest stay pending for the next run."""
+        self._draining = True
+        if not self._tasks:
+            return
+        log.info("slack: stopping; finishing %d answer(s) in flight", len(self._tasks))
+        _, unfinished = await asyncio.wait(set(self._tasks), timeout=self.config.shutdown_grace_s)
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.wait(unfinished)
+            log.warning("slack: %d answer(s) not finished in time; answered after the restart", len(unfinished))
+
+    async def answer_left_over(self) -> LeftOver:
+        """Answer the prompts the last run acknowledged and did not answer (bot.pending)."""
+        left_over, self._left_over = self._left_over, []
+        try:
+            return await answer_left_over(self, left_over, hours=self.config.pending_hours)
+        except Exception:
+            log.exception("slack: answering prompts left pending failed; serving events all the same")
+            return LeftOver()
 
     async def _check_token(self) -> None:
         # Fail at start-up with a clear line rather than on the first event.
@@ -338,78 +416,81 @@ class SlackBot(Adapter):
         return ShownReactions(reactions=tuple(reactions), incomplete=frozenset(incomplete))
 
     # --- asking ---------------------------------------------------------------------
-    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def _on_mention(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> Coroutine[Any, Any, None] | None:
         if not _from_someone_somewhere(event):
-            return
+            return None
         channel = event["channel"]
         if channel.startswith("D"):
-            return  # direct messages arrive as message.im; answering both would answer twice
+            return None  # direct messages arrive as message.im; answering both would answer twice
         text = _strip_mention(event.get("text", ""), context.bot_user_id)
-        await self._take(
+        return await self._take(
             _where(event), user=event.get("user", ""), text=text, event_id=body.get("event_id"), client=context.client
         )
 
-    async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def _on_message(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> Coroutine[Any, Any, None] | None:
         if event.get("subtype") not in _PERSON_SUBTYPES or event.get("bot_id") or not _from_someone_somewhere(event):
-            return  # edits, deletions, joins and other bots' messages
+            return None  # edits, deletions, joins and other bots' messages
         where = _where(event)
         text = event.get("text", "")
         user, event_id = event["user"], body.get("event_id")
         if event.get("channel_type") == "im":
-            await self._take(where, user=user, text=text, event_id=event_id, client=context.client)
-            return
+            return await self._take(where, user=user, text=text, event_id=event_id, client=context.client)
         # In channels only thread replies with the prefix matter here; a message that
         # mentions the bot comes as app_mention too and is handled there.
         mentions_bot = context.bot_user_id is not None and f"<@{context.bot_user_id}" in text
         if where.ts != where.thread_ts and not mentions_bot and self._is_correction(text):
             await self._correct(where, user=user, text=text, event_id=event_id)
+        return None
 
     async def _on_ask(
-        self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext, respond: Callable[..., Awaitable[Any]]
+        self,
+        ack: AsyncAck,
+        command: dict[str, Any],
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        respond: Callable[..., Awaitable[Any]],
     ) -> None:
         question = command.get("text", "").strip()
         if not question:
             await ack(f"Ask me something, for example: {ASK_COMMAND} what is a haiku?")
             return
-        # Slack wants the acknowledgement within 3 s; generation can take longer.
-        await ack(THINKING)
-        channel, user = command.get("channel_id", ""), command.get("user_id", "")
-        client = context.client
-        try:
-            # Post the question so the answer has a thread and later turns have context.
-            posted = await client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {question}")
-        except SlackApiError as exc:
-            log.warning("slack: cannot post the /ask question in %s: %s", channel, _api_error(exc))
-            await respond(
-                f"I can't post in this conversation ({_api_error(exc)}). Invite me first, or mention me instead."
-            )
+        if self._draining:
+            await ack("I am restarting; please ask again in a moment.")
             return
-        where = _Where(channel=channel, ts=posted["ts"], thread_ts=posted["ts"])
+        channel, user = command.get("channel_id", ""), command.get("user_id", "")
         # Slack does not retry slash commands, but a trigger id is unique per invocation.
         trigger = command.get("trigger_id")
-        await self._answer(
-            where, user=user, text=question, event_id=f"command:{trigger}" if trigger else None, client=client
+        prompt = IncomingPrompt(
+            platform=PLATFORM,
+            channel=channel,
+            user=user,
+            text=question,
+            event_id=f"command:{trigger}" if trigger else None,
         )
+        try:
+            # Stored before the acknowledgement; its thread is made (the question posted) after it.
+            pending = await self.service.take_prompt(prompt, thread=None)
+        except NotStored:
+            await ack(NOT_TAKEN_ASK)  # Slack never resends a command: say so at once
+            return
+        # Slack wants the acknowledgement within 3 s; generation can take longer.
+        await ack(THINKING)
+        if pending is not None:
+            self._in_own_task(self.answer_pending(pending, client=context.client, respond=respond), body)
 
-    async def _take(self, where: _Where, *, user: str, text: str, event_id: str | None, client: AsyncWebClient) -> None:
-        """A message addressed to the bot: a correction in an answer's thread, else a question."""
-        if not self._is_correction(text):
-            await self._answer(where, user=user, text=text, event_id=event_id, client=client)
-        elif where.ts != where.thread_ts:
-            await self._correct(where, user=user, text=text, event_id=event_id)
-        elif event_id is None or await self.service.claim_event(PLATFORM, event_id):
-            # Outside a thread it is unclear which answer is meant; say how, once per event.
-            hint = (
-                "To suggest a better answer, reply in the thread of my answer, "
-                f"starting with `{self.config.correction_prefix}`"
-            )
-            await self._post_reply(where, Reply(hint, ok=False), client=client, event_id=event_id)
-
-    async def _answer(
+    async def _take(
         self, where: _Where, *, user: str, text: str, event_id: str | None, client: AsyncWebClient
-    ) -> None:
-        reply = await self.service.on_prompt(
-            IncomingPrompt(
+    ) -> Coroutine[Any, Any, None] | None:
+        """A message addressed to the bot: a correction in an answer's thread, else a question.
+
+        What it brings is stored now; what is returned (answering) runs after the acknowledgement.
+        """
+        if not self._is_correction(text):
+            prompt = IncomingPrompt(
                 platform=PLATFORM,
                 channel=where.channel,
                 user=user,
@@ -417,10 +498,77 @@ class SlackBot(Adapter):
                 conversation=where.conversation,
                 event_id=event_id,
             )
+            try:
+                pending = await self.service.take_prompt(prompt, thread=where.thread_ts)
+            except NotStored:
+                self._tell_not_taken(where, event_id=event_id, client=client)
+                raise  # no acknowledgement: Slack sends the event again
+            return None if pending is None else self.answer_pending(pending, client=client)
+        if where.ts != where.thread_ts:
+            await self._correct(where, user=user, text=text, event_id=event_id)
+        elif event_id is None or await self.service.claim_event(PLATFORM, event_id):
+            # Outside a thread it is unclear which answer is meant; say how, once per event.
+            hint = (
+                "To suggest a better answer, reply in the thread of my answer, "
+                f"starting with `{self.config.correction_prefix}`"
+            )
+            return self._post_reply(where, Reply(hint, ok=False), client=client, event_id=event_id)
+        return None
+
+    def _tell_not_taken(self, where: _Where, *, event_id: str | None, client: AsyncWebClient) -> None:
+        """The prompt could not be stored: say so in its thread, once per event (Slack's retries ask again)."""
+        if event_id is not None:
+            if event_id in self._told_not_taken:
+                return
+            self._told_not_taken.add(event_id)
+
+        async def tell() -> None:
+            async with best_effort(f"slack: telling {where.channel} a prompt was not stored", logger=log):
+                await client.chat_postMessage(channel=where.channel, thread_ts=where.thread_ts, text=NOT_TAKEN)
+
+        self._in_own_task(tell(), {"event_id": event_id})
+
+    async def answer_pending(
+        self,
+        pending: PendingPrompt,
+        *,
+        late: bool = False,
+        client: AsyncWebClient | None = None,
+        respond: Callable[..., Awaitable[Any]] | None = None,
+    ) -> None:
+        """Answer a pending prompt in its thread (an /ask gets its question posted first), then mark it answered."""
+        client = client or self.app.client
+        if pending.thread is None:
+            placed = await self._place_question(pending, client=client, respond=respond)
+            if placed is None:
+                return
+            pending = placed
+        reply = await self.service.answer_pending(pending, late=late)
+        assert pending.thread is not None  # placed above
+        where = _Where(channel=pending.channel, ts=pending.thread, thread_ts=pending.thread)
+        await self._post_reply(where, reply, client=client, event_id=pending.event_id)
+        await self.service.pending_answered(pending)
+
+    async def _place_question(
+        self, pending: PendingPrompt, *, client: AsyncWebClient, respond: Callable[..., Awaitable[Any]] | None
+    ) -> PendingPrompt | None:
+        """/ask: post the question, so the answer has a thread and later turns have context."""
+        try:
+            posted = await client.chat_postMessage(
+                channel=pending.channel, text=f"<@{pending.user}> asked: {pending.text}"
+            )
+        except SlackApiError as exc:
+            log.warning("slack: cannot post the /ask question in %s: %s", pending.channel, _api_error(exc))
+            if respond is not None:
+                await respond(
+                    f"I can't post in this conversation ({_api_error(exc)}). Invite me first, or mention me instead."
+                )
+            await self.service.pending_answered(pending)  # Slack refused for good: nowhere to answer
+            return None
+        ts = posted["ts"]
+        return await self.service.place_pending(
+            pending, thread=ts, conversation=message_key(PLATFORM, pending.channel, ts)
         )
-        if reply is None:
-            return  # a retried event that was handled already
-        await self._post_reply(where, reply, client=client, event_id=event_id)
 
     async def _post_reply(self, where: _Where, reply: Reply, *, client: AsyncWebClient, event_id: str | None) -> None:
         try:
@@ -474,6 +622,7 @@ class SlackBot(Adapter):
 
     # --- rating ---------------------------------------------------------------------
     async def _on_reaction_added(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        # Stored before the acknowledgement; a database error means no ack, and Slack resends it.
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
             outcome = await self.service.on_reaction(reaction)

@@ -91,6 +91,7 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], Message] = {}
         self.events_url: str | None = None  # the app's /slack/events, set by the test
         self.echoes: list[Delivery] = []  # the bot's own reactions sent back
+        self.deliveries: list[Delivery] = []  # every event delivered, with the app's answer, in order
         self._failures: dict[str, list[tuple[int, dict[str, Any] | None, dict[str, str]]]] = {}
         self._drops: dict[str, int] = {}  # method -> connections still to drop
         self._clock = itertools.count(1)
@@ -406,18 +407,21 @@ class FakeSlack:
     ) -> Delivery:
         """Send an event envelope as Slack does (a retry carries X-Slack-Retry-Num)."""
         if self.sockets:
-            return await self._send_socket("events_api", envelope, retry_attempt=retry_num or 0)
-        headers = {}
-        if retry_num is not None:
-            headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
-        return await self._post(
-            json.dumps(envelope),
-            envelope,
-            content_type="application/json",
-            headers=headers,
-            secret=secret,
-            timestamp=timestamp,
-        )
+            delivery = await self._send_socket("events_api", envelope, retry_attempt=retry_num or 0)
+        else:
+            headers = {}
+            if retry_num is not None:
+                headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+            delivery = await self._post(
+                json.dumps(envelope),
+                envelope,
+                content_type="application/json",
+                headers=headers,
+                secret=secret,
+                timestamp=timestamp,
+            )
+        self.deliveries.append(delivery)
+        return delivery
 
     async def _post(
         self,
