@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import DataUnavailable, Settings, SettingsError, load_settings
 
 log = logging.getLogger("thumbtune")
 
@@ -83,13 +83,14 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
 
 async def _forget(settings: Settings, who: str) -> str:
-    from bot.app import person_keys_from
-    from storage.database import Database
+    from bot.app import make_data_dir, open_database, person_keys_from
     from storage.repository import Repository
 
     platform, _, user = who.partition(":")
-    async with await Database.open(settings.db_path) as database:
-        counts = await Repository(database).forget_person(person_keys_from(settings).key(platform, user))
+    make_data_dir(settings)
+    persons = person_keys_from(settings)
+    async with open_database(settings) as database:
+        counts = await Repository(database).forget_person(persons.key(platform, user))
     return (
         f"Deleted {counts.prompts} prompt(s) with their answers, {counts.votes} vote(s) and "
         f"{counts.corrections} correction(s) of {platform} user {user}."
@@ -113,10 +114,10 @@ async def _stats(settings: Settings, args: argparse.Namespace) -> str:
     import json
 
     from bot import stats
-    from storage.database import Database
+    from bot.app import open_database
     from storage.repository import Repository
 
-    async with await Database.open(settings.db_path) as database:
+    async with open_database(settings) as database:
         report = await stats.build_report(Repository(database))
     if args.plot:
         stats.plot(report, args.plot)
@@ -172,6 +173,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from storage.database import DatabaseUnavailable
     from trainer.export import ExportError, export
 
     settings = _settings(args)
@@ -180,6 +182,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"thumbtune: {exc}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as exc:
+        raise DataUnavailable(f"{settings.db_setting}: {exc}") from exc
     return 0
 
 
@@ -276,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"thumbtune: bad setting: {exc}", file=sys.stderr)
         return 2
+    except DataUnavailable as exc:
+        # One line for the operator; the traceback only when THUMBTUNE_LOG_LEVEL=DEBUG.
+        log.debug("start-up stopped", exc_info=exc)
+        print(f"thumbtune: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
