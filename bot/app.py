@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from bot.feedback import EmojiTable
@@ -12,8 +13,8 @@ from bot.generation import Generator, ModelLoadError, SamplingParams
 from bot.limits import RateLimiter
 from bot.loop import Loop, apply_retention
 from bot.service import BotService
-from bot.settings import Settings
-from storage.database import Database
+from bot.settings import DataUnavailable, Settings
+from storage.database import Database, DatabaseUnavailable, unusable_database
 from storage.identity import PersonKeys
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError
 from storage.repository import Repository
@@ -55,8 +56,51 @@ def generator_from(settings: Settings, *, source: str, version: int) -> Generato
 
 
 def person_keys_from(settings: Settings) -> PersonKeys:
+    """The person keys; a secret file that cannot be made or read raises :class:`DataUnavailable`."""
     secret = settings.person_secret.get_secret_value() if settings.person_secret else None
-    return PersonKeys.from_data_dir(settings.data_dir, secret)
+    try:
+        return PersonKeys.from_data_dir(settings.data_dir, secret)
+    except OSError as exc:
+        where = exc.filename or settings.data_dir
+        raise DataUnavailable(
+            f"THUMBTUNE_DATA_DIR: cannot write the person secret in {settings.data_dir} "
+            f"({exc.strerror or exc}: {where}); or set THUMBTUNE_PERSON_SECRET"
+        ) from exc
+    except ValueError as exc:  # a key file without a usable secret
+        raise DataUnavailable(f"THUMBTUNE_DATA_DIR: {exc}") from exc
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """The database of the settings; one that cannot be used raises :class:`DataUnavailable`."""
+    try:
+        database = await Database.open(settings.db_path)
+    except DatabaseUnavailable as exc:
+        raise DataUnavailable(f"{settings.db_setting}: {exc}") from exc
+    async with database:
+        yield database
+
+
+@contextmanager
+def _writes_at_start(settings: Settings) -> Iterator[None]:
+    """The first writes after opening (a full disk shows here): an unusable file is DataUnavailable."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        unusable = unusable_database(settings.db_path, exc)
+        if unusable is None:
+            raise
+        raise DataUnavailable(f"{settings.db_setting}: {unusable}") from exc
+
+
+def make_data_dir(settings: Settings) -> None:
+    """Create THUMBTUNE_DATA_DIR; when it cannot be, raise :class:`DataUnavailable` saying why."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataUnavailable(
+            f"THUMBTUNE_DATA_DIR: cannot create the folder {settings.data_dir} ({exc.strerror or exc})"
+        ) from exc
 
 
 async def start_generator(settings: Settings, registry: ModelRegistry) -> Generator:
@@ -90,17 +134,22 @@ async def _hold_parent(generator: Generator, registry: ModelRegistry, settings: 
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterator[Runtime]:
     """Database, person keys, the loaded model, the service and (unless ``loop=False``) the
-    retraining loop; closed in reverse order."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    retraining loop; closed in reverse order.
+
+    A data folder or database that cannot be used raises :class:`DataUnavailable` before
+    the model loads."""
+    make_data_dir(settings)
     persons = person_keys_from(settings)
-    async with await Database.open(settings.db_path) as database:
+    async with open_database(settings) as database:
         repository = Repository(database)
-        await apply_retention(settings, repository)
+        with _writes_at_start(settings):
+            await apply_retention(settings, repository)
         registry = ModelRegistry(settings.models_dir, keep=settings.keep_versions)
         async with await start_generator(settings, registry) as generator:
             version = generator.version
             parent = registry.get(version).parent if version != BASE_VERSION else None
-            await repository.record_model_version(version, source=generator.source, parent=parent)
+            with _writes_at_start(settings):
+                await repository.record_model_version(version, source=generator.source, parent=parent)
             service = BotService(
                 repository=repository,
                 generator=generator,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import DataUnavailable, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from bot.adapters.base import Adapter
@@ -113,13 +113,14 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
 
 async def _forget(settings: Settings, who: str) -> str:
-    from bot.app import person_keys_from
-    from storage.database import Database
+    from bot.app import make_data_dir, open_database, person_keys_from
     from storage.repository import Repository
 
     platform, _, user = who.partition(":")
-    async with await Database.open(settings.db_path) as database:
-        counts = await Repository(database).forget_person(person_keys_from(settings).key(platform, user))
+    make_data_dir(settings)
+    persons = person_keys_from(settings)
+    async with open_database(settings) as database:
+        counts = await Repository(database).forget_person(persons.key(platform, user))
     return (
         f"Deleted {counts.prompts} prompt(s) with their answers, {counts.votes} vote(s) and "
         f"{counts.corrections} correction(s) of {platform} user {user}."
@@ -143,10 +144,10 @@ async def _stats(settings: Settings, args: argparse.Namespace) -> str:
     import json
 
     from bot import stats
-    from storage.database import Database
+    from bot.app import open_database
     from storage.repository import Repository
 
-    async with await Database.open(settings.db_path) as database:
+    async with open_database(settings) as database:
         report = await stats.build_report(Repository(database))
     if args.plot:
         stats.plot(report, args.plot)
@@ -202,6 +203,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from storage.database import DatabaseUnavailable
     from trainer.export import ExportError, export
 
     settings = _settings(args)
@@ -210,6 +212,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"thumbtune: {exc}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as exc:
+        raise DataUnavailable(f"{settings.db_setting}: {exc}") from exc
     return 0
 
 
@@ -306,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"thumbtune: bad setting: {exc}", file=sys.stderr)
         return 2
+    except DataUnavailable as exc:
+        # One line for the operator; the traceback only when THUMBTUNE_LOG_LEVEL=DEBUG.
+        log.debug("start-up stopped", exc_info=exc)
+        print(f"thumbtune: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -32,6 +32,11 @@ class SettingsError(Exception):
     """A setting has a wrong value; the message is one line naming the variable."""
 
 
+class DataUnavailable(Exception):
+    """The data folder or the database cannot be used (read-only, full, not a folder): the
+    message is one line naming ``THUMBTUNE_DATA_DIR`` or ``THUMBTUNE_DB`` and saying why."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THUMBTUNE_",
@@ -219,6 +224,11 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.db if self.db is not None else self.data_dir / "thumbtune.db"
+
+    @property
+    def db_setting(self) -> str:
+        """The variable that names the database file, for messages about it."""
+        return "THUMBTUNE_DB" if self.db is not None else "THUMBTUNE_DATA_DIR"
 
     @property
     def models_dir(self) -> Path:

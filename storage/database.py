@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -16,6 +17,51 @@ import aiosqlite
 log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# SQLite's primary result codes that say the file or its folder cannot be used as it is
+# (sqlite3.h): PERM, BUSY, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, AUTH, NOTADB.
+# SQLITE_ERROR, a mistake in our SQL, is not among them: that stays a bug with a traceback.
+_UNUSABLE_CODES = frozenset({3, 5, 8, 10, 11, 13, 14, 23, 26})
+# Python 3.10 has no sqlite_errorcode: the same conditions by SQLite's messages.
+_UNUSABLE_MESSAGES = (
+    "readonly",
+    "disk is full",
+    "disk i/o error",
+    "unable to open",
+    "not a database",
+    "malformed",
+    "locked",
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database file or its folder cannot be used (read-only, full disk, not a database...).
+
+    The message is one line: the path and the reason, for the operator to act on.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot use the database {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def unusable_database(path: Path, exc: BaseException) -> DatabaseUnavailable | None:
+    """The error as :class:`DatabaseUnavailable` when the file system or the file is at fault."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        return DatabaseUnavailable(path, f"{exc.strerror or exc}{where}")
+    if isinstance(exc, sqlite3.Error):
+        code: int | None = getattr(exc, "sqlite_errorcode", None)
+        reason = str(exc)
+        if code is not None:
+            unusable = code & 0xFF in _UNUSABLE_CODES  # the primary code of an extended one
+        else:
+            unusable = any(message in reason.lower() for message in _UNUSABLE_MESSAGES)
+        if unusable:
+            if path.is_dir():  # SQLite says only "unable to open database file"
+                reason += " (it is a folder)"
+            return DatabaseUnavailable(path, reason)
+    return None
 
 
 def migration_files() -> list[tuple[int, str, str]]:
@@ -56,10 +102,28 @@ class Database:
     ) -> Database:
         """Open (creating if needed) and bring the schema up to date.
 
-        ``migrations`` defaults to the files shipped in ``storage/migrations``.
+        ``migrations`` defaults to the files shipped in ``storage/migrations``. A file or
+        folder that cannot be used (read-only, full, not a database, a folder that cannot
+        be created) raises :class:`DatabaseUnavailable`; a mistake in a migration raises
+        SQLite's own error.
         """
         path = Path(path)
+        try:
+            return await cls._open(path, busy_timeout_ms=busy_timeout_ms, migrations=migrations)
+        except (OSError, sqlite3.Error) as exc:
+            unusable = unusable_database(path, exc)
+            if unusable is None:
+                raise
+            raise unusable from exc
+
+    @classmethod
+    async def _open(
+        cls, path: Path, *, busy_timeout_ms: int, migrations: Sequence[tuple[int, str, str]] | None
+    ) -> Database:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # A file SQLite cannot open fails here, not in aiosqlite.connect: that one leaves
+        # its worker thread to report to an event loop that may be closed by then.
+        await asyncio.to_thread(_try_open, path)
         connection = await aiosqlite.connect(path, isolation_level=None)
         connection.row_factory = aiosqlite.Row
         try:
@@ -148,6 +212,10 @@ class Database:
             cursor = await db.execute("PRAGMA integrity_check")
             row = await cursor.fetchone()
             return str(row[0]) if row is not None else "no answer from PRAGMA integrity_check"
+
+
+def _try_open(path: Path) -> None:
+    sqlite3.connect(path).close()
 
 
 def _split_statements(sql: str) -> list[str]:

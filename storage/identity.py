@@ -43,6 +43,11 @@ def load_or_create_secret(path: Path) -> bytes:
         if len(secret) < 16:
             raise ValueError(f"{path} holds no usable secret; delete it to make a new one") from None
         return secret
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_hex(32).encode("ascii"))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_hex(32).encode("ascii"))
+    except OSError:
+        # A full disk leaves an empty file behind, which would stop every later start.
+        path.unlink(missing_ok=True)
+        raise
     return path.read_bytes().strip()

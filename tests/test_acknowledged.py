@@ -120,7 +120,7 @@ async def test_a_mention_and_a_vote_acknowledged_before_sigkill_are_stored_and_t
     assert not fake.answers_in_thread(CHANNEL, question.ts)  # killed before answering
 
     # What was acknowledged is in the file: the vote, and the mention as a pending prompt.
-    assert _rows(settings_env, "SELECT emoji FROM votes") == [("+1",)]
+    assert _rows(settings_env, "SELECT emoji FROM votes") == [("👍",)]
     assert _rows(settings_env, "SELECT channel, thread, text FROM pending_prompts") == [
         (CHANNEL, question.ts, "what is a haiku?")
     ]
@@ -206,7 +206,7 @@ async def test_a_database_that_refuses_writes_gets_no_ack_and_the_person_is_told
     assert (await fake.redeliver(mention.envelope, retry_num=1)).status == 200
     assert (await fake.redeliver(vote.envelope, retry_num=1)).status == 200
     await wait_for(lambda: len(fake.answers_in_thread(CHANNEL, question.ts)) == 2)
-    assert await _select(runtime, "SELECT emoji FROM votes") == [("+1",)]
+    assert await _select(runtime, "SELECT emoji FROM votes") == [("👍",)]
     assert (await _select(runtime, "SELECT text FROM prompts ORDER BY id"))[-1] == ("are you there?",)
 
     async def nothing_pending() -> bool:

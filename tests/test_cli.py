@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 
 def _thumbtune(
-    args: list[str], env: dict[str, str], *, stdin: str = "", timeout: float = 180
+    args: list[str],
+    env: dict[str, str],
+    *,
+    stdin: str = "",
+    timeout: float = 180,
+    max_file_bytes: int | None = None,
 ) -> subprocess.CompletedProcess:
+    """``python -m bot ARGS``; ``max_file_bytes`` caps the size of every file it writes
+    (RLIMIT_FSIZE: a write past it fails as on a full disk, for root too)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
     full_env.update(env)
+
+    def limit_files() -> None:
+        if max_file_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         input=stdin,
@@ -23,6 +37,7 @@ def _thumbtune(
         text=True,
         env=full_env,
         timeout=timeout,
+        preexec_fn=limit_files if max_file_bytes is not None else None,
     )
 
 
@@ -138,3 +153,125 @@ def test_after_forget_me_exports_hold_nothing_of_that_person(settings_env: dict[
     assert "my secret question" in exported()
     assert _thumbtune(["run"], settings_env, stdin="forget me\n").returncode == 0
     assert "my secret question" not in exported()
+
+
+# --- the data folder and the database cannot be used ------------------------------------
+# Every case is a real condition that stops root as well (CI runs as root, which
+# chmod does not stop): paths under /proc and /sys, a regular file where a folder is
+# needed, a database file that SQLite itself opens read-only, a file size limit.
+def _read_only_database(path: Path) -> Path:
+    """A database SQLite opens read-only for everyone: its header's write version (byte 18)
+    is one this SQLite does not know, as in a file from a newer SQLite."""
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE kept (id INTEGER)")
+    raw.close()
+    header = bytearray(path.read_bytes())
+    header[18] = 3
+    path.write_bytes(bytes(header))
+    return path
+
+
+def _regular_file(tmp_path: Path) -> Path:
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+    return path
+
+
+UNUSABLE_DATA: dict[str, tuple[Callable[[Path], dict[str, str]], str]] = {
+    "data folder under a regular file": (
+        lambda tmp: {"THUMBTUNE_DATA_DIR": str(_regular_file(tmp) / "data")},
+        "THUMBTUNE_DATA_DIR: cannot create the folder",
+    ),
+    "data folder that cannot be created (under /proc)": (
+        lambda tmp: {"THUMBTUNE_DATA_DIR": f"/proc/thumbtune-{os.getpid()}/data"},
+        "THUMBTUNE_DATA_DIR: cannot create the folder",
+    ),
+    "data folder nobody can write in (/sys)": (
+        lambda tmp: {"THUMBTUNE_DATA_DIR": "/sys"},
+        "THUMBTUNE_DATA_DIR: cannot write the person secret in /sys",
+    ),
+    "read-only database": (
+        lambda tmp: {"THUMBTUNE_DB": str(_read_only_database(tmp / "old.db"))},
+        "THUMBTUNE_DB: cannot use the database",
+    ),
+    "database in a folder that cannot be created": (
+        lambda tmp: {"THUMBTUNE_DB": f"/proc/thumbtune-{os.getpid()}/thumbtune.db"},
+        "THUMBTUNE_DB: cannot use the database",
+    ),
+    "database under a regular file": (
+        lambda tmp: {"THUMBTUNE_DB": str(_regular_file(tmp) / "db" / "thumbtune.db")},
+        "THUMBTUNE_DB: cannot use the database",
+    ),
+    "database in a folder nobody can write in (/sys)": (
+        lambda tmp: {"THUMBTUNE_DB": "/sys/thumbtune.db"},
+        "THUMBTUNE_DB: cannot use the database /sys/thumbtune.db: unable to open database file",
+    ),
+    "database that is a folder": (
+        lambda tmp: {"THUMBTUNE_DB": str(tmp)},
+        "(it is a folder)",
+    ),
+    "database that is not a database": (
+        lambda tmp: {"THUMBTUNE_DB": str(_regular_file(tmp))},
+        "THUMBTUNE_DB: cannot use the database",
+    ),
+}
+
+
+def _one_line(result: subprocess.CompletedProcess, expected: str) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("thumbtune: "), result.stderr
+    assert expected in lines[0] and "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", list(UNUSABLE_DATA))
+def test_a_data_folder_or_database_that_cannot_be_used_stops_run_with_one_line(
+    settings_env: dict[str, str], tmp_path: Path, case: str
+):
+    make_env, expected = UNUSABLE_DATA[case]
+    if "/sys" in case and not Path("/sys").is_dir():
+        pytest.skip("no /sys here")
+    result = _thumbtune(["run"], {**settings_env, **make_env(tmp_path)}, stdin="hello\n", timeout=60)
+    assert result.returncode == 1
+    _one_line(result, expected)
+    assert "bot [v0]" not in result.stdout  # stopped before serving
+
+
+def test_a_data_folder_that_is_a_regular_file_is_a_bad_setting(settings_env: dict[str, str], tmp_path: Path):
+    result = _thumbtune(["run"], {**settings_env, "THUMBTUNE_DATA_DIR": str(_regular_file(tmp_path))}, timeout=60)
+    assert result.returncode == 2
+    _one_line(result, "THUMBTUNE_DATA_DIR: ")
+
+
+@pytest.mark.parametrize("command", [["stats"], ["forget", "slack:U012AB3CD"], ["export", "--format", "kto"]])
+def test_commands_that_open_the_database_say_so_in_one_line(
+    settings_env: dict[str, str], tmp_path: Path, command: list[str]
+):
+    env = {**settings_env, "THUMBTUNE_DB": str(_read_only_database(tmp_path / "old.db"))}
+    result = _thumbtune(command, env, timeout=60)
+    assert result.returncode == 1
+    _one_line(result, "THUMBTUNE_DB: cannot use the database")
+    assert result.stdout == ""
+
+    env = {**settings_env, "THUMBTUNE_DATA_DIR": "/sys"}  # the database in a folder nobody can write in
+    _one_line(_thumbtune(command, env, timeout=60), "THUMBTUNE_DATA_DIR: ")
+
+
+def test_a_full_disk_at_start_up_is_one_line_and_leaves_no_empty_secret(settings_env: dict[str, str]):
+    data = Path(settings_env["THUMBTUNE_DATA_DIR"])
+    # A fresh data folder: the person secret (64 bytes) is the first file written. (Room for
+    # a few bytes: tempfile, imported by the ML libraries, probes the temporary folder with 4.)
+    result = _thumbtune(["run"], settings_env, stdin="hello\n", timeout=60, max_file_bytes=16)
+    _one_line(result, "THUMBTUNE_DATA_DIR: cannot write the person secret")
+    assert not (data / "person.key").exists()  # an empty one would stop every later start
+
+    # A data folder in use: the database is the first to need more room.
+    assert _thumbtune(["run"], settings_env, stdin="hello\n").returncode == 0
+    result = _thumbtune(["run"], settings_env, stdin="hello\n", timeout=60, max_file_bytes=1024)
+    _one_line(result, "THUMBTUNE_DATA_DIR: cannot use the database")
+    # Room again: it starts on the same file, nothing lost.
+    result = _thumbtune(["run"], settings_env, stdin="hello again\n")
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(data / "thumbtune.db") as connection:
+        assert connection.execute("SELECT text FROM prompts ORDER BY id").fetchall() == [("hello",), ("hello again",)]

@@ -659,3 +659,25 @@ async def test_events_read_while_closing_are_dropped_not_scheduled(runtime: Any,
         client.dispatch("message", None)
         gc.collect()
     assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("discord.py: on_")]
+
+
+async def test_the_log_at_info_and_above_holds_no_user_id_or_prompt(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """discord.py and the adapter, everything recorded at DEBUG: people's ids and words stay below INFO."""
+    caplog.set_level(logging.DEBUG)
+    dora = Person(424242424242424242, "dora")
+    words = "my very private question about my health"
+    async with running_bot(runtime, fake_discord):
+        answer = await asked(fake_discord, dora, words, mention_bot=True)
+        await fake_discord.react(dora, int(answer["id"]), "👍")
+        await wait_for(lambda: votes(settings))
+        await handlers_done()
+    shown = [
+        f"{record.name}: {record.getMessage()[:200]}"
+        for record in caplog.records
+        if record.levelno >= logging.INFO
+        and (str(dora.id) in record.getMessage() or words in record.getMessage() or len(record.getMessage()) > 1_000)
+    ]
+    assert shown == []
+    assert any(str(dora.id) in record.getMessage() for record in caplog.records)  # DEBUG does show them

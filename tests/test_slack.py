@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -18,13 +19,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from bot.adapters.slack import SlackBot, SlackConfig
+from bot.adapters.slack import SlackBot, SlackConfig, _describe
 from bot.app import open_runtime
 from bot.settings import SettingsError, load_settings
 from storage.database import Database
-from tests.fakes.slack import BOT_USER, FakeSlack, Message
+from tests.fakes.slack import BOT_USER, FakeSlack, Message, signature_headers
 from tests.helpers import publish_copy, wait_for
 
 # The runtime fixture lives on the session loop; the tests must share it.
@@ -308,6 +310,153 @@ async def test_unsigned_or_stale_requests_are_rejected_without_any_call(bot, fak
     assert fake.calls == []
     assert await rows(runtime, "SELECT id FROM prompts") == []
     assert await rows(runtime, "SELECT event_id FROM processed_events") == []
+
+
+# --- what the log keeps of people: nothing at INFO and above ---------------------------
+# A user id and a prompt that must never reach the log; the longest line allowed.
+PERSON = "UPERSON42"
+PROMPT_TEXT = "my very private question about my health"
+LONGEST_LOG_LINE = 1_000
+
+
+@pytest.fixture
+async def logged_bot(runtime, fake: FakeSlack, config: SlackConfig, caplog) -> AsyncIterator[SlackBot]:
+    """A bot built while every logger records DEBUG (bolt copies the root level when it is built)."""
+    caplog.set_level(logging.DEBUG)
+    slack_bot = SlackBot(runtime.service, config=config)
+    async with slack_bot.serve_http(host="127.0.0.1", port=0) as url:
+        fake.events_url = url
+        yield slack_bot
+        await fake.settle()
+
+
+def leaks(caplog: pytest.LogCaptureFixture, *secrets: str) -> list[str]:
+    """Records at INFO and above that show one of ``secrets`` or are longer than allowed."""
+    return [
+        f"{record.name} {record.levelname}: {record.getMessage()[:200]}"
+        for record in caplog.records
+        if record.levelno >= logging.INFO
+        and (len(record.getMessage()) > LONGEST_LOG_LINE or any(s in record.getMessage() for s in secrets))
+    ]
+
+
+def _big_envelope(fake: FakeSlack) -> str:
+    """A ~900 KB event envelope full of a person's id and words."""
+    event = {
+        "type": "app_mention",
+        "channel": CHANNEL,
+        "user": PERSON,
+        "text": f"<@{BOT_USER}> {PROMPT_TEXT} " + "x" * 900_000,
+        "ts": "1800000000.000003",
+    }
+    return json.dumps(fake.envelope(event))
+
+
+@pytest.mark.parametrize("tamper", ["no signature", "wrong signature", "stale timestamp", "timestamp not a number"])
+async def test_refused_requests_are_logged_in_one_short_line_without_the_body(
+    logged_bot, fake, runtime, caplog, tamper
+):
+    body = _big_envelope(fake)
+    headers = {"Content-Type": "application/json"}
+    if tamper == "wrong signature":
+        headers |= signature_headers(body, secret="not-the-secret")
+    elif tamper == "stale timestamp":
+        headers |= signature_headers(body, secret=SECRET, timestamp=int(time.time()) - 10 * 60)
+    elif tamper == "timestamp not a number":
+        headers |= {**signature_headers(body, secret=SECRET), "X-Slack-Request-Timestamp": "soon"}
+    assert fake.events_url is not None
+    async with aiohttp.ClientSession() as http, http.post(fake.events_url, data=body, headers=headers) as response:
+        assert response.status == 401
+
+    assert leaks(caplog, PERSON, PROMPT_TEXT) == []
+    refused = [record.getMessage() for record in caplog.records if "refused a request" in record.getMessage()]
+    assert len(refused) == 1 and f"{len(body.encode())} bytes" in refused[0], refused
+    assert not any(PERSON in record.getMessage() for record in caplog.records)  # not even at DEBUG
+    assert fake.calls == []
+    assert await rows(runtime, "SELECT id FROM prompts") == []
+
+
+MALFORMED_REACTIONS = {
+    "item is a string": {"item": "a string"},
+    "item is a list": {"item": [CHANNEL, "1700000001.000001"]},
+    "item is missing": {"item": None},
+    "item without a channel": {"item": {"type": "message"}},
+    "user is a list": {"user": [PERSON]},
+    "reaction is an object": {"reaction": {"name": "+1", "by": PERSON}},
+    "a 100,000-character emoji": {"reaction": "+1" + "x" * 100_000},
+}
+
+
+async def test_signed_malformed_reactions_are_logged_without_the_person_and_crash_nothing(
+    logged_bot, fake, runtime, caplog
+):
+    _, answer = await ask_in_channel(fake)
+    sent = []
+    for number, change in enumerate(MALFORMED_REACTIONS.values()):
+        event = {**fake._reaction_event("reaction_added", answer, PERSON, "+1"), **change}
+        event = {name: value for name, value in event.items() if value is not None}
+        delivery = await fake.deliver(event, event_id=f"EvMALFORMED{number}")
+        assert delivery.status == 200, delivery
+        sent.append(f"EvMALFORMED{number}")
+    # Envelopes no Slack request has: refused with 400, and described without the person.
+    for event in ([{"type": "reaction_added", "user": PERSON}], f"reaction_added by {PERSON}"):
+        envelope = {**fake.envelope({}), "event": event}
+        assert (await fake.redeliver(envelope)).status == 400
+
+    await wait_for(lambda: set(sent) <= set(logged_bot.events_started) and not logged_bot.busy)
+    assert leaks(caplog, PERSON) == []
+    # Each one is ignored, or (an answer without a channel) found to be no answer of mine.
+    assert logged(caplog, "ignored reaction") + logged(caplog, "-> unknown response") == len(MALFORMED_REACTIONS)
+    assert logged(caplog, "(100002 chars)") == 1  # the long emoji, cut
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a handler or the error path failed"
+    assert await votes(runtime) == []
+    # The bot still answers and counts.
+    await fake.react(user=PERSON, message=answer, name="+1")
+    await wait_for(lambda: votes(runtime))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        "a string",
+        {"event": [PERSON]},
+        {"event": f"by {PERSON}"},
+        {"event": {"type": "reaction_added", "user": PERSON, "item": f"from {PERSON}"}},
+        {"event": {"type": "reaction_added", "user": PERSON, "item": [PERSON]}, "event_id": ["Ev1"]},
+        {"event": {"type": {"user": PERSON}, "channel": {"id": PERSON}}},
+        {"event": {"type": "message", "channel": "C" * 100_000}},
+        {"command": {"user": PERSON}, "channel_id": 7},
+        {"type": [PERSON]},
+    ],
+)
+async def test_the_description_of_a_failed_request_never_fails_or_names_the_person(body):
+    described = _describe(body)
+    assert PERSON not in described and len(described) < 300
+
+
+async def test_socket_mode_logs_malformed_events_without_the_person(runtime, fake, config, caplog):
+    caplog.set_level(logging.DEBUG)
+    slack_bot = SlackBot(runtime.service, config=dataclasses.replace(config, app_token="xapp-test-token"))
+    async with slack_bot.serve_socket_mode():
+        await wait_for(lambda: fake.sockets)
+        _, answer = await ask_in_channel(fake)
+        sent = []
+        for number, change in enumerate(MALFORMED_REACTIONS.values()):
+            event = {**fake._reaction_event("reaction_added", answer, PERSON, "+1"), **change}
+            event = {name: value for name, value in event.items() if value is not None}
+            await fake.deliver(event, event_id=f"EvSOCKET{number}")
+            sent.append(f"EvSOCKET{number}")
+        # An envelope whose event is a list: bolt fails on it (no ack, so Slack would retry);
+        # the failure is logged by its event id.
+        envelope = {**fake.envelope({}, event_id="EvSOCKETLIST"), "event": [PERSON]}
+        await fake.sockets[-1].send_json({"envelope_id": "e-list", "type": "events_api", "payload": envelope})
+        await wait_for(lambda: logged(caplog, "handler failed for event EvSOCKETLIST that is a list") == 1)
+        await wait_for(lambda: set(sent) <= set(slack_bot.events_started) and not slack_bot.busy)
+        await fake.settle()
+    assert leaks(caplog, PERSON) == []
+    assert await votes(runtime) == []
 
 
 async def test_rate_limited_post_is_retried_after_retry_after(bot, fake, runtime):

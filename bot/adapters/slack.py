@@ -28,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import hashlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
+# Slack's rule (and slack_sdk's SignatureVerifier's): a signature older than 5 minutes is refused.
+SIGNATURE_MAX_AGE_S = 60 * 5
 ASK_COMMAND = "/ask"
 THINKING = "thinking… I'll answer in a thread here."
 NOT_TAKEN = (
@@ -72,6 +76,8 @@ SLACK_NAMES = {"👍": "+1", "👎": "-1", "1\ufe0f\u20e3": "one", "2\ufe0f\u20e
 RATE_LIMIT_RETRIES = 3
 # Event ids of the listeners started most recently (SlackBot.events_started), for diagnostics and tests.
 EVENTS_REMEMBERED = 256
+# Longest piece of a payload (an emoji name, an id) quoted in one log line.
+LOGGED_CHARS = 64
 # Message subtypes that are still a person writing; every other subtype (edits,
 # deletions, joins, bot messages) is not a prompt.
 _PERSON_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
@@ -172,6 +178,9 @@ class SlackBot(Adapter):
             name="thumbtune",
             # Commit, then acknowledge: listeners store first, the 200 / ack follows.
             process_before_response=True,
+            # handle_http checks signatures before bolt sees a request; bolt's own check
+            # would log every refused request's whole body at INFO.
+            request_verification_enabled=False,
         )
         self._bot_users: dict[str, bool] = {}  # user id -> is a bot (users.info, cached)
         self._own_user_id: str | None = None  # from auth.test
@@ -230,12 +239,14 @@ class SlackBot(Adapter):
         """
         task = asyncio.create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._listener_done, body))
+        # The callback holds the description, never the body: asyncio shows a failing
+        # callback with its arguments, and the body has user ids and texts.
+        task.add_done_callback(functools.partial(self._listener_done, _describe(body)))
 
-    def _listener_done(self, body: dict[str, Any], task: asyncio.Task[None]) -> None:
+    def _listener_done(self, what: str, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("slack: handling %s failed; the bot goes on", _describe(body), exc_info=task.exception())
+            log.error("slack: handling %s failed; the bot goes on", what, exc_info=task.exception())
 
     def _register(self) -> None:
         self.app.event("app_mention")(self._accepting(self._on_mention))
@@ -250,36 +261,61 @@ class SlackBot(Adapter):
             log.info("slack: %s", error)
             return
         # The bot goes on; log what was being handled (never the headers, they carry tokens).
-        log.error("slack handler failed for %s: %r", _describe(body), error, exc_info=error)
+        log.error("slack handler failed for %s: %s", _describe(body), _short(repr(error), 200), exc_info=error)
 
     # --- serving --------------------------------------------------------------------
     async def handle_http(self, request: web.Request) -> web.Response:
-        """bolt's aiohttp adapter: verify the signature, dispatch, answer within Slack's 3 s."""
+        """Verify the signature, then bolt's aiohttp adapter: dispatch, answer within Slack's 3 s.
+
+        A request without a valid, fresh signature is refused with 401 before bolt sees it,
+        and logged as one short line: why, its size and a hash, never its body.
+        """
         if self._draining:  # stopping: Slack sends the event again (to the next run)
             return web.Response(status=503, text="shutting down", headers={"Retry-After": "5"})
+        body = await request.read()
+        refused = self._unsigned(body, request.headers)
+        if refused is not None:
+            log.info(
+                "slack: refused a request to %s (%s): %d bytes, sha256 %s",
+                EVENTS_PATH,
+                refused,
+                len(body),
+                hashlib.sha256(body).hexdigest()[:16],
+            )
+            return web.Response(status=401, text="invalid request")
         try:
             bolt_request = await to_bolt_request(request)
+            if _malformed(bolt_request.body):  # bolt's middleware would fail on it, with a traceback
+                log.info("slack: refused a malformed request to %s: %s", EVENTS_PATH, _describe(bolt_request.body))
+                return web.Response(status=400, text="malformed request")
             bolt_response = await self.app.async_dispatch(bolt_request)
         except Exception:
             log.warning("slack: could not read a request to %s", EVENTS_PATH, exc_info=True)
             bolt_request, bolt_response = None, None
         if bolt_response is not None and bolt_response.status < 500:
             return await to_aiohttp_response(bolt_response)
-        # bolt answers 500 ("try again later") to requests Slack never sends: a timestamp
-        # header that is not a number, a body that is not UTF-8 or JSON, an envelope whose
-        # "event" is null. Say what is wrong instead: unsigned 401, malformed 400.
-        if not self._signed(await request.read(), request.headers):
-            return web.Response(status=401, text="invalid request")
+        # bolt answers 500 ("try again later") to requests Slack never sends: a body that is
+        # not UTF-8 or JSON, an envelope whose "event" is null. Say what is wrong instead: 400.
         if bolt_request is None or bolt_response is None or _malformed(bolt_request.body):
             return web.Response(status=400, text="malformed request")
         return await to_aiohttp_response(bolt_response)  # a failure of ours before the ack
 
-    def _signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
-        verifier = SignatureVerifier(self.config.signing_secret)
+    def _unsigned(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """Why the request is not signed by Slack with our secret, or None when it is."""
+        timestamp, signature = headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature")
+        if not timestamp or not signature:
+            return "no signature"
         try:
-            return verifier.is_valid(body, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature"))
-        except ValueError:  # a timestamp that is not a number
-            return False
+            stale = abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_S
+        except ValueError:
+            return "a timestamp that is not a number"
+        if stale:
+            return "a stale timestamp"
+        try:
+            valid = SignatureVerifier(self.config.signing_secret).is_valid(body, timestamp, signature)
+        except UnicodeDecodeError:  # slack_sdk verifies text; Slack sends nothing else
+            return "a body that is not UTF-8"
+        return None if valid else "a wrong signature"
 
     @asynccontextmanager
     async def serve_http(self, *, host: str | None = None, port: int | None = None) -> AsyncIterator[str]:
@@ -626,7 +662,9 @@ class SlackBot(Adapter):
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
             outcome = await self.service.on_reaction(reaction)
-            log.info("slack: reaction :%s: on %s -> %s", reaction.emoji, reaction.message_key, outcome.value)
+            log.info(
+                "slack: reaction :%s: on %s -> %s", _short(reaction.emoji), _short(reaction.message_key), outcome.value
+            )
 
     async def _on_reaction_removed(
         self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
@@ -634,16 +672,24 @@ class SlackBot(Adapter):
         reaction = await self._reaction(event, body, context)
         if reaction is not None:
             outcome = await self.service.on_reaction_removed(reaction)
-            log.info("slack: reaction :%s: removed from %s -> %s", reaction.emoji, reaction.message_key, outcome.value)
+            log.info(
+                "slack: reaction :%s: removed from %s -> %s",
+                _short(reaction.emoji),
+                _short(reaction.message_key),
+                outcome.value,
+            )
 
     async def _reaction(
         self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
     ) -> IncomingReaction | None:
         """The reaction as a core value, or None when it cannot be a person's vote on an answer."""
-        item, user, emoji = event.get("item") or {}, event.get("user", ""), event.get("reaction", "")
+        item, user, emoji = event.get("item"), event.get("user"), event.get("reaction")
+        # A malformed event (an item that is a string, a user that is a list) is no vote.
+        item = item if isinstance(item, dict) else {}
+        user, emoji = (value if isinstance(value, str) else "" for value in (user, emoji))
         # Cheap checks first, so unrelated reactions cost no API call.
         if item.get("type") != "message" or not user or user == context.bot_user_id:
-            ignored = "not a message" if item.get("type") != "message" else "the bot's own"
+            ignored = "not a message" if item.get("type") != "message" else "the bot's own" if user else "no user"
         elif event.get("item_user") and event.get("item_user") != context.bot_user_id:
             ignored = "not on an answer of mine"
         elif not self.service.is_reaction_emoji(emoji):  # a rating, a verdict or the flag
@@ -658,7 +704,7 @@ class SlackBot(Adapter):
                 emoji=emoji,
                 event_id=body.get("event_id"),
             )
-        log.info("slack: ignored reaction :%s: (%s, event %s)", emoji, ignored, body.get("event_id"))
+        log.info("slack: ignored reaction :%s: (%s, event %s)", _short(emoji), ignored, _short(body.get("event_id")))
         return None
 
     async def _is_bot(self, user: str, client: AsyncWebClient) -> bool:
@@ -715,11 +761,26 @@ def _api_error(exc: SlackApiError) -> str:
     return f"HTTP {getattr(exc.response, 'status_code', '?')}"
 
 
-def _describe(body: dict[str, Any]) -> str:
-    event = body.get("event") or {}
+def _describe(body: object) -> str:
+    """What a request was, for the log: its kind, event id and channel; never a user id or a
+    text, and never a failure of its own, however malformed the body."""
+    if not isinstance(body, dict):
+        return f"a request body that is a {type(body).__name__}, not an object"
+    event = body.get("event")
+    if isinstance(event, dict) and event:
+        item = event.get("item")
+        channel = event.get("channel") or (item.get("channel") if isinstance(item, dict) else None)
+        return f"event {_short(event.get('type'))} {_short(body.get('event_id'))} in {_short(channel)}"
     if event:
-        channel = event.get("channel") or (event.get("item") or {}).get("channel")
-        return f"event {event.get('type')} {body.get('event_id')} in {channel}"
+        return f"event {_short(body.get('event_id'))} that is a {type(event).__name__}, not an object"
     if body.get("command"):
-        return f"command {body.get('command')} in {body.get('channel_id')}"
-    return f"request of type {body.get('type')}"
+        return f"command {_short(body.get('command'))} in {_short(body.get('channel_id'))}"
+    return f"request of type {_short(body.get('type'))}"
+
+
+def _short(value: object, most: int = LOGGED_CHARS) -> str:
+    """A payload value for the log: a string or number cut to ``most`` characters, else its type."""
+    if value is None or isinstance(value, (str, int, float)):
+        text = str(value)
+        return text if len(text) <= most else f"{text[: most - 1]}… ({len(text)} chars)"
+    return f"a {type(value).__name__}"
