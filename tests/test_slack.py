@@ -276,7 +276,8 @@ async def test_retried_events_never_double_answers_or_votes(bot, fake, runtime, 
     assert len(await rows(runtime, "SELECT id FROM prompts")) == 2
     assert await votes(runtime) == [("👍", 1.0, f"slack:{CHANNEL}:{answer.ts}")]
     claimed = {row[0] for row in await rows(runtime, "SELECT event_id FROM processed_events")}
-    assert {first["event_id"], vote.envelope["event_id"]} <= claimed
+    # A prompt is claimed by its message (what a restart's look for missed prompts finds), a vote by its event.
+    assert {f"message:{CHANNEL}:1800000000.000001", vote.envelope["event_id"]} <= claimed
 
     # A restart: a new process opens the same database; the ids are still known there.
     async with open_runtime(settings) as restarted:
@@ -599,6 +600,8 @@ async def test_manifest_asks_for_what_the_adapter_listens_to():
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == [slack.ASK_COMMAND]
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"chat:write", "reactions:write", "reactions:read", "commands", "users:read", "files:write"} <= scopes
+    # Prompts missed while down: which conversations the bot is in, and their history.
+    assert {"channels:read", "groups:read", "im:read", "channels:history", "groups:history", "im:history"} <= scopes
     assert manifest["settings"]["socket_mode_enabled"] is True
 
 
@@ -736,6 +739,89 @@ async def test_forget_me_sticks_through_a_restarts_catch_up(bot, fake, runtime, 
 
     assert logged(caplog, "caught up on 2 answer(s) from the last 24 h: 0 vote(s) added, 0 retracted") == 1
     assert await votes(runtime) == [("👎", -1.0, f"slack:{CHANNEL}:{first.ts}")]  # U2's only
+
+
+async def _restart_and_answer_missed(settings, config, fake: FakeSlack, caplog, *, times: int = 1) -> None:
+    """A new process on the same database starts, looks for prompts missed while down, answers them, stops."""
+    async with open_runtime(settings) as restarted:
+        again = SlackBot(restarted.service, config=dataclasses.replace(config, http_host="127.0.0.1", http_port=0))
+        running = asyncio.create_task(again.serve())
+        try:
+            await wait_for(lambda: logged(caplog, "missed while down") == times, timeout=30)
+        finally:
+            await again.stop()  # the answers in flight are finished first
+            await asyncio.wait_for(running, 30)
+    await fake.settle()
+
+
+async def test_prompts_sent_while_down_are_answered_once_after_a_restart(bot, fake, runtime, settings, config, caplog):
+    answered, _ = await ask_in_channel(fake, "answered before the restart")
+    # A thread started 5 minutes ago, answered live (its first turn is inside the bound).
+    in_thread = fake.post_while_away(channel=CHANNEL, user="U1", text=f"<@{BOT_USER}> first turn", ago_s=300)
+    await fake.deliver(
+        {"type": "app_mention", "channel": CHANNEL, "user": "U1", "text": in_thread.text, "ts": in_thread.ts}
+    )
+    await wait_for(lambda: len(fake.answers_in_thread(CHANNEL, in_thread.ts)) == 1)
+    await fake.settle()
+
+    # The bot is down: people write; no event reaches it.
+    old = fake.post_while_away(channel=CHANNEL, user="U1", text=f"<@{BOT_USER}> too old", ago_s=25 * 3600)
+    mention = fake.post_while_away(channel=CHANNEL, user="U2", text=f"<@{BOT_USER}> what is a haiku?")
+    turn = fake.post_while_away(channel=CHANNEL, user="U1", text=f"<@{BOT_USER}> second turn", thread_ts=in_thread.ts)
+    dm = fake.post_while_away(channel="D0001", user="U3", text="hello from a DM")
+    by_bot = fake.post_while_away(channel=CHANNEL, user="UOTHERBOT", text=f"<@{BOT_USER}> I am a bot")
+    chatter = fake.post_while_away(channel=CHANNEL, user="U4", text="not for the bot")
+    posts_before = len(fake.calls_to("chat.postMessage"))
+
+    await _restart_and_answer_missed(settings, config, fake, caplog)
+
+    assert logged(caplog, "found 3 prompt(s) missed while down in the last 24 h") == 1
+    await wait_for(lambda: len(fake.calls_to("chat.postMessage")) == posts_before + 3)
+    assert len(fake.answers_in_thread(CHANNEL, mention.ts)) == 1
+    assert len(fake.answers_in_thread(CHANNEL, in_thread.ts)) == 2  # the second turn, in its thread
+    assert len(fake.answers_in_thread("D0001", dm.ts)) == 1
+    for left in (old, by_bot, chatter, answered):
+        assert fake.answers_in_thread(CHANNEL, left.ts) == (
+            [] if left is not answered else fake.answers_in_thread(CHANNEL, answered.ts)
+        )
+    assert len(fake.answers_in_thread(CHANNEL, answered.ts)) == 1  # answered live: not again
+    texts = {row[0] for row in await rows(runtime, "SELECT text FROM prompts")}
+    assert {"what is a haiku?", "second turn", "hello from a DM"} <= texts
+    assert not texts & {"too old", "I am a bot", "not for the bot"}
+    claimed = {row[0] for row in await rows(runtime, "SELECT event_id FROM processed_events")}
+    assert {f"message:{CHANNEL}:{mention.ts}", f"message:{CHANNEL}:{turn.ts}", f"message:D0001:{dm.ts}"} <= claimed
+    assert await rows(runtime, "SELECT id FROM pending_prompts") == []
+
+    # A second restart answers none of them again.
+    await _restart_and_answer_missed(settings, config, fake, caplog, times=2)
+    assert logged(caplog, "found 0 prompt(s) missed while down") == 1
+    assert len(fake.calls_to("chat.postMessage")) == posts_before + 3
+
+
+async def test_missed_prompts_are_bounded_and_a_live_event_for_one_answers_it_once(
+    bot, fake, runtime, settings, config, caplog
+):
+    first = fake.post_while_away(channel=CHANNEL, user="U1", text=f"<@{BOT_USER}> first", ago_s=120)
+    second = fake.post_while_away(channel=CHANNEL, user="U2", text=f"<@{BOT_USER}> second", ago_s=90)
+    third = fake.post_while_away(channel=CHANNEL, user="U3", text=f"<@{BOT_USER}> third", ago_s=60)
+    # Slack delivers the event of the newest one late, after the bot came back: answered once.
+    await fake.deliver({"type": "app_mention", "channel": CHANNEL, "user": "U3", "text": third.text, "ts": third.ts})
+    await wait_for(lambda: len(fake.answers_in_thread(CHANNEL, third.ts)) == 1)
+    await fake.settle()
+
+    # At most reconcile_max_messages prompts are taken, the newest; the older one waits.
+    capped = dataclasses.replace(config, reconcile_max_messages=1)
+    await _restart_and_answer_missed(settings, capped, fake, caplog)
+    assert logged(caplog, "found 1 prompt(s) missed while down") == 1
+    assert len(fake.answers_in_thread(CHANNEL, second.ts)) == 1
+    assert fake.answers_in_thread(CHANNEL, first.ts) == []
+
+    await _restart_and_answer_missed(settings, config, fake, caplog, times=2)
+    assert logged(caplog, "found 1 prompt(s) missed while down") == 2
+    assert [len(fake.answers_in_thread(CHANNEL, m.ts)) for m in (first, second, third)] == [1, 1, 1]
+    # reconcile_hours = 0 turns it off.
+    off = SlackBot(runtime.service, config=dataclasses.replace(config, reconcile_hours=0))
+    assert await off.answer_missed() == 0
 
 
 async def test_catch_up_reads_only_recent_answers_newest_first(bot, fake, runtime, config):

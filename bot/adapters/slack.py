@@ -369,6 +369,10 @@ class SlackBot(Adapter):
                 await self.catch_up()
             except Exception:
                 log.exception("slack: catching up after downtime failed; serving events all the same")
+            try:
+                await self.answer_missed()
+            except Exception:
+                log.exception("slack: looking for prompts missed while down failed; serving events all the same")
             await self._stopped.wait()
             await self._finish_in_flight()
 
@@ -419,6 +423,123 @@ class SlackBot(Adapter):
         return await catch_up(
             self.service, self, hours=self.config.reconcile_hours, most=self.config.reconcile_max_messages
         )
+
+    async def answer_missed(self) -> int:
+        """Answer the mentions and DMs people sent while the bot was down; how many were taken.
+
+        Bounded like the reaction catch-up: messages of the last ``reconcile_hours`` in the
+        conversations the bot is in (``users.conversations``, ``conversations.history``,
+        ``conversations.replies`` for threads), at most ``reconcile_max_messages`` of them,
+        the newest. A message from a person that mentions the bot (or any in a DM), with no
+        reply of mine after it in its thread, is taken like a live one, claimed as
+        ``message:<channel>:<ts>`` (the id live prompts are claimed by too): a live event,
+        a pending prompt or a second restart never answers it twice.
+        """
+        hours, most = self.config.reconcile_hours, self.config.reconcile_max_messages
+        if hours <= 0 or most <= 0:
+            return 0
+        client = self.app.client
+        if self._own_user_id is None:
+            self._own_user_id = (await client.auth_test()).get("user_id")
+        oldest = time.time() - hours * 3600
+        missed: list[tuple[float, str, dict[str, Any], str]] = []  # (ts, channel, message, thread ts)
+        async for channel, is_im in self._my_conversations(client):
+            try:
+                async for thread in self._threads_since(channel, oldest, client):
+                    missed.extend(
+                        (float(message["ts"]), channel, message, thread_ts)
+                        for message, thread_ts in self._unanswered(thread, is_im=is_im, oldest=oldest)
+                    )
+            except SlackApiError as exc:
+                log.warning("slack: cannot read the history of %s: %s; going on", channel, _api_error(exc))
+        missed.sort(key=lambda found: found[0])
+        taken = 0
+        for _, channel, message, thread_ts in missed[-most:]:
+            if await self._is_bot(message["user"], client):
+                continue
+            where = _Where(channel=channel, ts=message["ts"], thread_ts=thread_ts)
+            text = _strip_mention(message.get("text", ""), self._own_user_id)
+            if self._is_correction(text):
+                continue  # a correction is not a prompt; it is not answered
+            try:
+                answering = await self._take(
+                    where, user=message["user"], text=text, event_id=_message_id(where), client=client
+                )
+            except NotStored:
+                log.warning("slack: cannot store a prompt missed while down in %s; going on", channel)
+                continue
+            if answering is not None:
+                taken += 1
+                self._in_own_task(answering, {"event_id": _message_id(where), "event": {"channel": channel}})
+        log.info("slack: found %d prompt(s) missed while down in the last %g h; answering them", taken, hours)
+        return taken
+
+    async def _my_conversations(self, client: AsyncWebClient) -> AsyncIterator[tuple[str, bool]]:
+        """(channel id, is a DM) of the conversations the bot is a member of."""
+        cursor: str | None = None
+        while True:
+            response = await client.users_conversations(
+                types="public_channel,private_channel,im", exclude_archived=True, limit=200, cursor=cursor
+            )
+            for channel in response.get("channels") or []:
+                if isinstance(channel, dict) and isinstance(channel.get("id"), str):
+                    yield channel["id"], bool(channel.get("is_im"))
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return
+
+    async def _threads_since(
+        self, channel: str, oldest: float, client: AsyncWebClient
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The messages of ``channel`` since ``oldest``, one thread at a time (a lone message is a thread)."""
+        cursor: str | None = None
+        while True:
+            response = await client.conversations_history(
+                channel=channel, oldest=f"{oldest:.6f}", limit=200, cursor=cursor
+            )
+            for message in response.get("messages") or []:
+                if not isinstance(message, dict) or not isinstance(message.get("ts"), str):
+                    continue
+                if message.get("reply_count") and float(message.get("latest_reply") or 0) > oldest:
+                    yield await self._replies(channel, message["ts"], client)
+                else:
+                    yield [message]
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return
+
+    async def _replies(self, channel: str, ts: str, client: AsyncWebClient) -> list[dict[str, Any]]:
+        thread: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            response = await client.conversations_replies(channel=channel, ts=ts, limit=200, cursor=cursor)
+            thread.extend(m for m in response.get("messages") or [] if isinstance(m, dict) and "ts" in m)
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return thread
+
+    def _unanswered(
+        self, thread: list[dict[str, Any]], *, is_im: bool, oldest: float
+    ) -> list[tuple[dict[str, Any], str]]:
+        """(message, thread ts) of the people's messages to the bot in one thread with no reply of mine after them."""
+        mention = f"<@{self._own_user_id}" if self._own_user_id else None
+        mine = [float(m["ts"]) for m in thread if m.get("user") == self._own_user_id]
+        found = []
+        for message in thread:
+            ts = message["ts"]
+            if (
+                float(ts) <= oldest
+                or message.get("subtype") not in _PERSON_SUBTYPES
+                or message.get("bot_id")
+                or not isinstance(message.get("user"), str)
+                or message["user"] == self._own_user_id
+                or not isinstance(message.get("text", ""), str)
+                or not (is_im or (mention is not None and mention in message.get("text", "")))
+                or any(answer > float(ts) for answer in mine)
+            ):
+                continue
+            found.append((message, message.get("thread_ts") or ts))
+        return found
 
     async def reactions_on(self, message_key: str) -> ShownReactions | None:
         """One ``reactions.get`` (the client waits out 429s); the bot's own and other bots' left out."""
@@ -526,6 +647,9 @@ class SlackBot(Adapter):
         What it brings is stored now; what is returned (answering) runs after the acknowledgement.
         """
         if not self._is_correction(text):
+            # Claimed by the message, not the envelope: the catch-up of missed prompts
+            # (answer_missed) finds the same message by its channel and ts.
+            event_id = _message_id(where)
             prompt = IncomingPrompt(
                 platform=PLATFORM,
                 channel=where.channel,
@@ -734,6 +858,11 @@ def _from_someone_somewhere(event: dict[str, Any]) -> bool:
 def _where(event: dict[str, Any]) -> _Where:
     ts = event.get("ts", "")
     return _Where(channel=event.get("channel", ""), ts=ts, thread_ts=event.get("thread_ts") or ts)
+
+
+def _message_id(where: _Where) -> str:
+    """The id a person's message is claimed by as a prompt, live or found after downtime."""
+    return f"message:{where.channel}:{where.ts}"
 
 
 def _strip_mention(text: str, bot_user_id: str | None) -> str:

@@ -95,6 +95,7 @@ class FakeSlack:
         self._failures: dict[str, list[tuple[int, dict[str, Any] | None, dict[str, str]]]] = {}
         self._drops: dict[str, int] = {}  # method -> connections still to drop
         self._clock = itertools.count(1)
+        self._last_second = 0
         self._event_ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -304,6 +305,63 @@ class FakeSlack:
             "files": [{"id": upload.id, "title": upload.title, "name": upload.filename} for upload in uploads],
         }
 
+    # The bot is a member of every conversation with a message in it; ids starting with D are DMs.
+    def _api_users_conversations(self, args: dict[str, Any]) -> dict[str, Any]:
+        channels = sorted({message.channel for message in self.messages.values()})
+        shown = [{"id": channel, "is_im": channel.startswith("D")} for channel in channels]
+        return self._page(args, "channels", shown)
+
+    def _api_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, oldest = args.get("channel", ""), float(args.get("oldest") or 0)
+        tops = [
+            message
+            for message in self.messages.values()
+            if message.channel == channel and message.thread_ts in (None, message.ts) and float(message.ts) > oldest
+        ]
+        tops.sort(key=lambda message: float(message.ts), reverse=True)  # newest first, as Slack
+        shown = []
+        for message in tops:
+            payload = self._history_payload(message)
+            replies = self._replies_to(message)
+            if replies:
+                payload.update(thread_ts=message.ts, reply_count=len(replies), latest_reply=replies[-1].ts)
+            shown.append(payload)
+        return self._page(args, "messages", shown)
+
+    def _api_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        parent = self.messages.get((args.get("channel", ""), args.get("ts", "")))
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        shown = [self._history_payload(message) for message in [parent, *self._replies_to(parent)]]
+        return self._page(args, "messages", shown)
+
+    def _replies_to(self, parent: Message) -> list[Message]:
+        replies = [
+            message
+            for message in self.messages.values()
+            if message.channel == parent.channel and message.thread_ts == parent.ts and message.ts != parent.ts
+        ]
+        return sorted(replies, key=lambda message: float(message.ts))
+
+    def _history_payload(self, message: Message) -> dict[str, Any]:
+        payload: dict[str, Any] = {"type": "message", "user": message.user, "text": message.text, "ts": message.ts}
+        if message.thread_ts:
+            payload["thread_ts"] = message.thread_ts
+        if message.user in self.bots:
+            payload["bot_id"] = BOT_ID if message.user == BOT_USER else f"B{message.user}"
+        return payload
+
+    @staticmethod
+    def _page(args: dict[str, Any], name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """One page of ``items`` (``limit`` of them from ``cursor``), with the next cursor if there are more."""
+        start, limit = int(args.get("cursor") or 0), int(args.get("limit") or 100)
+        following = start + limit if start + limit < len(items) else None
+        return {
+            "ok": True,
+            name: items[start : start + limit],
+            "response_metadata": {"next_cursor": str(following) if following else ""},
+        }
+
     def _api_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": self.base_url.replace("http://", "ws://") + "/link"}
 
@@ -356,6 +414,13 @@ class FakeSlack:
         self.react_while_away(user=user, message=message, name=name, remove=remove)
         kind = "reaction_removed" if remove else "reaction_added"
         return await self.deliver(self._reaction_event(kind, message, user, name))
+
+    def post_while_away(
+        self, *, channel: str, user: str, text: str, ago_s: float = 60.0, thread_ts: str | None = None
+    ) -> Message:
+        """A person writes while the app is down (``text`` as typed: mention the bot with
+        ``<@UBOT>``): Slack keeps the message, ``ago_s`` seconds old, and no event reaches the app."""
+        return self._store(channel=channel, user=user, text=text, thread_ts=thread_ts, at=time.time() - ago_s)
 
     def react_while_away(self, *, user: str, message: Message, name: str, remove: bool = False) -> None:
         """A reaction changes while the app is down: Slack's state changes, no event reaches the app."""
@@ -474,9 +539,13 @@ class FakeSlack:
         return Delivery(200, json.dumps(ack.get("payload") or {}), payload, time.monotonic() - started)
 
     # --- state helpers --------------------------------------------------------------
-    def _store(self, *, channel: str, user: str, text: str, thread_ts: str | None) -> Message:
+    def _store(self, *, channel: str, user: str, text: str, thread_ts: str | None, at: float | None = None) -> Message:
         tick = next(self._clock)
-        ts = f"{1_700_000_000 + tick}.{tick:06d}"
+        # Slack's ts is the time it was posted: later messages (the bot's answers) come after
+        # the ones written while the bot was away; the others stay in 2023, as before.
+        second = max(1_700_000_000 + tick, self._last_second + 1) if at is None else int(at)
+        self._last_second = max(self._last_second, second)
+        ts = f"{second}.{tick:06d}"
         message = Message(channel=channel, ts=ts, user=user, text=text, thread_ts=thread_ts)
         self.messages[(channel, ts)] = message
         return message
