@@ -88,6 +88,18 @@ async def votes(runtime) -> list[tuple]:
     )
 
 
+async def restart_until_caught_up(settings, config: SlackConfig, caplog: pytest.LogCaptureFixture) -> None:
+    """A restart: a new bot process on the same database connects, catches up and stops."""
+    async with open_runtime(settings) as restarted:
+        again = SlackBot(restarted.service, config=dataclasses.replace(config, http_host="127.0.0.1", http_port=0))
+        running = asyncio.create_task(again.serve())
+        try:
+            await wait_for(lambda: logged(caplog, "slack: caught up") == 1, timeout=30)
+        finally:
+            await again.stop()
+            await asyncio.wait_for(running, 10)
+
+
 def logged(caplog: pytest.LogCaptureFixture, text: str) -> int:
     return sum(text in record.getMessage() for record in caplog.records)
 
@@ -688,14 +700,7 @@ async def test_reactions_changed_while_down_are_caught_up_after_a_restart(bot, f
     calls_before = len(fake.calls)
 
     # A restart: a new process on the same database connects and catches up.
-    async with open_runtime(settings) as restarted:
-        again = SlackBot(restarted.service, config=dataclasses.replace(config, http_host="127.0.0.1", http_port=0))
-        running = asyncio.create_task(again.serve())
-        try:
-            await wait_for(lambda: logged(caplog, "slack: caught up") == 1, timeout=30)
-        finally:
-            await again.stop()
-            await asyncio.wait_for(running, 10)
+    await restart_until_caught_up(settings, config, caplog)
 
     assert (
         logged(caplog, "caught up on 2 answer(s) from the last 24 h: 2 vote(s) added, 1 retracted, 0 unreadable") == 1
@@ -728,14 +733,7 @@ async def test_forget_me_sticks_through_a_restarts_catch_up(bot, fake, runtime, 
     await wait_for(lambda: any("2 vote(s)" in m.text for m in fake.answers_in_thread(CHANNEL, forget.ts)))
 
     # A restart: Slack still shows U5's two 👍; the catch-up must not count them again.
-    async with open_runtime(settings) as restarted:
-        again = SlackBot(restarted.service, config=dataclasses.replace(config, http_host="127.0.0.1", http_port=0))
-        running = asyncio.create_task(again.serve())
-        try:
-            await wait_for(lambda: logged(caplog, "slack: caught up") == 1, timeout=30)
-        finally:
-            await again.stop()
-            await asyncio.wait_for(running, 10)
+    await restart_until_caught_up(settings, config, caplog)
 
     assert logged(caplog, "caught up on 2 answer(s) from the last 24 h: 0 vote(s) added, 0 retracted") == 1
     assert await votes(runtime) == [("👎", -1.0, f"slack:{CHANNEL}:{first.ts}")]  # U2's only
