@@ -116,6 +116,12 @@ class BotService:
         """The optional allow-list: empty allows all; the local shell is always allowed."""
         return not self.allowed_channels or platform == "shell" or channel in self.allowed_channels
 
+    def _outside_allow_list(self, prompt: IncomingPrompt) -> bool:
+        if self.channel_allowed(prompt.platform, prompt.channel):
+            return False
+        log.debug("ignoring a prompt in %s channel %s (not in the allow-list)", prompt.platform, prompt.channel)
+        return True
+
     async def on_prompt(self, prompt: IncomingPrompt, *, sampling: SamplingParams | None = None) -> Reply | None:
         """Answer a prompt and store it; None when the event was already handled (a retry).
 
@@ -125,8 +131,7 @@ class BotService:
         if prompt.event_id and not await self.repository.claim_event(prompt.platform, prompt.event_id):
             log.info("ignoring retried prompt event %s/%s", prompt.platform, prompt.event_id)
             return None
-        if not self.channel_allowed(prompt.platform, prompt.channel):
-            log.debug("ignoring a prompt in %s channel %s (not in the allow-list)", prompt.platform, prompt.channel)
+        if self._outside_allow_list(prompt):
             return None
         return await self._answer(prompt, sampling=sampling)
 
@@ -139,8 +144,7 @@ class BotService:
         or the channel is not in the allow-list. Raises :class:`NotStored` when the database
         refuses the write (a full disk): then the prompt must not be acknowledged.
         """
-        if not self.channel_allowed(prompt.platform, prompt.channel):
-            log.debug("ignoring a prompt in %s channel %s (not in the allow-list)", prompt.platform, prompt.channel)
+        if self._outside_allow_list(prompt):
             return None
         try:
             pending = await self.repository.take_pending(

@@ -220,8 +220,6 @@ def _try_open(path: Path) -> None:
 
 def _split_statements(sql: str) -> list[str]:
     """Split a migration into complete statements using SQLite's own parser."""
-    import sqlite3
-
     statements, buffer = [], ""
     for line in sql.splitlines(keepends=True):
         if not buffer and line.strip().startswith("--"):

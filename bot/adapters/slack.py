@@ -476,27 +476,19 @@ class SlackBot(Adapter):
 
     async def _my_conversations(self, client: AsyncWebClient) -> AsyncIterator[tuple[str, bool]]:
         """(channel id, is a DM) of the conversations the bot is a member of."""
-        cursor: str | None = None
-        while True:
-            response = await client.users_conversations(
-                types="public_channel,private_channel,im", exclude_archived=True, limit=200, cursor=cursor
-            )
+        pages = _pages(
+            client.users_conversations, types="public_channel,private_channel,im", exclude_archived=True, limit=200
+        )
+        async for response in pages:
             for channel in response.get("channels") or []:
                 if isinstance(channel, dict) and isinstance(channel.get("id"), str):
                     yield channel["id"], bool(channel.get("is_im"))
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return
 
     async def _threads_since(
         self, channel: str, oldest: float, client: AsyncWebClient
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """The messages of ``channel`` since ``oldest``, one thread at a time (a lone message is a thread)."""
-        cursor: str | None = None
-        while True:
-            response = await client.conversations_history(
-                channel=channel, oldest=f"{oldest:.6f}", limit=200, cursor=cursor
-            )
+        async for response in _pages(client.conversations_history, channel=channel, oldest=f"{oldest:.6f}", limit=200):
             for message in response.get("messages") or []:
                 if not isinstance(message, dict) or not isinstance(message.get("ts"), str):
                     continue
@@ -504,19 +496,12 @@ class SlackBot(Adapter):
                     yield await self._replies(channel, message["ts"], client)
                 else:
                     yield [message]
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return
 
     async def _replies(self, channel: str, ts: str, client: AsyncWebClient) -> list[dict[str, Any]]:
         thread: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            response = await client.conversations_replies(channel=channel, ts=ts, limit=200, cursor=cursor)
+        async for response in _pages(client.conversations_replies, channel=channel, ts=ts, limit=200):
             thread.extend(m for m in response.get("messages") or [] if isinstance(m, dict) and "ts" in m)
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return thread
+        return thread
 
     def _unanswered(
         self, thread: list[dict[str, Any]], *, is_im: bool, oldest: float
@@ -888,6 +873,17 @@ def _api_error(exc: SlackApiError) -> str:
     if isinstance(data, dict) and data.get("error"):
         return str(data["error"])
     return f"HTTP {getattr(exc.response, 'status_code', '?')}"
+
+
+async def _pages(method: Callable[..., Awaitable[Any]], **args: Any) -> AsyncIterator[Any]:
+    """Every page of a cursor-paged Web API method (``response_metadata.next_cursor``)."""
+    cursor: str | None = None
+    while True:
+        response = await method(**args, cursor=cursor)
+        yield response
+        cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+        if cursor is None:
+            return
 
 
 def _describe(body: object) -> str:
