@@ -355,6 +355,10 @@ class BotService:
         answers = await self.repository.posted_answers_since(platform, since, limit=limit, newest_first=True)
         return [key for _, key in answers]
 
+    async def prompt_channels(self, platform: str, *, limit: int) -> list[str]:
+        """The channels people asked in on ``platform`` (DMs included), the most recently used first."""
+        return await self.repository.prompt_channels(platform, limit=limit)
+
     async def on_reaction(self, reaction: IncomingReaction) -> VoteOutcome:
         # One person's events on one message are applied in arrival order: an add and a
         # quick removal (or a replay after a resume) must not overtake each other.

@@ -593,6 +593,16 @@ class Repository:
             rows = await cursor.fetchall()
         return [(int(row[0]), str(row[1])) for row in rows]
 
+    async def prompt_channels(self, platform: str, *, limit: int) -> list[str]:
+        """The channels people asked in on ``platform``, the most recently used first, at most ``limit``."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT channel FROM prompts WHERE platform = ? GROUP BY channel ORDER BY max(id) DESC LIMIT ?",
+                (platform, limit),
+            )
+            rows = await cursor.fetchall()
+        return [str(row[0]) for row in rows]
+
     async def votes_per_day(self, *, days: int = 30) -> list[tuple[str, int, int, int]]:
         """(UTC day, votes, up, down) for the last ``days`` days, oldest first."""
         async with self.database.reading() as db:

@@ -2,7 +2,7 @@
 
 Real `python -m bot run --adapter slack` processes (HTTP mode) against the fake Slack,
 real signals (SIGKILL the moment a 200 arrives, SIGTERM mid-answer), and the real SQLite
-file read afterwards; a database that refuses writes in-process.
+file read afterwards; a database that refuses writes in-process, in HTTP and Socket Mode.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.slack import NOT_TAKEN, SlackBot, SlackConfig
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, NoAck
 from tests.helpers import wait_for
 
 # The fake Slack and the runtime live on the session loop; the tests must share it.
@@ -213,3 +213,39 @@ async def test_a_database_that_refuses_writes_gets_no_ack_and_the_person_is_told
         return await _select(runtime, "SELECT count(*) FROM pending_prompts") == [(0,)]
 
     await wait_for(nothing_pending)
+
+
+async def test_in_socket_mode_a_refused_write_or_a_stopping_bot_sends_no_ack(runtime, fake):
+    slack_bot = SlackBot(
+        runtime.service,
+        config=SlackConfig(bot_token="xoxb-test", signing_secret="", api_url=fake.api_url, app_token="xapp-test"),
+    )
+    fake.socket_ack_timeout_s = 2.0
+    async with slack_bot.serve_socket_mode():
+        await wait_for(lambda: fake.sockets)
+        first = await fake.mention(channel=CHANNEL, user="U1", text="first")  # acked: answered
+        await wait_for(lambda: fake.answers_in_thread(CHANNEL, first.ts))
+        answer = fake.answers_in_thread(CHANNEL, first.ts)[0]
+        await wait_for(lambda: len(answer.reactions) == 2)
+        await fake.settle()
+
+        await _refuse_writes(runtime, True)
+        with pytest.raises(NoAck) as refused_vote:
+            await fake.react(user="U2", message=answer, name="+1")
+        with pytest.raises(NoAck):
+            await fake.mention(channel=CHANNEL, user="U1", text="are you there?")
+        assert await _select(runtime, "SELECT count(*) FROM pending_prompts") == [(0,)]
+        # Slack sends the vote again; once the database takes writes, it is stored and acked.
+        await _refuse_writes(runtime, False)
+        retried = await fake.redeliver(refused_vote.value.payload, retry_num=1)
+        assert retried.status == 200
+        assert await _select(runtime, "SELECT emoji FROM votes") == [("👍",)]
+
+        # Stopping: no ack either, so Slack sends it to the next run; nothing is stored.
+        await slack_bot.stop()
+        with pytest.raises(NoAck):
+            await fake.mention(channel=CHANNEL, user="U3", text="too late")
+        await fake.settle()
+    texts = [text for (text,) in await _select(runtime, "SELECT text FROM prompts ORDER BY id")]
+    assert texts == ["first"]
+    assert await _select(runtime, "SELECT count(*) FROM pending_prompts") == [(0,)]

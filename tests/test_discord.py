@@ -21,7 +21,7 @@ import discord
 import pytest
 import yarl
 
-from bot.adapters.discord import DiscordBot, DiscordStartupError, invite_url, required_intents
+from bot.adapters.discord import DiscordBot, DiscordStartupError, Downtime, invite_url, required_intents
 from bot.catchup import CaughtUp
 from tests.fakes.discord import (
     BAD_TOKEN,
@@ -441,18 +441,27 @@ async def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
     assert url.query["scope"] == "bot applications.commands"
     granted = discord.Permissions(int(url.query["permissions"]))
     assert granted == discord.Permissions(
-        send_messages=True, add_reactions=True, read_message_history=True, use_application_commands=True
+        view_channel=True,
+        send_messages=True,
+        add_reactions=True,
+        read_message_history=True,
+        use_application_commands=True,
     )
-    assert granted.value == 2147551296  # the number in README.md
+    assert granted.value == 2147552320  # the number in README.md
 
 
 # --- catching up after downtime --------------------------------------------------------
 
 
-async def caught_up(client: DiscordBot) -> CaughtUp:
+async def after_downtime(client: DiscordBot) -> Downtime:
     """The summary of the catch-up the bot started when it connected."""
     task = await wait_for(lambda: client._catching_up, timeout=15)
     return await asyncio.wait_for(task, timeout=30)
+
+
+async def caught_up(client: DiscordBot) -> CaughtUp:
+    """The votes the bot caught up on when it connected."""
+    return (await after_downtime(client)).votes
 
 
 def voters(settings: Any, fake: FakeDiscord, message: dict[str, Any]) -> list[tuple[str, str]]:
@@ -546,6 +555,112 @@ async def test_catching_up_reads_at_most_the_newest_answers_and_goes_on_after_an
     assert [len(voters(settings, fake, message)) for message in (first, second, third)] == [0, 1, 0]
     assert not [call for call in fake.calls if call.method == "GET" and str(first["id"]) in call.path]
     assert f"answer {key(fake, third)} is gone" in caplog.text
+
+
+def pending_count(settings: Any) -> int:
+    return int(rows(settings.db_path, "SELECT count(*) FROM pending_prompts")[0][0])
+
+
+def answers_to(fake: FakeDiscord, message_id: int) -> list[dict[str, Any]]:
+    """Every reply of the bot's to one message (a prompt answered twice has two)."""
+    return [
+        message
+        for message in fake.bot_messages()
+        if (message.get("message_reference") or {}).get("message_id") == str(message_id)
+    ]
+
+
+async def test_prompts_sent_while_down_are_answered_once_after_a_restart(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    fake = fake_discord
+    async with running_bot(runtime, fake) as client:
+        assert (await after_downtime(client)).prompts == 0
+        answered = await asked(fake, ALICE, "what is a tree?", mention_bot=True)
+        await asked(fake, ALICE, "hello in a DM", channel_id=fake.dm_channel_id)
+
+    # While the bot is away (the gateway drops these events: a new session starts afresh).
+    in_channel = await fake.say(BOB, "what is a river?", mention_bot=True)
+    in_thread = await fake.say(CAROL, "and a lake?", mention_bot=True, channel_id=fake.thread_id)
+    in_dm = await fake.say(ALICE, "are you back?", channel_id=fake.dm_channel_id)
+    left_alone = [
+        await fake.say(BOB, "lunch, anyone?"),  # chatter, not addressed to the bot
+        await fake.say(OTHER_BOT, "ping", mention_bot=True),  # a bot
+        await fake.say(ALICE, "better: a tall plant", reply_to=int(answered["id"])),  # a correction
+        await fake.say(BOB, "asked two days ago", mention_bot=True, at=time.time() - 48 * 3600),  # too old
+    ]
+
+    async with running_bot(runtime, fake, reconcile_hours=24) as client:
+        assert (await after_downtime(client)).prompts == 3
+        for prompt_id in (in_channel, in_thread, in_dm):
+            await wait_for(lambda prompt_id=prompt_id: fake.answer_to(prompt_id), timeout=30)
+        await wait_for(lambda: pending_count(settings) == 0)
+        # The answers are ordinary answers: bound to their messages, so they can be voted on.
+        answer = answers_to(fake, in_dm)[0]
+        await fake.react(ALICE, int(answer["id"]), "👍")
+        await wait_for(lambda: len(votes(settings)) == 1)
+    assert "discord: found 3 prompt(s) missed while down in the last 24 h; answering them" in caplog.text
+    assert [answers_to(fake, message_id) for message_id in left_alone] == [[]] * 4
+    asked_texts = [text for (text,) in rows(settings.db_path, "SELECT text FROM prompts ORDER BY id")]
+    assert sorted(asked_texts[2:]) == sorted(["what is a river?", "and a lake?", "are you back?"])
+
+    # A second restart finds them answered, and answers nothing twice.
+    async with running_bot(runtime, fake) as client:
+        assert (await after_downtime(client)).prompts == 0
+    assert [len(answers_to(fake, message_id)) for message_id in (in_channel, in_thread, in_dm)] == [1, 1, 1]
+
+
+async def test_missed_prompts_are_bounded_and_an_unreadable_channel_is_skipped(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    fake = fake_discord
+    first = await fake.say(ALICE, "one", mention_bot=True)
+    second = await fake.say(BOB, "two", mention_bot=True)
+    third = await fake.say(CAROL, "three", mention_bot=True)
+    in_thread = await fake.say(CAROL, "in a thread", mention_bot=True, channel_id=fake.thread_id)
+    fake.fail_route("GET", f"/channels/{fake.thread_id}/messages", 403)
+
+    async with running_bot(runtime, fake, reconcile_max_messages=2) as client:
+        assert (await after_downtime(client)).prompts == 2
+        await wait_for(lambda: fake.answer_to(second) and fake.answer_to(third))
+        await wait_for(lambda: pending_count(settings) == 0)
+    assert (fake.answer_to(first), fake.answer_to(in_thread)) == (None, None)
+    assert f"cannot read the history of channel {fake.thread_id}: 403" in caplog.text
+
+    # Turned off, nothing is read at all.
+    fake.calls.clear()
+    async with running_bot(runtime, fake, reconcile_hours=0) as client:
+        assert (await after_downtime(client)).prompts == 0
+    assert not [call for call in fake.calls if call.method == "GET" and call.path.endswith("/messages")]
+
+
+async def test_stop_finishes_answers_in_flight_and_the_next_run_answers_the_rest(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    fake = fake_discord
+    fake.slow_route("POST", "/channels/*/typing", 1.0)  # answers take a second to start
+    async with running_bot(runtime, fake, shutdown_grace_s=10) as client:
+        await after_downtime(client)
+        finished = await fake.say(ALICE, "finish me", mention_bot=True)
+        await wait_for(lambda: client._answering)
+        await client.stop()  # within the grace: the answer in flight is posted before closing
+    assert fake.answer_to(finished) is not None and pending_count(settings) == 0
+
+    async with running_bot(runtime, fake, shutdown_grace_s=0.1) as client:
+        await after_downtime(client)
+        cut_short = await fake.say(BOB, "cut me short", mention_bot=True)
+        await wait_for(lambda: client._answering)
+        await client.stop()  # past the grace: it stays pending
+    assert fake.answer_to(cut_short) is None and pending_count(settings) == 1
+
+    fake.slow.clear()
+    async with running_bot(runtime, fake) as client:
+        await wait_for(lambda: fake.answer_to(cut_short), timeout=30)
+        await wait_for(lambda: pending_count(settings) == 0)
+        assert (await after_downtime(client)).prompts == 0  # left over, not missed: answered once
+    assert len(answers_to(fake, cut_short)) == 1 and len(answers_to(fake, finished)) == 1
 
 
 async def test_a_reaction_list_read_only_in_part_retracts_nothing_for_that_emoji(

@@ -6,7 +6,8 @@ Reactions come from the raw events: the cached ones miss reactions on messages t
 fell out of the message cache, and their removals need the privileged members intent.
 The typing indicator, the pre-added 👍/👎 and the ✅ on a correction are best-effort;
 answers and votes are not. Each time it connects, the bot catches up on votes it missed
-(:mod:`bot.catchup`).
+(:mod:`bot.catchup`), then answers the mentions and DMs people sent while it was down
+(:meth:`DiscordBot.answer_missed`).
 
 The gateway has no acknowledgement, so "commit, then acknowledge" means: a prompt is
 stored as pending before its answer is generated (and before /ask is deferred), and is
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import discord
@@ -46,6 +49,9 @@ QUOTE_CHARS = 300  # how much of an /ask question is quoted above the answer
 # People read per emoji on one answer when catching up (100 per request); an emoji with
 # more is read only in part, and then none of its votes is retracted.
 MAX_VOTERS_PER_EMOJI = 1000
+# DM channels searched for prompts sent while the bot was down: the ones people last
+# asked in (a bot cannot list its DM channels, so a first DM sent while down is not found).
+MAX_DM_CHANNELS = 100
 
 # Replies, plain messages and slash-command invocations; not joins, pins, thread starts...
 _PROMPT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
@@ -69,8 +75,10 @@ TOKEN_HELP = (
     "Reset Token, and put the new token in DISCORD_TOKEN (in .env or the environment)."
 )
 
-# What the invite asks for, and nothing more: answer, thumb, see reply chains, /ask.
+# What the invite asks for, and nothing more: see channels, answer, thumb, read history
+# (reply chains, prompts sent while down), /ask.
 INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
     send_messages=True,
     add_reactions=True,
     read_message_history=True,
@@ -78,6 +86,17 @@ INVITE_PERMISSIONS = discord.Permissions(
 )
 
 log = logging.getLogger(__name__)
+
+# Where the bot looks for prompts sent while it was down.
+_Readable = discord.TextChannel | discord.Thread | discord.PartialMessageable
+
+
+@dataclass(frozen=True)
+class Downtime:
+    """What the bot caught up on when it connected."""
+
+    votes: CaughtUp  # reactions given and taken back while it was away
+    prompts: int  # prompts sent while it was away, taken to be answered
 
 
 class DiscordStartupError(StartupError):
@@ -137,10 +156,11 @@ class DiscordBot(discord.Client, Adapter):
         self.announce_channel = announce_channel
         self.pending_hours = pending_hours
         self.shutdown_grace_s = shutdown_grace_s
-        self._catching_up: asyncio.Task[CaughtUp] | None = None
+        self._catching_up: asyncio.Task[Downtime] | None = None
         self._left_over: list[PendingPrompt] = []  # pending before this run started
         self._answering_left_over: asyncio.Task[LeftOver] | None = None
         self._answering: set[asyncio.Task[Any]] = set()  # handlers generating an answer now
+        self._missed: set[asyncio.Task[None]] = set()  # answering prompts sent while the bot was down
         self._draining = False  # stopping: prompts are stored, answered by the next run
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_command_error)
@@ -229,7 +249,7 @@ class DiscordBot(discord.Client, Adapter):
             log.info("invite it to a server with %s", invite_url(self.application_id))
         # READY comes again after a session could not be resumed: events were lost, so catch up again.
         if self._catching_up is None or self._catching_up.done():
-            self._catching_up = asyncio.create_task(self._catch_up_logged(), name="thumbtune: catch up on reactions")
+            self._catching_up = asyncio.create_task(self._catch_up_logged(), name="thumbtune: catch up after downtime")
         if self._left_over:
             left_over, self._left_over = self._left_over, []
             self._answering_left_over = asyncio.create_task(
@@ -246,7 +266,7 @@ class DiscordBot(discord.Client, Adapter):
         super().dispatch(event, *args, **kwargs)
 
     async def close(self) -> None:
-        for task in (self._catching_up, self._answering_left_over):
+        for task in (self._catching_up, self._answering_left_over, *self._missed):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -265,16 +285,107 @@ class DiscordBot(discord.Client, Adapter):
         await self.close()
 
     # --- catching up after downtime -----------------------------------------------
-    async def _catch_up_logged(self) -> CaughtUp:
+    async def _catch_up_logged(self) -> Downtime:
+        """The votes, then the prompts people gave while the bot was away; live events go on meanwhile."""
+        votes, prompts = CaughtUp(), 0
         try:
-            return await self.catch_up()
+            votes = await self.catch_up()
         except Exception:  # e.g. the database; live votes keep counting
             log.exception("catching up on reactions failed; the bot goes on")
-            return CaughtUp()
+        try:
+            prompts = await self.answer_missed()
+        except Exception:
+            log.exception("looking for prompts missed while down failed; the bot goes on")
+        return Downtime(votes=votes, prompts=prompts)
 
     async def catch_up(self) -> CaughtUp:
         """Re-read the reactions on recent answers and reconcile the stored votes with them (bot.catchup)."""
         return await catch_up(self.service, self, hours=self.reconcile_hours, most=self.reconcile_max_messages)
+
+    async def answer_missed(self) -> int:
+        """Answer the mentions and DMs people sent while the bot was down; how many were taken.
+
+        Bounded like the reaction catch-up: in each text channel and active thread the bot
+        can read (and the DM channels people last asked in, :data:`MAX_DM_CHANNELS`), the
+        messages of the last ``reconcile_hours``, at most ``reconcile_max_messages`` per
+        channel read, and of those found the newest ``reconcile_max_messages`` answered.
+        A person's message that mentions the bot (any, in a DM) with no reply of the bot's
+        is a prompt missed while down; it is claimed as ``message:<id>``, like a live one,
+        so a late live event, a pending prompt or a second restart never answers it twice.
+        """
+        hours, most = self.reconcile_hours, self.reconcile_max_messages
+        if hours <= 0 or most <= 0 or self.user is None:
+            return 0
+        since = discord.utils.utcnow() - datetime.timedelta(hours=hours)
+        missed: list[discord.Message] = []
+        async for channel in self._readable_channels():
+            try:
+                missed.extend(await self._unanswered_in(channel, since=since, most=most))
+            except discord.HTTPException as exc:
+                log.warning("cannot read the history of channel %s: %s; going on", channel.id, _failure(exc))
+        missed.sort(key=lambda message: message.id)
+        taken = 0
+        for message in missed[-most:]:
+            if self._draining or self.is_closed():
+                break  # stopping: what is left is found again by the next run
+            text = _without_mention(message.content, self.user.id)
+            pending = await self._take_message(message, text, _replied_key(message))
+            if pending is None:
+                continue  # answered live meanwhile, or by an earlier run
+            task = asyncio.create_task(
+                self._answer_missed_one(message, pending),
+                name=f"thumbtune: answer message {message.id} missed while down",
+            )
+            self._missed.add(task)
+            task.add_done_callback(self._missed.discard)
+            taken += 1
+        log.info("discord: found %d prompt(s) missed while down in the last %g h; answering them", taken, hours)
+        return taken
+
+    async def _answer_missed_one(self, message: discord.Message, pending: PendingPrompt) -> None:
+        try:
+            await self._answer_taken(message, pending)
+        except Exception:  # it stays pending: the next run answers it
+            log.exception("answering message %s in channel %s failed; the bot goes on", message.id, message.channel.id)
+
+    async def _readable_channels(self) -> AsyncIterator[_Readable]:
+        """Text channels and active threads whose history the bot may read, then recent DM channels."""
+        seen: set[int] = set()
+        for guild in self.guilds:
+            channels: list[discord.TextChannel | discord.Thread] = [*guild.text_channels, *guild.threads]
+            for readable in channels:
+                permissions = readable.permissions_for(guild.me)
+                if permissions.view_channel and permissions.read_message_history:
+                    seen.add(readable.id)
+                    yield readable
+        for channel_id in map(int, await self.service.prompt_channels(PLATFORM, limit=MAX_DM_CHANNELS + len(seen))):
+            if channel_id not in seen and self.get_channel(channel_id) is None:
+                # Not a server channel in the cache: a DM (or a channel no longer seen, whose read fails).
+                seen.add(channel_id)
+                yield self.get_partial_messageable(channel_id, type=discord.ChannelType.private)
+
+    async def _unanswered_in(self, channel: _Readable, *, since: datetime.datetime, most: int) -> list[discord.Message]:
+        """People's prompts in ``channel`` since ``since`` with no reply of the bot's, newest first."""
+        assert self.user is not None
+        answered: set[int] = set()  # messages the bot replied to (replies come after, so are read first)
+        found: list[discord.Message] = []
+        async for message in channel.history(limit=most):  # newest first
+            if message.created_at < since:
+                break
+            if message.author.id == self.user.id:
+                if message.reference is not None and message.reference.message_id is not None:
+                    answered.add(message.reference.message_id)
+                continue
+            if message.id in answered or message.author.bot or message.type not in _PROMPT_TYPES:
+                continue
+            if message.guild is not None and not any(user.id == self.user.id for user in message.mentions):
+                continue  # chatter in a server channel, not addressed to the bot
+            replied = _replied_key(message)
+            text = _without_mention(message.content, self.user.id)
+            if replied is not None and text.lower().startswith(self.correction_prefix):
+                continue  # a correction is not a prompt; it is not answered
+            found.append(message)
+        return found
 
     async def reactions_on(self, message_key: str) -> ShownReactions | None:
         """Read one answer and the people behind its rating reactions (discord.py waits out rate limits)."""
@@ -327,6 +438,12 @@ class DiscordBot(discord.Client, Adapter):
             await self._answer_message(message, text, replied)
 
     async def _answer_message(self, message: discord.Message, text: str, replied: str | None) -> None:
+        pending = await self._take_message(message, text, replied)  # before generating
+        if pending is not None and not self._draining:  # stopping: the next run answers it
+            await self._answer_taken(message, pending)
+
+    async def _take_message(self, message: discord.Message, text: str, replied: str | None) -> PendingPrompt | None:
+        """Store a message's prompt as pending (claimed by the message); None for one taken already."""
         channel = message.channel
         prompt = IncomingPrompt(
             platform=PLATFORM,
@@ -334,24 +451,23 @@ class DiscordBot(discord.Client, Adapter):
             user=str(message.author.id),
             text=text,
             conversation=await self._conversation(channel.id, channel, root=message.id, replied=replied),
-            event_id=f"message:{message.id}",  # a replayed event never answers twice
+            event_id=f"message:{message.id}",  # a replayed event, or one found again, never answers twice
         )
-        # If the prompt was deleted meanwhile, post the answer anyway rather than fail.
-        reference = message.to_reference(fail_if_not_exists=False)
         try:
-            pending = await self.service.take_prompt(prompt, thread=str(message.id))  # before generating
+            return await self.service.take_prompt(prompt, thread=str(message.id))
         except NotStored:
             async with best_effort(f"telling channel {channel.id} a prompt was not stored", logger=log):
-                await channel.send(NOT_TAKEN, reference=reference)
-            return
-        if pending is None or self._draining:
-            return  # a replay handled already, or stopping: the next run answers it
+                await channel.send(NOT_TAKEN, reference=_reference(message))
+            return None
+
+    async def _answer_taken(self, message: discord.Message, pending: PendingPrompt) -> None:
+        channel = message.channel
         with self._generating():
             async with contextlib.AsyncExitStack() as typing:
                 async with best_effort(f"showing typing in channel {channel.id}", logger=log, describe=_failure):
                     await typing.enter_async_context(channel.typing())
                 reply = await self.service.answer_pending(pending)
-            posted = await self._post(channel, shown_text(reply), reply, reference=reference)
+            posted = await self._post(channel, shown_text(reply), reply, reference=_reference(message))
             await self._offer_rating(reply, channel_id=channel.id, message_id=posted.id)
             await self.service.pending_answered(pending)
 
@@ -533,6 +649,11 @@ def _reaction(payload: discord.RawReactionActionEvent) -> IncomingReaction:
         # A standard emoji is its character (👍🏽); a custom one "<:name:id>", never in the table.
         emoji=str(payload.emoji),
     )
+
+
+def _reference(message: discord.Message) -> discord.MessageReference:
+    """A reply to ``message``; posted as a plain message if the prompt was deleted meanwhile."""
+    return message.to_reference(fail_if_not_exists=False)
 
 
 def _replied_key(message: discord.Message) -> str | None:

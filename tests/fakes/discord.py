@@ -8,8 +8,11 @@ numbers every dispatch, and on RESUME replays what the client missed while disco
 Test code plays the people: :meth:`FakeDiscord.say`, :meth:`react`, :meth:`unreact`,
 :meth:`ask` (a slash command). Messages and their reactions can be read back over REST
 (what the bot does to catch up after downtime), and a message posted with files (a
-multipart upload) keeps the files' bytes in :attr:`Call.files`. :meth:`FakeDiscord.fail_route`
-makes any endpoint answer an error status (a real Discord has endpoints a fake may forget).
+multipart upload) keeps the files' bytes in :attr:`Call.files`. A channel's history reads
+newest first (``GET /channels/{c}/messages?before=&after=&limit=``); ids are snowflakes,
+so discord.py reads a message's time from its id, and ``say(..., at=)`` backdates one.
+:meth:`FakeDiscord.fail_route` makes any endpoint answer an error status (a real Discord
+has endpoints a fake may forget) and :meth:`FakeDiscord.slow_route` makes one answer late.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import fnmatch
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -28,6 +32,8 @@ from aiohttp import WSMsgType, web
 TOKEN = "fake-bot-token"
 BAD_TOKEN = "rejected-token"
 SESSION_ID = "fake-session"
+
+DISCORD_EPOCH_MS = 1_420_070_400_000  # the first millisecond of 2015, where snowflakes start
 
 # Discord's gateway close codes the tests use.
 CLOSE_DISALLOWED_INTENTS = 4014
@@ -73,6 +79,7 @@ class FakeDiscord:
     rate_limit_next_reaction: bool = False  # the next reaction PUT gets a 429
     deleted: set[int] = field(default_factory=set)  # messages that GET answers 404 for
     failing: dict[tuple[str, str], int] = field(default_factory=dict)  # (method, path pattern) -> status
+    slow: dict[tuple[str, str], float] = field(default_factory=dict)  # (method, path pattern) -> seconds
 
     calls: list[Call] = field(default_factory=list)
     identifies: list[dict[str, Any]] = field(default_factory=list)
@@ -81,7 +88,7 @@ class FakeDiscord:
     reactions: set[tuple[int, int, str]] = field(default_factory=set)  # (message, user, emoji)
 
     def __post_init__(self) -> None:
-        self._ids = itertools.count(10_000)
+        self._serial = itertools.count(1)
         self._events: list[dict[str, Any]] = []  # every dispatch, by sequence number - 1
         self._ws: web.WebSocketResponse | None = None
         self._runner: web.AppRunner | None = None
@@ -123,8 +130,10 @@ class FakeDiscord:
         channel_id: int | None = None,
         mention_bot: bool = False,
         reply_to: int | None = None,
+        at: float | None = None,
     ) -> int:
-        """A person posts a message; a reply pings the replied-to author, as Discord's default."""
+        """A person posts a message (``at``: posted then, a Unix time); a reply pings the
+        replied-to author, as Discord's default."""
         channel_id = self.channel_id if channel_id is None else channel_id
         mentions = [self.bot.user()] if mention_bot else []
         if mention_bot:
@@ -133,7 +142,7 @@ class FakeDiscord:
             author = self.messages[reply_to]["author"]
             if author["id"] not in {user["id"] for user in mentions}:
                 mentions.append(author)
-        message = self._new_message(channel_id, person.user(), content, mentions=mentions, reply_to=reply_to)
+        message = self._new_message(channel_id, person.user(), content, mentions=mentions, reply_to=reply_to, at=at)
         await self.dispatch("MESSAGE_CREATE", message)
         return int(message["id"])
 
@@ -146,7 +155,7 @@ class FakeDiscord:
     async def ask(self, person: Person, prompt: str, *, channel_id: int | None = None) -> int:
         """A person runs ``/ask prompt``; returns the interaction id."""
         channel_id = self.channel_id if channel_id is None else channel_id
-        interaction_id = next(self._ids)
+        interaction_id = self._new_id()
         data: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.bot.id),
@@ -181,6 +190,15 @@ class FakeDiscord:
         """Answer every ``method`` call whose path matches ``pattern`` (fnmatch: ``/channels/*/typing``)
         with ``status``. Use 4xx: discord.py retries a 5xx several times, seconds apart."""
         self.failing[(method, pattern)] = status
+
+    def slow_route(self, method: str, pattern: str, seconds: float) -> None:
+        """Answer every ``method`` call whose path matches ``pattern`` only after ``seconds``."""
+        self.slow[(method, pattern)] = seconds
+
+    def _new_id(self, at: float | None = None) -> int:
+        """A snowflake: milliseconds since Discord's epoch, then a serial number that keeps ids unique."""
+        millis = int((time.time() if at is None else at) * 1000) - DISCORD_EPOCH_MS
+        return (millis << 22) | (next(self._serial) & 0x3FFFFF)
 
     # --- the gateway ----------------------------------------------------------------
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
@@ -280,6 +298,9 @@ class FakeDiscord:
         self.calls.append(Call(request.method, path, body, files))
         if request.headers.get("Authorization") == f"Bot {BAD_TOKEN}":
             return _json({"message": "401: Unauthorized", "code": 0}, status=401)
+        for (slow_method, pattern), seconds in self.slow.items():
+            if request.method == slow_method and fnmatch.fnmatchcase(path, pattern):
+                await asyncio.sleep(seconds)
         for (failing_method, pattern), status in self.failing.items():
             if request.method == failing_method and fnmatch.fnmatchcase(path, pattern):
                 return _json({"message": f"scripted failure {status}", "code": 0}, status=status)
@@ -321,6 +342,8 @@ class FakeDiscord:
         self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes]], query: Any
     ) -> web.StreamResponse:
         channel_id = int(parts[1])
+        if method == "GET" and parts[2:] == ["messages"]:  # the channel's history, newest first
+            return _json(self._history(channel_id, query))
         if method == "GET" and len(parts) >= 4 and parts[2] == "messages":
             message_id = int(parts[3])
             message = self.messages.get(message_id)
@@ -393,11 +416,12 @@ class FakeDiscord:
         reply_to: int | None = None,
         webhook: str | None = None,
         files: list[tuple[str, bytes]] | None = None,
+        at: float | None = None,
     ) -> dict[str, Any]:
-        message_id = next(self._ids)
+        message_id = self._new_id(at)
         attachments = [
             {
-                "id": str(next(self._ids)),
+                "id": str(self._new_id()),
                 "filename": name,
                 "size": len(data),
                 "url": f"{self.api_base}/attachments/{message_id}/{name}",
@@ -410,7 +434,7 @@ class FakeDiscord:
             "channel_id": str(channel_id),
             "author": author,
             "content": content,
-            "timestamp": _now(),
+            "timestamp": _now(at),
             "edited_timestamp": None,
             "tts": False,
             "mention_everyone": False,
@@ -432,6 +456,24 @@ class FakeDiscord:
             message["referenced_message"] = self.messages[reply_to]
         self.messages[message_id] = message
         return message
+
+    def _history(self, channel_id: int, query: Any) -> list[dict[str, Any]]:
+        """GET /channels/{c}/messages: at most ``limit`` (≤ 100) messages before ``before`` or
+        just after ``after``, newest first, as Discord returns them."""
+        limit = min(int(query.get("limit", 50)), 100)
+        ids = sorted(
+            message_id
+            for message_id, message in self.messages.items()
+            if message["channel_id"] == str(channel_id) and message_id not in self.deleted
+        )
+        if "after" in query:
+            chosen = [message_id for message_id in ids if message_id > int(query["after"])][:limit]
+        else:
+            before = int(query.get("before", 1 << 63))
+            chosen = [message_id for message_id in ids if message_id < before][-limit:]
+        return [
+            self.messages[message_id] | {"reactions": self._reactions_on(message_id)} for message_id in reversed(chosen)
+        ]
 
     def _reactions_on(self, message_id: int) -> list[dict[str, Any]]:
         """The message's reactions as GET /channels/{c}/messages/{m} shows them (all normal ones)."""
@@ -536,7 +578,7 @@ class FakeDiscord:
 
     def _command(self, command: dict[str, Any], guild: str | None) -> dict[str, Any]:
         return command | {
-            "id": str(next(self._ids)),
+            "id": str(self._new_id()),
             "application_id": str(self.bot.id),
             "version": "1",
             "guild_id": guild,
@@ -565,5 +607,6 @@ def _json(data: Any, *, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+def _now(at: float | None = None) -> str:
+    """An ISO time stamp, as Discord writes them: now, or the Unix time ``at``."""
+    return (datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)).isoformat()

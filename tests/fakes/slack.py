@@ -58,6 +58,14 @@ class Delivery:
     elapsed_s: float
 
 
+class NoAck(AssertionError):
+    """The app sent no Socket Mode ack for an envelope: Slack would send it again."""
+
+    def __init__(self, kind: str, payload: dict[str, Any], timeout: float) -> None:
+        super().__init__(f"no ack for {kind} envelope within {timeout} s")
+        self.payload = payload  # the envelope to send again
+
+
 @dataclass
 class Message:
     channel: str
@@ -102,6 +110,7 @@ class FakeSlack:
         self.base_url = ""
         self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections from the app
         self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope id -> the app's ack
+        self.socket_ack_timeout_s = 10.0  # an envelope not acked by then raises NoAck
         self.uploads: dict[str, Upload] = {}  # file id -> the upload
         self.reaction_users_shown: int | None = None  # reactions.get cuts user lists to this
         self._file_ids = itertools.count(1)
@@ -516,9 +525,10 @@ class FakeSlack:
         *,
         retry_attempt: int = 0,
         accepts_response_payload: bool = False,
-        timeout: float = 10.0,
     ) -> Delivery:
-        """Socket Mode: send an envelope over the app's websocket and wait for its ack."""
+        """Socket Mode: send an envelope over the app's websocket and wait for its ack
+        (:class:`NoAck` after :attr:`socket_ack_timeout_s`)."""
+        timeout = self.socket_ack_timeout_s
         envelope_id = str(uuid.uuid4())
         started = time.monotonic()
         await self.sockets[-1].send_json(
@@ -533,7 +543,7 @@ class FakeSlack:
         )
         while envelope_id not in self.socket_acks:
             if time.monotonic() - started > timeout:
-                raise AssertionError(f"no ack for {kind} envelope within {timeout} s")
+                raise NoAck(kind, payload, timeout)
             await asyncio.sleep(0.01)
         ack = self.socket_acks[envelope_id]
         return Delivery(200, json.dumps(ack.get("payload") or {}), payload, time.monotonic() - started)
