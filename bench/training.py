@@ -34,10 +34,11 @@ from storage.database import Database
 from storage.dialogue import render_prompt
 from storage.registry import ModelRegistry
 from storage.repository import NewResponse, Repository
+from trainer import snapshot
 from trainer.config import DataConfig, GateConfig, TrainConfig
 from trainer.dataset import Example, FeedbackDataset
 from trainer.evaluate import perplexity, reference_text, sample_answers
-from trainer.job import RunOptions, run_async, train_kto
+from trainer.job import RunOptions, run, train_kto
 from trainer.models import load_causal_lm, training_device
 
 QUESTIONS = (
@@ -149,13 +150,15 @@ async def learning_effect(
                     emoji="👍" if liked else "👎",
                     reward=1.0 if liked else -1.0,
                 )
-    started = time.monotonic()
-    result = await run_async(
+        # What the bot hands the trainer: a snapshot of the data (the trainer never opens the database).
+        started = time.monotonic()
+        prepared = await snapshot.prepare(repository, DataConfig(min_examples=8), run=1, parent=0, base_model=str(tiny))
+    uri = snapshot.run_uri(str(work / "artifacts"), 1)
+    snapshot.write(uri, prepared.manifest, prepared.dataset)
+    result = run(
         RunOptions(
-            db=db,
+            snapshot=uri,
             registry=work / "models",
-            base_model=str(tiny),
-            data=DataConfig(min_examples=8),
             train=TrainConfig(epochs=epochs, learning_rate=lr),
             gate=GateConfig(),
         )

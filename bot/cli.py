@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from bot.settings import DataUnavailable, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from bot.adapters.base import Adapter
+    from bot.training import TrainingOutcome
 
 log = logging.getLogger("thumbtune")
 
@@ -165,19 +167,33 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import subprocess
-
     settings = _settings(args)
-    # Training runs in its own process: it never shares memory or an event loop with the bot.
+    _setup_logging(settings.log_level)
+    # Extra trainer options come after `--`.
     extra = [arg for arg in args.extra if arg != "--"]
-    from bot.loop import trainer_command, training_unavailable
+    from bot.training import check_artifacts, training_unavailable
 
     problem = training_unavailable(settings)
     if problem:
         print(f"thumbtune: {problem}", file=sys.stderr)
         return 2
-    done = subprocess.run(trainer_command(settings) + extra, check=False)
-    return done.returncode
+    check_artifacts(settings)
+    outcome = asyncio.run(_train_now(settings, extra))
+    print(json.dumps(outcome.as_dict()))  # the last line of stdout: the run's result
+    return 1 if outcome.status == "failed" else 0
+
+
+async def _train_now(settings: Settings, extra: list[str]) -> TrainingOutcome:
+    """One run in the foreground; training runs in its own process, the trainer's output on stderr."""
+    from bot.app import open_database
+    from bot.training import TrainingRuns
+    from storage.registry import ModelRegistry
+    from storage.repository import Repository
+
+    registry = ModelRegistry(settings.models_dir, keep=settings.keep_versions)
+    async with open_database(settings) as database:
+        runs = TrainingRuns(settings=settings, repository=Repository(database), registry=registry)
+        return await runs.run(extra=extra, relay=False)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

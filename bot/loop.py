@@ -2,9 +2,9 @@
 
 An APScheduler ``AsyncIOScheduler`` fires the training job on an interval or a cron
 schedule. Each firing skips (and records why) when too few new votes arrived since the
-current version; otherwise it runs the trainer as a subprocess (`python -m trainer run`,
-or through a launcher such as `accelerate launch`), streams its log into the bot's log
-and enforces a timeout. Whatever the trainer publishes and its eval gate passes becomes
+current version; otherwise it runs one training run (bot.training: a snapshot of the
+data, the trainer as a subprocess, the run recorded from its result). Whatever the
+trainer publishes and its eval gate passes becomes
 the registry's current version; the watcher sees the pointer change (also when another
 host or `thumbtune rollback` changed it) and swaps the generator to it between batches.
 """
@@ -12,13 +12,10 @@ host or `thumbtune rollback` changed it) and swaps the generator to it between b
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import shlex
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,61 +24,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.generation import Generator, ModelLoadError
 from bot.settings import Settings
+from bot.training import TrainingOutcome, TrainingRuns, check_artifacts, training_unavailable
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
 from storage.repository import Repository
-from trainer.config import DataConfig, JobConfig, TrainConfig, to_arguments
-from trainer.requirements import missing_extra
 
 log = logging.getLogger(__name__)
-trainer_log = logging.getLogger("thumbtune.trainer")
 
 TRAIN_JOB = "train"
 WATCH_JOB = "watch-registry"
 RETENTION_JOB = "retention"
-
-
-def trainer_configs(settings: Settings) -> tuple[JobConfig, DataConfig, TrainConfig]:
-    """What one training run takes, from the bot's settings (the gate keeps its defaults).
-
-    Paths are absolute: the trainer may run in another working folder (a launcher).
-    """
-    job = JobConfig(
-        db=str(settings.db_path.resolve()),
-        registry=str(settings.models_dir.resolve()),
-        base_model=settings.model,
-        keep_versions=settings.keep_versions,
-        log_level=settings.log_level,
-    )
-    data = DataConfig(
-        min_examples=settings.train_min_examples,
-        gamma=settings.gamma,
-        held_out_fraction=settings.held_out_fraction,
-    )
-    train = TrainConfig(
-        learning_rate=settings.train_learning_rate,
-        epochs=settings.train_epochs,
-        batch_size=settings.train_batch_size,
-        lora=settings.train_lora,
-        device=settings.device,
-        threads=settings.torch_threads,
-    )
-    return job, data, train
-
-
-def trainer_command(settings: Settings) -> list[str]:
-    """The command line of one training cycle, built from the bot's settings.
-
-    ``THUMBTUNE_TRAIN_LAUNCHER`` replaces the Python interpreter, so the same arguments
-    go through e.g. ``accelerate launch`` or a wrapper script for a GPU host.
-    """
-    launcher = shlex.split(settings.train_launcher) if settings.train_launcher else [sys.executable]
-    return [*launcher, "-m", "trainer", "run", *to_arguments(*trainer_configs(settings))]
-
-
-def training_unavailable(settings: Settings) -> str | None:
-    """Why this machine cannot run the trainer; None when it can, or when a launcher
-    (THUMBTUNE_TRAIN_LAUNCHER) runs it with another interpreter, maybe on another host."""
-    return None if settings.train_launcher else missing_extra("training")
 
 
 async def apply_retention(settings: Settings, repository: Repository) -> int:
@@ -92,14 +43,6 @@ async def apply_retention(settings: Settings, repository: Repository) -> int:
     if purged:
         log.info("retention: purged the texts of %d prompts older than %d days", purged, settings.retention_days)
     return purged
-
-
-@dataclass(frozen=True)
-class TrainingOutcome:
-    status: str  # published, rejected, skipped, failed, busy
-    reason: str | None = None
-    version: int | None = None  # the version the run produced, if any
-    serving: int | None = None  # the version served after the run
 
 
 Announce = Callable[[str], Awaitable[None]]
@@ -115,26 +58,30 @@ class Loop:
         repository: Repository,
         generator: Generator,
         registry: ModelRegistry,
-        command: list[str] | None = None,
+        launcher: list[str] | None = None,
         announce: Announce | None = None,
     ) -> None:
         self.settings = settings
         self.repository = repository
         self.generator = generator
         self.registry = registry
-        self.command = command or trainer_command(settings)
-        self.unavailable = training_unavailable(settings) if command is None else None
+        self.runs = TrainingRuns(settings=settings, repository=repository, registry=registry, launcher=launcher)
+        self.unavailable = training_unavailable(settings) if launcher is None else None
         self.announce = announce
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._training = asyncio.Lock()
         self._swapping = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
+        self._run_task: asyncio.Task | None = None  # the training run going now, stopped with the bot
         self.runs_finished = 0  # a counter tests and `simulate` can wait on (wait_for_run)
         self._run_counted = asyncio.Condition()
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
+        await self.runs.settle_interrupted()
         trigger = self._trigger()
+        if trigger is not None and not self.unavailable:
+            check_artifacts(self.settings)  # a store that cannot be written stops start-up, not the first run
         if trigger is not None and self.unavailable:
             log.warning("scheduled retraining is off: %s", self.unavailable)
         elif trigger is not None:
@@ -170,11 +117,13 @@ class Loop:
             log.info("next scheduled training run: %s", job.next_run_time)
 
     async def stop(self) -> None:
+        """Stop the schedule; a training run going now is stopped and recorded as failed."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        for task in list(self._background):
+        running = [self._run_task] if self._run_task is not None and not self._run_task.done() else []
+        for task in [*self._background, *running]:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*self._background, *running, return_exceptions=True)
 
     def _trigger(self) -> CronTrigger | IntervalTrigger | None:
         if self.settings.train_cron:
@@ -226,68 +175,20 @@ class Loop:
         await self.repository.finish_training_run(run_id, status="skipped", reason=reason)
 
     async def run_training(self) -> TrainingOutcome:
-        """Run the trainer subprocess once (never two at once), then reload what it published."""
+        """One training run (never two at once), then reload what it published."""
         if self.unavailable:
             return TrainingOutcome("failed", self.unavailable, serving=self.generator.version)
         if self._training.locked():
             return TrainingOutcome("busy", "a training run is already going", serving=self.generator.version)
         async with self._training:
             try:
-                outcome = await self._run_trainer()
+                self._run_task = asyncio.current_task()
+                outcome = await self.runs.run()
                 serving = await self.check_registry()
             finally:
+                self._run_task = None
                 await self._count_run()  # counted once the new version (if any) is live
-            return TrainingOutcome(outcome.status, outcome.reason, outcome.version, serving)
-
-    async def _run_trainer(self) -> TrainingOutcome:
-        started = time.monotonic()
-        log.info("training run starting: %s", shlex.join(self.command[:4]) + " ...")
-        process = await asyncio.create_subprocess_exec(
-            *self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        assert process.stdout is not None and process.stderr is not None
-        lines: list[str] = []
-        relay = asyncio.create_task(self._relay(process.stderr))
-        collect = asyncio.create_task(self._collect(process.stdout, lines))
-        try:
-            await asyncio.wait_for(process.wait(), timeout=self.settings.train_timeout_s)
-        except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
-            reason = f"timed out after {self.settings.train_timeout_s:g} s and was killed"
-            await self.repository.fail_interrupted_training_runs(reason=f"trainer {reason}")
-            log.error("training run %s; still serving version %s", reason, self.generator.version)
-            return TrainingOutcome("failed", reason)
-        finally:
-            await asyncio.gather(relay, collect, return_exceptions=True)
-        result = _last_json(lines)
-        elapsed = time.monotonic() - started
-        if process.returncode != 0 and (result is None or result.get("status") != "failed"):
-            reason = f"trainer exited with code {process.returncode}"
-            await self.repository.fail_interrupted_training_runs(reason=reason)
-            log.error("training run failed after %.0f s: %s", elapsed, reason)
-            return TrainingOutcome("failed", reason)
-        if result is None:
-            return TrainingOutcome("failed", "the trainer printed no result")
-        log.info(
-            "training run %s after %.0f s%s",
-            result.get("status"),
-            elapsed,
-            f": {result['reason']}" if result.get("reason") else "",
-        )
-        return TrainingOutcome(str(result.get("status")), result.get("reason"), result.get("version"))
-
-    @staticmethod
-    async def _relay(stream: asyncio.StreamReader) -> None:
-        async for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                trainer_log.info("%s", line)
-
-    @staticmethod
-    async def _collect(stream: asyncio.StreamReader, lines: list[str]) -> None:
-        async for raw in stream:
-            lines.append(raw.decode("utf-8", "replace").strip())
+            return replace(outcome, serving=serving)
 
     # --- hot reload -----------------------------------------------------------------
     async def check_registry(self) -> int:
@@ -356,15 +257,3 @@ class Loop:
             if serving == target
             else (f"Version {target} is current in the registry, but loading it failed; still serving {serving}.")
         )
-
-
-def _last_json(lines: list[str]) -> dict | None:
-    for line in reversed(lines):
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                return value
-    return None

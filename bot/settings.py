@@ -103,8 +103,11 @@ class Settings(BaseSettings):
 
     # --- training: `thumbtune train` and the schedule run `python -m trainer run` -----
     # Defaults come from the trainer's config dataclasses (trainer.config), the one
-    # source of truth for its options; bot.loop.trainer_configs maps these onto them.
+    # source of truth for its options; bot.training.trainer_configs maps these onto them.
     registry_dir: Path | None = None
+    artifacts: str | None = Field(
+        None, description="where run snapshots and results go: a folder or an fsspec URI (default: DATA_DIR/artifacts)"
+    )
     train_every_minutes: float = Field(60.0, ge=0.0, description="0 = no scheduled runs")
     train_cron: str | None = Field(None, description="crontab line (UTC); overrides the interval")
     train_min_new_votes: int = Field(20, ge=0)
@@ -234,6 +237,20 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """The model registry (trained versions and the current pointer)."""
         return self.registry_dir if self.registry_dir is not None else self.data_dir / "models"
+
+    @property
+    def artifacts_uri(self) -> str:
+        """The artifact store: an fsspec URI as given, or an absolute local folder (a trainer
+        launched in another working folder finds it too)."""
+        if self.artifacts is not None and "://" in self.artifacts:
+            return self.artifacts
+        folder = Path(self.artifacts) if self.artifacts is not None else self.data_dir / "artifacts"
+        return str(folder.expanduser().resolve())
+
+    @property
+    def artifacts_setting(self) -> str:
+        """The variable that names the artifact store, for messages about it."""
+        return "THUMBTUNE_ARTIFACTS" if self.artifacts is not None else "THUMBTUNE_DATA_DIR"
 
     def chosen_adapter(self) -> str:
         """The adapter `thumbtune run` starts: the setting, or the first platform with a token."""

@@ -703,14 +703,11 @@ class Repository:
                 (time.time(), status, reason, new_version, examples, desirable, undesirable, held_out, run_id),
             )
 
-    async def fail_interrupted_training_runs(self, *, reason: str) -> int:
-        """Close runs left 'running' by a trainer that died; call only while holding the training lock."""
-        async with self.database.transaction() as db:
-            cursor = await db.execute(
-                "UPDATE training_runs SET status = 'failed', finished_at = ?, reason = ? WHERE status = 'running'",
-                (time.time(), reason),
-            )
-            return cursor.rowcount
+    async def running_training_runs(self) -> list[int]:
+        """Ids of the runs still marked 'running', oldest first."""
+        async with self.database.reading() as db:
+            cursor = await db.execute("SELECT id FROM training_runs WHERE status = 'running' ORDER BY id")
+            return [int(row[0]) for row in await cursor.fetchall()]
 
     async def training_runs(self, *, limit: int = 20) -> list[TrainingRun]:
         """The latest runs, newest first."""

@@ -23,8 +23,8 @@ ALLOWED = {
     "bot": {"storage", "trainer"},
     "bench": {"storage", "trainer", "bot"},
 }
-# The trainer's public surface for the bot: light modules (standard library and storage only).
-TRAINER_PUBLIC = {"trainer.config", "trainer.export", "trainer.requirements"}
+# The trainer's public surface for the bot: light modules (standard library, fsspec and storage only).
+TRAINER_PUBLIC = {"trainer.config", "trainer.export", "trainer.requirements", "trainer.snapshot"}
 
 
 def project_modules() -> dict[str, Path]:

@@ -1,25 +1,29 @@
 """Closing the loop: the schedule, the trainer subprocess's failure modes, hot reload, admin actions.
 
-The trainer runs as a real subprocess. Where a test needs a trainer that crashes or
-hangs, the launcher command (THUMBTUNE_TRAIN_LAUNCHER's job) is a tiny Python program
-that does exactly that: the process boundary is the thing under test.
+The trainer runs as a real subprocess on a snapshot in the artifact store. Where a test
+needs a trainer that crashes or hangs, the launcher (THUMBTUNE_TRAIN_LAUNCHER's job) is
+a tiny Python program that does exactly that: the process boundary is the thing under test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from bot.app import open_runtime
 from bot.events import IncomingPrompt
-from bot.settings import load_settings
+from bot.settings import DataUnavailable, load_settings
+from bot.training import INTERRUPTED
 from storage.registry import ModelRegistry
 from tests.feedback_data import seed_preference
 from tests.helpers import publish_copy, wait_for
+from trainer import snapshot
 
 CRASHING_TRAINER = [sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"]
 HANGING_TRAINER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -60,29 +64,91 @@ async def test_a_restart_resumes_the_schedule_from_the_last_recorded_run(setting
 
 async def test_a_crashing_trainer_is_recorded_and_the_bot_keeps_serving(runtime, caplog):
     caplog.set_level(logging.INFO, logger="thumbtune.trainer")
-    runtime.loop.command = CRASHING_TRAINER
-    run_id = await runtime.repository.start_training_run(parent_version=0)  # what the trainer had begun
+    runtime.loop.runs.launcher = CRASHING_TRAINER
+    await seed_preference(runtime.repository, answers=40)
     outcome = await runtime.loop.run_training()
-    assert outcome.status == "failed" and "exited with code 3" in outcome.reason
+    assert outcome.status == "failed" and "exited with code 3 without writing a result" in outcome.reason
     assert outcome.serving == 0 and runtime.generator.version == 0
-    assert (await _runs(runtime))[0][:2] == ("failed", 0)
+    assert (await _runs(runtime))[0] == ("failed", 0, None, outcome.reason)
     assert any("boom" in record.getMessage() for record in caplog.records)  # its log reached ours
-    assert run_id
     reply = await runtime.service.on_prompt(_prompt("still there?"))
     assert reply.ok and reply.model_version == 0
 
 
 async def test_a_hanging_trainer_is_killed_at_the_timeout_and_a_second_run_is_refused(runtime):
-    runtime.loop.command = HANGING_TRAINER
-    runtime.loop.settings = runtime.settings.model_copy(update={"train_timeout_s": 1.5})
+    runtime.loop.runs.launcher = HANGING_TRAINER
+    runtime.loop.runs.settings = runtime.settings.model_copy(update={"train_timeout_s": 1.5})
+    await seed_preference(runtime.repository, answers=40)
     first = asyncio.create_task(runtime.loop.run_training())
     await wait_for(lambda: runtime.loop._training.locked())
     second = await runtime.loop.run_training()
     assert second.status == "busy"
     assert "already going" in await runtime.loop.retrain()
     outcome = await first
-    assert outcome.status == "failed" and "timed out after 1.5 s" in outcome.reason
+    assert outcome.status == "failed" and "timed out after 1.5 s and was killed" in outcome.reason
     assert runtime.generator.version == 0
+    assert [status for status, *_ in await _runs(runtime)] == ["failed"]
+
+
+async def test_too_little_data_is_a_recorded_skip_without_a_trainer(runtime):
+    runtime.loop.runs.launcher = CRASHING_TRAINER  # would fail the run if it were started
+    await seed_preference(runtime.repository, answers=4)
+    outcome = await runtime.loop.run_training()
+    assert outcome.status == "skipped" and "need at least 8" in outcome.reason
+    [(status, parent, version, reason)] = await _runs(runtime)
+    assert (status, parent, version) == ("skipped", 0, None) and "need at least 8" in reason
+    assert not (runtime.settings.data_dir / "artifacts" / "runs").exists()  # no snapshot either
+
+
+async def test_the_snapshot_holds_no_person_key_and_the_run_is_recorded_from_its_result(runtime):
+    await seed_preference(runtime.repository, answers=40)
+    runtime.loop.runs.launcher = CRASHING_TRAINER
+    outcome = await runtime.loop.run_training()
+    folder = Path(snapshot.run_uri(runtime.settings.artifacts_uri, outcome.run))
+    manifest, dataset = snapshot.read(str(folder))
+    assert (manifest.run, manifest.parent, manifest.base_model) == (outcome.run, 0, runtime.settings.model)
+    assert len(dataset.train) + len(dataset.held_out) == 40
+    raw = (folder / snapshot.DATASET).read_text() + (folder / snapshot.MANIFEST).read_text()
+    async with runtime.database.reading() as db:
+        people = {row[0] for row in await (await db.execute("SELECT voter FROM votes")).fetchall()}
+        people |= {row[0] for row in await (await db.execute("SELECT author FROM prompts")).fetchall()}
+    assert people and not [person for person in people if person in raw]
+
+
+async def test_a_stopping_bot_kills_the_trainer_and_records_the_run(runtime, tmp_path):
+    pid_file = tmp_path / "trainer.pid"
+    runtime.loop.runs.launcher = [
+        sys.executable,
+        "-c",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)",
+    ]
+    await seed_preference(runtime.repository, answers=40)
+    running = asyncio.create_task(runtime.loop.run_training())
+    await wait_for(lambda: pid_file.exists() and pid_file.read_text())
+    await runtime.loop.stop()
+    assert running.cancelled()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)  # killed and reaped
+    assert await _runs(runtime) == [("failed", 0, None, "killed: the bot stopped during the run")]
+
+
+async def test_runs_left_running_by_a_dead_bot_are_settled_at_the_next_start(settings):
+    async with open_runtime(settings, loop=False) as runtime:
+        finished = await runtime.repository.start_training_run(parent_version=0)
+        await runtime.repository.start_training_run(parent_version=0)
+    # The first run's trainer wrote its result before the bot died; the second's never did.
+    written = snapshot.RunResult(run=finished, status="rejected", parent=0, version=1, reason="perplexity")
+    snapshot.write_result(snapshot.run_uri(settings.artifacts_uri, finished), written)
+    async with open_runtime(settings) as runtime:
+        runs = await _runs(runtime)
+    assert runs == [("failed", 0, None, INTERRUPTED), ("rejected", 0, 1, "perplexity")]  # newest first
+
+
+async def test_an_unwritable_artifact_store_stops_start_up_with_one_clear_line(settings):
+    blocked = settings.model_copy(update={"artifacts": "/proc/thumbtune-artifacts"})
+    with pytest.raises(DataUnavailable, match="THUMBTUNE_ARTIFACTS: cannot write the artifact store /proc/"):
+        async with open_runtime(blocked):
+            pass
 
 
 async def test_the_watcher_picks_up_a_version_published_elsewhere_without_losing_requests(runtime, tiny_model_dir):
@@ -133,7 +199,7 @@ async def test_a_successful_run_goes_live_and_tags_the_next_answers(settings_env
 
 
 async def test_the_shell_admin_can_retrain_from_chat(runtime):
-    runtime.loop.command = CRASHING_TRAINER
+    runtime.loop.runs.launcher = CRASHING_TRAINER
     reply = await runtime.service.on_prompt(
         IncomingPrompt(platform="shell", channel="local", user="me", text="retrain")
     )

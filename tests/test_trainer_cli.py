@@ -10,21 +10,23 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.loop import trainer_command, trainer_configs
 from bot.settings import load_settings
+from bot.training import trainer_command, trainer_configs
 from storage.database import Database
 from storage.registry import ModelRegistry
 from storage.repository import Repository
 from tests.feedback_data import seed_preference
+from trainer import snapshot
 from trainer.cli import build_parser as build_trainer_parser
 from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, from_arguments
 
 
 def test_default_settings_give_the_trainers_own_defaults(settings) -> None:
     """The settings' defaults for training options are the trainer's config defaults."""
-    job, data, train = trainer_configs(settings)
+    data, train = trainer_configs(settings)
     assert data == DataConfig()
     assert train == TrainConfig()
+    job = from_arguments(JobConfig, build_trainer_parser().parse_args(trainer_command(settings, "uri")[3:]))
     assert (job.keep_versions, job.log_level) == (JobConfig.keep_versions, JobConfig.log_level)
 
 
@@ -49,19 +51,15 @@ def test_the_scheduled_command_line_reads_back_as_the_settings(
     for name, value in changed.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    command = trainer_command(settings)
+    uri = snapshot.run_uri(settings.artifacts_uri, 7)
+    command = trainer_command(settings, uri)
     assert command[:4] == [sys.executable, "-m", "trainer", "run"]
     args = build_trainer_parser().parse_args(command[3:])
-    job, data, train = trainer_configs(settings)
-    assert (from_arguments(JobConfig, args), from_arguments(DataConfig, args), from_arguments(TrainConfig, args)) == (
-        job,
-        data,
-        train,
-    )
-    assert job == JobConfig(
-        db=str(settings.db_path),
-        registry=str(settings.data_dir / "models"),
-        base_model=str(tiny_model_dir),
+    data, train = trainer_configs(settings)
+    assert from_arguments(TrainConfig, args) == train
+    assert from_arguments(JobConfig, args) == JobConfig(
+        snapshot=str((settings.data_dir / "artifacts" / "runs" / "000007").resolve()),
+        registry=str((settings.data_dir / "models").resolve()),
         keep_versions=3,
         log_level="WARNING",
     )
@@ -72,7 +70,7 @@ def test_the_scheduled_command_line_reads_back_as_the_settings(
 
 def test_the_launcher_replaces_the_interpreter(settings_env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("THUMBTUNE_TRAIN_LAUNCHER", "accelerate launch --num_processes 2")
-    command = trainer_command(load_settings())
+    command = trainer_command(load_settings(), "file:///artifacts/runs/000001")
     assert command[:6] == ["accelerate", "launch", "--num_processes", "2", "-m", "trainer"]
 
 
@@ -89,8 +87,16 @@ def test_train_now_then_models_rollback_and_export(
 
     fast = ["--", "--max-steps", "2", "--samples", "4", "--max-new-tokens", "8"]
     assert main(["train", "--now", *fast]) == 0
-    result = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
-    assert result["status"] in ("published", "rejected") and result["version"] == 1
+    printed = capfd.readouterr()
+    result = json.loads(printed.out)  # stdout is the result alone; the trainer's output went to stderr
+    assert result["status"] in ("published", "rejected") and result["version"] == 1 and result["run"] == 1
+    assert "perplexity" in result["metrics"] and "training run 1 on version 0" in printed.err
+
+    async def recorded() -> list[tuple[object, ...]]:
+        async with await Database.open(settings.db_path) as database:
+            return [(r.status, r.parent_version, r.new_version) for r in await Repository(database).training_runs()]
+
+    assert asyncio.run(recorded()) == [(result["status"], 0, 1)]  # the bot recorded it, from the trainer's result
     registry = ModelRegistry(settings.data_dir / "models")
     assert [v.version for v in registry.versions()] == [1]
 

@@ -1,8 +1,16 @@
-"""Training runs on the tiny model: publish, skip, reject, crash, export (real SQLite, real TRL)."""
+"""Training runs on the tiny model: publish, reject, crash, skip, export (real SQLite, real TRL).
+
+The trainer reads a snapshot written the way the bot writes it (trainer.snapshot), and
+never the database: one test runs it as a process in which SQLite cannot be opened.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,21 +21,18 @@ from storage.database import Database
 from storage.registry import ModelRegistry
 from storage.repository import Repository
 from tests.feedback_data import seed_preference
-from trainer.config import DataConfig, GateConfig, TrainConfig
+from trainer import snapshot
+from trainer.config import DataConfig, GateConfig, TrainConfig, to_arguments
 from trainer.export import export_records, write_jsonl
-from trainer.job import RunOptions, run_async
+from trainer.job import RunOptions, run
 
 FAST_GATE = GateConfig(samples=8, max_new_tokens=12)
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def options(tmp_path: Path, model: Path, **train: object) -> RunOptions:
+def options(tmp_path: Path, uri: str, **train: object) -> RunOptions:
     return RunOptions(
-        db=tmp_path / "t.db",
-        registry=tmp_path / "models",
-        base_model=str(model),
-        data=DataConfig(min_examples=8),
-        train=TrainConfig(max_steps=3, **train),
-        gate=FAST_GATE,
+        snapshot=uri, registry=tmp_path / "models", train=TrainConfig(max_steps=3, **train), gate=FAST_GATE
     )
 
 
@@ -36,13 +41,18 @@ async def seed(tmp_path: Path, answers: int) -> None:
         await seed_preference(Repository(database), answers=answers)
 
 
-async def runs(tmp_path: Path) -> list[tuple]:
-    async with await Database.open(tmp_path / "t.db") as database, database.reading() as db:
-        cursor = await db.execute(
-            "SELECT status, parent_version, new_version, examples, desirable, undesirable, held_out, reason,"
-            " finished_at IS NOT NULL FROM training_runs ORDER BY id"
+async def take_snapshot(tmp_path: Path, model: Path, *, run: int = 1, parent: int | None = None) -> str:
+    """What the bot does before a run: the dataset and manifest, written to the artifact store."""
+    if parent is None:
+        parent = ModelRegistry(tmp_path / "models").current_version()
+    async with await Database.open(tmp_path / "t.db") as database:
+        prepared = await snapshot.prepare(
+            Repository(database), DataConfig(min_examples=8), run=run, parent=parent, base_model=str(model)
         )
-        return [tuple(row) for row in await cursor.fetchall()]
+    assert prepared.not_ready is None, prepared.not_ready
+    uri = snapshot.run_uri(str(tmp_path / "artifacts"), run)
+    snapshot.write(uri, prepared.manifest, prepared.dataset)
+    return uri
 
 
 def weights(folder: Path | str) -> dict[str, torch.Tensor]:
@@ -51,14 +61,17 @@ def weights(folder: Path | str) -> dict[str, torch.Tensor]:
 
 async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_path: Path, tiny_model_dir: Path) -> None:
     await seed(tmp_path, answers=40)
-    result = await run_async(options(tmp_path, tiny_model_dir))
-    assert (result.status, result.parent, result.version) == ("published", 0, 1), result.reason
+    uri = await take_snapshot(tmp_path, tiny_model_dir)
+    result = run(options(tmp_path, uri))
+    assert (result.run, result.status, result.parent, result.version) == (1, "published", 0, 1), result.reason
+    assert snapshot.read_result(uri) == result  # what the bot records the run from
 
     registry = ModelRegistry(tmp_path / "models")
     current = registry.current()
     assert current is not None and current.version == 1 and current.parent == 0
     assert current.counts["train_examples"] + current.counts["held_out_examples"] == 40
     assert current.config["train"]["learning_rate"] == 1e-4 and current.config["base_model"] == str(tiny_model_dir)
+    assert current.config["run"] == 1 and current.config["data"]["min_examples"] == 8
     assert current.metrics["desirable_weight"] > 1.0 == current.metrics["undesirable_weight"]  # fewer likes, weighed up
     for name in (
         "train_steps",
@@ -77,15 +90,10 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     before, after = weights(tiny_model_dir), weights(current.path)
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[name], after[name]) for name in before)
-
-    [row] = await runs(tmp_path)
-    assert row[:3] == ("published", 0, 1)
-    assert row[3] == current.counts["train_examples"] and row[4] + row[5] == row[3]
-    assert row[8] == 1
     assert not list((tmp_path / "models" / ".staging").iterdir())
 
     # The next run trains the current version (its reference model is version 1).
-    second = await run_async(options(tmp_path, tiny_model_dir))
+    second = run(options(tmp_path, await take_snapshot(tmp_path, tiny_model_dir, run=2)))
     assert (second.parent, second.version) == (1, 2) and second.status in ("published", "rejected"), second.reason
     assert registry.get(2).parent == 1
     assert second.metrics["parent_preference_accuracy"] is not None
@@ -96,7 +104,7 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
 
 async def test_lora_run_publishes_a_plain_model_with_changed_attention(tmp_path: Path, tiny_model_dir: Path) -> None:
     await seed(tmp_path, answers=40)
-    result = await run_async(options(tmp_path, tiny_model_dir, lora=True, learning_rate=1e-3))
+    result = run(options(tmp_path, await take_snapshot(tmp_path, tiny_model_dir), lora=True, learning_rate=1e-3))
     assert result.status in ("published", "rejected") and result.version == 1, result.reason
     folder = tmp_path / "models" / "versions" / "0001"
     assert not (folder / "adapter_config.json").exists()  # merged: loads without peft
@@ -105,34 +113,34 @@ async def test_lora_run_publishes_a_plain_model_with_changed_attention(tmp_path:
     assert changed and all("c_attn" in name for name in changed)
 
 
-async def test_too_little_data_is_skipped_with_the_reason(tmp_path: Path, tiny_model_dir: Path) -> None:
-    await seed(tmp_path, answers=4)
-    result = await run_async(options(tmp_path, tiny_model_dir))
-    assert result.status == "skipped"
-    assert "need at least 8" in result.reason
-    [row] = await runs(tmp_path)
-    assert row[0] == "skipped" and "need at least 8" in row[7] and row[8] == 1
-    assert ModelRegistry(tmp_path / "models").versions() == []
-
-
-async def test_a_run_closes_an_interrupted_run_and_refuses_to_run_twice(tmp_path: Path, tiny_model_dir: Path) -> None:
+async def test_too_little_data_is_not_ready_with_the_reason(tmp_path: Path, tiny_model_dir: Path) -> None:
     await seed(tmp_path, answers=4)
     async with await Database.open(tmp_path / "t.db") as database:
-        await Repository(database).start_training_run(parent_version=0)  # a trainer that died mid-run
+        prepared = await snapshot.prepare(
+            Repository(database), DataConfig(min_examples=8), run=1, parent=0, base_model=str(tiny_model_dir)
+        )
+    assert prepared.not_ready is not None and "need at least 8" in prepared.not_ready
+    assert prepared.manifest.counts["train_examples"] + prepared.manifest.counts["held_out_examples"] == 4
+
+
+async def test_a_busy_registry_or_a_parent_no_longer_current_is_a_skip(tmp_path: Path, tiny_model_dir: Path) -> None:
+    await seed(tmp_path, answers=40)
+    uri = await take_snapshot(tmp_path, tiny_model_dir)
     registry = ModelRegistry(tmp_path / "models")
     with registry.training_lock():
-        busy = await run_async(options(tmp_path, tiny_model_dir))
+        busy = run(options(tmp_path, uri))
     assert (busy.status, busy.reason) == ("skipped", "another training run is in progress")
-    await run_async(options(tmp_path, tiny_model_dir))
-    statuses = [(row[0], row[7]) for row in await runs(tmp_path)]
-    assert statuses[0] == ("failed", "interrupted: the trainer process ended mid-run")
-    assert statuses[1] == ("skipped", "another training run is in progress")
-    assert statuses[2][0] == "skipped" and "need at least 8" in statuses[2][1]
+    assert snapshot.read_result(uri) == busy
+
+    stale = await take_snapshot(tmp_path, tiny_model_dir, run=2, parent=3)  # taken on a version since replaced
+    skipped = run(options(tmp_path, stale))
+    assert skipped.status == "skipped" and "version 0 became current after the snapshot" in skipped.reason
+    assert registry.versions() == []
 
 
 async def test_a_sabotaged_run_is_rejected_and_the_parent_stays_current(tmp_path: Path, tiny_model_dir: Path) -> None:
     await seed(tmp_path, answers=40)
-    result = await run_async(options(tmp_path, tiny_model_dir, learning_rate=0.05))
+    result = run(options(tmp_path, await take_snapshot(tmp_path, tiny_model_dir), learning_rate=0.05))
     assert result.status == "rejected", result.metrics
     assert "perplexity" in result.reason
     registry = ModelRegistry(tmp_path / "models")
@@ -143,8 +151,6 @@ async def test_a_sabotaged_run_is_rejected_and_the_parent_stays_current(tmp_path
         and rejected.reasons
         and rejected.metrics["perplexity"] > rejected.metrics["parent_perplexity"]
     )
-    [row] = await runs(tmp_path)
-    assert row[:3] == ("rejected", 0, 1) and "perplexity" in row[7]
 
 
 async def test_a_crash_mid_run_is_recorded_and_leaves_the_registry_valid(
@@ -157,13 +163,65 @@ async def test_a_crash_mid_run_is_recorded_and_leaves_the_registry_valid(
         raise OSError("disk full")
 
     monkeypatch.setattr("trainer.job.save_model", crash)
-    result = await run_async(options(tmp_path, tiny_model_dir))
-    assert result.status == "failed" and "disk full" in result.reason
-    [row] = await runs(tmp_path)
-    assert row[0] == "failed" and "OSError: disk full" in row[7]
+    uri = await take_snapshot(tmp_path, tiny_model_dir)
+    result = run(options(tmp_path, uri))
+    assert result.status == "failed" and "OSError: disk full" in result.reason
+    assert snapshot.read_result(uri) == result
     registry = ModelRegistry(tmp_path / "models")
     assert registry.versions() == [] and registry.current_version() == 0
     assert not list((tmp_path / "models" / ".staging").iterdir())
+
+
+async def test_the_trainer_process_never_opens_a_database(tmp_path: Path, tiny_model_dir: Path) -> None:
+    await seed(tmp_path, answers=40)
+    uri = await take_snapshot(tmp_path, tiny_model_dir)
+    (tmp_path / "t.db").unlink()  # no database anywhere the trainer could find
+    for leftover in tmp_path.glob("t.db-*"):
+        leftover.unlink()
+    # In the trainer's process SQLite cannot be opened at all.
+    code = (
+        "import sqlite3, sys\n"
+        "def forbidden(*args, **kwargs):\n"
+        "    raise AssertionError('the trainer opened a database')\n"
+        "sqlite3.connect = forbidden\n"
+        "from trainer.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    job = to_arguments(TrainConfig(max_steps=2), GateConfig(samples=4, max_new_tokens=8))
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", code, "run", "--snapshot", uri, "--registry", str(tmp_path / "models"), *job],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert printed["status"] in ("published", "rejected") and printed["version"] == 1
+    assert snapshot.read_result(uri) == snapshot.RunResult(**printed)
+    assert not list(tmp_path.rglob("*.db"))
+
+
+async def test_a_damaged_or_foreign_snapshot_is_one_clear_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    await seed(tmp_path, answers=40)
+    uri = await take_snapshot(tmp_path, tiny_model_dir)
+    manifest = Path(uri) / snapshot.MANIFEST
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format": 99}))
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "trainer", "run", "--snapshot", uri, "--registry", str(tmp_path / "models")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+    )
+    assert done.returncode == 2
+    assert "cannot read the snapshot" in done.stderr and "format 99" in done.stderr
+    assert "Traceback" not in done.stderr
+    shutil.rmtree(uri)
+    with pytest.raises(snapshot.SnapshotError, match="not found"):
+        snapshot.read(uri)
 
 
 async def test_exported_files_load_with_datasets_as_trl_expects(tmp_path: Path) -> None:

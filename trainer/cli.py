@@ -1,7 +1,8 @@
 """`python -m trainer ...`: the offline side, configured only by its arguments.
 
-The bot's ``thumbtune train --now`` runs ``python -m trainer run`` as a subprocess
-with arguments built from its settings; the trainer never reads the bot's settings.
+The bot (its schedule, ``thumbtune train --now``) writes a run's snapshot to the artifact
+store and runs ``python -m trainer run --snapshot URI`` as a subprocess, with arguments
+built from its settings; the trainer never reads the bot's settings or its database.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 from storage.registry import ModelRegistry, RegistryError, format_versions
-from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
+from trainer.config import GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, ExportError, export
 from trainer.requirements import missing_extra
 
@@ -29,35 +30,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
     from trainer.job import RunOptions, run
+    from trainer.snapshot import SnapshotError
 
     datasets.disable_progress_bars()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     job = from_arguments(JobConfig, args)
-    result = run(
-        RunOptions(
-            db=Path(job.db),
-            registry=Path(job.registry),
-            base_model=job.base_model,
-            keep_versions=job.keep_versions,
-            data=from_arguments(DataConfig, args),
-            train=from_arguments(TrainConfig, args),
-            gate=from_arguments(GateConfig, args),
+    try:
+        result = run(
+            RunOptions(
+                snapshot=job.snapshot,
+                registry=Path(job.registry),
+                keep_versions=job.keep_versions,
+                train=from_arguments(TrainConfig, args),
+                gate=from_arguments(GateConfig, args),
+            )
         )
-    )
-    # One JSON line on stdout, for the bot (and people) to read.
-    print(
-        json.dumps(
-            {
-                "run": result.run_id,
-                "status": result.status,
-                "parent": result.parent,
-                "version": result.version,
-                "reason": result.reason,
-                "metrics": result.metrics,
-            }
-        )
-    )
+    except SnapshotError as exc:
+        print(f"trainer: cannot read the snapshot: {exc}", file=sys.stderr)
+        return 2
+    # One JSON line on stdout for people; the bot reads the same from result.json in the store.
+    print(json.dumps(result.as_dict()))
     return 1 if result.status == "failed" else 0
 
 
@@ -89,9 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="thumbtune's offline trainer.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="one training run: votes -> KTO -> eval gate -> registry")
+    run = commands.add_parser("run", help="one training run: a snapshot -> KTO -> eval gate -> registry")
     add_arguments(run, JobConfig, title="job")
-    add_arguments(run, DataConfig, title="data")
     add_arguments(run, TrainConfig, title="training")
     add_arguments(run, GateConfig, title="eval gate")
     run.set_defaults(handler=cmd_run)

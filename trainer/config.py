@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class JobConfig:
-    db: str = field(metadata={"help": "The bot's SQLite database."})
+    snapshot: str = field(
+        metadata={"help": "The run's snapshot in the artifact store (a folder or fsspec URI), written by the bot."}
+    )
     registry: str = field(metadata={"help": "The model registry folder."})
-    base_model: str = field(metadata={"help": "Version 0: a Hugging Face model name or a local folder."})
     keep_versions: int = field(default=5, metadata={"help": "Versions kept besides the current one."})
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(
         default="INFO", metadata={"help": "The trainer's log level."}
@@ -34,6 +35,8 @@ class JobConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """How the bot builds a run's dataset from its database (trainer.snapshot); not a trainer option."""
+
     min_examples: int = field(
         default=8,
         metadata={"help": "Skip the run when fewer training examples exist (both labels are also required)."},

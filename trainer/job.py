@@ -1,15 +1,15 @@
-"""One training run: votes -> dataset -> KTO on the parent -> eval gate -> registry.
+"""One training run: a snapshot -> KTO on the parent -> eval gate -> registry -> a result.
 
-Runs in its own process (``python -m trainer run``), never inside the bot. Every run
-is recorded in ``training_runs``: published, rejected (with the gate's reasons),
-skipped (too little data, with the reason) or failed (with the error). A crash
-leaves only a staging folder, which the registry removes; ``versions/`` and the
-current pointer are untouched.
+Runs in its own process (``python -m trainer run --snapshot URI``), never inside the
+bot, and never opens the bot's database: it reads the run's snapshot (trainer.snapshot)
+and the parent model, publishes the new version to the registry (published, or kept
+as rejected with the gate's reasons) and writes the run's result beside the snapshot,
+from which the bot records the run. A crash leaves only a staging folder, which the
+registry removes; ``versions/`` and the current pointer are untouched.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import shutil
@@ -21,36 +21,24 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from storage.database import Database
 from storage.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
-from storage.repository import Repository
-from trainer.config import DataConfig, GateConfig, TrainConfig, as_dict
-from trainer.dataset import BuildOptions, FeedbackDataset, balanced_weights, build_dataset, kto_records, readiness
+from trainer import snapshot
+from trainer.config import GateConfig, TrainConfig, as_dict
+from trainer.dataset import FeedbackDataset, balanced_weights, kto_records
 from trainer.evaluate import GateResult, run_gate
 from trainer.models import load_causal_lm, training_device
+from trainer.snapshot import Manifest, RunResult
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    db: Path
+    snapshot: str  # the run's folder in the artifact store (trainer.snapshot.run_uri)
     registry: Path
-    base_model: str  # version 0: a Hugging Face name or a local folder
     keep_versions: int = 5
-    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_id: int
-    status: str  # published, rejected, skipped, failed
-    parent: int
-    version: int | None = None
-    reason: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,66 +63,35 @@ class TrainStats:
 
 
 def run(options: RunOptions) -> RunResult:
-    return asyncio.run(run_async(options))
+    """Train on the snapshot, publish, and write the result beside the snapshot (also on failure)."""
+    manifest, dataset = snapshot.read(options.snapshot)  # unreadable: raises, and the bot records no result
+    result = _run(options, manifest, dataset)
+    snapshot.write_result(options.snapshot, result)
+    return result
 
 
-async def run_async(options: RunOptions) -> RunResult:
+def _run(options: RunOptions, manifest: Manifest, dataset: FeedbackDataset) -> RunResult:
     registry = ModelRegistry(options.registry, keep=options.keep_versions)
-    async with await Database.open(options.db) as database:
-        repository = Repository(database)
-        try:
-            with registry.training_lock():
-                parent = registry.current_version()  # read under the lock: no other run publishes now
-                # Holding the lock, any run still marked 'running' belongs to a trainer that died.
-                await repository.fail_interrupted_training_runs(reason="interrupted: the trainer process ended mid-run")
-                return await _run_locked(options, registry, repository, parent)
-        except RegistryError as exc:
-            parent = registry.current_version()
-            run_id = await repository.start_training_run(parent_version=parent)
-            await repository.finish_training_run(run_id, status="skipped", reason=str(exc))
-            return RunResult(run_id, "skipped", parent, reason=str(exc))
-
-
-async def _run_locked(options: RunOptions, registry: ModelRegistry, repository: Repository, parent: int) -> RunResult:
-    run_id = await repository.start_training_run(parent_version=parent)
+    parent = manifest.parent
     try:
-        dataset = await load_dataset(repository, options.data, parent=parent)
-        counts = dataset.counts()
-        recorded = {
-            "examples": len(dataset.train),
-            "desirable": dataset.desirable,
-            "undesirable": dataset.undesirable,
-            "held_out": len(dataset.held_out),
-        }
-        reason = readiness(dataset, min_examples=options.data.min_examples)
-        if reason is not None:
-            log.info("training skipped: %s", reason)
-            await repository.finish_training_run(run_id, status="skipped", reason=reason, **recorded)
-            return RunResult(run_id, "skipped", parent, reason=reason)
-        log.info("training on %s", counts)
-        result = await asyncio.to_thread(train_and_publish, options, registry, dataset, parent)
-        await repository.finish_training_run(
-            run_id, status=result.status, reason=result.reason, new_version=result.version, **recorded
-        )
-        return RunResult(run_id, result.status, parent, result.version, result.reason, result.metrics)
+        with registry.training_lock():
+            current = registry.current_version()  # read under the lock: no other run publishes now
+            if current != parent:
+                reason = (
+                    f"version {current} became current after the snapshot was taken on version {parent}; "
+                    "the next run trains on it"
+                )
+                return RunResult(manifest.run, "skipped", parent, reason=reason)
+            log.info("training run %d on version %d: %s", manifest.run, parent, dataset.counts())
+            published = train_and_publish(options, registry, dataset, manifest)
+            return RunResult(
+                manifest.run, published.status, parent, published.version, published.reason, published.metrics
+            )
+    except RegistryError as exc:
+        return RunResult(manifest.run, "skipped", parent, reason=str(exc))
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"[:500]
-        log.exception("training run %d failed", run_id)
-        await repository.finish_training_run(run_id, status="failed", reason=reason)
-        return RunResult(run_id, "failed", parent, reason=reason)
-
-
-async def load_dataset(repository: Repository, config: DataConfig, *, parent: int) -> FeedbackDataset:
-    if config.all_history:
-        votes, corrections = await repository.all_votes(), await repository.corrections()
-    else:
-        votes, corrections = await repository.votes_since(parent), await repository.corrections(since_version=parent)
-    return build_dataset(
-        answers=await repository.feedback_answers(),
-        votes=votes,
-        corrections=corrections,
-        options=BuildOptions(gamma=config.gamma, held_out_fraction=config.held_out_fraction),
-    )
+        log.exception("training run %d failed", manifest.run)
+        return RunResult(manifest.run, "failed", parent, reason=f"{type(exc).__name__}: {exc}"[:500])
 
 
 @dataclass(frozen=True)
@@ -146,17 +103,17 @@ class _Published:
 
 
 def train_and_publish(
-    options: RunOptions, registry: ModelRegistry, dataset: FeedbackDataset, parent: int
+    options: RunOptions, registry: ModelRegistry, dataset: FeedbackDataset, manifest: Manifest
 ) -> _Published:
-    config = options.train
+    config, parent, base_model = options.train, manifest.parent, manifest.base_model
     torch.set_num_threads(config.threads)
     device = training_device(config.device)
-    source = options.base_model if parent == BASE_VERSION else str(registry.get(parent).path)
+    source = base_model if parent == BASE_VERSION else str(registry.get(parent).path)
     with registry.staging() as folder:
         model, tokenizer = load_causal_lm(source, device=device)
         reference, _ = load_causal_lm(source, device=device)
         reference.eval()
-        base = None if parent == BASE_VERSION else _load_base(options.base_model, device)
+        base = None if parent == BASE_VERSION else _load_base(base_model, device)
         scratch = folder / ".scratch"
         model, stats = train_kto(
             model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
@@ -183,8 +140,10 @@ def train_and_publish(
             metrics=metrics,
             counts=dataset.counts(),
             config={
-                "base_model": options.base_model,
-                "data": as_dict(options.data),
+                "base_model": base_model,
+                "run": manifest.run,
+                "vote_cutoff": manifest.vote_cutoff,
+                "data": manifest.data,
                 "train": as_dict(config),
                 "gate": as_dict(options.gate),
             },

@@ -1,0 +1,276 @@
+"""One training run, from the bot's side: snapshot, launch, record.
+
+The bot is the only writer of its database. A run is recorded in ``training_runs``
+when it starts; the dataset it trains on is built here and written with a manifest to
+the artifact store (``THUMBTUNE_ARTIFACTS``, :mod:`trainer.snapshot`); the trainer
+runs as a subprocess (``python -m trainer run --snapshot URI``, or through
+``THUMBTUNE_TRAIN_LAUNCHER``, e.g. ``accelerate launch``), reads only that snapshot and
+the parent model, and writes its result beside the snapshot. The run is then recorded
+from the result: published, rejected, skipped or failed, with the reason.
+
+A trainer that hangs is killed at ``THUMBTUNE_TRAIN_TIMEOUT_S``; one still running
+when the bot stops is killed too; in both cases the run is recorded as failed. A run
+left ``running`` by a bot that died is settled at the next start: from its result if
+the trainer wrote one, else as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import fsspec
+
+import trainer.snapshot as snapshot
+from bot.settings import DataUnavailable, Settings
+from storage.registry import ModelRegistry
+from storage.repository import Repository
+from trainer.config import DataConfig, JobConfig, TrainConfig, to_arguments
+from trainer.requirements import missing_extra
+from trainer.snapshot import RunResult, SnapshotError
+
+log = logging.getLogger(__name__)
+trainer_log = logging.getLogger("thumbtune.trainer")
+
+INTERRUPTED = "interrupted: the bot stopped during the run and the trainer wrote no result"
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    status: str  # published, rejected, skipped, failed, busy
+    reason: str | None = None
+    version: int | None = None  # the version the run produced, if any
+    serving: int | None = None  # the version served after the run (set by bot.loop)
+    run: int | None = None  # the training_runs id
+    metrics: dict[str, Any] = field(default_factory=dict)  # the trainer's, when it wrote a result
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def trainer_configs(settings: Settings) -> tuple[DataConfig, TrainConfig]:
+    """How a run's dataset is built and how it trains, from the bot's settings (the gate keeps its defaults)."""
+    data = DataConfig(
+        min_examples=settings.train_min_examples,
+        gamma=settings.gamma,
+        held_out_fraction=settings.held_out_fraction,
+    )
+    train = TrainConfig(
+        learning_rate=settings.train_learning_rate,
+        epochs=settings.train_epochs,
+        batch_size=settings.train_batch_size,
+        lora=settings.train_lora,
+        device=settings.device,
+        threads=settings.torch_threads,
+    )
+    return data, train
+
+
+def trainer_launcher(settings: Settings) -> list[str]:
+    """What runs ``-m trainer run ...``: the Python interpreter, or ``THUMBTUNE_TRAIN_LAUNCHER``
+    (e.g. ``accelerate launch`` or a wrapper script for a GPU host)."""
+    return shlex.split(settings.train_launcher) if settings.train_launcher else [sys.executable]
+
+
+def trainer_command(settings: Settings, snapshot_uri: str, launcher: Sequence[str] | None = None) -> list[str]:
+    """The command line of one run on the snapshot at ``snapshot_uri``.
+
+    Paths are absolute: the trainer may run in another working folder (a launcher).
+    """
+    _, train = trainer_configs(settings)
+    job = JobConfig(
+        snapshot=snapshot_uri,
+        registry=str(settings.models_dir.resolve()),
+        keep_versions=settings.keep_versions,
+        log_level=settings.log_level,
+    )
+    launcher = trainer_launcher(settings) if launcher is None else list(launcher)
+    return [*launcher, "-m", "trainer", "run", *to_arguments(job, train)]
+
+
+def training_unavailable(settings: Settings) -> str | None:
+    """Why this machine cannot run the trainer; None when it can, or when a launcher
+    (THUMBTUNE_TRAIN_LAUNCHER) runs it with another interpreter, maybe on another host."""
+    return None if settings.train_launcher else missing_extra("training")
+
+
+def check_artifacts(settings: Settings) -> None:
+    """Make sure the artifact store can be written; :class:`DataUnavailable` naming
+    ``THUMBTUNE_ARTIFACTS`` (or the data folder it defaults to) when it cannot."""
+    uri = settings.artifacts_uri
+    try:
+        fs, root = fsspec.core.url_to_fs(uri)
+        fs.makedirs(root, exist_ok=True)
+        probe = f"{root.rstrip('/')}/.write-probe"
+        with fs.open(probe, "wb") as handle:
+            handle.write(b"ok")
+        fs.rm(probe)
+    except (OSError, ValueError, ImportError) as exc:
+        raise DataUnavailable(
+            f"{settings.artifacts_setting}: cannot write the artifact store {uri} ({_why(exc)})"
+        ) from exc
+
+
+class TrainingRuns:
+    """Starts, watches and records training runs for one bot (one run at a time is the caller's rule)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        repository: Repository,
+        registry: ModelRegistry,
+        launcher: Sequence[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.registry = registry
+        self.launcher = list(launcher) if launcher is not None else trainer_launcher(settings)
+
+    async def run(self, *, extra: Sequence[str] = (), relay: bool = True) -> TrainingOutcome:
+        """One run: record it, snapshot its data, run the trainer, record how it ended.
+
+        ``extra``: more trainer options (``thumbtune train --now -- ...``). ``relay``: the
+        trainer's log lines go to the ``thumbtune.trainer`` logger; otherwise all its
+        output goes to this process's stderr (a person at a terminal).
+        """
+        parent = await asyncio.to_thread(self.registry.current_version)
+        run_id = await self.repository.start_training_run(parent_version=parent)
+        try:
+            return await self._run(run_id, parent, extra=extra, relay=relay)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(run_id, "failed", "killed: the bot stopped during the run"))
+            raise
+        except Exception as exc:  # the bot keeps serving; the run says why
+            log.exception("training run %d failed", run_id)
+            return await self._finish(run_id, "failed", f"{type(exc).__name__}: {exc}"[:500])
+
+    async def _run(self, run_id: int, parent: int, *, extra: Sequence[str], relay: bool) -> TrainingOutcome:
+        data, _ = trainer_configs(self.settings)
+        prepared = await snapshot.prepare(
+            self.repository, data, run=run_id, parent=parent, base_model=self.settings.model
+        )
+        dataset = prepared.dataset
+        recorded = {
+            "examples": len(dataset.train),
+            "desirable": dataset.desirable,
+            "undesirable": dataset.undesirable,
+            "held_out": len(dataset.held_out),
+        }
+        if prepared.not_ready is not None:
+            log.info("training skipped: %s", prepared.not_ready)
+            return await self._finish(run_id, "skipped", prepared.not_ready, **recorded)
+        uri = snapshot.run_uri(self.settings.artifacts_uri, run_id)
+        try:
+            size = await asyncio.to_thread(snapshot.write, uri, prepared.manifest, dataset)
+        except OSError as exc:
+            reason = f"cannot write the snapshot to {self.settings.artifacts_setting} ({_why(exc)})"
+            return await self._finish(run_id, "failed", reason, **recorded)
+        log.info("training run %d on version %d: %s (snapshot %d bytes)", run_id, parent, dataset.counts(), size)
+
+        started = time.monotonic()
+        command = [*trainer_command(self.settings, uri, self.launcher), *extra]
+        ended = await self._launch(command, relay=relay)
+        elapsed = time.monotonic() - started
+        try:
+            result = await asyncio.to_thread(snapshot.read_result, uri)
+        except SnapshotError as exc:
+            result, ended = None, f"its result could not be read: {exc}"
+        outcome = _outcome(result, ended)
+        log.log(
+            logging.ERROR if outcome.status == "failed" else logging.INFO,
+            "training run %d %s after %.0f s%s",
+            run_id,
+            outcome.status,
+            elapsed,
+            f": {outcome.reason}" if outcome.reason else "",
+        )
+        finished = await self._finish(run_id, outcome.status, outcome.reason, version=outcome.version, **recorded)
+        return replace(finished, metrics=outcome.metrics)
+
+    async def _launch(self, command: list[str], *, relay: bool) -> str | None:
+        """Run the trainer to its end; None when it exited by itself with code 0, else what went wrong."""
+        log.debug("trainer command: %s", shlex.join(command))
+        if relay:
+            process = await asyncio.create_subprocess_exec(
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+        else:  # its stdout too goes to stderr: this process's stdout is for the run's result
+            process = await asyncio.create_subprocess_exec(*command, stdout=sys.stderr.fileno())
+        relays = [
+            asyncio.create_task(_relay(stream, level))
+            for stream, level in ((process.stderr, logging.INFO), (process.stdout, logging.DEBUG))
+            if stream is not None
+        ]
+        try:
+            await asyncio.wait_for(process.wait(), timeout=self.settings.train_timeout_s)
+        except asyncio.TimeoutError:
+            await _kill(process)
+            return f"timed out after {self.settings.train_timeout_s:g} s and was killed"
+        except asyncio.CancelledError:
+            await asyncio.shield(_kill(process))
+            raise
+        finally:
+            await asyncio.gather(*relays, return_exceptions=True)
+        return None if process.returncode == 0 else f"exited with code {process.returncode}"
+
+    async def settle_interrupted(self) -> int:
+        """Record the runs a previous bot left ``running``: from the result its trainer
+        wrote, if any, else as failed. How many were settled."""
+        settled = 0
+        for run_id in await self.repository.running_training_runs():
+            uri = snapshot.run_uri(self.settings.artifacts_uri, run_id)
+            try:
+                result = await asyncio.to_thread(snapshot.read_result, uri)
+            except (SnapshotError, OSError) as exc:
+                log.warning("training run %d: its result could not be read (%s)", run_id, exc)
+                result = None
+            if result is None:
+                await self._finish(run_id, "failed", INTERRUPTED)
+            else:
+                await self._finish(run_id, result.status, result.reason, version=result.version)
+            settled += 1
+        if settled:
+            log.info("settled %d training run(s) left running by the last start", settled)
+        return settled
+
+    async def _finish(
+        self, run_id: int, status: str, reason: str | None, *, version: int | None = None, **recorded: int
+    ) -> TrainingOutcome:
+        await self.repository.finish_training_run(run_id, status=status, reason=reason, new_version=version, **recorded)
+        return TrainingOutcome(status, reason, version, run=run_id)
+
+
+def _outcome(result: RunResult | None, ended: str | None) -> TrainingOutcome:
+    """How the run ended: the trainer's result (it stands even if the process then hung or
+    crashed), else a failure saying how the process ended."""
+    if result is not None:
+        return TrainingOutcome(result.status, result.reason, result.version, metrics=result.metrics)
+    return TrainingOutcome("failed", f"the trainer {ended or 'exited with code 0'} without writing a result")
+
+
+async def _relay(stream: asyncio.StreamReader, level: int) -> None:
+    async for raw in stream:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            trainer_log.log(level, "%s", line)
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    await process.wait()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {exc}"

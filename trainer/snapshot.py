@@ -1,0 +1,176 @@
+"""What the bot hands a training run and what the run hands back, through the artifact store.
+
+The bot is the only writer of its database. For each run it writes a **snapshot** to
+``<THUMBTUNE_ARTIFACTS>/runs/<run id>/``: ``dataset.json`` (prompts, answers, their
+rewards and labels, preference pairs, the held-out split; texts only, never a person
+key) and ``manifest.json`` (run id, parent version, vote cut-off, the data options, the
+counts). The trainer (``python -m trainer run --snapshot URI``) reads only that and the
+parent model, and writes ``result.json`` beside them; the bot records the run from it.
+So the trainer never opens SQLite, and can run wherever the store can be reached.
+
+The store is any fsspec URI: a local folder (the default), ``file://``, ``s3://``,
+``gs://``... The manifest is written last, so a snapshot cut short has none and is
+refused; the bot reads ``result.json`` only after the job has ended.
+
+Light on purpose (the standard library, fsspec and the pure dataset types): the bot
+writes snapshots without the train extra, e.g. for a trainer on a GPU host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+
+from storage.repository import Repository
+from trainer.config import DataConfig, as_dict
+from trainer.dataset import BuildOptions, Example, FeedbackDataset, Pair, build_dataset, readiness
+
+FORMAT = 1  # bumped when the files change shape; a trainer refuses a format it does not know
+MANIFEST = "manifest.json"
+DATASET = "dataset.json"
+RESULT = "result.json"
+
+
+class SnapshotError(Exception):
+    """A snapshot or a result that cannot be read: missing, damaged, or of an unknown format."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    run: int  # the bot's training_runs id
+    parent: int  # the version trained on; the run is skipped if another became current meanwhile
+    vote_cutoff: float  # Unix time: the votes cast before it are in the snapshot
+    base_model: str  # version 0
+    data: dict[str, Any] = field(default_factory=dict)  # the DataConfig the dataset was built with
+    counts: dict[str, int] = field(default_factory=dict)
+    created_at: float = 0.0
+    format: int = FORMAT
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: published, rejected, skipped or failed, with the reason."""
+
+    run: int
+    status: str
+    parent: int
+    version: int | None = None
+    reason: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_uri(store: str, run_id: int) -> str:
+    """Where run ``run_id``'s snapshot and result live in the store ``store``."""
+    return f"{store.rstrip('/')}/runs/{run_id:06d}"
+
+
+async def collect(repository: Repository, config: DataConfig, *, parent: int) -> FeedbackDataset:
+    """The dataset a run on ``parent`` trains on, read from the bot's database."""
+    if config.all_history:
+        votes, corrections = await repository.all_votes(), await repository.corrections()
+    else:
+        votes, corrections = await repository.votes_since(parent), await repository.corrections(since_version=parent)
+    return build_dataset(
+        answers=await repository.feedback_answers(),
+        votes=votes,
+        corrections=corrections,
+        options=BuildOptions(gamma=config.gamma, held_out_fraction=config.held_out_fraction),
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run's dataset and manifest, or why there is nothing to train on."""
+
+    dataset: FeedbackDataset
+    manifest: Manifest
+    not_ready: str | None  # the reason to skip, or None
+
+
+async def prepare(repository: Repository, config: DataConfig, *, run: int, parent: int, base_model: str) -> Prepared:
+    cutoff = time.time()
+    dataset = await collect(repository, config, parent=parent)
+    manifest = Manifest(
+        run=run,
+        parent=parent,
+        vote_cutoff=cutoff,
+        base_model=base_model,
+        data=as_dict(config),
+        counts=dataset.counts(),
+        created_at=time.time(),
+    )
+    return Prepared(dataset, manifest, readiness(dataset, min_examples=config.min_examples))
+
+
+def write(uri: str, manifest: Manifest, dataset: FeedbackDataset) -> int:
+    """Write a run's snapshot to ``uri``; the bytes written. The manifest goes last."""
+    fs, root = fsspec.core.url_to_fs(uri)
+    fs.makedirs(root, exist_ok=True)
+    written = _put(fs, f"{root}/{DATASET}", dataclasses.asdict(dataset))
+    return written + _put(fs, f"{root}/{MANIFEST}", dataclasses.asdict(manifest))
+
+
+def read(uri: str) -> tuple[Manifest, FeedbackDataset]:
+    """A run's snapshot, as :func:`write` left it."""
+    fs, root = fsspec.core.url_to_fs(uri)
+    manifest = _get(fs, f"{root}/{MANIFEST}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise SnapshotError(f"{uri}: snapshot format {found!r}, this trainer reads format {FORMAT}")
+    data = _get(fs, f"{root}/{DATASET}")
+    try:
+        dataset = FeedbackDataset(
+            train=tuple(Example(**item) for item in data["train"]),
+            held_out=tuple(Example(**item) for item in data["held_out"]),
+            train_pairs=tuple(Pair(**item) for item in data["train_pairs"]),
+            held_out_pairs=tuple(Pair(**item) for item in data["held_out_pairs"]),
+            skipped_ties=int(data["skipped_ties"]),
+            excluded=int(data["excluded"]),
+        )
+        return Manifest(**manifest), dataset
+    except (KeyError, TypeError) as exc:
+        raise SnapshotError(f"{uri}: damaged snapshot ({type(exc).__name__}: {exc})") from None
+
+
+def write_result(uri: str, result: RunResult) -> None:
+    fs, root = fsspec.core.url_to_fs(uri)
+    fs.makedirs(root, exist_ok=True)
+    _put(fs, f"{root}/{RESULT}", result.as_dict())
+
+
+def read_result(uri: str) -> RunResult | None:
+    """The run's result; None when the trainer wrote none (it died, or never started)."""
+    fs, root = fsspec.core.url_to_fs(uri)
+    path = f"{root}/{RESULT}"
+    if not fs.exists(path):
+        return None
+    data = _get(fs, path)
+    try:
+        return RunResult(**data)
+    except TypeError as exc:
+        raise SnapshotError(f"{uri}: damaged result ({exc})") from None
+
+
+def _put(fs: Any, path: str, value: Any) -> int:
+    data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    with fs.open(path, "wb") as handle:
+        handle.write(data)
+    return len(data)
+
+
+def _get(fs: Any, path: str) -> Any:
+    try:
+        with fs.open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"{path}: not JSON ({exc})") from None
