@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml setup.py requirements/torch-cpu.txt bot/generation/_mat
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU torch wheel first, so nothing below pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet -r requirements/torch-cpu.txt
-	$(PY) -m pip install --quiet -e '.[train,dev]'
+	$(PY) -m pip install --quiet -e '.[train,ray,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -78,7 +79,8 @@ class Loop:
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        await self.runs.settle_interrupted()
+        for run_id in await self.runs.interrupted():  # left running by the last start
+            self._in_background(self._settle(run_id))
         trigger = self._trigger()
         if trigger is not None and not self.unavailable:
             check_artifacts(self.settings)  # a store that cannot be written stops start-up, not the first run
@@ -124,6 +126,21 @@ class Loop:
         for task in [*self._background, *running]:
             task.cancel()
         await asyncio.gather(*self._background, *running, return_exceptions=True)
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _settle(self, run_id: int) -> TrainingOutcome:
+        """Record a run the last start left running (waiting for its Ray job if it is still going)."""
+        async with self._training:  # no new run meanwhile
+            try:
+                outcome = await self.runs.settle(run_id)
+                await self.check_registry()
+            finally:
+                await self._count_run()
+        return outcome
 
     def _trigger(self) -> CronTrigger | IntervalTrigger | None:
         if self.settings.train_cron:
@@ -237,9 +254,7 @@ class Loop:
             return f"I can't train on this machine: {self.unavailable}."
         if self._training.locked():
             return "A training run is already going; I'll switch when it passes the gate."
-        task = asyncio.create_task(self.run_training())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self.run_training())
         return "Training started. I'll switch to the new version if it passes the eval gate."
 
     async def models(self) -> str:

@@ -113,6 +113,17 @@ class Settings(BaseSettings):
     train_min_new_votes: int = Field(20, ge=0)
     train_timeout_s: float = Field(3600.0, gt=0.0)
     train_launcher: str = Field("", description="replaces the Python interpreter, e.g. 'accelerate launch'")
+    train_backend: Literal["local", "ray"] = Field(
+        "local", description="local: a subprocess here; ray: a job on the Ray cluster at THUMBTUNE_RAY_ADDRESS"
+    )
+    ray_address: str | None = Field(None, description="the Ray head's dashboard address, e.g. http://gpu-host:8265")
+    ray_gpus: float | None = Field(
+        None, ge=0.0, description="GPUs a Ray training job asks for (default: 1 with THUMBTUNE_DEVICE=cuda, else 0)"
+    )
+    ray_cpus: float = Field(1.0, ge=0.0, description="CPUs a Ray training job asks for")
+    ray_runtime_env: dict[str, Any] | None = Field(
+        None, description='the Ray job\'s runtime_env as JSON, e.g. {"pip": ["thumbtune[train]"]}'
+    )
     registry_poll_s: float = Field(30.0, ge=0.0, description="0 = do not watch the registry")
     announce_channel: str | None = Field(None, description="Slack/Discord channel id for 'new version live'")
     keep_versions: int = Field(JobConfig.keep_versions, ge=1, le=1000)
@@ -191,6 +202,14 @@ class Settings(BaseSettings):
         overlap = {name for name in self.flag_emoji if normalize_emoji(name) in rating}
         if overlap:
             raise ValueError(f"THUMBTUNE_FLAG_EMOJI: {', '.join(sorted(overlap))} is also a rating emoji")
+        return self
+
+    @model_validator(mode="after")
+    def _check_ray(self) -> Settings:
+        if self.train_backend == "ray" and not self.ray_address:
+            raise ValueError(
+                "THUMBTUNE_RAY_ADDRESS: needed with THUMBTUNE_TRAIN_BACKEND=ray (e.g. http://gpu-host:8265)"
+            )
         return self
 
     @field_validator("train_cron")

@@ -8,17 +8,19 @@ runs as a subprocess (``python -m trainer run --snapshot URI``, or through
 the parent model, and writes its result beside the snapshot. The run is then recorded
 from the result: published, rejected, skipped or failed, with the reason.
 
-A trainer that hangs is killed at ``THUMBTUNE_TRAIN_TIMEOUT_S``; one still running
-when the bot stops is killed too; in both cases the run is recorded as failed. A run
-left ``running`` by a bot that died is settled at the next start: from its result if
-the trainer wrote one, else as failed.
+Where the trainer runs is the backend's business (bot.training_backends: a subprocess
+here, or a Ray job). A trainer that hangs is stopped at ``THUMBTUNE_TRAIN_TIMEOUT_S``;
+one still running when the bot stops is stopped too; in both cases the run is recorded
+as failed. A run left ``running`` by a bot that died is settled at the next start: a Ray
+job still going is waited for again, then the run is recorded from its result if the
+trainer wrote one, else as failed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import importlib.util
 import logging
 import shlex
 import sys
@@ -31,6 +33,7 @@ import fsspec
 
 import trainer.snapshot as snapshot
 from bot.settings import DataUnavailable, Settings
+from bot.training_backends import GONE, RAY_INSTALL_HINT, Backend, BackendUnavailable, backend_for
 from storage.registry import ModelRegistry
 from storage.repository import Repository
 from trainer.config import DataConfig, JobConfig, TrainConfig, to_arguments
@@ -38,7 +41,6 @@ from trainer.requirements import missing_extra
 from trainer.snapshot import RunResult, SnapshotError
 
 log = logging.getLogger(__name__)
-trainer_log = logging.getLogger("thumbtune.trainer")
 
 INTERRUPTED = "interrupted: the bot stopped during the run and the trainer wrote no result"
 
@@ -75,9 +77,11 @@ def trainer_configs(settings: Settings) -> tuple[DataConfig, TrainConfig]:
 
 
 def trainer_launcher(settings: Settings) -> list[str]:
-    """What runs ``-m trainer run ...``: the Python interpreter, or ``THUMBTUNE_TRAIN_LAUNCHER``
-    (e.g. ``accelerate launch`` or a wrapper script for a GPU host)."""
-    return shlex.split(settings.train_launcher) if settings.train_launcher else [sys.executable]
+    """What runs ``-m trainer run ...``: ``THUMBTUNE_TRAIN_LAUNCHER`` (e.g. ``accelerate
+    launch``) when set; else this Python, or on Ray the cluster's ``python``."""
+    if settings.train_launcher:
+        return shlex.split(settings.train_launcher)
+    return ["python"] if settings.train_backend == "ray" else [sys.executable]
 
 
 def trainer_command(settings: Settings, snapshot_uri: str, launcher: Sequence[str] | None = None) -> list[str]:
@@ -97,8 +101,12 @@ def trainer_command(settings: Settings, snapshot_uri: str, launcher: Sequence[st
 
 
 def training_unavailable(settings: Settings) -> str | None:
-    """Why this machine cannot run the trainer; None when it can, or when a launcher
-    (THUMBTUNE_TRAIN_LAUNCHER) runs it with another interpreter, maybe on another host."""
+    """Why the trainer cannot run; None when it can here, or when it runs elsewhere (a Ray
+    cluster, or THUMBTUNE_TRAIN_LAUNCHER with another interpreter, maybe on another host)."""
+    if settings.train_backend == "ray":
+        if importlib.util.find_spec("ray") is None:
+            return f"THUMBTUNE_TRAIN_BACKEND=ray needs the ray extra, which is not installed here: {RAY_INSTALL_HINT}"
+        return None
     return None if settings.train_launcher else missing_extra("training")
 
 
@@ -129,11 +137,13 @@ class TrainingRuns:
         repository: Repository,
         registry: ModelRegistry,
         launcher: Sequence[str] | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.settings = settings
         self.repository = repository
         self.registry = registry
         self.launcher = list(launcher) if launcher is not None else trainer_launcher(settings)
+        self.backend = backend if backend is not None else backend_for(settings)
 
     async def run(self, *, extra: Sequence[str] = (), relay: bool = True) -> TrainingOutcome:
         """One run: record it, snapshot its data, run the trainer, record how it ended.
@@ -178,69 +188,53 @@ class TrainingRuns:
 
         started = time.monotonic()
         command = [*trainer_command(self.settings, uri, self.launcher), *extra]
-        ended = await self._launch(command, relay=relay)
-        elapsed = time.monotonic() - started
+        try:
+            ended = await self.backend.run(command, run_id=run_id, relay=relay, timeout_s=self.settings.train_timeout_s)
+        except BackendUnavailable as exc:
+            log.error("training run %d could not start: %s", run_id, exc)
+            return await self._finish(run_id, "failed", str(exc), **recorded)
+        return await self._record(run_id, ended, started=started, **recorded)
+
+    async def _record(self, run_id: int, ended: str | None, *, started: float, **recorded: int) -> TrainingOutcome:
+        """Record how run ``run_id`` ended, from the result its trainer wrote (if any)."""
+        uri = snapshot.run_uri(self.settings.artifacts_uri, run_id)
         try:
             result = await asyncio.to_thread(snapshot.read_result, uri)
-        except SnapshotError as exc:
-            result, ended = None, f"its result could not be read: {exc}"
+        except (SnapshotError, OSError) as exc:
+            result, ended = None, f"{ended or 'ended'}; its result could not be read ({exc})"
         outcome = _outcome(result, ended)
         log.log(
             logging.ERROR if outcome.status == "failed" else logging.INFO,
             "training run %d %s after %.0f s%s",
             run_id,
             outcome.status,
-            elapsed,
+            time.monotonic() - started,
             f": {outcome.reason}" if outcome.reason else "",
         )
         finished = await self._finish(run_id, outcome.status, outcome.reason, version=outcome.version, **recorded)
         return replace(finished, metrics=outcome.metrics)
 
-    async def _launch(self, command: list[str], *, relay: bool) -> str | None:
-        """Run the trainer to its end; None when it exited by itself with code 0, else what went wrong."""
-        log.debug("trainer command: %s", shlex.join(command))
-        if relay:
-            process = await asyncio.create_subprocess_exec(
-                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-            )
-        else:  # its stdout too goes to stderr: this process's stdout is for the run's result
-            process = await asyncio.create_subprocess_exec(*command, stdout=sys.stderr.fileno())
-        relays = [
-            asyncio.create_task(_relay(stream, level))
-            for stream, level in ((process.stderr, logging.INFO), (process.stdout, logging.DEBUG))
-            if stream is not None
-        ]
-        try:
-            await asyncio.wait_for(process.wait(), timeout=self.settings.train_timeout_s)
-        except asyncio.TimeoutError:
-            await _kill(process)
-            return f"timed out after {self.settings.train_timeout_s:g} s and was killed"
-        except asyncio.CancelledError:
-            await asyncio.shield(_kill(process))
-            raise
-        finally:
-            await asyncio.gather(*relays, return_exceptions=True)
-        return None if process.returncode == 0 else f"exited with code {process.returncode}"
+    async def interrupted(self) -> list[int]:
+        """Runs a previous bot left ``running``, oldest first (see :meth:`settle`)."""
+        return await self.repository.running_training_runs()
 
-    async def settle_interrupted(self) -> int:
-        """Record the runs a previous bot left ``running``: from the result its trainer
-        wrote, if any, else as failed. How many were settled."""
-        settled = 0
-        for run_id in await self.repository.running_training_runs():
-            uri = snapshot.run_uri(self.settings.artifacts_uri, run_id)
-            try:
-                result = await asyncio.to_thread(snapshot.read_result, uri)
-            except (SnapshotError, OSError) as exc:
-                log.warning("training run %d: its result could not be read (%s)", run_id, exc)
-                result = None
-            if result is None:
-                await self._finish(run_id, "failed", INTERRUPTED)
-            else:
-                await self._finish(run_id, result.status, result.reason, version=result.version)
-            settled += 1
-        if settled:
-            log.info("settled %d training run(s) left running by the last start", settled)
-        return settled
+    async def settle(self, run_id: int) -> TrainingOutcome:
+        """Record a run a previous bot left ``running``: a job still going on the backend (Ray)
+        is waited for again; then the run is recorded from the result its trainer wrote,
+        else as failed. The job is never started a second time."""
+        started = time.monotonic()
+        try:
+            ended = await self.backend.reattach(run_id, timeout_s=self.settings.train_timeout_s)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(run_id, "failed", "killed: the bot stopped during the run"))
+            raise
+        except BackendUnavailable as exc:
+            log.warning("training run %d: cannot ask the backend about it (%s)", run_id, exc)
+            ended = GONE
+        outcome = await self._record(run_id, None if ended == GONE else ended, started=started)
+        if ended == GONE and outcome.status == "failed":  # no job and no result
+            return await self._finish(run_id, "failed", INTERRUPTED)
+        return outcome
 
     async def _finish(
         self, run_id: int, status: str, reason: str | None, *, version: int | None = None, **recorded: int
@@ -255,19 +249,6 @@ def _outcome(result: RunResult | None, ended: str | None) -> TrainingOutcome:
     if result is not None:
         return TrainingOutcome(result.status, result.reason, result.version, metrics=result.metrics)
     return TrainingOutcome("failed", f"the trainer {ended or 'exited with code 0'} without writing a result")
-
-
-async def _relay(stream: asyncio.StreamReader, level: int) -> None:
-    async for raw in stream:
-        line = raw.decode("utf-8", "replace").rstrip()
-        if line:
-            trainer_log.log(level, "%s", line)
-
-
-async def _kill(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        process.kill()
-    await process.wait()
 
 
 def _why(exc: BaseException) -> str:

@@ -140,6 +140,7 @@ async def test_runs_left_running_by_a_dead_bot_are_settled_at_the_next_start(set
     written = snapshot.RunResult(run=finished, status="rejected", parent=0, version=1, reason="perplexity")
     snapshot.write_result(snapshot.run_uri(settings.artifacts_uri, finished), written)
     async with open_runtime(settings) as runtime:
+        await wait_for(lambda: runtime.loop.runs_finished >= 2)
         runs = await _runs(runtime)
     assert runs == [("failed", 0, None, INTERRUPTED), ("rejected", 0, 1, "perplexity")]  # newest first
 
