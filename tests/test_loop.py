@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import sys
 import time
@@ -150,6 +151,21 @@ async def test_an_unwritable_artifact_store_stops_start_up_with_one_clear_line(s
     with pytest.raises(DataUnavailable, match="THUMBTUNE_ARTIFACTS: cannot write the artifact store /proc/"):
         async with open_runtime(blocked):
             pass
+
+
+async def test_a_two_process_run_trains_shards_and_only_rank_0_publishes_and_reports(runtime):
+    # torchrun is what `accelerate launch --multi_gpu` runs underneath: the same RANK / WORLD_SIZE.
+    torchrun = Path(sys.executable).with_name("torchrun")
+    runtime.loop.runs.launcher = [str(torchrun), "--standalone", "--nproc_per_node", "2"]
+    await seed_preference(runtime.repository, answers=40)
+    outcome = await runtime.loop.run_training()
+    assert outcome.status in ("published", "rejected") and outcome.version == 1, outcome.reason
+    assert outcome.metrics["processes"] == 2
+    _, dataset = snapshot.read(snapshot.run_uri(runtime.settings.artifacts_uri, outcome.run))
+    # Each of the two ranks took its own half of every step's examples: half the steps of one process.
+    assert outcome.metrics["train_steps"] == math.ceil(len(dataset.train) / (2 * runtime.settings.train_batch_size))
+    assert [v.version for v in runtime.loop.registry.versions()] == [1]  # published once
+    assert (await _runs(runtime))[0][:3] == (outcome.status, 0, 1)
 
 
 async def test_the_watcher_picks_up_a_version_published_elsewhere_without_losing_requests(runtime, tiny_model_dir):

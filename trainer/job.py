@@ -10,10 +10,14 @@ registry removes; ``versions/`` and the current pointer are untouched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,35 +67,86 @@ class TrainStats:
 
 
 def run(options: RunOptions) -> RunResult:
-    """Train on the snapshot, publish, and write the result beside the snapshot (also on failure)."""
+    """Train on the snapshot, publish, and write the result beside the snapshot (also on failure).
+
+    Under a multi-process launcher (``torchrun``, ``accelerate launch --multi_gpu``) every
+    rank trains on its shard of the data; only rank 0 holds the registry's lock, runs the
+    gate, publishes and writes the result, so a run is published and recorded once.
+    """
     manifest, dataset = snapshot.read(options.snapshot)  # unreadable: raises, and the bot records no result
-    result = _run(options, manifest, dataset)
-    snapshot.write_result(options.snapshot, result)
+    ranks = Ranks.from_environment()
+    result = _run(options, manifest, dataset, ranks)
+    if ranks.main:
+        snapshot.write_result(options.snapshot, result)
     return result
 
 
-def _run(options: RunOptions, manifest: Manifest, dataset: FeedbackDataset) -> RunResult:
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the launcher's processes (one, unless a launcher started more)."""
+
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> Ranks:
+        """From the variables torchrun and ``accelerate launch`` set (RANK, WORLD_SIZE, LOCAL_RANK)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        return cls(rank=int(os.environ.get("RANK", "0")), world=world, local=int(os.environ.get("LOCAL_RANK", "0")))
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value``, on every rank (the process group starts here when it has not yet)."""
+        if self.world == 1:
+            return value
+        from accelerate import PartialState
+        from accelerate.utils import broadcast_object_list
+
+        PartialState()  # joins the launcher's process group (gloo on CPU, NCCL on GPUs)
+        shared = [value]
+        broadcast_object_list(shared, from_process=0)
+        return shared[0]
+
+
+def _run(options: RunOptions, manifest: Manifest, dataset: FeedbackDataset, ranks: Ranks) -> RunResult:
     registry = ModelRegistry(options.registry, keep=options.keep_versions)
     parent = manifest.parent
-    try:
-        with registry.training_lock():
-            current = registry.current_version()  # read under the lock: no other run publishes now
-            if current != parent:
-                reason = (
-                    f"version {current} became current after the snapshot was taken on version {parent}; "
-                    "the next run trains on it"
-                )
-                return RunResult(manifest.run, "skipped", parent, reason=reason)
-            log.info("training run %d on version %d: %s", manifest.run, parent, dataset.counts())
-            published = train_and_publish(options, registry, dataset, manifest)
+    with contextlib.ExitStack() as held:
+        skip: str | None = None
+        if ranks.main:
+            try:
+                held.enter_context(registry.training_lock())
+                current = registry.current_version()  # read under the lock: no other run publishes now
+                if current != parent:
+                    skip = (
+                        f"version {current} became current after the snapshot was taken on version {parent}; "
+                        "the next run trains on it"
+                    )
+            except RegistryError as exc:
+                skip = str(exc)
+        skip = ranks.share(skip)  # every rank skips, or none
+        if skip is not None:
+            return RunResult(manifest.run, "skipped", parent, reason=skip)
+        try:
+            if ranks.main:
+                log.info("training run %d on version %d: %s", manifest.run, parent, dataset.counts())
+            if ranks.world > 1:
+                log.info("rank %d of %d", ranks.rank, ranks.world)
+            published = train_and_publish(options, registry, dataset, manifest, ranks)
+            if published is None:  # not rank 0: it trained its shard; rank 0 reports
+                return RunResult(manifest.run, "trained", parent, reason=f"rank {ranks.rank} of {ranks.world}")
             return RunResult(
                 manifest.run, published.status, parent, published.version, published.reason, published.metrics
             )
-    except RegistryError as exc:
-        return RunResult(manifest.run, "skipped", parent, reason=str(exc))
-    except Exception as exc:
-        log.exception("training run %d failed", manifest.run)
-        return RunResult(manifest.run, "failed", parent, reason=f"{type(exc).__name__}: {exc}"[:500])
+        except Exception as exc:
+            log.exception("training run %d failed", manifest.run)
+            return RunResult(manifest.run, "failed", parent, reason=f"{type(exc).__name__}: {exc}"[:500])
 
 
 @dataclass(frozen=True)
@@ -103,22 +158,27 @@ class _Published:
 
 
 def train_and_publish(
-    options: RunOptions, registry: ModelRegistry, dataset: FeedbackDataset, manifest: Manifest
-) -> _Published:
+    options: RunOptions, registry: ModelRegistry, dataset: FeedbackDataset, manifest: Manifest, ranks: Ranks = Ranks()
+) -> _Published | None:
+    """Train; on rank 0 also gate and publish (None on the other ranks)."""
     config, parent, base_model = options.train, manifest.parent, manifest.base_model
     torch.set_num_threads(config.threads)
-    device = training_device(config.device)
+    device = training_device(config.device, local_rank=ranks.local if ranks.world > 1 else None)
     source = base_model if parent == BASE_VERSION else str(registry.get(parent).path)
-    with registry.staging() as folder:
+    # Only rank 0 writes into the registry; the others need a scratch folder for TRL alone.
+    folder_of = registry.staging() if ranks.main else _scratch_folder()
+    with folder_of as folder:
         model, tokenizer = load_causal_lm(source, device=device)
         reference, _ = load_causal_lm(source, device=device)
         reference.eval()
-        base = None if parent == BASE_VERSION else _load_base(base_model, device)
         scratch = folder / ".scratch"
         model, stats = train_kto(
             model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
         )
         shutil.rmtree(scratch, ignore_errors=True)
+        if not ranks.main:
+            return None
+        base = None if parent == BASE_VERSION else _load_base(base_model, device)
         gate = run_gate(
             candidate=model,
             parent=reference,
@@ -132,7 +192,7 @@ def train_and_publish(
         )
         save_model(model, tokenizer, folder)
         status = PUBLISHED if gate.passed else REJECTED
-        metrics = {**stats.as_dict(), **gate.metrics()}
+        metrics = {**stats.as_dict(), **gate.metrics(), "processes": ranks.world}
         info = registry.publish(
             folder,
             parent=parent,
@@ -151,6 +211,12 @@ def train_and_publish(
         )
     _log_gate(info.version, gate)
     return _Published(status, info.version, "; ".join(gate.reasons) or None, metrics)
+
+
+@contextlib.contextmanager
+def _scratch_folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="thumbtune-rank-") as folder:
+        yield Path(folder)
 
 
 def train_kto(
@@ -233,7 +299,7 @@ def train_kto(
     if not isinstance(trained, PreTrainedModel):
         raise TypeError(f"training ended with a {type(trained).__name__}, not a transformers model")
     trained.eval()
-    examples = steps * config.batch_size / max(seconds, 1e-9)
+    examples = steps * config.batch_size * trainer.args.world_size / max(seconds, 1e-9)  # all processes
     return trained, TrainStats(
         steps=steps,
         seconds=seconds,

@@ -8,11 +8,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 
-def training_device(device: str) -> torch.device:
+def training_device(device: str, *, local_rank: int | None = None) -> torch.device:
+    """The device to train on; with several processes on one host, this process's own GPU."""
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda but torch sees no CUDA device")
     if device in ("cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", local_rank) if local_rank is not None else torch.device("cuda")
     return torch.device("cpu")
 
 
