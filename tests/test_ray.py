@@ -1,7 +1,8 @@
 """Training on a Ray cluster: a real local Ray head, real jobs through the Ray Jobs API.
 
 The module starts one Ray head (``ray start --head --block`` on free ports, in a temp
-folder) and stops it at the end by ending the process group it started, nothing else.
+folder; bench.ray_head) and stops it at the end by ending the process group it started,
+nothing else.
 Jobs run the real trainer on the tiny model, or a tiny Python program where a test
 needs a job that fails, hangs or writes no result.
 """
@@ -10,12 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +19,7 @@ from typing import Any
 import pytest
 from ray.job_submission import JobStatus, JobSubmissionClient  # the ray extra; `make test` installs it
 
+from bench.ray_head import free_port, local_ray_head
 from bot.app import open_runtime
 from bot.events import IncomingPrompt
 from bot.settings import SettingsError, load_settings
@@ -38,69 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
     """A Ray head on this machine (its dashboard address); stopped by ending what it started."""
-    ray = Path(sys.executable).with_name("ray")
-    temp = tempfile.mkdtemp(prefix="ttray-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    port, dashboard = _free_port(), _free_port()
-    log = open(Path(temp) / "head.log", "wb")  # noqa: SIM115 - closed at teardown
-    head = subprocess.Popen(
-        [
-            str(ray),
-            "start",
-            "--head",
-            "--block",
-            "--num-cpus",
-            "2",
-            "--disable-usage-stats",
-            "--include-dashboard",
-            "true",
-            "--dashboard-host",
-            "127.0.0.1",
-            "--dashboard-port",
-            str(dashboard),
-            "--port",
-            str(port),
-            "--temp-dir",
-            temp,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the teardown ends exactly what it started
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-    )
-    address = f"http://127.0.0.1:{dashboard}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                JobSubmissionClient(address)
-                break
-            except Exception:
-                if head.poll() is not None or time.monotonic() > deadline:
-                    head_log = (Path(temp) / "head.log").read_text()[-2000:]
-                    raise AssertionError(f"the Ray head did not start: {head_log}") from None
-                time.sleep(0.5)
+    with local_ray_head() as address:
         yield address
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        log.close()
-        # Ray's own processes (raylet, GCS, dashboard) end with the group; make sure.
-        leftover = subprocess.run(["pgrep", "-f", temp], capture_output=True, text=True).stdout.split()
-        for pid in leftover:
-            os.kill(int(pid), signal.SIGKILL)
 
 
 @pytest.fixture
@@ -178,7 +117,7 @@ async def test_a_job_without_a_result_is_failed_not_published(ray_env):
 
 async def test_an_unreachable_ray_head_is_a_recorded_failure_and_the_bot_keeps_serving(settings_env, monkeypatch):
     monkeypatch.setenv("THUMBTUNE_TRAIN_BACKEND", "ray")
-    monkeypatch.setenv("THUMBTUNE_RAY_ADDRESS", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("THUMBTUNE_RAY_ADDRESS", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("THUMBTUNE_TRAIN_EVERY_MINUTES", "0")
     async with open_runtime(load_settings()) as runtime:
         await seed_preference(runtime.repository, answers=40)
