@@ -5,8 +5,10 @@ when it starts; the dataset it trains on is built here and written with a manife
 the artifact store (``THUMBTUNE_ARTIFACTS``, :mod:`trainer.snapshot`); the trainer
 runs as a subprocess (``python -m trainer run --snapshot URI``, or through
 ``THUMBTUNE_TRAIN_LAUNCHER``, e.g. ``accelerate launch``), reads only that snapshot and
-the parent model, and writes its result beside the snapshot. The run is then recorded
-from the result: published, rejected, skipped or failed, with the reason.
+the parent model, writes the new version into the registry and its result beside the
+snapshot. The run is then recorded from the result (published, rejected, skipped or
+failed, with the reason) and only then does a published version become current: a
+trainer that wrote no result serves nothing.
 
 Where the trainer runs is the backend's business (bot.training_backends: a subprocess
 here, or a Ray job). A trainer that hangs is stopped at ``THUMBTUNE_TRAIN_TIMEOUT_S``;
@@ -34,7 +36,7 @@ import fsspec
 import trainer.snapshot as snapshot
 from bot.settings import DataUnavailable, Settings
 from bot.training_backends import GONE, RAY_INSTALL_HINT, Backend, BackendUnavailable, backend_for
-from storage.registry import ModelRegistry
+from storage.registry import PUBLISHED, ModelRegistry
 from storage.repository import Repository
 from trainer.config import DataConfig, JobConfig, TrainConfig, to_arguments
 from trainer.requirements import missing_extra
@@ -212,6 +214,9 @@ class TrainingRuns:
             f": {outcome.reason}" if outcome.reason else "",
         )
         finished = await self._finish(run_id, outcome.status, outcome.reason, version=outcome.version, **recorded)
+        if outcome.status == PUBLISHED and outcome.version is not None:
+            # Recorded first, then served: the pointer moves last, once, whatever happens next.
+            await asyncio.to_thread(self.registry.make_current, outcome.version)
         return replace(finished, metrics=outcome.metrics)
 
     async def interrupted(self) -> list[int]:

@@ -168,12 +168,20 @@ class ModelRegistry:
                     raise RegistryError("the base model (version 0) is current; there is nothing to roll back")
                 parent = self.get(current).parent
                 version = BASE_VERSION if parent is None else parent
-            if version != BASE_VERSION:
-                info = self.get(version)
-                if info.status != PUBLISHED:
-                    raise RegistryError(f"version {version} was {info.status} by the eval gate; not rolling back to it")
-            self._point_to(version)
+            self._make_current(version)
             return version
+
+    def make_current(self, version: int) -> None:
+        """Serve ``version`` (one that passed the gate, or 0); the pointer moves last, in one step."""
+        with self._locked():
+            self._make_current(version)
+
+    def _make_current(self, version: int) -> None:
+        if version != BASE_VERSION:
+            info = self.get(version)
+            if info.status != PUBLISHED:
+                raise RegistryError(f"version {version} was {info.status} by the eval gate; not serving it")
+        self._point_to(version)
 
     @contextlib.contextmanager
     def training_lock(self) -> Iterator[None]:

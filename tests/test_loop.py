@@ -153,6 +153,18 @@ async def test_an_unwritable_artifact_store_stops_start_up_with_one_clear_line(s
             pass
 
 
+async def test_a_version_whose_result_is_missing_is_never_served(runtime):
+    # The real trainer publishes its version, then the result is lost (a crash after publishing).
+    artifacts = runtime.settings.artifacts_uri
+    then_lose_the_result = f'"{sys.executable}" "$@"; find "{artifacts}" -name result.json -delete'
+    runtime.loop.runs.launcher = ["sh", "-c", then_lose_the_result, "sh"]
+    await seed_preference(runtime.repository, answers=40)
+    outcome = await runtime.loop.run_training()
+    assert outcome.status == "failed" and "without writing a result" in outcome.reason
+    [written] = runtime.loop.registry.versions()
+    assert written.version == 1 and runtime.loop.registry.current_version() == 0 == runtime.generator.version
+
+
 async def test_a_two_process_run_trains_shards_and_only_rank_0_publishes_and_reports(runtime):
     # torchrun is what `accelerate launch --multi_gpu` runs underneath: the same RANK / WORLD_SIZE.
     torchrun = Path(sys.executable).with_name("torchrun")

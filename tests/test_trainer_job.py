@@ -67,8 +67,9 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     assert snapshot.read_result(uri) == result  # what the bot records the run from
 
     registry = ModelRegistry(tmp_path / "models")
-    current = registry.current()
-    assert current is not None and current.version == 1 and current.parent == 0
+    assert registry.current_version() == 0  # the trainer never serves a version; the bot does, from the result
+    current = registry.get(1)
+    assert current.status == "published" and current.parent == 0
     assert current.counts["train_examples"] + current.counts["held_out_examples"] == 40
     assert current.config["train"]["learning_rate"] == 1e-4 and current.config["base_model"] == str(tiny_model_dir)
     assert current.config["run"] == 1 and current.config["data"]["min_examples"] == 8
@@ -92,7 +93,8 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     assert any(not torch.equal(before[name], after[name]) for name in before)
     assert not list((tmp_path / "models" / ".staging").iterdir())
 
-    # The next run trains the current version (its reference model is version 1).
+    # The bot serves it; the next run trains the current version (its reference model is version 1).
+    registry.make_current(1)
     second = run(options(tmp_path, await take_snapshot(tmp_path, tiny_model_dir, run=2)))
     assert (second.parent, second.version) == (1, 2) and second.status in ("published", "rejected"), second.reason
     assert registry.get(2).parent == 1

@@ -2,10 +2,12 @@
 
 Runs in its own process (``python -m trainer run --snapshot URI``), never inside the
 bot, and never opens the bot's database: it reads the run's snapshot (trainer.snapshot)
-and the parent model, publishes the new version to the registry (published, or kept
-as rejected with the gate's reasons) and writes the run's result beside the snapshot,
-from which the bot records the run. A crash leaves only a staging folder, which the
-registry removes; ``versions/`` and the current pointer are untouched.
+and the parent model, writes the new version into the registry (``published`` when it
+passed the gate, else kept as ``rejected`` with the gate's reasons, never current) and
+writes the run's result beside the snapshot. The bot records the run from that result
+and only then makes a published version current: a run without a result serves nothing.
+A crash leaves only a staging folder, which the registry removes; ``versions/`` and the
+current pointer are untouched.
 """
 
 from __future__ import annotations
@@ -197,6 +199,7 @@ def train_and_publish(
             folder,
             parent=parent,
             status=status,
+            make_current=False,  # the bot serves it once it has recorded the run (bot.training)
             metrics=metrics,
             counts=dataset.counts(),
             config={
