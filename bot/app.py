@@ -14,6 +14,7 @@ from bot.limits import RateLimiter
 from bot.loop import Loop, apply_retention
 from bot.service import BotService
 from bot.settings import DataUnavailable, Settings
+from bot.training import registry_from
 from storage.database import Database, DatabaseUnavailable, unusable_database
 from storage.identity import PersonKeys
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError
@@ -111,7 +112,7 @@ async def start_generator(settings: Settings, registry: ModelRegistry) -> Genera
     """
     info = registry.current()
     if info is not None:
-        generator = generator_from(settings, source=str(info.path), version=info.version)
+        generator = generator_from(settings, source=str(registry.local_copy(info.version)), version=info.version)
         try:
             await generator.start()
             return generator
@@ -125,7 +126,7 @@ async def start_generator(settings: Settings, registry: ModelRegistry) -> Genera
 async def _hold_parent(generator: Generator, registry: ModelRegistry, settings: Settings, parent: int) -> None:
     """Champion vs challenger after a restart: load the served version's parent as the previous one."""
     try:
-        source = settings.model if parent == BASE_VERSION else str(registry.get(parent).path)
+        source = settings.model if parent == BASE_VERSION else str(registry.local_copy(parent))
         await generator.hold_previous(source, parent)
     except (ModelLoadError, RegistryError, OSError) as exc:
         log.warning("champion vs challenger: cannot load the previous version %s: %s", parent, exc)
@@ -144,7 +145,7 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
         repository = Repository(database)
         with _writes_at_start(settings):
             await apply_retention(settings, repository)
-        registry = ModelRegistry(settings.models_dir, keep=settings.keep_versions)
+        registry = registry_from(settings)
         async with await start_generator(settings, registry) as generator:
             version = generator.version
             parent = registry.get(version).parent if version != BASE_VERSION else None

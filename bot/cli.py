@@ -186,31 +186,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 async def _train_now(settings: Settings, extra: list[str]) -> TrainingOutcome:
     """One run in the foreground; training runs in its own process, the trainer's output on stderr."""
     from bot.app import open_database
-    from bot.training import TrainingRuns
-    from storage.registry import ModelRegistry
+    from bot.training import TrainingRuns, registry_from
     from storage.repository import Repository
 
-    registry = ModelRegistry(settings.models_dir, keep=settings.keep_versions)
+    registry = registry_from(settings)
     async with open_database(settings) as database:
         runs = TrainingRuns(settings=settings, repository=Repository(database), registry=registry)
         return await runs.run(extra=extra, relay=False)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from storage.registry import ModelRegistry, format_versions
+    from bot.training import registry_from
+    from storage.registry import format_versions
 
     settings = _settings(args)
     print(f"base model (version 0): {settings.model}")
-    print(format_versions(ModelRegistry(settings.models_dir, keep=settings.keep_versions)))
+    print(format_versions(registry_from(settings)))
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from storage.registry import ModelRegistry, RegistryError
+    from bot.training import registry_from
+    from storage.registry import RegistryError
 
     settings = _settings(args)
     try:
-        version = ModelRegistry(settings.models_dir, keep=settings.keep_versions).rollback(args.version)
+        version = registry_from(settings).rollback(args.version)
     except RegistryError as exc:
         print(f"thumbtune: rollback refused: {exc}", file=sys.stderr)
         return 1

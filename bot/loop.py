@@ -219,7 +219,8 @@ class Loop:
                     source, parent = self.settings.model, None
                 else:
                     info = await asyncio.to_thread(self.registry.get, wanted)
-                    source, parent = str(info.path), info.parent
+                    folder = await asyncio.to_thread(self.registry.local_copy, wanted)  # downloaded once if remote
+                    source, parent = str(folder), info.parent
                 await self.generator.swap(source, wanted)
             except (ModelLoadError, RegistryError) as exc:
                 log.error("could not switch to version %s, still serving %s: %s", wanted, self.generator.version, exc)

@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     # --- training: `thumbtune train` and the schedule run `python -m trainer run` -----
     # Defaults come from the trainer's config dataclasses (trainer.config), the one
     # source of truth for its options; bot.training.trainer_configs maps these onto them.
-    registry_dir: Path | None = None
+    registry_dir: str | None = Field(
+        None, description="the model registry: a folder or an fsspec URI (default: DATA_DIR/models)"
+    )
     artifacts: str | None = Field(
         None, description="where run snapshots and results go: a folder or an fsspec URI (default: DATA_DIR/artifacts)"
     )
@@ -253,9 +255,20 @@ class Settings(BaseSettings):
         return "THUMBTUNE_DB" if self.db is not None else "THUMBTUNE_DATA_DIR"
 
     @property
+    def registry_uri(self) -> str:
+        """The model registry (trained versions and the current pointer): an fsspec URI as
+        given, or an absolute local folder."""
+        if self.registry_dir is not None and "://" in self.registry_dir:
+            return self.registry_dir
+        folder = Path(self.registry_dir) if self.registry_dir is not None else self.data_dir / "models"
+        return str(folder.expanduser().resolve())
+
+    @property
     def models_dir(self) -> Path:
-        """The model registry (trained versions and the current pointer)."""
-        return self.registry_dir if self.registry_dir is not None else self.data_dir / "models"
+        """The model registry's folder, when it is a local one."""
+        if "://" in self.registry_uri:
+            raise ValueError(f"THUMBTUNE_REGISTRY_DIR is {self.registry_uri}, not a local folder")
+        return Path(self.registry_uri)
 
     @property
     def artifacts_uri(self) -> str:

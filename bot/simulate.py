@@ -170,7 +170,7 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         model=str(model),
         data_dir=data_dir,
         db=data_dir / "simulate.db",
-        registry_dir=data_dir / "models",
+        registry_dir=str(data_dir / "models"),
         adapter="shell",
         prompts_per_minute=0,  # simulated people may ask as fast as they like
         daily_vote_cap=0,

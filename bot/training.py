@@ -94,7 +94,7 @@ def trainer_command(settings: Settings, snapshot_uri: str, launcher: Sequence[st
     _, train = trainer_configs(settings)
     job = JobConfig(
         snapshot=snapshot_uri,
-        registry=str(settings.models_dir.resolve()),
+        registry=settings.registry_uri,
         keep_versions=settings.keep_versions,
         log_level=settings.log_level,
     )
@@ -110,6 +110,13 @@ def training_unavailable(settings: Settings) -> str | None:
             return f"THUMBTUNE_TRAIN_BACKEND=ray needs the ray extra, which is not installed here: {RAY_INSTALL_HINT}"
         return None
     return None if settings.train_launcher else missing_extra("training")
+
+
+def registry_from(settings: Settings) -> ModelRegistry:
+    """The model registry of the settings; a remote one's versions are cached in the data folder."""
+    return ModelRegistry(
+        settings.registry_uri, keep=settings.keep_versions, cache=settings.data_dir / "cache" / "registry"
+    )
 
 
 def check_artifacts(settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """The model registry: every trained version in its own folder, one atomic "current" pointer.
 
+The root is a local folder or any fsspec URI (``s3://bucket/thumbtune/models``, ...).
 Layout under ``root``::
 
     versions/0001/   model + tokenizer files and version.json (metadata)
@@ -8,10 +9,16 @@ Layout under ``root``::
     .staging/        folders being written; a reader never looks here
     .lock            serialises publishers (flock)
 
-A version is written into ``.staging`` and then renamed into ``versions/`` in one
-``rename``, so a reader sees either no version or a complete one. ``CURRENT`` is
-replaced with ``os.replace``, so it always names a complete version. Version 0 is
-the base model (``THUMBTUNE_MODEL``) and has no folder here.
+In a local folder a version is written into ``.staging`` and then renamed into
+``versions/`` in one ``rename``, so a reader sees either no version or a complete one;
+``CURRENT`` is replaced with ``os.replace``. On an object store (no rename) a version is
+staged in a local temporary folder, uploaded file by file with ``version.json`` last,
+and a reader counts a version only once its ``version.json`` exists; ``CURRENT`` is one
+object, replaced in one PUT, after everything else. Either way ``CURRENT`` always names
+a complete version. Loading needs local files: :meth:`ModelRegistry.local_copy` gives
+the folder, downloaded once into a cache for a remote registry. On an object store there
+is no lock between publishers: one bot starts one run at a time. Version 0 is the base
+model (``THUMBTUNE_MODEL``) and has no folder here.
 
 This module is light (no torch): the bot imports it to poll :meth:`ModelRegistry.current`.
 """
@@ -21,15 +28,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 BASE_VERSION = 0
 METADATA_FILE = "version.json"
@@ -45,7 +57,7 @@ class RegistryError(Exception):
 @dataclass(frozen=True)
 class VersionInfo:
     version: int
-    path: Path
+    uri: str  # where the version's files are: a local folder or a URI in the registry's store
     parent: int | None
     status: str  # published or rejected
     created_at: float
@@ -53,14 +65,30 @@ class VersionInfo:
     counts: Mapping[str, int] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()  # why the gate rejected it
+    local: bool = True  # in a local folder (else fetch it with ModelRegistry.local_copy)
+
+    @property
+    def path(self) -> Path:
+        """The version's folder, for a local registry."""
+        if not self.local:
+            raise RegistryError(f"version {self.version} is in {self.uri}; use ModelRegistry.local_copy()")
+        return Path(self.uri)
 
 
 class ModelRegistry:
-    def __init__(self, root: Path | str, *, keep: int = 5) -> None:
+    def __init__(self, root: Path | str, *, keep: int = 5, cache: Path | None = None) -> None:
+        """``root``: a folder or an fsspec URI. ``cache``: where versions of a remote registry
+        are downloaded to be loaded (default: a folder under the system's temp folder)."""
         if keep < 1:
             raise ValueError("keep must be at least 1")
-        self.root = Path(root)
+        self.uri = str(root)
+        self.fs, self._root_path = fsspec.core.url_to_fs(self.uri)
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.root = Path(self._root_path)  # the folder, for a local registry
         self.keep = keep
+        digest = hashlib.sha256(self.uri.encode()).hexdigest()[:12]
+        self.cache = cache if cache is not None else Path(tempfile.gettempdir()) / "thumbtune-registry-cache"
+        self._cache_dir = self.cache / digest
 
     @property
     def _versions_dir(self) -> Path:
@@ -74,7 +102,7 @@ class ModelRegistry:
     def current_version(self) -> int:
         """The version being served; 0 (the base model) when nothing was published."""
         try:
-            text = (self.root / POINTER_FILE).read_text(encoding="ascii").strip()
+            text = self.fs.cat_file(self._key(POINTER_FILE)).decode("ascii").strip()
         except FileNotFoundError:
             return BASE_VERSION
         return int(text) if text else BASE_VERSION
@@ -85,26 +113,51 @@ class ModelRegistry:
         return None if version == BASE_VERSION else self.get(version)
 
     def get(self, version: int) -> VersionInfo:
-        folder = self._folder(version)
         try:
-            meta = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+            meta = json.loads(self.fs.cat_file(self._key(f"versions/{version:04d}/{METADATA_FILE}")))
         except FileNotFoundError:
-            raise RegistryError(f"version {version} is not in the registry {self.root}") from None
-        return _info(folder, meta)
+            raise RegistryError(f"version {version} is not in the registry {self.uri}") from None
+        return self._info(meta)
 
     def versions(self) -> list[VersionInfo]:
-        """Every complete version, oldest first."""
+        """Every complete version (its version.json written), oldest first."""
         found = []
-        if self._versions_dir.is_dir():
-            for folder in self._versions_dir.iterdir():
-                if folder.name.isdigit() and (folder / METADATA_FILE).is_file():
-                    found.append(_info(folder, json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))))
-        return sorted(found, key=lambda info: info.version)
+        for number in self._numbers():
+            with contextlib.suppress(RegistryError):  # a version being uploaded, or being pruned
+                found.append(self.get(number))
+        return found
+
+    def size(self, version: int) -> int:
+        """Bytes the version takes in the registry (weights, tokenizer, metadata)."""
+        return int(self.fs.du(self._key(f"versions/{version:04d}"), total=True))
+
+    def local_copy(self, version: int) -> Path:
+        """A local folder with the version's files, to load it: the version's own folder in a
+        local registry; for a remote one, a copy downloaded once into the cache."""
+        info = self.get(version)
+        if self.local:
+            return info.path
+        folder = self._cache_dir / f"{version:04d}-{int(info.created_at * 1000)}"
+        if (folder / METADATA_FILE).is_file():
+            return folder
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = self._cache_dir / f".{folder.name}.{uuid.uuid4().hex[:8]}"
+        try:
+            self.fs.invalidate_cache(self._key(f"versions/{version:04d}"))
+            self.fs.get(self._key(f"versions/{version:04d}") + "/", str(partial) + "/", recursive=True)
+            os.replace(partial, folder)  # a complete copy appears at once
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return folder
 
     # --- writing ---------------------------------------------------------------------
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
-        """A fresh folder to write a version into; removed afterwards unless published."""
+        """A fresh local folder to write a version into; removed afterwards unless published."""
+        if not self.local:
+            with tempfile.TemporaryDirectory(prefix="thumbtune-staging-") as temporary:
+                yield Path(temporary)
+            return
         self._staging_dir.mkdir(parents=True, exist_ok=True)
         self._remove_stale_staging()
         folder = self._staging_dir / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -134,7 +187,7 @@ class ModelRegistry:
         if status not in (PUBLISHED, REJECTED):
             raise ValueError(f"unknown status {status!r}")
         folder = Path(folder)
-        if folder.parent.resolve() != self._staging_dir.resolve():
+        if self.local and folder.parent.resolve() != self._staging_dir.resolve():
             raise RegistryError("publish() takes a folder made by staging(), so the move is one rename")
         with self._locked():
             version = self._next_version()
@@ -148,14 +201,22 @@ class ModelRegistry:
                 "config": dict(config or {}),
                 "reasons": list(reasons),
             }
-            _write_durably(folder / METADATA_FILE, json.dumps(meta, indent=2, sort_keys=True))
-            _fsync_tree(folder)
-            self._versions_dir.mkdir(parents=True, exist_ok=True)
-            target = self._folder(version)
-            os.rename(folder, target)  # the atomic step: the version appears whole
-            _fsync_dir(self._versions_dir)
+            text = json.dumps(meta, indent=2, sort_keys=True)
+            if self.local:
+                _write_durably(folder / METADATA_FILE, text)
+                _fsync_tree(folder)
+                self._versions_dir.mkdir(parents=True, exist_ok=True)
+                target = self._folder(version)
+                os.rename(folder, target)  # the atomic step: the version appears whole
+                _fsync_dir(self._versions_dir)
+            else:
+                # No rename on an object store: every file first, version.json (what makes it count) last.
+                prefix = self._key(f"versions/{version:04d}")
+                for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != METADATA_FILE):
+                    self.fs.put_file(str(path), f"{prefix}/{path.relative_to(folder).as_posix()}")
+                self.fs.pipe_file(f"{prefix}/{METADATA_FILE}", text.encode())
             if status == PUBLISHED and make_current:
-                self._point_to(version)
+                self._make_current(version)
             self._prune()
         return self.get(version)
 
@@ -185,7 +246,12 @@ class ModelRegistry:
 
     @contextlib.contextmanager
     def training_lock(self) -> Iterator[None]:
-        """One training run per registry at a time; RegistryError when another holds it."""
+        """One training run per registry at a time; RegistryError when another holds it.
+
+        A lock file in a local registry; none on an object store (the bot starts one run at a time)."""
+        if not self.local:
+            yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".training.lock", "a+") as handle:
             try:
@@ -198,32 +264,64 @@ class ModelRegistry:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     # --- internals -------------------------------------------------------------------
+    def _key(self, relative: str) -> str:
+        return f"{self._root_path.rstrip('/')}/{relative}"
+
     def _folder(self, version: int) -> Path:
         return self._versions_dir / f"{version:04d}"
 
+    def _info(self, meta: dict[str, Any]) -> VersionInfo:
+        version = int(meta["version"])
+        where = str(self._folder(version)) if self.local else f"{self.uri.rstrip('/')}/versions/{version:04d}"
+        return VersionInfo(
+            version=version,
+            uri=where,
+            parent=meta.get("parent"),
+            status=str(meta.get("status", PUBLISHED)),
+            created_at=float(meta.get("created_at", 0.0)),
+            metrics=meta.get("metrics", {}),
+            counts=meta.get("counts", {}),
+            config=meta.get("config", {}),
+            reasons=tuple(meta.get("reasons", ())),
+            local=self.local,
+        )
+
+    def _numbers(self) -> list[int]:
+        """The version numbers with a folder (complete or not), ascending."""
+        self.fs.invalidate_cache(self._key("versions"))  # another process may have published meanwhile
+        try:
+            entries = self.fs.ls(self._key("versions"), detail=False)
+        except FileNotFoundError:
+            return []
+        names = (str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries)
+        return sorted(int(name) for name in names if name.isdigit())
+
     def _next_version(self) -> int:
         # The newest version is never pruned, so the highest folder number only grows.
-        numbers = (
-            [int(p.name) for p in self._versions_dir.glob("*") if p.name.isdigit()]
-            if self._versions_dir.is_dir()
-            else []
-        )
-        return max([*numbers, self.current_version()], default=0) + 1
+        return max([*self._numbers(), self.current_version()], default=0) + 1
 
     def _point_to(self, version: int) -> None:
-        _write_durably(self.root / POINTER_FILE, f"{version}\n")
+        if self.local:
+            _write_durably(self.root / POINTER_FILE, f"{version}\n")
+        else:
+            self.fs.pipe_file(self._key(POINTER_FILE), f"{version}\n".encode())  # one PUT: old or new
 
     def _prune(self) -> None:
         """Keep the newest ``keep`` versions and the current one; delete the rest."""
         current = self.current_version()
-        numbers = sorted((int(p.name) for p in self._versions_dir.glob("*") if p.name.isdigit()), reverse=True)
+        numbers = sorted(self._numbers(), reverse=True)
         doomed = [n for n in numbers[self.keep :] if n != current]
         for number in doomed:
-            # Rename out of versions/ first, so nobody sees a half-deleted version.
-            trash = self._staging_dir / f"trash-{number}-{uuid.uuid4().hex[:8]}"
-            self._staging_dir.mkdir(parents=True, exist_ok=True)
-            os.rename(self._folder(number), trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            if self.local:
+                # Rename out of versions/ first, so nobody sees a half-deleted version.
+                trash = self._staging_dir / f"trash-{number}-{uuid.uuid4().hex[:8]}"
+                self._staging_dir.mkdir(parents=True, exist_ok=True)
+                os.rename(self._folder(number), trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                prefix = self._key(f"versions/{number:04d}")
+                self.fs.rm_file(f"{prefix}/{METADATA_FILE}")  # it stops counting first
+                self.fs.rm(prefix, recursive=True)
 
     def _remove_stale_staging(self) -> None:
         """Folders left by a crashed writer (its process is gone) are garbage."""
@@ -234,6 +332,9 @@ class ModelRegistry:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        if not self.local:  # no lock on an object store: one bot, one run at a time
+            yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -241,20 +342,6 @@ class ModelRegistry:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _info(folder: Path, meta: dict[str, Any]) -> VersionInfo:
-    return VersionInfo(
-        version=int(meta["version"]),
-        path=folder,
-        parent=meta.get("parent"),
-        status=str(meta.get("status", PUBLISHED)),
-        created_at=float(meta.get("created_at", 0.0)),
-        metrics=meta.get("metrics", {}),
-        counts=meta.get("counts", {}),
-        config=meta.get("config", {}),
-        reasons=tuple(meta.get("reasons", ())),
-    )
 
 
 def _write_durably(path: Path, text: str) -> None:
@@ -297,7 +384,7 @@ def format_versions(registry: ModelRegistry) -> str:
     current = registry.current_version()
     lines = [
         f"{'':1} {'version':>7} {'parent':>6} {'status':9} {'examples':>8} {'ppl':>8} {'pref':>5} {'dist2':>5}"
-        "  created / reasons"
+        f" {'size':>8}  created / reasons"
     ]
     lines.append(f"{'*' if current == 0 else ' '} {0:>7} {'-':>6} {'base':9}")
     for info in registry.versions():
@@ -306,10 +393,21 @@ def format_versions(registry: ModelRegistry) -> str:
             f"{'*' if info.version == current else ' '} {info.version:>7} {info.parent!s:>6} {info.status:9}"
             f" {info.counts.get('train_examples', '-'):>8} {_num(m.get('perplexity')):>8}"
             f" {_num(m.get('preference_accuracy')):>5} {_num(m.get('distinct_2')):>5}"
+            f" {_size(registry.size(info.version)):>8}"
             f"  {time.strftime('%Y-%m-%d %H:%M', time.localtime(info.created_at))}"
             + (f"  {'; '.join(info.reasons)}" if info.reasons else "")
         )
     return "\n".join(lines)
+
+
+def _size(size: int) -> str:
+    """Bytes as people read them: 719 KB, 498 MB."""
+    value = float(size)
+    for unit in ("B", "KB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.3g} {unit}"
+        value /= 1000
+    return f"{value:.3g} GB"
 
 
 def _num(value: object) -> str:

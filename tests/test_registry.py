@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.registry import METADATA_FILE, PUBLISHED, REJECTED, ModelRegistry, RegistryError
+from storage.registry import METADATA_FILE, PUBLISHED, REJECTED, ModelRegistry, RegistryError, format_versions
 
 
 def publish(registry: ModelRegistry, *, parent: int, status: str = PUBLISHED, weights: str = "w") -> int:
@@ -123,3 +123,12 @@ def test_publish_only_takes_staged_folders(tmp_path: Path) -> None:
     elsewhere.mkdir()
     with pytest.raises(RegistryError):
         registry.publish(elsewhere, parent=0)
+
+
+def test_models_lists_each_versions_size_on_disk(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    publish(registry, parent=0, weights="w" * 5000)
+    on_disk = sum(path.stat().st_size for path in (tmp_path / "models" / "versions" / "0001").iterdir())
+    assert registry.size(1) == on_disk > 5000
+    [header, _base, first] = format_versions(registry).splitlines()
+    assert "size" in header and "5" in first.split()[8] and first.split()[9] == "KB"

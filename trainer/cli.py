@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run(
             RunOptions(
                 snapshot=job.snapshot,
-                registry=Path(job.registry),
+                registry=job.registry,
                 keep_versions=job.keep_versions,
                 train=from_arguments(TrainConfig, args),
                 gate=from_arguments(GateConfig, args),

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RunOptions:
     snapshot: str  # the run's folder in the artifact store (trainer.snapshot.run_uri)
-    registry: Path
+    registry: Path | str  # a folder or an fsspec URI
     keep_versions: int = 5
     train: TrainConfig = field(default_factory=TrainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
@@ -166,7 +166,7 @@ def train_and_publish(
     config, parent, base_model = options.train, manifest.parent, manifest.base_model
     torch.set_num_threads(config.threads)
     device = training_device(config.device, local_rank=ranks.local if ranks.world > 1 else None)
-    source = base_model if parent == BASE_VERSION else str(registry.get(parent).path)
+    source = base_model if parent == BASE_VERSION else str(registry.local_copy(parent))
     # Only rank 0 writes into the registry; the others need a scratch folder for TRL alone.
     folder_of = registry.staging() if ranks.main else _scratch_folder()
     with folder_of as folder:
