@@ -59,9 +59,12 @@ def local_ray_head(*, cpus: int = 2, start_timeout_s: float = 90.0) -> Iterator[
     address = f"http://127.0.0.1:{dashboard}"
     try:
         deadline = time.monotonic() + start_timeout_s
-        while True:
+        while True:  # ready when a job can run: the dashboard answers and its job agent takes jobs
             try:
-                JobSubmissionClient(address)
+                client = JobSubmissionClient(address)
+                job = client.submit_job(entrypoint="true")
+                while not client.get_job_status(job).is_terminal():
+                    time.sleep(0.2)
                 break
             except Exception:
                 if head.poll() is not None or time.monotonic() > deadline:

@@ -119,7 +119,7 @@ def share_with(word: str, answers: list[str]) -> float:
 
 
 async def learning_effect(
-    tiny: Path, work: Path, *, word: str, answers: int, epochs: float, lr: float
+    tiny: Path, work: Path, *, word: str, answers: int, epochs: float, lr: float, lora: bool = False
 ) -> dict[str, object]:
     device = torch.device("cpu")
     model, tokenizer = load_causal_lm(tiny, device=device)
@@ -159,7 +159,7 @@ async def learning_effect(
         RunOptions(
             snapshot=uri,
             registry=work / "models",
-            train=TrainConfig(epochs=epochs, learning_rate=lr),
+            train=TrainConfig(epochs=epochs, learning_rate=lr, lora=lora),
             gate=GateConfig(),
         )
     )
@@ -174,6 +174,7 @@ async def learning_effect(
         "gate_reason": result.reason,
         "learning_rate": lr,
         "epochs": epochs,
+        "lora": lora,
     }
     if result.version is not None:
         trained, _ = load_causal_lm(work / "models" / "versions" / f"{result.version:04d}", device=device)
@@ -215,6 +216,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-effect", action="store_true", help="timings only")
     parser.add_argument("--skip-timing", action="store_true", help="learning effect only")
+    parser.add_argument("--lora", action="store_true", help="the learning run trains LoRA adapters (rank 8)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of the learning run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import datasets
@@ -241,7 +244,15 @@ def main() -> None:
             report.update(timings(tiny, work, device=training_device(args.device), steps=steps))
         if not args.skip_effect:
             report["learning_effect"] = asyncio.run(
-                learning_effect(tiny, work, word=args.word, answers=64 if args.quick else 160, epochs=2.0, lr=1e-4)
+                learning_effect(
+                    tiny,
+                    work,
+                    word=args.word,
+                    answers=64 if args.quick else 160,
+                    epochs=2.0,
+                    lr=args.lr,
+                    lora=args.lora,
+                )
             )
     print(json.dumps(report))
 

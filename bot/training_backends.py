@@ -87,6 +87,7 @@ class RayBackend:
 
     name = "ray"
     poll_s = 1.0
+    submit_patience_s = 60.0
 
     def __init__(self, settings: Settings) -> None:
         assert settings.ray_address is not None  # the settings check it
@@ -117,12 +118,23 @@ class RayBackend:
         }
         if self.settings.ray_runtime_env:
             options["runtime_env"] = self.settings.ray_runtime_env
-        try:
-            await asyncio.to_thread(client.submit_job, **options)
-        except Exception as exc:  # the Jobs API raises RuntimeError for an HTTP error
-            raise BackendUnavailable(f"Ray at {self.address} refused the job: {_short(exc)}") from None
+        await self._submit(client, options)
         log.info("training run %d submitted to Ray at %s as job %s", run_id, self.address, job)
         return await self._follow(client, job, relay=relay, timeout_s=timeout_s)
+
+    async def _submit(self, client: Any, options: dict[str, Any]) -> None:
+        """Submit the job; a head that says "try again later" (its job agent is still starting,
+        e.g. just after the cluster came up) is asked again for up to ``submit_patience_s``."""
+        deadline = time.monotonic() + self.submit_patience_s
+        while True:
+            try:
+                await asyncio.to_thread(client.submit_job, **options)
+                return
+            except Exception as exc:  # the Jobs API raises RuntimeError for an HTTP error
+                if "try again" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise BackendUnavailable(f"Ray at {self.address} refused the job: {_short(exc)}") from None
+                log.info("Ray at %s is not ready for jobs yet (%s); trying again", self.address, _short(exc))
+                await asyncio.sleep(1.0)
 
     async def reattach(self, run_id: int, *, timeout_s: float) -> str | None:
         client = await self.client()
