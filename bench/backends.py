@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import record_voted_answer
 from bot.app import open_runtime
 from bot.cli import quiet_libraries
 from bot.settings import load_settings
 from bot.tinymodel import make_tiny_model
-from storage.repository import NewResponse, Repository
+from storage.repository import Repository
 from trainer import snapshot
 
 
@@ -42,22 +43,14 @@ async def seed(repository: Repository, *, answers: int) -> None:
     """``answers`` lone prompts; two people like the answers with "apple" and dislike the rest."""
     for index in range(answers):
         liked = index % 4 == 0
-        text = "an apple a day" if liked else f"something else {index}"
-        stored = await repository.record_answer(
-            platform="shell",
-            channel="bench",
-            author=f"asker{index % 7}",
-            text=f"question {index}",
+        await record_voted_answer(
+            repository,
+            question=f"question {index}",
             context=f"User: question {index}\nBot:",
-            responses=[NewResponse(text=text, model_version=0, temperature=0.9, top_p=0.95, max_new_tokens=24)],
+            answer="an apple a day" if liked else f"something else {index}",
+            liked=liked,
+            author=f"asker{index % 7}",
         )
-        for voter in ("a", "b"):
-            await repository.record_vote(
-                response_id=stored.response_ids[0],
-                voter=voter,
-                emoji="👍" if liked else "👎",
-                reward=1.0 if liked else -1.0,
-            )
 
 
 async def one_run(env: dict[str, str], *, answers: int) -> dict[str, Any]:

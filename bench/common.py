@@ -17,6 +17,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from bot.cli import quiet_libraries
 from bot.tinymodel import shipped_dialogues, train_tokenizer
+from storage.repository import NewResponse, Repository
 
 
 def write_gpt2_small_shape(folder: Path, *, seed: int = 0) -> Path:
@@ -35,6 +36,27 @@ def write_gpt2_small_shape(folder: Path, *, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+async def record_voted_answer(
+    repository: Repository, *, question: str, context: str, answer: str, liked: bool, author: str = "asker"
+) -> None:
+    """One answer of version 0 to ``question``, liked or disliked by two simulated people."""
+    stored = await repository.record_answer(
+        platform="shell",
+        channel="bench",
+        author=author,
+        text=question,
+        context=context,
+        responses=[NewResponse(text=answer, model_version=0, temperature=0.9, top_p=0.95, max_new_tokens=24)],
+    )
+    for voter in ("a", "b"):
+        await repository.record_vote(
+            response_id=stored.response_ids[0],
+            voter=voter,
+            emoji="👍" if liked else "👎",
+            reward=1.0 if liked else -1.0,
+        )
 
 
 class LoopLag:

@@ -30,10 +30,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
+from bench.common import record_voted_answer
 from storage.database import Database
 from storage.dialogue import render_prompt
 from storage.registry import ModelRegistry
-from storage.repository import NewResponse, Repository
+from storage.repository import Repository
 from trainer import snapshot
 from trainer.config import DataConfig, GateConfig, TrainConfig
 from trainer.dataset import Example, FeedbackDataset
@@ -134,22 +135,9 @@ async def learning_effect(
         for prompt_text, prompt, text in zip(
             (QUESTIONS[i % len(QUESTIONS)] for i in range(answers)), prompts, before, strict=True
         ):
-            stored = await repository.record_answer(
-                platform="shell",
-                channel="bench",
-                author="asker",
-                text=prompt_text,
-                context=prompt,
-                responses=[NewResponse(text=text, model_version=0, temperature=0.9, top_p=0.95, max_new_tokens=24)],
+            await record_voted_answer(
+                repository, question=prompt_text, context=prompt, answer=text, liked=word in text.lower()
             )
-            liked = word in text.lower()
-            for voter in ("a", "b"):
-                await repository.record_vote(
-                    response_id=stored.response_ids[0],
-                    voter=voter,
-                    emoji="👍" if liked else "👎",
-                    reward=1.0 if liked else -1.0,
-                )
         # What the bot hands the trainer: a snapshot of the data (the trainer never opens the database).
         started = time.monotonic()
         prepared = await snapshot.prepare(repository, DataConfig(min_examples=8), run=1, parent=0, base_model=str(tiny))

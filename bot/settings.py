@@ -258,10 +258,7 @@ class Settings(BaseSettings):
     def registry_uri(self) -> str:
         """The model registry (trained versions and the current pointer): an fsspec URI as
         given, or an absolute local folder."""
-        if self.registry_dir is not None and "://" in self.registry_dir:
-            return self.registry_dir
-        folder = Path(self.registry_dir) if self.registry_dir is not None else self.data_dir / "models"
-        return str(folder.expanduser().resolve())
+        return _location(self.registry_dir, default=self.data_dir / "models")
 
     @property
     def models_dir(self) -> Path:
@@ -274,10 +271,7 @@ class Settings(BaseSettings):
     def artifacts_uri(self) -> str:
         """The artifact store: an fsspec URI as given, or an absolute local folder (a trainer
         launched in another working folder finds it too)."""
-        if self.artifacts is not None and "://" in self.artifacts:
-            return self.artifacts
-        folder = Path(self.artifacts) if self.artifacts is not None else self.data_dir / "artifacts"
-        return str(folder.expanduser().resolve())
+        return _location(self.artifacts, default=self.data_dir / "artifacts")
 
     @property
     def artifacts_setting(self) -> str:
@@ -300,6 +294,14 @@ def _env_name(field: str) -> str:
     if info is not None and isinstance(info.validation_alias, str):
         return info.validation_alias
     return f"THUMBTUNE_{field.upper()}"
+
+
+def _location(value: str | None, *, default: Path) -> str:
+    """A store's place: an fsspec URI as given, else an absolute local folder (so that a
+    trainer started in another working folder finds the same one)."""
+    if value is not None and "://" in value:
+        return value
+    return str((Path(value) if value is not None else default).expanduser().resolve())
 
 
 def load_settings(**overrides: Any) -> Settings:
