@@ -7,7 +7,7 @@ Layout under ``root``::
     versions/0002/
     CURRENT          the version being served, as text ("0" or absent = the base model)
     .staging/        folders being written; a reader never looks here
-    .lock            serialises publishers (flock)
+    .lock            serialises publishers (a file lock: flock on POSIX, msvcrt on Windows)
 
 In a local folder a version is written into ``.staging`` and then renamed into
 ``versions/`` in one ``rename``, so a reader sees either no version or a complete one;
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+from filelock import FileLock, Timeout
 from fsspec.implementations.local import LocalFileSystem
 
 BASE_VERSION = 0
@@ -253,15 +253,15 @@ class ModelRegistry:
             yield
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".training.lock", "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RegistryError("another training run is in progress") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock = FileLock(self.root / ".training.lock", timeout=0)  # flock on POSIX, msvcrt on Windows
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RegistryError("another training run is in progress") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     # --- internals -------------------------------------------------------------------
     def _key(self, relative: str) -> str:
@@ -336,12 +336,8 @@ class ModelRegistry:
             yield
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with FileLock(self.root / ".lock"):
+            yield
 
 
 def _write_durably(path: Path, text: str) -> None:

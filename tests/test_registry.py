@@ -132,3 +132,33 @@ def test_models_lists_each_versions_size_on_disk(tmp_path: Path) -> None:
     assert registry.size(1) == on_disk > 5000
     [header, _base, first] = format_versions(registry).splitlines()
     assert "size" in header and "5" in first.split()[8] and first.split()[9] == "KB"
+
+
+def test_the_training_lock_holds_across_processes_and_frees_when_its_holder_dies(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from storage.registry import ModelRegistry\n"
+            f"with ModelRegistry({str(tmp_path / 'models')!r}).training_lock():\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        registry = ModelRegistry(tmp_path / "models")
+        with pytest.raises(RegistryError, match="another training run is in progress"), registry.training_lock():
+            pass
+    finally:
+        holder.kill()  # a trainer that dies: the operating system releases its lock
+        holder.wait()
+    with registry.training_lock():
+        assert publish(registry, parent=0) == 1
