@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -32,12 +33,30 @@ def quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _setup_logging(level: str, *, log_file: Path | None = None) -> Path | None:
+    """Log lines to stderr; or, with ``log_file`` (the shell chat owns the terminal), to that
+    file (rotated at 10 MB, 3 kept) and only warnings and errors to stderr. The file used, if any.
+    Routine scheduler lines ("Running job ...") are not INFO for us."""
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    if log_file is not None:
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            to_file = logging.handlers.RotatingFileHandler(
+                log_file, maxBytes=10_000_000, backupCount=3, encoding="utf-8"
+            )
+        except OSError:
+            pass  # the data folder is unusable: start-up says so in one line; log to stderr meanwhile
+        else:
+            to_file.setLevel(level)
+            to_terminal = logging.StreamHandler(sys.stderr)
+            to_terminal.setLevel(logging.WARNING)
+            logging.basicConfig(level=level, format=LOG_FORMAT, handlers=[to_file, to_terminal])
+            return log_file
+    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
+    return None
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -96,7 +115,9 @@ def _stopped_by_signals(adapter: Adapter) -> Iterator[None]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _setup_logging(settings.log_level)
+    # The shell chat owns the terminal: its log goes to a file, so lines never land in the chat.
+    shell = settings.chosen_adapter() == "shell"
+    _setup_logging(settings.log_level, log_file=settings.shell_log_path if shell else None)
     quiet_libraries()
     return asyncio.run(_run(settings))
 

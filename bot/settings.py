@@ -255,6 +255,11 @@ class Settings(BaseSettings):
         return "THUMBTUNE_DB" if self.db is not None else "THUMBTUNE_DATA_DIR"
 
     @property
+    def shell_log_path(self) -> Path:
+        """Where the log goes while the shell chat owns the terminal."""
+        return self.data_dir / "thumbtune.log"
+
+    @property
     def registry_uri(self) -> str:
         """The model registry (trained versions and the current pointer): an fsspec URI as
         given, or an absolute local folder."""

@@ -107,7 +107,22 @@ def test_tokens_never_reach_the_log(settings_env: dict[str, str]):
     env = {**settings_env, "THUMBTUNE_LOG_LEVEL": "DEBUG", "THUMBTUNE_ADAPTER": "shell", "SLACK_BOT_TOKEN": secret}
     result = _thumbtune(["run"], env, stdin="hello\n")
     assert result.returncode == 0, result.stderr
-    assert secret not in result.stderr and secret not in result.stdout
+    log = (Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.log").read_text()
+    assert "DEBUG" in log  # the shell chat's log went to its file, at the level asked for
+    assert secret not in result.stderr and secret not in result.stdout and secret not in log
+
+
+def test_the_shell_chat_keeps_log_lines_out_of_the_conversation(settings_env: dict[str, str]):
+    env = {**settings_env, "THUMBTUNE_ADAPTER": "shell", "THUMBTUNE_REGISTRY_POLL_S": "0.2"}
+    result = _thumbtune(["run"], env, stdin="hello\n")
+    assert result.returncode == 0, result.stderr
+    log_path = Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.log"
+    assert result.stderr == ""  # nothing printed into the terminal but the chat
+    assert f"(the log goes to {log_path})" in result.stdout and "bot [v0]:" in result.stdout
+    assert " INFO " not in result.stdout
+    log = log_path.read_text()
+    assert "INFO" in log and "next scheduled training run" in log
+    assert "Running job" not in log and "apscheduler" not in log  # routine scheduler lines are not INFO
 
 
 def test_make_tiny_model_is_deterministic(tmp_path: Path):

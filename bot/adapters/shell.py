@@ -11,6 +11,7 @@ import getpass
 import sys
 import threading
 import uuid
+from pathlib import Path
 from typing import ClassVar, TextIO
 
 from bot.adapters.base import Adapter
@@ -52,8 +53,10 @@ class ShellChat(Adapter):
         stdout: TextIO = sys.stdout,
         user: str | None = None,
         correction_prefix: str = "better:",
+        log_path: Path | None = None,
     ) -> None:
         self.service = service
+        self.log_path = log_path  # where the log goes meanwhile, said once at the start
         self.stdin = stdin
         self.stdout = stdout
         self.user = user or _local_user()
@@ -68,7 +71,7 @@ class ShellChat(Adapter):
 
     @classmethod
     def from_settings(cls, service: BotService, settings: Settings) -> ShellChat:
-        return cls(service, correction_prefix=settings.correction_prefix)
+        return cls(service, correction_prefix=settings.correction_prefix, log_path=settings.shell_log_path)
 
     def say(self, text: str) -> None:
         self.stdout.write(text + "\n")
@@ -97,6 +100,8 @@ class ShellChat(Adapter):
     async def serve(self) -> None:
         """Chat until end of input, /quit or :meth:`stop`."""
         self.say(f"thumbtune shell chat (model version {self.service.generator.version}). /help for commands.")
+        if self.log_path is not None and self.log_path.is_file():
+            self.say(f"(the log goes to {self.log_path})")
         self._lines = asyncio.Queue()
         self._start_reading(self._lines)
         while not self._stopping:
