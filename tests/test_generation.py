@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from bot.generation import (
     SamplingParams,
     load_model,
 )
+from bot.generation.loading import hub_reachable
 from storage.dialogue import cut_answer, render_prompt
 
 SHORT = SamplingParams(max_new_tokens=8)
@@ -161,6 +165,55 @@ def test_an_unknown_hub_model_offline_names_the_setting():
         load_model("gpt2-does-not-exist-here", version=0, device="cpu")
     message = str(raised.value)
     assert "THUMBTUNE_MODEL" in message and "make-tiny-model" in message
+
+
+@pytest.fixture
+def connect_proxy() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP proxy that accepts CONNECT (and goes no further); yields its URL and the
+    request lines it received."""
+    seen: list[str] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:
+                continue
+            with client:
+                request = client.recv(4096).decode(errors="replace")
+                seen.append(request.splitlines()[0] if request else "")
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", seen
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_the_hub_probe_goes_through_the_proxy_the_environment_names(connect_proxy, monkeypatch):
+    from huggingface_hub import constants
+
+    proxy, seen = connect_proxy
+    # A host that cannot be resolved here: only a proxy can reach it.
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.thumbtune.invalid")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not hub_reachable()  # direct: offline
+
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    assert hub_reachable()
+    assert seen == ["CONNECT hub.thumbtune.invalid:443 HTTP/1.1"]
+
+    monkeypatch.setenv("NO_PROXY", "localhost,.thumbtune.invalid")  # exempt: direct again
+    started = time.monotonic()
+    assert not hub_reachable()
+    assert time.monotonic() - started < 5 and len(seen) == 1
 
 
 def test_the_served_cpu_model_gives_the_same_logits_and_greedy_text(tiny_model_dir: Path):

@@ -7,10 +7,12 @@ message naming ``THUMBTUNE_MODEL``. The tokenizer is set up for left-padded batc
 
 from __future__ import annotations
 
+import base64
 import socket
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -51,7 +53,7 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=True)
         except OSError:
-            if local or not _hub_reachable():
+            if local or not hub_reachable():
                 raise
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
@@ -79,15 +81,39 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
     return LoadedModel(model, tokenizer, version, source, target, max_positions)
 
 
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    """A quick TCP probe, so an offline machine fails in seconds, not after minutes of retries."""
+def hub_reachable(timeout_s: float = 2.0) -> bool:
+    """A quick probe, so an offline machine fails in seconds, not after minutes of retries.
+
+    Through the proxy the environment names (``HTTPS_PROXY``, unless ``NO_PROXY`` exempts
+    the Hub's host), as the download itself would go: a TCP connection to the Hub, or an
+    HTTP ``CONNECT`` to it through the proxy. At most about twice ``timeout_s``.
+    """
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return False
     url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    proxy = _proxy_for(url.scheme, host)
     try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s):
-            return True
+        if proxy is None:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                return True
+        with socket.create_connection((proxy.hostname or "", proxy.port or 80), timeout=timeout_s) as connection:
+            request = f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            if proxy.username:
+                secret = base64.b64encode(f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode())
+                request += f"Proxy-Authorization: Basic {secret.decode()}\r\n"
+            connection.sendall((request + "\r\n").encode())
+            status = connection.recv(64).split(b" ", 2)
+            return len(status) > 1 and status[1] == b"200"
     except OSError:
         return False
+
+
+def _proxy_for(scheme: str, host: str) -> SplitResult | None:
+    """The proxy a request to ``scheme://host`` goes through, from the environment; None: direct."""
+    address = urllib.request.getproxies().get(scheme)
+    if not address or urllib.request.proxy_bypass(host):
+        return None
+    return urlsplit(address if "://" in address else f"http://{address}")
