@@ -33,14 +33,17 @@ def quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
 
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def _setup_logging(level: str, *, log_file: Path | None = None) -> Path | None:
+def _setup_logging(level: str, *, log_file: Path | None = None, settings: Settings | None = None) -> Path | None:
     """Log lines to stderr; or, with ``log_file`` (the shell chat owns the terminal), to that
     file (rotated at 10 MB, 3 kept) and only warnings and errors to stderr. The file used, if any.
-    Routine scheduler lines ("Running job ...") are not INFO for us."""
+
+    With ``settings``: their log format (text or JSON lines) and their secrets masked.
+    Routine scheduler lines ("Running job ...") are not INFO for us.
+    """
+    from bot.logs import MaskSecrets, formatter
+
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    handlers: list[logging.Handler] = []
     if log_file is not None:
         try:
             log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -48,15 +51,20 @@ def _setup_logging(level: str, *, log_file: Path | None = None) -> Path | None:
                 log_file, maxBytes=10_000_000, backupCount=3, encoding="utf-8"
             )
         except OSError:
-            pass  # the data folder is unusable: start-up says so in one line; log to stderr meanwhile
+            log_file = None  # the data folder is unusable: start-up says so in one line; log to stderr meanwhile
         else:
             to_file.setLevel(level)
-            to_terminal = logging.StreamHandler(sys.stderr)
-            to_terminal.setLevel(logging.WARNING)
-            logging.basicConfig(level=level, format=LOG_FORMAT, handlers=[to_file, to_terminal])
-            return log_file
-    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
-    return None
+            handlers.append(to_file)
+    to_terminal = logging.StreamHandler(sys.stderr)
+    to_terminal.setLevel(logging.WARNING if log_file is not None else level)
+    handlers.append(to_terminal)
+    shape = formatter(settings.log_format if settings is not None else "text")
+    secrets = MaskSecrets(settings.secret_values() if settings is not None else ())
+    for handler in handlers:
+        handler.setFormatter(shape)
+        handler.addFilter(secrets)
+    logging.basicConfig(level=level, handlers=handlers)
+    return log_file
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -117,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     # The shell chat owns the terminal: its log goes to a file, so lines never land in the chat.
     shell = settings.chosen_adapter() == "shell"
-    _setup_logging(settings.log_level, log_file=settings.shell_log_path if shell else None)
+    _setup_logging(settings.log_level, log_file=settings.shell_log_path if shell else None, settings=settings)
     quiet_libraries()
     return asyncio.run(_run(settings))
 
@@ -189,7 +197,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings=settings)
     # Extra trainer options come after `--`.
     extra = [arg for arg in args.extra if arg != "--"]
     from bot.training import check_artifacts, training_unavailable

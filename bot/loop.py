@@ -226,7 +226,7 @@ class Loop:
                 log.error("could not switch to version %s, still serving %s: %s", wanted, self.generator.version, exc)
                 return self.generator.version
             await self.repository.record_model_version(wanted, source=source, parent=parent)
-            log.info("now serving model version %s", wanted)
+            log.info("now serving model version %s", wanted, extra={"version": wanted})
             await self._announce(wanted)
             return wanted
 

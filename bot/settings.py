@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     # --- running --------------------------------------------------------------------
     adapter: str = Field("auto", description="auto, or a module of bot/adapters (shell, slack, discord)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line")
     http_host: str = "0.0.0.0"
     http_port: int = Field(3000, ge=0, le=65535)
     shutdown_grace_s: float = Field(
@@ -253,6 +254,17 @@ class Settings(BaseSettings):
     def db_setting(self) -> str:
         """The variable that names the database file, for messages about it."""
         return "THUMBTUNE_DB" if self.db is not None else "THUMBTUNE_DATA_DIR"
+
+    def secret_values(self) -> list[str]:
+        """The values of the secret settings, for the log to mask (bot.logs)."""
+        secrets = (
+            self.discord_token,
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.person_secret,
+        )
+        return [secret.get_secret_value() for secret in secrets if secret is not None]
 
     @property
     def shell_log_path(self) -> Path:

@@ -193,7 +193,14 @@ class TrainingRuns:
         except OSError as exc:
             reason = f"cannot write the snapshot to {self.settings.artifacts_setting} ({_why(exc)})"
             return await self._finish(run_id, "failed", reason, **recorded)
-        log.info("training run %d on version %d: %s (snapshot %d bytes)", run_id, parent, dataset.counts(), size)
+        log.info(
+            "training run %d on version %d: %s (snapshot %d bytes)",
+            run_id,
+            parent,
+            dataset.counts(),
+            size,
+            extra={"run": run_id, "version": parent},
+        )
 
         started = time.monotonic()
         command = [*trainer_command(self.settings, uri, self.launcher), *extra]
@@ -219,6 +226,7 @@ class TrainingRuns:
             outcome.status,
             time.monotonic() - started,
             f": {outcome.reason}" if outcome.reason else "",
+            extra={"run": run_id, "version": outcome.version},
         )
         finished = await self._finish(run_id, outcome.status, outcome.reason, version=outcome.version, **recorded)
         if outcome.status == PUBLISHED and outcome.version is not None:

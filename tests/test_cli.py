@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import resource
 import sqlite3
@@ -110,6 +113,47 @@ def test_tokens_never_reach_the_log(settings_env: dict[str, str]):
     log = (Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.log").read_text()
     assert "DEBUG" in log  # the shell chat's log went to its file, at the level asked for
     assert secret not in result.stderr and secret not in result.stdout and secret not in log
+
+
+def test_json_logs_are_one_object_per_line_with_the_secrets_masked(settings_env: dict[str, str]):
+    secret = "xoxb-very-secret-token-456"
+    env = {
+        **settings_env,
+        "THUMBTUNE_LOG_FORMAT": "json",
+        "THUMBTUNE_LOG_LEVEL": "DEBUG",
+        "THUMBTUNE_ADAPTER": "shell",
+        "SLACK_BOT_TOKEN": secret,
+    }
+    result = _thumbtune(["run"], env, stdin="hello\n")
+    assert result.returncode == 0, result.stderr
+    lines = (Path(settings_env["THUMBTUNE_DATA_DIR"]) / "thumbtune.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert records and all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+    assert {record["level"] for record in records} >= {"DEBUG", "INFO"}
+    assert any(record["logger"] == "bot.loop" for record in records)
+    assert secret not in "\n".join(lines)
+
+
+def test_a_secret_a_library_puts_in_a_message_is_masked():
+    from bot.logs import MASK, JsonLines, MaskSecrets
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLines())
+    handler.addFilter(MaskSecrets(["xapp-1-A0-secret-value"]))
+    logger = logging.getLogger("thumbtune.test.secrets")
+    logger.addHandler(handler)
+    try:
+        logger.warning("connecting with %s failed", "xapp-1-A0-secret-value", extra={"run": 7, "platform": "slack"})
+        try:
+            raise RuntimeError("bad token xapp-1-A0-secret-value")
+        except RuntimeError:
+            logger.exception("it failed")
+    finally:
+        logger.removeHandler(handler)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == f"connecting with {MASK} failed" and (first["run"], first["platform"]) == (7, "slack")
+    assert MASK in second["exception"] and "xapp-1-A0-secret-value" not in stream.getvalue()
 
 
 def test_the_shell_chat_keeps_log_lines_out_of_the_conversation(settings_env: dict[str, str]):
