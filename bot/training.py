@@ -27,7 +27,7 @@ import logging
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,6 +55,7 @@ class TrainingOutcome:
     serving: int | None = None  # the version served after the run (set by bot.loop)
     run: int | None = None  # the training_runs id
     metrics: dict[str, Any] = field(default_factory=dict)  # the trainer's, when it wrote a result
+    tracking: str | None = None  # where its training curves went (THUMBTUNE_REPORT_TO)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,6 +75,7 @@ def trainer_configs(settings: Settings) -> tuple[DataConfig, TrainConfig]:
         lora=settings.train_lora,
         device=settings.device,
         threads=settings.torch_threads,
+        report_to=settings.report_to,
     )
     return data, train
 
@@ -178,7 +180,7 @@ class TrainingRuns:
             self.repository, data, run=run_id, parent=parent, base_model=self.settings.model
         )
         dataset = prepared.dataset
-        recorded = {
+        counts = {
             "examples": len(dataset.train),
             "desirable": dataset.desirable,
             "undesirable": dataset.undesirable,
@@ -186,13 +188,13 @@ class TrainingRuns:
         }
         if prepared.not_ready is not None:
             log.info("training skipped: %s", prepared.not_ready)
-            return await self._finish(run_id, "skipped", prepared.not_ready, **recorded)
+            return await self._finish(run_id, "skipped", prepared.not_ready, counts=counts)
         uri = snapshot.run_uri(self.settings.artifacts_uri, run_id)
         try:
             size = await asyncio.to_thread(snapshot.write, uri, prepared.manifest, dataset)
         except OSError as exc:
             reason = f"cannot write the snapshot to {self.settings.artifacts_setting} ({_why(exc)})"
-            return await self._finish(run_id, "failed", reason, **recorded)
+            return await self._finish(run_id, "failed", reason, counts=counts)
         log.info(
             "training run %d on version %d: %s (snapshot %d bytes)",
             run_id,
@@ -208,10 +210,12 @@ class TrainingRuns:
             ended = await self.backend.run(command, run_id=run_id, relay=relay, timeout_s=self.settings.train_timeout_s)
         except BackendUnavailable as exc:
             log.error("training run %d could not start: %s", run_id, exc)
-            return await self._finish(run_id, "failed", str(exc), **recorded)
-        return await self._record(run_id, ended, started=started, **recorded)
+            return await self._finish(run_id, "failed", str(exc), counts=counts)
+        return await self._record(run_id, ended, started=started, counts=counts)
 
-    async def _record(self, run_id: int, ended: str | None, *, started: float, **recorded: int) -> TrainingOutcome:
+    async def _record(
+        self, run_id: int, ended: str | None, *, started: float, counts: Mapping[str, int] | None = None
+    ) -> TrainingOutcome:
         """Record how run ``run_id`` ended, from the result its trainer wrote (if any)."""
         uri = snapshot.run_uri(self.settings.artifacts_uri, run_id)
         try:
@@ -228,7 +232,9 @@ class TrainingRuns:
             f": {outcome.reason}" if outcome.reason else "",
             extra={"run": run_id, "version": outcome.version},
         )
-        finished = await self._finish(run_id, outcome.status, outcome.reason, version=outcome.version, **recorded)
+        finished = await self._finish(
+            run_id, outcome.status, outcome.reason, version=outcome.version, tracking=outcome.tracking, counts=counts
+        )
         if outcome.status == PUBLISHED and outcome.version is not None:
             # Recorded first, then served: the pointer moves last, once, whatever happens next.
             await asyncio.to_thread(self.registry.make_current, outcome.version)
@@ -257,17 +263,29 @@ class TrainingRuns:
         return outcome
 
     async def _finish(
-        self, run_id: int, status: str, reason: str | None, *, version: int | None = None, **recorded: int
+        self,
+        run_id: int,
+        status: str,
+        reason: str | None,
+        *,
+        version: int | None = None,
+        tracking: str | None = None,
+        counts: Mapping[str, int] | None = None,
     ) -> TrainingOutcome:
-        await self.repository.finish_training_run(run_id, status=status, reason=reason, new_version=version, **recorded)
-        return TrainingOutcome(status, reason, version, run=run_id)
+        """Record how run ``run_id`` ended; ``counts``: its examples, desirable, undesirable, held_out."""
+        await self.repository.finish_training_run(
+            run_id, status=status, reason=reason, new_version=version, tracking=tracking, **(counts or {})
+        )
+        return TrainingOutcome(status, reason, version, run=run_id, tracking=tracking)
 
 
 def _outcome(result: RunResult | None, ended: str | None) -> TrainingOutcome:
     """How the run ended: the trainer's result (it stands even if the process then hung or
     crashed), else a failure saying how the process ended."""
     if result is not None:
-        return TrainingOutcome(result.status, result.reason, result.version, metrics=result.metrics)
+        return TrainingOutcome(
+            result.status, result.reason, result.version, metrics=result.metrics, tracking=result.tracking
+        )
     return TrainingOutcome("failed", f"the trainer {ended or 'exited with code 0'} without writing a result")
 
 

@@ -169,6 +169,7 @@ class TrainingRun:
     new_version: int | None
     examples: int | None
     reason: str | None
+    tracking: str | None = None  # the run's TensorBoard folder or tracker link (THUMBTUNE_REPORT_TO)
 
 
 class VoteOutcome(enum.Enum):
@@ -694,13 +695,25 @@ class Repository:
         desirable: int | None = None,
         undesirable: int | None = None,
         held_out: int | None = None,
+        tracking: str | None = None,
     ) -> None:
         """Close a run as published, rejected, skipped or failed (with the reason)."""
         async with self.database.transaction() as db:
             await db.execute(
                 "UPDATE training_runs SET finished_at = ?, status = ?, reason = ?, new_version = ?,"
-                " examples = ?, desirable = ?, undesirable = ?, held_out = ? WHERE id = ?",
-                (time.time(), status, reason, new_version, examples, desirable, undesirable, held_out, run_id),
+                " examples = ?, desirable = ?, undesirable = ?, held_out = ?, tracking = ? WHERE id = ?",
+                (
+                    time.time(),
+                    status,
+                    reason,
+                    new_version,
+                    examples,
+                    desirable,
+                    undesirable,
+                    held_out,
+                    tracking,
+                    run_id,
+                ),
             )
 
     async def running_training_runs(self) -> list[int]:
@@ -713,7 +726,7 @@ class Repository:
         """The latest runs, newest first."""
         async with self.database.reading() as db:
             cursor = await db.execute(
-                "SELECT id, started_at, finished_at, status, parent_version, new_version, examples, reason"
+                "SELECT id, started_at, finished_at, status, parent_version, new_version, examples, reason, tracking"
                 " FROM training_runs ORDER BY id DESC LIMIT ?",
                 (limit,),
             )

@@ -165,6 +165,23 @@ async def test_a_version_whose_result_is_missing_is_never_served(runtime):
     assert written.version == 1 and runtime.loop.registry.current_version() == 0 == runtime.generator.version
 
 
+async def test_tensorboard_tracking_writes_the_loss_into_the_runs_folder_and_records_it(runtime):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runtime.loop.runs.settings = runtime.settings.model_copy(update={"report_to": "tensorboard"})
+    await seed_preference(runtime.repository, answers=40)
+    outcome = await runtime.loop.run_training()
+    assert outcome.status in ("published", "rejected"), outcome.reason
+    folder = Path(snapshot.run_uri(runtime.settings.artifacts_uri, outcome.run or 0)) / snapshot.TENSORBOARD
+    assert outcome.tracking == str(folder)
+    [events] = {path.parent for path in folder.rglob("events.out.tfevents.*")}
+    scalars = EventAccumulator(str(events)).Reload()
+    losses = scalars.Scalars("train/loss")
+    assert len(losses) == outcome.metrics["train_steps"] and all(point.value > 0 for point in losses)
+    [run] = await runtime.repository.training_runs()
+    assert run.tracking == str(folder)
+
+
 async def test_a_two_process_run_trains_shards_and_only_rank_0_publishes_and_reports(runtime):
     # torchrun is what `accelerate launch --multi_gpu` runs underneath: the same RANK / WORLD_SIZE.
     torchrun = Path(sys.executable).with_name("torchrun")

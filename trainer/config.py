@@ -104,6 +104,15 @@ class TrainConfig:
         default="auto", metadata={"help": "auto: CUDA with bf16 when present, else CPU in fp32."}
     )
     threads: int = field(default=1, metadata={"help": "torch CPU threads."})
+    report_to: Literal["none", "tensorboard", "wandb", "mlflow", "trackio"] = field(
+        default="none",
+        metadata={
+            "help": (
+                "Where the training curves go (TRL's report_to). tensorboard: event files in the run's "
+                "folder of the artifact store; wandb, mlflow, trackio: their own settings (e.g. WANDB_PROJECT)."
+            )
+        },
+    )
 
 
 @dataclass(frozen=True)

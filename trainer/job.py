@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
@@ -144,7 +145,13 @@ def _run(options: RunOptions, manifest: Manifest, dataset: FeedbackDataset, rank
             if published is None:  # not rank 0: it trained its shard; rank 0 reports
                 return RunResult(manifest.run, "trained", parent, reason=f"rank {ranks.rank} of {ranks.world}")
             return RunResult(
-                manifest.run, published.status, parent, published.version, published.reason, published.metrics
+                manifest.run,
+                published.status,
+                parent,
+                published.version,
+                published.reason,
+                published.metrics,
+                tracking=published.tracking,
             )
         except Exception as exc:
             log.exception("training run %d failed", manifest.run)
@@ -157,6 +164,7 @@ class _Published:
     version: int
     reason: str | None
     metrics: dict[str, Any]
+    tracking: str | None = None
 
 
 def train_and_publish(
@@ -177,6 +185,7 @@ def train_and_publish(
         model, stats = train_kto(
             model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
         )
+        tracking = _keep_tracking(config.report_to, scratch, options.snapshot) if ranks.main else None
         shutil.rmtree(scratch, ignore_errors=True)
         if not ranks.main:
             return None
@@ -213,7 +222,31 @@ def train_and_publish(
             reasons=gate.reasons,
         )
     _log_gate(info.version, gate)
-    return _Published(status, info.version, "; ".join(gate.reasons) or None, metrics)
+    return _Published(status, info.version, "; ".join(gate.reasons) or None, metrics, tracking)
+
+
+def _keep_tracking(report_to: str, scratch: Path, snapshot_uri: str) -> str | None:
+    """Where the run's training curves can be seen: TensorBoard's event files are copied into
+    the run's folder of the artifact store; for the hosted trackers, their link (best effort)."""
+    if report_to == "tensorboard":
+        logs = scratch / "runs"
+        if not logs.is_dir():
+            log.warning("--report-to tensorboard, but no event files were written")
+            return None
+        target = f"{snapshot_uri.rstrip('/')}/{snapshot.TENSORBOARD}"
+        fs, root = fsspec.core.url_to_fs(target)
+        fs.put(str(logs) + "/", root + "/", recursive=True)
+        log.info("TensorBoard event files: %s (tensorboard --logdir %s)", target, target)
+        return target
+    if report_to == "wandb":
+        import wandb
+
+        return str(wandb.run.url) if wandb.run is not None else None
+    if report_to == "mlflow":
+        import mlflow
+
+        return str(mlflow.get_tracking_uri())
+    return None if report_to == "none" else report_to
 
 
 @contextlib.contextmanager
@@ -263,7 +296,7 @@ def train_kto(
         activation_checkpointing=False,
         logging_steps=1,
         save_strategy="no",
-        report_to="none",
+        report_to=config.report_to,  # tensorboard: event files under output_dir/runs (kept by _keep_tracking)
         disable_tqdm=True,
         dataloader_num_workers=0,
     )

@@ -34,6 +34,7 @@ FORMAT = 1  # bumped when the files change shape; a trainer refuses a format it 
 MANIFEST = "manifest.json"
 DATASET = "dataset.json"
 RESULT = "result.json"
+TENSORBOARD = "tensorboard"  # the run's TensorBoard event files (--report-to tensorboard)
 
 
 class SnapshotError(Exception):
@@ -62,6 +63,7 @@ class RunResult:
     version: int | None = None
     reason: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    tracking: str | None = None  # where the training curves went (a TensorBoard folder, a tracker's link)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
