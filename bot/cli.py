@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import DataUnavailable, Settings, SettingsError, load_settings
+from trainer.progress import enable_download_bars
 
 if TYPE_CHECKING:
     from bot.adapters.base import Adapter
@@ -31,6 +32,7 @@ def quiet_libraries() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    enable_download_bars()  # the first `make run` downloads ~0.5 GB of gpt2: show it, in a terminal
 
 
 def _setup_logging(level: str, *, log_file: Path | None = None, settings: Settings | None = None) -> Path | None:

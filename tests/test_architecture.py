@@ -24,7 +24,7 @@ ALLOWED = {
     "bench": {"storage", "trainer", "bot"},
 }
 # The trainer's public surface for the bot: light modules (standard library, fsspec and storage only).
-TRAINER_PUBLIC = {"trainer.config", "trainer.export", "trainer.requirements", "trainer.snapshot"}
+TRAINER_PUBLIC = {"trainer.config", "trainer.export", "trainer.progress", "trainer.requirements", "trainer.snapshot"}
 
 
 def project_modules() -> dict[str, Path]:

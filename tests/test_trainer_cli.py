@@ -91,6 +91,8 @@ def test_train_now_then_models_rollback_and_export(
     result = json.loads(printed.out)  # stdout is the result alone; the trainer's output went to stderr
     assert result["status"] in ("published", "rejected") and result["version"] == 1 and result["run"] == 1
     assert "perplexity" in result["metrics"] and "training run 1 on version 0" in printed.err
+    # Progress in the log, as a percentage; no bar where stderr is not a terminal.
+    assert "step 1/2 (50 %)" in printed.err and "step 2/2 (100 %)" in printed.err and "%|" not in printed.err
 
     async def recorded() -> list[tuple[object, ...]]:
         async with await Database.open(settings.db_path) as database:
@@ -118,3 +120,46 @@ def test_train_now_then_models_rollback_and_export(
     assert main(["export", "--format", "kto", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 30 and {tuple(sorted(r)) for r in rows} == {("completion", "label", "prompt")}
+
+
+def test_a_terminal_gets_progress_bars_for_training(settings, settings_env, tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    async def seed() -> None:
+        async with await Database.open(settings.db_path) as database:
+            await seed_preference(Repository(database), answers=30)
+
+    asyncio.run(seed())
+    env = {k: v for k, v in os.environ.items() if k != "CI"}  # a person at a terminal, not CI
+    env.update(settings_env, THUMBTUNE_TRAIN_MIN_EXAMPLES="8", TERM="xterm")
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "bot", "train", "--now", "--", "--max-steps", "3", "--samples", "4"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed: the program ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out, _ = trainer.communicate(timeout=240)
+    os.close(primary)
+    assert trainer.returncode == 0, shown.decode(errors="replace")[-2000:]
+    terminal = shown.decode(errors="replace")
+    assert "3/3" in terminal and "%|" in terminal  # tqdm's bar, drawn on the terminal
+    assert json.loads(out)["run"] == 1  # stdout still holds the result alone

@@ -17,6 +17,7 @@ from pathlib import Path
 from storage.registry import ModelRegistry, RegistryError, format_versions
 from trainer.config import GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, ExportError, export
+from trainer.progress import enable_download_bars
 from trainer.requirements import missing_extra
 
 
@@ -35,6 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     datasets.disable_progress_bars()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    enable_download_bars()  # a base model fetched from the Hub, in a terminal
     job = from_arguments(JobConfig, args)
     try:
         result = run(

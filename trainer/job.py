@@ -34,6 +34,7 @@ from trainer.config import GateConfig, TrainConfig, as_dict
 from trainer.dataset import FeedbackDataset, balanced_weights, kto_records
 from trainer.evaluate import GateResult, run_gate
 from trainer.models import load_causal_lm, training_device
+from trainer.progress import percent_steps, show_bars
 from trainer.snapshot import Manifest, RunResult
 
 log = logging.getLogger(__name__)
@@ -297,7 +298,7 @@ def train_kto(
         logging_steps=1,
         save_strategy="no",
         report_to=config.report_to,  # tensorboard: event files under output_dir/runs (kept by _keep_tracking)
-        disable_tqdm=True,
+        disable_tqdm=not show_bars(),  # a bar in a terminal (thumbtune train --now); the log has the percentage
         dataloader_num_workers=0,
     )
     peft_config = None
@@ -369,8 +370,15 @@ def _log_gate(version: int, gate: GateResult) -> None:
 
 
 class _LogProgress(TrainerCallback):
-    """Progress and loss go to our log, not to a progress bar."""
+    """Progress and loss in our log: the first step, about every tenth of the run, the last."""
+
+    def __init__(self) -> None:
+        self._at: set[int] = set()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._at = percent_steps(state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, logs["loss"])
+        if logs and "loss" in logs and state.global_step in self._at:
+            done = 100 * state.global_step / max(state.max_steps, 1)
+            log.info("step %d/%d (%.0f %%) loss %.4f", state.global_step, state.max_steps, done, logs["loss"])
