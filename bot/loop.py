@@ -3,10 +3,10 @@
 An APScheduler ``AsyncIOScheduler`` fires the training job on an interval or a cron
 schedule. Each firing skips (and records why) when too few new votes arrived since the
 current version; otherwise it runs one training run (bot.training: a snapshot of the
-data, the trainer as a subprocess, the run recorded from its result). Whatever the
-trainer publishes and its eval gate passes becomes
-the registry's current version; the watcher sees the pointer change (also when another
-host or `thumbtune rollback` changed it) and swaps the generator to it between batches.
+data, the trainer as a subprocess or a Ray job, the run recorded from its result, and a
+version that passed the eval gate made current). The watcher sees the registry's pointer
+change (also when another host or `thumbtune rollback` changed it) and swaps the
+generator to it between batches.
 """
 
 from __future__ import annotations
@@ -79,11 +79,11 @@ class Loop:
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        for run_id in await self.runs.interrupted():  # left running by the last start
-            self._in_background(self._settle(run_id))
         trigger = self._trigger()
         if trigger is not None and not self.unavailable:
             check_artifacts(self.settings)  # a store that cannot be written stops start-up, not the first run
+        for run_id in await self.runs.interrupted():  # left running by the last start
+            self._in_background(self._settle(run_id))
         if trigger is not None and self.unavailable:
             log.warning("scheduled retraining is off: %s", self.unavailable)
         elif trigger is not None:

@@ -257,10 +257,17 @@ class TrainingRuns:
         except BackendUnavailable as exc:
             log.warning("training run %d: cannot ask the backend about it (%s)", run_id, exc)
             ended = GONE
-        outcome = await self._record(run_id, None if ended == GONE else ended, started=started)
-        if ended == GONE and outcome.status == "failed":  # no job and no result
-            return await self._finish(run_id, "failed", INTERRUPTED)
-        return outcome
+        if ended == GONE:  # no job to wait for: its result, if the trainer wrote one, else interrupted
+            uri = snapshot.run_uri(self.settings.artifacts_uri, run_id)
+            try:
+                written = await asyncio.to_thread(snapshot.read_result, uri)
+            except (SnapshotError, OSError):
+                written = None
+            if written is None:
+                log.warning("training run %d: %s", run_id, INTERRUPTED)
+                return await self._finish(run_id, "failed", INTERRUPTED)
+            ended = None
+        return await self._record(run_id, ended, started=started)
 
     async def _finish(
         self,
