@@ -87,6 +87,9 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     ):
         assert name in current.metrics, name
     assert current.metrics["train_steps"] == 3
+    assert len(result.metrics["losses"]) == 3 and result.metrics["losses"][-1] == pytest.approx(
+        result.metrics["train_loss"], abs=1e-5
+    )  # the loss curve comes back with the result
 
     before, after = weights(tiny_model_dir), weights(current.path)
     assert before.keys() == after.keys()

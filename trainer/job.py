@@ -55,10 +55,11 @@ class TrainStats:
     seconds: float
     examples_per_s: float
     final_loss: float | None
+    losses: tuple[float, ...] = ()  # the loss at every logged step
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
 
-    def as_dict(self) -> dict[str, float | int | None]:
+    def as_dict(self) -> dict[str, float | int | list[float] | None]:
         return {
             "desirable_weight": self.desirable_weight,
             "undesirable_weight": self.undesirable_weight,
@@ -67,6 +68,7 @@ class TrainStats:
             "seconds_per_step": round(self.seconds / max(self.steps, 1), 4),
             "examples_per_s": round(self.examples_per_s, 3),
             "train_loss": self.final_loss,
+            "losses": [round(loss, 5) for loss in self.losses],
         }
 
 
@@ -342,6 +344,7 @@ def train_kto(
         seconds=seconds,
         examples_per_s=examples,
         final_loss=losses[-1] if losses else None,
+        losses=tuple(float(loss) for loss in losses),
         desirable_weight=desirable_weight,
         undesirable_weight=undesirable_weight,
     )
