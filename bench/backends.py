@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             "THUMBTUNE_TRAIN_EVERY_MINUTES": "0",
             "THUMBTUNE_TRAIN_EPOCHS": "1",
             "THUMBTUNE_LOG_LEVEL": "WARNING",
+            "THUMBTUNE_DASHBOARD_PORT": "0",
         }
         report: dict[str, Any] = {
             "model": "tiny (2 layers, 64 wide, vocab 1024)",

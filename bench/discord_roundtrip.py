@@ -51,7 +51,11 @@ async def run(*, prompts: int, max_new_tokens: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         model = make_tiny_model(Path(tmp) / "tiny")
         settings = load_settings(
-            model=str(model), data_dir=Path(tmp) / "data", max_new_tokens=max_new_tokens, torch_threads=1
+            model=str(model),
+            data_dir=Path(tmp) / "data",
+            max_new_tokens=max_new_tokens,
+            torch_threads=1,
+            dashboard_port=0,
         )
         fake = FakeDiscord()
         await fake.start()

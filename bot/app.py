@@ -15,6 +15,7 @@ from bot.loop import Loop, apply_retention
 from bot.service import BotService
 from bot.settings import DataUnavailable, Settings
 from bot.training import registry_from
+from bot.web import StatusServer
 from storage.database import Database, DatabaseUnavailable, unusable_database
 from storage.identity import PersonKeys
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError
@@ -31,6 +32,7 @@ class Runtime:
     generator: Generator
     service: BotService
     loop: Loop
+    web: StatusServer | None = None  # /healthz and /metrics (THUMBTUNE_DASHBOARD_PORT)
 
 
 def sampling_from(settings: Settings) -> SamplingParams:
@@ -169,11 +171,27 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
             )
             if settings.challenger_share > 0 and parent is not None:
                 await _hold_parent(generator, registry, settings, parent)
-            retraining = Loop(settings=settings, repository=repository, generator=generator, registry=registry)
+            retraining = Loop(
+                settings=settings,
+                repository=repository,
+                generator=generator,
+                registry=registry,
+                metrics=service.metrics,
+            )
+            service.metrics.watch(generator)
             service.admin_actions = retraining
+            runtime = Runtime(settings, database, repository, generator, service, retraining)
             if loop:
                 await retraining.start()
             try:
-                yield Runtime(settings, database, repository, generator, service, retraining)
+                if settings.dashboard_port:
+                    token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
+                    runtime.web = StatusServer(
+                        runtime, host=settings.dashboard_host, port=settings.dashboard_port, token=token
+                    )
+                    await runtime.web.start()
+                yield runtime
             finally:
+                if runtime.web is not None:
+                    await runtime.web.stop()
                 await retraining.stop()

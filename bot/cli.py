@@ -87,6 +87,8 @@ async def _run(settings: Settings) -> int:
         async with open_runtime(settings) as runtime:
             adapter = adapter_type.from_settings(runtime.service, settings)
             runtime.loop.announce = adapter.announce  # "now serving version N"
+            if runtime.web is not None:
+                runtime.web.adapter = adapter  # /healthz says whether it is connected
             with _stopped_by_signals(adapter):
                 try:
                     await adapter.serve()

@@ -24,6 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.generation import Generator, ModelLoadError
+from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.training import TrainingOutcome, TrainingRuns, check_artifacts, training_unavailable
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
@@ -61,8 +62,10 @@ class Loop:
         registry: ModelRegistry,
         launcher: list[str] | None = None,
         announce: Announce | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
         self.repository = repository
         self.generator = generator
         self.registry = registry
@@ -198,6 +201,7 @@ class Loop:
         if self._training.locked():
             return TrainingOutcome("busy", "a training run is already going", serving=self.generator.version)
         async with self._training:
+            started = time.monotonic()
             try:
                 self._run_task = asyncio.current_task()
                 outcome = await self.runs.run()
@@ -205,6 +209,8 @@ class Loop:
             finally:
                 self._run_task = None
                 await self._count_run()  # counted once the new version (if any) is live
+            self.metrics.training_runs.labels(outcome.status).inc()
+            self.metrics.training_seconds.observe(time.monotonic() - started)
             return replace(outcome, serving=serving)
 
     # --- hot reload -----------------------------------------------------------------

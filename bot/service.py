@@ -19,8 +19,9 @@ from bot.commands import AdminActions, Command, parse_command
 from bot.comparison import COMPARE_REACTIONS, Verdict, render_comparison, split_compare_request, verdict_named
 from bot.events import RATING_REACTIONS, IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
 from bot.feedback import EmojiTable, normalize_emoji
-from bot.generation import GenerationError, Generator, SamplingParams
+from bot.generation import GenerationError, GenerationTimeout, Generator, GeneratorBusy, SamplingParams
 from bot.limits import RateLimiter
+from bot.metrics import Metrics
 from storage.dialogue import render_prompt
 from storage.identity import PersonKeys
 from storage.repository import ComparisonRef, NewResponse, PendingPrompt, Repository, VoteOutcome
@@ -75,8 +76,10 @@ class BotService:
         compare: bool = False,
         challenger_share: float = 0.0,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.repository = repository
+        self.metrics = metrics if metrics is not None else Metrics()
         self.generator = generator
         self.persons = persons
         self.emoji = emoji
@@ -224,9 +227,11 @@ class BotService:
         command = parse_command(text)
         if command is not None:
             return await self.run_command(command, platform=prompt.platform, user=prompt.user)
+        self.metrics.prompts.labels(prompt.platform).inc()
         if self.rate_limiter is not None and prompt.platform != "shell":  # the local operator is trusted
             wait = self.rate_limiter.try_acquire(self.persons.key(prompt.platform, prompt.user))
             if wait > 0:
+                self.metrics.refusals.labels("slow_down").inc()
                 return Reply(f"Slow down a little, please: you can ask again in {math.ceil(wait)} s.", ok=False)
         compare, text = split_compare_request(text)
         compare = compare or self.compare
@@ -245,9 +250,11 @@ class BotService:
             history = [(turn.user_text, turn.bot_text) for turn in turns]
         context = render_prompt(text, history)
         try:
-            candidates = await self._sample(context, params, compare=compare)
+            with self.metrics.generation_seconds.time():
+                candidates = await self._sample(context, params, compare=compare)
         except GenerationError as exc:
-            log.warning("no answer for a %s prompt: %s", prompt.platform, exc)
+            log.warning("no answer for a %s prompt: %s", prompt.platform, exc, extra={"platform": prompt.platform})
+            self.metrics.refusals.labels(_refusal(exc)).inc()
             return Reply(str(exc), ok=False)
         stored = await self.repository.record_answer(
             pending_id=pending_id,
@@ -269,6 +276,8 @@ class BotService:
                 for answer, version in candidates
             ],
         )
+        for _, version in candidates:
+            self.metrics.answers.labels(str(version)).inc()
         return _reply(candidates, stored.response_ids, compare=compare)
 
     async def _sample(self, context: str, params: SamplingParams, *, compare: bool) -> list[tuple[str, int]]:
@@ -364,7 +373,11 @@ class BotService:
         # quick removal (or a replay after a resume) must not overtake each other.
         async with self._in_order(reaction):
             await self._after_reconciling(reaction.message_key)
-            return await self._on_reaction(reaction, self.read_reaction(reaction.emoji))
+            meaning = self.read_reaction(reaction.emoji)
+            outcome = await self._on_reaction(reaction, meaning)
+        if outcome is VoteOutcome.RECORDED:
+            self.metrics.votes.labels(normalize_emoji(reaction.emoji)).inc()
+        return outcome
 
     async def on_reaction_removed(self, reaction: IncomingReaction) -> VoteOutcome:
         async with self._in_order(reaction):
@@ -581,6 +594,13 @@ class BotService:
 
 class NotStored(Exception):
     """The database refused to store what a person sent (a full disk): do not acknowledge it."""
+
+
+def _refusal(exc: GenerationError) -> str:
+    """The metrics' name for why the generator gave no answer."""
+    if isinstance(exc, GeneratorBusy):
+        return "busy"
+    return "timeout" if isinstance(exc, GenerationTimeout) else "failed"
 
 
 def _reply(candidates: list[tuple[str, int]], response_ids: tuple[int, ...], *, compare: bool) -> Reply:

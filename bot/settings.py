@@ -6,6 +6,7 @@ and passes the result (or the parts a component needs) into constructors.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -98,6 +99,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line")
     http_host: str = "0.0.0.0"
     http_port: int = Field(3000, ge=0, le=65535)
+    dashboard_host: str = Field("127.0.0.1", description="where /healthz and /metrics listen")
+    dashboard_port: int = Field(8080, ge=0, le=65535, description="0 = no listener")
+    dashboard_token: SecretStr | None = Field(None, description="bearer token; required off loopback")
     shutdown_grace_s: float = Field(
         20.0, ge=0.0, description="on SIGTERM/SIGINT, finish answers in flight for up to this long"
     )
@@ -211,6 +215,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_dashboard(self) -> Settings:
+        if self.dashboard_port and self.dashboard_token is None and not _is_loopback(self.dashboard_host):
+            raise ValueError(
+                f"THUMBTUNE_DASHBOARD_TOKEN: needed when THUMBTUNE_DASHBOARD_HOST is {self.dashboard_host}, "
+                "not loopback (or set THUMBTUNE_DASHBOARD_PORT=0)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_ray(self) -> Settings:
         if self.train_backend == "ray" and not self.ray_address:
             raise ValueError(
@@ -261,6 +274,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """The values of the secret settings, for the log to mask (bot.logs)."""
         secrets = (
+            self.dashboard_token,
             self.discord_token,
             self.slack_bot_token,
             self.slack_signing_secret,
@@ -314,6 +328,15 @@ def _env_name(field: str) -> str:
     if info is not None and isinstance(info.validation_alias, str):
         return info.validation_alias
     return f"THUMBTUNE_{field.upper()}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: not known to stay on this machine
+        return False
 
 
 def _location(value: str | None, *, default: Path) -> str:

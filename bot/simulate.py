@@ -183,6 +183,7 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         candidates=1,
         retention_days=0,
         allowed_channels=[],
+        dashboard_port=0,  # a simulation needs no listener
     )
 
 

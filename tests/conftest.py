@@ -32,6 +32,7 @@ def settings_env(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.Monke
         "THUMBTUNE_TORCH_THREADS": "1",
         "THUMBTUNE_MAX_NEW_TOKENS": "24",
         "THUMBTUNE_BATCH_WINDOW_MS": "5",
+        "THUMBTUNE_DASHBOARD_PORT": "0",  # no listener on 8080: tests that want one pick a free port
     }
     for name in list(os.environ):
         if name.startswith("THUMBTUNE_") or name in (

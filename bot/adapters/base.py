@@ -71,6 +71,10 @@ class Adapter(abc.ABC):
     async def stop(self) -> None:
         """Make :meth:`serve` return; safe to call more than once, and before or after serving."""
 
+    def connected(self) -> bool | None:
+        """Whether the platform connection is up now (``/healthz``); None where it cannot be told."""
+        return None
+
     @abc.abstractmethod
     async def announce(self, text: str) -> None:
         """Say something of the bot's own (a new model version went live); nowhere to say it: nothing."""

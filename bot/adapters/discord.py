@@ -192,6 +192,10 @@ class DiscordBot(discord.Client, Adapter):
             shutdown_grace_s=settings.shutdown_grace_s,
         )
 
+    def connected(self) -> bool | None:
+        """Up when discord.py holds a ready gateway session."""
+        return self.is_ready() and not self.is_closed()
+
     async def announce(self, text: str) -> None:
         """Post a message of the bot's own in THUMBTUNE_ANNOUNCE_CHANNEL (when it is set)."""
         if not self.announce_channel:

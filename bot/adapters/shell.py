@@ -77,6 +77,9 @@ class ShellChat(Adapter):
         self.stdout.write(text + "\n")
         self.stdout.flush()
 
+    def connected(self) -> bool | None:
+        return not self._stopping  # the terminal is there while the chat runs
+
     async def announce(self, text: str) -> None:
         """The loop tells the person at the shell when a new model version goes live."""
         self.say(f"(bot) {text}")

@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,7 @@ class Generator:
         self._device = device
         self._threads = threads
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.on_batch: Callable[[int], None] | None = None  # told each batch's rows, on the worker thread (metrics)
         self._batch_window_s = batch_window_s
         self._max_batch_rows = max_batch_rows
         self.request_timeout_s = request_timeout_s
@@ -309,6 +311,8 @@ class Generator:
 
     def _sample_chunk(self, loaded: LoadedModel, chunk: list[_Request]) -> None:
         params = chunk[0].params
+        if self.on_batch is not None:
+            self.on_batch(sum(request.params.candidates for request in chunk))
         try:
             results = sample(loaded, [r.prompt for r in chunk], params, [r.params.candidates for r in chunk])
         except Exception as exc:  # one bad batch must not stop the worker
