@@ -238,6 +238,35 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from bot.changes import render
+    from bot.training import registry_from
+    from storage.registry import BASE_VERSION, RegistryError
+
+    settings = _settings(args)
+    registry = registry_from(settings)
+    version = args.version if args.version is not None else registry.current_version()
+    if version == BASE_VERSION:
+        print("thumbtune: version 0 is the base model; it has no changes to show", file=sys.stderr)
+        return 1
+    try:
+        info = registry.get(version)
+    except RegistryError as exc:
+        print(f"thumbtune: {exc}", file=sys.stderr)
+        return 1
+    changes = registry.changes(version)
+    if changes is None:
+        print(
+            f"thumbtune: version {version} has no record of what changed (trained before it was kept)", file=sys.stderr
+        )
+        return 1
+    if args.json:
+        print(json.dumps({"version": version, "parent": info.parent, **changes}, ensure_ascii=False))
+    else:
+        print(render(version, info.parent, changes))
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from bot.training import registry_from
     from storage.registry import RegistryError
@@ -329,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     forget = commands.add_parser("forget", help="delete one person's prompts, votes and corrections")
     forget.add_argument("user", help="PLATFORM:USER_ID as the platform shows it, e.g. slack:U012AB3CD")
     forget.set_defaults(handler=cmd_forget)
+
+    diff = commands.add_parser("diff", help="what a version learned: answers before/after, words, data, gate")
+    diff.add_argument("version", nargs="?", type=int, help="default: the current version")
+    diff.add_argument("--json", action="store_true", help="the whole record as JSON")
+    diff.set_defaults(handler=cmd_diff)
 
     train = commands.add_parser("train", help="run one training cycle now, in the foreground")
     train.add_argument("--now", action="store_true", help="train now (the scheduler's vote-count gate is skipped)")

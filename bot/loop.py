@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.changes import summary
 from bot.generation import Generator, ModelLoadError
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -250,6 +251,9 @@ class Loop:
             trained = info.counts.get("train_examples")
             text += f" Trained from version {info.parent} on {trained} examples" if trained else ""
             text += f" ({metrics})." if metrics else "."
+            changes = await asyncio.to_thread(self.registry.changes, version)
+            if changes:
+                text += "\n" + summary(changes)
         try:
             await self.announce(text)
         except Exception:  # an announcement is a courtesy; never let it break the reload

@@ -45,6 +45,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 BASE_VERSION = 0
 METADATA_FILE = "version.json"
+CHANGES_FILE = "changes.json"  # what the version learned (trainer.changes)
 POINTER_FILE = "CURRENT"
 PUBLISHED = "published"
 REJECTED = "rejected"
@@ -126,6 +127,13 @@ class ModelRegistry:
             with contextlib.suppress(RegistryError):  # a version being uploaded, or being pruned
                 found.append(self.get(number))
         return found
+
+    def changes(self, version: int) -> dict[str, Any] | None:
+        """What the version learned (``changes.json``, written by the trainer); None for one without."""
+        try:
+            return dict(json.loads(self.fs.cat_file(self._key(f"versions/{version:04d}/{CHANGES_FILE}"))))
+        except FileNotFoundError:
+            return None
 
     def size(self, version: int) -> int:
         """Bytes the version takes in the registry (weights, tokenizer, metadata)."""

@@ -240,6 +240,7 @@ async def test_a_successful_run_goes_live_and_tags_the_next_answers(settings_env
         assert reply.ok and reply.model_version == 1
         assert (await _runs(runtime))[0][:3] == ("published", 0, 1)
         assert announcements and announcements[0].startswith("Now serving model version 1.")
+        assert "fixed prompts differently" in announcements[0] and "More likely now:" in announcements[0]
         models = await runtime.loop.models()
         assert "serving version 1" in models
 

@@ -102,6 +102,28 @@ def test_train_now_then_models_rollback_and_export(
     registry = ModelRegistry(settings.data_dir / "models")
     assert [v.version for v in registry.versions()] == [1]
 
+    # What version 1 learned, as a report and as JSON: answers side by side, words, data, the gate.
+    assert main(["diff"]) == 0
+    report = capfd.readouterr().out
+    assert report.startswith("version 1 (from version 0): ") and "fixed prompts differently" in report
+    assert "before:" in report and "after:" in report and "trained on" in report
+    assert main(["diff", "1", "--json"]) == 0
+    changes = json.loads(capfd.readouterr().out)
+    assert (changes["version"], changes["parent"]) == (1, 0) and len(changes["answers"]) == 24
+    assert set(changes["answers"][0]) == {"question", "before", "after"} and 0 <= changes["changed_share"] <= 1
+    assert changes["words"]["rose"] or changes["words"]["fell"]
+    assert changes["data"]["counts"]["train_examples"] > 0 and changes["data"]["most_disliked"]
+    assert changes["gate"]["passed"] == (result["status"] == "published")
+
+    async def people() -> set[str]:
+        async with await Database.open(settings.db_path) as database, database.reading() as db:
+            rows = await (await db.execute("SELECT voter FROM votes UNION SELECT author FROM prompts")).fetchall()
+        return {row[0] for row in rows}
+
+    text = json.dumps(changes)
+    assert not [person for person in asyncio.run(people()) if person in text]  # texts only, no person keys
+    assert main(["diff", "7"]) == 1 and "not in the registry" in capfd.readouterr().err
+
     assert main(["models"]) == 0
     listing = capfd.readouterr().out
     assert f"base model (version 0): {settings.model}" in listing

@@ -13,6 +13,7 @@ current pointer are untouched.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -30,6 +31,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from storage.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
 from trainer import snapshot
+from trainer.changes import FILE as CHANGES_FILE
+from trainer.changes import what_changed
 from trainer.config import GateConfig, TrainConfig, as_dict
 from trainer.dataset import FeedbackDataset, balanced_weights, kto_records
 from trainer.evaluate import GateResult, run_gate
@@ -205,6 +208,17 @@ def train_and_publish(
             max_length=config.max_length,
         )
         save_model(model, tokenizer, folder)
+        # What it learned, kept with the version: answers side by side, words, data, the gate.
+        changes = what_changed(
+            parent=reference,
+            candidate=model,
+            tokenizer=tokenizer,
+            dataset=dataset,
+            gate=gate,
+            seed=config.seed,
+            max_new_tokens=options.gate.max_new_tokens,
+        )
+        (folder / CHANGES_FILE).write_text(json.dumps(changes, ensure_ascii=False, indent=1), encoding="utf-8")
         status = PUBLISHED if gate.passed else REJECTED
         metrics = {**stats.as_dict(), **gate.metrics(), "processes": ranks.world}
         info = registry.publish(

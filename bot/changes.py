@@ -1,0 +1,50 @@
+"""A version's "what changed" (written by the trainer, trainer.changes) for people: the
+two lines of a new version's announcement, and ``thumbtune diff``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SHOWN_ANSWERS = 8  # answer pairs printed by `thumbtune diff` (all of them with --json)
+
+
+def summary(changes: dict[str, Any]) -> str:
+    """Two lines: how many fixed prompts it answers differently, and which words moved."""
+    answers = changes.get("answers") or []
+    changed = round(float(changes.get("changed_share", 0.0)) * len(answers))
+    return f"It answers {changed} of {len(answers)} fixed prompts differently.\n{_words(changes)}"
+
+
+def render(version: int, parent: int | None, changes: dict[str, Any]) -> str:
+    """The whole report, as `thumbtune diff` prints it."""
+    gate = changes.get("gate") or {}
+    decision = "passed the gate" if gate.get("passed") else "rejected: " + "; ".join(gate.get("reasons") or [])
+    lines = [f"version {version} (from version {parent}): {decision}", summary(changes), ""]
+    data = changes.get("data") or {}
+    counts = data.get("counts") or {}
+    lines.append(
+        f"trained on {counts.get('train_examples', 0)} examples ({counts.get('desirable', 0)} liked, "
+        f"{counts.get('undesirable', 0)} disliked), {counts.get('held_out_examples', 0)} held out"
+    )
+    for title, key in (("most liked", "most_liked"), ("most disliked", "most_disliked")):
+        for example in data.get(key) or []:
+            lines.append(f"  {title}: {example['question']!r} -> {example['answer']!r}")
+    metrics = gate.get("metrics") or {}
+    shown = ("perplexity", "parent_perplexity", "preference_accuracy", "parent_preference_accuracy", "distinct_2")
+    numbers = [f"{name} {metrics[name]:.3g}" for name in shown if isinstance(metrics.get(name), (int, float))]
+    if numbers:
+        lines.append("gate: " + ", ".join(numbers))
+    lines.append("")
+    for answer in (changes.get("answers") or [])[:SHOWN_ANSWERS]:
+        mark = "*" if answer["before"] != answer["after"] else " "
+        lines.append(f"{mark} {answer['question']}")
+        lines.append(f"    before: {answer['before']}")
+        lines.append(f"    after:  {answer['after']}")
+    return "\n".join(lines)
+
+
+def _words(changes: dict[str, Any]) -> str:
+    words = changes.get("words") or {}
+    rose = ", ".join(item["token"] for item in (words.get("rose") or [])[:4]) or "-"
+    fell = ", ".join(item["token"] for item in (words.get("fell") or [])[:4]) or "-"
+    return f"More likely now: {rose}; less likely: {fell}."

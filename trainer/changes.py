@@ -1,0 +1,132 @@
+"""What a new version learned, computed at the end of its run and kept with it (``changes.json``).
+
+- **answers**: the parent's and the new version's answers side by side on a fixed set of
+  prompts (the questions of the reference text, then held-out prompts), each model
+  sampled with the same seed, and the share of prompts whose answer changed;
+- **words**: the tokens of the reference text whose log-probability rose or fell most
+  (mean change per token, over the tokens seen at least twice);
+- **data**: the training counts and a few of the most liked and disliked examples (the
+  question and the answer only: no person key, no conversation id);
+- **gate**: its metrics, the decision and the reasons.
+
+``thumbtune diff`` prints it and the announcement of a new version carries two lines of
+it (bot.changes).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from storage.dialogue import USER
+from trainer.dataset import Example, FeedbackDataset
+from trainer.evaluate import GateResult, probe_prompts, reference_text, sample_answers
+
+FILE = "changes.json"
+PROMPTS = 24  # fixed prompts compared (reference questions first, then held-out ones)
+WORDS = 8  # tokens listed as rising and as falling
+EXAMPLES = 3  # liked and disliked training examples shown
+
+
+def what_changed(
+    *,
+    parent: PreTrainedModel,
+    candidate: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: FeedbackDataset,
+    gate: GateResult,
+    seed: int,
+    max_new_tokens: int,
+) -> dict[str, Any]:
+    prompts = _fixed_prompts(dataset.held_out)
+    before = sample_answers(parent, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    after = sample_answers(candidate, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    rose, fell = _word_shifts(parent, candidate, tokenizer, reference_text())
+    ranked = sorted(dataset.train, key=lambda example: example.reward)
+    return {
+        "answers": [
+            {"question": _question(prompt), "before": old, "after": new}
+            for prompt, old, new in zip(prompts, before, after, strict=True)
+        ],
+        "changed_share": round(sum(old != new for old, new in zip(before, after, strict=True)) / len(prompts), 4)
+        if prompts
+        else 0.0,
+        "words": {"rose": rose, "fell": fell},
+        "data": {
+            "counts": dataset.counts(),
+            "most_liked": [_shown(example) for example in reversed(ranked[-EXAMPLES:]) if example.label],
+            "most_disliked": [_shown(example) for example in ranked[:EXAMPLES] if not example.label],
+        },
+        "gate": {"passed": gate.passed, "reasons": list(gate.reasons), "metrics": gate.metrics()},
+    }
+
+
+def _fixed_prompts(held_out: Sequence[Example]) -> list[str]:
+    prompts = probe_prompts(PROMPTS)
+    seen = set(prompts)
+    for example in held_out:
+        if len(prompts) >= PROMPTS:
+            break
+        if example.prompt not in seen:
+            seen.add(example.prompt)
+            prompts.append(example.prompt)
+    return prompts
+
+
+@torch.no_grad()
+def _word_shifts(
+    parent: PreTrainedModel,
+    candidate: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    *,
+    window: int = 256,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The tokens whose log-probability on ``text`` rose and fell most (mean over their occurrences)."""
+    ids = tokenizer(text, return_tensors="pt")["input_ids"][0]
+    limit = min(window, int(getattr(parent.config, "n_positions", window) or window))
+    shifts: dict[int, list[float]] = defaultdict(list)
+    for start in range(0, len(ids) - 1, limit):
+        chunk = ids[start : start + limit]
+        if len(chunk) < 2:
+            break
+        row = chunk.unsqueeze(0)
+        delta = _token_logprobs(candidate, row) - _token_logprobs(parent, row)
+        for token, change in zip(chunk[1:].tolist(), delta.tolist(), strict=True):
+            shifts[token].append(change)
+    means = [
+        (sum(changes) / len(changes), token, len(changes)) for token, changes in shifts.items() if len(changes) >= 2
+    ]
+    means.sort()
+
+    def shown(items: Sequence[tuple[float, int, int]]) -> list[dict[str, Any]]:
+        return [{"token": _token_text(tokenizer, token), "change": round(mean, 4)} for mean, token, _ in items]
+
+    rose = shown([item for item in reversed(means) if item[0] > 0][:WORDS])
+    fell = shown([item for item in means if item[0] < 0][:WORDS])
+    return rose, fell
+
+
+def _token_logprobs(model: PreTrainedModel, row: torch.Tensor) -> torch.Tensor:
+    device = next(model.parameters()).device
+    logits = model(input_ids=row.to(device)).logits.float()[0, :-1]
+    return torch.log_softmax(logits, dim=-1).gather(-1, row[0, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
+
+
+def _token_text(tokenizer: PreTrainedTokenizerBase, token: int) -> str:
+    text = str(tokenizer.decode([token]))
+    return text.strip() or repr(text)  # a space or a newline is shown as such
+
+
+def _question(prompt: str) -> str:
+    """The last question of a rendered dialogue prompt (what the person asked)."""
+    lines = [line[len(USER) :].strip() for line in prompt.splitlines() if line.startswith(USER)]
+    return lines[-1] if lines else prompt.strip()
+
+
+def _shown(example: Example) -> dict[str, Any]:
+    return {"question": _question(example.prompt), "answer": example.completion.strip(), "reward": example.reward}
