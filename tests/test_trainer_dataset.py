@@ -128,15 +128,29 @@ def test_thread_credit_discounts_later_rewards_back_to_earlier_turns() -> None:
 
 
 def test_split_is_stable_and_keeps_a_conversation_together() -> None:
-    answers = [answer(i, conversation=f"c{i % 10}") for i in range(1, 201)]
-    votes = [vote(i, 1.0 if i % 2 else -1.0) for i in range(1, 201)]
+    answers = [answer(i, conversation=f"c{i % 30}") for i in range(1, 301)]
+    votes = [vote(i, 1.0 if i % 2 else -1.0) for i in range(1, 301)]
     options = BuildOptions(held_out_fraction=0.3)
     first = build_dataset(answers=answers, votes=votes, options=options)
     again = build_dataset(answers=answers, votes=votes, options=options)
     assert first == again
     assert first.held_out and first.train
+    assert {e.group for e in first.train} <= {f"c:c{n}" for n in range(30)}  # split by conversation
     assert not {e.group for e in first.held_out} & {e.group for e in first.train}
     assert is_held_out("c:x", fraction=0.0, salt="s") is False
+
+
+def test_a_single_long_conversation_still_holds_answers_out() -> None:
+    # The shell chat is one conversation until /new: split by conversation, nothing would be held out.
+    answers = [answer(i, conversation="shell:one") for i in range(1, 61)]
+    votes = [vote(i, 1.0 if i % 3 else -1.0) for i in range(1, 61)]
+    data = build_dataset(answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.2))
+    assert data.train and data.held_out and len(data.held_out) < len(data.train)
+    assert {e.group for e in data.held_out} <= {f"p:{i}" for i in range(1, 61)}  # split by prompt
+    by_conversation = build_dataset(
+        answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.2, min_split_groups=1)
+    )
+    assert len(by_conversation.held_out) in (0, 60)  # all on one side: what the fallback avoids
 
 
 def test_readiness_needs_enough_examples_with_both_labels() -> None:

@@ -13,14 +13,16 @@ undesirable example each (duplicates of the vote examples dropped).
 
 Examples are split into train and held-out by a hash of their conversation (or of
 the prompt, for a lone prompt), so a held-out conversation never leaks into
-training and the split is stable from one run to the next.
+training and the split is stable from one run to the next. With fewer than
+``min_split_groups`` conversations (one shell chat is one conversation until /new)
+the split is by prompt instead: otherwise nothing, or everything, would be held out.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from storage.dialogue import clean, render_prompt
@@ -88,6 +90,8 @@ class BuildOptions:
     held_out_fraction: float = 0.2  # share of conversations kept for the eval gate
     split_salt: str = "thumbtune"  # changing it re-draws the split
     forgotten: frozenset[str] = field(default_factory=frozenset)  # person keys to leave out
+    # Fewer conversations than this: split by prompt instead (a shell chat is one conversation).
+    min_split_groups: int = 20
 
 
 def net_rewards(votes: Iterable[VoteRow], *, forgotten: frozenset[str] = frozenset()) -> dict[int, float]:
@@ -138,8 +142,9 @@ def completion_of(text: str) -> str:
     return " " + clean(text)
 
 
-def group_of(answer: FeedbackAnswer) -> str:
-    return f"c:{answer.conversation}" if answer.conversation else f"p:{answer.prompt_id}"
+def group_of(answer: FeedbackAnswer, *, by_prompt: bool = False) -> str:
+    """The split key: the conversation (a lone prompt, or every prompt with ``by_prompt``: the prompt)."""
+    return f"c:{answer.conversation}" if answer.conversation and not by_prompt else f"p:{answer.prompt_id}"
 
 
 def is_held_out(group: str, *, fraction: float, salt: str) -> bool:
@@ -165,6 +170,11 @@ def build_dataset(
     rated = {v.response_id for v in votes} | {c.response_id for c in corrections}
     excluded = sum(1 for a in answers if a.response_id in rated and a.response_id not in usable_ids)
     credited = credited_rewards(usable, rewards, gamma=options.gamma)
+    # Few conversations (the shell keeps one until /new): split by prompt, or nothing is held out.
+    by_prompt = len({group_of(a) for a in usable}) < options.min_split_groups
+
+    def group(answer: FeedbackAnswer) -> str:
+        return group_of(answer, by_prompt=by_prompt)
 
     examples: list[Example] = []
     ties = 0
@@ -178,12 +188,12 @@ def build_dataset(
                 prompt=prompt_of(answer),
                 completion=completion_of(answer.text),
                 label=q > 0,
-                group=group_of(answer),
+                group=group(answer),
                 reward=q,
             )
         )
 
-    pairs = _compare_pairs(usable, credited) + _correction_pairs(usable, corrections, forgotten)
+    pairs = _compare_pairs(usable, credited, group) + _correction_pairs(usable, corrections, forgotten, group)
     examples = _with_unpaired(examples, pairs)
 
     def held(group: str) -> bool:
@@ -199,7 +209,9 @@ def build_dataset(
     )
 
 
-def _compare_pairs(answers: Sequence[FeedbackAnswer], credited: dict[int, float]) -> list[Pair]:
+def _compare_pairs(
+    answers: Sequence[FeedbackAnswer], credited: dict[int, float], group: Callable[[FeedbackAnswer], str]
+) -> list[Pair]:
     """Candidates of one prompt rated differently: the best against the worst."""
     by_prompt: dict[int, list[FeedbackAnswer]] = defaultdict(list)
     for answer in answers:
@@ -219,7 +231,7 @@ def _compare_pairs(answers: Sequence[FeedbackAnswer], credited: dict[int, float]
                 prompt=prompt_of(best),
                 chosen=completion_of(best.text),
                 rejected=completion_of(worst.text),
-                group=group_of(best),
+                group=group(best),
                 source="compare",
             )
         )
@@ -227,7 +239,10 @@ def _compare_pairs(answers: Sequence[FeedbackAnswer], credited: dict[int, float]
 
 
 def _correction_pairs(
-    answers: Sequence[FeedbackAnswer], corrections: Sequence[CorrectionRow], forgotten: frozenset[str]
+    answers: Sequence[FeedbackAnswer],
+    corrections: Sequence[CorrectionRow],
+    forgotten: frozenset[str],
+    group: Callable[[FeedbackAnswer], str],
 ) -> list[Pair]:
     by_id = {answer.response_id: answer for answer in answers}
     pairs = []
@@ -242,7 +257,7 @@ def _correction_pairs(
                 prompt=prompt_of(answer),
                 chosen=completion_of(correction.text),
                 rejected=completion_of(answer.text),
-                group=group_of(answer),
+                group=group(answer),
                 source="correction",
             )
         )
