@@ -187,7 +187,13 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
                 if settings.dashboard_port:
                     token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
                     runtime.web = StatusServer(
-                        runtime, host=settings.dashboard_host, port=settings.dashboard_port, token=token
+                        database=database,
+                        repository=repository,
+                        generator=generator,
+                        metrics=service.metrics,
+                        host=settings.dashboard_host,
+                        port=settings.dashboard_port,
+                        token=token,
                     )
                     await runtime.web.start()
                 yield runtime

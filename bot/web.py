@@ -26,7 +26,10 @@ from bot.settings import SettingsError
 
 if TYPE_CHECKING:
     from bot.adapters.base import Adapter
-    from bot.app import Runtime
+    from bot.generation import Generator
+    from bot.metrics import Metrics
+    from storage.database import Database
+    from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class StatusServer:
     """``/healthz`` and ``/metrics`` for one running bot."""
 
-    def __init__(self, runtime: Runtime, *, host: str, port: int, token: str | None) -> None:
-        self.runtime = runtime
+    def __init__(
+        self,
+        *,
+        database: Database,
+        repository: Repository,
+        generator: Generator,
+        metrics: Metrics,
+        host: str,
+        port: int,
+        token: str | None,
+    ) -> None:
+        self.database, self.repository, self.generator = database, repository, generator
+        self.numbers = metrics
         self.host, self.port = host, port
         self._token = token  # never logged
         self.adapter: Adapter | None = None  # set once the adapter runs (its connection state)
@@ -86,13 +100,12 @@ class StatusServer:
         return await handler(request)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        runtime = self.runtime
         database_ok = await self._database_ok()
-        runs = await runtime.repository.training_runs(limit=1) if database_ok else []
+        runs = await self.repository.training_runs(limit=1) if database_ok else []
         connected = self.adapter.connected() if self.adapter is not None else None
         body: dict[str, Any] = {
-            "serving_version": runtime.generator.version,
-            "queue_depth": runtime.generator.queued(),
+            "serving_version": self.generator.version,
+            "queue_depth": self.generator.queued(),
             "database_ok": database_ok,
             "adapter": self.adapter.platform if self.adapter is not None else None,
             "adapter_connected": connected,
@@ -105,11 +118,11 @@ class StatusServer:
         return web.json_response(body, status=200 if healthy else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.runtime.service.metrics.text(), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=self.numbers.text(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _database_ok(self) -> bool:
         async def answer() -> None:
-            async with self.runtime.database.reading() as db:
+            async with self.database.reading() as db:
                 await (await db.execute("SELECT 1")).fetchone()
 
         try:
