@@ -168,8 +168,11 @@ async def test_failing_typing_and_reactions_never_stop_an_answer_or_a_vote(
     answer = await wait_for(lambda: fake.answer_to(prompt_id), timeout=30)
 
     assert fake.calls_to("POST", f"/channels/{fake.channel_id}/typing")  # tried, refused
-    [(message_key, version)] = rows(settings.db_path, "SELECT message_key, model_version FROM responses")
-    assert (message_key, version) == (key(fake, answer), 0)
+    # The answer is bound to its message right after it is posted (a moment after the fake sees it).
+    bound = await wait_for(
+        lambda: rows(settings.db_path, "SELECT message_key, model_version FROM responses WHERE message_key IS NOT NULL")
+    )
+    assert bound == [(key(fake, answer), 0)]
     offered = f"/channels/{answer['channel_id']}/messages/{answer['id']}/reactions/"
     await wait_for(lambda: len(fake.calls_to("PUT", offered)) == 2)  # 👎 still tried after 👍 failed
 
