@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import logging
 import shlex
+import sys
 import time
 from typing import Any, Protocol
 
@@ -53,8 +54,6 @@ class LocalBackend:
     name = "local"
 
     async def run(self, command: list[str], *, run_id: int, relay: bool, timeout_s: float) -> str | None:
-        import sys
-
         if relay:
             process = await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -165,7 +164,7 @@ class RayBackend:
         """Wait for ``job`` to end (relaying its log); stop it at the timeout or when cancelled."""
         from ray.job_submission import JobStatus
 
-        relaying = asyncio.create_task(_relay_ray(client, job)) if relay else None
+        relaying = asyncio.create_task(_relay_ray(client, job, to_log=relay))
         deadline = time.monotonic() + timeout_s
         try:
             while True:
@@ -180,11 +179,10 @@ class RayBackend:
             await asyncio.shield(self._stop(client, job))
             raise
         finally:
-            if relaying is not None:
-                # The log stream ends with the job; give it a moment to deliver the last lines.
-                with contextlib.suppress(asyncio.TimeoutError, Exception):
-                    await asyncio.wait_for(relaying, timeout=5)
-                relaying.cancel()
+            # The log stream ends with the job; give it a moment to deliver the last lines.
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(relaying, timeout=5)
+            relaying.cancel()
         if status == JobStatus.SUCCEEDED:
             return None
         info = await asyncio.to_thread(client.get_job_info, job)
@@ -214,8 +212,14 @@ async def _relay_stream(stream: asyncio.StreamReader, level: int) -> None:
             trainer_log.log(level, "%s", line)
 
 
-async def _relay_ray(client: Any, job: str) -> None:
+async def _relay_ray(client: Any, job: str, *, to_log: bool) -> None:
+    """The job's output: into ``thumbtune.trainer`` (the bot's log), or as it is to stderr
+    (``thumbtune train --now``: a person at a terminal)."""
     async for chunk in client.tail_job_logs(job):
+        if not to_log:
+            sys.stderr.write(chunk)
+            sys.stderr.flush()
+            continue
         for line in chunk.splitlines():
             if line.strip():
                 trainer_log.info("%s", line.rstrip())

@@ -149,6 +149,8 @@ async def test_a_job_still_running_after_the_bot_died_is_found_again_and_recorde
             return False
 
     await wait_for(lambda: asyncio.to_thread(job_running), timeout=120, interval=0.2)
+    # The person at `train --now` sees the job's own output on stderr, as with a local trainer.
+    await wait_for(lambda: "INFO trainer.job: training run 1 on version 0" in log_path.read_text(), timeout=120)
     train.kill()
     await train.wait()
 
