@@ -295,13 +295,6 @@ class Settings(BaseSettings):
         return _location(self.registry_dir, default=self.data_dir / "models")
 
     @property
-    def models_dir(self) -> Path:
-        """The model registry's folder, when it is a local one."""
-        if "://" in self.registry_uri:
-            raise ValueError(f"THUMBTUNE_REGISTRY_DIR is {self.registry_uri}, not a local folder")
-        return Path(self.registry_uri)
-
-    @property
     def artifacts_uri(self) -> str:
         """The artifact store: an fsspec URI as given, or an absolute local folder (a trainer
         launched in another working folder finds it too)."""

@@ -213,15 +213,28 @@ class TrainingRuns:
             return await self._finish(run_id, "failed", str(exc), counts=counts)
         return await self._record(run_id, ended, started=started, counts=counts)
 
-    async def _record(
-        self, run_id: int, ended: str | None, *, started: float, counts: Mapping[str, int] | None = None
-    ) -> TrainingOutcome:
-        """Record how run ``run_id`` ended, from the result its trainer wrote (if any)."""
-        uri = snapshot.run_uri(self.settings.artifacts_uri, run_id)
+    async def _read_result(self, run_id: int) -> tuple[RunResult | None, str | None]:
+        """The result run ``run_id``'s trainer wrote (None if none), and why it could not be read."""
         try:
-            result = await asyncio.to_thread(snapshot.read_result, uri)
+            return await asyncio.to_thread(
+                snapshot.read_result, snapshot.run_uri(self.settings.artifacts_uri, run_id)
+            ), None
         except (SnapshotError, OSError) as exc:
-            result, ended = None, f"{ended or 'ended'}; its result could not be read ({exc})"
+            return None, str(exc)
+
+    async def _record(
+        self,
+        run_id: int,
+        ended: str | None,
+        *,
+        started: float,
+        counts: Mapping[str, int] | None = None,
+        read: tuple[RunResult | None, str | None] | None = None,
+    ) -> TrainingOutcome:
+        """Record how run ``run_id`` ended, from the result its trainer wrote (``read``: already read)."""
+        result, problem = read if read is not None else await self._read_result(run_id)
+        if problem is not None:
+            ended = f"{ended or 'ended'}; its result could not be read ({problem})"
         outcome = _outcome(result, ended)
         log.log(
             logging.ERROR if outcome.status == "failed" else logging.INFO,
@@ -257,17 +270,13 @@ class TrainingRuns:
         except BackendUnavailable as exc:
             log.warning("training run %d: cannot ask the backend about it (%s)", run_id, exc)
             ended = GONE
-        if ended == GONE:  # no job to wait for: its result, if the trainer wrote one, else interrupted
-            uri = snapshot.run_uri(self.settings.artifacts_uri, run_id)
-            try:
-                written = await asyncio.to_thread(snapshot.read_result, uri)
-            except (SnapshotError, OSError):
-                written = None
-            if written is None:
-                log.warning("training run %d: %s", run_id, INTERRUPTED)
-                return await self._finish(run_id, "failed", INTERRUPTED)
-            ended = None
-        return await self._record(run_id, ended, started=started)
+        if ended != GONE:
+            return await self._record(run_id, ended, started=started)
+        read = await self._read_result(run_id)  # no job to wait for: its result if written, else interrupted
+        if read[0] is None:
+            log.warning("training run %d: %s", run_id, INTERRUPTED)
+            return await self._finish(run_id, "failed", INTERRUPTED)
+        return await self._record(run_id, None, started=started, read=read)
 
     async def _finish(
         self,

@@ -117,7 +117,7 @@ async def test_after_a_restart_the_served_versions_parent_is_the_challenger(sett
     from bot.settings import load_settings
     from storage.registry import ModelRegistry
 
-    registry = ModelRegistry(settings.models_dir)
+    registry = ModelRegistry(settings.registry_uri)
     for parent in (0, 1):  # versions 1 and 2: copies of the tiny model
         with registry.staging() as folder:
             shutil.copytree(tiny_model_dir, folder, dirs_exist_ok=True)

@@ -266,7 +266,7 @@ def test_cron_settings_are_checked(settings_env, monkeypatch, cron):
 
 async def test_a_damaged_current_version_falls_back_to_the_base_model_at_start(settings_env, tiny_model_dir):
     settings = load_settings()
-    registry = ModelRegistry(settings.models_dir)
+    registry = ModelRegistry(settings.registry_uri)
     version = publish_copy(registry, tiny_model_dir, metrics={"perplexity": 9.0})
     (registry.get(version).path / "model.safetensors").write_bytes(b"not weights")
     async with open_runtime(settings, loop=False) as runtime:

@@ -111,7 +111,7 @@ async def test_a_job_without_a_result_is_failed_not_published(ray_env):
         outcome = await runtime.loop.run_training()
         assert outcome.status == "failed" and "without writing a result" in outcome.reason
         assert (await asyncio.to_thread(_job, runtime, outcome.run))[0] == JobStatus.SUCCEEDED
-        assert ModelRegistry(runtime.settings.models_dir).versions() == []
+        assert ModelRegistry(runtime.settings.registry_uri).versions() == []
         assert runtime.generator.version == 0
 
 
@@ -160,7 +160,7 @@ async def test_a_job_still_running_after_the_bot_died_is_found_again_and_recorde
         assert (status, parent, version) in (("published", 0, 1), ("rejected", 0, 1))
         assert runtime.generator.version == (1 if status == "published" else 0)
     assert client.get_job_status(backend.job_id(1)) == JobStatus.SUCCEEDED
-    assert [v.version for v in ModelRegistry(settings.models_dir).versions()] == [1]  # published once
+    assert [v.version for v in ModelRegistry(settings.registry_uri).versions()] == [1]  # published once
     assert "submitted to Ray" in log_path.read_text()
 
 
