@@ -15,7 +15,7 @@ from bot.loop import Loop, apply_retention
 from bot.service import BotService
 from bot.settings import DataUnavailable, Settings
 from bot.training import registry_from
-from bot.web import StatusServer
+from bot.web import WebServer
 from storage.database import Database, DatabaseUnavailable, unusable_database
 from storage.identity import PersonKeys
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError
@@ -32,7 +32,7 @@ class Runtime:
     generator: Generator
     service: BotService
     loop: Loop
-    web: StatusServer | None = None  # /healthz and /metrics (THUMBTUNE_DASHBOARD_PORT)
+    web: WebServer | None = None  # dashboard, /healthz and /metrics (THUMBTUNE_DASHBOARD_PORT)
 
 
 def sampling_from(settings: Settings) -> SamplingParams:
@@ -185,15 +185,13 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
                 await retraining.start()
             try:
                 if settings.dashboard_port:
-                    token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
-                    runtime.web = StatusServer(
+                    runtime.web = WebServer.from_settings(
+                        settings,
                         database=database,
                         repository=repository,
-                        generator=generator,
+                        registry=registry,
                         metrics=service.metrics,
-                        host=settings.dashboard_host,
-                        port=settings.dashboard_port,
-                        token=token,
+                        generator=generator,
                     )
                     await runtime.web.start()
                 yield runtime

@@ -267,6 +267,47 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _dashboard(settings: Settings) -> None:
+    from bot.app import open_database
+    from bot.metrics import Metrics
+    from bot.training import registry_from
+    from bot.web import WebServer
+    from storage.repository import Repository
+
+    registry = registry_from(settings)
+    metrics = Metrics()
+    metrics.serving_version.set_function(registry.current_version)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_database(settings) as database:
+        web = WebServer.from_settings(
+            settings, database=database, repository=Repository(database), registry=registry, metrics=metrics
+        )
+        await web.start()
+        print(f"dashboard at {web.url}/ (Ctrl-C stops it)", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await web.stop()
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    if args.host is not None:
+        overrides["dashboard_host"] = args.host
+    if args.port is not None:
+        overrides["dashboard_port"] = args.port
+    settings = load_settings(**overrides)
+    if not settings.dashboard_port:
+        print("thumbtune: THUMBTUNE_DASHBOARD_PORT is 0 (off); set it or pass --port", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level, settings=settings)
+    asyncio.run(_dashboard(settings))
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from bot.training import registry_from
     from storage.registry import RegistryError
@@ -363,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("version", nargs="?", type=int, help="default: the current version")
     diff.add_argument("--json", action="store_true", help="the whole record as JSON")
     diff.set_defaults(handler=cmd_diff)
+
+    board = commands.add_parser(
+        "dashboard", help="serve the web dashboard, /healthz and /metrics from the data alone (the bot may be down)"
+    )
+    board.add_argument("--host", help="override THUMBTUNE_DASHBOARD_HOST")
+    board.add_argument("--port", type=int, help="override THUMBTUNE_DASHBOARD_PORT")
+    board.set_defaults(handler=cmd_dashboard)
 
     train = commands.add_parser("train", help="run one training cycle now, in the foreground")
     train.add_argument("--now", action="store_true", help="train now (the scheduler's vote-count gate is skipped)")

