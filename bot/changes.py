@@ -30,10 +30,22 @@ def render(version: int, parent: int | None, changes: dict[str, Any]) -> str:
         for example in data.get(key) or []:
             lines.append(f"  {title}: {example['question']!r} -> {example['answer']!r}")
     metrics = gate.get("metrics") or {}
-    shown = ("perplexity", "parent_perplexity", "preference_accuracy", "parent_preference_accuracy", "distinct_2")
-    numbers = [f"{name} {metrics[name]:.3g}" for name in shown if isinstance(metrics.get(name), (int, float))]
+    shown = (
+        "perplexity",
+        "parent_perplexity",
+        "base_perplexity",
+        "perplexity_ratio",
+        "base_perplexity_ratio",
+        "preference_accuracy",
+        "parent_preference_accuracy",
+        "preference_difference",
+        "distinct_2",
+        "chrf_difference",
+    )
+    numbers = [_metric(name, metrics) for name in shown if _metric(name, metrics)]
     if numbers:
-        lines.append("gate: " + ", ".join(numbers))
+        lines.append("gate (95% intervals): " + ", ".join(numbers))
+    lines.extend(f"  not enough data: {note}" for note in metrics.get("not_enough_data") or [])
     lines.append("")
     for answer in (changes.get("answers") or [])[:SHOWN_ANSWERS]:
         mark = "*" if answer["before"] != answer["after"] else " "
@@ -48,3 +60,12 @@ def _words(changes: dict[str, Any]) -> str:
     rose = ", ".join(item["token"] for item in (words.get("rose") or [])[:4]) or "-"
     fell = ", ".join(item["token"] for item in (words.get("fell") or [])[:4]) or "-"
     return f"More likely now: {rose}; less likely: {fell}."
+
+
+def _metric(name: str, metrics: dict[str, Any]) -> str:
+    """``name 0.81 (0.7-0.9)``, the interval when there is one; "" when neither is there."""
+    value, interval = metrics.get(name), metrics.get(f"{name}_interval")
+    text = f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+    if isinstance(interval, list) and len(interval) == 2:
+        text = f"{text} ({interval[0]:.3g}-{interval[1]:.3g})".strip()
+    return f"{name} {text}" if text else ""

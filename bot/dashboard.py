@@ -315,35 +315,43 @@ def _summary(changes: dict[str, Any]) -> str:
 
 def _gate(gate: dict[str, Any]) -> str:
     metrics = gate.get("metrics") or {}
-    pairs = [
-        ("perplexity on reference text", "perplexity", "parent_perplexity"),
-        ("held-out preference accuracy", "preference_accuracy", "parent_preference_accuracy"),
-        ("distinct-2 of samples", "distinct_2", "parent_distinct_2"),
-        ("chrF against corrections", "chrf", "parent_chrf"),
+    rows = [
+        _gate_row(metrics, "perplexity on reference text", "perplexity", "parent_perplexity", "base_perplexity"),
+        _gate_row(metrics, "  ratio to the parent's", "perplexity_ratio", None, None),
+        _gate_row(metrics, "  ratio to version 0's", "base_perplexity_ratio", None, None),
+        _gate_row(metrics, "held-out preference accuracy", "preference_accuracy", "parent_preference_accuracy", None),
+        _gate_row(metrics, "  difference from the parent", "preference_difference", None, None),
+        _gate_row(metrics, "distinct-2 of samples", "distinct_2", "parent_distinct_2", None),
+        _gate_row(metrics, "chrF against corrections", "chrf", "parent_chrf", None),
+        _gate_row(metrics, "  difference from the parent", "chrf_difference", None, None),
     ]
-    rows = []
-    for label, mine, theirs in pairs:
-        if metrics.get(mine) is None and metrics.get(theirs) is None:
-            continue
-        interval = metrics.get(f"{mine}_interval")
-        shown = _num(metrics.get(mine))
-        if isinstance(interval, list) and len(interval) == 2:
-            shown += f" ({_num(interval[0])}–{_num(interval[1])})"
-        rows.append(f"<tr><td>{label}</td><td class=n>{shown}</td><td class=n>{_num(metrics.get(theirs))}</td></tr>")
-    if metrics.get("preference_pairs") is not None:
-        pairs_row = f"<td class=n>{metrics['preference_pairs']}</td><td></td>"
-        rows.append(f"<tr><td>held-out preference pairs</td>{pairs_row}</tr>")
+    if metrics.get("preference_pairs"):
+        rows.append(f"<tr><td>held-out liked x disliked pairs</td><td class=n>{metrics['preference_pairs']}</td></tr>")
     verdict = (
         "<p class=published>Passed the gate.</p>"
         if gate.get("passed")
         else "<p class=rejected>Rejected: " + _e("; ".join(gate.get("reasons") or [])) + "</p>"
     )
+    missing = "".join(f"<li>not enough data: {_e(note)}</li>" for note in metrics.get("not_enough_data") or [])
     return (
         verdict
-        + "<table><tr><th>metric</th><th class=n>this version</th><th class=n>parent</th></tr>"
-        + "".join(rows)
-        + "</table>"
+        + (f"<ul class=muted>{missing}</ul>" if missing else "")
+        + "<table id=gate><tr><th>metric (95% interval)</th><th class=n>this version</th><th class=n>parent</th>"
+        "<th class=n>version 0</th></tr>" + "".join(row for row in rows if row) + "</table>"
     )
+
+
+def _gate_row(metrics: dict[str, Any], label: str, mine: str, parent: str | None, base: str | None) -> str:
+    """One metric's row: the value (or, for a ratio or difference, only its interval)."""
+    value, interval = metrics.get(mine), metrics.get(f"{mine}_interval")
+    if value is None and interval is None:
+        return ""
+    shown = _num(value) if value is not None else ""
+    if isinstance(interval, list) and len(interval) == 2:
+        shown += f" ({_num(interval[0])} – {_num(interval[1])})"
+    cells = [shown, _num(metrics.get(parent)) if parent else "", _num(metrics.get(base)) if base else ""]
+    indent = " style='padding-left:1.5em'" if label.startswith("  ") else ""
+    return f"<tr><td{indent}>{_e(label.strip())}</td>" + "".join(f"<td class=n>{cell}</td>" for cell in cells) + "</tr>"
 
 
 def _words(words: dict[str, Any]) -> str:

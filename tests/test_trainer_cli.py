@@ -107,10 +107,15 @@ def test_train_now_then_models_rollback_and_export(
     report = capfd.readouterr().out
     assert report.startswith("version 1 (from version 0): ") and "fixed prompts differently" in report
     assert "before:" in report and "after:" in report and "trained on" in report
+    # The gate's numbers with their intervals; too few held-out answers said as such, not decided on.
+    assert "gate (95% intervals): perplexity " in report and "perplexity_ratio (" in report
+    assert "not enough data: held-out preference" in report
     assert main(["diff", "1", "--json"]) == 0
     changes = json.loads(capfd.readouterr().out)
     assert (changes["version"], changes["parent"]) == (1, 0) and len(changes["answers"]) == 24
-    assert set(changes["answers"][0]) == {"question", "before", "after"} and 0 <= changes["changed_share"] <= 1
+    assert set(changes["answers"][0]) == {"question", "before", "after", "source"}
+    assert 0 <= changes["changed_share"] <= 1
+    assert changes["answers"][0]["source"] == "reference"  # the dashboard may always show those
     assert changes["words"]["rose"] or changes["words"]["fell"]
     assert changes["data"]["counts"]["train_examples"] > 0 and changes["data"]["most_disliked"]
     assert changes["gate"]["passed"] == (result["status"] == "published")

@@ -26,7 +26,7 @@ from trainer.config import DataConfig, GateConfig, TrainConfig, to_arguments
 from trainer.export import export_records, write_jsonl
 from trainer.job import RunOptions, run
 
-FAST_GATE = GateConfig(samples=8, max_new_tokens=12)
+FAST_GATE = GateConfig(samples=8, max_new_tokens=12, min_preference_examples=1, bootstrap_samples=200)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -101,7 +101,7 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     second = run(options(tmp_path, await take_snapshot(tmp_path, tiny_model_dir, run=2)))
     assert (second.parent, second.version) == (1, 2) and second.status in ("published", "rejected"), second.reason
     assert registry.get(2).parent == 1
-    assert second.metrics["parent_preference_accuracy"] is not None
+    assert second.metrics["parent_preference_accuracy"] is not None, second.metrics.get("not_enough_data")
     assert not torch.equal(
         weights(registry.get(2).path)["transformer.h.0.attn.c_attn.weight"], after["transformer.h.0.attn.c_attn.weight"]
     )
@@ -278,7 +278,7 @@ def test_the_gate_rejects_a_diverged_model_instead_of_failing(tiny_model_dir: Pa
         tokenizer=tokenizer,
         held_out=held_out,
         held_out_pairs=corrections,
-        config=GateConfig(samples=4, max_new_tokens=6, min_preference_pairs=1),
+        config=GateConfig(samples=4, max_new_tokens=6, min_preference_examples=1, min_corrections=1),
     )
     assert not gate.passed
     assert gate.candidate.chrf == 0.0 and gate.parent.chrf > 0.0

@@ -19,12 +19,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from storage.dialogue import USER
 from trainer.dataset import Example, FeedbackDataset
-from trainer.evaluate import GateResult, probe_prompts, reference_text, sample_answers
+from trainer.evaluate import GateResult, probe_prompts, reference_text, sample_answers, token_logprobs
 
 FILE = "changes.json"
 PROMPTS = 24  # fixed prompts compared (reference questions first, then held-out ones)
@@ -86,27 +85,18 @@ def _fixed_prompts(held_out: Sequence[Example]) -> tuple[list[str], int]:
     return prompts, references
 
 
-@torch.no_grad()
 def _word_shifts(
     parent: PreTrainedModel,
     candidate: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     text: str,
-    *,
-    window: int = 256,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The tokens whose log-probability on ``text`` rose and fell most (mean over their occurrences)."""
-    ids = tokenizer(text, return_tensors="pt")["input_ids"][0]
-    limit = min(window, int(getattr(parent.config, "n_positions", window) or window))
+    tokens, after = token_logprobs(candidate, tokenizer, text)
+    _, before = token_logprobs(parent, tokenizer, text)
     shifts: dict[int, list[float]] = defaultdict(list)
-    for start in range(0, len(ids) - 1, limit):
-        chunk = ids[start : start + limit]
-        if len(chunk) < 2:
-            break
-        row = chunk.unsqueeze(0)
-        delta = _token_logprobs(candidate, row) - _token_logprobs(parent, row)
-        for token, change in zip(chunk[1:].tolist(), delta.tolist(), strict=True):
-            shifts[token].append(change)
+    for token, change in zip(tokens.tolist(), (after - before).tolist(), strict=True):
+        shifts[token].append(change)
     means = [
         (sum(changes) / len(changes), token, len(changes)) for token, changes in shifts.items() if len(changes) >= 2
     ]
@@ -118,12 +108,6 @@ def _word_shifts(
     rose = shown([item for item in reversed(means) if item[0] > 0][:WORDS])
     fell = shown([item for item in means if item[0] < 0][:WORDS])
     return rose, fell
-
-
-def _token_logprobs(model: PreTrainedModel, row: torch.Tensor) -> torch.Tensor:
-    device = next(model.parameters()).device
-    logits = model(input_ids=row.to(device)).logits.float()[0, :-1]
-    return torch.log_softmax(logits, dim=-1).gather(-1, row[0, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
 
 
 def _token_text(tokenizer: PreTrainedTokenizerBase, token: int) -> str:

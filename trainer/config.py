@@ -122,18 +122,26 @@ class GateConfig:
         metadata={
             "help": (
                 "Reject when held-out preference accuracy falls more than this below the parent's "
-                "(0.5 = no better than the parent)."
+                "and the 95% interval of the difference lies below 0."
             )
         },
     )
-    min_preference_pairs: int = field(
-        default=4,
-        metadata={"help": "Fewer held-out liked x disliked pairs than this: the preference check is not applied."},
+    min_preference_examples: int = field(
+        default=5,
+        metadata={
+            "help": (
+                "Fewer held-out liked or disliked answers than this: the preference check reports "
+                "'not enough data' instead of deciding on noise."
+            )
+        },
     )
     perplexity_ratio: float = field(
         default=1.5,
         metadata={
-            "help": ("Reject when perplexity on the reference text grows by more than this factor over the parent's.")
+            "help": (
+                "Reject when perplexity on the reference text grows by more than this factor over the "
+                "parent's, or over version 0's (drift over many versions)."
+            )
         },
     )
     distinct_ratio: float = field(
@@ -150,12 +158,19 @@ class GateConfig:
         metadata={
             "help": (
                 "Reject when chrF against held-out human corrections drops more than this many points "
-                "below the parent's."
+                "below the parent's and the 95% interval of the difference lies below 0."
             )
         },
     )
     samples: int = field(
         default=32, metadata={"help": "Answers sampled per model for the diversity and correction checks."}
+    )
+    min_corrections: int = field(
+        default=5,
+        metadata={"help": "Fewer held-out corrections than this: the chrF check reports 'not enough data'."},
+    )
+    bootstrap_samples: int = field(
+        default=1000, metadata={"help": "Resamples behind the gate's 95% intervals (seeded by the run's seed)."}
     )
     max_new_tokens: int = field(default=24, metadata={"help": "Tokens per sampled answer in the gate."})
 

@@ -1,25 +1,33 @@
 """The eval gate: a new version becomes current only if it did not get worse than its parent.
 
-Four checks, each against the parent on the same data and sampling seed:
+Checks, each against the parent on the same data and sampling seed, each with its
+uncertainty (seeded bootstrap, 95 % intervals), and a metric with too little data
+behind it reported as "not enough data" instead of deciding on noise:
 
 (a) held-out preference: a model's implicit reward r(x, y) = log p_model(y|x) - log p_base(y|x)
     (base = version 0) should rank held-out liked answers above disliked ones (share
-    of liked x disliked pairs ranked right) at least as often as the parent's does;
-    the base model itself scores 0.5, every reward being 0;
+    of liked x disliked pairs ranked right, an AUC) at least as often as the parent's does;
+    the base model itself scores 0.5, every reward being 0. Paired: both models on the same
+    resampled examples. Rejected only when the drop is larger than the margin *and* the
+    interval of the difference lies below 0; under ``min_preference_examples`` liked or
+    disliked held-out answers: not enough data;
 (b) perplexity on the reference text shipped in ``trainer/data/reference.txt``: fluency
-    must not collapse;
+    must not collapse, against the parent *and* against version 0 (slow drift over many
+    versions), with the interval of the ratio (block bootstrap over the text);
 (c) distinct-2 of sampled answers: the model must not collapse onto one phrase;
 (d) chrF of answers sampled for held-out corrected prompts against the people's
-    corrections, when there are any.
+    corrections (paired bootstrap over corrections; under ``min_corrections``: not
+    enough data).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
+import numpy as np
 import torch
 from sacrebleu.metrics import CHRF
 from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
@@ -28,8 +36,11 @@ from storage.dialogue import USER, cut_answer, render_prompt
 from trainer.config import GateConfig
 from trainer.dataset import Example, Pair
 
-# Cap on liked x disliked pairs scored, so a big held-out set stays quick.
-_MAX_PAIRS = 2000
+# Caps on what the preference check scores, so a big held-out set stays quick: liked and
+# disliked answers each (a seeded sample beyond it).
+_MAX_PER_SIDE = 300
+_BLOCK_TOKENS = 32  # the perplexity bootstrap resamples blocks of this many tokens
+LEVEL = 0.95
 
 
 def reference_text() -> str:
@@ -62,23 +73,32 @@ class ModelScores:
 class GateResult:
     candidate: ModelScores
     parent: ModelScores
-    preference_accuracy: float | None  # None: too few held-out pairs
+    preference_accuracy: float | None  # None: not enough held-out liked and disliked answers
     parent_preference_accuracy: float | None
     preference_pairs: int
     reasons: tuple[str, ...]  # empty: passed
+    base_perplexity: float | None = None  # version 0's, for drift
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95 %, by metric name
+    not_enough_data: tuple[str, ...] = ()  # checks that were not applied, and why
 
     @property
     def passed(self) -> bool:
         return not self.reasons
 
-    def metrics(self) -> dict[str, float | int | None]:
-        return {
+    def metrics(self) -> dict[str, float | int | list[float] | list[str] | None]:
+        numbers: dict[str, float | int | list[float] | list[str] | None] = {
             **self.candidate.as_dict(""),
             **self.parent.as_dict("parent_"),
+            "base_perplexity": self.base_perplexity,
             "preference_accuracy": self.preference_accuracy,
             "parent_preference_accuracy": self.parent_preference_accuracy,
             "preference_pairs": self.preference_pairs,
         }
+        for name, (low, high) in self.intervals.items():
+            numbers[f"{name}_interval"] = [round(low, 4), round(high, 4)]
+        if self.not_enough_data:
+            numbers["not_enough_data"] = list(self.not_enough_data)
+        return numbers
 
 
 # --- measurements -------------------------------------------------------------------
@@ -117,21 +137,32 @@ def completion_logprobs(
 
 
 @torch.no_grad()
-def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text: str, *, window: int = 256) -> float:
-    """Token perplexity of ``text``, in non-overlapping windows."""
+def token_logprobs(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text: str, *, window: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token ids, log p of each given what precedes it in its window) over ``text``, in
+    non-overlapping windows (the first token of each window is context only)."""
     device = next(model.parameters()).device
     ids = tokenizer(text, return_tensors="pt")["input_ids"][0]
     limit = min(window, int(getattr(model.config, "n_positions", window) or window))
-    total, count = 0.0, 0
+    tokens, logprobs = [], []
     for start in range(0, len(ids) - 1, limit):
-        chunk = ids[start : start + limit].unsqueeze(0).to(device)
-        if chunk.shape[1] < 2:
+        chunk = ids[start : start + limit]
+        if len(chunk) < 2:
             break
-        loss = model(input_ids=chunk, labels=chunk).loss.float()
-        n = chunk.shape[1] - 1
-        total += float(loss) * n
-        count += n
-    return math.exp(total / max(count, 1))
+        logits = model(input_ids=chunk.unsqueeze(0).to(device)).logits.float()[0, :-1]
+        target = chunk[1:].to(device)
+        logprobs.append(torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1).cpu())
+        tokens.append(chunk[1:])
+    if not tokens:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    return torch.cat(tokens), torch.cat(logprobs)
+
+
+def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text: str, *, window: int = 256) -> float:
+    """Token perplexity of ``text``, in non-overlapping windows."""
+    _, logprobs = token_logprobs(model, tokenizer, text, window=window)
+    return math.exp(-float(logprobs.mean())) if len(logprobs) else math.inf
 
 
 @torch.no_grad()
@@ -183,23 +214,72 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return float(CHRF().corpus_score(list(hypotheses), [list(references)]).score)
 
 
-def preference_accuracy(liked: Sequence[float], disliked: Sequence[float]) -> float:
-    """Share of (liked, disliked) pairs where the liked answer has the higher reward (ties = 1/2)."""
-    pairs = [(a, b) for a in liked for b in disliked][:_MAX_PAIRS]
-    if not pairs:
-        return 0.5
-    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
+def _wins(liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
+    """liked x disliked: 1 where the liked answer's reward is higher, 1/2 on a tie, else 0."""
+    return (liked[:, None] > disliked[None, :]) + 0.5 * (liked[:, None] == disliked[None, :])
+
+
+def paired_auc_difference(
+    new: tuple[np.ndarray, np.ndarray],
+    old: tuple[np.ndarray, np.ndarray],
+    *,
+    samples: int,
+    seed: int,
+) -> dict[str, tuple[float, float]]:
+    """95 % percentile-bootstrap intervals of the new and old AUCs and of their difference,
+    resampling liked and disliked answers (the same draws for both models)."""
+    rng = np.random.default_rng(seed)
+    n_liked, n_disliked = len(new[0]), len(new[1])
+    # A resample is a count per answer (multinomial), so an AUC is w' M v / (n_liked n_disliked).
+    w = rng.multinomial(n_liked, np.full(n_liked, 1 / n_liked), size=samples).astype(float)
+    v = rng.multinomial(n_disliked, np.full(n_disliked, 1 / n_disliked), size=samples).astype(float)
+
+    def aucs(liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
+        return np.einsum("bi,ij,bj->b", w, _wins(liked, disliked), v) / (n_liked * n_disliked)
+
+    a, b = aucs(*new), aucs(*old)
+    return {
+        "preference_accuracy": _percentile_interval(a),
+        "parent_preference_accuracy": _percentile_interval(b),
+        "preference_difference": _percentile_interval(a - b),
+    }
+
+
+def _percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _log_ratio_interval(new: torch.Tensor, old: torch.Tensor, *, samples: int, seed: int) -> tuple[float, float] | None:
+    """95 % interval of perplexity(new) / perplexity(old) on the same tokens: a block
+    bootstrap (neighbouring tokens are not independent) of the mean log-prob difference."""
+    gap = (old - new).numpy().astype(float)  # > 0 where the new model finds the token less likely
+    blocks = len(gap) // _BLOCK_TOKENS
+    if blocks < 2:
+        return None
+    means = gap[: blocks * _BLOCK_TOKENS].reshape(blocks, _BLOCK_TOKENS).mean(axis=1)
+    draws = np.random.default_rng(seed).integers(0, blocks, size=(samples, blocks))
+    low, high = _percentile_interval(means[draws].mean(axis=1))
+    return math.exp(low), math.exp(high)
 
 
 # --- the gate -----------------------------------------------------------------------
-def score_model(
+@dataclass(frozen=True)
+class _Measured:
+    scores: ModelScores
+    reference_logprobs: torch.Tensor  # per token of the reference text
+    corrected: list[str]  # answers sampled for the held-out corrected prompts
+
+
+def _measure(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     *,
     corrections: Sequence[Pair],
     config: GateConfig,
     seed: int,
-) -> ModelScores:
+) -> _Measured:
     def sample(prompts: Sequence[str]) -> list[str]:
         try:
             return sample_answers(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, seed=seed)
@@ -207,15 +287,13 @@ def score_model(
             return ["" for _ in prompts]
 
     answers = sample(probe_prompts(config.samples))
-    score = None
-    if corrections:
-        chosen = corrections[: config.samples]
-        score = chrf(sample([p.prompt for p in chosen]), [p.chosen.strip() for p in chosen])
-    return ModelScores(
-        perplexity=perplexity(model, tokenizer, reference_text()),
-        distinct_2=distinct_n(answers),
-        chrf=score,
-    )
+    corrected = sample([p.prompt for p in corrections]) if corrections else []
+    _, logprobs = token_logprobs(model, tokenizer, reference_text())
+    fluency = math.exp(-float(logprobs.mean())) if len(logprobs) else math.inf
+    if not math.isfinite(fluency) or math.isnan(fluency):
+        fluency = math.inf
+    score = chrf(corrected, [p.chosen.strip() for p in corrections]) if corrections else None
+    return _Measured(ModelScores(perplexity=fluency, distinct_2=distinct_n(answers), chrf=score), logprobs, corrected)
 
 
 def run_gate(
@@ -230,43 +308,127 @@ def run_gate(
     seed: int = 0,
     max_length: int = 256,
 ) -> GateResult:
-    corrections = [p for p in held_out_pairs if p.source == "correction"]
-    new = score_model(candidate, tokenizer, corrections=corrections, config=config, seed=seed)
-    old = score_model(parent, tokenizer, corrections=corrections, config=config, seed=seed)
+    corrections = [p for p in held_out_pairs if p.source == "correction"][: config.samples]
+    new = _measure(candidate, tokenizer, corrections=corrections, config=config, seed=seed)
+    old = _measure(parent, tokenizer, corrections=corrections, config=config, seed=seed)
+    base_logprobs = old.reference_logprobs if base is None else token_logprobs(base, tokenizer, reference_text())[1]
+    base_perplexity = math.exp(-float(base_logprobs.mean())) if len(base_logprobs) else math.inf
+    intervals: dict[str, tuple[float, float]] = {}
+    not_enough: list[str] = []
+    reasons: list[str] = []
 
-    liked = [e for e in held_out if e.label]
-    disliked = [e for e in held_out if not e.label]
-    n_pairs = min(len(liked) * len(disliked), _MAX_PAIRS)
+    # (a) held-out preference, paired.
+    liked, disliked = (
+        _capped([e for e in held_out if e.label], seed),
+        _capped([e for e in held_out if not e.label], seed),
+    )
+    n_pairs = len(liked) * len(disliked)
     accuracy = parent_accuracy = None
-    if n_pairs >= config.min_preference_pairs:
+    need = config.min_preference_examples
+    if len(liked) < need or len(disliked) < need:
+        not_enough.append(
+            f"held-out preference: {len(liked)} liked and {len(disliked)} disliked held-out answers "
+            f"({need} of each needed)"
+        )
+    else:
         items = [(e.prompt, e.completion) for e in (*liked, *disliked)]
 
-        def logps(model: PreTrainedModel) -> list[float]:
-            return completion_logprobs(model, tokenizer, items, max_length=max_length)
+        def logps(model: PreTrainedModel) -> np.ndarray:
+            return np.array(completion_logprobs(model, tokenizer, items, max_length=max_length))
 
         new_lp, old_lp = logps(candidate), logps(parent)
         base_lp = old_lp if base is None else logps(base)
-
-        def accuracy_of(lp: list[float]) -> float:
-            rewards = [a - b for a, b in zip(lp, base_lp, strict=True)]
-            return preference_accuracy(rewards[: len(liked)], rewards[len(liked) :])
-
-        accuracy, parent_accuracy = accuracy_of(new_lp), accuracy_of(old_lp)
-
-    reasons = []
-    if accuracy is not None and parent_accuracy is not None and accuracy < parent_accuracy - config.preference_margin:
-        reasons.append(
-            f"held-out preference accuracy {accuracy:.2f} < parent {parent_accuracy:.2f} - {config.preference_margin}"
+        cut = len(liked)
+        new_r, old_r = new_lp - base_lp, old_lp - base_lp
+        accuracy = float(_wins(new_r[:cut], new_r[cut:]).mean())
+        parent_accuracy = float(_wins(old_r[:cut], old_r[cut:]).mean())
+        intervals.update(
+            paired_auc_difference(
+                (new_r[:cut], new_r[cut:]), (old_r[:cut], old_r[cut:]), samples=config.bootstrap_samples, seed=seed
+            )
         )
-    if not math.isfinite(new.perplexity) or new.perplexity > old.perplexity * config.perplexity_ratio:
+        low, high = intervals["preference_difference"]
+        if accuracy - parent_accuracy < -config.preference_margin and high < 0:
+            reasons.append(
+                f"held-out preference accuracy {accuracy:.2f} < parent {parent_accuracy:.2f} - "
+                f"{config.preference_margin} (difference 95% interval {low:+.2f} to {high:+.2f})"
+            )
+
+    # (b) fluency, against the parent and against version 0.
+    for name, other in (("perplexity_ratio", old.reference_logprobs), ("base_perplexity_ratio", base_logprobs)):
+        if len(other) == len(new.reference_logprobs):
+            interval = _log_ratio_interval(new.reference_logprobs, other, samples=config.bootstrap_samples, seed=seed)
+            if interval is not None:
+                intervals[name] = interval
+    if (
+        not math.isfinite(new.scores.perplexity)
+        or new.scores.perplexity > old.scores.perplexity * config.perplexity_ratio
+    ):
         reasons.append(
-            f"reference perplexity {new.perplexity:.1f} > {config.perplexity_ratio} x parent {old.perplexity:.1f}"
+            f"reference perplexity {new.scores.perplexity:.1f} > {config.perplexity_ratio} x parent "
+            f"{old.scores.perplexity:.1f}"
         )
-    if new.distinct_2 < old.distinct_2 * config.distinct_ratio:
-        reasons.append(f"distinct-2 {new.distinct_2:.2f} < {config.distinct_ratio} x parent {old.distinct_2:.2f}")
-    if new.chrf is not None and old.chrf is not None and new.chrf < old.chrf - config.chrf_margin:
-        reasons.append(f"chrF vs corrections {new.chrf:.1f} < parent {old.chrf:.1f} - {config.chrf_margin}")
-    return GateResult(new, old, accuracy, parent_accuracy, n_pairs, tuple(reasons))
+    elif new.scores.perplexity > base_perplexity * config.perplexity_ratio:
+        reasons.append(
+            f"reference perplexity {new.scores.perplexity:.1f} > {config.perplexity_ratio} x version 0's "
+            f"{base_perplexity:.1f} (drift over versions)"
+        )
+
+    # (c) diversity.
+    if new.scores.distinct_2 < old.scores.distinct_2 * config.distinct_ratio:
+        reasons.append(
+            f"distinct-2 {new.scores.distinct_2:.2f} < {config.distinct_ratio} x parent {old.scores.distinct_2:.2f}"
+        )
+
+    # (d) corrections, paired.
+    if corrections and len(corrections) < config.min_corrections:
+        not_enough.append(f"chrF: {len(corrections)} held-out corrections ({config.min_corrections} needed)")
+    elif corrections and new.scores.chrf is not None and old.scores.chrf is not None:
+        references = [p.chosen.strip() for p in corrections]
+        intervals["chrf_difference"] = _paired_chrf_interval(
+            new.corrected, old.corrected, references, samples=max(1, config.bootstrap_samples // 5), seed=seed
+        )
+        low, high = intervals["chrf_difference"]
+        if new.scores.chrf < old.scores.chrf - config.chrf_margin and high < 0:
+            reasons.append(
+                f"chrF vs corrections {new.scores.chrf:.1f} < parent {old.scores.chrf:.1f} - {config.chrf_margin} "
+                f"(difference 95% interval {low:+.1f} to {high:+.1f})"
+            )
+    return GateResult(
+        new.scores,
+        old.scores,
+        accuracy,
+        parent_accuracy,
+        n_pairs if accuracy is not None else 0,
+        tuple(reasons),
+        base_perplexity=base_perplexity,
+        intervals=intervals,
+        not_enough_data=tuple(not_enough),
+    )
+
+
+def _capped(examples: list[Example], seed: int) -> list[Example]:
+    """At most ``_MAX_PER_SIDE`` examples: a seeded sample of a bigger held-out set."""
+    if len(examples) <= _MAX_PER_SIDE:
+        return examples
+    keep = sorted(np.random.default_rng(seed).choice(len(examples), _MAX_PER_SIDE, replace=False).tolist())
+    return [examples[i] for i in keep]
+
+
+def _paired_chrf_interval(
+    new: Sequence[str], old: Sequence[str], references: Sequence[str], *, samples: int, seed: int
+) -> tuple[float, float]:
+    """95 % bootstrap interval of chrF(new) - chrF(old), resampling the same corrections for both."""
+    rng = np.random.default_rng(seed)
+    metric = CHRF()
+    gaps = []
+    for draw in rng.integers(0, len(references), size=(samples, len(references))):
+        refs = [[references[i] for i in draw]]
+        gaps.append(
+            metric.corpus_score([new[i] for i in draw], refs).score
+            - metric.corpus_score([old[i] for i in draw], refs).score
+        )
+    return _percentile_interval(np.array(gaps))
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -1,0 +1,88 @@
+"""The eval gate's statistics: paired intervals, "not enough data", drift from version 0 (real tiny models)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.config import GateConfig
+from trainer.dataset import Example
+from trainer.evaluate import paired_auc_difference, perplexity, reference_text, run_gate
+from trainer.models import load_causal_lm
+
+FAST = GateConfig(samples=4, max_new_tokens=6, bootstrap_samples=300)
+
+
+def test_the_preference_difference_interval_is_paired_and_honest():
+    rng = np.random.default_rng(0)
+    liked, disliked = rng.normal(1.0, 1.0, 30), rng.normal(0.0, 1.0, 30)
+    same = paired_auc_difference((liked, disliked), (liked, disliked), samples=500, seed=0)
+    assert same["preference_difference"] == (0.0, 0.0)  # the same model: no difference in any resample
+    low, high = same["preference_accuracy"]
+    assert low < 0.75 < high  # the AUC of these draws (about 0.76) has a real spread
+
+    worse = paired_auc_difference((-liked, -disliked), (liked, disliked), samples=500, seed=0)
+    assert worse["preference_difference"][1] < 0  # a reversed ranking is confidently worse
+
+    few_l, few_d = rng.normal(0.2, 1.0, 4), rng.normal(0.0, 1.0, 4)
+    noisy = paired_auc_difference((few_l + rng.normal(0, 0.5, 4), few_d), (few_l, few_d), samples=500, seed=0)
+    low, high = noisy["preference_difference"]
+    assert low <= 0 <= high  # four of each: a wiggle is not evidence
+
+
+def _sharpened(folder: Path, factor: float):
+    """The model with its final layer norm scaled by ``factor``: sharper next-token
+    distributions above 1, and a higher perplexity on the reference text, which the tiny
+    model predicts over-confidently already."""
+    model, tokenizer = load_causal_lm(folder, device=torch.device("cpu"))
+    with torch.no_grad():
+        model.transformer.ln_f.weight.mul_(factor)
+        model.transformer.ln_f.bias.mul_(factor)
+    return model, tokenizer
+
+
+def test_few_held_out_answers_are_not_enough_data_instead_of_a_rejection(tiny_model_dir: Path):
+    parent, tokenizer = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    candidate, _ = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    held_out = [Example("User: hi\nBot:", " Hello friend.", True, f"g{i}") for i in range(3)]
+    held_out += [Example("User: hi\nBot:", " Pizza.", False, f"h{i}") for i in range(2)]
+    gate = run_gate(
+        candidate=candidate, parent=parent, tokenizer=tokenizer, held_out=held_out, held_out_pairs=[], config=FAST
+    )
+    assert gate.passed, gate.reasons
+    assert gate.preference_accuracy is None and gate.preference_pairs == 0
+    assert gate.not_enough_data == ("held-out preference: 3 liked and 2 disliked held-out answers (5 of each needed)",)
+    metrics = gate.metrics()
+    assert metrics["not_enough_data"] == list(gate.not_enough_data)
+    assert metrics["perplexity_ratio_interval"] == [1.0, 1.0]  # the same weights: the same tokens, the same log-probs
+    assert metrics["base_perplexity"] == pytest.approx(gate.parent.perplexity)
+
+
+def test_slow_drift_from_version_0_is_caught_even_when_each_step_is_small(tiny_model_dir: Path):
+    base, tokenizer = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    parent, _ = _sharpened(tiny_model_dir, 1.25)
+    candidate, _ = _sharpened(tiny_model_dir, 1.5625)
+    text = reference_text()
+    base_ppl, parent_ppl, candidate_ppl = (perplexity(m, tokenizer, text) for m in (base, parent, candidate))
+    assert base_ppl < parent_ppl < candidate_ppl
+    # A ratio each step stays under, and the whole way from version 0 does not.
+    ratio = (candidate_ppl / parent_ppl + candidate_ppl / base_ppl) / 2
+    config = GateConfig(samples=4, max_new_tokens=6, bootstrap_samples=300, perplexity_ratio=ratio, distinct_ratio=0)
+    gate = run_gate(
+        candidate=candidate,
+        parent=parent,
+        base=base,
+        tokenizer=tokenizer,
+        held_out=[],
+        held_out_pairs=[],
+        config=config,
+    )
+    assert not gate.passed
+    assert len(gate.reasons) == 1 and "version 0" in gate.reasons[0] and "drift" in gate.reasons[0]
+    low, high = gate.intervals["base_perplexity_ratio"]
+    assert low <= candidate_ppl / base_ppl <= high and low > 1
+    assert math.isclose(gate.base_perplexity or 0, base_ppl, rel_tol=1e-6)
