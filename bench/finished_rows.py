@@ -37,7 +37,7 @@ def main() -> None:
                 batch["attention_mask"],
                 max_new_tokens=max(lengths),
                 choose=greedy,
-                eos_token_id=None,
+                stop_ids=(),
                 done=done,
             )
             return time.perf_counter() - started, new

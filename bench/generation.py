@@ -97,7 +97,7 @@ def sequential(folder: Path, texts: list[str], new_tokens: int, *, served: bool)
                 encoded["attention_mask"],
                 max_new_tokens=new_tokens,
                 choose=lambda logits: sample_top_k_top_p(logits, sampling.temperature, sampling.top_p),
-                eos_token_id=None,
+                stop_ids=(),
             )
             tokens += len(new[0])
         else:
@@ -177,7 +177,7 @@ def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict
             encoded["attention_mask"],
             max_new_tokens=1 + new_tokens,
             choose=greedy,
-            eos_token_id=None,
+            stop_ids=(),
         )
         return [after - before for before, after in itertools.pairwise(chosen)]
 

@@ -142,7 +142,7 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     from bot.tinymodel import TinyModelSpec, make_tiny_model
 
     torch.set_num_threads(1)
-    out = make_tiny_model(Path(args.dir), TinyModelSpec(seed=args.seed, steps=args.steps))
+    out = make_tiny_model(Path(args.dir), TinyModelSpec(seed=args.seed, steps=args.steps, arch=args.arch))
     print(f"Tiny model written to {out}. Use it with THUMBTUNE_MODEL={out}")
     return 0
 
@@ -370,8 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--adapter", choices=PLATFORMS, help="override THUMBTUNE_ADAPTER")
     run.set_defaults(handler=cmd_run)
 
-    tiny = commands.add_parser("make-tiny-model", help="write a tiny GPT-2 trained locally, for offline use")
+    tiny = commands.add_parser("make-tiny-model", help="write a tiny model trained locally, for offline use")
     tiny.add_argument("dir", help="folder to write the model into")
+    tiny.add_argument(
+        "--arch",
+        choices=("gpt2", "llama"),
+        default="gpt2",
+        help="gpt2 (default), or llama: a chat model with a template",
+    )
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--steps", type=int, default=300, help="training steps (default 300, ~10 s)")
     tiny.set_defaults(handler=cmd_make_tiny_model)

@@ -1,15 +1,19 @@
-"""The dialogue template GPT-2 is prompted with, shared by the bot and the trainer.
+"""The dialogue template, shared by the bot and the trainer.
 
-GPT-2 is not a chat model, so a conversation is written out as alternating
-``User:`` / ``Bot:`` lines and the model continues after the last ``Bot:``. The
-answer ends where the model starts the next turn. The trainer rebuilds prompts
-with these same functions, so it learns on exactly what the bot showed the model.
+A conversation is stored as alternating ``User:`` / ``Bot:`` lines ending with ``Bot:``
+(the prompt's ``context``), whatever model answered it. GPT-2 is not a chat model: it is
+shown exactly that text, continues after the last ``Bot:``, and its answer ends where it
+starts the next turn. A model whose tokenizer has a chat template (an instruct model) is
+shown the same turns through ``apply_chat_template``, and its answer ends at its
+end-of-turn token (:class:`ModelDialogue`). The trainer rebuilds prompts with these same
+functions, so it learns on exactly what the bot showed the model.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
+from typing import Any
 
 USER = "User:"
 BOT = "Bot:"
@@ -79,3 +83,111 @@ def answer_is_over(continuation: str) -> bool:
 def cut_answer(continuation: str) -> str:
     """The model's answer: its continuation up to the next turn, trimmed."""
     return " ".join(continuation[: _answer_end(continuation)].split())
+
+
+def dialogue_turns(text: str) -> list[tuple[str, str]]:
+    """The (user, bot) turns of a whole written-out dialogue (``User:`` / ``Bot:`` lines,
+    as in the tiny model's training text); lines of any other shape are skipped."""
+    turns: list[tuple[str, str]] = []
+    asked: str | None = None
+    for line in text.splitlines():
+        if line.startswith(USER):
+            asked = line[len(USER) :].strip()
+        elif line.startswith(BOT) and asked is not None:
+            turns.append((asked, line[len(BOT) :].strip()))
+            asked = None
+    return turns
+
+
+def chat_messages(history: Iterable[tuple[str, str]], question: str | None = None) -> list[dict[str, str]]:
+    """Turns as the ``messages`` of ``apply_chat_template``."""
+    messages = []
+    for user_text, bot_text in history:
+        messages.append({"role": "user", "content": user_text})
+        messages.append({"role": "assistant", "content": bot_text})
+    if question is not None:
+        messages.append({"role": "user", "content": question})
+    return messages
+
+
+class ModelDialogue:
+    """How one model is shown a stored dialogue and where its answer ends.
+
+    Without a chat template (GPT-2): the stored ``User:`` / ``Bot:`` text itself, the
+    answer cut at the next turn. With one: the tokenizer's chat template with the
+    generation prompt (special tokens are in the rendered text, so tokenize it with
+    ``add_special_tokens``); the answer is everything before the end-of-turn token.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
+        self.add_special_tokens = not self.chat  # the template writes BOS and the like itself
+
+    def prompt(self, context: str) -> str:
+        """The text the model continues for a stored dialogue ``context``."""
+        if not self.chat:
+            return context
+        return str(
+            self.tokenizer.apply_chat_template(self._messages(context), add_generation_prompt=True, tokenize=False)
+        )
+
+    def completion(self, context: str, answer: str) -> str:
+        """The text that follows :meth:`prompt` when the model gives ``answer`` and ends its
+        turn: `` answer`` after ``Bot:``; for a chat template, the answer and the end of the
+        turn as the template writes them."""
+        if not self.chat:
+            return " " + clean(answer)
+        prompt = self.prompt(context)
+        whole = str(
+            self.tokenizer.apply_chat_template(
+                [*self._messages(context), {"role": "assistant", "content": answer.strip()}], tokenize=False
+            )
+        )
+        if whole.startswith(prompt):
+            return whole[len(prompt) :]
+        return answer.strip() + str(self.tokenizer.eos_token or "")
+
+    def messages(self, context: str) -> list[dict[str, str]]:
+        """The prompt as chat messages (TRL's conversational format)."""
+        return self._messages(context)
+
+    def answer(self, continuation: str) -> str:
+        """The answer in the model's decoded continuation (special tokens already skipped)."""
+        return continuation.strip() if self.chat else cut_answer(continuation)
+
+    def is_over(self, continuation: str) -> bool:
+        """Whether the answer is complete before the model's end-of-turn token: a GPT-2
+        starting the next ``User:`` turn; a chat model ends its turn with a token."""
+        return False if self.chat else answer_is_over(continuation)
+
+    @staticmethod
+    def _messages(context: str) -> list[dict[str, str]]:
+        parsed = parse_prompt(context)
+        if parsed is None:  # not a rendered dialogue: the whole text is the question
+            return chat_messages((), clean(context))
+        history, question = parsed
+        return chat_messages(history, question)
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
+    """Token ids that end an answer: the tokenizer's end of text, the model's configured
+    end tokens (an instruct model lists its end-of-turn token there), and the end-of-turn
+    tokens of the common chat templates when the vocabulary has them."""
+    ids: set[int] = set()
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    configured = getattr(generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif isinstance(configured, (list, tuple)):
+        ids.update(int(i) for i in configured)
+    vocabulary = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    for token in END_OF_TURN_TOKENS:
+        if token in vocabulary:
+            ids.add(int(vocabulary[token]))
+    return ids
+
+
+# ChatML (Qwen, SmolLM), Llama 3, Gemma, Phi-3.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")

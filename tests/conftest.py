@@ -27,6 +27,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama-architecture chat model: a ChatML chat template, answers end with <|im_end|>."""
+    from bot.tinymodel import TinyModelSpec, make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama", TinyModelSpec(arch="llama"))
+
+
+@pytest.fixture(scope="session")
 def simulated(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tuple[Path, dict]:
     """A data folder made by `thumbtune simulate` (2 runs, 72 answers), and its printed report.
 

@@ -261,7 +261,7 @@ def test_decoding_a_left_padded_batch_gives_what_generate_gives_each_prompt_alon
         batch["attention_mask"],
         max_new_tokens=15,
         choose=greedy,
-        eos_token_id=tokenizer.eos_token_id,
+        stop_ids={tokenizer.eos_token_id},
     )
     for prompt, ids in zip(prompts, got, strict=True):
         alone = tokenizer(prompt, return_tensors="pt")
@@ -306,7 +306,7 @@ def test_a_row_leaves_the_batch_at_its_end_and_the_others_go_on_unchanged(tiny_m
         batch["attention_mask"],
         max_new_tokens=8,
         choose=first_row_ends_at_once,
-        eos_token_id=eos,
+        stop_ids={eos},
     )
     assert got[0] == [eos] and len(got[1]) == len(got[2]) == 8
     assert steps == [3] + [2] * 7  # the ended row was dropped from the batch
@@ -318,7 +318,7 @@ def test_a_row_leaves_the_batch_at_its_end_and_the_others_go_on_unchanged(tiny_m
             alone["attention_mask"],
             max_new_tokens=8,
             choose=greedy_without_end,
-            eos_token_id=eos,
+            stop_ids={eos},
         ) == [ids]
 
     steps.clear()
@@ -328,7 +328,7 @@ def test_a_row_leaves_the_batch_at_its_end_and_the_others_go_on_unchanged(tiny_m
         batch["attention_mask"],
         max_new_tokens=40,
         choose=first_row_ends_at_once,
-        eos_token_id=None,
+        stop_ids=(),
         done=lambda row, ids: len(ids) >= 3 + row,
     )
     assert [len(ids) for ids in got] == [3, 4, 5] and steps == [3, 3, 3, 2, 1]  # not 40 steps

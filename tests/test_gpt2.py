@@ -133,7 +133,7 @@ def test_other_models_decode_through_their_own_forward(tiny_model_dir: Path):
         batch["attention_mask"],
         max_new_tokens=6,
         choose=lambda logits: logits.argmax(dim=-1),
-        eos_token_id=None,
+        stop_ids=(),
     )
     for prompt, ids in zip(PROMPTS, got, strict=True):
         alone = tokenizer(prompt, return_tensors="pt")

@@ -107,15 +107,22 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     )
 
 
-async def test_lora_run_publishes_a_plain_model_with_changed_attention(tmp_path: Path, tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+async def test_lora_run_publishes_a_plain_model_with_changed_attention(
+    tmp_path: Path, tiny_model_dir: Path, tiny_llama_dir: Path, arch: str
+) -> None:
+    model = tiny_model_dir if arch == "gpt2" else tiny_llama_dir
     await seed(tmp_path, answers=40)
-    result = run(options(tmp_path, await take_snapshot(tmp_path, tiny_model_dir), lora=True, learning_rate=1e-3))
+    result = run(options(tmp_path, await take_snapshot(tmp_path, model), lora=True, learning_rate=1e-3))
     assert result.status in ("published", "rejected") and result.version == 1, result.reason
     folder = tmp_path / "models" / "versions" / "0001"
     assert not (folder / "adapter_config.json").exists()  # merged: loads without peft
-    before, after = weights(tiny_model_dir), weights(folder)
+    before, after = weights(model), weights(folder)
     changed = {name for name in before if not torch.equal(before[name], after[name])}
-    assert changed and all("c_attn" in name for name in changed)
+    # The attention projections of each architecture, found by PEFT's table, not named here.
+    adapted = ("c_attn",) if arch == "gpt2" else ("q_proj", "v_proj")
+    assert changed and all(any(part in name for part in adapted) for name in changed), changed
+    assert {part for part in adapted if any(part in name for name in changed)} == set(adapted)
 
 
 async def test_too_little_data_is_not_ready_with_the_reason(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -90,7 +90,12 @@ class TrainConfig:
     )
     lora: bool = field(
         default=False,
-        metadata={"help": "Train LoRA adapters on the attention (c_attn) and merge them, instead of all weights."},
+        metadata={
+            "help": (
+                "Train LoRA adapters on the attention projections (found per architecture) and merge "
+                "them, instead of all weights."
+            )
+        },
     )
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank when --lora is on."})
     balance_weights: bool = field(

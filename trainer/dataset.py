@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from storage.dialogue import clean, render_prompt
+from storage.dialogue import ModelDialogue, clean, render_prompt
 from storage.repository import CorrectionRow, FeedbackAnswer, VoteRow
 
 # Rewards are sums of small floats; treat anything this close to 0 as a tie.
@@ -303,9 +303,20 @@ def balanced_weights(*, desirable: int, undesirable: int) -> tuple[float, float]
 
 
 # --- TRL dataset formats ------------------------------------------------------------
-def kto_records(examples: Iterable[Example]) -> list[dict[str, object]]:
-    """TRL's unpaired preference format: prompt, completion, label."""
-    return [{"prompt": e.prompt, "completion": e.completion, "label": e.label} for e in examples]
+def kto_records(examples: Iterable[Example], dialogue: ModelDialogue | None = None) -> list[dict[str, object]]:
+    """TRL's unpaired preference format: prompt, completion, label. With the ``dialogue``
+    of a model that has a chat template, TRL's conversational form (messages), which TRL
+    renders with that template, the end of the turn included."""
+    if dialogue is None or not dialogue.chat:
+        return [{"prompt": e.prompt, "completion": e.completion, "label": e.label} for e in examples]
+    return [
+        {
+            "prompt": dialogue.messages(e.prompt),
+            "completion": [{"role": "assistant", "content": e.completion.strip()}],
+            "label": e.label,
+        }
+        for e in examples
+    ]
 
 
 def dpo_records(pairs: Iterable[Pair]) -> list[dict[str, object]]:

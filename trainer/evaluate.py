@@ -32,7 +32,7 @@ import torch
 from sacrebleu.metrics import CHRF
 from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
-from storage.dialogue import USER, cut_answer, render_prompt
+from storage.dialogue import USER, ModelDialogue, render_prompt, stop_token_ids
 from trainer.config import GateConfig
 from trainer.dataset import Example, Pair
 
@@ -111,14 +111,19 @@ def completion_logprobs(
     max_length: int = 256,
     batch_size: int = 8,
 ) -> list[float]:
-    """Sum of log p(completion | prompt) for each (prompt, completion)."""
+    """Sum of log p(completion | prompt) for each (prompt, completion) of a stored dialogue,
+    shown to the model as the bot shows it (a chat template's turn end is part of the completion)."""
     device = next(model.parameters()).device
+    dialogue = ModelDialogue(tokenizer)
+    special = dialogue.add_special_tokens
     out: list[float] = []
     for start in range(0, len(items), batch_size):
         rows, starts = [], []
-        for prompt, completion in items[start : start + batch_size]:
-            prompt_ids = tokenizer(prompt)["input_ids"]
-            full = tokenizer(prompt + completion)["input_ids"]
+        for stored_prompt, stored_completion in items[start : start + batch_size]:
+            prompt = dialogue.prompt(stored_prompt)
+            completion = dialogue.completion(stored_prompt, stored_completion)
+            prompt_ids = tokenizer(prompt, add_special_tokens=special)["input_ids"]
+            full = tokenizer(prompt + completion, add_special_tokens=special)["input_ids"]
             begin = _common_prefix(prompt_ids, full)
             cut = max(0, len(full) - max_length)  # keep the answer, drop the oldest context
             rows.append(full[cut:])
@@ -176,16 +181,23 @@ def sample_answers(
     temperature: float = 0.9,
     top_p: float = 0.95,
 ) -> list[str]:
-    """One sampled answer per prompt, cut like the bot cuts them (one left-padded batch)."""
+    """One sampled answer per prompt (stored dialogues), shown to the model and cut as the
+    bot does it (one left-padded batch)."""
     if not prompts:
         return []
     if not isinstance(model, GenerationMixin):
         raise TypeError(f"{type(model).__name__} cannot generate: the gate needs a causal language model")
     device = next(model.parameters()).device
+    dialogue = ModelDialogue(tokenizer)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        encoded = tokenizer(list(prompts), return_tensors="pt", padding=True).to(device)
+        encoded = tokenizer(
+            [dialogue.prompt(prompt) for prompt in prompts],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=dialogue.add_special_tokens,
+        ).to(device)
     finally:
         tokenizer.padding_side = side
     torch.manual_seed(seed)
@@ -198,10 +210,11 @@ def sample_answers(
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=sorted(stop_token_ids(tokenizer, model.generation_config)),
     )
     model.train(was_training)
     new = output[:, encoded["input_ids"].shape[1] :]
-    return [cut_answer(text) for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    return [dialogue.answer(text) for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:

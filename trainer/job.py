@@ -29,6 +29,7 @@ import fsspec
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from storage.dialogue import ModelDialogue
 from storage.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
 from trainer import snapshot
 from trainer.changes import FILE as CHANGES_FILE
@@ -289,7 +290,7 @@ def train_kto(
 
     if config.batch_size < 2:
         raise ValueError("KTO needs a batch size of at least 2")
-    records = kto_records(dataset.train)
+    records = kto_records(dataset.train, ModelDialogue(tokenizer))
     random.Random(config.seed).shuffle(records)  # the trainer's own order is not to be relied on
     desirable_weight, undesirable_weight = (1.0, 1.0)
     if config.balance_weights:
@@ -321,11 +322,12 @@ def train_kto(
     if config.lora:
         from peft import LoraConfig
 
+        targets, fan_in_fan_out = lora_targets(model)
         peft_config = LoraConfig(
             r=config.lora_rank,
             lora_alpha=2 * config.lora_rank,
-            target_modules=["c_attn"],
-            fan_in_fan_out=True,
+            target_modules=targets,
+            fan_in_fan_out=fan_in_fan_out,
             task_type="CAUSAL_LM",
         )
     trainer = KTOTrainer(
@@ -362,6 +364,18 @@ def train_kto(
         desirable_weight=desirable_weight,
         undesirable_weight=undesirable_weight,
     )
+
+
+def lora_targets(model: PreTrainedModel) -> tuple[list[str] | str, bool]:
+    """The modules LoRA adapts for this architecture, and whether their weights are stored
+    (in, out) as GPT-2's ``Conv1D`` are: PEFT's own table (attention projections: GPT-2's
+    ``c_attn``, Llama's and Qwen's ``q_proj``/``v_proj``, ...), else every linear layer."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as KNOWN
+    from transformers.pytorch_utils import Conv1D
+
+    targets = KNOWN.get(str(getattr(model.config, "model_type", "")))
+    conv1d = any(isinstance(module, Conv1D) for module in model.modules())
+    return (list(targets) if targets else "all-linear"), conv1d
 
 
 def _load_base(source: str, device: torch.device) -> PreTrainedModel | None:

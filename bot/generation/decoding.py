@@ -8,7 +8,7 @@ model through its own transformers forward (``TransformersForward``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -17,7 +17,6 @@ from transformers import DynamicCache, PreTrainedModel
 
 from bot.generation.gpt2 import Gpt2Forward, supports
 from bot.generation.loading import LoadedModel
-from storage.dialogue import answer_is_over, cut_answer
 
 
 @dataclass(frozen=True)
@@ -82,13 +81,13 @@ def decode(
     *,
     max_new_tokens: int,
     choose: Callable[[torch.Tensor], torch.Tensor],
-    eos_token_id: int | None,
+    stop_ids: Collection[int],
     done: Callable[[int, list[int]], bool] | None = None,
 ) -> list[list[int]]:
     """Continue each row of a left-padded batch by up to ``max_new_tokens`` tokens.
 
-    ``choose`` maps the last logits [rows, vocab] to one id per row. A row ends with an
-    end-of-text token (kept) or when ``done(row, its new ids)`` says its answer is complete,
+    ``choose`` maps the last logits [rows, vocab] to one id per row. A row ends with one of
+    ``stop_ids`` (end of text, end of turn: kept) or when ``done(row, its new ids)`` says its answer is complete,
     and leaves the batch (its cached keys and values too); decoding stops when every row
     has ended. Returns each row's new ids, in the order of the input rows.
 
@@ -115,7 +114,7 @@ def decode(
         for index, token in enumerate(picked.tolist()):
             row = live[index]
             new[row].append(token)
-            if token != eos_token_id and not (done is not None and done(row, new[row])):
+            if token not in stop_ids and not (done is not None and done(row, new[row])):
                 going.append(index)
         if not going or step == max_new_tokens - 1:
             break
@@ -136,31 +135,42 @@ def decode(
 def sample(
     loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, rows_per_prompt: Sequence[int]
 ) -> list[tuple[list[str], int, int]]:
-    """One batched decode over ``prompts`` (prompt i repeated rows_per_prompt[i] times).
+    """One batched decode over ``prompts`` (stored dialogues; prompt i repeated
+    rows_per_prompt[i] times), shown to the model as it expects them (storage.dialogue.ModelDialogue).
 
     Returns, per prompt, (answers, new tokens, prompt tokens). Runs on the worker thread.
     """
-    tokenizer = loaded.tokenizer
-    rows = [text for text, count in zip(prompts, rows_per_prompt, strict=True) for _ in range(count)]
+    tokenizer, dialogue = loaded.tokenizer, loaded.dialogue
+    shown = [dialogue.prompt(text) for text in prompts]
+    rows = [text for text, count in zip(shown, rows_per_prompt, strict=True) for _ in range(count)]
     limit = max(1, loaded.max_positions - params.max_new_tokens)
-    encoded = tokenizer(rows, return_tensors="pt", padding=True, truncation=True, max_length=limit)
+    encoded = tokenizer(
+        rows,
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+        max_length=limit,
+        add_special_tokens=dialogue.add_special_tokens,
+    )
     encoded = {name: tensor.to(loaded.device) for name, tensor in encoded.items()}
+    done = None
+    if not dialogue.chat:  # stop a row once its answer is over: the tokens after it would be cut anyway
+        done = lambda _row, ids: dialogue.is_over(cast(str, tokenizer.decode(ids, skip_special_tokens=True)))  # noqa: E731
     new = decode(
         loaded.model,
         encoded["input_ids"],
         encoded["attention_mask"],
         max_new_tokens=params.max_new_tokens,
         choose=lambda logits: sample_top_k_top_p(logits, params.temperature, params.top_p),
-        eos_token_id=tokenizer.eos_token_id,
-        # Stop a row once its answer is over: the tokens after it would be cut anyway.
-        done=lambda _row, ids: answer_is_over(cast(str, tokenizer.decode(ids, skip_special_tokens=True))),
+        stop_ids=loaded.stop_ids,
+        done=done,
     )
     prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
     results: list[tuple[list[str], int, int]] = []
     row = 0
     for count in rows_per_prompt:
         chosen = new[row : row + count]
-        texts = [cut_answer(text) for text in tokenizer.batch_decode(chosen, skip_special_tokens=True)]
+        texts = [dialogue.answer(text) for text in tokenizer.batch_decode(chosen, skip_special_tokens=True)]
         results.append((texts, sum(len(ids) for ids in chosen), int(prompt_lengths[row])))
         row += count
     return results

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from bot.generation.errors import ModelLoadError
 from bot.generation.gpt2 import lay_out_for_kernel
+from storage.dialogue import ModelDialogue, stop_token_ids
 
 
 @dataclass
@@ -29,6 +30,8 @@ class LoadedModel:
     source: str
     device: torch.device
     max_positions: int
+    dialogue: ModelDialogue  # User:/Bot: lines, or the tokenizer's chat template
+    stop_ids: frozenset[int]  # tokens that end an answer (end of text, end of turn)
 
 
 def pick_device(device: str) -> torch.device:
@@ -78,7 +81,8 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
     max_positions = int(
         getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 1024
     )
-    return LoadedModel(model, tokenizer, version, source, target, max_positions)
+    stops = frozenset(stop_token_ids(tokenizer, model.generation_config))
+    return LoadedModel(model, tokenizer, version, source, target, max_positions, ModelDialogue(tokenizer), stops)
 
 
 def hub_reachable(timeout_s: float = 2.0) -> bool:
