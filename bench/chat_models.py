@@ -60,7 +60,7 @@ QUICK = ("gpt2 (the default)", "SmolLM2-135M-Instruct")
 PROMPT_TOKENS = NEW_TOKENS = 32
 
 
-def measure(name: str, config: PretrainedConfig, tokenizer_dir: Path, folder: Path) -> dict[str, float]:
+def measure(config: PretrainedConfig, tokenizer_dir: Path, folder: Path) -> dict[str, float]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
@@ -107,7 +107,7 @@ def main() -> None:
         for name, config in SHAPES.items():
             if args.quick and name not in QUICK:
                 continue
-            results[name] = measure(name, config, tokenizer_dir, Path(tmp) / name.split()[0])
+            results[name] = measure(config, tokenizer_dir, Path(tmp) / name.split()[0])
     emit({"models": results, "threads": 1, "prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS})
 
 

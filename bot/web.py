@@ -177,23 +177,24 @@ class WebServer:
         raise response
 
     # --- pages ------------------------------------------------------------------------
-    @property
-    def _serving(self) -> int | None:
-        return self.generator.version if self.generator is not None else None
+    async def _serving(self) -> int:
+        """The version answering now; under `thumbtune dashboard`, the one the bot will serve."""
+        if self.generator is not None:
+            return self.generator.version
+        return await asyncio.to_thread(self.registry.current_version)
 
     async def index(self, request: web.Request) -> web.Response:
         data = await dashboard.index_data(self.repository, self.registry)
-        return self._html(dashboard.index_page(data, serving=self._serving))
+        return self._html(dashboard.index_page(data, serving=await self._serving()))
 
     async def version(self, request: web.Request) -> web.Response:
         try:
             number = int(request.match_info["version"])
         except ValueError:
             raise web.HTTPNotFound(text="no such version") from None
-        serving = self._serving
-        if serving is None:  # the dashboard alone: what the bot serves once it runs
-            serving = await asyncio.to_thread(self.registry.current_version)
-        status, page = await dashboard.version_page(self.repository, self.registry, number, serving=serving)
+        status, page = await dashboard.version_page(
+            self.repository, self.registry, number, serving=await self._serving()
+        )
         return self._html(page, status=status)
 
     @staticmethod
@@ -205,9 +206,7 @@ class WebServer:
         database_ok = await self._database_ok()
         runs = await self.repository.training_runs(limit=1) if database_ok else []
         connected = self.adapter.connected() if self.adapter is not None else None
-        serving = self._serving
-        if serving is None:  # the dashboard alone: what the bot serves once it runs
-            serving = await asyncio.to_thread(self.registry.current_version)
+        serving = await self._serving()
         body: dict[str, Any] = {
             "serving_version": serving,
             "queue_depth": self.generator.queued() if self.generator is not None else None,

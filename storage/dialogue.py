@@ -129,7 +129,7 @@ class ModelDialogue:
         if not self.chat:
             return context
         return str(
-            self.tokenizer.apply_chat_template(self._messages(context), add_generation_prompt=True, tokenize=False)
+            self.tokenizer.apply_chat_template(self.messages(context), add_generation_prompt=True, tokenize=False)
         )
 
     def completion(self, context: str, answer: str) -> str:
@@ -141,16 +141,12 @@ class ModelDialogue:
         prompt = self.prompt(context)
         whole = str(
             self.tokenizer.apply_chat_template(
-                [*self._messages(context), {"role": "assistant", "content": answer.strip()}], tokenize=False
+                [*self.messages(context), {"role": "assistant", "content": answer.strip()}], tokenize=False
             )
         )
         if whole.startswith(prompt):
             return whole[len(prompt) :]
         return answer.strip() + str(self.tokenizer.eos_token or "")
-
-    def messages(self, context: str) -> list[dict[str, str]]:
-        """The prompt as chat messages (TRL's conversational format)."""
-        return self._messages(context)
 
     def answer(self, continuation: str) -> str:
         """The answer in the model's decoded continuation (special tokens already skipped)."""
@@ -162,7 +158,8 @@ class ModelDialogue:
         return False if self.chat else answer_is_over(continuation)
 
     @staticmethod
-    def _messages(context: str) -> list[dict[str, str]]:
+    def messages(context: str) -> list[dict[str, str]]:
+        """The prompt as chat messages (TRL's conversational format)."""
         parsed = parse_prompt(context)
         if parsed is None:  # not a rendered dialogue: the whole text is the question
             return chat_messages((), clean(context))

@@ -166,8 +166,13 @@ def token_logprobs(
 
 def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text: str, *, window: int = 256) -> float:
     """Token perplexity of ``text``, in non-overlapping windows."""
-    _, logprobs = token_logprobs(model, tokenizer, text, window=window)
-    return math.exp(-float(logprobs.mean())) if len(logprobs) else math.inf
+    return perplexity_of(token_logprobs(model, tokenizer, text, window=window)[1])
+
+
+def perplexity_of(logprobs: torch.Tensor) -> float:
+    """exp(mean negative log-prob); infinite for no tokens or a NaN (a diverged model)."""
+    value = math.exp(-float(logprobs.mean())) if len(logprobs) else math.inf
+    return value if math.isfinite(value) else math.inf
 
 
 @torch.no_grad()
@@ -302,9 +307,7 @@ def _measure(
     answers = sample(probe_prompts(config.samples))
     corrected = sample([p.prompt for p in corrections]) if corrections else []
     _, logprobs = token_logprobs(model, tokenizer, reference_text())
-    fluency = math.exp(-float(logprobs.mean())) if len(logprobs) else math.inf
-    if not math.isfinite(fluency) or math.isnan(fluency):
-        fluency = math.inf
+    fluency = perplexity_of(logprobs)
     score = chrf(corrected, [p.chosen.strip() for p in corrections]) if corrections else None
     return _Measured(ModelScores(perplexity=fluency, distinct_2=distinct_n(answers), chrf=score), logprobs, corrected)
 
@@ -325,7 +328,7 @@ def run_gate(
     new = _measure(candidate, tokenizer, corrections=corrections, config=config, seed=seed)
     old = _measure(parent, tokenizer, corrections=corrections, config=config, seed=seed)
     base_logprobs = old.reference_logprobs if base is None else token_logprobs(base, tokenizer, reference_text())[1]
-    base_perplexity = math.exp(-float(base_logprobs.mean())) if len(base_logprobs) else math.inf
+    base_perplexity = perplexity_of(base_logprobs)
     intervals: dict[str, tuple[float, float]] = {}
     not_enough: list[str] = []
     reasons: list[str] = []
