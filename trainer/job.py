@@ -13,6 +13,7 @@ current pointer are untouched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -311,7 +312,7 @@ def train_kto(
         seed=config.seed,
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),  # TRL turns bf16 on by default, wrong on a CPU
-        activation_checkpointing=False,
+        **_no_checkpointing(KTOConfig),  # TRL turns it on by default: slower, and no memory to save here
         logging_steps=1,
         save_strategy="no",
         report_to=config.report_to,  # tensorboard: event files under output_dir/runs (kept by _keep_tracking)
@@ -364,6 +365,14 @@ def train_kto(
         desirable_weight=desirable_weight,
         undesirable_weight=undesirable_weight,
     )
+
+
+def _no_checkpointing(config_type: type) -> dict[str, Any]:
+    """Activation checkpointing off, under the name this transformers knows (5.2x renamed
+    ``gradient_checkpointing`` to ``activation_checkpointing``)."""
+    names = {item.name for item in dataclasses.fields(config_type)}
+    name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {name: False}
 
 
 def lora_targets(model: PreTrainedModel) -> tuple[list[str] | str, bool]:

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import discord
 from discord import app_commands
+from discord.enums import ReactionType  # not exported at the top in 2.6.0 and 2.6.1
 
 from bot.adapters.base import Adapter, StartupError, best_effort
 from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
@@ -416,8 +417,8 @@ class DiscordBot(discord.Client, Adapter):
                 continue  # no requests for 🎉 or custom emoji
             normal = reaction.normal_count or max(reaction.count - reaction.burst_count, 0)
             for kind, count in (
-                (discord.ReactionType.normal, normal),
-                (discord.ReactionType.burst, reaction.burst_count),
+                (ReactionType.normal, normal),
+                (ReactionType.burst, reaction.burst_count),
             ):
                 if count <= 0:
                     continue

@@ -8,6 +8,7 @@ model through its own transformers forward (``TransformersForward``).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -58,15 +59,19 @@ class TransformersForward:
     def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
         self.cache = DynamicCache()
+        # transformers 5.24 renamed forward's ``past_key_values`` to ``cache``; an unknown
+        # keyword would be swallowed by ``**kwargs`` and every step recomputed without it.
+        parameters = inspect.signature(model.forward).parameters
+        self._cache_keyword = "cache" if "cache" in parameters else "past_key_values"
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            cache=self.cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self._cache_keyword: self.cache},
         ).logits[:, -1]
 
     def keep(self, rows: torch.Tensor) -> None:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 from transformers.activations import NewGELUActivation
-from transformers.models.gpt2.modeling_gpt2 import GPT2Block
+from transformers.models.gpt2.modeling_gpt2 import GPT2Attention, GPT2Block
 from transformers.pytorch_utils import Conv1D
 
 from bot.generation.kernels import Linear, available
@@ -82,6 +82,15 @@ class _Norm:
         return F.layer_norm(x, self.shape, self.weight, self.bias, self.eps)
 
 
+def _scaling(attn: GPT2Attention) -> float:
+    """The factor on q·k: 1/sqrt(head_dim), and 1/(layer + 1) where the config asks for it.
+    From the config's own switches: the attention of transformers 5.0 keeps no ``scaling``."""
+    scaling = float(attn.head_dim) ** -0.5 if attn.scale_attn_weights else 1.0
+    if attn.scale_attn_by_inverse_layer_idx:
+        scaling /= float(attn.layer_idx + 1)
+    return scaling
+
+
 class _Block:
     """One transformer layer's weights, each product through ``kernels.Linear``."""
 
@@ -93,7 +102,7 @@ class _Block:
         # Conv1D computes x @ weight + bias with weight [in, out]: weight.t() is [out, in].
         self.qkv = Linear(attn.c_attn.weight.t(), attn.c_attn.bias)
         self.attn_out = Linear(attn.c_proj.weight.t(), attn.c_proj.bias)
-        self.scaling = attn.scaling
+        self.scaling = _scaling(attn)
         self.fc = Linear(mlp.c_fc.weight.t(), mlp.c_fc.bias)
         self.act = _activation(mlp.act)
         self.mlp_out = Linear(mlp.c_proj.weight.t(), mlp.c_proj.bias)
