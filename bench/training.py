@@ -88,13 +88,16 @@ def time_training(model, tokenizer, *, steps: int, batch_size: int, scratch: Pat
     dataset = synthetic_dataset(steps * batch_size, seed=0)
     # One warm-up step first: allocation and kernel selection are not the steady state.
     config = TrainConfig(
-        max_steps=1, batch_size=batch_size, device="cuda" if next(model.parameters()).is_cuda else "cpu"
+        max_steps=1,
+        batch_size=batch_size,
+        device="cuda" if next(model.parameters()).is_cuda else "cpu",
+        checkpoints=1,  # the step's own cost, without copies of the weights for early stopping
     )
-    model, _ = train_kto(
+    model, _, _ = train_kto(
         model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
     )
-    config = TrainConfig(max_steps=steps, batch_size=batch_size, device=config.device)
-    _, stats = train_kto(
+    config = TrainConfig(max_steps=steps, batch_size=batch_size, device=config.device, checkpoints=1)
+    _, stats, _ = train_kto(
         model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
     )
     return {

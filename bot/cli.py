@@ -349,12 +349,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         prefer=args.prefer,
         model=Path(args.model) if args.model else None,
         seed=args.seed,
+        voters_per_answer=args.voters_per_answer,
+        vote_share=args.vote_share,
+        noise=args.noise,
+        history=args.history,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         learning_rate=args.learning_rate,
         epochs=args.epochs,
     )
     print(format_result(run_simulation(options)))
     return 0
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,7 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--prompts", type=int, default=96, help="prompts per round (default 96)")
     simulate.add_argument("--prefer", default="warm", help="people 👍 answers containing this word, 👎 the rest")
     simulate.add_argument("--model", help="base model folder (default: a fresh tiny model)")
-    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--seed", type=int, default=0, help="the same seed prints the same versions (default 0)")
+    simulate.add_argument(
+        "--vote-share", type=_share, default=1.0, help="share of answers that get any vote (default 1)"
+    )
+    simulate.add_argument(
+        "--noise", type=_share, default=0.0, help="share of votes that go against the person's rule (default 0)"
+    )
+    simulate.add_argument(
+        "--voters-per-answer", type=int, default=2, help="people who vote on an answer that gets votes (default 2)"
+    )
+    simulate.add_argument(
+        "--history", choices=["all", "since-live"], default="all", help="THUMBTUNE_TRAIN_HISTORY for the runs"
+    )
     simulate.add_argument("--data-dir", help="keep the simulation's database and registry here (default: temporary)")
     simulate.add_argument("--learning-rate", type=float, default=3e-4, help="KTO learning rate (default 3e-4)")
     simulate.add_argument("--epochs", type=float, default=2.0, help="epochs per training run (default 2)")

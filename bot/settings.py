@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     train_min_examples: int = Field(DataConfig.min_examples, ge=1)
     gamma: float = Field(DataConfig.gamma, ge=0.0, le=1.0)
     held_out_fraction: float = Field(DataConfig.held_out_fraction, ge=0.0, lt=1.0)
+    train_history: Literal["all", "since-live"] = Field(
+        "all" if DataConfig.all_history else "since-live",
+        description="all: every vote ever cast; since-live: only those since the current version went live",
+    )
     train_learning_rate: float = Field(TrainConfig.learning_rate, gt=0.0, le=1.0)
     train_epochs: float = Field(TrainConfig.epochs, gt=0.0, le=100.0)
     train_batch_size: int = Field(TrainConfig.batch_size, ge=2, le=1024)

@@ -4,7 +4,14 @@ Simulated people ask questions through the real service (generator, storage), ra
 answers with 👍 when they contain a preferred word and 👎 otherwise, and after each round
 the real scheduler job fires: vote gate, trainer subprocess (TRL), eval gate, registry,
 hot swap. A last round of questions measures the version that went live last. The result
-is one JSON object: the versions in the order they went live, each with its approval.
+is one JSON object: the versions in the order they went live, each with its approval
+(the share of its answers the people's rule likes, voted on or not) and the votes cast
+before it went live.
+
+Feedback can be sparse and noisy as real feedback is: only ``vote_share`` of the answers
+get votes, from ``voters_per_answer`` people, and ``noise`` of the votes are the opposite
+of the person's rule. Prompts are asked one at a time, so the same seed gives the same
+batches, the same samples and the same versions on one machine.
 
 Everything lives in a fresh data folder (a temporary one by default), never in the
 bot's own database.
@@ -58,6 +65,9 @@ class SimulationOptions:
     model: Path | None = None
     seed: int = 0
     voters_per_answer: int = 2
+    vote_share: float = 1.0  # share of answers that get any vote
+    noise: float = 0.0  # share of votes that are the opposite of the person's rule
+    history: str = "all"  # THUMBTUNE_TRAIN_HISTORY: all, or since-live
     data_dir: Path | None = None
     # The tiny model learns a preference faster than GPT-2 can: a demo-sized run uses a
     # stronger step than the bot's defaults (the eval gate still guards fluency).
@@ -68,13 +78,22 @@ class SimulationOptions:
 @dataclass
 class _Tally:
     answers: int = 0
-    up: int = 0
-    down: int = 0
+    liked: int = 0  # answers the people's rule likes, whether or not anyone voted
+    votes: int = 0
 
     @property
     def approval(self) -> float | None:
-        rated = self.up + self.down
-        return round(self.up / rated, 4) if rated else None
+        return round(self.liked / self.answers, 4) if self.answers else None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One prompt and what people will do with its answer, drawn in order from the seed."""
+
+    user: str
+    question: str
+    voters: tuple[int, ...]
+    flipped: tuple[bool, ...]  # per voter: votes against the rule (noise)
 
 
 async def simulate(options: SimulationOptions, settings: Settings) -> dict:
@@ -88,24 +107,31 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
     prefer = options.prefer.lower()
     tallies: dict[int, _Tally] = {}
     live_order: list[int] = []
+    votes_before: dict[int, int] = {}  # version -> votes cast before it went live
     runs: list[dict] = []
     started = time.monotonic()
+    cast = 0
 
     async with open_runtime(settings) as runtime:
         service, loop = runtime.service, runtime.loop
         live_order.append(runtime.generator.version)
+        votes_before[runtime.generator.version] = 0
 
-        def plan() -> tuple[str, str, list[int]]:
-            voters = rng.sample(range(options.users), k=min(options.voters_per_answer, options.users))
-            return f"person{rng.randrange(options.users)}", rng.choice(QUESTIONS), voters
+        def plan() -> _Plan:
+            user, question = f"person{rng.randrange(options.users)}", rng.choice(QUESTIONS)
+            voters: tuple[int, ...] = ()
+            if rng.random() < options.vote_share:
+                voters = tuple(rng.sample(range(options.users), k=min(options.voters_per_answer, options.users)))
+            return _Plan(user, question, voters, tuple(rng.random() < options.noise for _ in voters))
 
-        async def ask(round_index: int, index: int, user: str, question: str, voters: list[int]) -> None:
+        async def ask(round_index: int, index: int, planned: _Plan) -> None:
+            nonlocal cast
             reply = await service.on_prompt(
                 IncomingPrompt(
                     platform=PLATFORM,
                     channel="sim",
-                    user=user,
-                    text=question,
+                    user=planned.user,
+                    text=planned.question,
                     event_id=f"r{round_index}-p{index}",
                 )
             )
@@ -116,18 +142,21 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
             tally = tallies.setdefault(reply.model_version, _Tally())
             tally.answers += 1
             liked = prefer in reply.text.lower()
-            for voter in voters:
+            tally.liked += liked
+            for voter, flipped in zip(planned.voters, planned.flipped, strict=True):
+                thumbs_up = liked != flipped
                 await service.on_reaction(
                     IncomingReaction(
-                        platform=PLATFORM, message_key=key, user=f"person{voter}", emoji="👍" if liked else "👎"
+                        platform=PLATFORM, message_key=key, user=f"person{voter}", emoji="👍" if thumbs_up else "👎"
                     )
                 )
-                tally.up += liked
-                tally.down += not liked
+                tally.votes += 1
+                cast += 1
 
         for round_index in range(options.rounds + 1):
-            planned = [plan() for _ in range(options.prompts)]  # drawn in order: the seed decides
-            await asyncio.gather(*(ask(round_index, i, *p) for i, p in enumerate(planned)))
+            # Drawn in order and asked one at a time: the seed decides the batches and samples too.
+            for index, planned in enumerate([plan() for _ in range(options.prompts)]):
+                await ask(round_index, index, planned)
             if round_index == options.rounds:
                 break  # the last round only measures the version now live
             finished = loop.runs_finished
@@ -140,6 +169,7 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
             log.info("round %d: training %s", round_index + 1, last.status)
             if runtime.generator.version != live_order[-1]:
                 live_order.append(runtime.generator.version)
+                votes_before[runtime.generator.version] = cast
 
         versions = []
         for version in live_order:
@@ -148,11 +178,21 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
             if version != BASE_VERSION:
                 info = loop.registry.get(version)
                 gate = {"status": info.status, "parent": info.parent, **dict(info.metrics)}
-            versions.append({"version": version, "approval": tally.approval, "answers": tally.answers, "gate": gate})
+            versions.append(
+                {
+                    "version": version,
+                    "approval": tally.approval,
+                    "answers": tally.answers,
+                    "votes": tally.votes,
+                    "votes_before": votes_before[version],
+                    "gate": gate,
+                }
+            )
     return {
         "versions": versions,
         "runs": runs,
         "prefer": options.prefer,
+        "votes": cast,
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -177,6 +217,7 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         train_every_minutes=24 * 60,  # fired by hand after each round, through the scheduler
         train_cron=None,
         train_min_new_votes=1,
+        train_history=options.history,
         registry_poll_s=0,
         max_new_tokens=24,
         queue_size=max(64, options.prompts),  # a round's prompts all arrive at once

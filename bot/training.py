@@ -67,6 +67,7 @@ def trainer_configs(settings: Settings) -> tuple[DataConfig, TrainConfig]:
         min_examples=settings.train_min_examples,
         gamma=settings.gamma,
         held_out_fraction=settings.held_out_fraction,
+        all_history=settings.train_history == "all",
     )
     train = TrainConfig(
         learning_rate=settings.train_learning_rate,
@@ -88,12 +89,17 @@ def trainer_launcher(settings: Settings) -> list[str]:
     return ["python"] if settings.train_backend == "ray" else [sys.executable]
 
 
-def trainer_command(settings: Settings, snapshot_uri: str, launcher: Sequence[str] | None = None) -> list[str]:
-    """The command line of one run on the snapshot at ``snapshot_uri``.
+def trainer_command(
+    settings: Settings, snapshot_uri: str, launcher: Sequence[str] | None = None, *, rejections: int = 0
+) -> list[str]:
+    """The command line of one run on the snapshot at ``snapshot_uri``; ``rejections``: runs
+    rejected in a row on the same parent, each of which makes this run's step smaller
+    (:meth:`TrainConfig.after_rejections`).
 
     Paths are absolute: the trainer may run in another working folder (a launcher).
     """
     _, train = trainer_configs(settings)
+    train = train.after_rejections(rejections)
     job = JobConfig(
         snapshot=snapshot_uri,
         registry=settings.registry_uri,
@@ -204,14 +210,38 @@ class TrainingRuns:
             extra={"run": run_id, "version": parent},
         )
 
+        rejections = await self._rejections_in_a_row(run_id, parent)
+        if rejections:
+            softened = trainer_configs(self.settings)[1].after_rejections(rejections)
+            log.info(
+                "training run %d follows %d rejected run(s) on version %d: learning rate %.3g, beta %.3g",
+                run_id,
+                rejections,
+                parent,
+                softened.learning_rate,
+                softened.beta,
+                extra={"run": run_id, "version": parent},
+            )
         started = time.monotonic()
-        command = [*trainer_command(self.settings, uri, self.launcher), *extra]
+        command = [*trainer_command(self.settings, uri, self.launcher, rejections=rejections), *extra]
         try:
             ended = await self.backend.run(command, run_id=run_id, relay=relay, timeout_s=self.settings.train_timeout_s)
         except BackendUnavailable as exc:
             log.error("training run %d could not start: %s", run_id, exc)
             return await self._finish(run_id, "failed", str(exc), counts=counts)
         return await self._record(run_id, ended, started=started, counts=counts)
+
+    async def _rejections_in_a_row(self, run_id: int, parent: int) -> int:
+        """Runs on ``parent`` rejected by the gate since it went live, before run ``run_id``
+        (skipped and failed runs neither count nor break the streak)."""
+        rejections = 0
+        for earlier in await self.repository.training_runs(limit=50):
+            if earlier.run_id >= run_id or earlier.status in ("skipped", "failed", "running"):
+                continue
+            if earlier.status != "rejected" or earlier.parent_version != parent:
+                break
+            rejections += 1
+        return rejections
 
     async def _read_result(self, run_id: int) -> tuple[RunResult | None, str | None]:
         """The result run ``run_id``'s trainer wrote (None if none), and why it could not be read."""

@@ -86,3 +86,46 @@ def test_slow_drift_from_version_0_is_caught_even_when_each_step_is_small(tiny_m
     low, high = gate.intervals["base_perplexity_ratio"]
     assert low <= candidate_ppl / base_ppl <= high and low > 1
     assert math.isclose(gate.base_perplexity or 0, base_ppl, rel_tol=1e-6)
+
+
+def test_early_stopping_publishes_the_latest_checkpoint_that_passes_and_else_keeps_the_end(tiny_model_dir: Path):
+    from trainer.job import _latest_passing
+
+    parent, tokenizer = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    model, _ = _sharpened(tiny_model_dir, 3.0)  # the end of a run that over-shot: perplexity far above the parent's
+    end = {name: p.detach().clone() for name, p in model.named_parameters()}
+    middle, _ = _sharpened(tiny_model_dir, 1.1)  # a checkpoint half-way: still fluent
+    early = {name: p.detach().clone() for name, p in parent.named_parameters()}
+    config = GateConfig(samples=4, max_new_tokens=6, bootstrap_samples=200, perplexity_ratio=1.5, distinct_ratio=0)
+
+    def gate_of(candidate):
+        return run_gate(
+            candidate=candidate, parent=parent, tokenizer=tokenizer, held_out=[], held_out_pairs=[], config=config
+        )
+
+    checkpoints = [(10, early), (20, {name: p.detach().clone() for name, p in middle.named_parameters()})]
+    gate, chosen = _latest_passing(model, 30, checkpoints, gate_of)
+    assert gate.passed
+    assert (chosen.step, chosen.tried) == (
+        20,
+        2,
+    )  # the end failed, the latest checkpoint passed; the earliest not tried
+    assert chosen.later_reasons and "perplexity" in chosen.later_reasons[0]
+    assert torch.equal(model.transformer.ln_f.weight, middle.transformer.ln_f.weight)  # what gets published
+
+    # When no checkpoint passes, the end of the run stays in the model, with its own reasons.
+    _, _ = _latest_passing(model, 30, [], gate_of)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(end[name])
+    strict = GateConfig(samples=4, max_new_tokens=6, bootstrap_samples=200, perplexity_ratio=0.5, distinct_ratio=0)
+    gate, chosen = _latest_passing(
+        model,
+        30,
+        checkpoints,
+        lambda c: run_gate(
+            candidate=c, parent=parent, tokenizer=tokenizer, held_out=[], held_out_pairs=[], config=strict
+        ),
+    )
+    assert not gate.passed and (chosen.step, chosen.tried) == (30, 3)
+    assert all(torch.equal(p, end[name]) for name, p in model.named_parameters())

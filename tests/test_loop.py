@@ -276,3 +276,40 @@ async def test_a_damaged_current_version_falls_back_to_the_base_model_at_start(s
     good = publish_copy(registry, tiny_model_dir, metrics={"perplexity": 9.0})
     async with open_runtime(settings, loop=False) as runtime:
         assert runtime.generator.version == good
+
+
+async def test_after_rejections_on_the_same_parent_the_next_run_takes_a_smaller_step(runtime, tmp_path):
+    argv_file = tmp_path / "argv.txt"
+    # The trainer's command line is what is under test: this launcher writes it down and stops.
+    runtime.loop.runs.launcher = [
+        sys.executable,
+        "-c",
+        f"import sys, pathlib; pathlib.Path({str(argv_file)!r}).write_text(' '.join(sys.argv[1:]))",
+    ]
+    await seed_preference(runtime.repository, answers=40)
+    repository = runtime.repository
+
+    async def earlier(status: str, parent: int = 0) -> None:
+        run = await repository.start_training_run(parent_version=parent)
+        await repository.finish_training_run(run, status=status, reason="seeded")
+
+    def option(name: str) -> float:
+        words = argv_file.read_text().split()
+        return float(words[words.index(name) + 1])
+
+    lr, beta = runtime.settings.train_learning_rate, 0.1
+    await earlier("published")  # a streak starts after it
+    await earlier("rejected")
+    await earlier("skipped")  # neither counts nor breaks the streak
+    await earlier("rejected")
+    await runtime.loop.run_training()
+    assert option("--learning-rate") == pytest.approx(lr / 4) and option("--beta") == pytest.approx(beta * 4)
+
+    await earlier("published")  # the streak is over: the settings' own recipe again
+    await runtime.loop.run_training()
+    assert option("--learning-rate") == pytest.approx(lr) and option("--beta") == pytest.approx(beta)
+
+    for _ in range(6):  # at most three halvings, however long the streak
+        await earlier("rejected")
+    await runtime.loop.run_training()
+    assert option("--learning-rate") == pytest.approx(lr / 8)

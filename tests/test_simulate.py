@@ -21,3 +21,41 @@ def test_simulate_runs_the_loop_and_prints_versions_in_live_order(simulated: tup
         tags = {row[0] for row in db.execute("SELECT DISTINCT model_version FROM responses")}
     assert [r[0] for r in runs] == [run["status"] for run in report["runs"]]
     assert tags == {v["version"] for v in versions}
+
+
+def test_the_same_seed_gives_the_same_versions_with_sparse_noisy_votes(tiny_model_dir: Path, tmp_path: Path):
+    from bot.simulate import SimulationOptions, run_simulation
+
+    def simulate(name: str) -> dict:
+        options = SimulationOptions(
+            users=5,
+            rounds=1,
+            prompts=24,
+            voters_per_answer=1,
+            vote_share=0.75,
+            noise=0.25,
+            seed=3,
+            model=tiny_model_dir,
+            data_dir=tmp_path / name,
+        )
+        report = run_simulation(options)
+        report.pop("seconds")
+        for version in report["versions"]:  # timings differ from run to run; nothing else may
+            for key in [k for k in version["gate"] if "second" in k or k.endswith("_per_s")]:
+                version["gate"].pop(key)
+        return report
+
+    first, second = simulate("a"), simulate("b")
+    assert first == second
+    answers = 24 * 2
+    assert sum(v["answers"] for v in first["versions"]) == answers
+    assert 0 < first["votes"] < answers  # a quarter of the answers got no vote, the rest one each
+    assert first["versions"][0]["votes_before"] == 0
+    with sqlite3.connect(tmp_path / "a" / "simulate.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == first["votes"]
+        against_the_rule = db.execute(
+            "SELECT COUNT(*) FROM votes v JOIN responses r ON r.id = v.response_id"
+            " WHERE (v.reward > 0) != (lower(r.text) LIKE '%warm%')"
+        ).fetchone()[0]
+    # --noise 0.25: about a quarter of the votes go against the people's rule (none would without it).
+    assert 0 < against_the_rule < first["votes"] / 2

@@ -284,7 +284,7 @@ async def test_a_run_learns_from_votes_since_its_parent_went_live(tmp_path: Path
         new = await rated("new", -1.0)
         await repo.record_correction(response_id=new, author="v", text="new fix")
 
-        since = await collect(repo, DataConfig(held_out_fraction=0.0), parent=1)
+        since = await collect(repo, DataConfig(held_out_fraction=0.0, all_history=False), parent=1)
         assert sorted((e.completion, e.label) for e in since.train) == [(" new", False), (" new fix", True)]
-        everything = await collect(repo, DataConfig(held_out_fraction=0.0, all_history=True), parent=1)
+        everything = await collect(repo, DataConfig(held_out_fraction=0.0), parent=1)  # the default
         assert sorted(e.completion for e in everything.train) == [" new", " new fix", " old", " old fix"]

@@ -54,11 +54,12 @@ class DataConfig:
         default=0.2, metadata={"help": "Share of conversations held out for the eval gate and never trained on."}
     )
     all_history: bool = field(
-        default=False,
+        default=True,
         metadata={
             "help": (
-                "Learn from all votes, not only those cast since the parent version went live (so a "
-                "version is not trained again on what its parent already learned)."
+                "Learn from every vote ever cast (less forgotten people and flagged answers), not only "
+                "those cast since the parent version went live. Answers older versions wrote count "
+                "the same (bench.learning measures both)."
             )
         },
     )
@@ -104,6 +105,15 @@ class TrainConfig:
             "help": ("Weigh desirable and undesirable examples so both labels count the same, from their counts.")
         },
     )
+    checkpoints: int = field(
+        default=3,
+        metadata={
+            "help": (
+                "Evenly spaced points of the run (the last is its end) whose weights are kept: the "
+                "latest that passes the eval gate is published (early stopping). 1 = only the end."
+            )
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed for shuffling, initialisation and sampling."})
     device: Literal["auto", "cpu", "cuda"] = field(
         default="auto", metadata={"help": "auto: CUDA with bf16 when present, else CPU in fp32."}
@@ -118,6 +128,18 @@ class TrainConfig:
             )
         },
     )
+
+    def after_rejections(self, rejections: int) -> TrainConfig:
+        """The recipe for a run after ``rejections`` rejected runs in a row on the same parent:
+        each halves the learning rate and doubles KTO's beta (up to 3 times), so the loop takes
+        a smaller step instead of over-shooting again with the same one."""
+        steps = min(max(rejections, 0), MAX_SOFTENING)
+        if steps == 0:
+            return self
+        return dataclasses.replace(self, learning_rate=self.learning_rate / 2**steps, beta=self.beta * 2**steps)
+
+
+MAX_SOFTENING = 3
 
 
 @dataclass(frozen=True)

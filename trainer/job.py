@@ -21,7 +21,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,7 +190,7 @@ def train_and_publish(
         reference, _ = load_causal_lm(source, device=device)
         reference.eval()
         scratch = folder / ".scratch"
-        model, stats = train_kto(
+        model, stats, checkpoints = train_kto(
             model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
         )
         tracking = _keep_tracking(config.report_to, scratch, options.snapshot) if ranks.main else None
@@ -198,17 +198,21 @@ def train_and_publish(
         if not ranks.main:
             return None
         base = None if parent == BASE_VERSION else _load_base(base_model, device)
-        gate = run_gate(
-            candidate=model,
-            parent=reference,
-            tokenizer=tokenizer,
-            base=base,
-            held_out=dataset.held_out,
-            held_out_pairs=dataset.held_out_pairs,
-            config=options.gate,
-            seed=config.seed,
-            max_length=config.max_length,
-        )
+
+        def gate_of(candidate: PreTrainedModel) -> GateResult:
+            return run_gate(
+                candidate=candidate,
+                parent=reference,
+                tokenizer=tokenizer,
+                base=base,
+                held_out=dataset.held_out,
+                held_out_pairs=dataset.held_out_pairs,
+                config=options.gate,
+                seed=config.seed,
+                max_length=config.max_length,
+            )
+
+        gate, chosen = _latest_passing(model, stats.steps, checkpoints, gate_of)
         save_model(model, tokenizer, folder)
         # What it learned, kept with the version: answers side by side, words, data, the gate.
         changes = what_changed(
@@ -222,7 +226,7 @@ def train_and_publish(
         )
         (folder / CHANGES_FILE).write_text(json.dumps(changes, ensure_ascii=False, indent=1), encoding="utf-8")
         status = PUBLISHED if gate.passed else REJECTED
-        metrics = {**stats.as_dict(), **gate.metrics(), "processes": ranks.world}
+        metrics = {**stats.as_dict(), **gate.metrics(), **chosen.as_dict(), "processes": ranks.world}
         info = registry.publish(
             folder,
             parent=parent,
@@ -242,6 +246,52 @@ def train_and_publish(
         )
     _log_gate(info.version, gate)
     return _Published(status, info.version, "; ".join(gate.reasons) or None, metrics, tracking)
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """Which of a run's checkpoints is published, and why the later ones were not."""
+
+    step: int
+    tried: int  # checkpoints put through the gate, the end of the run included
+    later_reasons: tuple[str, ...] = ()  # the gate's reasons against the end of the run
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint_step": self.step,
+            "checkpoints_tried": self.tried,
+            "end_of_run_reasons": list(self.later_reasons),
+        }
+
+
+def _latest_passing(
+    model: PreTrainedModel,
+    steps: int,
+    checkpoints: list[tuple[int, dict[str, torch.Tensor]]],
+    gate_of: Callable[[PreTrainedModel], GateResult],
+) -> tuple[GateResult, _Chosen]:
+    """Early stopping: the end of the run if it passes the gate, else the latest earlier
+    checkpoint that does, loaded into ``model``. When none passes, ``model`` keeps the
+    end of the run and its gate result (the version is kept as rejected)."""
+    final = gate_of(model)
+    if final.passed or not checkpoints:
+        return final, _Chosen(steps, 1)
+    end = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
+    for tried, (step, weights) in enumerate(reversed(checkpoints), start=2):
+        _load_weights(model, weights)
+        gate = gate_of(model)
+        log.info("checkpoint at step %d: %s", step, "passes the gate" if gate.passed else "; ".join(gate.reasons))
+        if gate.passed:
+            return gate, _Chosen(step, tried, final.reasons)
+    _load_weights(model, end)
+    return final, _Chosen(steps, len(checkpoints) + 1)
+
+
+def _load_weights(model: PreTrainedModel, weights: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name in weights:
+                parameter.copy_(weights[name])
 
 
 def _keep_tracking(report_to: str, scratch: Path, snapshot_uri: str) -> str | None:
@@ -282,8 +332,11 @@ def train_kto(
     dataset: FeedbackDataset,
     config: TrainConfig,
     scratch: Path,
-) -> tuple[PreTrainedModel, TrainStats]:
-    """Fine-tune ``model`` with TRL's KTOTrainer against ``reference``; the trained model (LoRA merged)."""
+) -> tuple[PreTrainedModel, TrainStats, list[tuple[int, dict[str, torch.Tensor]]]]:
+    """Fine-tune ``model`` with TRL's KTOTrainer against ``reference``: the trained model
+    (LoRA merged), its statistics, and the weights at ``config.checkpoints - 1`` evenly
+    spaced earlier steps ((step, trained weights by name), oldest first; none with LoRA,
+    whose adapters are merged away at the end)."""
     # Imported here: TRL is slow to import and only this step needs it.
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
@@ -331,6 +384,7 @@ def train_kto(
             fan_in_fan_out=fan_in_fan_out,
             task_type="CAUSAL_LM",
         )
+    keep = _KeepCheckpoints(0 if config.lora else config.checkpoints - 1)
     trainer = KTOTrainer(
         model=model,
         ref_model=reference,  # explicit: with None TRL looks the model up on the Hub
@@ -338,7 +392,7 @@ def train_kto(
         train_dataset=Dataset.from_list(records),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[_LogProgress()],
+        callbacks=[_LogProgress(), keep],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; _LogProgress logs instead
     started = time.monotonic()
@@ -356,7 +410,7 @@ def train_kto(
         raise TypeError(f"training ended with a {type(trained).__name__}, not a transformers model")
     trained.eval()
     examples = steps * config.batch_size * trainer.args.world_size / max(seconds, 1e-9)  # all processes
-    return trained, TrainStats(
+    stats = TrainStats(
         steps=steps,
         seconds=seconds,
         examples_per_s=examples,
@@ -365,6 +419,7 @@ def train_kto(
         desirable_weight=desirable_weight,
         undesirable_weight=undesirable_weight,
     )
+    return trained, stats, [(step, weights) for step, weights in keep.kept if step < steps]
 
 
 def _no_checkpointing(config_type: type) -> dict[str, Any]:
@@ -407,6 +462,24 @@ def _log_gate(version: int, gate: GateResult) -> None:
         log.info("version %d passed the eval gate and is current: %s", version, gate.metrics())
     else:
         log.warning("version %d rejected by the eval gate: %s", version, "; ".join(gate.reasons))
+
+
+class _KeepCheckpoints(TrainerCallback):
+    """A copy (on the CPU) of the trained weights at ``count`` evenly spaced steps before the end."""
+
+    def __init__(self, count: int) -> None:
+        self.count = max(count, 0)
+        self._at: set[int] = set()
+        self.kept: list[tuple[int, dict[str, torch.Tensor]]] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        parts = self.count + 1
+        self._at = {state.max_steps * part // parts for part in range(1, parts)} - {0, state.max_steps}
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self._at and model is not None:
+            weights = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
+            self.kept.append((state.global_step, weights))
 
 
 class _LogProgress(TrainerCallback):
