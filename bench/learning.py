@@ -6,32 +6,48 @@ runs of 128 prompts) over 5 seeds (3 with ``--quick``) in two regimes of feedbac
 - dense: every answer voted by 2 people, no mistakes;
 - sparse: 40 % of the answers voted, by 1 person, 15 % of the votes flipped.
 
-Prints one JSON object ``{"regimes": {"dense": {...}, "sparse": {...}}}``; per regime:
-``gain_median`` and ``gain_min`` (approval of the last live version minus version 0's,
-after 3 runs), ``votes_to_gain_0_2_median`` (votes cast until the live version's
-approval first reached version 0's + 0.2, median over the seeds; null when half or more
-never got there), ``published``, ``rejected``, ``stalls`` (seeds whose runs end in 2 or
-more rejections in a row), ``drifted`` (published versions whose reference perplexity is
-beyond the gate's ratio of version 0's), the per-seed gains and ``seconds``. The
-reward-model fields the issue asks for (``reward_auc_median``, ``best_of_approval``,
-``votes_to_gain_0_2_median_best_of_1``) are null: there is no reward model yet.
+Each seed runs twice: with the bot's default ``THUMBTUNE_BEST_OF`` and with best-of-1.
+Prints one JSON object ``{"regimes": {"dense": {...}, "sparse": {...}}, "best_of_cost": {...}}``;
+per regime: ``gain_median`` and ``gain_min`` (approval of the last live version minus
+version 0's, after 3 runs, with the default best-of), ``votes_to_gain_0_2_median`` and
+``votes_to_gain_0_2_median_best_of_1`` (votes cast until the live version's approval first
+reached version 0's + 0.2, median over the seeds; null when half or more never got there),
+``published``, ``rejected``, ``stalls`` (seeds whose runs end in 2 or more rejections in a
+row), ``drifted`` (published versions whose reference perplexity is beyond the gate's
+ratio of version 0's), ``reward_auc_median`` (the last reward model's held-out AUC),
+``best_of_approval`` (approval of the last best-of-1 version's answers to the simulation's
+questions when n = 1, 2, 4, 8 candidates are ranked by its reward model), the per-seed
+figures and ``seconds``. ``best_of_cost``: ms per answer (48 new tokens, one thread) for
+n = 1, 2, 4, 8 on a model of GPT-2's shape, reward scoring included.
 """
 
 from __future__ import annotations
 
+import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import emit, quick_args
-from bot.simulate import SimulationOptions, run_simulation
+import numpy as np
+import torch
+
+from bench.common import emit, median, quick_args, seconds_each, write_gpt2_small_shape
+from bot.generation import SamplingParams, load_model
+from bot.generation.decoding import sample
+from bot.settings import Settings
+from bot.simulate import QUESTIONS, SimulationOptions, run_simulation
 from bot.tinymodel import make_tiny_model
+from storage.dialogue import render_prompt
+from storage.registry import ModelRegistry
+from storage.reward import RewardHead
 from trainer.config import GateConfig
 
 # (vote share, voters per answer, noise)
 REGIMES: dict[str, tuple[float, int, float]] = {"dense": (1.0, 2, 0.0), "sparse": (0.4, 1, 0.15)}
 GAIN = 0.2
+BEST_OF = int(Settings.model_fields["best_of"].default)
+RANKED = (1, 2, 4, 8)
 
 
 def votes_to_gain(versions: list[dict], *, gain: float = GAIN) -> int | None:
@@ -60,53 +76,114 @@ def drifted(versions: list[dict], ratio: float = GateConfig.perplexity_ratio) ->
     return count
 
 
-def regime(name: str, seeds: list[int], model: Path) -> dict:
-    started = time.monotonic()
-    gains, votes_needed, published, rejected, stalls, drift = [], [], 0, 0, 0, 0
+def simulate(name: str, seed: int, model: Path, *, best_of: int, data_dir: Path) -> dict:
     vote_share, voters, noise = REGIMES[name]
+    options = SimulationOptions(
+        users=8,
+        rounds=3,
+        prompts=128,
+        seed=seed,
+        model=model,
+        vote_share=vote_share,
+        voters_per_answer=voters,
+        noise=noise,
+        best_of=best_of,
+        data_dir=data_dir,
+    )
+    return run_simulation(options)
+
+
+def ranked_approval(data_dir: Path, *, prefer: str = "warm", prompts: int = 96, seed: int = 0) -> list[float] | None:
+    """Approval of the live version's answers when n candidates are ranked by its reward model."""
+    registry = ModelRegistry(data_dir / "models")
+    version = registry.current_version()
+    if version == 0:
+        return None
+    loaded = load_model(registry.get(version).path, version=version, device="cpu")
+    if loaded.reward is None:
+        return None
+    rng = random.Random(seed)
+    questions = [render_prompt(rng.choice(QUESTIONS)) for _ in range(prompts)]
+    approvals = []
+    for n in RANKED:
+        torch.manual_seed(seed)
+        results = sample(loaded, questions, SamplingParams(max_new_tokens=24), [n] * prompts)
+        approvals.append(round(sum(prefer in r.texts[0].lower() for r in results) / prompts, 4))
+    return approvals
+
+
+def regime(name: str, seeds: list[int], model: Path, scratch: Path) -> dict:
+    started = time.monotonic()
+    gains, needed, needed_best_of_1, aucs, ranked = [], [], [], [], []
+    published = rejected = stalls = drift = 0
     for seed in seeds:
-        options = SimulationOptions(
-            users=8,
-            rounds=3,
-            prompts=128,
-            seed=seed,
-            model=model,
-            vote_share=vote_share,
-            voters_per_answer=voters,
-            noise=noise,
-        )
-        report = run_simulation(options)
+        report = simulate(name, seed, model, best_of=BEST_OF, data_dir=scratch / f"{name}-{seed}")
         versions, runs = report["versions"], report["runs"]
         gains.append(round((versions[-1]["approval"] or 0.0) - (versions[0]["approval"] or 0.0), 4))
-        votes_needed.append(votes_to_gain(versions))
+        needed.append(votes_to_gain(versions))
         published += sum(run["status"] == "published" for run in runs)
         rejected += sum(run["status"] == "rejected" for run in runs)
         stalls += stalled(runs)
         drift += drifted(versions)
-    reached = [votes for votes in votes_needed if votes is not None]
+        auc = versions[-1]["gate"].get("reward_auc")
+        if auc is not None:
+            aucs.append(auc)
+        plain = simulate(name, seed, model, best_of=1, data_dir=scratch / f"{name}-{seed}-best-of-1")
+        needed_best_of_1.append(votes_to_gain(plain["versions"]))
+        ranked.append(ranked_approval(scratch / f"{name}-{seed}-best-of-1", seed=seed))
+    by_n = [r for r in ranked if r is not None]
     return {
         "gain_median": round(statistics.median(gains), 4),
         "gain_min": min(gains),
         "gains": gains,
-        "votes_to_gain_0_2_median": statistics.median(reached) if len(reached) * 2 > len(seeds) else None,
-        "votes_to_gain_0_2": votes_needed,
-        "votes_to_gain_0_2_median_best_of_1": None,
+        "votes_to_gain_0_2_median": _median_reached(needed),
+        "votes_to_gain_0_2_median_best_of_1": _median_reached(needed_best_of_1),
+        "votes_to_gain_0_2": needed,
+        "votes_to_gain_0_2_best_of_1": needed_best_of_1,
         "published": published,
         "rejected": rejected,
         "stalls": stalls,
         "drifted": drift,
-        "reward_auc_median": None,
-        "best_of_approval": None,
+        "reward_auc_median": round(statistics.median(aucs), 4) if aucs else None,
+        "best_of_approval": (
+            {str(n): round(float(np.median([r[i] for r in by_n])), 4) for i, n in enumerate(RANKED)} if by_n else None
+        ),
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def _median_reached(votes: list[int | None]) -> float | None:
+    reached = [v for v in votes if v is not None]
+    return statistics.median(reached) if len(reached) * 2 > len(votes) else None
+
+
+def best_of_cost(scratch: Path) -> dict[str, float]:
+    """ms per answer with n ranked candidates on GPT-2's shape (a random reward head)."""
+    loaded = load_model(write_gpt2_small_shape(scratch / "gpt2-shape"), version=1, device="cpu")
+    hidden = loaded.model.config.hidden_size
+    rng = np.random.default_rng(0)
+    loaded.reward = RewardHead(rng.normal(size=hidden), 0.0, np.zeros(hidden), np.ones(hidden), examples=0)
+    prompt = [render_prompt("what should I do today")]
+    cost = {}
+    params = SamplingParams(max_new_tokens=48)
+    for n in RANKED:
+
+        def answer(n: int = n) -> None:
+            sample(loaded, prompt, params, [n])
+
+        # Random weights seldom end an answer early: about 48 tokens per candidate.
+        cost[str(n)] = round(1000 * median(seconds_each(3, answer)), 1)
+    return cost
 
 
 def main() -> None:
     args = quick_args(__doc__ or "", "3 seeds instead of 5")
     seeds = list(range(3 if args.quick else 5))
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as tmp:
-        model = make_tiny_model(Path(tmp) / "tiny")
-        emit({"seeds": seeds, "regimes": {name: regime(name, seeds, model) for name in REGIMES}})
+        scratch = Path(tmp)
+        model = make_tiny_model(scratch / "tiny")
+        regimes = {name: regime(name, seeds, model, scratch) for name in REGIMES}
+        emit({"seeds": seeds, "best_of": BEST_OF, "regimes": regimes, "best_of_cost": best_of_cost(scratch)})
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def sampling_from(settings: Settings) -> SamplingParams:
         temperature=settings.temperature,
         top_p=settings.top_p,
         max_new_tokens=settings.max_new_tokens,
-        candidates=settings.candidates,
+        candidates=max(settings.candidates, settings.best_of),
     )
 
 

@@ -353,6 +353,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         vote_share=args.vote_share,
         noise=args.noise,
         history=args.history,
+        best_of=args.best_of,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         learning_rate=args.learning_rate,
         epochs=args.epochs,
@@ -419,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--history", choices=["all", "since-live"], default="all", help="THUMBTUNE_TRAIN_HISTORY for the runs"
     )
+    simulate.add_argument("--best-of", type=int, default=1, help="THUMBTUNE_BEST_OF for the answers (default 1)")
     simulate.add_argument("--data-dir", help="keep the simulation's database and registry here (default: temporary)")
     simulate.add_argument("--learning-rate", type=float, default=3e-4, help="KTO learning rate (default 3e-4)")
     simulate.add_argument("--epochs", type=float, default=2.0, help="epochs per training run (default 2)")

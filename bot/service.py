@@ -251,7 +251,7 @@ class BotService:
         context = render_prompt(text, history)
         try:
             with self.metrics.generation_seconds.time():
-                candidates = await self._sample(context, params, compare=compare)
+                candidates, scores = await self._sample(context, params, compare=compare)
         except GenerationError as exc:
             log.warning("no answer for a %s prompt: %s", prompt.platform, exc, extra={"platform": prompt.platform})
             self.metrics.refusals.labels(_refusal(exc)).inc()
@@ -272,16 +272,20 @@ class BotService:
                     temperature=params.temperature,
                     top_p=params.top_p,
                     max_new_tokens=params.max_new_tokens,
+                    score=scores[index] if scores is not None else None,
                 )
-                for answer, version in candidates
+                for index, (answer, version) in enumerate(candidates)
             ],
         )
         for _, version in candidates:
             self.metrics.answers.labels(str(version)).inc()
         return _reply(candidates, stored.response_ids, compare=compare)
 
-    async def _sample(self, context: str, params: SamplingParams, *, compare: bool) -> list[tuple[str, int]]:
-        """(text, model version) per candidate, candidate 0 first.
+    async def _sample(
+        self, context: str, params: SamplingParams, *, compare: bool
+    ) -> tuple[list[tuple[str, int]], list[float] | None]:
+        """(text, model version) per candidate, candidate 0 first (the shown one: with a
+        reward model, the one it prefers), and the reward model's scores when it ranked them.
 
         Champion vs challenger: with a share set and the previous version still loaded, a
         comparison pits the current version against the previous one (on a random side),
@@ -299,12 +303,13 @@ class BotService:
                 sides = [(champion.texts[0], champion.model_version), (challenger.texts[0], challenger.model_version)]
                 if self.rng.random() < 0.5:
                     sides.reverse()
-                return sides
+                return sides, None
         version = (
             previous if previous is not None and not compare and self.rng.random() < self.challenger_share else None
         )
         generation = await self.generator.generate(context, params, version=version)
-        return [(text, generation.model_version) for text in generation.texts]
+        scores = list(generation.scores) if generation.scores is not None else None
+        return [(text, generation.model_version) for text in generation.texts], scores
 
     def is_admin(self, platform: str, user: str) -> bool:
         return f"{platform}:{user}" in self.admins or (platform == "shell" and self.shell_is_admin)

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_new_tokens: int = Field(48, ge=1, le=1024)
     candidates: int = Field(1, ge=1, le=8)
+    best_of: int = Field(
+        1, ge=1, le=16, description="answers sampled per prompt; the version's reward model shows the one it prefers"
+    )
     compare: bool = Field(False, description="every answer is a comparison of two candidates (1️⃣ / 2️⃣)")
     challenger_share: float = Field(
         0.0,

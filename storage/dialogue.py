@@ -12,7 +12,8 @@ functions, so it learns on exactly what the bot showed the model.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 USER = "User:"
@@ -110,6 +111,26 @@ def chat_messages(history: Iterable[tuple[str, str]], question: str | None = Non
     return messages
 
 
+@dataclass(frozen=True)
+class AnswerBatch:
+    """Token rows of (dialogue, answer) pairs: ``ids`` and ``mask`` [rows, width], right-padded;
+    row i's answer is tokens ``starts[i]`` to ``lengths[i]`` (exclusive)."""
+
+    ids: Any
+    mask: Any
+    starts: tuple[int, ...]
+    lengths: tuple[int, ...]
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):  # up to the shorter one
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class ModelDialogue:
     """How one model is shown a stored dialogue and where its answer ends.
 
@@ -156,6 +177,29 @@ class ModelDialogue:
         """Whether the answer is complete before the model's end-of-turn token: a GPT-2
         starting the next ``User:`` turn; a chat model ends its turn with a token."""
         return False if self.chat else answer_is_over(continuation)
+
+    def answer_batch(self, items: Sequence[tuple[str, str]], *, max_length: int) -> AnswerBatch:
+        """(stored dialogue, answer) pairs as the model reads them, right-padded: the answer
+        whole, the oldest context dropped past ``max_length`` tokens."""
+        tokenizer, special = self.tokenizer, self.add_special_tokens
+        rows, starts = [], []
+        for context, answer in items:
+            prompt = self.prompt(context)
+            prompt_ids = tokenizer(prompt, add_special_tokens=special)["input_ids"]
+            full = tokenizer(prompt + self.completion(context, answer), add_special_tokens=special)["input_ids"]
+            begin = _common_prefix(prompt_ids, full)
+            cut = max(0, len(full) - max_length)
+            rows.append(full[cut:])
+            starts.append(max(begin - cut, 1))
+        import torch  # here only: the database commands import this module and start faster without torch
+
+        width = max(len(row) for row in rows)
+        ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        return AnswerBatch(ids, mask, tuple(starts), tuple(len(row) for row in rows))
 
     @staticmethod
     def messages(context: str) -> list[dict[str, str]]:

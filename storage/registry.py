@@ -388,7 +388,7 @@ def format_versions(registry: ModelRegistry) -> str:
     current = registry.current_version()
     lines = [
         f"{'':1} {'version':>7} {'parent':>6} {'status':9} {'examples':>8} {'ppl':>8} {'pref':>5} {'dist2':>5}"
-        f" {'size':>8}  created / reasons"
+        f" {'reward AUC':>16} {'size':>8}  created / reasons"
     ]
     lines.append(f"{'*' if current == 0 else ' '} {0:>7} {'-':>6} {'base':9}")
     for info in registry.versions():
@@ -397,11 +397,22 @@ def format_versions(registry: ModelRegistry) -> str:
             f"{'*' if info.version == current else ' '} {info.version:>7} {info.parent!s:>6} {info.status:9}"
             f" {info.counts.get('train_examples', '-'):>8} {_num(m.get('perplexity')):>8}"
             f" {_num(m.get('preference_accuracy')):>5} {_num(m.get('distinct_2')):>5}"
-            f" {_size(registry.size(info.version)):>8}"
+            f" {_reward(m):>16} {_size(registry.size(info.version)):>8}"
             f"  {time.strftime('%Y-%m-%d %H:%M', time.localtime(info.created_at))}"
             + (f"  {'; '.join(info.reasons)}" if info.reasons else "")
         )
     return "\n".join(lines)
+
+
+def _reward(metrics: Mapping[str, Any]) -> str:
+    """The reward model's held-out AUC with its 95 % interval: 0.81 (0.70-0.90); n/a without
+    enough held-out votes; - without a reward model."""
+    if "reward_examples" not in metrics:
+        return "-"
+    auc, interval = metrics.get("reward_auc"), metrics.get("reward_auc_interval")
+    if auc is None:
+        return "n/a (few votes)"
+    return f"{auc:.2f} ({interval[0]:.2f}-{interval[1]:.2f})" if interval else f"{auc:.2f}"
 
 
 def _size(size: int) -> str:

@@ -23,6 +23,7 @@ class NewResponse:
     temperature: float
     top_p: float
     max_new_tokens: int
+    score: float | None = None  # the reward model's, when it ranked the candidates
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ class Repository:
             for candidate, response in enumerate(responses):
                 cursor = await db.execute(
                     "INSERT INTO responses (prompt_id, candidate, text, model_version, temperature,"
-                    " top_p, max_new_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " top_p, max_new_tokens, created_at, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         prompt_id,
                         candidate,
@@ -248,6 +249,7 @@ class Repository:
                         response.top_p,
                         response.max_new_tokens,
                         now,
+                        response.score,
                     ),
                 )
                 ids.append(_inserted_id(cursor))

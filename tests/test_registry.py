@@ -10,7 +10,9 @@ import pytest
 from storage.registry import METADATA_FILE, PUBLISHED, REJECTED, ModelRegistry, RegistryError, format_versions
 
 
-def publish(registry: ModelRegistry, *, parent: int, status: str = PUBLISHED, weights: str = "w") -> int:
+def publish(
+    registry: ModelRegistry, *, parent: int, status: str = PUBLISHED, weights: str = "w", metrics: dict | None = None
+) -> int:
     with registry.staging() as folder:
         (folder / "model.safetensors").write_text(weights)
         (folder / "tokenizer.json").write_text("{}")
@@ -18,7 +20,7 @@ def publish(registry: ModelRegistry, *, parent: int, status: str = PUBLISHED, we
             folder,
             parent=parent,
             status=status,
-            metrics={"perplexity": 9.5},
+            metrics={"perplexity": 9.5, **(metrics or {})},
             counts={"train_examples": 12},
             config={"train": {"learning_rate": 1e-4}},
         ).version
@@ -131,7 +133,19 @@ def test_models_lists_each_versions_size_on_disk(tmp_path: Path) -> None:
     on_disk = sum(path.stat().st_size for path in (tmp_path / "models" / "versions" / "0001").iterdir())
     assert registry.size(1) == on_disk > 5000
     [header, _base, first] = format_versions(registry).splitlines()
-    assert "size" in header and "5" in first.split()[8] and first.split()[9] == "KB"
+    assert "size" in header and "5" in first.split()[9] and first.split()[10] == "KB"
+    assert first.split()[8] == "-"  # no reward model
+
+
+def test_models_shows_the_reward_models_agreement_with_held_out_votes(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    publish(
+        registry, parent=0, metrics={"reward_examples": 40, "reward_auc": 0.8125, "reward_auc_interval": [0.7, 0.9]}
+    )
+    publish(registry, parent=1, metrics={"reward_examples": 6, "reward_auc": None, "reward_auc_interval": None})
+    [header, _base, first, second] = format_versions(registry).splitlines()
+    assert "reward AUC" in header
+    assert "0.81 (0.70-0.90)" in first and "n/a (few votes)" in second
 
 
 def test_the_training_lock_holds_across_processes_and_frees_when_its_holder_dies(tmp_path: Path) -> None:

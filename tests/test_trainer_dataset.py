@@ -288,3 +288,12 @@ async def test_a_run_learns_from_votes_since_its_parent_went_live(tmp_path: Path
         assert sorted((e.completion, e.label) for e in since.train) == [(" new", False), (" new fix", True)]
         everything = await collect(repo, DataConfig(held_out_fraction=0.0), parent=1)  # the default
         assert sorted(e.completion for e in everything.train) == [" new", " new fix", " old", " old fix"]
+
+
+def test_unshown_best_of_candidates_make_no_pairs_with_the_shown_one() -> None:
+    # Best-of-4: only candidate 0 was shown and voted; the other three have no votes, which
+    # says nothing about them (a 0 is not worse than a 👍).
+    answers = [answer(i + 1, prompt=9, candidate=i, text=f"candidate {i}") for i in range(4)]
+    data = build_dataset(answers=answers, votes=[vote(1, 1.0)], options=NO_SPLIT)
+    assert data.train_pairs == ()
+    assert [(e.completion, e.label) for e in data.train] == [(" candidate 0", True)]

@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM
 from storage.database import Database
 from storage.registry import ModelRegistry
 from storage.repository import Repository
+from storage.reward import RewardHead
 from tests.feedback_data import seed_preference
 from trainer import snapshot
 from trainer.config import DataConfig, GateConfig, TrainConfig, to_arguments
@@ -90,6 +91,13 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     assert len(result.metrics["losses"]) == 3 and result.metrics["losses"][-1] == pytest.approx(
         result.metrics["train_loss"], abs=1e-5
     )  # the loss curve comes back with the result
+
+    # 3 steps, 3 checkpoints: the weights after steps 1 and 2 were kept for early stopping.
+    assert current.metrics["checkpoint_step"] == 3 and current.metrics["checkpoints_tried"] == 1
+    assert current.config["train"]["checkpoints"] == 3
+    # The reward model is kept beside the weights, fitted on the training examples.
+    head = RewardHead.load(current.path)
+    assert head is not None and head.examples == current.counts["train_examples"] == current.metrics["reward_examples"]
 
     before, after = weights(tiny_model_dir), weights(current.path)
     assert before.keys() == after.keys()

@@ -114,6 +114,15 @@ class TrainConfig:
             )
         },
     )
+    reward_model: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "Fit a reward model (a linear head on the new version's features) on the run's examples and "
+                "keep it with the version: it ranks best-of-n candidates (THUMBTUNE_BEST_OF)."
+            )
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed for shuffling, initialisation and sampling."})
     device: Literal["auto", "cpu", "cuda"] = field(
         default="auto", metadata={"help": "auto: CUDA with bf16 when present, else CPU in fp32."}

@@ -193,7 +193,8 @@ def build_dataset(
             )
         )
 
-    pairs = _compare_pairs(usable, credited, group) + _correction_pairs(usable, corrections, forgotten, group)
+    rated_usable = [a for a in usable if a.response_id in voted]  # an unshown best-of candidate has no votes
+    pairs = _compare_pairs(rated_usable, credited, group) + _correction_pairs(usable, corrections, forgotten, group)
     examples = _with_unpaired(examples, pairs)
 
     def held(group: str) -> bool:
@@ -212,7 +213,8 @@ def build_dataset(
 def _compare_pairs(
     answers: Sequence[FeedbackAnswer], credited: dict[int, float], group: Callable[[FeedbackAnswer], str]
 ) -> list[Pair]:
-    """Candidates of one prompt rated differently: the best against the worst."""
+    """Candidates of one prompt rated differently: the best against the worst (only the
+    candidates people voted on: an unshown one's 0 says nothing)."""
     by_prompt: dict[int, list[FeedbackAnswer]] = defaultdict(list)
     for answer in answers:
         by_prompt[answer.prompt_id].append(answer)

@@ -115,29 +115,14 @@ def completion_logprobs(
     shown to the model as the bot shows it (a chat template's turn end is part of the completion)."""
     device = next(model.parameters()).device
     dialogue = ModelDialogue(tokenizer)
-    special = dialogue.add_special_tokens
     out: list[float] = []
     for start in range(0, len(items), batch_size):
-        rows, starts = [], []
-        for stored_prompt, stored_completion in items[start : start + batch_size]:
-            prompt = dialogue.prompt(stored_prompt)
-            completion = dialogue.completion(stored_prompt, stored_completion)
-            prompt_ids = tokenizer(prompt, add_special_tokens=special)["input_ids"]
-            full = tokenizer(prompt + completion, add_special_tokens=special)["input_ids"]
-            begin = _common_prefix(prompt_ids, full)
-            cut = max(0, len(full) - max_length)  # keep the answer, drop the oldest context
-            rows.append(full[cut:])
-            starts.append(max(begin - cut, 1))
-        width = max(len(row) for row in rows)
-        ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-        for i, row in enumerate(rows):
-            out.append(float(logp[i, starts[i] - 1 : len(row) - 1].sum()))
+        batch = dialogue.answer_batch(items[start : start + batch_size], max_length=max_length)
+        ids = batch.ids.to(device)
+        logits = model(input_ids=ids, attention_mask=batch.mask.to(device)).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        for i, (begin, end) in enumerate(zip(batch.starts, batch.lengths, strict=True)):
+            out.append(float(logp[i, begin - 1 : end - 1].sum()))
     return out
 
 
@@ -445,12 +430,3 @@ def _paired_chrf_interval(
             - metric.corpus_score([old[i] for i in draw], refs).score
         )
     return _percentile_interval(np.array(gaps))
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):  # up to the shorter one
-        if x != y:
-            break
-        n += 1
-    return n

@@ -40,6 +40,7 @@ from trainer.dataset import FeedbackDataset, balanced_weights, kto_records
 from trainer.evaluate import GateResult, run_gate
 from trainer.models import load_causal_lm, training_device
 from trainer.progress import percent_steps, show_bars
+from trainer.reward import fit_reward
 from trainer.snapshot import Manifest, RunResult
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,25 @@ def train_and_publish(
 
         gate, chosen = _latest_passing(model, stats.steps, checkpoints, gate_of)
         save_model(model, tokenizer, folder)
+        reward_metrics: dict[str, Any] = {}
+        if config.reward_model:
+            reward = fit_reward(
+                model,
+                tokenizer,
+                dataset.train,
+                dataset.held_out,
+                min_examples=options.gate.min_preference_examples,
+                samples=options.gate.bootstrap_samples,
+                seed=config.seed,
+                max_length=config.max_length,
+            )
+            if reward is not None:
+                reward.save(folder)
+                reward_metrics = {
+                    "reward_auc": reward.auc,
+                    "reward_auc_interval": list(reward.auc_interval) if reward.auc_interval else None,
+                    "reward_examples": reward.examples,
+                }
         # What it learned, kept with the version: answers side by side, words, data, the gate.
         changes = what_changed(
             parent=reference,
@@ -226,7 +246,7 @@ def train_and_publish(
         )
         (folder / CHANGES_FILE).write_text(json.dumps(changes, ensure_ascii=False, indent=1), encoding="utf-8")
         status = PUBLISHED if gate.passed else REJECTED
-        metrics = {**stats.as_dict(), **gate.metrics(), **chosen.as_dict(), "processes": ranks.world}
+        metrics = {**stats.as_dict(), **gate.metrics(), **chosen.as_dict(), **reward_metrics, "processes": ranks.world}
         info = registry.publish(
             folder,
             parent=parent,

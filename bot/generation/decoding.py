@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import torch
@@ -18,6 +18,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from bot.generation.gpt2 import Gpt2Forward, supports
 from bot.generation.loading import LoadedModel
+from storage.reward import answer_features
 
 
 @dataclass(frozen=True)
@@ -137,13 +138,24 @@ def decode(
     return new
 
 
+@dataclass(frozen=True)
+class Sampled:
+    """One prompt's candidates: best first when the version's reward model ranked them."""
+
+    texts: list[str]
+    new_tokens: int
+    prompt_tokens: int
+    scores: list[float] | None = None  # the reward model's, in the order of ``texts``
+
+
 def sample(
     loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, rows_per_prompt: Sequence[int]
-) -> list[tuple[list[str], int, int]]:
+) -> list[Sampled]:
     """One batched decode over ``prompts`` (stored dialogues; prompt i repeated
     rows_per_prompt[i] times), shown to the model as it expects them (storage.dialogue.ModelDialogue).
 
-    Returns, per prompt, (answers, new tokens, prompt tokens). Runs on the worker thread.
+    Where a prompt has several candidates and the version has a reward model, they are
+    scored in one more forward pass and put best first (best-of-n). Runs on the worker thread.
     """
     tokenizer, dialogue = loaded.tokenizer, loaded.dialogue
     shown = [dialogue.prompt(text) for text in prompts]
@@ -171,11 +183,35 @@ def sample(
         done=done,
     )
     prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
-    results: list[tuple[list[str], int, int]] = []
+    results: list[Sampled] = []
     row = 0
     for count in rows_per_prompt:
         chosen = new[row : row + count]
         texts = [dialogue.answer(text) for text in tokenizer.batch_decode(chosen, skip_special_tokens=True)]
-        results.append((texts, sum(len(ids) for ids in chosen), int(prompt_lengths[row])))
+        results.append(Sampled(texts, sum(len(ids) for ids in chosen), int(prompt_lengths[row])))
         row += count
+    if loaded.reward is not None:
+        results = _ranked(loaded, prompts, results)
     return results
+
+
+def _ranked(loaded: LoadedModel, prompts: Sequence[str], results: list[Sampled]) -> list[Sampled]:
+    """Each prompt's candidates scored by the reward model and sorted best first (stable)."""
+    assert loaded.reward is not None
+    items = [
+        (prompt, text)
+        for prompt, result in zip(prompts, results, strict=True)
+        if len(result.texts) > 1
+        for text in result.texts
+    ]
+    if not items:
+        return results
+    scores = iter(loaded.reward.score(answer_features(loaded.model, loaded.tokenizer, items)).tolist())
+    ranked = []
+    for result in results:
+        if len(result.texts) < 2:
+            ranked.append(result)
+            continue
+        scored = sorted(zip([next(scores) for _ in result.texts], result.texts, strict=True), key=lambda pair: -pair[0])
+        ranked.append(replace(result, texts=[text for _, text in scored], scores=[round(s, 4) for s, _ in scored]))
+    return ranked

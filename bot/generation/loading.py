@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from bot.generation.errors import ModelLoadError
 from bot.generation.gpt2 import lay_out_for_kernel
 from storage.dialogue import ModelDialogue, stop_token_ids
+from storage.reward import RewardHead
 
 
 @dataclass
@@ -32,6 +33,7 @@ class LoadedModel:
     max_positions: int
     dialogue: ModelDialogue  # User:/Bot: lines, or the tokenizer's chat template
     stop_ids: frozenset[int]  # tokens that end an answer (end of text, end of turn)
+    reward: RewardHead | None = None  # the version's reward model (trained versions), ranks candidates
 
 
 def pick_device(device: str) -> torch.device:
@@ -82,7 +84,10 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
         getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 1024
     )
     stops = frozenset(stop_token_ids(tokenizer, model.generation_config))
-    return LoadedModel(model, tokenizer, version, source, target, max_positions, ModelDialogue(tokenizer), stops)
+    reward = RewardHead.load(source) if local else None  # a trained version keeps its reward model beside it
+    return LoadedModel(
+        model, tokenizer, version, source, target, max_positions, ModelDialogue(tokenizer), stops, reward
+    )
 
 
 def hub_reachable(timeout_s: float = 2.0) -> bool:

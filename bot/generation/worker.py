@@ -39,6 +39,7 @@ class Generation:
     model_version: int
     new_tokens: int  # tokens generated across the candidates
     prompt_tokens: int  # tokens of the (possibly left-truncated) prompt
+    scores: tuple[float, ...] | None = None  # the reward model's, per candidate (best first), if it ranked them
 
 
 @dataclass(eq=False)
@@ -212,10 +213,12 @@ class Generator:
         started = time.monotonic()
         loaded = load_model(source, version=version, device=self._device)
         try:
-            warm = sample(loaded, [WARMUP_PROMPT], SamplingParams(max_new_tokens=2), [1])
+            # Two candidates where a reward model ranks them: a head that does not fit fails here, not later.
+            candidates = 2 if loaded.reward is not None else 1
+            warm = sample(loaded, [WARMUP_PROMPT], SamplingParams(max_new_tokens=2), [candidates])
         except Exception as exc:  # e.g. NaN weights make sampling fail
             raise ModelLoadError(f"model {source} failed its warm-up sample: {exc}") from exc
-        if not warm or warm[0][1] <= 0:
+        if not warm or warm[0].new_tokens <= 0:
             raise ModelLoadError(f"model {source} produced nothing in its warm-up sample")
         log.info("loaded model version %s from %s in %.1f s", version, source, time.monotonic() - started)
         return loaded
@@ -321,12 +324,13 @@ class Generator:
             for request in chunk:
                 request.loop.call_soon_threadsafe(_resolve, request.future, None, error)
             return
-        for request, (texts, new_tokens, prompt_tokens) in zip(chunk, results, strict=True):
+        for request, result in zip(chunk, results, strict=True):
             generation = Generation(
-                texts=tuple(texts),
+                texts=tuple(result.texts),
                 model_version=loaded.version,
-                new_tokens=new_tokens,
-                prompt_tokens=prompt_tokens,
+                new_tokens=result.new_tokens,
+                prompt_tokens=result.prompt_tokens,
+                scores=tuple(result.scores) if result.scores is not None else None,
             )
             request.loop.call_soon_threadsafe(_resolve, request.future, generation)
 
