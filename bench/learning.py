@@ -46,7 +46,7 @@ from trainer.config import GateConfig
 # (vote share, voters per answer, noise)
 REGIMES: dict[str, tuple[float, int, float]] = {"dense": (1.0, 2, 0.0), "sparse": (0.4, 1, 0.15)}
 GAIN = 0.2
-BEST_OF = int(Settings.model_fields["best_of"].default)
+BEST_OF = int(Settings.model_fields["best_of"].default)  # the bot's default
 RANKED = (1, 2, 4, 8)
 
 

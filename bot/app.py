@@ -40,7 +40,7 @@ def sampling_from(settings: Settings) -> SamplingParams:
         temperature=settings.temperature,
         top_p=settings.top_p,
         max_new_tokens=settings.max_new_tokens,
-        candidates=max(settings.candidates, settings.best_of),
+        candidates=settings.candidates,
     )
 
 
@@ -168,6 +168,7 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
                 charts_dir=settings.data_dir / "charts",
                 compare=settings.compare,
                 challenger_share=settings.challenger_share,
+                best_of=settings.best_of,
             )
             if settings.challenger_share > 0 and parent is not None:
                 await _hold_parent(generator, registry, settings, parent)

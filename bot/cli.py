@@ -420,10 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--history", choices=["all", "since-live"], default="all", help="THUMBTUNE_TRAIN_HISTORY for the runs"
     )
-    simulate.add_argument("--best-of", type=int, default=1, help="THUMBTUNE_BEST_OF for the answers (default 1)")
+    simulate.add_argument("--best-of", type=int, help="THUMBTUNE_BEST_OF for the answers (default: the bot's, 4)")
     simulate.add_argument("--data-dir", help="keep the simulation's database and registry here (default: temporary)")
-    simulate.add_argument("--learning-rate", type=float, default=3e-4, help="KTO learning rate (default 3e-4)")
-    simulate.add_argument("--epochs", type=float, default=2.0, help="epochs per training run (default 2)")
+    simulate.add_argument("--learning-rate", type=float, help="KTO learning rate (default: the bot's, 1e-4)")
+    simulate.add_argument("--epochs", type=float, help="epochs per training run (default: the bot's, 1)")
     simulate.add_argument("--verbose", action="store_true", help="log each round and the trainer's output")
     simulate.set_defaults(handler=cmd_simulate)
 

@@ -75,6 +75,7 @@ class BotService:
         charts_dir: Path | None = None,
         compare: bool = False,
         challenger_share: float = 0.0,
+        best_of: int = 1,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -95,6 +96,7 @@ class BotService:
         self.charts_dir = charts_dir
         self.compare = compare  # every answer is a comparison of two candidates
         self.challenger_share = challenger_share  # share of answers from the previous version
+        self.best_of = best_of  # answers sampled where the current version's reward model picks one
         self.rng = rng or random.Random()
         self.admin_actions: AdminActions | None = None  # set by the running loop
         self._reaction_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
@@ -307,6 +309,9 @@ class BotService:
         version = (
             previous if previous is not None and not compare and self.rng.random() < self.challenger_share else None
         )
+        if not compare and version is None and self.best_of > params.candidates and self.generator.ranks_candidates:
+            # Best-of-n only where a reward model picks: under version 0 the extra answers would be wasted work.
+            params = replace(params, candidates=self.best_of)
         generation = await self.generator.generate(context, params, version=version)
         scores = list(generation.scores) if generation.scores is not None else None
         return [(text, generation.model_version) for text in generation.texts], scores

@@ -68,12 +68,11 @@ class SimulationOptions:
     vote_share: float = 1.0  # share of answers that get any vote
     noise: float = 0.0  # share of votes that are the opposite of the person's rule
     history: str = "all"  # THUMBTUNE_TRAIN_HISTORY: all, or since-live
-    best_of: int = 1  # THUMBTUNE_BEST_OF: candidates per prompt, the reward model's favourite shown
+    best_of: int | None = None  # THUMBTUNE_BEST_OF (None: the bot's default)
     data_dir: Path | None = None
-    # The tiny model learns a preference faster than GPT-2 can: a demo-sized run uses a
-    # stronger step than the bot's defaults (the eval gate still guards fluency).
-    learning_rate: float | None = 3e-4
-    epochs: float | None = 2.0
+    # None: the bot's own defaults (THUMBTUNE_TRAIN_LEARNING_RATE, THUMBTUNE_TRAIN_EPOCHS).
+    learning_rate: float | None = None
+    epochs: float | None = None
 
 
 @dataclass
@@ -223,7 +222,7 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         max_new_tokens=24,
         queue_size=max(64, options.prompts),  # a round's prompts all arrive at once
         candidates=1,
-        best_of=options.best_of,
+        **({"best_of": options.best_of} if options.best_of is not None else {}),
         retention_days=0,
         allowed_channels=[],
         dashboard_port=0,  # a simulation needs no listener

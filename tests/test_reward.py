@@ -115,3 +115,10 @@ def test_features_cover_only_the_answer(tiny_model_dir: Path):
     other_answer = answer_features(model, tokenizer, [(prompt, " Pizza, always pizza.")])
     assert np.allclose(same_answer[0], same_answer[1], atol=1e-5)
     assert not np.allclose(same_answer[0], other_answer[0], atol=1e-3)
+
+
+async def test_under_a_version_without_a_reward_model_best_of_samples_one_answer(runtime):
+    assert runtime.settings.best_of == 4  # the default
+    assert not runtime.generator.ranks_candidates  # version 0: no reward model
+    reply = await runtime.service.on_prompt(IncomingPrompt(platform="shell", channel="c", user="u", text="hello"))
+    assert reply is not None and reply.ok and len(reply.response_ids) == 1  # no wasted samples

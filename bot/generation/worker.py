@@ -143,6 +143,11 @@ class Generator:
         return self._loaded.version
 
     @property
+    def ranks_candidates(self) -> bool:
+        """Whether the current version has a reward model to pick the best of several answers."""
+        return self._loaded is not None and self._loaded.reward is not None
+
+    @property
     def previous_version(self) -> int | None:
         """The version served before the current one, while it is still loaded."""
         previous = self._previous
