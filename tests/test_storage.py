@@ -73,8 +73,17 @@ async def test_migration_0005_merges_one_persons_alias_votes_into_one(tmp_path: 
     path = tmp_path / "old.db"
     async with await Database.open(path, migrations=migration_files()[:4]) as database:
         repository = Repository(database)
-        stored = await _answer(repository)
-        answer = stored.response_ids[0]
+        async with database.transaction() as db:  # an answer as the bot before 0005 stored it
+            cursor = await db.execute(
+                "INSERT INTO prompts (platform, channel, author, text, context, created_at, mode)"
+                " VALUES ('shell', 'local', 'author-key', 'hi', 'User: hi\nBot:', 1e9, 'single')"
+            )
+            cursor = await db.execute(
+                "INSERT INTO responses (prompt_id, candidate, text, model_version, temperature, top_p,"
+                " max_new_tokens, created_at) VALUES (?, 0, 'hello', 0, 0.9, 0.95, 24, 1e9)",
+                (cursor.lastrowid,),
+            )
+            answer = cursor.lastrowid
         for voter, emoji, reward in [
             ("a", "+1", 1),
             ("a", "thumbsup", 1),  # the same 👍 under its other name: a duplicate
