@@ -117,10 +117,15 @@ def read_bandwidth_bytes_per_s(buffer: torch.Tensor, repeats: int = 3) -> float:
     return buffer.numel() * buffer.element_size() / best_of(repeats, buffer.sum)
 
 
-def quick_args(doc: str, quick_help: str) -> argparse.Namespace:
-    """A benchmark's command line (``--quick``) and set-up: warnings only, one torch thread."""
+def quick_args(
+    doc: str, quick_help: str, more: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """A benchmark's command line (``--quick``, and what ``more`` adds) and set-up: warnings
+    only, one torch thread."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
+    if more is not None:
+        more(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     quiet_libraries()

@@ -18,11 +18,14 @@ ratio of version 0's), ``reward_auc_median`` (the last reward model's held-out A
 ``best_of_approval`` (approval of the last best-of-1 version's answers to the simulation's
 questions when n = 1, 2, 4, 8 candidates are ranked by its reward model), the per-seed
 figures and ``seconds``. ``best_of_cost``: ms per answer (48 new tokens, one thread) for
-n = 1, 2, 4, 8 on a model of GPT-2's shape, reward scoring included.
+n = 1, 2, 4, 8 on a model of GPT-2's shape, reward scoring included. ``--history
+since-live``: the runs learn only from the votes cast since the live version went live
+(``THUMBTUNE_TRAIN_HISTORY``), to measure the default of learning from all of them.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import tempfile
@@ -76,7 +79,7 @@ def drifted(versions: list[dict], ratio: float = GateConfig.perplexity_ratio) ->
     return count
 
 
-def simulate(name: str, seed: int, model: Path, *, best_of: int, data_dir: Path) -> dict:
+def simulate(name: str, seed: int, model: Path, *, best_of: int, data_dir: Path, history: str) -> dict:
     vote_share, voters, noise = REGIMES[name]
     options = SimulationOptions(
         users=8,
@@ -89,6 +92,7 @@ def simulate(name: str, seed: int, model: Path, *, best_of: int, data_dir: Path)
         noise=noise,
         best_of=best_of,
         data_dir=data_dir,
+        history=history,
     )
     return run_simulation(options)
 
@@ -112,12 +116,12 @@ def ranked_approval(data_dir: Path, *, prefer: str = "warm", prompts: int = 96, 
     return approvals
 
 
-def regime(name: str, seeds: list[int], model: Path, scratch: Path) -> dict:
+def regime(name: str, seeds: list[int], model: Path, scratch: Path, history: str) -> dict:
     started = time.monotonic()
     gains, needed, needed_best_of_1, aucs, ranked = [], [], [], [], []
     published = rejected = stalls = drift = 0
     for seed in seeds:
-        report = simulate(name, seed, model, best_of=BEST_OF, data_dir=scratch / f"{name}-{seed}")
+        report = simulate(name, seed, model, best_of=BEST_OF, data_dir=scratch / f"{name}-{seed}", history=history)
         versions, runs = report["versions"], report["runs"]
         gains.append(round((versions[-1]["approval"] or 0.0) - (versions[0]["approval"] or 0.0), 4))
         needed.append(votes_to_gain(versions))
@@ -128,7 +132,7 @@ def regime(name: str, seeds: list[int], model: Path, scratch: Path) -> dict:
         auc = versions[-1]["gate"].get("reward_auc")
         if auc is not None:
             aucs.append(auc)
-        plain = simulate(name, seed, model, best_of=1, data_dir=scratch / f"{name}-{seed}-best-of-1")
+        plain = simulate(name, seed, model, best_of=1, data_dir=scratch / f"{name}-{seed}-best-of-1", history=history)
         needed_best_of_1.append(votes_to_gain(plain["versions"]))
         ranked.append(ranked_approval(scratch / f"{name}-{seed}-best-of-1", seed=seed))
     by_n = [r for r in ranked if r is not None]
@@ -177,13 +181,29 @@ def best_of_cost(scratch: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    args = quick_args(__doc__ or "", "3 seeds instead of 5")
+    def more(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--history",
+            choices=["all", "since-live"],
+            default="all",
+            help="THUMBTUNE_TRAIN_HISTORY of the runs (default all, the bot's)",
+        )
+
+    args = quick_args(__doc__ or "", "3 seeds instead of 5", more)
     seeds = list(range(3 if args.quick else 5))
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as tmp:
         scratch = Path(tmp)
         model = make_tiny_model(scratch / "tiny")
-        regimes = {name: regime(name, seeds, model, scratch) for name in REGIMES}
-        emit({"seeds": seeds, "best_of": BEST_OF, "regimes": regimes, "best_of_cost": best_of_cost(scratch)})
+        regimes = {name: regime(name, seeds, model, scratch, args.history) for name in REGIMES}
+        emit(
+            {
+                "seeds": seeds,
+                "best_of": BEST_OF,
+                "history": args.history,
+                "regimes": regimes,
+                "best_of_cost": best_of_cost(scratch),
+            }
+        )
 
 
 if __name__ == "__main__":
