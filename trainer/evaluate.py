@@ -217,7 +217,7 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return float(CHRF().corpus_score(list(hypotheses), [list(references)]).score)
 
 
-def _wins(liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
+def pairwise_wins(liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
     """liked x disliked: 1 where the liked answer's reward is higher, 1/2 on a tie, else 0."""
     return (liked[:, None] > disliked[None, :]) + 0.5 * (liked[:, None] == disliked[None, :])
 
@@ -238,7 +238,7 @@ def paired_auc_difference(
     v = rng.multinomial(n_disliked, np.full(n_disliked, 1 / n_disliked), size=samples).astype(float)
 
     def aucs(liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
-        return np.einsum("bi,ij,bj->b", w, _wins(liked, disliked), v) / (n_liked * n_disliked)
+        return np.einsum("bi,ij,bj->b", w, pairwise_wins(liked, disliked), v) / (n_liked * n_disliked)
 
     a, b = aucs(*new), aucs(*old)
     return {
@@ -341,8 +341,8 @@ def run_gate(
         base_lp = old_lp if base is None else logps(base)
         cut = len(liked)
         new_r, old_r = new_lp - base_lp, old_lp - base_lp
-        accuracy = float(_wins(new_r[:cut], new_r[cut:]).mean())
-        parent_accuracy = float(_wins(old_r[:cut], old_r[cut:]).mean())
+        accuracy = float(pairwise_wins(new_r[:cut], new_r[cut:]).mean())
+        parent_accuracy = float(pairwise_wins(old_r[:cut], old_r[cut:]).mean())
         intervals.update(
             paired_auc_difference(
                 (new_r[:cut], new_r[cut:]), (old_r[:cut], old_r[cut:]), samples=config.bootstrap_samples, seed=seed

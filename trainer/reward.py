@@ -17,7 +17,7 @@ import numpy as np
 
 from storage.reward import RewardHead, answer_features
 from trainer.dataset import Example
-from trainer.evaluate import _wins, paired_auc_difference
+from trainer.evaluate import paired_auc_difference, pairwise_wins
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def fit_reward(
         )
     )
     cut = len(liked)
-    auc = float(_wins(scores[:cut], scores[cut:]).mean())
+    auc = float(pairwise_wins(scores[:cut], scores[cut:]).mean())
     both = (scores[:cut], scores[cut:])
     # The same resamples for "both models" leave the first interval: the AUC's own.
     interval = paired_auc_difference(both, both, samples=samples, seed=seed)["preference_accuracy"]
