@@ -111,7 +111,7 @@ def ranked_approval(data_dir: Path, *, prefer: str = "warm", prompts: int = 96, 
     approvals = []
     for n in RANKED:
         torch.manual_seed(seed)
-        results = sample(loaded, questions, SamplingParams(max_new_tokens=24), [n] * prompts)
+        results = sample(loaded, questions, SamplingParams(max_new_tokens=24), [n] * prompts, [True] * prompts)
         approvals.append(round(sum(prefer in r.texts[0].lower() for r in results) / prompts, 4))
     return approvals
 
@@ -173,7 +173,7 @@ def best_of_cost(scratch: Path) -> dict[str, float]:
     for n in RANKED:
 
         def answer(n: int = n) -> None:
-            sample(loaded, prompt, params, [n])
+            sample(loaded, prompt, params, [n], [True])
 
         # Random weights seldom end an answer early: about 48 tokens per candidate.
         cost[str(n)] = round(1000 * median(seconds_each(3, answer)), 1)

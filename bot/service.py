@@ -311,7 +311,7 @@ class BotService:
         )
         if not compare and version is None and self.best_of > params.candidates and self.generator.ranks_candidates:
             # Best-of-n only where a reward model picks: under version 0 the extra answers would be wasted work.
-            params = replace(params, candidates=self.best_of)
+            params = replace(params, candidates=self.best_of, rank=True)
         generation = await self.generator.generate(context, params, version=version)
         scores = list(generation.scores) if generation.scores is not None else None
         return [(text, generation.model_version) for text in generation.texts], scores

@@ -82,10 +82,19 @@ async def test_best_of_shows_the_candidate_the_reward_model_prefers_and_stores_a
     monkeypatch.setenv("THUMBTUNE_BEST_OF", "4")
     async with open_runtime(load_settings()) as runtime:
         reply = await runtime.service.on_prompt(IncomingPrompt(platform="shell", channel="c", user="u", text="hello"))
+        compared = await runtime.service.on_prompt(
+            IncomingPrompt(platform="shell", channel="c", user="u", text="compare: hello")
+        )
     assert reply is not None and reply.ok and len(reply.response_ids) == 4
     with sqlite3.connect(runtime.settings.db_path) as db:
+        # A comparison's sides are not ranked: the reward model's favourite would always be 1️⃣.
+        sides = db.execute(
+            "SELECT score FROM responses WHERE prompt_id = (SELECT MAX(id) FROM prompts) ORDER BY candidate"
+        ).fetchall()
+    assert compared is not None and compared.compare and sides == [(None,), (None,)]
+    with sqlite3.connect(runtime.settings.db_path) as db:
         rows = db.execute(
-            "SELECT candidate, text, score FROM responses WHERE prompt_id = (SELECT MAX(id) FROM prompts)"
+            "SELECT candidate, text, score FROM responses WHERE prompt_id = (SELECT MAX(id) - 1 FROM prompts)"
             " ORDER BY candidate"
         ).fetchall()
     scores = [row[2] for row in rows]

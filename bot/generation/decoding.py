@@ -27,6 +27,7 @@ class SamplingParams:
     top_p: float = 0.95
     max_new_tokens: int = 48
     candidates: int = 1
+    rank: bool = False  # best-of-n: the version's reward model puts its favourite candidate first
 
     def batch_key(self) -> tuple[float, float, int]:
         # Candidates are just more rows; the rest must be equal to share one batch.
@@ -149,13 +150,18 @@ class Sampled:
 
 
 def sample(
-    loaded: LoadedModel, prompts: Sequence[str], params: SamplingParams, rows_per_prompt: Sequence[int]
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    params: SamplingParams,
+    rows_per_prompt: Sequence[int],
+    rank: Sequence[bool] | None = None,
 ) -> list[Sampled]:
     """One batched decode over ``prompts`` (stored dialogues; prompt i repeated
     rows_per_prompt[i] times), shown to the model as it expects them (storage.dialogue.ModelDialogue).
 
-    Where a prompt has several candidates and the version has a reward model, they are
-    scored in one more forward pass and put best first (best-of-n). Runs on the worker thread.
+    Where ``rank[i]`` asks for it, prompt i has several candidates and the version has a
+    reward model, they are scored in one more forward pass and put best first (best-of-n;
+    a comparison's sides are never ranked). Runs on the worker thread.
     """
     tokenizer, dialogue = loaded.tokenizer, loaded.dialogue
     shown = [dialogue.prompt(text) for text in prompts]
@@ -190,26 +196,27 @@ def sample(
         texts = [dialogue.answer(text) for text in tokenizer.batch_decode(chosen, skip_special_tokens=True)]
         results.append(Sampled(texts, sum(len(ids) for ids in chosen), int(prompt_lengths[row])))
         row += count
-    if loaded.reward is not None:
-        results = _ranked(loaded, prompts, results)
+    if loaded.reward is not None and rank is not None and any(rank):
+        results = _ranked(loaded, prompts, results, rank)
     return results
 
 
-def _ranked(loaded: LoadedModel, prompts: Sequence[str], results: list[Sampled]) -> list[Sampled]:
-    """Each prompt's candidates scored by the reward model and sorted best first (stable)."""
+def _ranked(loaded: LoadedModel, prompts: Sequence[str], results: list[Sampled], rank: Sequence[bool]) -> list[Sampled]:
+    """The candidates of each prompt asked for, scored by the reward model and sorted best first."""
     assert loaded.reward is not None
+    wanted = [asked and len(result.texts) > 1 for asked, result in zip(rank, results, strict=True)]
     items = [
         (prompt, text)
-        for prompt, result in zip(prompts, results, strict=True)
-        if len(result.texts) > 1
+        for prompt, result, ranked in zip(prompts, results, wanted, strict=True)
+        if ranked
         for text in result.texts
     ]
     if not items:
         return results
     scores = iter(loaded.reward.score(answer_features(loaded.model, loaded.tokenizer, items)).tolist())
     ranked = []
-    for result in results:
-        if len(result.texts) < 2:
+    for result, asked in zip(results, wanted, strict=True):
+        if not asked:
             ranked.append(result)
             continue
         scored = sorted(zip([next(scores) for _ in result.texts], result.texts, strict=True), key=lambda pair: -pair[0])

@@ -219,8 +219,8 @@ class Generator:
         loaded = load_model(source, version=version, device=self._device)
         try:
             # Two candidates where a reward model ranks them: a head that does not fit fails here, not later.
-            candidates = 2 if loaded.reward is not None else 1
-            warm = sample(loaded, [WARMUP_PROMPT], SamplingParams(max_new_tokens=2), [candidates])
+            ranks = loaded.reward is not None
+            warm = sample(loaded, [WARMUP_PROMPT], SamplingParams(max_new_tokens=2), [2 if ranks else 1], [ranks])
         except Exception as exc:  # e.g. NaN weights make sampling fail
             raise ModelLoadError(f"model {source} failed its warm-up sample: {exc}") from exc
         if not warm or warm[0].new_tokens <= 0:
@@ -322,7 +322,13 @@ class Generator:
         if self.on_batch is not None:
             self.on_batch(sum(request.params.candidates for request in chunk))
         try:
-            results = sample(loaded, [r.prompt for r in chunk], params, [r.params.candidates for r in chunk])
+            results = sample(
+                loaded,
+                [r.prompt for r in chunk],
+                params,
+                [r.params.candidates for r in chunk],
+                [r.params.rank for r in chunk],
+            )
         except Exception as exc:  # one bad batch must not stop the worker
             log.exception("generation failed for a batch of %d requests", len(chunk))
             error = GenerationError(f"Sorry, generation failed: {type(exc).__name__}.")
