@@ -45,6 +45,7 @@ th{font-weight:600;color:#4a5568}td.n,th.n{text-align:right;font-variant-numeric
 .changed{background:#fffbea}.muted{color:#718096}.words li{display:inline;margin-right:1em}
 svg text{font:12px system-ui,sans-serif;fill:#4a5568}
 form{max-width:22em}input{font:inherit;padding:.3em;width:100%;margin:.3em 0}
+header form{display:inline;float:right}header input{width:auto;margin:0;padding:.1em .6em}
 """
 
 
@@ -74,7 +75,7 @@ def _registry_view(registry: ModelRegistry) -> tuple[dict[int, VersionInfo], int
 
 
 # --- pages ----------------------------------------------------------------------------
-def index_page(data: IndexData, *, serving: int | None) -> str:
+def index_page(data: IndexData, *, serving: int | None, sign_out: bool = False) -> str:
     report = data.report
     parts = [
         _section("Approval per version", _approval_chart(report) + _versions_table(data), "approval"),
@@ -83,24 +84,29 @@ def index_page(data: IndexData, *, serving: int | None) -> str:
         _section("Votes per day", _days_chart(report), "votes-per-day"),
         _section("Recent feedback", _recent(data.recent), "recent"),
     ]
-    return _page("thumbtune", "".join(parts), serving=serving if serving is not None else data.current)
+    shown = serving if serving is not None else data.current
+    return _page("thumbtune", "".join(parts), serving=shown, sign_out=sign_out)
 
 
 async def version_page(
-    repository: Repository, registry: ModelRegistry, version: int, *, serving: int | None
+    repository: Repository, registry: ModelRegistry, version: int, *, serving: int | None, sign_out: bool = False
 ) -> tuple[int, str]:
     """(HTTP status, page) for ``/versions/N``."""
+
+    def page(title: str, body: str) -> str:
+        return _page(title, body, serving=serving, root="../", sign_out=sign_out)
+
     if version == BASE_VERSION:
-        body = _section("Version 0", "<p>The base model: it has no changes to show.</p>")
-        return 200, _page("version 0", body, serving=serving, root="../")
+        return 200, page("version 0", _section("Version 0", "<p>The base model: it has no changes to show.</p>"))
     try:
         info, changes = await asyncio.to_thread(lambda: (registry.get(version), registry.changes(version)))
-    except RegistryError as exc:
-        return 404, _page("not found", _section("Not found", f"<p>{_e(str(exc))}</p>"), serving=serving, root="../")
+    except RegistryError:
+        # Not the error's text: it names the registry's folder or bucket.
+        return 404, page("not found", _section("Not found", f"<p>There is no version {version}.</p>"))
     head = _version_head(info)
     if changes is None:
         body = head + "<p class=muted>No record of what changed (trained before it was kept).</p>"
-        return 200, _page(f"version {version}", _section(f"Version {version}", body), serving=serving, root="../")
+        return 200, page(f"version {version}", _section(f"Version {version}", body))
     kept = await repository.kept_prompts(_quoted_questions(changes))
     sections = [
         _section(f"Version {version}", head + _summary(changes), "summary"),
@@ -109,7 +115,7 @@ async def version_page(
         _section("Training data", _data(changes.get("data") or {}, kept), "data"),
         _section("Answers before and after", _answers(changes, kept), "answers"),
     ]
-    return 200, _page(f"version {version}", "".join(sections), serving=serving, root="../")
+    return 200, page(f"version {version}", "".join(sections))
 
 
 def login_page(*, failed: bool = False) -> str:
@@ -123,8 +129,10 @@ def login_page(*, failed: bool = False) -> str:
 
 
 # --- parts ----------------------------------------------------------------------------
-def _page(title: str, body: str, *, serving: int | None = None, root: str = "./") -> str:
+def _page(title: str, body: str, *, serving: int | None = None, root: str = "./", sign_out: bool = False) -> str:
     serving_note = f"<span>serving version {serving}</span>" if serving is not None else ""
+    if sign_out:
+        serving_note += f"<form method=post action='{root}logout'><input type=submit value='Sign out'></form>"
     # Links are relative (no leading slash), so the pages work under a reverse proxy's prefix.
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"

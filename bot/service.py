@@ -386,7 +386,9 @@ class BotService:
             meaning = self.read_reaction(reaction.emoji)
             outcome = await self._on_reaction(reaction, meaning)
         if outcome is VoteOutcome.RECORDED:
-            self.metrics.votes.labels(normalize_emoji(reaction.emoji)).inc()
+            # One series per meaning: Slack's `one` and the unicode 1⃣ are one verdict.
+            label = meaning.name if meaning.verdict is None else meaning.verdict.emoji
+            self.metrics.votes.labels(label).inc()
         return outcome
 
     async def on_reaction_removed(self, reaction: IncomingReaction) -> VoteOutcome:

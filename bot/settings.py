@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,11 @@ DEFAULT_EMOJI_REWARDS: dict[str, float] = {
     "-1": -1.0,
     "thumbsdown": -1.0,
 }
+
+
+MAX_PROMPT_CHARS = 100_000  # above any platform's message size (Slack's is 40,000)
+MAX_REWARD = 10.0  # an emoji's reward; rewards are weights, and KTO's labels are their signs
+MIN_TOKEN_CHARS = 16  # a dashboard token shorter than this is refused: it could be guessed
 
 
 class SettingsError(Exception):
@@ -69,7 +75,7 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(32, ge=1, le=512)
     queue_size: int = Field(64, ge=1, le=100_000)
     request_timeout_s: float = Field(120.0, gt=0.0)
-    max_prompt_chars: int = Field(2000, ge=1)
+    max_prompt_chars: int = Field(2000, ge=1, le=MAX_PROMPT_CHARS)
 
     # --- feedback -------------------------------------------------------------------
     emoji_rewards: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EMOJI_REWARDS))
@@ -104,7 +110,13 @@ class Settings(BaseSettings):
     http_port: int = Field(3000, ge=0, le=65535)
     dashboard_host: str = Field("127.0.0.1", description="where /healthz and /metrics listen")
     dashboard_port: int = Field(8080, ge=0, le=65535, description="0 = no listener")
-    dashboard_token: SecretStr | None = Field(None, description="bearer token; required off loopback")
+    dashboard_token: SecretStr | None = Field(
+        None, description=f"bearer token, at least {MIN_TOKEN_CHARS} characters; required off loopback"
+    )
+    dashboard_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the dashboard answers to besides loopback's (a reverse proxy's name); * = any",
+    )
     shutdown_grace_s: float = Field(
         20.0, ge=0.0, description="on SIGTERM/SIGINT, finish answers in flight for up to this long"
     )
@@ -186,10 +198,13 @@ class Settings(BaseSettings):
     def _check_emoji_rewards(cls, value: dict[str, float]) -> dict[str, float]:
         if not value:
             raise ValueError("needs at least one emoji")
+        for name, reward in value.items():
+            if not math.isfinite(reward) or abs(reward) > MAX_REWARD:
+                raise ValueError(f"the reward of {name[:16]!r} must be a number from -{MAX_REWARD:g} to {MAX_REWARD:g}")
         EmojiTable(value)  # two names of one emoji (+1, thumbsup) must agree
         return value
 
-    @field_validator("flag_emoji", "allowed_channels", "admins", mode="before")
+    @field_validator("flag_emoji", "allowed_channels", "admins", "dashboard_allowed_hosts", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -220,6 +235,34 @@ class Settings(BaseSettings):
         if overlap:
             raise ValueError(f"THUMBTUNE_FLAG_EMOJI: {', '.join(sorted(overlap))} is also a rating emoji")
         return self
+
+    @field_validator("dashboard_token")
+    @classmethod
+    def _check_dashboard_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # Never echo the value: the message says only what is wrong with it.
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if not token:
+            raise ValueError(
+                "is empty, which would not turn authentication off: unset it (loopback only) or give it "
+                f"at least {MIN_TOKEN_CHARS} random characters"
+            )
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"is too short ({len(token)} characters): use at least {MIN_TOKEN_CHARS} random ones, "
+                "e.g. the output of python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return SecretStr(token)
+
+    @field_validator("dashboard_allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [host.lower().rstrip(".") for host in value]
+        for host in hosts:
+            if host != "*" and (not host or any(c in host for c in "/ @?#")):
+                raise ValueError(f"expected host names or addresses without a scheme or path (or *), got {host!r}")
+        return hosts
 
     @model_validator(mode="after")
     def _check_dashboard(self) -> Settings:

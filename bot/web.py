@@ -3,28 +3,31 @@
 It listens on ``THUMBTUNE_DASHBOARD_HOST:THUMBTUNE_DASHBOARD_PORT`` (default
 ``127.0.0.1:8080``; port 0 turns it off) while the bot runs, whatever its adapter, and
 under `thumbtune dashboard` when the bot is down. Bound to an address other than
-loopback it needs ``THUMBTUNE_DASHBOARD_TOKEN`` (the settings refuse to start without
-one): a request carries it as ``Authorization: Bearer TOKEN``, or a browser signs in once
-on the login form and gets a cookie; anything else gets 401.
+loopback it needs ``THUMBTUNE_DASHBOARD_TOKEN`` (at least 16 characters; the settings
+refuse to start without one): a request carries it as ``Authorization: Bearer TOKEN``,
+or a browser signs in on the login form and gets a session cookie; anything else gets
+401. Requests for another host name get 421, a client with too many wrong tokens 429
+(bot.access). Every response carries the security headers of :data:`SECURITY_HEADERS`.
 
 - ``GET /``, ``GET /versions/N``: the dashboard (bot.dashboard), read-only HTML;
 - ``GET /healthz``: JSON (serving version, queue depth, database ok, the last training
   run and its status, whether the adapter is connected); 200 when healthy, else 503.
-- ``GET /metrics``: the Prometheus text exposition of bot.metrics.
+- ``GET /metrics``: the Prometheus text exposition of bot.metrics;
+- ``GET /login``, ``POST /login``, ``POST /logout``: a browser's sign-in and sign-out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from bot import dashboard
+from bot.access import FailureThrottle, HostAllowList, Sessions
 from bot.metrics import CONTENT_TYPE
 from bot.settings import SettingsError
 
@@ -41,15 +44,18 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 COOKIE = "thumbtune_session"
-PAGE_HEADERS = {
+SECURITY_HEADERS = {
     # Nothing on the pages comes from elsewhere and nothing runs: say so to the browser.
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="thumbtune"'}
 FAILED_SIGN_IN_DELAY_S = 1.0
 
 
@@ -67,6 +73,7 @@ class WebServer:
         host: str,
         port: int,
         token: str | None,
+        allowed_hosts: Sequence[str] = (),
         generator: Generator | None = None,
     ) -> None:
         self.database, self.repository, self.registry = database, repository, registry
@@ -74,10 +81,9 @@ class WebServer:
         self.numbers = metrics
         self.host, self.port = host, port
         self._token = token  # never logged
-        # A browser's sign-in cookie: derived from the token, so a new token signs everyone out.
-        self._session = (
-            hmac.new(token.encode(), b"thumbtune dashboard session", hashlib.sha256).hexdigest() if token else None
-        )
+        self.hosts = HostAllowList(bound=host, allowed=allowed_hosts)
+        self.throttle = FailureThrottle()
+        self.sessions = Sessions()
         self.adapter: Adapter | None = None  # set once the adapter runs (its connection state)
         self._runner: web.AppRunner | None = None
 
@@ -102,6 +108,7 @@ class WebServer:
             host=settings.dashboard_host,
             port=settings.dashboard_port,
             token=token,
+            allowed_hosts=settings.dashboard_allowed_hosts,
         )
 
     @property
@@ -109,11 +116,13 @@ class WebServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._authorised])
+        app = web.Application(middlewares=[self._right_host, self._authorised])
+        app.on_response_prepare.append(_add_security_headers)
         app.router.add_get("/", self.index)
         app.router.add_get("/versions/{version}", self.version)
         app.router.add_get("/login", self.login_form)
         app.router.add_post("/login", self.login)
+        app.router.add_post("/logout", self.logout)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
@@ -140,40 +149,70 @@ class WebServer:
 
     # --- who may look -------------------------------------------------------------------
     @web.middleware
+    async def _right_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Against DNS rebinding: a foreign page that points its own name at this machine sends that name.
+        if self.hosts.allows(request.headers.get("Host")):
+            return await handler(request)
+        return web.Response(
+            status=421,
+            text="This dashboard does not answer to that host name (THUMBTUNE_DASHBOARD_ALLOWED_HOSTS).\n",
+        )
+
+    @web.middleware
     async def _authorised(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._token is None or request.path == "/login" or self._signed_in(request):
+        if self._token is None or request.path in ("/login", "/logout"):
+            return await handler(request)
+        client = _client(request)
+        given = request.headers.get("Authorization")
+        if given is not None:
+            if (wait := self.throttle.retry_after(client)) > 0:
+                return _too_many(wait)
+            if hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+                return await handler(request)
+            self.throttle.failed(client)
+        elif self.sessions.valid(request.cookies.get(COOKIE, "")):
             return await handler(request)
         if request.path in ("/healthz", "/metrics"):
             return web.json_response(
-                {"error": "a bearer token is needed (THUMBTUNE_DASHBOARD_TOKEN)"},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="thumbtune"'},
+                {"error": "a bearer token is needed (THUMBTUNE_DASHBOARD_TOKEN)"}, status=401, headers=BEARER_CHALLENGE
             )
-        return self._html(dashboard.login_page(), status=401, headers={"WWW-Authenticate": 'Bearer realm="thumbtune"'})
-
-    def _signed_in(self, request: web.Request) -> bool:
-        assert self._token is not None and self._session is not None
-        given = request.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
-            return True
-        cookie = request.cookies.get(COOKIE, "")
-        return hmac.compare_digest(cookie.encode(), self._session.encode())
+        return self._html(dashboard.login_page(), status=401, headers=BEARER_CHALLENGE)
 
     async def login_form(self, request: web.Request) -> web.Response:
         return self._html(dashboard.login_page())
 
-    async def login(self, request: web.Request) -> web.Response:
+    async def login(self, request: web.Request) -> web.StreamResponse:
         if self._token is None:
             raise web.HTTPSeeOther(location="./")
         form = await request.post()
         given = str(form.get("token", ""))
+        # From here to the failure's record nothing awaits: parallel guesses cannot slip past the count.
+        client = _client(request)
+        if (wait := self.throttle.retry_after(client)) > 0:
+            return _too_many(wait)
         if not hmac.compare_digest(given.encode(), self._token.encode()):
+            self.throttle.failed(client)
             await asyncio.sleep(FAILED_SIGN_IN_DELAY_S)  # guessing costs time
             return self._html(dashboard.login_page(failed=True), status=401)
         response = web.HTTPSeeOther(location="./")
         secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
-        # No Path: the cookie covers the folder the login page is in (a reverse proxy's prefix).
-        response.set_cookie(COOKIE, self._session or "", httponly=True, samesite="Strict", secure=secure)
+        # path="" leaves Path out: the browser scopes the cookie to the folder the login form
+        # was posted to, which is a reverse proxy's prefix when there is one.
+        response.set_cookie(
+            COOKIE,
+            self.sessions.start(),
+            path="",
+            max_age=int(self.sessions.lifetime_s),
+            httponly=True,
+            samesite="Strict",
+            secure=secure,
+        )
+        raise response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        self.sessions.end(request.cookies.get(COOKIE, ""))
+        response = web.HTTPSeeOther(location="login" if self._token is not None else "./")
+        response.set_cookie(COOKIE, "", path="", max_age=0, httponly=True, samesite="Strict")
         raise response
 
     # --- pages ------------------------------------------------------------------------
@@ -185,7 +224,7 @@ class WebServer:
 
     async def index(self, request: web.Request) -> web.Response:
         data = await dashboard.index_data(self.repository, self.registry)
-        return self._html(dashboard.index_page(data, serving=await self._serving()))
+        return self._html(dashboard.index_page(data, serving=await self._serving(), sign_out=self._token is not None))
 
     async def version(self, request: web.Request) -> web.Response:
         try:
@@ -193,13 +232,12 @@ class WebServer:
         except ValueError:
             raise web.HTTPNotFound(text="no such version") from None
         status, page = await dashboard.version_page(
-            self.repository, self.registry, number, serving=await self._serving()
+            self.repository, self.registry, number, serving=await self._serving(), sign_out=self._token is not None
         )
         return self._html(page, status=status)
 
     @staticmethod
     def _html(page: str, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-        headers = {**PAGE_HEADERS, **(headers or {})}
         return web.Response(text=page, status=status, content_type="text/html", charset="utf-8", headers=headers)
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -235,3 +273,20 @@ class WebServer:
             log.warning("health check: the database does not answer (%s)", type(exc).__name__)
             return False
         return True
+
+
+def _client(request: web.Request) -> str:
+    """Whom failures are counted against: the peer's address (behind a proxy, the proxy's)."""
+    return request.remote or "unknown"
+
+
+def _too_many(wait: int) -> web.Response:
+    return web.Response(
+        status=429, text="Too many wrong tokens: try again later.\n", headers={"Retry-After": str(wait)}
+    )
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # Every response, errors and /metrics included.
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)

@@ -85,6 +85,19 @@ def test_rating_before_any_answer_and_unknown_commands_are_explained(settings_en
         ("THUMBTUNE_FLAG_EMOJI", "thumbsup", "THUMBTUNE_FLAG_EMOJI: thumbsup is also a rating emoji"),
         ("THUMBTUNE_ADMINS", "bob", "THUMBTUNE_ADMINS: expected PLATFORM:USER_ID"),
         ("THUMBTUNE_FLAG_EMOJI", "👍", "THUMBTUNE_FLAG_EMOJI: 👍 is also a rating emoji"),
+        ("THUMBTUNE_EMOJI_REWARDS", "👍=nan,👎=-1", "THUMBTUNE_EMOJI_REWARDS: the reward of '👍' must be a number"),
+        ("THUMBTUNE_EMOJI_REWARDS", '{"👍": 1e400}', "THUMBTUNE_EMOJI_REWARDS: the reward of '👍' must be a number"),
+        (
+            "THUMBTUNE_MAX_PROMPT_CHARS",
+            "1000000000000",
+            "THUMBTUNE_MAX_PROMPT_CHARS: Input should be less than or equal",
+        ),
+        ("THUMBTUNE_DASHBOARD_TOKEN", "", "THUMBTUNE_DASHBOARD_TOKEN: is empty"),
+        (
+            "THUMBTUNE_DASHBOARD_ALLOWED_HOSTS",
+            "https://dash.example.com/",
+            "THUMBTUNE_DASHBOARD_ALLOWED_HOSTS: expected",
+        ),
     ],
 )
 def test_a_bad_setting_stops_start_up_with_one_line(settings_env: dict[str, str], name, value, expected):

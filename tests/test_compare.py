@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bot.adapters.shell import ShellChat
 from bot.comparison import FIRST_EMOJI, SECOND_EMOJI, Verdict, split_compare_request, verdict_of
 from bot.events import IncomingPrompt, IncomingReaction, message_key
@@ -88,6 +90,17 @@ async def test_verdicts_become_one_vote_per_candidate_and_removal_takes_both(run
             (prompt, 1, "👎", -1.0, 1),
         ]
     )
+    # One metric series per verdict, whichever name the platform used (`one`, 1️⃣, 1⃣).
+    assert await service.on_reaction(react("1\u20e3", user="U6")) is VoteOutcome.RECORDED
+    await service.on_reaction_removed(react("1\u20e3", user="U6"))
+    series = {
+        sample.labels["emoji"]: sample.value
+        for family in text_string_to_metric_families(runtime.service.metrics.text().decode())
+        if family.name == "thumbtune_votes"
+        for sample in family.samples
+        if sample.name == "thumbtune_votes_total"
+    }
+    assert series == {FIRST_EMOJI: 2, SECOND_EMOJI: 1, "🤝": 1, "👎": 1}
     # 👍/👎 approval counts thumbs only; the comparison voters still count as voters.
     [approval] = await runtime.repository.approval_by_version()
     assert (approval.version, approval.answers, approval.up, approval.down, approval.voters) == (0, 2, 0, 0, 3)

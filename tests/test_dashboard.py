@@ -172,8 +172,11 @@ def test_a_token_guards_every_page_and_a_browser_signs_in_with_a_cookie(simulate
         assert "name=token" in page  # a browser is shown the sign-in form
 
         async def sign_in(token: str) -> tuple[int, int]:
-            # unsafe: aiohttp's jar otherwise ignores cookies from an IP address such as 127.0.0.1
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            # unsafe: aiohttp's jar otherwise ignores cookies from an IP address such as 127.0.0.1;
+            # from 127.0.0.2: the wrong tokens above came from 127.0.0.1, which is now nearly throttled.
+            jar = aiohttp.CookieJar(unsafe=True)
+            connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+            async with aiohttp.ClientSession(cookie_jar=jar, connector=connector) as session:
                 async with session.post(f"{url}/login", data={"token": token}, allow_redirects=False) as response:
                     signed = response.status
                 async with session.get(url + "/") as response:

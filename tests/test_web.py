@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -91,3 +92,119 @@ async def test_a_port_in_use_stops_start_up_with_one_line(settings_env, monkeypa
         with pytest.raises(SettingsError, match=r"THUMBTUNE_DASHBOARD_PORT: cannot listen on 127\.0\.0\.1"):
             async with open_runtime(load_settings()):
                 pass
+
+
+# --- who may look (issue 25: a dashboard lock that cannot be switched off by accident) ------
+TOKEN = "a-long-dashboard-token"
+
+
+async def request(
+    method: str, url: str, *, local: str = "127.0.0.1", data: dict[str, str] | None = None, **headers: str
+) -> aiohttp.ClientResponse:
+    """One request from the address ``local`` (loopback is 127.0.0.0/8: a second client is 127.0.0.2)."""
+    connector = aiohttp.TCPConnector(local_addr=(local, 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.request(method, url, headers=headers, data=data, allow_redirects=False) as response,
+    ):
+        await response.read()
+        return response
+
+
+@pytest.mark.parametrize("token", ["", " ", "a", "fifteen-chars-x"])
+def test_an_empty_or_short_dashboard_token_stops_start_up_without_echoing_it(settings_env, monkeypatch, token):
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_TOKEN", token)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("THUMBTUNE_DASHBOARD_TOKEN: ") and "16" in message and "\n" not in message
+    assert len(token.strip()) < 3 or token not in message
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_TOKEN", f"  {TOKEN}  ")  # spaces around a good one are trimmed
+    assert load_settings().dashboard_token.get_secret_value() == TOKEN
+
+
+async def test_a_foreign_host_name_gets_421_on_every_path_dns_rebinding(settings_env, monkeypatch):
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_PORT", str(free_port()))
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_ALLOWED_HOSTS", "Dash.Example.com")
+    async with open_runtime(load_settings()) as runtime:
+        assert runtime.web is not None
+        url = runtime.web.url
+        port = runtime.web.port
+        for path in ("/", "/versions/0", "/healthz", "/metrics", "/login"):
+            foreign = await request(
+                "GET", url + path, Host=f"attacker.example:{port}", Origin="http://attacker.example"
+            )
+            assert foreign.status == 421, path
+            assert foreign.headers["X-Content-Type-Options"] == "nosniff"
+            for name in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "dash.example.com"):
+                assert (await request("GET", url + path, Host=name)).status == 200, (path, name)
+
+
+async def test_wrong_tokens_are_throttled_per_client_and_the_right_one_waits_too(settings_env, monkeypatch):
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_PORT", str(free_port()))
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_TOKEN", TOKEN)
+    async with open_runtime(load_settings()) as runtime:
+        assert runtime.web is not None
+        url = runtime.web.url
+        statuses = [(await request("GET", url + "/metrics", Authorization=f"Bearer guess{i}")).status for i in range(8)]
+        assert statuses == [401] * 5 + [429] * 3
+        blocked = await request("GET", url + "/metrics", Authorization=f"Bearer {TOKEN}")
+        assert blocked.status == 429 and 1 <= int(blocked.headers["Retry-After"]) <= 60
+        assert (await request("POST", url + "/login", data={"token": TOKEN})).status == 429
+        # Another client is not locked out by the guesser.
+        other = await request("GET", url + "/metrics", local="127.0.0.2", Authorization=f"Bearer {TOKEN}")
+        assert other.status == 200
+        # Parallel wrong sign-ins from a fresh client: at most five are even compared.
+        signs = await asyncio.gather(
+            *(request("POST", url + "/login", local="127.0.0.3", data={"token": f"no{i}"}) for i in range(20))
+        )
+        assert sorted(r.status for r in signs) == [401] * 5 + [429] * 15
+
+
+async def test_sessions_are_random_per_sign_in_scoped_to_the_folder_expire_and_sign_out(settings_env, monkeypatch):
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_PORT", str(free_port()))
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_TOKEN", TOKEN)
+    async with open_runtime(load_settings()) as runtime:
+        assert runtime.web is not None
+        url = runtime.web.url
+        cookies = []
+        for _ in range(2):
+            signed = await request("POST", url + "/login", data={"token": TOKEN})
+            assert signed.status == 303
+            header = signed.headers["Set-Cookie"]
+            assert "HttpOnly" in header and "SameSite=Strict" in header and "Max-Age=43200" in header
+            assert "Path" not in header  # the browser scopes it to the folder the form was posted to
+            cookies.append(signed.cookies["thumbtune_session"].value)
+        assert cookies[0] != cookies[1] and TOKEN not in cookies[0]
+        for cookie in cookies:
+            page = await request("GET", url + "/", Cookie=f"thumbtune_session={cookie}")
+            assert page.status == 200
+        assert "action='./logout'" in await get_text(url + "/", Cookie=f"thumbtune_session={cookies[0]}")
+
+        out = await request("POST", url + "/logout", Cookie=f"thumbtune_session={cookies[0]}")
+        assert out.status == 303 and "Max-Age=0" in out.headers["Set-Cookie"]
+        assert (await request("GET", url + "/", Cookie=f"thumbtune_session={cookies[0]}")).status == 401
+        assert (await request("GET", url + "/", Cookie=f"thumbtune_session={cookies[1]}")).status == 200
+
+        runtime.web.sessions.lifetime_s = 0  # a session that has run its time
+        late = (await request("POST", url + "/login", data={"token": TOKEN})).cookies["thumbtune_session"].value
+        assert (await request("GET", url + "/", Cookie=f"thumbtune_session={late}")).status == 401
+
+
+async def get_text(url: str, **headers: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        return await response.text()
+
+
+async def test_every_response_carries_the_security_headers(settings_env, monkeypatch):
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_PORT", str(free_port()))
+    async with open_runtime(load_settings()) as runtime:
+        assert runtime.web is not None
+        for path, status in (("/", 200), ("/metrics", 200), ("/healthz", 200), ("/versions/7", 404), ("/nope", 404)):
+            response = await request("GET", runtime.web.url + path)
+            assert response.status == status, path
+            assert response.headers["X-Content-Type-Options"] == "nosniff", path
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], path
+            assert response.headers["Referrer-Policy"] == "no-referrer", path
+        page = await get_text(runtime.web.url + "/versions/7")
+        assert "no version 7" in page and str(runtime.settings.data_dir.resolve()) not in page
