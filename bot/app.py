@@ -99,11 +99,16 @@ def _writes_at_start(settings: Settings) -> Iterator[None]:
 def make_data_dir(settings: Settings) -> None:
     """Create THUMBTUNE_DATA_DIR; when it cannot be, raise :class:`DataUnavailable` saying why."""
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise DataUnavailable(
             f"THUMBTUNE_DATA_DIR: cannot create the folder {settings.data_dir} ({exc.strerror or exc})"
         ) from exc
+    mode = settings.data_dir.stat().st_mode & 0o777
+    if mode & 0o077:  # made by hand or by an older version: say so, but do not change the operator's folder
+        log.warning(
+            "THUMBTUNE_DATA_DIR %s can be read by other accounts (mode %o): chmod 700 it", settings.data_dir, mode
+        )
 
 
 async def start_generator(settings: Settings, registry: ModelRegistry) -> Generator:

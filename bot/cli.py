@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import DataUnavailable, Settings, SettingsError, load_settings
+from storage import PRIVATE_UMASK
 from trainer.progress import enable_download_bars
 
 if TYPE_CHECKING:
@@ -467,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)  # everything the bot, its trainer and its exports write is private
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -20,9 +20,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import shlex
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from bot.settings import Settings
@@ -48,18 +50,39 @@ class Backend(Protocol):
         """Wait for a job a previous bot started for ``run_id``: how it ended, or :data:`GONE`."""
 
 
+# What the trainer never needs: chat credentials, the dashboard token, the person secret.
+# Its options travel on its command line, so no THUMBTUNE_ variable either.
+CHAT_SECRETS = ("DISCORD_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL")
+
+
+def trainer_environment(environ: Mapping[str, str], secret_values: Iterable[str]) -> dict[str, str]:
+    """The environment a local trainer starts with: the bot's, without the chat credentials,
+    the ``THUMBTUNE_`` settings and any variable holding a secret setting's value (under
+    whatever name). What training needs stays: PATH, HF_*, CUDA_*, AWS_* for an S3 store..."""
+    secrets = {value for value in secret_values if value}
+    return {
+        name: value
+        for name, value in environ.items()
+        if name not in CHAT_SECRETS and not name.startswith("THUMBTUNE_") and value not in secrets
+    }
+
+
 class LocalBackend:
-    """The trainer as a subprocess of the bot (or of ``THUMBTUNE_TRAIN_LAUNCHER``)."""
+    """The trainer as a subprocess of the bot (or of ``THUMBTUNE_TRAIN_LAUNCHER``), started
+    with :func:`trainer_environment`."""
 
     name = "local"
+
+    def __init__(self, environment: Mapping[str, str] | None = None) -> None:
+        self.environment = dict(environment) if environment is not None else None
 
     async def run(self, command: list[str], *, run_id: int, relay: bool, timeout_s: float) -> str | None:
         if relay:
             process = await asyncio.create_subprocess_exec(
-                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.environment
             )
         else:  # its stdout too goes to stderr: this process's stdout is for the run's result
-            process = await asyncio.create_subprocess_exec(*command, stdout=sys.stderr.fileno())
+            process = await asyncio.create_subprocess_exec(*command, stdout=sys.stderr.fileno(), env=self.environment)
         relays = [
             asyncio.create_task(_relay_stream(stream, level))
             for stream, level in ((process.stderr, logging.INFO), (process.stdout, logging.DEBUG))
@@ -201,8 +224,10 @@ class RayBackend:
 
 def backend_for(settings: Settings) -> Backend:
     if settings.train_backend == "ray":
+        # A Ray job gets none of the bot's environment: the Jobs API sends the entrypoint and
+        # THUMBTUNE_RAY_RUNTIME_ENV only; the job runs in the environment of the cluster.
         return RayBackend(settings)
-    return LocalBackend()
+    return LocalBackend(trainer_environment(os.environ, settings.secret_values()))
 
 
 async def _relay_stream(stream: asyncio.StreamReader, level: int) -> None:

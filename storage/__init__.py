@@ -8,3 +8,8 @@
 
 Nothing here imports ``bot`` or ``trainer`` (tests/test_architecture.py checks).
 """
+
+PRIVATE_UMASK = 0o077
+"""The umask of every thumbtune process (`thumbtune`, `python -m trainer`): the folders
+and files it makes (database, log, snapshots, versions, exports) are 0700 and 0600, for
+people's texts are for the bot's account only."""

@@ -347,3 +347,23 @@ def test_a_full_disk_at_start_up_is_one_line_and_leaves_no_empty_secret(settings
     assert result.returncode == 0, result.stderr
     with sqlite3.connect(data / "thumbtune.db") as connection:
         assert connection.execute("SELECT text FROM prompts ORDER BY id").fetchall() == [("hello",), ("hello again",)]
+
+
+def test_what_the_bot_writes_is_private_to_its_account(settings_env: dict[str, str], tmp_path: Path):
+    data = Path(settings_env["THUMBTUNE_DATA_DIR"])
+    result = _thumbtune(["run"], settings_env, stdin="hello there\n+\n")
+    assert result.returncode == 0, result.stderr
+    exported = tmp_path / "exports"
+    for fmt, out in (("kto", exported / "kto.jsonl"), ("hf", exported / "hf")):
+        result = _thumbtune(["export", "--format", fmt, "--out", str(out)], settings_env)
+        assert result.returncode == 0, result.stderr
+    written = [data, *data.rglob("*"), *exported.rglob("*")]
+    names = {path.name for path in written}
+    expected = {"thumbtune.db", "thumbtune.log", "person.key", "kto.jsonl", "artifacts", "dataset_dict.json"}
+    assert expected <= names, names
+    loose = {
+        str(path.relative_to(tmp_path)): oct(path.stat().st_mode & 0o777)
+        for path in written
+        if path.stat().st_mode & 0o077
+    }
+    assert loose == {}

@@ -73,3 +73,29 @@ def test_hf_export_needs_a_folder(settings_env: dict[str, str]):
         [sys.executable, "-m", "bot", "export", "--format", "hf"], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 2 and "--out DIR" in done.stderr
+
+
+def test_hf_export_keeps_empty_splits_with_their_columns(settings_env: dict[str, str], tmp_path: Path):
+    from datasets import load_from_disk
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
+    env.update(settings_env)
+    # One liked answer: no pair, no comparison (as after the only verdicts were forgotten).
+    chat = subprocess.run(
+        [sys.executable, "-m", "bot", "run"], input="hello\n+\n", capture_output=True, text=True, env=env, timeout=180
+    )
+    assert chat.returncode == 0, chat.stderr
+    out = tmp_path / "export"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "export", "--format", "hf", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    folder = load_from_disk(str(out))
+    assert {name: folder[name].num_rows for name in folder} == {"kto": 1, "dpo": 0, "sft": 1, "comparisons": 0}
+    assert folder["dpo"].column_names == ["prompt", "chosen", "rejected"]
+    assert folder["comparisons"].features["first_version"].dtype == "int64"
+    assert "| `dpo` | 0 |" in (out / "README.md").read_text()

@@ -8,6 +8,7 @@ a tiny Python program that does exactly that: the process boundary is the thing 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -313,3 +314,35 @@ async def test_after_rejections_on_the_same_parent_the_next_run_takes_a_smaller_
         await earlier("rejected")
     await runtime.loop.run_training()
     assert option("--learning-rate") == pytest.approx(lr / 8)
+
+
+async def test_the_trainer_gets_no_chat_token_signing_secret_dashboard_token_or_person_secret(
+    settings_env, monkeypatch, tmp_path
+):
+    secrets = {
+        "SLACK_BOT_TOKEN": "xoxb-secret-bot-token-1",
+        "SLACK_SIGNING_SECRET": "secret-signing-secret-2",
+        "SLACK_APP_TOKEN": "xapp-secret-app-token-3",
+        "DISCORD_TOKEN": "secret-discord-token-4",
+        "THUMBTUNE_DASHBOARD_TOKEN": "secret-dashboard-token-5",
+        "THUMBTUNE_PERSON_SECRET": "secret-person-key-6",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("THUMBTUNE_ADAPTER", "shell")
+    monkeypatch.setenv("MY_COPY_OF_THE_TOKEN", "xoxb-secret-bot-token-1")  # a secret under another name
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # what training needs stays
+    seen = tmp_path / "trainer-env.json"
+    async with open_runtime(load_settings()) as runtime:
+        # The launcher is the process boundary under test: it writes down its environment and stops.
+        runtime.loop.runs.launcher = [
+            sys.executable,
+            "-c",
+            f"import json, os, pathlib; pathlib.Path({str(seen)!r}).write_text(json.dumps(dict(os.environ)))",
+        ]
+        await seed_preference(runtime.repository, answers=40)
+        await runtime.loop.run_training()
+    environment = json.loads(seen.read_text())
+    leaked = [name for name, value in environment.items() if any(secret in value for secret in secrets.values())]
+    assert leaked == [] and not [name for name in environment if name.startswith("THUMBTUNE_")]
+    assert environment["HF_HOME"] == str(tmp_path / "hf") and environment["PATH"] == os.environ["PATH"]

@@ -190,3 +190,9 @@ def test_a_terminal_gets_progress_bars_for_training(settings, settings_env, tmp_
     terminal = shown.decode(errors="replace")
     assert "3/3" in terminal and "%|" in terminal  # tqdm's bar, drawn on the terminal
     assert json.loads(out)["run"] == 1  # stdout still holds the result alone
+    # The run's snapshot and result, and the version, are the bot's account's alone (the
+    # database here was made by this test's own process, with its own umask).
+    data = Path(settings_env["THUMBTUNE_DATA_DIR"])
+    written = [*(data / "artifacts").rglob("*"), *(data / "models").rglob("*")]
+    assert any(path.name == "dataset.json" for path in written) and any(path.name == "result.json" for path in written)
+    assert [str(path) for path in written if path.stat().st_mode & 0o077] == []

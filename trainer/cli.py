@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from storage import PRIVATE_UMASK
 from storage.registry import ModelRegistry, RegistryError, format_versions
 from trainer.config import GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, ExportError, export
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)  # a version and a run's result hold what people wrote
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO"),

@@ -112,11 +112,18 @@ def export_hf(db: Path, out: Path, *, gamma: float = 0.0) -> dict[str, int]:
             ),
         ),
     }
+    # An empty split is kept, with its columns and one (empty) shard: `datasets` builds an
+    # empty list without columns and writes no shard for it, and neither loads back.
     folder = DatasetDict(
-        {name: Dataset.from_list(records, features=features) for name, (records, features) in splits.items()}
+        {
+            name: Dataset.from_list(records, features=features)
+            if records
+            else Dataset.from_dict({column: [] for column in features}, features=features)
+            for name, (records, features) in splits.items()
+        }
     )
     out.mkdir(parents=True, exist_ok=True)
-    folder.save_to_disk(str(out))
+    folder.save_to_disk(str(out), num_shards={name: 1 for name, (records, _) in splits.items() if not records})
     counts = {name: len(records) for name, (records, _) in splits.items()}
     (out / "README.md").write_text(dataset_card(counts, gamma=gamma), encoding="utf-8")
     return counts
@@ -209,7 +216,11 @@ def export(db: Path, *, fmt: ExportFormat, out: Path | None = None, gamma: float
     records = asyncio.run(export_records(db, fmt=fmt, gamma=gamma))
     if out is None:
         return write_jsonl(records, sys.stdout)
-    with open(out, "w", encoding="utf-8") as handle:
-        count = write_jsonl(records, handle)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as handle:
+            count = write_jsonl(records, handle)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out} ({exc.strerror or exc})") from None
     print(f"wrote {count} {fmt} records to {out}", file=sys.stderr)
     return count
