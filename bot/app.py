@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from bot.feedback import EmojiTable
+from bot.forgetting import Copies
 from bot.generation import Generator, ModelLoadError, SamplingParams
 from bot.limits import RateLimiter
 from bot.loop import Loop, apply_retention
@@ -174,6 +175,7 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
                 compare=settings.compare,
                 challenger_share=settings.challenger_share,
                 best_of=settings.best_of,
+                copies=Copies(settings.artifacts_uri, registry),
             )
             if settings.challenger_share > 0 and parent is not None:
                 await _hold_parent(generator, registry, settings, parent)

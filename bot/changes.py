@@ -6,10 +6,42 @@ from __future__ import annotations
 from typing import Any
 
 SHOWN_ANSWERS = 8  # answer pairs printed by `thumbtune diff` (all of them with --json)
+HIDDEN = "(text no longer kept)"
+
+
+def quoted_questions(changes: dict[str, Any]) -> list[str]:
+    """The people's prompts a version's report quotes (reference prompts are the project's own)."""
+    data = changes["data"]
+    quoted = [example["question"] for key in ("most_liked", "most_disliked") for example in data[key]]
+    quoted += [answer["question"] for answer in changes["answers"] if answer["source"] != "reference"]
+    return quoted
+
+
+def for_people(changes: dict[str, Any], kept: set[str]) -> dict[str, Any]:
+    """The report as people may see it: a person's prompt quoted in it (with the answers to
+    it) is shown only while the database still holds it (``kept``: see
+    Repository.kept_prompts); blanked by retention or deleted by `forget me`, it reads
+    :data:`HIDDEN` and the answer is marked ``hidden``."""
+    data = changes["data"]
+
+    def example(item: dict[str, Any]) -> dict[str, Any]:
+        return item if item["question"] in kept else {**item, "question": HIDDEN, "answer": HIDDEN, "hidden": True}
+
+    def answer(item: dict[str, Any]) -> dict[str, Any]:
+        if item["source"] == "reference" or item["question"] in kept:
+            return {**item, "changed": item["before"] != item["after"]}
+        hidden = {"question": HIDDEN, "before": HIDDEN, "after": HIDDEN, "hidden": True}
+        return {**item, **hidden, "changed": item["before"] != item["after"]}
+
+    answers = [answer(item) for item in changes["answers"]]
+    quoted = {key: [example(item) for item in data[key]] for key in ("most_liked", "most_disliked")}
+    return {**changes, "answers": answers, "data": {**data, **quoted}}
 
 
 def summary(changes: dict[str, Any]) -> str:
-    """Two lines: how many fixed prompts it answers differently, and which words moved."""
+    """Two lines: how many fixed prompts it answers differently, and which words moved.
+
+    ``changes`` as ModelRegistry.changes returns it (validated: storage.records)."""
     answers = changes.get("answers") or []
     changed = round(float(changes.get("changed_share", 0.0)) * len(answers))
     return f"It answers {changed} of {len(answers)} fixed prompts differently.\n{_words(changes)}"
@@ -48,7 +80,7 @@ def render(version: int, parent: int | None, changes: dict[str, Any]) -> str:
     lines.extend(f"  not enough data: {note}" for note in metrics.get("not_enough_data") or [])
     lines.append("")
     for answer in (changes.get("answers") or [])[:SHOWN_ANSWERS]:
-        mark = "*" if answer["before"] != answer["after"] else " "
+        mark = "*" if answer.get("changed", answer["before"] != answer["after"]) else " "
         lines.append(f"{mark} {answer['question']}")
         lines.append(f"    before: {answer['before']}")
         lines.append(f"    after:  {answer['after']}")

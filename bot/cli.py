@@ -150,6 +150,8 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
 async def _forget(settings: Settings, who: str) -> str:
     from bot.app import make_data_dir, open_database, person_keys_from
+    from bot.forgetting import Copies
+    from bot.training import registry_from
     from storage.repository import Repository
 
     platform, _, user = who.partition(":")
@@ -157,10 +159,15 @@ async def _forget(settings: Settings, who: str) -> str:
     persons = person_keys_from(settings)
     async with open_database(settings) as database:
         counts = await Repository(database).forget_person(persons.key(platform, user))
-    return (
+    files = await Copies(settings.artifacts_uri, registry_from(settings)).forget(counts.texts)
+    text = (
         f"Deleted {counts.prompts} prompt(s) with their answers, {counts.votes} vote(s) and "
-        f"{counts.corrections} correction(s) of {platform} user {user}."
+        f"{counts.corrections} correction(s) of {platform} user {user}; took their texts out of "
+        f"{files.snapshots} run snapshot(s) and {files.versions} version report(s) (changes.json)."
     )
+    if files.failed:
+        text += " Some files could not be rewritten: see the log above."
+    return text
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
@@ -239,9 +246,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _kept_prompts(settings: Settings, texts: list[str]) -> set[str]:
+    """Those of ``texts`` the database still holds; none without a database (nothing to check against)."""
+    from bot.app import open_database
+    from storage.repository import Repository
+
+    if not settings.db_path.is_file():
+        return set()
+    async with open_database(settings) as database:
+        return await Repository(database).kept_prompts(texts)
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
-    from bot.changes import render
+    from bot.changes import for_people, quoted_questions, render
     from bot.training import registry_from
+    from storage.records import DamagedRecord
     from storage.registry import BASE_VERSION, RegistryError
 
     settings = _settings(args)
@@ -255,12 +274,18 @@ def cmd_diff(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         print(f"thumbtune: {exc}", file=sys.stderr)
         return 1
-    changes = registry.changes(version)
-    if changes is None:
+    try:
+        record = registry.changes(version)
+    except DamagedRecord as exc:
+        print(f"thumbtune: {exc}", file=sys.stderr)
+        return 1
+    if record is None:
         print(
             f"thumbtune: version {version} has no record of what changed (trained before it was kept)", file=sys.stderr
         )
         return 1
+    # People's prompts it quotes are shown only while the database holds them, as on the dashboard.
+    changes = for_people(record, asyncio.run(_kept_prompts(settings, quoted_questions(record))))
     if args.json:
         print(json.dumps({"version": version, "parent": info.parent, **changes}, ensure_ascii=False))
     else:

@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.changes import summary
+from bot.changes import HIDDEN, for_people, quoted_questions, summary
 from bot.stats import StatsReport, build_report
+from storage.records import DamagedRecord
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, VersionInfo
 from storage.repository import RecentVote, Repository, TrainingRun
 
+log = logging.getLogger(__name__)
+
 RECENT_VOTES = 20
 RUNS_SHOWN = 20
-HIDDEN = "(text no longer kept)"
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#1a202c;background:#f7fafc}
@@ -99,21 +102,27 @@ async def version_page(
     if version == BASE_VERSION:
         return 200, page("version 0", _section("Version 0", "<p>The base model: it has no changes to show.</p>"))
     try:
-        info, changes = await asyncio.to_thread(lambda: (registry.get(version), registry.changes(version)))
+        info = await asyncio.to_thread(registry.get, version)
     except RegistryError:
         # Not the error's text: it names the registry's folder or bucket.
         return 404, page("not found", _section("Not found", f"<p>There is no version {version}.</p>"))
     head = _version_head(info)
-    if changes is None:
+    try:
+        record = await asyncio.to_thread(registry.changes, version)
+    except DamagedRecord as exc:
+        log.warning("dashboard: %s", exc)
+        body = head + "<p class=rejected>Its record of what changed is damaged and is not shown (see the log).</p>"
+        return 200, page(f"version {version}", _section(f"Version {version}", body))
+    if record is None:
         body = head + "<p class=muted>No record of what changed (trained before it was kept).</p>"
         return 200, page(f"version {version}", _section(f"Version {version}", body))
-    kept = await repository.kept_prompts(_quoted_questions(changes))
+    changes = for_people(record, await repository.kept_prompts(quoted_questions(record)))
     sections = [
         _section(f"Version {version}", head + _summary(changes), "summary"),
         _section("Gate", _gate(changes.get("gate") or {}), "gate"),
         _section("Words that moved", _words(changes.get("words") or {}), "words"),
-        _section("Training data", _data(changes.get("data") or {}, kept), "data"),
-        _section("Answers before and after", _answers(changes, kept), "answers"),
+        _section("Training data", _data(changes["data"]), "data"),
+        _section("Answers before and after", _answers(changes), "answers"),
     ]
     return 200, page(f"version {version}", "".join(sections))
 
@@ -250,7 +259,7 @@ def _runs_table(runs: Sequence[TrainingRun]) -> str:
         made = f"<a href='versions/{run.new_version}'>{run.new_version}</a>" if run.new_version is not None else "–"
         took = f"{run.finished_at - run.started_at:.0f} s" if run.finished_at else "–"
         rows.append(
-            f"<tr><td>{run.run_id}</td><td>{_time(run.started_at)}</td><td class={_e(run.status)}>{_e(run.status)}"
+            f"<tr><td>{run.run_id}</td><td>{_time(run.started_at)}</td><td class='{_e(run.status)}'>{_e(run.status)}"
             f"</td><td class=n>{run.parent_version if run.parent_version is not None else '–'}</td>"
             f"<td class=n>{made}</td><td class=n>{run.examples if run.examples is not None else '–'}</td>"
             f"<td class=n>{took}</td><td>{_e(run.reason or '')}</td></tr>"
@@ -313,7 +322,7 @@ def _version_head(info: VersionInfo) -> str:
     decision = "passed the gate" if info.status == "published" else f"rejected: {reasons}"
     return (
         f"<p>From version {info.parent}, made {_time(info.created_at)}: "
-        f"<span class={_e(info.status)}>{_e(decision)}</span>.</p>"
+        f"<span class='{_e(info.status)}'>{_e(decision)}</span>.</p>"
     )
 
 
@@ -334,7 +343,9 @@ def _gate(gate: dict[str, Any]) -> str:
         _gate_row(metrics, "  difference from the parent", "chrf_difference", None, None),
     ]
     if metrics.get("preference_pairs"):
-        rows.append(f"<tr><td>held-out liked x disliked pairs</td><td class=n>{metrics['preference_pairs']}</td></tr>")
+        rows.append(
+            f"<tr><td>held-out liked x disliked pairs</td><td class=n>{_num(metrics['preference_pairs'])}</td></tr>"
+        )
     verdict = (
         "<p class=published>Passed the gate.</p>"
         if gate.get("passed")
@@ -364,7 +375,9 @@ def _gate_row(metrics: dict[str, Any], label: str, mine: str, parent: str | None
 
 def _words(words: dict[str, Any]) -> str:
     def listed(items: Iterable[dict[str, Any]]) -> str:
-        return "".join(f"<li><code>{_e(item['token'])}</code> {item['change']:+.2f}</li>" for item in items) or "–"
+        return (
+            "".join(f"<li><code>{_e(item['token'])}</code> {float(item['change']):+.2f}</li>" for item in items) or "–"
+        )
 
     return (
         "<p>Mean change of log-probability per token on the reference text.</p>"
@@ -373,52 +386,44 @@ def _words(words: dict[str, Any]) -> str:
     )
 
 
-def _data(data: dict[str, Any], kept: set[str]) -> str:
-    counts = data.get("counts") or {}
+def _data(data: dict[str, Any]) -> str:
+    counts = data["counts"]
     lines = [
-        f"<p>{counts.get('train_examples', 0)} training examples ({counts.get('desirable', 0)} liked, "
-        f"{counts.get('undesirable', 0)} disliked), {counts.get('held_out_examples', 0)} held out.</p>"
+        f"<p>{_n(counts.get('train_examples', 0))} training examples ({_n(counts.get('desirable', 0))} liked, "
+        f"{_n(counts.get('undesirable', 0))} disliked), {_n(counts.get('held_out_examples', 0))} held out.</p>"
     ]
     for title, key in (("Most liked", "most_liked"), ("Most disliked", "most_disliked")):
-        examples = data.get(key) or []
+        examples = data[key]
         if not examples:
             continue
-        items = []
-        for example in examples:
-            if example["question"] in kept:
-                items.append(f"<li>{_e(example['question'])} → {_e(example['answer'])}</li>")
-            else:
-                items.append(f"<li class=muted>{HIDDEN}</li>")
+        items = [
+            f"<li class=muted>{HIDDEN}</li>"
+            if example.get("hidden")
+            else f"<li>{_e(example['question'])} → {_e(example['answer'])}</li>"
+            for example in examples
+        ]
         lines.append(f"<p>{title}:</p><ul>{''.join(items)}</ul>")
     return "".join(lines)
 
 
-def _answers(changes: dict[str, Any], kept: set[str]) -> str:
+def _answers(changes: dict[str, Any]) -> str:
     rows = []
-    for answer in changes.get("answers") or []:
-        changed = answer["before"] != answer["after"]
-        if _shown_question(answer, kept):
-            cells = f"<td>{_e(answer['question'])}</td><td>{_e(answer['before'])}</td><td>{_e(answer['after'])}</td>"
-        else:
+    for answer in changes["answers"]:
+        if answer.get("hidden"):
             cells = f"<td class=muted colspan=3>{HIDDEN}</td>"
-        rows.append(f"<tr{' class=changed' if changed else ''}>{cells}</tr>")
-    share = float(changes.get("changed_share", 0.0))
+        else:
+            cells = f"<td>{_e(answer['question'])}</td><td>{_e(answer['before'])}</td><td>{_e(answer['after'])}</td>"
+        rows.append(f"<tr{' class=changed' if answer['changed'] else ''}>{cells}</tr>")
+    share = float(changes["changed_share"])
     return (
         f"<p>{share:.0%} of the fixed prompts are answered differently (highlighted); same seeds on both sides.</p>"
         "<table id=answers><tr><th>prompt</th><th>parent</th><th>this version</th></tr>" + "".join(rows) + "</table>"
     )
 
 
-def _quoted_questions(changes: dict[str, Any]) -> list[str]:
-    data = changes.get("data") or {}
-    quoted = [example["question"] for key in ("most_liked", "most_disliked") for example in data.get(key) or []]
-    quoted += [a["question"] for a in changes.get("answers") or [] if a.get("source") != "reference"]
-    return quoted
-
-
-def _shown_question(answer: dict[str, Any], kept: set[str]) -> bool:
-    """Reference prompts are the project's own text; people's held-out prompts only while kept."""
-    return answer.get("source") == "reference" or answer["question"] in kept
+def _n(value: Any) -> str:
+    """A count from a file, shown as a number or not at all."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else "–"
 
 
 def _e(text: str) -> str:

@@ -28,6 +28,7 @@ from bot.generation import Generator, ModelLoadError
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.training import TrainingOutcome, TrainingRuns, check_artifacts, training_unavailable
+from storage.records import DamagedRecord
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, format_versions
 from storage.repository import Repository
 
@@ -251,7 +252,11 @@ class Loop:
             trained = info.counts.get("train_examples")
             text += f" Trained from version {info.parent} on {trained} examples" if trained else ""
             text += f" ({metrics})." if metrics else "."
-            changes = await asyncio.to_thread(self.registry.changes, version)
+            try:
+                changes = await asyncio.to_thread(self.registry.changes, version)
+            except DamagedRecord as exc:
+                log.warning("announcing version %s without what changed: %s", version, exc)
+                changes = None
             if changes:
                 text += "\n" + summary(changes)
         try:

@@ -19,12 +19,13 @@ from bot.commands import AdminActions, Command, parse_command
 from bot.comparison import COMPARE_REACTIONS, Verdict, render_comparison, split_compare_request, verdict_named
 from bot.events import RATING_REACTIONS, IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
 from bot.feedback import EmojiTable, normalize_emoji
+from bot.forgetting import Copies
 from bot.generation import GenerationError, GenerationTimeout, Generator, GeneratorBusy, SamplingParams
 from bot.limits import RateLimiter
 from bot.metrics import Metrics
 from storage.dialogue import render_prompt
 from storage.identity import PersonKeys
-from storage.repository import ComparisonRef, NewResponse, PendingPrompt, Repository, VoteOutcome
+from storage.repository import ComparisonRef, ForgetCounts, NewResponse, PendingPrompt, Repository, VoteOutcome
 
 # VoteOutcome is part of the service's answer to a reaction: adapters import it from here.
 __all__ = ["BotService", "Meaning", "NotStored", "PendingPrompt", "Reconciled", "VoteOutcome"]
@@ -78,6 +79,7 @@ class BotService:
         best_of: int = 1,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        copies: Copies | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = metrics if metrics is not None else Metrics()
@@ -98,6 +100,7 @@ class BotService:
         self.challenger_share = challenger_share  # share of answers from the previous version
         self.best_of = best_of  # answers sampled where the current version's reward model picks one
         self.rng = rng or random.Random()
+        self.copies = copies  # files made from the database that `forget me` must reach too
         self.admin_actions: AdminActions | None = None  # set by the running loop
         self._reaction_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._reconciling: dict[str, asyncio.Event] = {}  # message key -> set when its catch-up is done
@@ -346,12 +349,20 @@ class BotService:
     async def forget(self, platform: str, user: str) -> Reply:
         """Delete everything one person gave us; later training and exports cannot see it."""
         counts = await self.repository.forget_person(self.persons.key(platform, user))
-        log.info("forgot a %s person: %s", platform, counts)
-        return Reply(
+        text = (
             f"Done: I deleted {counts.prompts} prompt(s) with their answers, {counts.votes} vote(s) "
-            f"and {counts.corrections} correction(s) of yours.",
-            ok=False,
+            f"and {counts.corrections} correction(s) of yours."
         )
+        if self.copies is not None:
+            files = await self.copies.forget(counts.texts)
+            log.info("forgot a %s person: %s; files rewritten: %s", platform, _counted(counts), files)
+            if files.snapshots or files.versions:
+                text += f" I also took them out of {files.snapshots + files.versions} training file(s)."
+            if files.failed:
+                text += " Some training files could not be changed yet; the operator has been told."
+        else:
+            log.info("forgot a %s person: %s", platform, _counted(counts))
+        return Reply(text, ok=False)
 
     async def answer_posted(self, response_id: int, message_key: str) -> None:
         """The adapter posted an answer: remember where, so reactions on it count."""
@@ -651,3 +662,11 @@ def _keep_newest(folder: Path, pattern: str, *, keep: int) -> None:
 
 def _event(platform: str, event_id: str | None) -> tuple[str, str] | None:
     return (platform, event_id) if event_id else None
+
+
+def _counted(counts: ForgetCounts) -> str:
+    """The numbers of a forget, for the log (never the texts)."""
+    return (
+        f"{counts.prompts} prompt(s), {counts.votes} vote(s), {counts.corrections} correction(s), "
+        f"{counts.contexts} other dialogue(s) rewritten"
+    )

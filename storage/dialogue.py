@@ -65,6 +65,20 @@ def without_turns(context: str, turns: Collection[tuple[str, str]], *, question:
     return render_prompt(asked, [turn for turn in history if turn not in turns])
 
 
+def says_any(text: str, texts: Collection[str]) -> bool:
+    """Whether ``text`` (a stored dialogue, an answer, a quoted question) holds one of
+    ``texts`` (as :func:`clean` writes them) as a whole turn or as the whole text."""
+    if not texts:
+        return False
+    if clean(text) in texts:
+        return True
+    parsed = parse_prompt(text)
+    if parsed is None:
+        return False
+    history, asked = parsed
+    return asked in texts or any(user in texts or bot in texts for user, bot in history)
+
+
 def _answer_end(continuation: str) -> int | None:
     """Where the answer ends: at the next turn marker or a blank line (which also ends a
     turn in the template's training text), whichever comes first; None if neither yet."""

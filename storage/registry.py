@@ -29,12 +29,13 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ from typing import Any
 import fsspec
 from filelock import FileLock, Timeout
 from fsspec.implementations.local import LocalFileSystem
+
+from storage.dialogue import says_any
+from storage.records import ChangesRecord, DamagedRecord, VersionRecord, checked
+
+log = logging.getLogger(__name__)
 
 BASE_VERSION = 0
 METADATA_FILE = "version.json"
@@ -114,10 +120,17 @@ class ModelRegistry:
         return None if version == BASE_VERSION else self.get(version)
 
     def get(self, version: int) -> VersionInfo:
+        """The version's metadata; :class:`RegistryError` when it is missing or damaged
+        (version.json is input: validated, storage.records)."""
         try:
-            meta = json.loads(self.fs.cat_file(self._key(f"versions/{version:04d}/{METADATA_FILE}")))
+            raw = json.loads(self.fs.cat_file(self._key(f"versions/{version:04d}/{METADATA_FILE}")))
+            meta = checked(VersionRecord, raw, what=f"version {version}: {METADATA_FILE}")
         except FileNotFoundError:
             raise RegistryError(f"version {version} is not in the registry {self.uri}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, DamagedRecord) as exc:
+            raise RegistryError(f"version {version} is damaged ({exc})") from None
+        if meta["version"] != version:
+            raise RegistryError(f"version {version} is damaged ({METADATA_FILE} says version {meta['version']})")
         return self._info(meta)
 
     def versions(self) -> list[VersionInfo]:
@@ -129,11 +142,43 @@ class ModelRegistry:
         return found
 
     def changes(self, version: int) -> dict[str, Any] | None:
-        """What the version learned (``changes.json``, written by the trainer); None for one without."""
+        """What the version learned (``changes.json``, written by the trainer), validated
+        (storage.records.ChangesRecord); None for a version without one. A file that does not
+        fit its schema raises :class:`~storage.records.DamagedRecord`."""
+        what = f"version {version}: {CHANGES_FILE}"
         try:
-            return dict(json.loads(self.fs.cat_file(self._key(f"versions/{version:04d}/{CHANGES_FILE}"))))
+            raw = json.loads(self.fs.cat_file(self._key(f"versions/{version:04d}/{CHANGES_FILE}")))
         except FileNotFoundError:
             return None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DamagedRecord(f"{what}: not JSON ({exc})") from None
+        return checked(ChangesRecord, raw, what=what)
+
+    def forget_texts(self, texts: Collection[str]) -> int:
+        """Take a forgotten person's ``texts`` (as storage.dialogue.clean writes them) out of
+        every version's ``changes.json``: quoted training examples holding them are dropped,
+        held-out prompts of theirs are blanked with the answers to them. How many files changed."""
+        if not texts:
+            return 0
+        changed = 0
+        for version in self._numbers():
+            try:
+                record = self.changes(version)
+            except DamagedRecord as exc:
+                log.warning("forget: %s; remove it by hand", exc)
+                continue
+            if record is None:
+                continue
+            scrubbed = _without_texts(record, texts)
+            if scrubbed != record:
+                text = json.dumps(scrubbed, ensure_ascii=False)
+                key = self._key(f"versions/{version:04d}/{CHANGES_FILE}")
+                if self.local:
+                    _write_durably(Path(key), text)
+                else:
+                    self.fs.pipe_file(key, text.encode())
+                changed += 1
+        return changed
 
     def size(self, version: int) -> int:
         """Bytes the version takes in the registry (weights, tokenizer, metadata)."""
@@ -284,13 +329,13 @@ class ModelRegistry:
         return VersionInfo(
             version=version,
             uri=where,
-            parent=meta.get("parent"),
-            status=str(meta.get("status", PUBLISHED)),
-            created_at=float(meta.get("created_at", 0.0)),
-            metrics=meta.get("metrics", {}),
-            counts=meta.get("counts", {}),
-            config=meta.get("config", {}),
-            reasons=tuple(meta.get("reasons", ())),
+            parent=meta["parent"],
+            status=meta["status"],
+            created_at=meta["created_at"],
+            metrics=meta["metrics"],
+            counts=meta["counts"],
+            config=meta["config"],
+            reasons=tuple(meta["reasons"]),
             local=self.local,
         )
 
@@ -346,6 +391,21 @@ class ModelRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(self.root / ".lock"):
             yield
+
+
+def _without_texts(record: dict[str, Any], texts: Collection[str]) -> dict[str, Any]:
+    data = record["data"]
+    quoted = {
+        key: [item for item in data[key] if not (says_any(item["question"], texts) or says_any(item["answer"], texts))]
+        for key in ("most_liked", "most_disliked")
+    }
+    answers = [
+        {**answer, "question": "", "before": "", "after": ""}
+        if answer["source"] == "held_out" and says_any(answer["question"], texts)
+        else answer
+        for answer in record["answers"]
+    ]
+    return {**record, "data": {**data, **quoted}, "answers": answers}
 
 
 def _write_durably(path: Path, text: str) -> None:

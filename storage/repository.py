@@ -132,6 +132,9 @@ class ForgetCounts:
     corrections: int
     contexts: int = 0  # other people's prompts whose stored dialogue held their turns
     wiped: bool = True  # the WAL was checkpointed and truncated (see Database.checkpoint)
+    # What they wrote and what the bot answered them (as storage.dialogue.clean writes it):
+    # for taking the same texts out of the files made from the database (snapshots, changes).
+    texts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -555,6 +558,7 @@ class Repository:
                 " ON CONFLICT (person) DO UPDATE SET forgotten_at = excluded.forgotten_at",
                 (person, time.time()),
             )
+            texts = await _texts_of(db, person)
             contexts = await _scrub_contexts(db, person)
             votes = (await db.execute("DELETE FROM votes WHERE voter = ?", (person,))).rowcount
             corrections = (await db.execute("DELETE FROM corrections WHERE author = ?", (person,))).rowcount
@@ -565,7 +569,9 @@ class Repository:
         wiped = await self.database.checkpoint()
         if not wiped:
             log.warning("forget: another process is reading the database; old pages stay in the WAL until it stops")
-        return ForgetCounts(prompts=prompts, votes=votes, corrections=corrections, contexts=contexts, wiped=wiped)
+        return ForgetCounts(
+            prompts=prompts, votes=votes, corrections=corrections, contexts=contexts, wiped=wiped, texts=texts
+        )
 
     async def purge_texts_before(self, cutoff: float) -> int:
         """Blank prompt, answer and correction texts older than ``cutoff`` (a Unix time).
@@ -829,6 +835,17 @@ async def _forgotten_since(db: aiosqlite.Connection, voter: str, response_id: in
         (response_id, voter),
     )
     return await cursor.fetchone() is not None
+
+
+async def _texts_of(db: aiosqlite.Connection, person: str) -> frozenset[str]:
+    """Their prompts, every answer to them and their corrections, as turns are written."""
+    cursor = await db.execute(
+        "SELECT text FROM prompts WHERE author = ?"
+        " UNION SELECT r.text FROM responses r JOIN prompts p ON p.id = r.prompt_id WHERE p.author = ?"
+        " UNION SELECT text FROM corrections WHERE author = ?",
+        (person, person, person),
+    )
+    return frozenset(cleaned for (text,) in await cursor.fetchall() if (cleaned := clean(text)))
 
 
 async def _scrub_contexts(db: aiosqlite.Connection, person: str) -> int:

@@ -40,6 +40,18 @@ class RewardHead:
     auc: float | None = None  # on held-out votes (None: not enough of them)
     auc_interval: tuple[float, float] | None = None  # 95 %, bootstrap
 
+    def check(self) -> None:
+        """ValueError unless the head is one finite linear model (reward.json is input: it may
+        come from a trainer host or a shared bucket)."""
+        shape = self.weight.shape
+        if len(shape) != 1 or not shape[0] or self.mean.shape != shape or self.scale.shape != shape:
+            raise ValueError("weight, mean and scale must be vectors of one length")
+        numbers = np.concatenate([self.weight, self.mean, self.scale, [self.bias]])
+        if not np.isfinite(numbers).all() or (self.scale <= 0).any():
+            raise ValueError("not finite, or a scale that is not positive")
+        if self.auc is not None and not (isinstance(self.auc, (int, float)) and 0.0 <= self.auc <= 1.0):
+            raise ValueError("auc must be a number from 0 to 1")
+
     def score(self, features: np.ndarray) -> np.ndarray:
         """The logit of 'people like it', one per row of ``features``."""
         return ((features - self.mean) / self.scale) @ self.weight + self.bias
@@ -69,7 +81,7 @@ class RewardHead:
             if record.get("format") != FORMAT:
                 raise ValueError(f"format {record.get('format')!r}, this code reads {FORMAT}")
             interval = record.get("auc_interval")
-            return cls(
+            head = cls(
                 weight=np.asarray(record["weight"], dtype=np.float64),
                 bias=float(record["bias"]),
                 mean=np.asarray(record["mean"], dtype=np.float64),
@@ -78,6 +90,8 @@ class RewardHead:
                 auc=record.get("auc"),
                 auc_interval=(float(interval[0]), float(interval[1])) if interval else None,
             )
+            head.check()
+            return head
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("%s cannot be read (%s); answers are not ranked by a reward model", path, exc)
             return None

@@ -4,6 +4,7 @@ real HTTP, Prometheus' own parser, and headless Chromium (Debian's) driven by Pl
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -109,7 +110,7 @@ def test_the_pages_render_from_a_simulated_database(simulated, tmp_path: Path):
         assert chart is not None
         assert sorted(map(int, re.findall(r"data-version=(\d+)", chart.group(0)))) == served
         for run_id, run_status, reason in runs:
-            assert re.search(rf"<tr><td>{run_id}</td><td>[^<]*</td><td class={run_status}>{run_status}</td>", page)
+            assert re.search(rf"<tr><td>{run_id}</td><td>[^<]*</td><td class='{run_status}'>{run_status}</td>", page)
             if reason:
                 assert reason.replace("'", "&#x27;").split(";")[0] in page
         assert "<table id=recent>" in page and "<svg id=days-chart" in page
@@ -142,6 +143,16 @@ def test_texts_blanked_by_retention_or_forgotten_are_not_shown(simulated, tmp_pa
         assert prompt in get(url + "/")[1].replace("&#x27;", "'")
         before = get(f"{url}/versions/{published[-1]}")[1]
 
+    def diff() -> dict:
+        command = [sys.executable, "-m", "bot", "diff", str(published[-1]), "--json"]
+        result = subprocess.run(command, env=dashboard_env(data, 0), capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    quoted = [a["question"] for a in diff()["answers"] if a["source"] == "held_out"]
+    quoted += [e["question"] for key in ("most_liked", "most_disliked") for e in diff()["data"][key]]
+    assert quoted and "(text no longer kept)" not in quoted
+
     async def blank_everything() -> None:
         settings = load_settings(
             data_dir=data, db=data / "simulate.db", registry_dir=str(data / "models"), dashboard_port=0
@@ -158,6 +169,11 @@ def test_texts_blanked_by_retention_or_forgotten_are_not_shown(simulated, tmp_pa
     # The reference prompts stay; people's prompts quoted in the report are hidden now.
     assert "(text no longer kept)" in after and "(text no longer kept)" not in before.split("Training data")[0]
     assert after.count("<tr") == before.count("<tr")
+    # `thumbtune diff` hides them the same way, though its changes.json still quotes them.
+    report = diff()
+    shown = [a["question"] for a in report["answers"] if a["source"] == "held_out"]
+    shown += [e["question"] for key in ("most_liked", "most_disliked") for e in report["data"][key]]
+    assert set(shown) == {"(text no longer kept)"}
 
 
 def test_a_token_guards_every_page_and_a_browser_signs_in_with_a_cookie(simulated, tmp_path: Path):

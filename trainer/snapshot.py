@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+from pydantic import TypeAdapter, ValidationError
 
+from storage.dialogue import says_any
 from storage.repository import Repository
 from trainer.config import DataConfig, as_dict
 from trainer.dataset import BuildOptions, Example, FeedbackDataset, Pair, build_dataset, readiness
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1  # bumped when the files change shape; a trainer refuses a format it does not know
 MANIFEST = "manifest.json"
@@ -67,6 +73,10 @@ class RunResult:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+RESULT_STATUSES = ("published", "rejected", "skipped", "failed")
+_RESULT = TypeAdapter(RunResult)
 
 
 def run_uri(store: str, run_id: int) -> str:
@@ -142,6 +152,37 @@ def read(uri: str) -> tuple[Manifest, FeedbackDataset]:
         raise SnapshotError(f"{uri}: damaged snapshot ({type(exc).__name__}: {exc})") from None
 
 
+def forget_texts(store: str, texts: Collection[str]) -> int:
+    """Take every example and pair holding one of ``texts`` (a forgotten person's, as
+    storage.dialogue.clean writes them) out of the snapshots in ``store``; how many
+    snapshots were rewritten. Counts in the manifests stay as the run saw them."""
+    if not texts:
+        return 0
+    fs, root = fsspec.core.url_to_fs(store)
+    rewritten = 0
+    for path in sorted(fs.glob(f"{root.rstrip('/')}/runs/*/{DATASET}")):
+        try:
+            data = _get(fs, path)
+            kept = {
+                key: [item for item in data[key] if not _holds(item, texts)]
+                for key in ("train", "held_out", "train_pairs", "held_out_pairs")
+            }
+        except (SnapshotError, KeyError, TypeError) as exc:
+            log.warning("forget: snapshot %s could not be read (%s); remove it by hand", path, exc)
+            continue
+        if any(len(kept[key]) != len(data[key]) for key in kept):
+            _put(fs, path, {**data, **kept})
+            rewritten += 1
+    return rewritten
+
+
+def _holds(item: Any, texts: Collection[str]) -> bool:
+    if not isinstance(item, dict):
+        return False
+    fields = ("prompt", "completion", "chosen", "rejected")
+    return any(isinstance(item.get(name), str) and says_any(item[name], texts) for name in fields)
+
+
 def write_result(uri: str, result: RunResult) -> None:
     fs, root = fsspec.core.url_to_fs(uri)
     fs.makedirs(root, exist_ok=True)
@@ -155,10 +196,16 @@ def read_result(uri: str) -> RunResult | None:
     if not fs.exists(path):
         return None
     data = _get(fs, path)
+    # From a trainer host or a shared bucket: input, checked before it reaches the database and the pages.
     try:
-        return RunResult(**data)
-    except TypeError as exc:
-        raise SnapshotError(f"{uri}: damaged result ({exc})") from None
+        result = _RESULT.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "(top)"
+        raise SnapshotError(f"{uri}: damaged result ({where}: {first.get('msg', 'invalid')})") from None
+    if result.status not in RESULT_STATUSES or len(result.reason or "") > 2000 or len(result.tracking or "") > 2000:
+        raise SnapshotError(f"{uri}: damaged result (status {result.status[:20]!r}, or a reason too long)")
+    return result
 
 
 def _put(fs: Any, path: str, value: Any) -> int:

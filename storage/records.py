@@ -1,0 +1,96 @@
+"""The records a version keeps beside its weights, validated when read.
+
+``version.json`` (the registry's metadata) and ``changes.json`` (what the version learned,
+trainer.changes) come from a trainer host or a shared bucket: they are input, never
+markup and never trusted to have the right shape. Each is read through a schema here; a
+file that does not fit is refused as damaged (:class:`DamagedRecord`) instead of
+reaching a page or the log half-read. Readers get plain dicts with every key present and
+every value of its type, so a page can show them (escaped) without checking again.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Number = Annotated[float, Field(allow_inf_nan=False)]
+Text = Annotated[str, Field(max_length=20_000)]
+# A gate metric: a number, an interval, a count, or the notes of checks that lacked data.
+Metric = Number | int | bool | None | list[Number] | list[Text] | Text
+
+
+class DamagedRecord(ValueError):
+    """A record whose shape or values are not what its schema says; the message says where."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=False, frozen=True)
+
+
+# --- version.json --------------------------------------------------------------------------
+class VersionRecord(_Record):
+    version: int = Field(ge=1)
+    parent: int | None = Field(None, ge=0)
+    status: Literal["published", "rejected"] = "published"
+    created_at: Number = 0.0
+    metrics: dict[Text, Metric] = Field(default_factory=dict)
+    counts: dict[Text, int] = Field(default_factory=dict)
+    config: dict[Text, Any] = Field(default_factory=dict)
+    reasons: list[Text] = Field(default_factory=list)
+
+
+# --- changes.json --------------------------------------------------------------------------
+class ChangedAnswer(_Record):
+    question: Text
+    before: Text
+    after: Text
+    source: Literal["reference", "held_out"] = "held_out"
+
+
+class WordShift(_Record):
+    token: Text
+    change: Number
+
+
+class Words(_Record):
+    rose: list[WordShift] = Field(default_factory=list)
+    fell: list[WordShift] = Field(default_factory=list)
+
+
+class QuotedExample(_Record):
+    question: Text
+    answer: Text
+    reward: Number = 0.0
+
+
+class ChangesData(_Record):
+    counts: dict[Text, int] = Field(default_factory=dict)
+    most_liked: list[QuotedExample] = Field(default_factory=list)
+    most_disliked: list[QuotedExample] = Field(default_factory=list)
+
+
+class Gate(_Record):
+    passed: bool = False
+    reasons: list[Text] = Field(default_factory=list)
+    metrics: dict[Text, Metric] = Field(default_factory=dict)
+
+
+class ChangesRecord(_Record):
+    answers: list[ChangedAnswer] = Field(default_factory=list)
+    changed_share: Number = Field(0.0, ge=0.0, le=1.0)
+    words: Words = Field(default_factory=Words)
+    data: ChangesData = Field(default_factory=ChangesData)
+    gate: Gate = Field(default_factory=Gate)
+
+
+def checked(schema: type[_Record], data: Any, *, what: str) -> dict[str, Any]:
+    """``data`` validated against ``schema``, as a plain dict; :class:`DamagedRecord` if it does not fit."""
+    if not isinstance(data, dict):
+        raise DamagedRecord(f"{what}: expected a JSON object, found {type(data).__name__}")
+    try:
+        return schema.model_validate(data).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "(top)"
+        raise DamagedRecord(f"{what}: {where}: {first.get('msg', 'invalid')}") from None
