@@ -172,7 +172,7 @@ class ApiKeyRecognizer:
         r"(?:\s+is|\s*[:=]+)\s*[\"']?([^\s\"',;]{6,})"
     )
     # Long tokens for the entropy check: letters and digits mixed, as keys are.
-    TOKEN = re.compile(r"(?<![\w+/=-])[A-Za-z0-9_+/=-]{24,}(?![\w+/=-])")
+    TOKEN = re.compile(r"(?<![\w+/-])[A-Za-z0-9_+/-]{24,}={0,2}(?![\w+/=-])")
     LONG = re.compile(r"[\w+/=-]{10,}")
     REST = re.compile(r"[\w+/=-]*(?:\.[\w+/=-]+)*")
     ENTROPY = 3.8  # bits per character; random base62 of 24 characters has ~4.2, English words ~3

@@ -34,6 +34,7 @@ from storage.registry import ModelRegistry
 from storage.repository import NewResponse, Repository
 from tests.feedback_data import seed_preference
 from trainer import snapshot
+from trainer.changes import FILE as CHANGES_FILE
 from trainer.config import DataConfig, GateConfig, TrainConfig
 from trainer.job import RunOptions, run
 
@@ -122,6 +123,8 @@ def planted_run(folder: Path, tiny: Path, planted: str, control: str, redact: tu
     version = ModelRegistry(folder / "models").get(result.version).path
     before, after = loglik(tiny, [planted, control]), loglik(version, [planted, control])
     dataset = (Path(uri) / snapshot.DATASET).read_text(encoding="utf-8")
+    if redact:  # the version's changes.json (examples, the models' answers) holds it neither
+        assert planted not in (Path(version) / CHANGES_FILE).read_text(encoding="utf-8")
     return (after[0] - before[0]) - (after[1] - before[1]), dataset
 
 
