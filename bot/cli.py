@@ -354,7 +354,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
-        export(settings.db_path, fmt=args.format, out=Path(args.out) if args.out else None, gamma=settings.gamma)
+        export(
+            settings.db_path,
+            fmt=args.format,
+            out=Path(args.out) if args.out else None,
+            gamma=settings.gamma,
+            redact=settings.redact,
+        )
     except ExportError as exc:
         print(f"thumbtune: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,8 @@ from pydantic_settings import SettingsError as _SourceError
 
 from bot.adapters import PLATFORMS
 from bot.feedback import EmojiTable, normalize_emoji
+from storage.redact import KINDS as REDACT_KINDS
+from storage.redact import parse_kinds
 from trainer.config import DataConfig, JobConfig, TrainConfig
 
 DEFAULT_EMOJI_REWARDS: dict[str, float] = {
@@ -101,6 +103,13 @@ class Settings(BaseSettings):
     db: Path | None = None
     person_secret: SecretStr | None = None
     retention_days: int = Field(0, ge=0, description="purge prompt/answer texts older than this; 0 = keep")
+    redact: Annotated[tuple[str, ...], NoDecode] = Field(
+        REDACT_KINDS,
+        description=(
+            "what is scrubbed from texts leaving the database (snapshots, exports, changes.json): "
+            "all, off, or a comma list of kinds"
+        ),
+    )
 
     # --- running --------------------------------------------------------------------
     adapter: str = Field("auto", description="auto, or a module of bot/adapters (shell, slack, discord)")
@@ -209,6 +218,15 @@ class Settings(BaseSettings):
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("redact", mode="before")
+    @classmethod
+    def _parse_redact(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_kinds(value)
+        if isinstance(value, (list, tuple)):
+            return parse_kinds(",".join(str(item) for item in value) or "off")
         return value
 
     @field_validator("adapter")

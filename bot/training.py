@@ -68,6 +68,7 @@ def trainer_configs(settings: Settings) -> tuple[DataConfig, TrainConfig]:
         gamma=settings.gamma,
         held_out_fraction=settings.held_out_fraction,
         all_history=settings.train_history == "all",
+        redact=settings.redact,
     )
     train = TrainConfig(
         learning_rate=settings.train_learning_rate,

@@ -7,6 +7,10 @@
   (mean change per token, over the tokens seen at least twice);
 - **data**: the training counts and a few of the most liked and disliked examples (the
   question and the answer only: no person key, no conversation id);
+
+the texts (the examples come scrubbed in the snapshot; the models' answers are new) are
+passed through ``redact`` (storage.redact, the kinds the bot's snapshot names), so a secret
+a model repeats is not written here either;
 - **gate**: its metrics, the decision and the reasons.
 
 ``thumbtune diff`` prints it and the announcement of a new version carries two lines of
@@ -16,7 +20,7 @@ it (bot.changes).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -40,16 +44,23 @@ def what_changed(
     gate: GateResult,
     seed: int,
     max_new_tokens: int,
+    redact: Callable[[str], str],
 ) -> dict[str, Any]:
     prompts, references = _fixed_prompts(dataset.held_out)
-    before = sample_answers(parent, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
-    after = sample_answers(candidate, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    before = [
+        redact(answer)
+        for answer in sample_answers(parent, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    ]
+    after = [
+        redact(answer)
+        for answer in sample_answers(candidate, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    ]
     rose, fell = _word_shifts(parent, candidate, tokenizer, reference_text())
     ranked = sorted(dataset.train, key=lambda example: example.reward)
     return {
         "answers": [
             {
-                "question": _question(prompt),
+                "question": redact(_question(prompt)),
                 "before": old,
                 "after": new,
                 # The reference set is the project's text; a held-out prompt is a person's (the
@@ -64,8 +75,8 @@ def what_changed(
         "words": {"rose": rose, "fell": fell},
         "data": {
             "counts": dataset.counts(),
-            "most_liked": [_shown(example) for example in reversed(ranked[-EXAMPLES:]) if example.label],
-            "most_disliked": [_shown(example) for example in ranked[:EXAMPLES] if not example.label],
+            "most_liked": [_shown(example, redact) for example in reversed(ranked[-EXAMPLES:]) if example.label],
+            "most_disliked": [_shown(example, redact) for example in ranked[:EXAMPLES] if not example.label],
         },
         "gate": {"passed": gate.passed, "reasons": list(gate.reasons), "metrics": gate.metrics()},
     }
@@ -121,5 +132,9 @@ def _question(prompt: str) -> str:
     return lines[-1] if lines else prompt.strip()
 
 
-def _shown(example: Example) -> dict[str, Any]:
-    return {"question": _question(example.prompt), "answer": example.completion.strip(), "reward": example.reward}
+def _shown(example: Example, redact: Callable[[str], str]) -> dict[str, Any]:
+    return {
+        "question": redact(_question(example.prompt)),
+        "answer": redact(example.completion.strip()),
+        "reward": example.reward,
+    }

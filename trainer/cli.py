@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from storage import PRIVATE_UMASK
+from storage.redact import KINDS as REDACT_KINDS
+from storage.redact import parse_kinds
 from storage.registry import ModelRegistry, RegistryError, format_versions
 from trainer.config import GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, ExportError, export
@@ -59,7 +61,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:
-        export(Path(args.db), fmt=args.format, out=Path(args.out) if args.out else None, gamma=args.gamma)
+        export(
+            Path(args.db),
+            fmt=args.format,
+            out=Path(args.out) if args.out else None,
+            gamma=args.gamma,
+            redact=args.redact,
+        )
     except ExportError as exc:
         print(f"trainer: {exc}", file=sys.stderr)
         return 2
@@ -98,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("--out", help="file to write (default: stdout); for hf the folder (required)")
     export.add_argument("--gamma", type=float, default=0.0, help="thread credit discount (default: 0 = off)")
+    export.add_argument(
+        "--redact",
+        type=parse_kinds,
+        default=REDACT_KINDS,
+        help=f"what is scrubbed: all (default), off, or a comma list of {', '.join(REDACT_KINDS)}",
+    )
     export.set_defaults(handler=cmd_export)
 
     models = commands.add_parser("models", help="list the versions in the registry")

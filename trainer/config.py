@@ -7,7 +7,8 @@ dataclasses from its settings and turns them into that command line with
 :func:`to_arguments`, the exact inverse. A renamed field is then a type error in the
 bot (and a failing test), never a scheduled run that dies on an unknown option.
 
-Light on purpose (standard library only): the bot imports it without the train extra.
+Light on purpose (standard library and storage.redact's names only): the bot imports it
+without the train extra.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from storage.redact import KINDS as REDACT_KINDS
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -60,6 +63,15 @@ class DataConfig:
                 "Learn from every vote ever cast (less forgotten people and flagged answers), not only "
                 "those cast since the parent version went live. Answers older versions wrote count "
                 "the same (bench.learning measures both)."
+            )
+        },
+    )
+    redact: tuple[str, ...] = field(
+        default=REDACT_KINDS,
+        metadata={
+            "help": (
+                "What is scrubbed (storage.redact kinds) from the snapshot's texts and from the trainer's "
+                "changes.json: secrets and personal data become placeholders such as <EMAIL>. Empty: off."
             )
         },
     )

@@ -20,6 +20,7 @@ the split is by prompt instead: otherwise nothing, or everything, would be held 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -278,6 +279,32 @@ def _with_unpaired(examples: list[Example], pairs: Sequence[Pair]) -> list[Examp
                 seen.add(key)
                 out.append(Example(pair.prompt, completion, label, pair.group))
     return out
+
+
+def scrubbed(dataset: FeedbackDataset, redact: Callable[[str], str]) -> FeedbackDataset:
+    """``dataset`` with every text (prompts, answers, corrections) passed through ``redact``
+    (storage.redact); labels, rewards and split groups unchanged. Each distinct text is
+    redacted once: a dialogue's prompt recurs for every answer to it."""
+    done: dict[str, str] = {}
+
+    def text(value: str) -> str:
+        if value not in done:
+            done[value] = redact(value)
+        return done[value]
+
+    def example(e: Example) -> Example:
+        return dataclasses.replace(e, prompt=text(e.prompt), completion=text(e.completion))
+
+    def pair(p: Pair) -> Pair:
+        return dataclasses.replace(p, prompt=text(p.prompt), chosen=text(p.chosen), rejected=text(p.rejected))
+
+    return dataclasses.replace(
+        dataset,
+        train=tuple(map(example, dataset.train)),
+        held_out=tuple(map(example, dataset.held_out)),
+        train_pairs=tuple(map(pair, dataset.train_pairs)),
+        held_out_pairs=tuple(map(pair, dataset.held_out_pairs)),
+    )
 
 
 def readiness(dataset: FeedbackDataset, *, min_examples: int) -> str | None:

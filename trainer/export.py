@@ -2,17 +2,20 @@
 `export --format hf --out DIR`: all of them as one Hugging Face ``datasets`` folder.
 
 Light on purpose (no torch): ``thumbtune export`` calls it in the bot's process.
-Exports hold texts, labels and versions only: no person keys, channels or conversation ids.
+Exports hold texts, labels and versions only: no person keys, channels or conversation ids;
+the texts have their secrets and personal data replaced by placeholders (``redact``: the
+kinds of storage.redact, all by default; ``THUMBTUNE_REDACT`` for ``thumbtune export``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Literal
 
 from storage.database import Database
+from storage.redact import KINDS, Redactor, placeholder
 from storage.repository import ComparisonVote, FeedbackAnswer, Repository
 from trainer.dataset import (
     BuildOptions,
@@ -22,6 +25,7 @@ from trainer.dataset import (
     dpo_records,
     kto_records,
     prompt_of,
+    scrubbed,
     sft_records,
 )
 from trainer.requirements import missing_extra
@@ -34,7 +38,9 @@ JSONL_FORMATS: tuple[str, ...] = ("kto", "dpo", "sft")
 _VERDICTS = {"1\ufe0f\u20e3": "first", "2\ufe0f\u20e3": "second", "🤝": "tie", "👎": "both_bad"}
 
 
-async def _load(db: Path, *, gamma: float) -> tuple[FeedbackDataset, list[FeedbackAnswer], list[ComparisonVote]]:
+async def _load(
+    db: Path, *, gamma: float, redactor: Redactor
+) -> tuple[FeedbackDataset, list[FeedbackAnswer], list[ComparisonVote]]:
     async with await Database.open(db) as database:
         repository = Repository(database)
         answers = await repository.feedback_answers()
@@ -45,12 +51,14 @@ async def _load(db: Path, *, gamma: float) -> tuple[FeedbackDataset, list[Feedba
             options=BuildOptions(gamma=gamma, held_out_fraction=0.0),
         )
         verdicts = await repository.comparison_votes()
-    return dataset, answers, verdicts
+    return scrubbed(dataset, redactor), answers, verdicts
 
 
-async def export_records(db: Path, *, fmt: ExportFormat, gamma: float = 0.0) -> list[dict[str, object]]:
-    """Every usable example (train and held-out alike), shaped for ``fmt``."""
-    dataset, _, _ = await _load(db, gamma=gamma)
+async def export_records(
+    db: Path, *, fmt: ExportFormat, gamma: float = 0.0, redact: Sequence[str] = KINDS
+) -> list[dict[str, object]]:
+    """Every usable example (train and held-out alike), shaped for ``fmt``, scrubbed of ``redact``."""
+    dataset, _, _ = await _load(db, gamma=gamma, redactor=Redactor.from_kinds(redact))
     return _records(dataset, fmt)
 
 
@@ -64,8 +72,11 @@ def _records(dataset: FeedbackDataset, fmt: str) -> list[dict[str, object]]:
     raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(JSONL_FORMATS)}")
 
 
-def comparison_records(answers: list[FeedbackAnswer], verdicts: list[ComparisonVote]) -> list[dict[str, object]]:
-    """One row per person's verdict on a comparison (who gave it left out); flagged answers skipped."""
+def comparison_records(
+    answers: list[FeedbackAnswer], verdicts: list[ComparisonVote], redact: Callable[[str], str]
+) -> list[dict[str, object]]:
+    """One row per person's verdict on a comparison (who gave it left out); flagged answers skipped;
+    texts passed through ``redact``."""
     shown = {(a.prompt_id, a.candidate): a for a in answers}
     records = []
     for verdict in verdicts:
@@ -75,9 +86,9 @@ def comparison_records(answers: list[FeedbackAnswer], verdicts: list[ComparisonV
             continue
         records.append(
             {
-                "prompt": prompt_of(first),
-                "first": completion_of(first.text),
-                "second": completion_of(second.text),
+                "prompt": redact(prompt_of(first)),
+                "first": redact(completion_of(first.text)),
+                "second": redact(completion_of(second.text)),
                 "verdict": name,
                 "first_version": verdict.first_version,
                 "second_version": verdict.second_version,
@@ -86,20 +97,21 @@ def comparison_records(answers: list[FeedbackAnswer], verdicts: list[ComparisonV
     return records
 
 
-def export_hf(db: Path, out: Path, *, gamma: float = 0.0) -> dict[str, int]:
+def export_hf(db: Path, out: Path, *, gamma: float = 0.0, redact: Sequence[str] = KINDS) -> dict[str, int]:
     """Write a ``datasets`` folder (``DatasetDict.save_to_disk``) with a dataset card; rows per split."""
     import asyncio
 
     from datasets import Dataset, DatasetDict, Features, Value
 
-    dataset, answers, verdicts = asyncio.run(_load(db, gamma=gamma))
+    redactor = Redactor.from_kinds(redact)
+    dataset, answers, verdicts = asyncio.run(_load(db, gamma=gamma, redactor=redactor))
     text = Value("string")
     splits = {
         "kto": (_records(dataset, "kto"), Features({"prompt": text, "completion": text, "label": Value("bool")})),
         "dpo": (_records(dataset, "dpo"), Features({"prompt": text, "chosen": text, "rejected": text})),
         "sft": (_records(dataset, "sft"), Features({"prompt": text, "completion": text})),
         "comparisons": (
-            comparison_records(answers, verdicts),
+            comparison_records(answers, verdicts, redactor),
             Features(
                 {
                     "prompt": text,
@@ -125,13 +137,20 @@ def export_hf(db: Path, out: Path, *, gamma: float = 0.0) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     folder.save_to_disk(str(out), num_shards={name: 1 for name, (records, _) in splits.items() if not records})
     counts = {name: len(records) for name, (records, _) in splits.items()}
-    (out / "README.md").write_text(dataset_card(counts, gamma=gamma), encoding="utf-8")
+    (out / "README.md").write_text(dataset_card(counts, gamma=gamma, redact=redactor.kinds), encoding="utf-8")
     return counts
 
 
-def dataset_card(counts: dict[str, int], *, gamma: float) -> str:
+def dataset_card(counts: dict[str, int], *, gamma: float, redact: Sequence[str] = KINDS) -> str:
     """The README.md of an `export --format hf` folder: what each split and field means."""
     rows = "\n".join(f"| `{name}` | {count} |" for name, count in counts.items())
+    placeholders = ", ".join(f"`{placeholder(kind)}`" for kind in redact)
+    scrubbing = (
+        f"Secrets and personal data found in the texts were replaced by placeholders ({placeholders}); "
+        "detectors miss some, and names or street addresses in free text are not detected."
+        if redact
+        else "The texts were exported as people wrote them: scrubbing was off (THUMBTUNE_REDACT=off)."
+    )
     return f"""---
 pretty_name: thumbtune feedback
 tags:
@@ -176,7 +195,7 @@ ending with `Bot:`); completions start with a space. Thread credit gamma = {gamm
 
 No person keys (the keyed hashes the bot stores for people), user ids, channel or
 conversation ids are exported. Answers flagged by people are left out; data of people
-who asked to be forgotten was deleted before the export.
+who asked to be forgotten was deleted before the export. {scrubbing}
 """
 
 
@@ -192,7 +211,9 @@ class ExportError(Exception):
     """An export cannot be written as asked; the message says why in one line."""
 
 
-def export(db: Path, *, fmt: ExportFormat, out: Path | None = None, gamma: float = 0.0) -> int:
+def export(
+    db: Path, *, fmt: ExportFormat, out: Path | None = None, gamma: float = 0.0, redact: Sequence[str] = KINDS
+) -> int:
     """Write the records to ``out`` (stdout when None); says how many on stderr.
 
     Raises :class:`ExportError` before writing anything when the export cannot be made.
@@ -206,14 +227,14 @@ def export(db: Path, *, fmt: ExportFormat, out: Path | None = None, gamma: float
         problem = missing_extra("--format hf", ("datasets",))
         if problem:
             raise ExportError(problem)
-        counts = export_hf(db, out, gamma=gamma)
+        counts = export_hf(db, out, gamma=gamma, redact=redact)
         print(
             f"wrote a datasets folder to {out}: " + ", ".join(f"{n} {name}" for name, n in counts.items()),
             file=sys.stderr,
         )
         return sum(counts.values())
 
-    records = asyncio.run(export_records(db, fmt=fmt, gamma=gamma))
+    records = asyncio.run(export_records(db, fmt=fmt, gamma=gamma, redact=redact))
     if out is None:
         return write_jsonl(records, sys.stdout)
     try:

@@ -31,6 +31,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from storage.dialogue import ModelDialogue
+from storage.redact import KINDS as REDACT_KINDS
+from storage.redact import Redactor
 from storage.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
 from trainer import snapshot
 from trainer.changes import FILE as CHANGES_FILE
@@ -243,6 +245,8 @@ def train_and_publish(
             gate=gate,
             seed=config.seed,
             max_new_tokens=options.gate.max_new_tokens,
+            # What the bot scrubbed from the snapshot (a manifest from before the setting: everything).
+            redact=Redactor.from_kinds(manifest.data.get("redact", REDACT_KINDS)),
         )
         (folder / CHANGES_FILE).write_text(json.dumps(changes, ensure_ascii=False, indent=1), encoding="utf-8")
         status = PUBLISHED if gate.passed else REJECTED

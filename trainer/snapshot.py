@@ -3,7 +3,8 @@
 The bot is the only writer of its database. For each run it writes a **snapshot** to
 ``<THUMBTUNE_ARTIFACTS>/runs/<run id>/``: ``dataset.json`` (prompts, answers, their
 rewards and labels, preference pairs, the held-out split; texts only, never a person
-key) and ``manifest.json`` (run id, parent version, vote cut-off, the data options, the
+key, with secrets and personal data scrubbed: storage.redact, ``THUMBTUNE_REDACT``)
+and ``manifest.json`` (run id, parent version, vote cut-off, the data options, the
 counts). The trainer (``python -m trainer run --snapshot URI``) reads only that and the
 parent model, and writes ``result.json`` beside them; the bot records the run from it.
 So the trainer never opens SQLite, and can run wherever the store can be reached.
@@ -30,9 +31,10 @@ import fsspec
 from pydantic import TypeAdapter, ValidationError
 
 from storage.dialogue import says_any
+from storage.redact import Redactor
 from storage.repository import Repository
 from trainer.config import DataConfig, as_dict
-from trainer.dataset import BuildOptions, Example, FeedbackDataset, Pair, build_dataset, readiness
+from trainer.dataset import BuildOptions, Example, FeedbackDataset, Pair, build_dataset, readiness, scrubbed
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +87,21 @@ def run_uri(store: str, run_id: int) -> str:
 
 
 async def collect(repository: Repository, config: DataConfig, *, parent: int) -> FeedbackDataset:
-    """The dataset a run on ``parent`` trains on, read from the bot's database."""
+    """The dataset a run on ``parent`` trains on, read from the bot's database, with the secrets
+    and personal data of ``config.redact`` replaced by placeholders (the raw texts stay in the
+    database)."""
     if config.all_history:
         votes, corrections = await repository.all_votes(), await repository.corrections()
     else:
         votes, corrections = await repository.votes_since(parent), await repository.corrections(since_version=parent)
-    return build_dataset(
+    dataset = build_dataset(
         answers=await repository.feedback_answers(),
         votes=votes,
         corrections=corrections,
         options=BuildOptions(gamma=config.gamma, held_out_fraction=config.held_out_fraction),
     )
+    # Scrubbed after the build: labels and the held-out split are the same with scrubbing on or off.
+    return scrubbed(dataset, Redactor.from_kinds(config.redact)) if config.redact else dataset
 
 
 @dataclass(frozen=True)
