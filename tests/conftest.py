@@ -99,9 +99,11 @@ async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator:
     import discord
     import yarl
 
+    from bot.adapters.discord import invite_url
     from tests.fakes.discord import FakeDiscord
 
     fake = FakeDiscord()
+    fake.invite(invite_url(fake.bot.id))  # the bot may do exactly what the link README gives asks for
     await fake.start()
     monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))

@@ -21,11 +21,14 @@ import discord
 import pytest
 import yarl
 
-from bot.adapters.discord import DiscordBot, DiscordStartupError, Downtime, invite_url, required_intents
+from bot.adapters.discord import NEEDS, DiscordBot, DiscordStartupError, Downtime, invite_url, required_intents
 from bot.catchup import CaughtUp
 from tests.fakes.discord import (
+    ATTACH_FILES,
     BAD_TOKEN,
     CLOSE_DISALLOWED_INTENTS,
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
     TOKEN,
     FakeDiscord,
     Person,
@@ -39,6 +42,9 @@ ALICE = Person(1001, "alice")
 BOB = Person(1002, "bob")
 CAROL = Person(1003, "carol")
 OTHER_BOT = Person(1004, "otherbot", bot=True)
+
+# How Discord's settings name the permissions whose discord.py names differ.
+DISCORD_NAMES = {"view_channel": "View Channels", "send_messages_in_threads": "Send Messages in Threads"}
 
 PRIVILEGED_INTENTS = discord.Intents(members=True, presences=True, message_content=True).value
 
@@ -350,7 +356,7 @@ async def test_resume_in_the_middle_of_voting_loses_nothing_and_counts_nothing_t
 async def test_a_failing_handler_is_logged_and_the_bot_goes_on(
     bot: DiscordBot, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake_discord.fail_next_post.add(fake_discord.channel_id)  # Discord answers 403 once
+    fake_discord.fail_next_post.add(fake_discord.channel_id)  # Discord answers 400 once
     failed_prompt = await fake_discord.say(ALICE, "this reply will fail", mention_bot=True)
 
     def logged() -> list[logging.LogRecord]:
@@ -446,11 +452,19 @@ async def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
     assert granted == discord.Permissions(
         view_channel=True,
         send_messages=True,
+        send_messages_in_threads=True,  # threads do not inherit Send Messages
+        attach_files=True,  # the stats chart: without it Discord refuses the whole message
         add_reactions=True,
         read_message_history=True,
         use_application_commands=True,
     )
-    assert granted.value == 2147552320  # the number in README.md
+    # Derived from the features that need each bit, and nothing else.
+    assert granted == discord.Permissions(**{grant: True for need in NEEDS for grant in need.grants})
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"permissions={granted.value}" in readme  # the link README gives
+    for need in NEEDS:  # and its table says which feature needs which permission
+        names = [DISCORD_NAMES.get(name, name.replace("_", " ").title()) for name in need.grants]
+        assert all(f"**{name}**" in readme for name in names), names
 
 
 # --- catching up after downtime --------------------------------------------------------
@@ -799,3 +813,88 @@ async def test_the_log_at_info_and_above_holds_no_user_id_or_prompt(
     ]
     assert shown == []
     assert any(str(dora.id) in record.getMessage() for record in caplog.records)  # DEBUG does show them
+
+
+# --- what the invite grants, enforced by the fake ---------------------------------------
+async def test_a_mention_inside_a_thread_is_answered_with_the_invites_permissions(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    # The fake grants the bot only its invite's permissions; threads need Send Messages in Threads.
+    answer = await asked(fake_discord, ALICE, "in a thread?", mention_bot=True, channel_id=fake_discord.thread_id)
+    assert answer["channel_id"] == str(fake_discord.thread_id)
+    assert rows(settings.db_path, "SELECT count(*) FROM pending_prompts") == [(0,)]
+
+
+async def test_stats_where_files_are_refused_still_gets_the_table_and_says_why(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    fake = fake_discord
+    fake.deny(fake.channel_id, ATTACH_FILES)  # the server took Attach Files away in this channel
+    prompt_id = await fake.say(ALICE, "stats", mention_bot=True)
+    reply = await wait_for(lambda: fake.answer_to(prompt_id), timeout=30)
+
+    assert reply["attachments"] == [] and reply["content"]
+    refused = [call for call in fake.calls_to("POST", f"/channels/{fake.channel_id}/messages") if call.files]
+    assert len(refused) == 1  # tried once with the chart, refused (403, 50013), then the text alone
+    await wait_for(lambda: pending_count(settings) == 0)
+    assert "needs Attach Files" in caplog.text
+    assert not [record for record in caplog.records if "handler failed" in record.getMessage()]
+
+
+async def test_a_prompt_where_the_bot_may_not_post_is_given_up_with_a_clear_line_not_retried_forever(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    fake = fake_discord
+    fake.deny(fake.channel_id, SEND_MESSAGES | SEND_MESSAGES_IN_THREADS)
+    async with running_bot(runtime, fake):
+        prompt_id = await fake.say(ALICE, "can you hear me?", mention_bot=True)
+        await wait_for(lambda: "needs Send Messages" in caplog.text, timeout=30)
+        await wait_for(lambda: pending_count(settings) == 0)
+    assert fake.answer_to(prompt_id) is None
+    assert not [record for record in caplog.records if "handler failed" in record.getMessage()]
+    # The next run does not try it again (nor does it look for prompts where it may not answer).
+    posts = len(fake.calls_to("POST", f"/channels/{fake.channel_id}/messages"))
+    async with running_bot(runtime, fake) as client:
+        assert (await after_downtime(client)).prompts == 0
+    assert len(fake.calls_to("POST", f"/channels/{fake.channel_id}/messages")) == posts
+
+
+async def test_a_reply_to_an_ask_answer_arrives_empty_and_gets_a_hint_once(
+    bot: DiscordBot, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    fake = fake_discord
+    await fake.ask(ALICE, "what is a haiku?")
+    follow_up = await wait_for(lambda: [m for m in fake.bot_messages() if m.get("interaction_metadata")], timeout=30)
+    answer_id = int(follow_up[0]["id"])
+    # Discord pings no one for a reply to an interaction's response, so the bot sees no text.
+    first = await fake.say(ALICE, "better: a short poem", reply_to=answer_id)
+    hint = await wait_for(lambda: fake.answer_to(first), timeout=30)
+    assert "mention me" in hint["content"]
+    assert rows(settings.db_path, "SELECT count(*) FROM corrections") == [(0,)]
+    # Once per person for a while; and mentioning the bot in the reply works.
+    again = await fake.say(ALICE, "hello?", reply_to=answer_id)
+    mentioned = await fake.say(ALICE, "better: a short poem", reply_to=answer_id, mention_bot=True)
+    await wait_for(lambda: rows(settings.db_path, "SELECT text FROM corrections") == [("a short poem",)])
+    await handlers_done()
+    assert fake.answer_to(again) is None and fake.answer_to(mentioned) is None
+
+
+async def test_switching_ask_from_global_to_one_server_leaves_one_command(
+    runtime: Any, fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    fake = fake_discord
+    global_bot = DiscordBot(service=runtime.service, token=TOKEN, guild_ready_timeout=0.2)
+    serving = asyncio.create_task(global_bot.serve())
+    await wait_for(lambda: global_bot.is_ready(), timeout=15)
+    await global_bot.close()
+    await asyncio.wait_for(serving, timeout=10)
+    assert [command["name"] for command in fake.commands[None]] == ["ask"]
+
+    async with running_bot(runtime, fake):  # THUMBTUNE_DISCORD_GUILD_ID set
+        await wait_for(lambda: fake.commands.get(str(fake.guild_id)), timeout=15)
+    assert fake.commands[None] == []
+    assert [command["name"] for command in fake.commands[str(fake.guild_id)]] == ["ask"]
+    assert "removed the global /ask" in caplog.text

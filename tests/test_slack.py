@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -26,7 +27,17 @@ from bot.adapters.slack import SlackBot, SlackConfig, _describe
 from bot.app import open_runtime
 from bot.settings import SettingsError, load_settings
 from storage.database import Database
-from tests.fakes.slack import BOT_USER, FakeSlack, Message, signature_headers
+from tests.fakes.slack import (
+    BOT_USER,
+    EVENT_SCOPES,
+    HISTORY_SCOPES,
+    METHOD_SCOPES,
+    READ_SCOPES,
+    FakeSlack,
+    Message,
+    installed_from_manifest,
+    signature_headers,
+)
 from tests.helpers import publish_copy, wait_for
 
 # The runtime fixture lives on the session loop; the tests must share it.
@@ -243,7 +254,10 @@ async def _count(runtime, expected: int) -> bool:
 async def test_reactions_that_are_not_votes_are_ignored(bot, fake, runtime, caplog):
     question, answer = await ask_in_channel(fake)
 
-    await fake.react(user="UOTHERBOT", message=answer, name="+1")  # another bot
+    # Another bot: acknowledged before it is looked up (users.info), then its vote taken back.
+    await fake.react(user="UOTHERBOT", message=answer, name="+1")
+    await wait_for(lambda: logged(caplog, "was a bot's") == 1)
+    await fake.react(user="UOTHERBOT", message=answer, name="-1")  # known now: ignored at once
     await fake.react(user="U1", message=question, name="+1")  # a person's message
     await fake.react(user="U1", message=answer, name="tada")  # not a rating emoji
     await wait_for(lambda: logged(caplog, "ignored reaction") == 3)
@@ -965,3 +979,151 @@ async def test_a_new_version_going_live_is_announced_in_the_chosen_channel(bot, 
     posted = await wait_for(lambda: fake.bot_messages("C0ANNOUNCE"))
     assert posted[0].text.startswith("Now serving model version 1. Trained from version 0 on 40 examples")
     assert "perplexity 9.5" in posted[0].text
+
+
+# --- scopes, membership and the platform's limits, enforced by the fake -----------------
+async def test_a_group_dm_mention_is_answered_and_a_correction_there_is_stored(bot, fake, runtime, caplog):
+    question = await fake.group_dm(channel="G0MPIM", user="U1", text=f"<@{BOT_USER}> hello all")
+    await wait_for(lambda: fake.answers_in_thread("G0MPIM", question.ts))
+    answer = fake.answers_in_thread("G0MPIM", question.ts)[0]
+    await wait_for(lambda: len(answer.reactions) == 2)
+    # A reply in the answer's thread arrives as message.mpim (mpim:history): a correction.
+    await fake.group_dm(channel="G0MPIM", user="U2", text="better: hello everyone", thread_ts=question.ts)
+    await wait_for(lambda: rows(runtime, "SELECT text FROM corrections"))
+    assert await rows(runtime, "SELECT text FROM corrections") == [("hello everyone",)]
+    assert fake.undelivered == []
+
+
+async def test_a_prompt_missed_in_a_group_dm_is_found_after_a_restart(bot, fake, runtime, settings, config, caplog):
+    fake.kinds["G0MPIM"] = "mpim"
+    missed = fake.post_while_away(channel="G0MPIM", user="U1", text=f"<@{BOT_USER}> still there?")
+    await _restart_and_answer_missed(settings, config, fake, caplog)
+    assert len(fake.answers_in_thread("G0MPIM", missed.ts)) == 1
+    assert "mpim" in fake.calls_to("users.conversations")[-1].args["types"]
+
+
+async def test_announcing_where_the_bot_is_not_a_member_says_what_to_do(bot, fake, runtime, config, caplog):
+    fake.outside.add("C0ANNOUNCE")
+    announcing = SlackBot(runtime.service, config=dataclasses.replace(config, announce_channel="C0ANNOUNCE"))
+    await announcing.announce("Now serving model version 1.")
+    assert fake.bot_messages("C0ANNOUNCE") == []
+    assert logged(caplog, "not_in_channel") == 1
+    assert logged(caplog, "/invite @thumbtune") == 1 and logged(caplog, "chat:write.public") == 1
+    # With chat:write.public the bot may post in a public channel it is not in.
+    fake.scopes = fake.scopes | {"chat:write.public"}
+    await announcing.announce("Now serving model version 1.")
+    assert [m.text for m in fake.bot_messages("C0ANNOUNCE")] == ["Now serving model version 1."]
+
+
+async def test_an_app_without_a_scope_gets_missing_scope_and_goes_on(runtime, config, caplog):
+    caplog.set_level(logging.INFO, logger="bot.adapters.slack")
+    scopes, _ = installed_from_manifest()
+    async with FakeSlack(signing_secret=SECRET, scopes=scopes - {"reactions:write"}).running() as fake:
+        slack_bot = SlackBot(runtime.service, config=dataclasses.replace(config, api_url=fake.api_url))
+        async with slack_bot.serve_http(host="127.0.0.1", port=0) as url:
+            fake.events_url = url
+            question = await fake.mention(channel=CHANNEL, user="U1", text="no thumbs?")
+            await wait_for(lambda: fake.answers_in_thread(CHANNEL, question.ts))
+            await wait_for(lambda: logged(caplog, "missing_scope") == 2)  # 👍 and 👎 refused, logged
+            await fake.settle()
+    assert fake.answers_in_thread(CHANNEL, question.ts)[0].reactions == {}
+
+
+def _web_api_methods_called(source: str) -> set[str]:
+    """The Web API methods a module calls through slack_sdk's client (``client.chat_postMessage``)."""
+    composite = {"files_upload_v2": {"files.getUploadURLExternal", "files.completeUploadExternal"}}
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    names = {name for name in re.findall(r"client\.([a-z]+_[A-Za-z_0-9]+)\b", source) if hasattr(AsyncWebClient, name)}
+    methods: set[str] = set()
+    for name in names:
+        methods |= composite.get(name, {name.replace("_", ".")})
+    return methods
+
+
+async def test_the_manifest_grants_what_each_feature_needs_and_nothing_else():
+    from bot.adapters import slack
+
+    scopes, events = installed_from_manifest()
+    declared_scopes = {scope for need in slack.NEEDS for scope in need.grants}
+    declared_events = {event for need in slack.NEEDS for event in need.events}
+    declared_methods = {method for need in slack.NEEDS for method in need.methods}
+    assert scopes == declared_scopes  # every scope is asked for by a feature, and each feature's are there
+    assert events == declared_events
+    # Every Web API method the adapter calls is declared, and Slack's scopes for it are in its feature's.
+    called = _web_api_methods_called(Path(slack.__file__).read_text(encoding="utf-8"))
+    assert called - {"apps.connections.open"} <= declared_methods, called - declared_methods
+    assert {"chat.postMessage", "reactions.get", "users.info", "conversations.history"} <= called  # the scan works
+    for need in slack.NEEDS:
+        for method in need.methods:
+            if method in METHOD_SCOPES:
+                assert set(METHOD_SCOPES[method]) <= set(need.grants), (need.feature, method)
+            elif method.startswith("conversations."):
+                assert set(HISTORY_SCOPES.values()) <= set(need.grants), need.feature
+            else:
+                assert method == "users.conversations" and set(READ_SCOPES.values()) <= set(need.grants)
+        for event in need.events:
+            assert EVENT_SCOPES[event] in need.grants, (need.feature, event)
+    # README's scope table lists every scope.
+    readme = (Path(slack.__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{scope}`" in readme for scope in scopes)
+
+
+async def test_a_reaction_is_acknowledged_before_any_look_up_and_a_bots_vote_is_taken_back(bot, fake, runtime, caplog):
+    _, answer = await ask_in_channel(fake)
+    looked_up = fake.hold("users.info")  # Slack is slow to answer users.info (a cold cache, a 429 wait)
+    vote = await asyncio.wait_for(fake.react(user="U7", message=answer, name="+1"), timeout=3)
+    assert vote.status == 200
+    assert await votes(runtime) == [("👍", 1.0, f"slack:{CHANNEL}:{answer.ts}")]  # stored before the ack
+    by_bot = await asyncio.wait_for(fake.react(user="UOTHERBOT", message=answer, name="-1"), timeout=3)
+    assert by_bot.status == 200
+    looked_up.set()
+    await wait_for(lambda: logged(caplog, "was a bot's") == 1)
+    assert await votes(runtime) == [("👍", 1.0, f"slack:{CHANNEL}:{answer.ts}")]  # the bot's vote is gone
+    # Known now: the bot's next reaction is ignored before the ack, with no look-up.
+    calls = len(fake.calls_to("users.info"))
+    await fake.react(user="UOTHERBOT", message=answer, name="+1")
+    assert logged(caplog, "by a bot") == 1 and len(fake.calls_to("users.info")) == calls
+
+
+async def test_socket_mode_asks_slack_for_one_connection_at_start(runtime, fake, config, caplog):
+    caplog.set_level(logging.INFO, logger="bot.adapters.slack")
+    slack_bot = SlackBot(runtime.service, config=dataclasses.replace(config, app_token="xapp-test-token"))
+    running = asyncio.create_task(slack_bot.serve())
+    try:
+        await wait_for(lambda: fake.sockets and logged(caplog, "missed while down") == 1, timeout=30)
+    finally:
+        await slack_bot.stop()
+        await asyncio.wait_for(running, 30)
+    assert len(fake.calls_to("apps.connections.open")) == 1  # Tier 1: once, not twice
+
+
+async def test_missed_prompts_under_the_distributed_app_limits_are_found_and_a_failed_thread_is_skipped(
+    bot, fake, runtime, settings, config, caplog
+):
+    # An app distributed outside the Marketplace: one history and one replies request per
+    # window (a minute on Slack; 1 s here), 15 messages a page.
+    for n in range(20):
+        fake.post_while_away(channel=CHANNEL, user="U4", text=f"chatter {n}", ago_s=600 - n)
+    old_mention = fake.post_while_away(channel=CHANNEL, user="U1", text=f"<@{BOT_USER}> first of all", ago_s=700)
+    threads = []
+    for n in range(2):
+        parent = fake.post_while_away(channel=CHANNEL, user="U2", text=f"topic {n}", ago_s=300 - n)
+        fake.post_while_away(channel=CHANNEL, user="U4", text="a reply", thread_ts=parent.ts, ago_s=200 - n)
+        threads.append(parent)
+    in_thread = fake.post_while_away(
+        channel=CHANNEL, user="U3", text=f"<@{BOT_USER}> in a thread", thread_ts=threads[0].ts, ago_s=100
+    )
+    fake.limit_history(window_s=1.0)
+    fake.fail("conversations.replies", "thread_not_found")  # the first thread read (the newest) fails
+
+    await _restart_and_answer_missed(settings, config, fake, caplog)
+
+    # The newest thread could not be read and is named in the log; the rest was read and answered.
+    assert logged(caplog, "found 2 prompt(s) missed while down") == 1
+    assert logged(caplog, f"skipped what Slack would not show: thread {threads[1].ts}") == 1
+    assert len(fake.answers_in_thread(CHANNEL, old_mention.ts)) == 1  # on the second page of 15
+    assert len(fake.answers_in_thread(CHANNEL, threads[0].ts)) == 1  # the mention inside the older thread
+    assert in_thread.thread_ts == threads[0].ts
+    assert all(int(call.args.get("limit", 0)) >= 15 for call in fake.calls_to("conversations.history"))
+    assert len(fake.calls_to("conversations.history")) >= 3  # paged: 23+ messages, 15 a page (+ a 429)

@@ -20,6 +20,7 @@ import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from bot.adapters import PLATFORMS
@@ -31,6 +32,20 @@ if TYPE_CHECKING:
     from bot.service import BotService
     from bot.settings import Settings
     from storage.repository import PendingPrompt
+
+
+@dataclass(frozen=True)
+class Need:
+    """What one feature needs from its platform, declared once in the adapter.
+
+    Discord's invite link is derived from these; Slack's manifest is tested against them
+    (tests/test_slack.py), and the fakes enforce what the platform would.
+    """
+
+    feature: str
+    grants: tuple[str, ...]  # Discord permissions (discord.Permissions names) / Slack bot scopes
+    methods: tuple[str, ...] = ()  # Slack Web API methods the feature calls
+    events: tuple[str, ...] = ()  # Slack event subscriptions it needs
 
 
 class StartupError(Exception):

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -34,7 +36,7 @@ import discord
 from discord import app_commands
 from discord.enums import ReactionType  # not exported at the top in 2.6.0 and 2.6.1
 
-from bot.adapters.base import Adapter, StartupError, best_effort
+from bot.adapters.base import Adapter, Need, StartupError, best_effort
 from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.pending import LeftOver, answer_left_over
@@ -67,8 +69,8 @@ INTENTS_HELP = (
     "(https://discord.com/developers/applications) open your application, go to Bot -> "
     "Privileged Gateway Intents and check the list; thumbtune needs no privileged intent, "
     "only the default ones: Guilds, Guild Messages, Direct Messages, Guild Message Reactions "
-    "and Direct Message Reactions. A bot in 100 or more servers must also be verified for "
-    "any privileged intent it uses."
+    "and Direct Message Reactions. An app that reaches 10,000 users must apply for any "
+    "privileged intent it uses."
 )
 MISSING_TOKEN = "the discord adapter needs DISCORD_TOKEN (see README.md, Discord)"
 TOKEN_HELP = (
@@ -76,14 +78,24 @@ TOKEN_HELP = (
     "Reset Token, and put the new token in DISCORD_TOKEN (in .env or the environment)."
 )
 
-# What the invite asks for, and nothing more: see channels, answer, thumb, read history
-# (reply chains, prompts sent while down), /ask.
-INVITE_PERMISSIONS = discord.Permissions(
-    view_channel=True,
-    send_messages=True,
-    add_reactions=True,
-    read_message_history=True,
-    use_application_commands=True,
+# Each feature's permissions, declared once: the invite asks for these and nothing more.
+# Threads do not inherit Send Messages; a file (the chart) needs Attach Files, or Discord
+# refuses the whole message (403, code 50013).
+NEEDS: tuple[Need, ...] = (
+    Need("see the channels and threads it is asked in", ("view_channel",)),
+    Need("answer a mention in a channel", ("send_messages",)),
+    Need("answer a mention inside a thread", ("send_messages_in_threads",)),
+    Need("reply to the prompt; follow reply chains; find prompts sent while down", ("read_message_history",)),
+    Need("pre-add 👍/👎 to answers and ✅ to corrections", ("add_reactions",)),
+    Need("the `stats` chart (a PNG)", ("attach_files",)),
+    Need("/ask", ("use_application_commands",)),
+)
+INVITE_PERMISSIONS = discord.Permissions(**{grant: True for need in NEEDS for grant in need.grants})
+# A reply the bot cannot read (no mention: Discord hides its text) gets a hint this often per person.
+HINT_EVERY_S = 3600.0
+UNREADABLE_REPLY = (
+    "I can't read that reply: Discord shows me only messages that mention me (and replies to "
+    "my /ask answers never do). Mention me in it, e.g. `@{name} better: …` or `@{name} your question`."
 )
 
 log = logging.getLogger(__name__)
@@ -163,6 +175,7 @@ class DiscordBot(discord.Client, Adapter):
         self._answering: set[asyncio.Task[Any]] = set()  # handlers generating an answer now
         self._missed: set[asyncio.Task[None]] = set()  # answering prompts sent while the bot was down
         self._draining = False  # stopping: prompts are stored, answered by the next run
+        self._hinted: dict[int, float] = {}  # person -> when they were last told to mention the bot
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_command_error)
 
@@ -246,6 +259,23 @@ class DiscordBot(discord.Client, Adapter):
             return
         where = f"in server {self.guild_id}" if guild is not None else "globally"
         log.info("registered %s %s", ", ".join(f"/{command.name}" for command in commands), where)
+        if guild is not None:
+            await self._drop_global_copies({command.name for command in commands})
+
+    async def _drop_global_copies(self, names: set[str]) -> None:
+        """Registered in one server now: remove the global commands of the same name an earlier
+        run registered, or that server would list each command twice."""
+        try:
+            for command in await self.tree.fetch_commands():
+                if command.name in names:
+                    await command.delete()
+                    log.info(
+                        "removed the global /%s: THUMBTUNE_DISCORD_GUILD_ID registers it in server %s only",
+                        command.name,
+                        self.guild_id,
+                    )
+        except discord.HTTPException as exc:
+            log.warning("could not check for a global /ask to remove (%s); it may show twice", _failure(exc))
 
     async def on_ready(self) -> None:
         assert self.user is not None
@@ -360,9 +390,17 @@ class DiscordBot(discord.Client, Adapter):
             channels: list[discord.TextChannel | discord.Thread] = [*guild.text_channels, *guild.threads]
             for readable in channels:
                 permissions = readable.permissions_for(guild.me)
-                if permissions.view_channel and permissions.read_message_history:
-                    seen.add(readable.id)
-                    yield readable
+                if not (permissions.view_channel and permissions.read_message_history):
+                    continue
+                seen.add(readable.id)
+                if not _may_send(readable, permissions):
+                    log.warning(
+                        "not looking for prompts missed in channel %s: the bot needs %s there to answer them",
+                        readable.id,
+                        _send_permission(readable),
+                    )
+                    continue
+                yield readable
         for channel_id in map(int, await self.service.prompt_channels(PLATFORM, limit=MAX_DM_CHANNELS + len(seen))):
             if channel_id not in seen and self.get_channel(channel_id) is None:
                 # Not a server channel in the cache: a DM (or a channel no longer seen, whose read fails).
@@ -437,10 +475,33 @@ class DiscordBot(discord.Client, Adapter):
             return
         text = _without_mention(message.content, self.user.id)
         replied = _replied_key(message)
+        mentioned = any(user.id == self.user.id for user in message.mentions)
         if replied is not None and text.lower().startswith(self.correction_prefix):
             await self._correct(message, replied, text[len(self.correction_prefix) :])
-        elif message.guild is None or any(user.id == self.user.id for user in message.mentions):
+        elif message.guild is None or mentioned:
             await self._answer_message(message, text, replied)
+        elif replied is not None and not message.content and _replies_to(message, self.user.id):
+            await self._hint_unreadable_reply(message)
+
+    async def _hint_unreadable_reply(self, message: discord.Message) -> None:
+        """A reply to one of the bot's messages whose text Discord hid (it did not mention the bot:
+        a reply to an /ask answer never does, discord-api-docs issue 5395): say how to be read."""
+        now = time.monotonic()
+        last = self._hinted.get(message.author.id)
+        if last is not None and now - last < HINT_EVERY_S:
+            log.debug("a reply in channel %s could not be read; hinted at recently", message.channel.id)
+            return
+        self._hinted[message.author.id] = now
+        log.info(
+            "a reply in channel %s could not be read (no mention); told how to mention the bot", message.channel.id
+        )
+        assert self.user is not None
+        async with best_effort(f"hinting in channel {message.channel.id}", logger=log, describe=_failure):
+            await message.channel.send(
+                UNREADABLE_REPLY.format(name=self.user.name),
+                reference=_reference(message),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
 
     async def _answer_message(self, message: discord.Message, text: str, replied: str | None) -> None:
         pending = await self._take_message(message, text, replied)  # before generating
@@ -472,8 +533,9 @@ class DiscordBot(discord.Client, Adapter):
                 async with best_effort(f"showing typing in channel {channel.id}", logger=log, describe=_failure):
                     await typing.enter_async_context(channel.typing())
                 reply = await self.service.answer_pending(pending)
-            posted = await self._post(channel, shown_text(reply), reply, reference=_reference(message))
-            await self._offer_rating(reply, channel_id=channel.id, message_id=posted.id)
+            posted = await self._post_answer(channel, shown_text(reply), reply, reference=_reference(message))
+            if posted is not None:
+                await self._offer_rating(reply, channel_id=channel.id, message_id=posted.id)
             await self.service.pending_answered(pending)
 
     async def answer_command(self, interaction: discord.Interaction, prompt: str) -> None:
@@ -520,13 +582,48 @@ class DiscordBot(discord.Client, Adapter):
             text = shown_text(reply)
         else:
             reference, text = None, f"> {_quote(pending.text)}\n{shown_text(reply)}"
-        try:
-            posted = await self._post(channel, text, reply, reference=reference)  # type: ignore[arg-type]
-        except (discord.Forbidden, discord.NotFound) as exc:
-            log.warning("cannot answer a prompt left pending in channel %s: %s", channel_id, _failure(exc))
-        else:
+        posted = await self._post_answer(channel, text, reply, reference=reference)  # type: ignore[arg-type]
+        if posted is not None:
             await self._offer_rating(reply, channel_id=channel_id, message_id=posted.id)
         await self.service.pending_answered(pending)
+
+    async def _post_answer(
+        self,
+        channel: discord.abc.Messageable,
+        text: str,
+        reply: Reply,
+        *,
+        reference: discord.MessageReference | None,
+    ) -> discord.Message | None:
+        """Post an answer; None when Discord refuses it for good (then the prompt is given up, logged).
+
+        A file Discord refuses (no Attach Files: it refuses the whole message) is left off and
+        the text posted alone. Other errors (a lost connection) raise: the prompt stays pending.
+        """
+        where = getattr(channel, "id", "?")
+        try:
+            return await self._post(channel, text, reply, reference=reference)
+        except discord.Forbidden as exc:
+            if reply.attachment is None:
+                log.warning(
+                    "cannot answer in channel %s (%s): the bot needs %s there; the prompt is given up",
+                    where,
+                    _failure(exc),
+                    _send_permission(channel),
+                )
+                return None
+            log.warning(
+                "channel %s refused the answer's file (%s): the bot needs Attach Files there; posting the text alone",
+                where,
+                _failure(exc),
+            )
+        except discord.NotFound as exc:
+            log.warning("cannot answer in channel %s (%s); the prompt is given up", where, _failure(exc))
+            return None
+        without_file = dataclasses.replace(reply, attachment=None)
+        return await self._post_answer(
+            channel, f"{text}\n(I may not attach files here.)", without_file, reference=reference
+        )
 
     async def _post(
         self,
@@ -668,6 +765,23 @@ def _replied_key(message: discord.Message) -> str | None:
     if reference.type == discord.MessageReferenceType.forward:
         return None  # a forwarded message is not a reply
     return _key(reference.channel_id or message.channel.id, reference.message_id)
+
+
+def _replies_to(message: discord.Message, user_id: int) -> bool:
+    """Whether ``message`` replies to a message of ``user_id``'s (as Discord resolved it)."""
+    resolved = message.reference.resolved if message.reference is not None else None
+    return isinstance(resolved, discord.Message) and resolved.author.id == user_id
+
+
+def _send_permission(channel: object) -> str:
+    """The permission posting in ``channel`` takes: threads do not inherit Send Messages."""
+    return "Send Messages in Threads" if getattr(channel, "type", None) in _THREAD_TYPES else "Send Messages"
+
+
+def _may_send(channel: object, permissions: discord.Permissions) -> bool:
+    if getattr(channel, "type", None) in _THREAD_TYPES:
+        return permissions.send_messages_in_threads
+    return permissions.send_messages
 
 
 def _without_mention(content: str, user_id: int) -> str:

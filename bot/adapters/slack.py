@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -49,7 +51,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.base import Adapter, best_effort
+from bot.adapters.base import Adapter, Need, best_effort
 from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.pending import LeftOver, answer_left_over
@@ -78,6 +80,48 @@ RATE_LIMIT_RETRIES = 3
 EVENTS_REMEMBERED = 256
 # Longest piece of a payload (an emoji name, an id) quoted in one log line.
 LOGGED_CHARS = 64
+# Each feature's bot scopes, the Web API methods it calls and the events it needs, declared
+# once: bot/adapters/slack_manifest.yml asks for exactly these (tests/test_slack.py checks it,
+# and that every method this module calls is here); README's scope table follows it.
+_HISTORY = ("channels:history", "groups:history", "im:history", "mpim:history")
+NEEDS: tuple[Need, ...] = (
+    Need("check the bot token at start", (), methods=("auth.test",)),
+    Need("Socket Mode (the app-level token's connections:write)", (), methods=("apps.connections.open",)),
+    Need(
+        "answer a mention in a channel or group DM",
+        ("app_mentions:read", "chat:write"),
+        methods=("chat.postMessage",),
+        events=("app_mention",),
+    ),
+    Need(
+        "answer a direct message", ("im:history", "chat:write"), methods=("chat.postMessage",), events=("message.im",)
+    ),
+    Need(
+        "corrections replied in an answer's thread (public, private channels, group DMs)",
+        ("channels:history", "groups:history", "mpim:history"),
+        events=("message.channels", "message.groups", "message.mpim"),
+    ),
+    Need(
+        "/ask (the question is posted, the answer in its thread)",
+        ("commands", "chat:write"),
+        methods=("chat.postMessage",),
+    ),
+    Need("votes: people's reactions on answers", ("reactions:read",), events=("reaction_added", "reaction_removed")),
+    Need("tell people from bots when they react", ("users:read",), methods=("users.info",)),
+    Need("pre-add 👍/👎 to each answer", ("reactions:write",), methods=("reactions.add",)),
+    Need("re-read the reactions on answers after downtime", ("reactions:read",), methods=("reactions.get",)),
+    Need(
+        "find prompts sent while down: the conversations the bot is in, and their history",
+        ("channels:read", "groups:read", "im:read", "mpim:read", *_HISTORY),
+        methods=("users.conversations", "conversations.history", "conversations.replies"),
+    ),
+    Need(
+        "the `stats` chart (a PNG in the thread)",
+        ("files:write",),
+        methods=("files.getUploadURLExternal", "files.completeUploadExternal"),
+    ),
+    Need("announce a new version in THUMBTUNE_ANNOUNCE_CHANNEL", ("chat:write",), methods=("chat.postMessage",)),
+)
 # Message subtypes that are still a person writing; every other subtype (edits,
 # deletions, joins, bot messages) is not a prompt.
 _PERSON_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
@@ -348,6 +392,13 @@ class SlackBot(Adapter):
         if self.config.app_token is None:
             raise SettingsError("SLACK_APP_TOKEN: needed for Socket Mode")
         handler = AsyncSocketModeHandler(self.app, self.config.app_token)
+        # Ask for the connection URL once (apps.connections.open is Tier 1) and check the token
+        # with it: slack_sdk's connect() would ask again, and retry a refused token forever.
+        try:
+            handler.client.wss_uri = await handler.client.issue_new_wss_url()
+        except SlackApiError as exc:
+            await handler.close_async()
+            raise SettingsError(f"SLACK_APP_TOKEN: Slack refused it ({_api_error(exc)})") from None
         await handler.connect_async()
         log.info("slack: connected in Socket Mode")
         try:
@@ -363,18 +414,30 @@ class SlackBot(Adapter):
         self._left_over = await self.service.pending_prompts(PLATFORM)
         serving = self.serve_socket_mode() if self.config.socket_mode else self.serve_http()
         async with serving:
-            # Events are served meanwhile; these only answer and read what happened while we were away.
-            await self.answer_left_over()
+            # Events are served meanwhile; this only answers and reads what happened while we were away
+            # (under an app's history limits that can take many minutes: a stop cuts it short).
+            after_downtime = asyncio.create_task(self._after_downtime(), name="thumbtune: slack catch-up")
             try:
-                await self.catch_up()
-            except Exception:
-                log.exception("slack: catching up after downtime failed; serving events all the same")
-            try:
-                await self.answer_missed()
-            except Exception:
-                log.exception("slack: looking for prompts missed while down failed; serving events all the same")
-            await self._stopped.wait()
+                await self._stopped.wait()
+            finally:
+                if not after_downtime.done():
+                    log.info("slack: stopping; the catch-up after downtime is cut short (the next start does it again)")
+                    after_downtime.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await after_downtime
             await self._finish_in_flight()
+
+    async def _after_downtime(self) -> None:
+        """Answer what the last run left pending, re-read reactions, answer prompts missed while down."""
+        await self.answer_left_over()
+        try:
+            await self.catch_up()
+        except Exception:
+            log.exception("slack: catching up after downtime failed; serving events all the same")
+        try:
+            await self.answer_missed()
+        except Exception:
+            log.exception("slack: looking for prompts missed while down failed; serving events all the same")
 
     async def stop(self) -> None:
         """Stop taking events (503, no ack: Slack sends them again) and make :meth:`serve` return."""
@@ -411,11 +474,7 @@ class SlackBot(Adapter):
             raise SettingsError(f"SLACK_BOT_TOKEN: Slack refused it ({_api_error(exc)})") from None
         log.info("slack: signed in as %s in %s", identity.get("user"), identity.get("team"))
         self._own_user_id = identity.get("user_id")
-        if self.config.app_token is not None:
-            try:
-                await self.app.client.apps_connections_open(app_token=self.config.app_token)
-            except SlackApiError as exc:
-                raise SettingsError(f"SLACK_APP_TOKEN: Slack refused it ({_api_error(exc)})") from None
+        # The app-level token is checked when Socket Mode connects (serve_socket_mode).
 
     # --- catching up after downtime ------------------------------------------------
     async def catch_up(self) -> CaughtUp:
@@ -443,14 +502,16 @@ class SlackBot(Adapter):
             self._own_user_id = (await client.auth_test()).get("user_id")
         oldest = time.time() - hours * 3600
         missed: list[tuple[float, str, dict[str, Any], str]] = []  # (ts, channel, message, thread ts)
+        skipped: list[str] = []  # what could not be read (rate limits, a thread gone): said in the log
         async for channel, is_im in self._my_conversations(client):
             try:
-                async for thread in self._threads_since(channel, oldest, client):
+                async for thread in self._threads_since(channel, oldest, client, skipped):
                     missed.extend(
                         (float(message["ts"]), channel, message, thread_ts)
                         for message, thread_ts in self._unanswered(thread, is_im=is_im, oldest=oldest)
                     )
             except SlackApiError as exc:
+                skipped.append(f"the rest of {channel} ({_api_error(exc)})")
                 log.warning("slack: cannot read the history of %s: %s; going on", channel, _api_error(exc))
         missed.sort(key=lambda found: found[0])
         taken = 0
@@ -472,12 +533,17 @@ class SlackBot(Adapter):
                 taken += 1
                 self._in_own_task(answering, {"event_id": _message_id(where), "event": {"channel": channel}})
         log.info("slack: found %d prompt(s) missed while down in the last %g h; answering them", taken, hours)
+        if skipped:
+            log.warning(
+                "slack: looking for missed prompts skipped what Slack would not show: %s",
+                ", ".join(skipped[:20]) + (f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""),
+            )
         return taken
 
     async def _my_conversations(self, client: AsyncWebClient) -> AsyncIterator[tuple[str, bool]]:
-        """(channel id, is a DM) of the conversations the bot is a member of."""
+        """(channel id, is a DM) of the conversations the bot is a member of (group DMs too)."""
         pages = _pages(
-            client.users_conversations, types="public_channel,private_channel,im", exclude_archived=True, limit=200
+            client.users_conversations, types="public_channel,private_channel,im,mpim", exclude_archived=True, limit=200
         )
         async for response in pages:
             for channel in response.get("channels") or []:
@@ -485,15 +551,29 @@ class SlackBot(Adapter):
                     yield channel["id"], bool(channel.get("is_im"))
 
     async def _threads_since(
-        self, channel: str, oldest: float, client: AsyncWebClient
+        self, channel: str, oldest: float, client: AsyncWebClient, skipped: list[str]
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """The messages of ``channel`` since ``oldest``, one thread at a time (a lone message is a thread)."""
+        """The messages of ``channel`` since ``oldest``, one thread at a time (a lone message is a thread).
+
+        Pages are as long as Slack gives (an app distributed outside the Marketplace gets 15
+        messages, one request a minute: the client waits out each 429). A thread that cannot
+        be read is noted in ``skipped`` and left out, and the rest of the channel read on.
+        """
         async for response in _pages(client.conversations_history, channel=channel, oldest=f"{oldest:.6f}", limit=200):
             for message in response.get("messages") or []:
                 if not isinstance(message, dict) or not isinstance(message.get("ts"), str):
                     continue
                 if message.get("reply_count") and float(message.get("latest_reply") or 0) > oldest:
-                    yield await self._replies(channel, message["ts"], client)
+                    try:
+                        thread = await self._replies(channel, message["ts"], client)
+                    except SlackApiError as exc:
+                        # Not the parent alone either: the bot's answers in the thread are unknown.
+                        skipped.append(f"thread {_short(message['ts'])} in {channel} ({_api_error(exc)})")
+                        log.warning(
+                            "slack: cannot read a thread in %s: %s; going on with the next", channel, _api_error(exc)
+                        )
+                        continue
+                    yield thread
                 else:
                     yield [message]
 
@@ -736,8 +816,20 @@ class SlackBot(Adapter):
 
     async def announce(self, text: str) -> None:
         """Post a message of the bot's own in THUMBTUNE_ANNOUNCE_CHANNEL (when it is set)."""
-        if self.config.announce_channel:
-            await self.app.client.chat_postMessage(channel=self.config.announce_channel, text=text)
+        channel = self.config.announce_channel
+        if not channel:
+            return
+        try:
+            await self.app.client.chat_postMessage(channel=channel, text=text)
+        except SlackApiError as exc:
+            error = _api_error(exc)
+            if error != "not_in_channel":
+                raise
+            log.warning(
+                "slack: cannot announce in THUMBTUNE_ANNOUNCE_CHANNEL %s (not_in_channel): invite the bot there "
+                "(/invite @thumbtune), or add the chat:write.public scope for a public channel",
+                _short(channel),
+            )
 
     async def _upload(self, where: _Where, path: Path, *, client: AsyncWebClient) -> None:
         """Upload a file (the ``stats`` chart) into the thread; the text is already there."""
@@ -766,13 +858,32 @@ class SlackBot(Adapter):
         log.info("slack: correction of %s %s", answer, "stored" if stored else "not stored")
 
     # --- rating ---------------------------------------------------------------------
-    async def _on_reaction_added(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def _on_reaction_added(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> Coroutine[Any, Any, None] | None:
         # Stored before the acknowledgement; a database error means no ack, and Slack resends it.
+        # No network call before the ack (Slack allows 3 s): whether an unknown reactor is a
+        # bot is looked up after it, and a bot's vote taken back then.
         reaction = await self._reaction(event, body, context)
-        if reaction is not None:
-            outcome = await self.service.on_reaction(reaction)
+        if reaction is None:
+            return None
+        outcome = await self.service.on_reaction(reaction)
+        log.info(
+            "slack: reaction :%s: on %s -> %s", _short(reaction.emoji), _short(reaction.message_key), outcome.value
+        )
+        if reaction.user in self._bot_users:
+            return None
+        return self._unless_by_a_bot(reaction, context.client)
+
+    async def _unless_by_a_bot(self, reaction: IncomingReaction, client: AsyncWebClient) -> None:
+        """After the ack: look the reactor up (users.info, cached); a bot's vote is taken back."""
+        if await self._is_bot(reaction.user, client):
+            outcome = await self.service.on_reaction_removed(dataclasses.replace(reaction, event_id=None))
             log.info(
-                "slack: reaction :%s: on %s -> %s", _short(reaction.emoji), _short(reaction.message_key), outcome.value
+                "slack: reaction :%s: on %s was a bot's: not a vote (%s)",
+                _short(reaction.emoji),
+                _short(reaction.message_key),
+                outcome.value,
             )
 
     async def _on_reaction_removed(
@@ -803,7 +914,7 @@ class SlackBot(Adapter):
             ignored = "not on an answer of mine"
         elif not self.service.is_reaction_emoji(emoji):  # a rating, a verdict or the flag
             ignored = "not a rating emoji"
-        elif await self._is_bot(user, context.client):
+        elif self._bot_users.get(user):  # known from an earlier look-up; unknown ones are looked up after the ack
             ignored = "by a bot"
         else:
             return IncomingReaction(

@@ -13,6 +13,22 @@ newest first (``GET /channels/{c}/messages?before=&after=&limit=``); ids are sno
 so discord.py reads a message's time from its id, and ``say(..., at=)`` backdates one.
 :meth:`FakeDiscord.fail_route` makes any endpoint answer an error status (a real Discord
 has endpoints a fake may forget) and :meth:`FakeDiscord.slow_route` makes one answer late.
+
+**Permissions, as Discord enforces them.** The bot has exactly what its invite link
+granted (:meth:`FakeDiscord.invite`: a managed role with the link's ``permissions``), in a
+server whose ``@everyone`` may do nothing (:attr:`FakeDiscord.everyone_permissions`), with
+per-channel overwrites (:attr:`FakeDiscord.overwrites`) that its threads inherit. A REST
+call the bot may not make is refused as Discord refuses it: 403 with code 50001 (Missing
+Access: cannot see the channel) or 50013 (Missing Permissions). Posting needs Send Messages
+in a channel and Send Messages in Threads in a thread (threads do not inherit the former),
+a file needs Attach Files, a reply Read Message History; DMs need none. The bits are
+written here from Discord's documentation, not taken from discord.py.
+
+**Message content, as Discord shows it without the privileged intent.** A server message
+that does not mention the bot reaches it with empty ``content`` (and no attachments), unless
+:attr:`FakeDiscord.message_content_intent`. A reply pings (mentions) the replied-to author,
+except when that message is an interaction's response (discord-api-docs issue 5395): a reply
+to an ``/ask`` answer therefore arrives empty.
 """
 
 from __future__ import annotations
@@ -25,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -34,6 +50,23 @@ BAD_TOKEN = "rejected-token"
 SESSION_ID = "fake-session"
 
 DISCORD_EPOCH_MS = 1_420_070_400_000  # the first millisecond of 2015, where snowflakes start
+
+# Permission bits (https://discord.com/developers/docs/topics/permissions).
+ADMINISTRATOR = 1 << 3
+ADD_REACTIONS = 1 << 6
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+SEND_TTS_MESSAGES = 1 << 12
+EMBED_LINKS = 1 << 14
+ATTACH_FILES = 1 << 15
+READ_MESSAGE_HISTORY = 1 << 16
+MENTION_EVERYONE = 1 << 17
+USE_APPLICATION_COMMANDS = 1 << 31
+SEND_MESSAGES_IN_THREADS = 1 << 38
+# What a channel's permissions can say at all (Discord's "all channel" set is wider; these suffice here).
+_NEED_TO_SEND = SEND_TTS_MESSAGES | MENTION_EVERYONE | EMBED_LINKS | ATTACH_FILES
+MISSING_ACCESS = 50001
+MISSING_PERMISSIONS = 50013
 
 # Discord's gateway close codes the tests use.
 CLOSE_DISALLOWED_INTENTS = 4014
@@ -73,8 +106,14 @@ class FakeDiscord:
     channel_id: int = 200  # a text channel in the guild
     thread_id: int = 300  # a public thread under that channel
     dm_channel_id: int = 400  # the DM between alice and the bot
+    bot_role_id: int = 9100  # the role Discord makes for the bot when it is invited
+    bot_permissions: int = 0  # what the invite granted (invite())
+    everyone_permissions: int = 0  # what @everyone may do in this server
+    # channel id -> Discord permission overwrites ({"id", "type": 0 role / 1 member, "allow", "deny"})
+    overwrites: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    message_content_intent: bool = False  # the privileged intent: server messages keep their text
     close_on_identify: int | None = None  # close code to refuse IDENTIFY with
-    fail_next_post: set[int] = field(default_factory=set)  # channels whose next POST gets a 403
+    fail_next_post: set[int] = field(default_factory=set)  # channels whose next POST gets a 400
     fail_next_follow_up: bool = False  # the next interaction follow-up gets a 403
     rate_limit_next_reaction: bool = False  # the next reaction PUT gets a 429
     deleted: set[int] = field(default_factory=set)  # messages that GET answers 404 for
@@ -82,6 +121,7 @@ class FakeDiscord:
     slow: dict[tuple[str, str], float] = field(default_factory=dict)  # (method, path pattern) -> seconds
 
     calls: list[Call] = field(default_factory=list)
+    commands: dict[str | None, list[dict[str, Any]]] = field(default_factory=dict)  # guild id (None: global) -> /ask...
     identifies: list[dict[str, Any]] = field(default_factory=list)
     resumes: list[dict[str, Any]] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -139,12 +179,26 @@ class FakeDiscord:
         if mention_bot:
             content = f"<@{self.bot.id}> {content}"
         if reply_to is not None:
-            author = self.messages[reply_to]["author"]
-            if author["id"] not in {user["id"] for user in mentions}:
+            replied = self.messages[reply_to]
+            author = replied["author"]
+            # Replying to an interaction's response pings no one (discord-api-docs issue 5395).
+            if author["id"] not in {user["id"] for user in mentions} and "interaction_metadata" not in replied:
                 mentions.append(author)
         message = self._new_message(channel_id, person.user(), content, mentions=mentions, reply_to=reply_to, at=at)
-        await self.dispatch("MESSAGE_CREATE", message)
+        await self.dispatch("MESSAGE_CREATE", self._as_the_bot_sees(message))
         return int(message["id"])
+
+    def _as_the_bot_sees(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message as the gateway and REST show it to the bot: without the message-content intent, a
+        server message that does not mention the bot has no content (nor attachments, embeds)."""
+        if (
+            self.message_content_intent
+            or not self._in_guild(int(message["channel_id"]))
+            or message["author"]["id"] == str(self.bot.id)
+            or str(self.bot.id) in {user["id"] for user in message["mentions"]}
+        ):
+            return message
+        return message | {"content": "", "attachments": [], "embeds": []}
 
     async def react(self, person: Person, message_id: int, emoji: str, *, custom_id: int | None = None) -> None:
         await self._reaction("MESSAGE_REACTION_ADD", person, message_id, emoji, custom_id)
@@ -170,7 +224,7 @@ class FakeDiscord:
             },
             "channel_id": str(channel_id),
             "channel": self._channel(channel_id),
-            "app_permissions": "0",
+            "app_permissions": str(self.permissions_in(channel_id) if self._in_guild(channel_id) else 0),
             "locale": "en-US",
             "attachment_size_limit": 8_388_608,
             "entitlements": [],
@@ -194,6 +248,51 @@ class FakeDiscord:
     def slow_route(self, method: str, pattern: str, seconds: float) -> None:
         """Answer every ``method`` call whose path matches ``pattern`` only after ``seconds``."""
         self.slow[(method, pattern)] = seconds
+
+    def invite(self, url: str) -> None:
+        """A server admin opens the bot's invite link: its role gets exactly the link's ``permissions``."""
+        query = parse_qs(urlsplit(url).query)
+        self.bot_permissions = int(query.get("permissions", ["0"])[0])
+
+    def deny(self, channel_id: int, permissions: int) -> None:
+        """A channel overwrite that takes ``permissions`` away from the bot's role there (and in its threads)."""
+        self.overwrites.setdefault(channel_id, []).append(
+            {"id": str(self.bot_role_id), "type": 0, "allow": "0", "deny": str(permissions)}
+        )
+
+    def permissions_in(self, channel_id: int) -> int:
+        """The bot's permissions in a server channel or thread, resolved as Discord does."""
+        base = self.everyone_permissions | self.bot_permissions
+        if base & ADMINISTRATOR:
+            return (1 << 53) - 1
+        is_thread = channel_id == self.thread_id
+        parent = self.channel_id if is_thread else channel_id
+        overwrites = self.overwrites.get(parent, [])  # a thread has none of its own: its parent's apply
+        for wanted in ({str(self.guild_id)}, {str(self.bot_role_id)}, {str(self.bot.id)}):
+            allow = deny = 0
+            for overwrite in overwrites:
+                if overwrite["id"] in wanted:
+                    allow |= int(overwrite["allow"])
+                    deny |= int(overwrite["deny"])
+            base = (base & ~deny) | allow
+        if not base & SEND_MESSAGES:  # implicit: no sending, no files (nor embeds, TTS, @everyone)
+            base &= ~_NEED_TO_SEND
+        if is_thread and not base & SEND_MESSAGES_IN_THREADS:
+            base &= ~_NEED_TO_SEND
+        if not base & VIEW_CHANNEL:
+            return 0
+        return base
+
+    def _refused(self, channel_id: int, *needed: int) -> web.Response | None:
+        """Discord's 403 when the bot lacks one of ``needed`` in a server channel; None when allowed."""
+        if not self._in_guild(channel_id):
+            return None  # a DM: no permissions apply
+        granted = self.permissions_in(channel_id)
+        if not granted & VIEW_CHANNEL:
+            return _json({"message": "Missing Access", "code": MISSING_ACCESS}, status=403)
+        if any(granted & bit != bit for bit in needed):
+            return _json({"message": "Missing Permissions", "code": MISSING_PERMISSIONS}, status=403)
+        return None
 
     def _new_id(self, at: float | None = None) -> int:
         """A snowflake: milliseconds since Discord's epoch, then a serial number that keeps ids unique."""
@@ -273,15 +372,26 @@ class FakeDiscord:
                 {
                     "id": str(self.guild_id),
                     "name": "@everyone",
-                    "permissions": "2248473465835073",
+                    "permissions": str(self.everyone_permissions),
                     "position": 0,
                     "color": 0,
                     "hoist": False,
                     "managed": False,
                     "mentionable": False,
-                }
+                },
+                {
+                    "id": str(self.bot_role_id),
+                    "name": self.bot.name,
+                    "permissions": str(self.bot_permissions),
+                    "position": 1,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": True,
+                    "mentionable": False,
+                    "tags": {"bot_id": str(self.bot.id)},
+                },
             ],
-            "members": [self._member(self.bot)],
+            "members": [self._member(self.bot) | {"roles": [str(self.bot_role_id)]}],
             "channels": [self._channel(self.channel_id)],
             "threads": [self._channel(self.thread_id)],
             "emojis": [],
@@ -311,9 +421,8 @@ class FakeDiscord:
             return _json(self.bot.user())
         if method == "GET" and path == "/oauth2/applications/@me":
             return _json(self._application())
-        if method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
-            guild = parts[3] if len(parts) == 5 else None
-            return _json([self._command(command, guild) for command in body or []])
+        if parts[0] == "applications" and "commands" in parts:
+            return self._commands_call(method, parts, body)
         if parts[0] == "channels" and len(parts) >= 2:
             return await self._channel_call(method, parts, body, files, request.query)
         if method == "POST" and parts[0] == "interactions":  # /interactions/{id}/{token}/callback
@@ -332,6 +441,12 @@ class FakeDiscord:
             message = self._new_message(
                 channel_id, self.bot.user(), body.get("content", ""), webhook=parts[1], files=files
             )
+            message["interaction_metadata"] = {
+                "id": interaction["d"]["id"],
+                "type": 2,
+                "user": (interaction["d"].get("member") or {}).get("user") or interaction["d"].get("user"),
+                "authorizing_integration_owners": {},
+            }
             await self.dispatch("MESSAGE_CREATE", message)
             return _json(message)
         if method == "DELETE" and parts[0] == "webhooks":
@@ -342,6 +457,9 @@ class FakeDiscord:
         self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes]], query: Any
     ) -> web.StreamResponse:
         channel_id = int(parts[1])
+        refused = self._refused(channel_id, *self._needed(method, parts, body, files, channel_id))
+        if refused is not None:
+            return refused
         if method == "GET" and parts[2:] == ["messages"]:  # the channel's history, newest first
             return _json(self._history(channel_id, query))
         if method == "GET" and len(parts) >= 4 and parts[2] == "messages":
@@ -350,15 +468,15 @@ class FakeDiscord:
             if message is None or message_id in self.deleted or message["channel_id"] != str(channel_id):
                 return _json({"message": "Unknown Message", "code": 10008}, status=404)
             if len(parts) == 4:  # GET /channels/{c}/messages/{m}
-                return _json(message | {"reactions": self._reactions_on(message_id)})
+                return _json(self._as_the_bot_sees(message) | {"reactions": self._reactions_on(message_id)})
             if len(parts) == 6 and parts[4] == "reactions":  # GET .../reactions/{emoji}?limit=&after=
                 return _json(self._reacted(message_id, unquote(parts[5]), query))
         if method == "POST" and parts[2:] == ["typing"]:
             return web.Response(status=204)
         if method == "POST" and parts[2:] == ["messages"]:
-            if channel_id in self.fail_next_post:
+            if channel_id in self.fail_next_post:  # an error no handler expects
                 self.fail_next_post.discard(channel_id)
-                return _json({"message": "Missing Permissions", "code": 50013}, status=403)
+                return _json({"message": "Invalid Form Body", "code": 50035}, status=400)
             reference = (body.get("message_reference") or {}).get("message_id")
             message = self._new_message(
                 channel_id,
@@ -380,6 +498,40 @@ class FakeDiscord:
             await self.react(self.bot, int(parts[3]), unquote(parts[5]))
             return web.Response(status=204)
         return _json({"message": "unknown channel call", "code": 0}, status=404)
+
+    def _needed(
+        self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes]], channel_id: int
+    ) -> tuple[int, ...]:
+        """The permissions Discord's documentation names for a channel call."""
+        send = SEND_MESSAGES_IN_THREADS if channel_id == self.thread_id else SEND_MESSAGES
+        if method == "GET":  # a message, the history, who reacted
+            return (VIEW_CHANNEL, READ_MESSAGE_HISTORY)
+        if method == "POST" and parts[2:] == ["typing"]:
+            return (VIEW_CHANNEL, send)
+        if method == "POST" and parts[2:] == ["messages"]:
+            needed = [VIEW_CHANNEL, send]
+            if files:
+                needed.append(ATTACH_FILES)
+            if isinstance(body, dict) and body.get("message_reference"):
+                needed.append(READ_MESSAGE_HISTORY)  # a reply
+            return tuple(needed)
+        if method == "PUT" and "reactions" in parts:
+            return (VIEW_CHANNEL, READ_MESSAGE_HISTORY, ADD_REACTIONS)
+        return (VIEW_CHANNEL,)
+
+    def _commands_call(self, method: str, parts: list[str], body: Any) -> web.Response:
+        """/applications/{a}[/guilds/{g}]/commands[/{id}]: bulk overwrite (PUT), list (GET), delete one."""
+        guild = parts[3] if len(parts) >= 5 and parts[2] == "guilds" else None
+        registered = self.commands.setdefault(guild, [])
+        if method == "PUT" and parts[-1] == "commands":
+            registered[:] = [self._command(command, guild) for command in body or []]
+            return _json(registered)
+        if method == "GET" and parts[-1] == "commands":
+            return _json(registered)
+        if method == "DELETE" and parts[-2] == "commands":
+            registered[:] = [command for command in registered if command["id"] != parts[-1]]
+            return web.Response(status=204)
+        return _json({"message": "unknown commands call", "code": 0}, status=404)
 
     # --- payloads -------------------------------------------------------------------
     async def _reaction(self, event: str, person: Person, message_id: int, emoji: str, custom_id: int | None) -> None:
@@ -472,7 +624,8 @@ class FakeDiscord:
             before = int(query.get("before", 1 << 63))
             chosen = [message_id for message_id in ids if message_id < before][-limit:]
         return [
-            self.messages[message_id] | {"reactions": self._reactions_on(message_id)} for message_id in reversed(chosen)
+            self._as_the_bot_sees(self.messages[message_id]) | {"reactions": self._reactions_on(message_id)}
+            for message_id in reversed(chosen)
         ]
 
     def _reactions_on(self, message_id: int) -> list[dict[str, Any]]:
@@ -555,7 +708,7 @@ class FakeDiscord:
             "guild_id": str(self.guild_id),
             "name": "general",
             "position": 0,
-            "permission_overwrites": [],
+            "permission_overwrites": self.overwrites.get(channel_id, []),
             "nsfw": False,
             "topic": None,
         }

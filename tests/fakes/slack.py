@@ -11,6 +11,18 @@ which points back at the fake, and ``files.completeUploadExternal``). The people
 (`mention`, `dm`, `reply`, `react`, `slash`) stores what a person did and delivers
 the events Slack would send: signed with the signing secret to the app's URL, or,
 once the app has connected in Socket Mode, as envelopes over the websocket.
+
+**Scopes and membership, as Slack enforces them.** The app is installed with the bot
+scopes and event subscriptions of ``bot/adapters/slack_manifest.yml`` (or those given).
+A Web API method whose scope it lacks answers ``missing_scope`` (with ``needed``), from
+a table written here from Slack's method reference (:data:`METHOD_SCOPES`; history and
+listing methods by the conversation's kind); an event it is not subscribed to, or lacks
+the scope of, is not delivered. The bot is a member of the conversations people talk to
+it in, except those in :attr:`FakeSlack.outside`: posting there answers ``not_in_channel``
+(unless ``chat:write.public`` is granted, in a public channel), reading history too.
+:meth:`FakeSlack.limit_history` applies the limits of an app distributed outside the
+Marketplace to ``conversations.history`` and ``conversations.replies``: one request per
+window per method (429 with Retry-After), at most 15 messages a page.
 """
 
 from __future__ import annotations
@@ -20,21 +32,71 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from aiohttp import web
 
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
 TEAM = "T0001"
 APP = "A0001"
+MANIFEST = Path(__file__).resolve().parents[2] / "bot" / "adapters" / "slack_manifest.yml"
+
+# The bot scope each Web API method needs (Slack's method reference); () for none.
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "auth.test": (),
+    "apps.connections.open": (),  # an app-level token with connections:write, not a bot scope
+    "chat.postMessage": ("chat:write",),
+    "reactions.add": ("reactions:write",),
+    "reactions.get": ("reactions:read",),
+    "users.info": ("users:read",),
+    "files.getUploadURLExternal": ("files:write",),
+    "files.completeUploadExternal": ("files:write",),
+}
+# Methods whose scope depends on the kind of conversation.
+HISTORY_SCOPES = {
+    "public_channel": "channels:history",
+    "private_channel": "groups:history",
+    "im": "im:history",
+    "mpim": "mpim:history",
+}
+READ_SCOPES = {
+    "public_channel": "channels:read",
+    "private_channel": "groups:read",
+    "im": "im:read",
+    "mpim": "mpim:read",
+}
+# The scope each event subscription needs.
+EVENT_SCOPES = {
+    "app_mention": "app_mentions:read",
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+    "message.im": "im:history",
+    "message.mpim": "mpim:history",
+    "reaction_added": "reactions:read",
+    "reaction_removed": "reactions:read",
+}
+_MESSAGE_EVENTS = {"channel": "message.channels", "group": "message.groups", "im": "message.im", "mpim": "message.mpim"}
+_CHANNEL_TYPES = {"public_channel": "channel", "private_channel": "group", "im": "im", "mpim": "mpim"}
+DISTRIBUTED_PAGE = 15  # most messages a page for an app distributed outside the Marketplace
+
+
+def installed_from_manifest(path: Path = MANIFEST) -> tuple[frozenset[str], frozenset[str]]:
+    """(bot scopes, bot events) an app created from the manifest at ``path`` is installed with."""
+    manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+    scopes = frozenset(manifest["oauth_config"]["scopes"]["bot"])
+    events = frozenset(manifest["settings"]["event_subscriptions"]["bot_events"])
+    return scopes, events
 
 
 def signature_headers(body: str, *, secret: str, timestamp: int | None = None) -> dict[str, str]:
@@ -91,8 +153,23 @@ class Upload:
 
 
 class FakeSlack:
-    def __init__(self, *, signing_secret: str, bots: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        *,
+        signing_secret: str,
+        bots: frozenset[str] = frozenset(),
+        scopes: frozenset[str] | None = None,
+        events: frozenset[str] | None = None,
+    ) -> None:
         self.signing_secret = signing_secret
+        manifest_scopes, manifest_events = installed_from_manifest()
+        self.scopes = manifest_scopes if scopes is None else scopes  # the installed bot scopes
+        self.bot_events = manifest_events if events is None else events  # the event subscriptions
+        self.outside: set[str] = set()  # conversations the bot is not a member of
+        self.kinds: dict[str, str] = {}  # conversation id -> kind, where its id's first letter misleads
+        self.undelivered: list[dict[str, Any]] = []  # events Slack would not send to this app
+        self._history_limit: tuple[int, float] | None = None  # (page size, window s)
+        self._history_calls: dict[str, float] = {}  # method -> when the window opened
         self.bots = set(bots) | {BOT_USER}
         self.calls: list[Call] = []
         self.responses: list[dict[str, Any]] = []  # what the app sent to response_url
@@ -175,6 +252,18 @@ class FakeSlack:
         for _ in range(times):
             self._failures.setdefault(method, []).append((status, None, {}))
 
+    def limit_history(self, *, window_s: float = 60.0, page: int = DISTRIBUTED_PAGE) -> None:
+        """Slack's limits for an app distributed outside the Marketplace: one conversations.history
+        and one conversations.replies request per ``window_s`` (60 s: "1 per minute"), ``page``
+        messages a page at most. Retry-After says how long is left of the window (whole seconds)."""
+        self._history_limit = (page, window_s)
+
+    def kind(self, channel: str) -> str:
+        """public_channel, private_channel, im or mpim."""
+        if channel in self.kinds:
+            return self.kinds[channel]
+        return {"D": "im", "G": "private_channel"}.get(channel[:1], "public_channel")
+
     def disconnect(self, method: str, *, times: int = 1) -> None:
         """Drop the connection of the next ``times`` calls to ``method`` before answering."""
         self._drops[method] = self._drops.get(method, 0) + times
@@ -215,10 +304,47 @@ class FakeSlack:
         handler = getattr(self, "_api_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
+        refused = self._refused(method, args)
+        if refused is not None:
+            return refused
         payload = handler(args)
         if method in self._held:
             await self._held[method].wait()
         return web.json_response(payload)
+
+    def _needed_scopes(self, method: str, args: dict[str, Any]) -> tuple[str, ...]:
+        if method in ("conversations.history", "conversations.replies"):
+            return (HISTORY_SCOPES[self.kind(str(args.get("channel", "")))],)
+        if method == "users.conversations":
+            kinds = str(args.get("types") or "public_channel").split(",")
+            return tuple(READ_SCOPES[kind] for kind in kinds if kind in READ_SCOPES)
+        return METHOD_SCOPES[method]
+
+    def _refused(self, method: str, args: dict[str, Any]) -> web.Response | None:
+        """Slack's answer to a call the installed app may not make; None when it may."""
+        missing = [scope for scope in self._needed_scopes(method, args) if scope not in self.scopes]
+        if missing:
+            return web.json_response(
+                {"ok": False, "error": "missing_scope", "needed": ",".join(missing), "provided": ",".join(self.scopes)}
+            )
+        channel = str(args.get("channel", ""))
+        if channel in self.outside and self.kind(channel) not in ("im", "mpim"):
+            public = self.kind(channel) == "public_channel" and "chat:write.public" in self.scopes
+            if method in ("conversations.history", "conversations.replies") or (
+                method == "chat.postMessage" and not public
+            ):
+                return web.json_response({"ok": False, "error": "not_in_channel"})
+        if method in ("conversations.history", "conversations.replies") and self._history_limit is not None:
+            _, window = self._history_limit
+            now = time.monotonic()
+            opened = self._history_calls.get(method)
+            if opened is not None and now - opened < window:
+                wait = max(1, math.ceil(window - (now - opened)))
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(wait)}
+                )
+            self._history_calls[method] = now
+        return None
 
     def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -314,10 +440,15 @@ class FakeSlack:
             "files": [{"id": upload.id, "title": upload.title, "name": upload.filename} for upload in uploads],
         }
 
-    # The bot is a member of every conversation with a message in it; ids starting with D are DMs.
+    # The bot is a member of every conversation with a message in it, but those outside.
     def _api_users_conversations(self, args: dict[str, Any]) -> dict[str, Any]:
-        channels = sorted({message.channel for message in self.messages.values()})
-        shown = [{"id": channel, "is_im": channel.startswith("D")} for channel in channels]
+        kinds = str(args.get("types") or "public_channel").split(",")
+        channels = sorted({message.channel for message in self.messages.values()} - self.outside)
+        shown = [
+            {"id": channel, "is_im": self.kind(channel) == "im", "is_mpim": self.kind(channel) == "mpim"}
+            for channel in channels
+            if self.kind(channel) in kinds
+        ]
         return self._page(args, "channels", shown)
 
     def _api_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -335,14 +466,17 @@ class FakeSlack:
             if replies:
                 payload.update(thread_ts=message.ts, reply_count=len(replies), latest_reply=replies[-1].ts)
             shown.append(payload)
-        return self._page(args, "messages", shown)
+        return self._page(args, "messages", shown, most=self._history_page())
 
     def _api_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         parent = self.messages.get((args.get("channel", ""), args.get("ts", "")))
         if parent is None:
             return {"ok": False, "error": "thread_not_found"}
         shown = [self._history_payload(message) for message in [parent, *self._replies_to(parent)]]
-        return self._page(args, "messages", shown)
+        return self._page(args, "messages", shown, most=self._history_page())
+
+    def _history_page(self) -> int | None:
+        return None if self._history_limit is None else self._history_limit[0]
 
     def _replies_to(self, parent: Message) -> list[Message]:
         replies = [
@@ -361,9 +495,11 @@ class FakeSlack:
         return payload
 
     @staticmethod
-    def _page(args: dict[str, Any], name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-        """One page of ``items`` (``limit`` of them from ``cursor``), with the next cursor if there are more."""
+    def _page(args: dict[str, Any], name: str, items: list[dict[str, Any]], most: int | None = None) -> dict[str, Any]:
+        """One page of ``items`` (``limit`` of them, at most ``most``, from ``cursor``), with the next
+        cursor if there are more."""
         start, limit = int(args.get("cursor") or 0), int(args.get("limit") or 100)
+        limit = limit if most is None else min(limit, most)
         following = start + limit if start + limit < len(items) else None
         return {
             "ok": True,
@@ -403,7 +539,7 @@ class FakeSlack:
     async def mention(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Message:
         """A person writes ``<@bot> text`` in a channel: Slack sends app_mention and message."""
         message = self._store(channel=channel, user=user, text=f"<@{BOT_USER}> {text}", thread_ts=thread_ts)
-        payload = self._message_payload(message, channel_type="channel")
+        payload = self._message_payload(message, channel_type=self._channel_type(channel))
         await self.deliver({**payload, "type": "app_mention"})
         await self.deliver(payload)
         return message
@@ -413,10 +549,20 @@ class FakeSlack:
         await self.deliver(self._message_payload(message, channel_type="im"))
         return message
 
+    async def group_dm(self, *, channel: str, user: str, text: str, thread_ts: str | None = None) -> Message:
+        """A person writes in a group DM (mpim) the bot is in; ``<@UBOT>`` in ``text`` mentions it."""
+        self.kinds[channel] = "mpim"
+        message = self._store(channel=channel, user=user, text=text, thread_ts=thread_ts)
+        payload = self._message_payload(message, channel_type="mpim")
+        if f"<@{BOT_USER}>" in text:
+            await self.deliver({**payload, "type": "app_mention"})
+        await self.deliver(payload)
+        return message
+
     async def reply(self, *, channel: str, user: str, text: str, thread_ts: str) -> Message:
         """A person replies in a thread without mentioning the bot (message.channels)."""
         message = self._store(channel=channel, user=user, text=text, thread_ts=thread_ts)
-        await self.deliver(self._message_payload(message, channel_type="channel"))
+        await self.deliver(self._message_payload(message, channel_type=self._channel_type(channel)))
         return message
 
     async def react(self, *, user: str, message: Message, name: str, remove: bool = False) -> Delivery:
@@ -469,6 +615,14 @@ class FakeSlack:
         }
 
     async def deliver(self, event: dict[str, Any], *, event_id: str | None = None) -> Delivery:
+        """Send an event as Slack would; one the app is not subscribed to (or lacks the scope of)
+        is not sent: it is kept in :attr:`undelivered` and the Delivery has status 0."""
+        subscription = _subscription(event)
+        if subscription is not None and (
+            subscription not in self.bot_events or EVENT_SCOPES[subscription] not in self.scopes
+        ):
+            self.undelivered.append(event)
+            return Delivery(0, "not subscribed", self.envelope(event, event_id=event_id), 0.0)
         return await self.redeliver(self.envelope(event, event_id=event_id))
 
     async def redeliver(
@@ -574,6 +728,9 @@ class FakeSlack:
             payload["thread_ts"] = message.thread_ts
         return payload
 
+    def _channel_type(self, channel: str) -> str:
+        return _CHANNEL_TYPES[self.kind(channel)]
+
     def _reaction_event(self, kind: str, message: Message, user: str, name: str) -> dict[str, Any]:
         return {
             "type": kind,
@@ -588,3 +745,12 @@ class FakeSlack:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _subscription(event: dict[str, Any]) -> str | None:
+    """The event subscription an event arrives under (``message.im``); None when it cannot be told."""
+    kind = event.get("type")
+    if kind == "message":
+        channel_type = event.get("channel_type")
+        return _MESSAGE_EVENTS.get(channel_type) if isinstance(channel_type, str) else None
+    return kind if isinstance(kind, str) and kind in EVENT_SCOPES else None
