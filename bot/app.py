@@ -19,6 +19,7 @@ from bot.training import registry_from
 from bot.web import WebServer
 from storage.database import Database, DatabaseUnavailable, unusable_database
 from storage.identity import PersonKeys
+from storage.redact import Redactor
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError
 from storage.repository import Repository
 
@@ -175,7 +176,7 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
                 compare=settings.compare,
                 challenger_share=settings.challenger_share,
                 best_of=settings.best_of,
-                copies=Copies(settings.artifacts_uri, registry),
+                copies=Copies(settings.artifacts_uri, registry, Redactor.from_kinds(settings.redact)),
             )
             if settings.challenger_share > 0 and parent is not None:
                 await _hold_parent(generator, registry, settings, parent)

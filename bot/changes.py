@@ -3,6 +3,7 @@ two lines of a new version's announcement, and ``thumbtune diff``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 SHOWN_ANSWERS = 8  # answer pairs printed by `thumbtune diff` (all of them with --json)
@@ -17,21 +18,26 @@ def quoted_questions(changes: dict[str, Any]) -> list[str]:
     return quoted
 
 
-def for_people(changes: dict[str, Any], kept: set[str]) -> dict[str, Any]:
+def for_people(changes: dict[str, Any], kept: set[str], redact: Callable[[str], str] = str) -> dict[str, Any]:
     """The report as people may see it: a person's prompt quoted in it (with the answers to
     it) is shown only while the database still holds it (``kept``: see
     Repository.kept_prompts); blanked by retention or deleted by `forget me`, it reads
-    :data:`HIDDEN` and the answer is marked ``hidden``."""
+    :data:`HIDDEN` and the answer is marked ``hidden``. Every text shown goes through
+    ``redact`` (THUMBTUNE_REDACT), so a report written before scrubbing shows no secret."""
     data = changes["data"]
 
     def example(item: dict[str, Any]) -> dict[str, Any]:
-        return item if item["question"] in kept else {**item, "question": HIDDEN, "answer": HIDDEN, "hidden": True}
+        if item["question"] not in kept:
+            return {**item, "question": HIDDEN, "answer": HIDDEN, "hidden": True}
+        return {**item, "question": redact(item["question"]), "answer": redact(item["answer"])}
 
     def answer(item: dict[str, Any]) -> dict[str, Any]:
+        changed = item["before"] != item["after"]
         if item["source"] == "reference" or item["question"] in kept:
-            return {**item, "changed": item["before"] != item["after"]}
+            texts = {name: redact(item[name]) for name in ("question", "before", "after")}
+            return {**item, **texts, "changed": changed}
         hidden = {"question": HIDDEN, "before": HIDDEN, "after": HIDDEN, "hidden": True}
-        return {**item, **hidden, "changed": item["before"] != item["after"]}
+        return {**item, **hidden, "changed": changed}
 
     answers = [answer(item) for item in changes["answers"]]
     quoted = {key: [example(item) for item in data[key]] for key in ("most_liked", "most_disliked")}

@@ -11,7 +11,7 @@ import logging.handlers
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -152,6 +152,7 @@ async def _forget(settings: Settings, who: str) -> str:
     from bot.app import make_data_dir, open_database, person_keys_from
     from bot.forgetting import Copies
     from bot.training import registry_from
+    from storage.redact import Redactor
     from storage.repository import Repository
 
     platform, _, user = who.partition(":")
@@ -159,7 +160,8 @@ async def _forget(settings: Settings, who: str) -> str:
     persons = person_keys_from(settings)
     async with open_database(settings) as database:
         counts = await Repository(database).forget_person(persons.key(platform, user))
-    files = await Copies(settings.artifacts_uri, registry_from(settings)).forget(counts.texts)
+    copies = Copies(settings.artifacts_uri, registry_from(settings), Redactor.from_kinds(settings.redact))
+    files = await copies.forget(counts.texts)
     text = (
         f"Deleted {counts.prompts} prompt(s) with their answers, {counts.votes} vote(s) and "
         f"{counts.corrections} correction(s) of {platform} user {user}; took their texts out of "
@@ -246,7 +248,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _kept_prompts(settings: Settings, texts: list[str]) -> set[str]:
+async def _kept_prompts(settings: Settings, texts: list[str], redact: Callable[[str], str]) -> set[str]:
     """Those of ``texts`` the database still holds; none without a database (nothing to check against)."""
     from bot.app import open_database
     from storage.repository import Repository
@@ -254,13 +256,14 @@ async def _kept_prompts(settings: Settings, texts: list[str]) -> set[str]:
     if not settings.db_path.is_file():
         return set()
     async with open_database(settings) as database:
-        return await Repository(database).kept_prompts(texts)
+        return await Repository(database).kept_prompts(texts, redact=redact)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from bot.changes import for_people, quoted_questions, render
     from bot.training import registry_from
     from storage.records import DamagedRecord
+    from storage.redact import Redactor
     from storage.registry import BASE_VERSION, RegistryError
 
     settings = _settings(args)
@@ -285,7 +288,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         )
         return 1
     # People's prompts it quotes are shown only while the database holds them, as on the dashboard.
-    changes = for_people(record, asyncio.run(_kept_prompts(settings, quoted_questions(record))))
+    redact = Redactor.from_kinds(settings.redact)
+    changes = for_people(record, asyncio.run(_kept_prompts(settings, quoted_questions(record), redact)), redact)
     if args.json:
         print(json.dumps({"version": version, "parent": info.parent, **changes}, ensure_ascii=False))
     else:

@@ -20,7 +20,7 @@ import asyncio
 import html
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,21 +78,29 @@ def _registry_view(registry: ModelRegistry) -> tuple[dict[int, VersionInfo], int
 
 
 # --- pages ----------------------------------------------------------------------------
-def index_page(data: IndexData, *, serving: int | None, sign_out: bool = False) -> str:
+def index_page(
+    data: IndexData, *, serving: int | None, sign_out: bool = False, redact: Callable[[str], str] = str
+) -> str:
     report = data.report
     parts = [
         _section("Approval per version", _approval_chart(report) + _versions_table(data), "approval"),
         _section("Head to head", _head_to_head(report), "head-to-head"),
         _section("Training runs", _runs_table(data.runs), "runs"),
         _section("Votes per day", _days_chart(report), "votes-per-day"),
-        _section("Recent feedback", _recent(data.recent), "recent"),
+        _section("Recent feedback", _recent(data.recent, redact), "recent"),
     ]
     shown = serving if serving is not None else data.current
     return _page("thumbtune", "".join(parts), serving=shown, sign_out=sign_out)
 
 
 async def version_page(
-    repository: Repository, registry: ModelRegistry, version: int, *, serving: int | None, sign_out: bool = False
+    repository: Repository,
+    registry: ModelRegistry,
+    version: int,
+    *,
+    serving: int | None,
+    sign_out: bool = False,
+    redact: Callable[[str], str] = str,
 ) -> tuple[int, str]:
     """(HTTP status, page) for ``/versions/N``."""
 
@@ -116,7 +124,8 @@ async def version_page(
     if record is None:
         body = head + "<p class=muted>No record of what changed (trained before it was kept).</p>"
         return 200, page(f"version {version}", _section(f"Version {version}", body))
-    changes = for_people(record, await repository.kept_prompts(quoted_questions(record)))
+    kept = await repository.kept_prompts(quoted_questions(record), redact=redact)
+    changes = for_people(record, kept, redact)
     sections = [
         _section(f"Version {version}", head + _summary(changes), "summary"),
         _section("Gate", _gate(changes.get("gate") or {}), "gate"),
@@ -302,12 +311,12 @@ def _days_chart(report: StatsReport) -> str:
     )
 
 
-def _recent(votes: Sequence[RecentVote]) -> str:
+def _recent(votes: Sequence[RecentVote], redact: Callable[[str], str]) -> str:
     if not votes:
         return "<p class=muted>No feedback yet.</p>"
     rows = [
         f"<tr><td>{_time(v.created_at)}</td><td>{_e(v.emoji)}</td><td class=n>{v.model_version}</td>"
-        f"<td>{_e(_short(v.prompt_text))}</td><td>{_e(_short(v.answer_text))}</td></tr>"
+        f"<td>{_e(_short(redact(v.prompt_text)))}</td><td>{_e(_short(redact(v.answer_text)))}</td></tr>"
         for v in votes
     ]
     return (

@@ -30,6 +30,7 @@ from bot import dashboard
 from bot.access import FailureThrottle, HostAllowList, Sessions
 from bot.metrics import CONTENT_TYPE
 from bot.settings import SettingsError
+from storage.redact import Redactor
 
 if TYPE_CHECKING:
     from bot.adapters.base import Adapter
@@ -74,6 +75,7 @@ class WebServer:
         port: int,
         token: str | None,
         allowed_hosts: Sequence[str] = (),
+        redact: Callable[[str], str] = str,
         generator: Generator | None = None,
     ) -> None:
         self.database, self.repository, self.registry = database, repository, registry
@@ -81,6 +83,7 @@ class WebServer:
         self.numbers = metrics
         self.host, self.port = host, port
         self._token = token  # never logged
+        self.redact = redact  # texts leave the database for a page scrubbed (THUMBTUNE_REDACT)
         self.hosts = HostAllowList(bound=host, allowed=allowed_hosts)
         self.throttle = FailureThrottle()
         self.sessions = Sessions()
@@ -109,6 +112,7 @@ class WebServer:
             port=settings.dashboard_port,
             token=token,
             allowed_hosts=settings.dashboard_allowed_hosts,
+            redact=Redactor.from_kinds(settings.redact),
         )
 
     @property
@@ -224,7 +228,10 @@ class WebServer:
 
     async def index(self, request: web.Request) -> web.Response:
         data = await dashboard.index_data(self.repository, self.registry)
-        return self._html(dashboard.index_page(data, serving=await self._serving(), sign_out=self._token is not None))
+        page = dashboard.index_page(
+            data, serving=await self._serving(), sign_out=self._token is not None, redact=self.redact
+        )
+        return self._html(page)
 
     async def version(self, request: web.Request) -> web.Response:
         try:
@@ -232,7 +239,12 @@ class WebServer:
         except ValueError:
             raise web.HTTPNotFound(text="no such version") from None
         status, page = await dashboard.version_page(
-            self.repository, self.registry, number, serving=await self._serving(), sign_out=self._token is not None
+            self.repository,
+            self.registry,
+            number,
+            serving=await self._serving(),
+            sign_out=self._token is not None,
+            redact=self.redact,
         )
         return self._html(page, status=status)
 

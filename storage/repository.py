@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -14,6 +15,7 @@ from storage.database import Database
 from storage.dialogue import clean, render_prompt, without_turns
 
 log = logging.getLogger(__name__)
+_PLACEHOLDER = re.compile(r"<[A-Z_]+>")  # storage.redact's placeholders
 
 
 @dataclass(frozen=True)
@@ -648,8 +650,11 @@ class Repository:
             rows = await cursor.fetchall()
         return [RecentVote(float(row[0]), row[1], row[2], row[3], int(row[4])) for row in rows]
 
-    async def kept_prompts(self, texts: Iterable[str]) -> set[str]:
-        """Those of ``texts`` that some stored prompt still says (not blanked, not forgotten)."""
+    async def kept_prompts(self, texts: Iterable[str], *, redact: Callable[[str], str] | None = None) -> set[str]:
+        """Those of ``texts`` that some stored prompt still says (not blanked, not forgotten).
+
+        With ``redact`` (storage.redact), a text holding placeholders (``<EMAIL>``: a quote
+        from a scrubbed file) is kept while a stored prompt scrubs to exactly it."""
         wanted = sorted({text for text in texts if text})
         kept: set[str] = set()
         async with self.database.reading() as db:
@@ -659,6 +664,15 @@ class Repository:
                     f"SELECT DISTINCT text FROM prompts WHERE text IN ({', '.join('?' * len(chunk))})", chunk
                 )
                 kept.update(str(row[0]) for row in await cursor.fetchall())
+            for text in wanted:
+                if text in kept or redact is None or not _PLACEHOLDER.search(text):
+                    continue
+                like = "%".join(_like_escaped(part) for part in _PLACEHOLDER.split(text))
+                cursor = await db.execute(
+                    "SELECT DISTINCT text FROM prompts WHERE text LIKE ? ESCAPE '\\' LIMIT 100", (like,)
+                )
+                if any(redact(str(row[0])) == text for row in await cursor.fetchall()):
+                    kept.add(text)
         return kept
 
     # --- model versions -------------------------------------------------------------
@@ -835,6 +849,11 @@ async def _forgotten_since(db: aiosqlite.Connection, voter: str, response_id: in
         (response_id, voter),
     )
     return await cursor.fetchone() is not None
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` matched literally by LIKE ... ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def _texts_of(db: aiosqlite.Connection, person: str) -> frozenset[str]:
