@@ -176,3 +176,48 @@ def test_the_training_lock_holds_across_processes_and_frees_when_its_holder_dies
         holder.wait()
     with registry.training_lock():
         assert publish(registry, parent=0) == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"status": "published onmouseover=alert(1)"},
+        {"parent": "<b>0</b>"},
+        {"counts": {"train_examples": "<script>"}},
+        {"created_at": "NaN"},
+        {"version": 7},  # another folder's
+    ],
+)
+def test_a_version_json_that_does_not_fit_its_schema_is_never_listed_or_served(tmp_path: Path, damage) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    version = publish(registry, parent=0)
+    path = registry.get(version).path / METADATA_FILE
+    path.write_text(json.dumps({**json.loads(path.read_text()), **damage}))
+    assert registry.versions() == []
+    with pytest.raises(RegistryError, match=f"version {version} is damaged"):
+        registry.get(version)
+
+
+def test_changes_and_results_are_validated_when_read(tmp_path: Path) -> None:
+    from storage.records import DamagedRecord
+    from trainer import snapshot
+
+    registry = ModelRegistry(tmp_path / "models")
+    version = publish(registry, parent=0)
+    changes = registry.get(version).path / "changes.json"
+    changes.write_text(json.dumps({"answers": [{"question": "q", "before": "a", "after": "b"}], "changed_share": 0.5}))
+    record = registry.changes(version)
+    assert record is not None and record["answers"][0]["source"] == "held_out" and record["gate"]["passed"] is False
+    for bad in ({"changed_share": "<b>"}, {"answers": "all"}, {"words": {"rose": [{"token": "x", "change": "up"}]}}):
+        changes.write_text(json.dumps(bad))
+        with pytest.raises(DamagedRecord, match=r"changes\.json"):
+            registry.changes(version)
+
+    run = str(tmp_path / "runs" / "000001")
+    snapshot.write_result(run, snapshot.RunResult(run=1, status="published", parent=0, version=1))
+    assert snapshot.read_result(run) == snapshot.RunResult(run=1, status="published", parent=0, version=1)
+    result = Path(run) / snapshot.RESULT
+    for bad in ({"status": "<img src=x>"}, {"version": "one"}, {"reason": "x" * 5000}):
+        result.write_text(json.dumps({"run": 1, "status": "failed", "parent": 0, **bad}))
+        with pytest.raises(snapshot.SnapshotError, match="damaged result"):
+            snapshot.read_result(run)
