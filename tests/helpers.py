@@ -42,3 +42,17 @@ async def stored_response(repository, response_id: int):
         )
         row = await cursor.fetchone()
     return None if row is None else ResponseRef(row[0], row[1], row[2], row[3], bool(row[4]))
+
+
+def thumbtune(args: list[str], env: dict[str, str], *, stdin: str = "", timeout: float = 180):
+    """``python -m bot ARGS`` with ``env`` over this process's environment without any
+    thumbtune or platform setting of the developer's own; the finished process."""
+    import os
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
+    full.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], input=stdin, env=full, capture_output=True, text=True, timeout=timeout
+    )

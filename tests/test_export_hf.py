@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from bot.app import person_keys_from
+from tests.helpers import thumbtune
 
 
 def test_hf_export_has_every_split_a_card_and_no_person_keys(settings_env: dict[str, str], settings, tmp_path: Path):
     from datasets import load_from_disk
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
-    env.update(settings_env)
-    env.update(USER="alice", LOGNAME="alice", LNAME="alice", USERNAME="alice")  # the shell's user name
-    chat = subprocess.run(
-        [sys.executable, "-m", "bot", "run"],
-        input="hello\n+\nwhat should I eat\n-\nbetter: Soup.\ncompare: tell me a joke\n2\ncompare: good night\n=\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
+    env = {
+        **settings_env,
+        "USER": "alice",
+        "LOGNAME": "alice",
+        "LNAME": "alice",
+        "USERNAME": "alice",
+    }  # the shell's user
+    said = "hello\n+\nwhat should I eat\n-\nbetter: Soup.\ncompare: tell me a joke\n2\ncompare: good night\n=\n"
+    chat = thumbtune(["run"], env, stdin=said)
     assert chat.returncode == 0, chat.stderr
     out = tmp_path / "export"
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "export", "--format", "hf", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
+    done = thumbtune(["export", "--format", "hf", "--out", str(out)], env)
     assert done.returncode == 0, done.stderr
     folder = load_from_disk(str(out))
     assert set(folder) == {"kto", "dpo", "sft", "comparisons"}
@@ -67,32 +57,18 @@ def test_hf_export_has_every_split_a_card_and_no_person_keys(settings_env: dict[
 
 
 def test_hf_export_needs_a_folder(settings_env: dict[str, str]):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
-    env.update(settings_env)
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "export", "--format", "hf"], capture_output=True, text=True, env=env, timeout=120
-    )
+    done = thumbtune(["export", "--format", "hf"], settings_env, timeout=120)
     assert done.returncode == 2 and "--out DIR" in done.stderr
 
 
 def test_hf_export_keeps_empty_splits_with_their_columns(settings_env: dict[str, str], tmp_path: Path):
     from datasets import load_from_disk
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
-    env.update(settings_env)
     # One liked answer: no pair, no comparison (as after the only verdicts were forgotten).
-    chat = subprocess.run(
-        [sys.executable, "-m", "bot", "run"], input="hello\n+\n", capture_output=True, text=True, env=env, timeout=180
-    )
+    chat = thumbtune(["run"], settings_env, stdin="hello\n+\n")
     assert chat.returncode == 0, chat.stderr
     out = tmp_path / "export"
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "export", "--format", "hf", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
+    done = thumbtune(["export", "--format", "hf", "--out", str(out)], settings_env)
     assert done.returncode == 0, done.stderr
     folder = load_from_disk(str(out))
     assert {name: folder[name].num_rows for name in folder} == {"kto": 1, "dpo": 0, "sft": 1, "comparisons": 0}

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ import pytest
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
 from bot.settings import SettingsError, load_settings
 from storage.redact import KINDS, ApiKeyRecognizer, Finding, Redactor, parse_kinds, placeholder, replace
+from tests.helpers import thumbtune
 from trainer import snapshot
 from trainer.config import DataConfig
 from trainer.export import export, export_records
@@ -247,24 +245,14 @@ async def test_the_hf_export_is_scrubbed_comparisons_included(runtime, tmp_path:
 
 
 def test_thumbtune_export_follows_the_setting(settings_env: dict[str, str], tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
-    env.update(settings_env)
-    asked = f"my mail is {SECRETS['email']}\n+\n"
-    chat = subprocess.run(
-        [sys.executable, "-m", "bot", "run"], input=asked, env=env, capture_output=True, text=True, timeout=180
-    )
+    env = dict(settings_env)
+    chat = thumbtune(["run"], env, stdin=f"my mail is {SECRETS['email']}\n+\n")
     assert chat.returncode == 0, chat.stderr
 
     def exported(redact: str | None) -> str:
         run_env = dict(env) if redact is None else {**env, "THUMBTUNE_REDACT": redact}
         out = tmp_path / "kto.jsonl"
-        result = subprocess.run(
-            [sys.executable, "-m", "bot", "export", "--format", "kto", "--out", str(out)],
-            env=run_env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        result = thumbtune(["export", "--format", "kto", "--out", str(out)], run_env)
         assert result.returncode == 0, result.stderr
         return out.read_text(encoding="utf-8")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -111,6 +113,17 @@ async def request(
         return response
 
 
+@asynccontextmanager
+async def listening(monkeypatch, *, token: str | None = None) -> AsyncIterator[Any]:
+    """A running bot whose dashboard listens on a free port (with ``token``, if given)."""
+    monkeypatch.setenv("THUMBTUNE_DASHBOARD_PORT", str(free_port()))
+    if token is not None:
+        monkeypatch.setenv("THUMBTUNE_DASHBOARD_TOKEN", token)
+    async with open_runtime(load_settings()) as runtime:
+        assert runtime.web is not None
+        yield runtime
+
+
 @pytest.mark.parametrize("token", ["", " ", "a", "fifteen-chars-x"])
 def test_an_empty_or_short_dashboard_token_stops_start_up_without_echoing_it(settings_env, monkeypatch, token):
     monkeypatch.setenv("THUMBTUNE_DASHBOARD_TOKEN", token)
@@ -141,10 +154,7 @@ async def test_a_foreign_host_name_gets_421_on_every_path_dns_rebinding(settings
 
 
 async def test_wrong_tokens_are_throttled_per_client_and_the_right_one_waits_too(settings_env, monkeypatch):
-    monkeypatch.setenv("THUMBTUNE_DASHBOARD_PORT", str(free_port()))
-    monkeypatch.setenv("THUMBTUNE_DASHBOARD_TOKEN", TOKEN)
-    async with open_runtime(load_settings()) as runtime:
-        assert runtime.web is not None
+    async with listening(monkeypatch, token=TOKEN) as runtime:
         url = runtime.web.url
         statuses = [(await request("GET", url + "/metrics", Authorization=f"Bearer guess{i}")).status for i in range(8)]
         assert statuses == [401] * 5 + [429] * 3
@@ -162,10 +172,7 @@ async def test_wrong_tokens_are_throttled_per_client_and_the_right_one_waits_too
 
 
 async def test_sessions_are_random_per_sign_in_scoped_to_the_folder_expire_and_sign_out(settings_env, monkeypatch):
-    monkeypatch.setenv("THUMBTUNE_DASHBOARD_PORT", str(free_port()))
-    monkeypatch.setenv("THUMBTUNE_DASHBOARD_TOKEN", TOKEN)
-    async with open_runtime(load_settings()) as runtime:
-        assert runtime.web is not None
+    async with listening(monkeypatch, token=TOKEN) as runtime:
         url = runtime.web.url
         cookies = []
         for _ in range(2):
