@@ -106,8 +106,13 @@ def make_data_dir(settings: Settings) -> None:
         raise DataUnavailable(
             f"THUMBTUNE_DATA_DIR: cannot create the folder {settings.data_dir} ({exc.strerror or exc})"
         ) from exc
+
+
+def warn_if_open_to_others(settings: Settings) -> None:
+    """A data folder made by hand or by an older version may be readable by other accounts:
+    say so once the bot runs on it (its modes are the operator's to change, not ours)."""
     mode = settings.data_dir.stat().st_mode & 0o777
-    if mode & 0o077:  # made by hand or by an older version: say so, but do not change the operator's folder
+    if mode & 0o077:
         log.warning(
             "THUMBTUNE_DATA_DIR %s can be read by other accounts (mode %o): chmod 700 it", settings.data_dir, mode
         )
@@ -151,6 +156,7 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
     make_data_dir(settings)
     persons = person_keys_from(settings)
     async with open_database(settings) as database:
+        warn_if_open_to_others(settings)
         repository = Repository(database)
         with _writes_at_start(settings):
             await apply_retention(settings, repository)

@@ -113,7 +113,7 @@ def test_train_now_then_models_rollback_and_export(
     assert main(["diff", "1", "--json"]) == 0
     changes = json.loads(capfd.readouterr().out)
     assert (changes["version"], changes["parent"]) == (1, 0) and len(changes["answers"]) == 24
-    assert set(changes["answers"][0]) == {"question", "before", "after", "source"}
+    assert set(changes["answers"][0]) == {"question", "before", "after", "source", "changed"}
     assert 0 <= changes["changed_share"] <= 1
     assert changes["answers"][0]["source"] == "reference"  # the dashboard may always show those
     assert changes["words"]["rose"] or changes["words"]["fell"]
