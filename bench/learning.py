@@ -247,10 +247,33 @@ def varied_model_distinct(scratch: Path) -> dict:
     return {"distinct": len(counts), "of": len(answers), "top": counts.most_common(1)[0][1], "build_seconds": built}
 
 
+def best_of_cost(scratch: Path) -> dict[str, float]:
+    """ms per answer with n ranked candidates on GPT-2's shape (a random reward head), one thread."""
+    import numpy as np
+
+    from bench.common import median, seconds_each, write_gpt2_small_shape
+
+    loaded = load_model(write_gpt2_small_shape(scratch / "gpt2-shape"), version=1, device="cpu")
+    hidden = loaded.model.config.hidden_size
+    rng = np.random.default_rng(0)
+    loaded.reward = RewardHead(rng.normal(size=hidden), 0.0, np.zeros(hidden), np.ones(hidden), examples=0)
+    prompt = [render_prompt("what should I do today")]
+    params = SamplingParams(max_new_tokens=48)
+    cost = {}
+    for n in (1, 2, 4, 8):
+
+        def answer(n: int = n) -> None:
+            sample(loaded, prompt, params, [n], [True])
+
+        cost[str(n)] = round(1000 * median(seconds_each(3, answer)), 1)  # random weights: ~48 tokens each
+    return cost
+
+
 def main() -> None:
     def more(parser) -> None:
         parser.add_argument("--models", default="tiny,varied", help="which test models (default tiny,varied)")
         parser.add_argument("--regimes", default="dense,sparse", help="which regimes (default dense,sparse)")
+        parser.add_argument("--cost", action="store_true", help="also best_of_cost: ms per answer for n = 1, 2, 4, 8")
 
     args = quick_args(__doc__ or "", "2 seeds of 64 prompts per round instead of 5 of 128", more)
     seeds = list(range(2 if args.quick else 5))
@@ -268,6 +291,8 @@ def main() -> None:
                 name: regime(model, name, seeds, scratch, prompts) for name in args.regimes.split(",")
             }
             print(json.dumps({model.name: out["models"][model.name]}), flush=True)  # progress, for long runs
+        if args.cost:
+            out["best_of_cost"] = best_of_cost(scratch)
         out["seconds"] = round(time.monotonic() - started, 1)
         emit(out)
 
