@@ -11,7 +11,8 @@ alone; then, on the same questions and sampling seeds:
 - ``version_0_best_of_4``: version 0 with 4 candidates ranked by a head fitted on version
   0's own features from the last run's training votes (selection with no training at all);
 - ``held_out``: the last version's approval on questions no run trained on (varied model:
-  one question per topic, asked only in the last round) minus version 0's on them;
+  one question per topic, asked only in the last round) minus its approval on the trained
+  questions in that round;
 - per version: ``distinct_answers`` and ``top_answer_share`` of its answers;
 - per run: which gate checks ran (``not_enough_data`` says which did not), published,
   rejected, published from an earlier checkpoint after the end of the run was rejected
@@ -183,12 +184,11 @@ def one_seed(model: Model, regime: str, seed: int, base: Path, scratch: Path, pr
             result["version_0_best_of_4"] = round(
                 approvals(base, model, asked, seed=seed, head=head)[BEST_OF] - zero, 4
             )
-    if model.held_out:
-        v0, vn = versions[0].get("held_out_approval"), versions[-1].get("held_out_approval")
-        trained_v0, trained_vn = versions[0]["approval"], versions[-1]["approval"]
-        if len(versions) > 1 and None not in (v0, vn):
-            result["held_out"] = round(vn - v0, 4)
-            result["trained_questions"] = round(trained_vn - trained_v0, 4)
+    # Held-out questions are asked in the last round only, of the last live version: its
+    # approval on them minus on the trained questions (the same round, the same people).
+    held, trained = versions[-1].get("held_out_approval"), versions[-1].get("approval")
+    if model.held_out and held is not None and trained is not None:
+        result["held_out"] = round(held - trained, 4)
     return result
 
 
@@ -220,7 +220,6 @@ def regime(model: Model, name: str, seeds: list[int], scratch: Path, prompts: in
         "serving": summary([s["serving"] for s in per_seed]),
         "version_0_best_of_4": summary([s["version_0_best_of_4"] for s in per_seed]),
         "held_out": summary([s.get("held_out") for s in per_seed]),
-        "trained_questions": summary([s.get("trained_questions") for s in per_seed]),
         "published": len(published),
         "rejected": sum(run["status"] == "rejected" for run in runs),
         "rescued": sum(run["rescued"] for run in runs),
