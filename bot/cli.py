@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import logging.handlers
@@ -140,10 +141,13 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     quiet_libraries()
     import torch
 
-    from bot.tinymodel import TinyModelSpec, make_tiny_model
+    from bot.tinymodel import VARIED, TinyModelSpec, make_tiny_model
 
     torch.set_num_threads(1)
-    out = make_tiny_model(Path(args.dir), TinyModelSpec(seed=args.seed, steps=args.steps, arch=args.arch))
+    spec = dataclasses.replace(VARIED if args.varied else TinyModelSpec(), seed=args.seed, arch=args.arch)
+    if args.steps is not None:
+        spec = dataclasses.replace(spec, steps=args.steps)
+    out = make_tiny_model(Path(args.dir), spec)
     print(f"Tiny model written to {out}. Use it with THUMBTUNE_MODEL={out}")
     return 0
 
@@ -374,11 +378,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from bot.simulate import SimulationOptions, format_result, run_simulation
+    from bot.simulate import SimulationOptions, format_result, run_simulation, varied_questions
 
     _setup_logging("INFO" if args.verbose else "WARNING")
     quiet_libraries()
     options = SimulationOptions(
+        varied=args.varied,
+        taste=args.taste,
         users=args.users,
         rounds=args.rounds,
         prompts=args.prompts,
@@ -394,6 +400,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         epochs=args.epochs,
     )
+    if args.varied:
+        trained, held_out = varied_questions()
+        options = dataclasses.replace(options, questions=trained, held_out_questions=held_out, max_new_tokens=40)
     print(format_result(run_simulation(options)))
     return 0
 
@@ -427,7 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="gpt2 (default), or llama: a chat model with a template",
     )
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--steps", type=int, default=300, help="training steps (default 300, ~10 s)")
+    tiny.add_argument(
+        "--steps", type=int, help="training steps (default 300, ~10 s; with --varied 700, about a minute)"
+    )
+    tiny.add_argument(
+        "--varied",
+        action="store_true",
+        help="trained on 8000 generated dialogues (bot.dialoguegen): most answers are new sentences",
+    )
     tiny.set_defaults(handler=cmd_make_tiny_model)
 
     stats = commands.add_parser("stats", help="approval per model version, with 95% intervals")
@@ -442,6 +458,18 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rounds", type=int, default=3, help="training rounds (default 3)")
     simulate.add_argument("--prompts", type=int, default=96, help="prompts per round (default 96)")
     simulate.add_argument("--prefer", default="warm", help="people 👍 answers containing this word, 👎 the rest")
+    simulate.add_argument(
+        "--taste",
+        choices=["word", "warm", "relevant", "long"],
+        default="word",
+        help="what people like: word (the --prefer word, default), warm (a warm tone, nothing curt), "
+        "relevant (on the question's topic and no other), long (18 words or more)",
+    )
+    simulate.add_argument(
+        "--varied",
+        action="store_true",
+        help="the varied test model (unless --model) and its topics' questions, one per topic held out",
+    )
     simulate.add_argument("--model", help="base model folder (default: a fresh tiny model)")
     simulate.add_argument("--seed", type=int, default=0, help="the same seed prints the same versions (default 0)")
     simulate.add_argument(

@@ -8,6 +8,13 @@ is one JSON object: the versions in the order they went live, each with its appr
 (the share of its answers the people's rule likes, voted on or not) and the votes cast
 before it went live.
 
+What people like is a *taste* (``--taste``): ``word`` (the default: the answer contains
+``--prefer WORD``), or a property of any sentence, which a model can only learn by
+generalising: ``warm`` (a warm tone, and nothing curt), ``relevant`` (about the question's
+topic and no other; questions of bot.dialoguegen's topics) or ``long`` (at least
+``LONG_WORDS`` words). Questions in ``held_out_questions`` are asked only in the last
+round, so the approval of the last version on them is on questions no run trained on.
+
 Feedback can be sparse and noisy as real feedback is: only ``vote_share`` of the answers
 get votes, from ``voters_per_answer`` people, and ``noise`` of the votes are the opposite
 of the person's rule. Prompts are asked one at a time, so the same seed gives the same
@@ -25,6 +32,7 @@ import logging
 import random
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +64,32 @@ QUESTIONS = (
 )
 
 
+TASTES = ("word", "warm", "relevant", "long")
+LONG_WORDS = 18
+
+
+def likes(taste: str, question: str, answer: str, *, prefer: str = "warm") -> bool:
+    """Whether a simulated person with ``taste`` likes ``answer`` to ``question``."""
+    from bot.dialoguegen import CURT_MARKERS, TOPICS, WARM_MARKERS, topic_of
+
+    text = answer.lower()
+    if taste == "word":
+        return prefer.lower() in text
+    if taste == "warm":
+        return any(m in text for m in WARM_MARKERS) and not any(m in text for m in CURT_MARKERS)
+    if taste == "long":
+        return len(answer.split()) >= LONG_WORDS
+    if taste == "relevant":
+        topic = topic_of(question)
+        words = set(text.replace(".", " ").replace(",", " ").replace("!", " ").split())
+
+        def mentions(t) -> bool:
+            return any(k in words or k + "s" in words for k in t.keywords)
+
+        return topic is not None and mentions(topic) and not any(mentions(t) for t in TOPICS if t is not topic)
+    raise ValueError(f"unknown taste {taste!r}: one of {', '.join(TASTES)}")
+
+
 @dataclass(frozen=True)
 class SimulationOptions:
     users: int = 20
@@ -73,6 +107,18 @@ class SimulationOptions:
     # None: the bot's own defaults (THUMBTUNE_TRAIN_LEARNING_RATE, THUMBTUNE_TRAIN_EPOCHS).
     learning_rate: float | None = None
     epochs: float | None = None
+    taste: str = "word"  # see TASTES; "word" likes answers with ``prefer``
+    questions: tuple[str, ...] = QUESTIONS
+    held_out_questions: tuple[str, ...] = ()  # asked in the last round only
+    varied: bool = False  # without a model: build the varied test model (make-tiny-model --varied)
+    max_new_tokens: int = 24  # THUMBTUNE_MAX_NEW_TOKENS (the varied model's answers need about 40)
+
+
+def varied_questions() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(trained, held out): bot.dialoguegen's questions, the last of each topic held out."""
+    from bot.dialoguegen import TOPICS
+
+    return tuple(q for t in TOPICS for q in t.questions[:-1]), tuple(t.questions[-1] for t in TOPICS)
 
 
 @dataclass
@@ -80,10 +126,17 @@ class _Tally:
     answers: int = 0
     liked: int = 0  # answers the people's rule likes, whether or not anyone voted
     votes: int = 0
+    held_out_answers: int = 0  # answers to held-out questions (never trained on)
+    held_out_liked: int = 0
+    texts: list[str] | None = None  # the answers to trained questions
 
     @property
     def approval(self) -> float | None:
         return round(self.liked / self.answers, 4) if self.answers else None
+
+    @property
+    def held_out_approval(self) -> float | None:
+        return round(self.held_out_liked / self.held_out_answers, 4) if self.held_out_answers else None
 
 
 @dataclass(frozen=True)
@@ -94,6 +147,7 @@ class _Plan:
     question: str
     voters: tuple[int, ...]
     flipped: tuple[bool, ...]  # per voter: votes against the rule (noise)
+    held_out: bool = False  # a held-out question (asked in the last round only)
 
 
 async def simulate(options: SimulationOptions, settings: Settings) -> dict:
@@ -117,12 +171,13 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
         live_order.append(runtime.generator.version)
         votes_before[runtime.generator.version] = 0
 
-        def plan() -> _Plan:
-            user, question = f"person{rng.randrange(options.users)}", rng.choice(QUESTIONS)
+        def plan(held_out: bool = False) -> _Plan:
+            pool = options.held_out_questions if held_out else options.questions
+            user, question = f"person{rng.randrange(options.users)}", rng.choice(pool)
             voters: tuple[int, ...] = ()
             if rng.random() < options.vote_share:
                 voters = tuple(rng.sample(range(options.users), k=min(options.voters_per_answer, options.users)))
-            return _Plan(user, question, voters, tuple(rng.random() < options.noise for _ in voters))
+            return _Plan(user, question, voters, tuple(rng.random() < options.noise for _ in voters), held_out)
 
         async def ask(round_index: int, index: int, planned: _Plan) -> None:
             nonlocal cast
@@ -139,10 +194,16 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
                 return
             key = message_key(PLATFORM, "sim", str(reply.response_ids[0]))
             await service.answer_posted(reply.response_ids[0], key)
-            tally = tallies.setdefault(reply.model_version, _Tally())
+            tally = tallies.setdefault(reply.model_version, _Tally(texts=[]))
+            liked = likes(options.taste, planned.question, reply.text, prefer=prefer)
+            if planned.held_out:
+                tally.held_out_answers += 1
+                tally.held_out_liked += liked
+                return  # nobody votes on them: no run trains on them
             tally.answers += 1
-            liked = prefer in reply.text.lower()
             tally.liked += liked
+            assert tally.texts is not None
+            tally.texts.append(reply.text)
             for voter, flipped in zip(planned.voters, planned.flipped, strict=True):
                 thumbs_up = liked != flipped
                 await service.on_reaction(
@@ -155,7 +216,10 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
 
         for round_index in range(options.rounds + 1):
             # Drawn in order and asked one at a time: the seed decides the batches and samples too.
-            for index, planned in enumerate([plan() for _ in range(options.prompts)]):
+            plans = [plan() for _ in range(options.prompts)]
+            if round_index == options.rounds and options.held_out_questions:
+                plans += [plan(held_out=True) for _ in range(options.prompts)]
+            for index, planned in enumerate(plans):
                 await ask(round_index, index, planned)
             if round_index == options.rounds:
                 break  # the last round only measures the version now live
@@ -178,10 +242,15 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
             if version != BASE_VERSION:
                 info = loop.registry.get(version)
                 gate = {"status": info.status, "parent": info.parent, **dict(info.metrics)}
+            texts = tally.texts or []
+            top = Counter(" ".join(t.lower().split()) for t in texts).most_common(1)
             versions.append(
                 {
                     "version": version,
                     "approval": tally.approval,
+                    "held_out_approval": tally.held_out_approval,
+                    "distinct_answers": len(set(texts)),
+                    "top_answer_share": round(top[0][1] / len(texts), 4) if top else None,
                     "answers": tally.answers,
                     "votes": tally.votes,
                     "votes_before": votes_before[version],
@@ -192,6 +261,7 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
         "versions": versions,
         "runs": runs,
         "prefer": options.prefer,
+        "taste": options.taste,
         "votes": cast,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -219,7 +289,7 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         train_min_new_votes=1,
         train_history=options.history,
         registry_poll_s=0,
-        max_new_tokens=24,
+        max_new_tokens=options.max_new_tokens,
         queue_size=max(64, options.prompts),  # a round's prompts all arrive at once
         candidates=1,
         **({"best_of": options.best_of} if options.best_of is not None else {}),
@@ -234,9 +304,9 @@ def run_simulation(options: SimulationOptions) -> dict:
         data_dir = options.data_dir or Path(tmp) / "data"
         model = options.model
         if model is None:
-            from bot.tinymodel import make_tiny_model
+            from bot.tinymodel import VARIED, TinyModelSpec, make_tiny_model
 
-            model = make_tiny_model(Path(tmp) / "tiny-model")
+            model = make_tiny_model(Path(tmp) / "tiny-model", VARIED if options.varied else TinyModelSpec())
         settings = simulation_settings(options, Path(data_dir), Path(model))
         return asyncio.run(simulate(options, settings))
 

@@ -33,6 +33,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from bot.dialoguegen import dialogues
 from storage.dialogue import chat_messages, dialogue_turns
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,11 @@ class TinyModelSpec:
     learning_rate: float = 3e-3
     seed: int = 0
     arch: str = "gpt2"  # or "llama": a chat model with a chat template
+    varied: int = 0  # > 0: trained on this many generated dialogues (bot.dialoguegen), not the shipped text
+
+
+# The varied test model: many generated dialogues, a little bigger, about a minute on a CPU.
+VARIED = TinyModelSpec(n_embd=64, n_layer=2, n_head=2, steps=700, batch_size=16, block_size=96, varied=8000)
 
 
 def shipped_dialogues() -> str:
@@ -146,7 +152,7 @@ def make_tiny_model(out_dir: Path | str, spec: TinyModelSpec = TinyModelSpec()) 
     started = time.monotonic()
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
-    text = shipped_dialogues()
+    text = dialogues(spec.varied, seed=spec.seed) if spec.varied else shipped_dialogues()
     tokenizer = train_tokenizer(text, spec.vocab_size, chat=spec.arch == "llama")
 
     # Dialogues separated by the end-of-text token, as one stream of token ids.

@@ -466,13 +466,15 @@ def format_versions(registry: ModelRegistry) -> str:
 
 def _reward(metrics: Mapping[str, Any]) -> str:
     """The reward model's held-out AUC with its 95 % interval: 0.81 (0.70-0.90); n/a without
-    enough held-out votes; - without a reward model."""
+    enough held-out votes; - without a reward model; ", not ranking" when it has no evidence
+    of beating chance, so the bot shows one sample."""
     if "reward_examples" not in metrics:
         return "-"
     auc, interval = metrics.get("reward_auc"), metrics.get("reward_auc_interval")
+    unused = ", not ranking" if metrics.get("reward_ranks") is False else ""
     if auc is None:
-        return "n/a (few votes)"
-    return f"{auc:.2f} ({interval[0]:.2f}-{interval[1]:.2f})" if interval else f"{auc:.2f}"
+        return "n/a (few votes)" + unused
+    return (f"{auc:.2f} ({interval[0]:.2f}-{interval[1]:.2f})" if interval else f"{auc:.2f}") + unused
 
 
 def _size(size: int) -> str:

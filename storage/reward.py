@@ -39,6 +39,16 @@ class RewardHead:
     examples: int  # training examples it was fitted on
     auc: float | None = None  # on held-out votes (None: not enough of them)
     auc_interval: tuple[float, float] | None = None  # 95 %, bootstrap
+    # Whether it ranks best-of-n candidates: only with held-out evidence that it beats chance
+    # (the trainer decides, with its reward_min_auc); a head without it would only trade
+    # variety for its own noise.
+    ranks: bool = False
+
+    @staticmethod
+    def evidence(auc_interval: tuple[float, float] | None, floor: float = 0.5) -> bool:
+        """Held-out evidence that the head ranks better than chance: the lower end of its AUC's
+        95 % interval above ``floor``."""
+        return auc_interval is not None and auc_interval[0] > floor
 
     def check(self) -> None:
         """ValueError unless the head is one finite linear model (reward.json is input: it may
@@ -66,6 +76,7 @@ class RewardHead:
             "examples": self.examples,
             "auc": self.auc,
             "auc_interval": list(self.auc_interval) if self.auc_interval else None,
+            "ranks": self.ranks,
         }
         (folder / FILE).write_text(json.dumps(record), encoding="utf-8")
 
@@ -81,6 +92,8 @@ class RewardHead:
             if record.get("format") != FORMAT:
                 raise ValueError(f"format {record.get('format')!r}, this code reads {FORMAT}")
             interval = record.get("auc_interval")
+            interval = (float(interval[0]), float(interval[1])) if interval else None
+            ranks = record.get("ranks")
             head = cls(
                 weight=np.asarray(record["weight"], dtype=np.float64),
                 bias=float(record["bias"]),
@@ -88,7 +101,9 @@ class RewardHead:
                 scale=np.asarray(record["scale"], dtype=np.float64),
                 examples=int(record["examples"]),
                 auc=record.get("auc"),
-                auc_interval=(float(interval[0]), float(interval[1])) if interval else None,
+                auc_interval=interval,
+                # Written before the trainer decided: it ranks only with the evidence.
+                ranks=bool(ranks) if ranks is not None else cls.evidence(interval),
             )
             head.check()
             return head

@@ -9,9 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+from storage.dialogue import render_prompt
 from trainer.config import GateConfig
 from trainer.dataset import Example
-from trainer.evaluate import paired_auc_difference, perplexity, reference_text, run_gate
+from trainer.evaluate import (
+    paired_auc_difference,
+    perplexity,
+    probe_prompts,
+    probe_questions,
+    reference_text,
+    relevance,
+    run_gate,
+    sample_answers,
+)
 from trainer.models import load_causal_lm
 
 FAST = GateConfig(samples=4, max_new_tokens=6, bootstrap_samples=300)
@@ -129,3 +139,73 @@ def test_early_stopping_publishes_the_latest_checkpoint_that_passes_and_else_kee
     )
     assert not gate.passed and (chosen.step, chosen.tried) == (30, 3)
     assert all(torch.equal(p, end[name]) for name, p in model.named_parameters())
+
+
+COLLAPSE = " Your cat is happy and warm, let it sleep."
+
+
+def _collapsing(folder: Path, steps: int):
+    """The tiny model fine-tuned for ``steps`` steps to answer every probe question with one
+    sentence: with each step more of its answers are that sentence, as bench.learning's
+    dense seed 0 did over three versions (55 % of its answers), while its perplexity on the
+    reference text hardly moves."""
+    model, tokenizer = load_causal_lm(folder, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    texts = [render_prompt(q) + COLLAPSE + tokenizer.eos_token for q in probe_questions()]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    model.train()
+    for _ in range(steps):
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), tokenizer
+
+
+def test_a_collapse_that_compounds_over_versions_is_rejected_against_version_0(tiny_model_dir: Path):
+    base, tokenizer = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    parent, _ = _collapsing(tiny_model_dir, 7)  # already collapsing: what the old rule let through, step by step
+    candidate, _ = _collapsing(tiny_model_dir, 9)
+    # One answer per probe question, as the old gate sampled them (it had 23 questions for its 32 samples).
+    config = GateConfig(bootstrap_samples=200, samples=len(probe_questions()))
+    gate = run_gate(
+        candidate=candidate,
+        parent=parent,
+        base=base,
+        tokenizer=tokenizer,
+        held_out=[],
+        held_out_pairs=[],
+        config=config,
+    )
+    # The old gate's only diversity rule (distinct-2 >= 0.7 x the parent's) and its perplexity
+    # rules all pass: each step is small; the drop from version 0 is not.
+    assert gate.candidate.distinct_2 >= config.distinct_ratio * gate.parent.distinct_2
+    assert gate.candidate.perplexity <= config.perplexity_ratio * min(gate.parent.perplexity, gate.base_perplexity or 0)
+    assert gate.candidate.top_share > 0.5  # one sentence is over half of the answers to 23 different questions
+    assert not gate.passed
+    reasons = " | ".join(gate.reasons)
+    assert "version 0's" in reasons and "distinct" in reasons, reasons
+    assert "one answer is" in reasons and "relevance" in reasons, reasons
+    metrics = gate.metrics()
+    assert metrics["base_top_share"] < 0.2 and metrics["top_share"] == pytest.approx(gate.candidate.top_share, abs=1e-4)
+    assert metrics["base_relevance"] > 1.0 > 0.5 > metrics["relevance"]
+
+    # Version 0 against itself passes every check: the floors are relative to what it does.
+    same = run_gate(
+        candidate=base, parent=base, base=base, tokenizer=tokenizer, held_out=[], held_out_pairs=[], config=config
+    )
+    assert same.passed, same.reasons
+
+
+def test_relevance_tells_answers_to_the_question_from_answers_to_another(tiny_model_dir: Path):
+    model, tokenizer = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    prompts = probe_prompts(len(probe_questions()))
+    answers = sample_answers(model, tokenizer, prompts, max_new_tokens=24, seed=0)
+    # Varied answers, each given to a question half the list away: diverse, but off-topic.
+    half = len(answers) // 2
+    shuffled = answers[half:] + answers[:half]
+    on_topic, off_topic = relevance(model, tokenizer, prompts, answers), relevance(model, tokenizer, prompts, shuffled)
+    assert on_topic > 1.0 and off_topic < 0.3 * on_topic, (on_topic, off_topic)
+    assert relevance(model, tokenizer, prompts, [COLLAPSE.strip()] * len(prompts)) == pytest.approx(0, abs=0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import sqlite3
@@ -75,8 +76,9 @@ async def test_best_of_shows_the_candidate_the_reward_model_prefers_and_stores_a
     folder = tmp_path / "with-reward"
     shutil.copytree(tiny_model_dir, folder)
     model, tokenizer = load_causal_lm(folder, device=torch.device("cpu"))
-    head = fit_reward(model, tokenizer, _examples(40), [], min_examples=5, samples=10, seed=0)
-    assert head is not None
+    head = fit_reward(model, tokenizer, _examples(40), _examples(20, offset=40), min_examples=5, samples=100, seed=0)
+    assert head is not None and RewardHead.evidence(head.auc_interval)
+    head = dataclasses.replace(head, ranks=True)  # as the trainer keeps a head with held-out evidence
     head.save(folder)
     monkeypatch.setenv("THUMBTUNE_MODEL", str(folder))
     monkeypatch.setenv("THUMBTUNE_BEST_OF", "4")
@@ -131,3 +133,34 @@ async def test_under_a_version_without_a_reward_model_best_of_samples_one_answer
     assert not runtime.generator.ranks_candidates  # version 0: no reward model
     reply = await runtime.service.on_prompt(IncomingPrompt(platform="shell", channel="c", user="u", text="hello"))
     assert reply is not None and reply.ok and len(reply.response_ids) == 1  # no wasted samples
+
+
+def test_a_reward_head_without_held_out_evidence_does_not_rank(tiny_model_dir: Path, tmp_path: Path, caplog):
+    """No AUC (too few held-out votes), or an AUC interval that includes 0.5: best-of-n would
+    trade variety for the head's noise, so the bot samples one answer, and says why."""
+    from bot.generation import load_model
+    from storage.registry import ModelRegistry, format_versions
+
+    model, tokenizer = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    unsure = fit_reward(model, tokenizer, _examples(40), [], min_examples=5, samples=10, seed=0)
+    assert unsure is not None and unsure.auc is None and not RewardHead.evidence(unsure.auc_interval)
+    assert not RewardHead.evidence((0.45, 0.9)) and RewardHead.evidence((0.55, 0.9))
+    for name, head in (("none", unsure), ("chance", dataclasses.replace(unsure, auc=0.7, auc_interval=(0.45, 0.9)))):
+        folder = tmp_path / name
+        shutil.copytree(tiny_model_dir, folder)
+        head.save(folder)
+        with caplog.at_level(logging.INFO, logger="bot.generation.loading"):
+            loaded = load_model(folder, version=3, device="cpu")
+        assert loaded.reward is None, name
+        assert "does not rank" in caplog.text
+    # A reward.json written before the trainer decided: the evidence decides.
+    record = (tmp_path / "chance" / FILE).read_text().replace('"ranks": false', '"ranks": null')
+    (tmp_path / "chance" / FILE).write_text(record)
+    assert RewardHead.load(tmp_path / "chance") is not None and not RewardHead.load(tmp_path / "chance").ranks
+
+    registry = ModelRegistry(tmp_path / "models")
+    metrics = {"reward_examples": 40, "reward_auc": 0.7, "reward_auc_interval": [0.45, 0.9], "reward_ranks": False}
+    with registry.staging() as staged:
+        (staged / "model.safetensors").write_text("w")
+        registry.publish(staged, parent=0, metrics=metrics)
+    assert "0.70 (0.45-0.90), not ranking" in format_versions(registry)

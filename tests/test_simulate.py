@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from pathlib import Path
 
@@ -59,3 +60,54 @@ def test_the_same_seed_gives_the_same_versions_with_sparse_noisy_votes(tiny_mode
         ).fetchone()[0]
     # --noise 0.25: about a quarter of the votes go against the people's rule (none would without it).
     assert 0 < against_the_rule < first["votes"] / 2
+
+
+def test_tastes_are_properties_of_any_sentence():
+    from bot.simulate import likes
+
+    warm = "I am glad you asked. A quiet beach is lovely in spring. Take care of yourself."
+    curt = "Obviously. A quiet beach is lovely in spring. Deal with it."
+    assert likes("warm", "where should I travel", warm) and not likes("warm", "where should I travel", curt)
+    assert likes("word", "x", "a warm day", prefer="warm") and not likes("word", "x", "a cold day", prefer="warm")
+    # On the question's topic, and on no other.
+    assert likes("relevant", "should I get a dog", "A young dog stays loyal with you. Find a good vet.")
+    assert not likes("relevant", "should I get a dog", "A bowl of soup tastes fresh.")
+    assert not likes("relevant", "should I get a dog", "A dog is loyal. Also, cook the rice.")
+    assert not likes("relevant", "a question of no topic", "A dog is loyal.")
+    assert likes("long", "q", " ".join(["word"] * 18)) and not likes("long", "q", " ".join(["word"] * 17))
+
+
+def test_the_generated_corpus_is_seeded_and_varied():
+    from bot.dialoguegen import TOPICS, answer, benchmark_questions, dialogues
+    from bot.simulate import likes, varied_questions
+
+    assert dialogues(50, seed=3) == dialogues(50, seed=3) != dialogues(50, seed=4)
+    text = dialogues(4000, seed=0)
+    answers = [line[len("Bot: ") :] for line in text.splitlines() if line.startswith("Bot: ")]
+    assert len(answers) > 6000 and len(set(answers)) > 0.9 * len(answers)  # mostly new sentences
+    questions = benchmark_questions(100)
+    assert len(questions) == 100 and {q for t in TOPICS for q in t.questions} >= set(questions)
+    trained, held_out = varied_questions()
+    assert len(held_out) == len(TOPICS) and not set(trained) & set(held_out)
+    # The corpus itself has room to learn each taste: a minority of its answers have it.
+    rng = random.Random(0)
+    pairs = [(t.questions[0], answer(t, rng)) for t in TOPICS * 250]
+    for taste in ("warm", "relevant", "long"):
+        share = sum(likes(taste, q, a) for q, a in pairs) / len(pairs)
+        assert 0.1 <= share <= 0.6, (taste, share)
+
+
+def test_make_tiny_model_varied_writes_a_model_of_the_generated_corpus(tmp_path: Path, capsys):
+    """The wiring only (20 steps); the full build's distinct answers are measured by bench.learning."""
+    import torch
+
+    from bot.cli import main
+    from trainer.evaluate import sample_answers
+    from trainer.models import load_causal_lm
+
+    assert main(["make-tiny-model", str(tmp_path / "varied"), "--varied", "--steps", "20"]) == 0
+    assert "Tiny model written to" in capsys.readouterr().out
+    model, tokenizer = load_causal_lm(tmp_path / "varied", device=torch.device("cpu"))
+    assert model.config.n_layer == 2 and len(tokenizer) == 1024
+    assert tokenizer.decode(tokenizer.encode(" Take care of yourself.")) == " Take care of yourself."
+    assert len(sample_answers(model, tokenizer, ["User: hello\nBot:"], max_new_tokens=4, seed=0)) == 1

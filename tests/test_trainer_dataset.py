@@ -297,3 +297,16 @@ def test_unshown_best_of_candidates_make_no_pairs_with_the_shown_one() -> None:
     data = build_dataset(answers=answers, votes=[vote(1, 1.0)], options=NO_SPLIT)
     assert data.train_pairs == ()
     assert [(e.completion, e.label) for e in data.train] == [(" candidate 0", True)]
+
+
+def test_held_out_answers_said_word_for_word_in_training_are_left_out() -> None:
+    # 40 conversations asking one question and getting one of two answers: a small model repeats itself.
+    answers = [
+        answer(i, prompt=0, text="same liked" if i % 2 else "same disliked", conversation=f"c{i}") for i in range(40)
+    ]
+    answers += [answer(100, prompt=0, text="a new answer", conversation="c100")]
+    votes = [vote(i, 1.0 if i % 2 else -1.0) for i in range(40)] + [vote(100, 1.0)]
+    data = build_dataset(answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.5))
+    trained = {(e.prompt, e.completion) for e in data.train}
+    assert data.train and not any((e.prompt, e.completion) in trained for e in data.held_out)
+    assert len(data.train) + len(data.held_out) < 41  # some held-out repeats were dropped

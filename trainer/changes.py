@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from storage.dialogue import USER
 from trainer.dataset import Example, FeedbackDataset
-from trainer.evaluate import GateResult, probe_prompts, reference_text, sample_answers, token_logprobs
+from trainer.evaluate import GateResult, probe_prompts, probe_questions, reference_text, sample_answers, token_logprobs
 
 FILE = "changes.json"
 PROMPTS = 24  # fixed prompts compared (reference questions first, then held-out ones)
@@ -84,7 +84,7 @@ def what_changed(
 
 def _fixed_prompts(held_out: Sequence[Example]) -> tuple[list[str], int]:
     """The prompts compared, and how many of them (first) come from the reference set."""
-    prompts = probe_prompts(PROMPTS)
+    prompts = probe_prompts(min(PROMPTS, len(probe_questions())))  # each reference question once
     references = len(prompts)
     seen = set(prompts)
     for example in held_out:

@@ -135,6 +135,16 @@ class TrainConfig:
             )
         },
     )
+    reward_min_auc: float = field(
+        default=0.5,
+        metadata={
+            "help": (
+                "The reward model ranks best-of-n candidates only when the lower end of its held-out AUC's "
+                "95% interval is above this (0.5: evidence that it beats chance); else the bot shows one "
+                "sample, as without a reward model (no AUC at all: too few held-out votes, no ranking)."
+            )
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed for shuffling, initialisation and sampling."})
     device: Literal["auto", "cpu", "cuda"] = field(
         default="auto", metadata={"help": "auto: CUDA with bf16 when present, else CPU in fp32."}
@@ -196,8 +206,38 @@ class GateConfig:
         default=0.7,
         metadata={
             "help": (
-                "Reject when distinct-2 of sampled answers falls below this fraction of the parent's "
-                "(collapse onto a few phrases). Learning a preference lowers it somewhat by design."
+                "Reject when the share of distinct sampled answers, or their distinct-2, falls below this "
+                "fraction of the parent's or of version 0's (collapse onto a few phrases; against version 0 "
+                "so that it cannot compound over versions). Learning a preference lowers them somewhat by design."
+            )
+        },
+    )
+    max_top_share: float = field(
+        default=0.1,
+        metadata={
+            "help": (
+                "Reject when one answer makes up more than this share of the answers sampled for the probe "
+                "questions (or more than top_share_factor x version 0's share, when version 0 repeats itself "
+                "more than that)."
+            )
+        },
+    )
+    top_share_factor: float = field(
+        default=2.0,
+        metadata={
+            "help": (
+                "A model whose version 0 already repeats one answer often may repeat it up to this many "
+                "times version 0's share (see max_top_share)."
+            )
+        },
+    )
+    relevance_ratio: float = field(
+        default=0.5,
+        metadata={
+            "help": (
+                "Reject when relevance (how much likelier version 0 finds each sampled answer after its own "
+                "question than after other questions, in nats) falls below this fraction of the parent's or "
+                "version 0's: answers must stay on the question asked. 0 = off."
             )
         },
     )
@@ -211,7 +251,13 @@ class GateConfig:
         },
     )
     samples: int = field(
-        default=32, metadata={"help": "Answers sampled per model for the diversity and correction checks."}
+        default=64,
+        metadata={
+            "help": (
+                "Answers sampled per model for the diversity and relevance checks (the reference text's "
+                "questions in turn) and at most this many held-out corrections for the chrF check."
+            )
+        },
     )
     min_corrections: int = field(
         default=5,

@@ -201,9 +201,13 @@ def build_dataset(
     def held(group: str) -> bool:
         return is_held_out(group, fraction=options.held_out_fraction, salt=options.split_salt)
 
+    train = tuple(e for e in examples if not held(e.group))
+    # A held-out answer said word for word to the same prompt in training is no test of
+    # generalisation (a small model repeats itself): it is left out of the held-out set.
+    trained = {(e.prompt, e.completion) for e in train}
     return FeedbackDataset(
-        train=tuple(e for e in examples if not held(e.group)),
-        held_out=tuple(e for e in examples if held(e.group)),
+        train=train,
+        held_out=tuple(e for e in examples if held(e.group) and (e.prompt, e.completion) not in trained),
         train_pairs=tuple(p for p in pairs if not held(p.group)),
         held_out_pairs=tuple(p for p in pairs if held(p.group)),
         skipped_ties=ties,

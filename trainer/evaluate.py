@@ -14,15 +14,26 @@ behind it reported as "not enough data" instead of deciding on noise:
 (b) perplexity on the reference text shipped in ``trainer/data/reference.txt``: fluency
     must not collapse, against the parent *and* against version 0 (slow drift over many
     versions), with the interval of the ratio (block bootstrap over the text);
-(c) distinct-2 of sampled answers: the model must not collapse onto one phrase;
+(c) diversity of answers sampled for varied questions, against the parent *and* against
+    version 0 (so a drop cannot compound over versions): the share of distinct answers and
+    distinct-2 must stay above ``distinct_ratio`` of both, and no one answer may make up more
+    than ``max_top_share`` of them (or ``top_share_factor`` x version 0's share, when version
+    0 repeats itself more than that);
 (d) chrF of answers sampled for held-out corrected prompts against the people's
     corrections (paired bootstrap over corrections; under ``min_corrections``: not
-    enough data).
+    enough data);
+(e) relevance: answers must stay on the question asked. Judged by version 0, an answer should
+    be likelier after its own question than after other questions (the mean of
+    log p0(answer | its question) - log p0(answer | another question), in nats, a pointwise
+    mutual information): a model that says one sentence to every question scores about 0.
+    It must stay above ``relevance_ratio`` of the parent's and of version 0's own answers'.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -47,10 +58,17 @@ def reference_text() -> str:
     return resources.files("trainer.data").joinpath("reference.txt").read_text(encoding="utf-8")
 
 
-def probe_prompts(limit: int) -> list[str]:
-    """Questions from the reference text, as the bot would prompt with them."""
+def probe_questions() -> list[str]:
+    """The distinct questions of the reference text, in order."""
     questions = [line[len(USER) :].strip() for line in reference_text().splitlines() if line.startswith(USER)]
-    return [render_prompt(question) for question in questions[:limit]]
+    return list(dict.fromkeys(questions))
+
+
+def probe_prompts(limit: int) -> list[str]:
+    """``limit`` questions from the reference text (in turn, again from the first when there
+    are fewer), as the bot would prompt with them."""
+    questions = probe_questions()
+    return [render_prompt(questions[i % len(questions)]) for i in range(limit)]
 
 
 @dataclass(frozen=True)
@@ -60,11 +78,17 @@ class ModelScores:
     perplexity: float
     distinct_2: float
     chrf: float | None  # None without held-out corrections
+    distinct_answers: float = 1.0  # share of the sampled answers that are distinct
+    top_share: float = 0.0  # share of the sampled answers that are the most common one (0: none repeats)
+    relevance: float | None = None  # question-answer PMI judged by version 0 (nats); None: not measured
 
     def as_dict(self, prefix: str) -> dict[str, float | None]:
         return {
             f"{prefix}perplexity": self.perplexity,
             f"{prefix}distinct_2": self.distinct_2,
+            f"{prefix}distinct_answers": round(self.distinct_answers, 4),
+            f"{prefix}top_share": round(self.top_share, 4),
+            f"{prefix}relevance": None if self.relevance is None else round(self.relevance, 4),
             f"{prefix}chrf": self.chrf,
         }
 
@@ -78,6 +102,7 @@ class GateResult:
     preference_pairs: int
     reasons: tuple[str, ...]  # empty: passed
     base_perplexity: float | None = None  # version 0's, for drift
+    base: ModelScores | None = None  # version 0's scores, the floor no version may fall through
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95 %, by metric name
     not_enough_data: tuple[str, ...] = ()  # checks that were not applied, and why
 
@@ -90,6 +115,7 @@ class GateResult:
             **self.candidate.as_dict(""),
             **self.parent.as_dict("parent_"),
             "base_perplexity": self.base_perplexity,
+            **({} if self.base is None else {k: v for k, v in self.base.as_dict("base_").items() if k != "base_chrf"}),
             "preference_accuracy": self.preference_accuracy,
             "parent_preference_accuracy": self.parent_preference_accuracy,
             "preference_pairs": self.preference_pairs,
@@ -213,6 +239,50 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def distinct_answers(texts: Sequence[str]) -> float:
+    """Share of the answers that are distinct (case and spacing aside); 0 for none."""
+    return len({_normal(t) for t in texts}) / len(texts) if texts else 0.0
+
+
+def top_share(texts: Sequence[str]) -> float:
+    """Share of the answers that are the most common one; 0 when no answer repeats."""
+    if not texts:
+        return 0.0
+    count = Counter(_normal(t) for t in texts).most_common(1)[0][1]
+    return count / len(texts) if count > 1 else 0.0
+
+
+RELEVANCE_CONTRASTS = 3  # other questions each answer is scored after
+
+
+def relevance(
+    judge: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    *,
+    max_length: int = 256,
+) -> float:
+    """How much the answers belong to their own questions, judged by ``judge`` (version 0):
+    mean over answers of log p(answer | its prompt) - mean log p(answer | another prompt), in
+    nats. The other prompts are the next ``RELEVANCE_CONTRASTS`` distinct ones in the list.
+    One answer said to every question scores about 0; on-topic answers score above it."""
+    distinct = list(dict.fromkeys(prompts))
+    if len(distinct) < 2 or not answers:
+        return 0.0
+    place = {prompt: i for i, prompt in enumerate(distinct)}
+    shifts = range(1, min(RELEVANCE_CONTRASTS, len(distinct) - 1) + 1)
+    items = list(zip(prompts, answers, strict=True))
+    for shift in shifts:
+        items += [(distinct[(place[p] + shift) % len(distinct)], a) for p, a in zip(prompts, answers, strict=True)]
+    logps = np.array(completion_logprobs(judge, tokenizer, items, max_length=max_length)).reshape(-1, len(answers))
+    return float((logps[0] - logps[1:].mean(axis=0)).mean())
+
+
 def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return float(CHRF().corpus_score(list(hypotheses), [list(references)]).score)
 
@@ -273,6 +343,7 @@ class _Measured:
     scores: ModelScores
     reference_logprobs: torch.Tensor  # per token of the reference text
     corrected: list[str]  # answers sampled for the held-out corrected prompts
+    answers: list[str]  # answers sampled for the probe questions
 
 
 def _measure(
@@ -294,7 +365,23 @@ def _measure(
     _, logprobs = token_logprobs(model, tokenizer, reference_text())
     fluency = perplexity_of(logprobs)
     score = chrf(corrected, [p.chosen.strip() for p in corrections]) if corrections else None
-    return _Measured(ModelScores(perplexity=fluency, distinct_2=distinct_n(answers), chrf=score), logprobs, corrected)
+    scores = ModelScores(
+        perplexity=fluency,
+        distinct_2=distinct_n(answers),
+        chrf=score,
+        distinct_answers=distinct_answers(answers),
+        top_share=top_share(answers),
+    )
+    return _Measured(scores, logprobs, corrected, answers)
+
+
+def _with_relevance(
+    measured: _Measured, judge: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: GateConfig, max_length: int
+) -> _Measured:
+    if config.relevance_ratio <= 0:
+        return measured
+    score = relevance(judge, tokenizer, probe_prompts(config.samples), measured.answers, max_length=max_length)
+    return dataclasses.replace(measured, scores=dataclasses.replace(measured.scores, relevance=score))
 
 
 def run_gate(
@@ -312,7 +399,13 @@ def run_gate(
     corrections = [p for p in held_out_pairs if p.source == "correction"][: config.samples]
     new = _measure(candidate, tokenizer, corrections=corrections, config=config, seed=seed)
     old = _measure(parent, tokenizer, corrections=corrections, config=config, seed=seed)
-    base_logprobs = old.reference_logprobs if base is None else token_logprobs(base, tokenizer, reference_text())[1]
+    judge = parent if base is None else base  # version 0 judges relevance
+    new, old = (_with_relevance(m, judge, tokenizer, config, max_length) for m in (new, old))
+    zero = old
+    if base is not None:
+        zero = _measure(base, tokenizer, corrections=[], config=config, seed=seed)
+        zero = _with_relevance(zero, judge, tokenizer, config, max_length)
+    base_logprobs = zero.reference_logprobs
     base_perplexity = perplexity_of(base_logprobs)
     intervals: dict[str, tuple[float, float]] = {}
     not_enough: list[str] = []
@@ -375,11 +468,8 @@ def run_gate(
             f"{base_perplexity:.1f} (drift over versions)"
         )
 
-    # (c) diversity.
-    if new.scores.distinct_2 < old.scores.distinct_2 * config.distinct_ratio:
-        reasons.append(
-            f"distinct-2 {new.scores.distinct_2:.2f} < {config.distinct_ratio} x parent {old.scores.distinct_2:.2f}"
-        )
+    # (c) diversity, against the parent and against version 0; (e) relevance, the same way.
+    reasons += diversity_reasons(new.scores, old.scores, zero.scores, config)
 
     # (d) corrections, paired.
     if corrections and len(corrections) < config.min_corrections:
@@ -403,9 +493,38 @@ def run_gate(
         n_pairs if accuracy is not None else 0,
         tuple(reasons),
         base_perplexity=base_perplexity,
+        base=zero.scores if base is not None else None,
         intervals=intervals,
         not_enough_data=tuple(not_enough),
     )
+
+
+def diversity_reasons(new: ModelScores, parent: ModelScores, zero: ModelScores, config: GateConfig) -> list[str]:
+    """Why ``new`` says less varied or less relevant things than its parent or version 0
+    (``zero``); each floor is checked against both, so a drop cannot compound over versions."""
+    reasons = []
+    ratio = config.distinct_ratio
+    for label, name in (("distinct answers", "distinct_answers"), ("distinct-2", "distinct_2")):
+        mine = getattr(new, name)
+        for who, other in (("parent", getattr(parent, name)), ("version 0's", getattr(zero, name))):
+            if mine < other * ratio:
+                reasons.append(f"{label} {mine:.2f} < {ratio} x {who} {other:.2f} (collapse onto a few answers)")
+                break
+    limit = max(config.max_top_share, config.top_share_factor * zero.top_share)
+    if new.top_share > limit:
+        reasons.append(
+            f"one answer is {new.top_share:.0%} of the sampled answers (limit {limit:.0%}: max_top_share "
+            f"{config.max_top_share}, or {config.top_share_factor} x version 0's {zero.top_share:.0%})"
+        )
+    if new.relevance is not None and config.relevance_ratio > 0:
+        for who, other in (("parent", parent.relevance), ("version 0's", zero.relevance)):
+            if other is not None and other > 0 and new.relevance < other * config.relevance_ratio:
+                reasons.append(
+                    f"relevance {new.relevance:.2f} < {config.relevance_ratio} x {who} {other:.2f} "
+                    "(answers no longer depend on the question asked)"
+                )
+                break
+    return reasons
 
 
 def _capped(examples: list[Example], seed: int) -> list[Example]:

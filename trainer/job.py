@@ -34,6 +34,7 @@ from storage.dialogue import ModelDialogue
 from storage.redact import KINDS as REDACT_KINDS
 from storage.redact import Redactor
 from storage.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
+from storage.reward import RewardHead
 from trainer import snapshot
 from trainer.changes import FILE as CHANGES_FILE
 from trainer.changes import what_changed
@@ -230,12 +231,23 @@ def train_and_publish(
                 max_length=config.max_length,
             )
             if reward is not None:
+                reward = dataclasses.replace(
+                    reward, ranks=RewardHead.evidence(reward.auc_interval, config.reward_min_auc)
+                )
                 reward.save(folder)
                 reward_metrics = {
                     "reward_auc": reward.auc,
                     "reward_auc_interval": list(reward.auc_interval) if reward.auc_interval else None,
                     "reward_examples": reward.examples,
+                    "reward_held_out": len(dataset.held_out),
+                    "reward_ranks": reward.ranks,
                 }
+                if not reward.ranks:
+                    log.info(
+                        "the reward model does not rank best-of-n: held-out AUC %s, not above %s with 95%% confidence",
+                        reward.auc,
+                        config.reward_min_auc,
+                    )
         # What it learned, kept with the version: answers side by side, words, data, the gate.
         changes = what_changed(
             parent=reference,

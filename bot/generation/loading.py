@@ -8,6 +8,7 @@ message naming ``THUMBTUNE_MODEL``. The tokenizer is set up for left-padded batc
 from __future__ import annotations
 
 import base64
+import logging
 import socket
 import urllib.request
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from bot.generation.errors import ModelLoadError
 from bot.generation.gpt2 import lay_out_for_kernel
 from storage.dialogue import ModelDialogue, stop_token_ids
 from storage.reward import RewardHead
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,6 +88,14 @@ def load_model(source: str | Path, *, version: int, device: str = "auto") -> Loa
     )
     stops = frozenset(stop_token_ids(tokenizer, model.generation_config))
     reward = RewardHead.load(source) if local else None  # a trained version keeps its reward model beside it
+    if reward is not None and not reward.ranks:
+        log.info(
+            "version %d's reward model has no held-out evidence that it beats chance (AUC %s): "
+            "it does not rank, one answer is sampled per prompt",
+            version,
+            "n/a" if reward.auc is None else f"{reward.auc:.2f}, 95% interval {reward.auc_interval}",
+        )
+        reward = None
     return LoadedModel(
         model, tokenizer, version, source, target, max_positions, ModelDialogue(tokenizer), stops, reward
     )
