@@ -109,7 +109,7 @@ async def test_the_snapshot_holds_no_person_key_and_the_run_is_recorded_from_its
     folder = Path(snapshot.run_uri(runtime.settings.artifacts_uri, outcome.run))
     manifest, dataset = snapshot.read(str(folder))
     assert (manifest.run, manifest.parent, manifest.base_model) == (outcome.run, 0, runtime.settings.model)
-    assert len(dataset.train) + len(dataset.held_out) == 40
+    assert len(dataset.train) + len(dataset.held_out) + dataset.held_out_repeats == 40
     raw = (folder / snapshot.DATASET).read_text() + (folder / snapshot.MANIFEST).read_text()
     async with runtime.database.reading() as db:
         people = {row[0] for row in await (await db.execute("SELECT voter FROM votes")).fetchall()}

@@ -25,12 +25,13 @@ EMAIL = "alice.canary@example.com"
 QUESTION = f"my address is {EMAIL}, can you remember my favourite apple pie"
 
 
-def _every_file_text(*folders: Path) -> str:
-    return "\n".join(
-        path.read_text(encoding="utf-8", errors="replace")
+def _holding(text: str, *folders: Path) -> list[str]:
+    """The JSON files under ``folders`` that hold ``text``."""
+    return sorted(
+        str(path)
         for folder in folders
         for path in folder.rglob("*.json")
-        if path.is_file()
+        if path.is_file() and text in path.read_text(encoding="utf-8", errors="replace")
     )
 
 
@@ -56,8 +57,7 @@ async def test_forget_me_takes_their_texts_out_of_run_snapshots_and_version_repo
         outcome = await runtime.loop.run_training()
         assert outcome.status in ("published", "rejected"), outcome.reason
         artifacts, models = Path(runtime.settings.artifacts_uri), Path(runtime.settings.registry_uri)
-        before = _every_file_text(artifacts, models)
-        assert EMAIL in before  # the snapshot (and the report, where it quotes her) held her prompt
+        assert _holding(EMAIL, artifacts, models)  # the snapshot (and the report, where it quotes her)
         _, dataset = snapshot.read(snapshot.run_uri(runtime.settings.artifacts_uri, outcome.run or 0))
         examples = len(dataset.train) + len(dataset.held_out)
 
@@ -66,8 +66,8 @@ async def test_forget_me_takes_their_texts_out_of_run_snapshots_and_version_repo
         )
         assert reply is not None and "training file" in reply.text
 
-        after = _every_file_text(artifacts, models)
-        assert EMAIL not in after and answer.strip() not in after.replace("\\n", " ")
+        # (Her answer's words may still come up in a report as what a model said to a fixed prompt.)
+        assert _holding(EMAIL, artifacts, models) == [] and _holding(answer.strip(), artifacts) == []
         _, dataset = snapshot.read(snapshot.run_uri(runtime.settings.artifacts_uri, outcome.run or 0))
         assert len(dataset.train) + len(dataset.held_out) == examples - 1  # only her example went
         for path in models.rglob("changes.json"):

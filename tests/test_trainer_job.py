@@ -71,7 +71,8 @@ async def test_a_run_changes_the_weights_and_publishes_a_complete_version(tmp_pa
     assert registry.current_version() == 0  # the trainer never serves a version; the bot does, from the result
     current = registry.get(1)
     assert current.status == "published" and current.parent == 0
-    assert current.counts["train_examples"] + current.counts["held_out_examples"] == 40
+    counts = current.counts
+    assert counts["train_examples"] + counts["held_out_examples"] + counts["held_out_repeats"] == 40
     assert current.config["train"]["learning_rate"] == 1e-4 and current.config["base_model"] == str(tiny_model_dir)
     assert current.config["run"] == 1 and current.config["data"]["min_examples"] == 8
     assert current.metrics["desirable_weight"] > 1.0 == current.metrics["undesirable_weight"]  # fewer likes, weighed up

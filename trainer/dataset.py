@@ -63,6 +63,7 @@ class FeedbackDataset:
     held_out_pairs: tuple[Pair, ...]
     skipped_ties: int = 0  # answers with votes whose rewards cancel out
     excluded: int = 0  # answers left out: flagged, or by / about a forgotten person
+    held_out_repeats: int = 0  # held-out answers left out: said word for word to the same prompt in training
 
     @property
     def desirable(self) -> int:
@@ -82,6 +83,7 @@ class FeedbackDataset:
             "held_out_pairs": len(self.held_out_pairs),
             "skipped_ties": self.skipped_ties,
             "excluded": self.excluded,
+            "held_out_repeats": self.held_out_repeats,
         }
 
 
@@ -205,9 +207,12 @@ def build_dataset(
     # A held-out answer said word for word to the same prompt in training is no test of
     # generalisation (a small model repeats itself): it is left out of the held-out set.
     trained = {(e.prompt, e.completion) for e in train}
+    held_out = [e for e in examples if held(e.group)]
+    kept = tuple(e for e in held_out if (e.prompt, e.completion) not in trained)
     return FeedbackDataset(
         train=train,
-        held_out=tuple(e for e in examples if held(e.group) and (e.prompt, e.completion) not in trained),
+        held_out=kept,
+        held_out_repeats=len(held_out) - len(kept),
         train_pairs=tuple(p for p in pairs if not held(p.group)),
         held_out_pairs=tuple(p for p in pairs if held(p.group)),
         skipped_ties=ties,

@@ -151,6 +151,7 @@ def read(uri: str) -> tuple[Manifest, FeedbackDataset]:
             train_pairs=tuple(Pair(**item) for item in data["train_pairs"]),
             held_out_pairs=tuple(Pair(**item) for item in data["held_out_pairs"]),
             skipped_ties=int(data["skipped_ties"]),
+            held_out_repeats=int(data.get("held_out_repeats", 0)),  # format 1 before it was counted
             excluded=int(data["excluded"]),
         )
         return Manifest(**manifest), dataset
