@@ -69,6 +69,7 @@ async def generation(folder: Path) -> dict[str, Any]:
 
 
 async def training(folder: Path, work: Path) -> dict[str, Any]:
+    from bot.snapshots import prepare
     from trainer import snapshot
     from trainer.config import DataConfig, GateConfig, TrainConfig
     from trainer.job import RunOptions, run
@@ -96,7 +97,7 @@ async def training(folder: Path, work: Path) -> dict[str, Any]:
             await repository.record_vote(
                 response_id=stored.response_ids[0], voter="v", emoji="👍" if liked else "👎", reward=1 if liked else -1
             )
-        prepared = await snapshot.prepare(repository, DataConfig(), run=1, parent=0, base_model=str(folder))
+        prepared = await prepare(repository, DataConfig(), run=1, parent=0, base_model=str(folder))
     uri = snapshot.run_uri(str(work / "artifacts"), 1)
     snapshot.write(uri, prepared.manifest, prepared.dataset)
     started = time.monotonic()

@@ -31,6 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 from bench.common import record_voted_answer
+from bot.snapshots import prepare
 from storage.database import Database
 from storage.dialogue import render_prompt
 from storage.registry import ModelRegistry
@@ -143,7 +144,7 @@ async def learning_effect(
             )
         # What the bot hands the trainer: a snapshot of the data (the trainer never opens the database).
         started = time.monotonic()
-        prepared = await snapshot.prepare(repository, DataConfig(min_examples=8), run=1, parent=0, base_model=str(tiny))
+        prepared = await prepare(repository, DataConfig(min_examples=8), run=1, parent=0, base_model=str(tiny))
     uri = snapshot.run_uri(str(work / "artifacts"), 1)
     snapshot.write(uri, prepared.manifest, prepared.dataset)
     result = run(

@@ -243,8 +243,8 @@ def _fit_many(
 ) -> list[dict[int, float]]:
     """The same Bradley–Terry maximum as :func:`_fit`, for many count vectors at once
     (``times``: samples × kinds): Newton's method on log-strengths, which converges in a
-    handful of steps where MM crawls along a chain of versions (2,000 verdicts over 10
-    versions: 3.3 s → 0.03 s for 500 resamples). ``start``: strengths to begin from (the
+    handful of steps where MM crawls along a chain of versions (``python -m bench.headtohead``
+    measures both). ``start``: strengths to begin from (the
     full data's fit; with a prior the maximum is unique). Strengths are scaled to sum to
     the number of versions, as `_fit` does."""
     players = sorted({m.a for m in kinds} | {m.b for m in kinds})

@@ -1,11 +1,12 @@
 """Prompts taken but not answered yet: answered after a restart, or apologised for when too old.
 
-Every adapter stores a prompt as pending (:meth:`BotService.take_prompt`) before the
-platform learns that it arrived (Slack's 200 or Socket Mode ack), and marks it answered
-once the reply is posted. A crash, a kill or a stop past the shutdown grace leaves
-pending prompts behind; the next start reads them before it connects (so none taken
-meanwhile is answered twice) and, once connected, has the adapter answer each one where
-it was asked (:meth:`Adapter.answer_pending`): those younger than
+The platform adapters (Slack, Discord) store a prompt as pending
+(:meth:`BotService.take_prompt`) before the platform learns that it arrived (Slack's 200
+or Socket Mode ack), and mark it answered once the reply is posted. The shell answers
+at once and leaves none, but answers one it finds (written by another program). A
+crash, a kill or a stop past the shutdown grace leaves pending prompts behind; the next
+start reads them before it connects (so none taken meanwhile is answered twice) and,
+once connected, has the adapter answer each one where it was asked (:meth:`Adapter.answer_pending`): those younger than
 ``THUMBTUNE_PENDING_HOURS`` get their answer (the one stored before the crash, else a
 new one), older ones an apology. Nothing acknowledged goes without a reply.
 """

@@ -35,6 +35,7 @@ import fsspec
 
 import trainer.snapshot as snapshot
 from bot.settings import DataUnavailable, Settings
+from bot.snapshots import prepare
 from bot.training_backends import GONE, RAY_INSTALL_HINT, Backend, BackendUnavailable, backend_for
 from storage.registry import PUBLISHED, ModelRegistry
 from storage.repository import Repository
@@ -183,9 +184,7 @@ class TrainingRuns:
 
     async def _run(self, run_id: int, parent: int, *, extra: Sequence[str], relay: bool) -> TrainingOutcome:
         data, _ = trainer_configs(self.settings)
-        prepared = await snapshot.prepare(
-            self.repository, data, run=run_id, parent=parent, base_model=self.settings.model
-        )
+        prepared = await prepare(self.repository, data, run=run_id, parent=parent, base_model=self.settings.model)
         dataset = prepared.dataset
         counts = {
             "examples": len(dataset.train),

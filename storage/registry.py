@@ -50,6 +50,7 @@ from storage.records import ChangesRecord, DamagedRecord, VersionRecord, checked
 log = logging.getLogger(__name__)
 
 BASE_VERSION = 0
+KEEP_VERSIONS = 5  # versions kept besides the current one (THUMBTUNE_KEEP_VERSIONS); the one default
 METADATA_FILE = "version.json"
 CHANGES_FILE = "changes.json"  # what the version learned (trainer.changes)
 POINTER_FILE = "CURRENT"
@@ -83,7 +84,7 @@ class VersionInfo:
 
 
 class ModelRegistry:
-    def __init__(self, root: Path | str, *, keep: int = 5, cache: Path | None = None) -> None:
+    def __init__(self, root: Path | str, *, keep: int = KEEP_VERSIONS, cache: Path | None = None) -> None:
         """``root``: a folder or an fsspec URI. ``cache``: where versions of a remote registry
         are downloaded to be loaded (default: a folder under the system's temp folder)."""
         if keep < 1:

@@ -13,6 +13,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+import trainer
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "trainer", "storage", "bench")
 
@@ -23,8 +25,9 @@ ALLOWED = {
     "bot": {"storage", "trainer"},
     "bench": {"storage", "trainer", "bot"},
 }
-# The trainer's public surface for the bot: light modules (standard library, fsspec and storage only).
-TRAINER_PUBLIC = {"trainer.config", "trainer.export", "trainer.progress", "trainer.requirements", "trainer.snapshot"}
+# The trainer's public surface for the bot, declared once (light modules: standard library, fsspec,
+# pydantic and storage only).
+TRAINER_PUBLIC = set(trainer.PUBLIC)
 
 
 def project_modules() -> dict[str, Path]:

@@ -12,6 +12,7 @@ import pytest
 
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
 from bot.settings import SettingsError, load_settings
+from bot.snapshots import collect
 from storage.redact import KINDS, ApiKeyRecognizer, Finding, Redactor, parse_kinds, placeholder, replace
 from tests.helpers import thumbtune
 from trainer import snapshot
@@ -207,7 +208,7 @@ async def test_snapshot_and_exports_hold_placeholders_and_the_database_the_raw_t
         )
     assert all(value in stored for value in SECRETS.values())  # the database keeps the raw text
 
-    dataset = await snapshot.collect(runtime.repository, DataConfig(held_out_fraction=0.5), parent=0)
+    dataset = await collect(runtime.repository, DataConfig(held_out_fraction=0.5), parent=0)
     uri = str(tmp_path / "run")
     manifest = snapshot.Manifest(run=1, parent=0, vote_cutoff=0.0, base_model="tiny", data={"redact": list(KINDS)})
     snapshot.write(uri, manifest, dataset)
@@ -218,7 +219,7 @@ async def test_snapshot_and_exports_hold_placeholders_and_the_database_the_raw_t
     assert dataset.counts()["train_pairs"] + dataset.counts()["held_out_pairs"] >= 1  # the correction pair
 
     # The split and the labels are the same with scrubbing on and off: only the texts differ.
-    raw = await snapshot.collect(runtime.repository, DataConfig(held_out_fraction=0.5, redact=()), parent=0)
+    raw = await collect(runtime.repository, DataConfig(held_out_fraction=0.5, redact=()), parent=0)
     assert raw.counts() == dataset.counts()
     assert [e.group for e in raw.train] == [e.group for e in dataset.train]
     assert SECRETS["key"] in repr(raw.train + raw.held_out)

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from bot.snapshots import prepare
 from bot.tinymodel import shipped_dialogues
 from storage.database import Database
 from storage.dialogue import render_prompt
@@ -83,7 +84,7 @@ async def seed(db: Path, canary: str) -> None:
 
 async def take_snapshot(folder: Path, model: Path, redact: tuple[str, ...]) -> str:
     async with await Database.open(folder / "t.db") as database:
-        prepared = await snapshot.prepare(
+        prepared = await prepare(
             Repository(database),
             DataConfig(min_examples=8, held_out_fraction=0.0, redact=redact),
             run=1,

@@ -260,8 +260,8 @@ def test_split_extremes(fraction: float) -> None:
 
 
 async def test_a_run_learns_from_votes_since_its_parent_went_live(tmp_path: Path) -> None:
+    from bot.snapshots import collect
     from trainer.config import DataConfig
-    from trainer.snapshot import collect
 
     async with await Database.open(tmp_path / "t.db") as database:
         repo = Repository(database)

@@ -17,6 +17,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from bot.snapshots import prepare
 from storage.database import Database
 from storage.registry import ModelRegistry
 from storage.repository import Repository
@@ -47,7 +48,7 @@ async def take_snapshot(tmp_path: Path, model: Path, *, run: int = 1, parent: in
     if parent is None:
         parent = ModelRegistry(tmp_path / "models").current_version()
     async with await Database.open(tmp_path / "t.db") as database:
-        prepared = await snapshot.prepare(
+        prepared = await prepare(
             Repository(database), DataConfig(min_examples=8), run=run, parent=parent, base_model=str(model)
         )
     assert prepared.not_ready is None, prepared.not_ready
@@ -137,7 +138,7 @@ async def test_lora_run_publishes_a_plain_model_with_changed_attention(
 async def test_too_little_data_is_not_ready_with_the_reason(tmp_path: Path, tiny_model_dir: Path) -> None:
     await seed(tmp_path, answers=4)
     async with await Database.open(tmp_path / "t.db") as database:
-        prepared = await snapshot.prepare(
+        prepared = await prepare(
             Repository(database), DataConfig(min_examples=8), run=1, parent=0, base_model=str(tiny_model_dir)
         )
     assert prepared.not_ready is not None and "need at least 8" in prepared.not_ready

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from storage.redact import KINDS as REDACT_KINDS
+from storage.registry import KEEP_VERSIONS
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -30,7 +31,7 @@ class JobConfig:
         metadata={"help": "The run's snapshot in the artifact store (a folder or fsspec URI), written by the bot."}
     )
     registry: str = field(metadata={"help": "The model registry folder."})
-    keep_versions: int = field(default=5, metadata={"help": "Versions kept besides the current one."})
+    keep_versions: int = field(default=KEEP_VERSIONS, metadata={"help": "Versions kept besides the current one."})
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(
         default="INFO", metadata={"help": "The trainer's log level."}
     )

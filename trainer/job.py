@@ -38,7 +38,7 @@ from storage.reward import RewardHead
 from trainer import snapshot
 from trainer.changes import FILE as CHANGES_FILE
 from trainer.changes import what_changed
-from trainer.config import GateConfig, TrainConfig, as_dict
+from trainer.config import GateConfig, JobConfig, TrainConfig, as_dict
 from trainer.dataset import FeedbackDataset, balanced_weights, kto_records
 from trainer.evaluate import GateResult, run_gate
 from trainer.models import load_causal_lm, training_device
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 class RunOptions:
     snapshot: str  # the run's folder in the artifact store (trainer.snapshot.run_uri)
     registry: Path | str  # a folder or an fsspec URI
-    keep_versions: int = 5
+    keep_versions: int = JobConfig.keep_versions
     train: TrainConfig = field(default_factory=TrainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
@@ -495,7 +495,8 @@ def save_model(model, tokenizer, folder: Path) -> None:
 
 def _log_gate(version: int, gate: GateResult) -> None:
     if gate.passed:
-        log.info("version %d passed the eval gate and is current: %s", version, gate.metrics())
+        # Published, not yet current: the bot moves CURRENT once it has recorded the run's result.
+        log.info("version %d passed the eval gate and is published: %s", version, gate.metrics())
     else:
         log.warning("version %d rejected by the eval gate: %s", version, "; ".join(gate.reasons))
 

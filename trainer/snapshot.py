@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,10 +30,7 @@ import fsspec
 from pydantic import TypeAdapter, ValidationError
 
 from storage.dialogue import says_any
-from storage.redact import Redactor
-from storage.repository import Repository
-from trainer.config import DataConfig, as_dict
-from trainer.dataset import BuildOptions, Example, FeedbackDataset, Pair, build_dataset, readiness, scrubbed
+from trainer.dataset import Example, FeedbackDataset, Pair
 
 log = logging.getLogger(__name__)
 
@@ -84,48 +80,6 @@ _RESULT = TypeAdapter(RunResult)
 def run_uri(store: str, run_id: int) -> str:
     """Where run ``run_id``'s snapshot and result live in the store ``store``."""
     return f"{store.rstrip('/')}/runs/{run_id:06d}"
-
-
-async def collect(repository: Repository, config: DataConfig, *, parent: int) -> FeedbackDataset:
-    """The dataset a run on ``parent`` trains on, read from the bot's database, with the secrets
-    and personal data of ``config.redact`` replaced by placeholders (the raw texts stay in the
-    database)."""
-    if config.all_history:
-        votes, corrections = await repository.all_votes(), await repository.corrections()
-    else:
-        votes, corrections = await repository.votes_since(parent), await repository.corrections(since_version=parent)
-    dataset = build_dataset(
-        answers=await repository.feedback_answers(),
-        votes=votes,
-        corrections=corrections,
-        options=BuildOptions(gamma=config.gamma, held_out_fraction=config.held_out_fraction),
-    )
-    # Scrubbed after the build: labels and the held-out split are the same with scrubbing on or off.
-    return scrubbed(dataset, Redactor.from_kinds(config.redact)) if config.redact else dataset
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A run's dataset and manifest, or why there is nothing to train on."""
-
-    dataset: FeedbackDataset
-    manifest: Manifest
-    not_ready: str | None  # the reason to skip, or None
-
-
-async def prepare(repository: Repository, config: DataConfig, *, run: int, parent: int, base_model: str) -> Prepared:
-    cutoff = time.time()
-    dataset = await collect(repository, config, parent=parent)
-    manifest = Manifest(
-        run=run,
-        parent=parent,
-        vote_cutoff=cutoff,
-        base_model=base_model,
-        data=as_dict(config),
-        counts=dataset.counts(),
-        created_at=time.time(),
-    )
-    return Prepared(dataset, manifest, readiness(dataset, min_examples=config.min_examples))
 
 
 def write(uri: str, manifest: Manifest, dataset: FeedbackDataset) -> int:

@@ -2,9 +2,9 @@
 
 Each generated token of one conversation multiplies a single row of activations by every
 weight matrix of the model, so decoding at batch 1 is bound by how fast the weights
-stream from memory. On the project's 2-core machine torch's kernels read GPT-2's layer
-weights at about half the speed a plain ``sum()`` reads memory, and the small C kernel in
-``bot/generation/_matvec.c`` (AVX2 + FMA) at 0.83-0.86 of it (``python -m bench.matvec``).
+stream from memory. On a CPU torch's kernels read GPT-2's layer weights well below the
+speed a plain ``sum()`` reads memory; the small C kernel in ``bot/generation/_matvec.c``
+(AVX2 + FMA) comes close to it (``python -m bench.matvec`` measures both).
 
 ``Linear(weight, bias)(x)`` is ``F.linear(x, weight, bias)``: the model code
 (``bot.generation.gpt2``) calls it for every product with a weight and never sees the
@@ -17,9 +17,9 @@ their format, shapes and contiguity itself: a wrong call raises, it never reads 
 memory. Its results differ from ``F.linear``'s only by float rounding (a different
 summation order); tests/test_kernels.py compares the two.
 
-It is not a ``torch.library`` custom op: in a scratch measurement a call through torch's
-dispatcher cost ~4.4 us more than a Python call here, ~0.2 ms per batch-1 GPT-2 small
-token (49 products), about a seventh of what a token costs outside the kernel
+It is not a ``torch.library`` custom op: a call through torch's dispatcher costs a few
+microseconds more than a Python call, times 49 products per GPT-2 small token, which is
+a large share of what a token costs outside the kernel
 (``decode_ms_per_token_outside_kernel`` in ``python -m bench.generation``).
 """
 
@@ -46,8 +46,7 @@ def _compiled() -> ModuleType | None:
 _matvec: Any = _compiled()
 
 #: Up to this many rows the kernel beats torch on one thread; more rows' activations no
-#: longer fit in L1 beside the weight stream (``python -m bench.matvec``: GPT-2's layers,
-#: 1 row 13.9 vs 23.5 ms, 2 rows 18.6 vs 42.9, 4 rows 26.4 vs 35.7).
+#: longer fit in L1 beside the weight stream (measured by ``python -m bench.matvec``).
 MAX_ROWS = 4
 
 
