@@ -30,7 +30,7 @@ import fsspec
 from pydantic import TypeAdapter, ValidationError
 
 from storage.dialogue import says_any
-from trainer.dataset import Example, FeedbackDataset, Pair
+from trainer.dataset import FeedbackDataset
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ class RunResult:
 
 RESULT_STATUSES = ("published", "rejected", "skipped", "failed")
 _RESULT = TypeAdapter(RunResult)
+_MANIFEST = TypeAdapter(Manifest)
+_DATASET = TypeAdapter(FeedbackDataset)
 
 
 def run_uri(store: str, run_id: int) -> str:
@@ -98,19 +100,13 @@ def read(uri: str) -> tuple[Manifest, FeedbackDataset]:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise SnapshotError(f"{uri}: snapshot format {found!r}, this trainer reads format {FORMAT}")
     data = _get(fs, f"{root}/{DATASET}")
+    # Validated field by field (types included): a snapshot may come from a shared bucket.
     try:
-        dataset = FeedbackDataset(
-            train=tuple(Example(**item) for item in data["train"]),
-            held_out=tuple(Example(**item) for item in data["held_out"]),
-            train_pairs=tuple(Pair(**item) for item in data["train_pairs"]),
-            held_out_pairs=tuple(Pair(**item) for item in data["held_out_pairs"]),
-            skipped_ties=int(data["skipped_ties"]),
-            held_out_repeats=int(data.get("held_out_repeats", 0)),  # format 1 before it was counted
-            excluded=int(data["excluded"]),
-        )
-        return Manifest(**manifest), dataset
-    except (KeyError, TypeError) as exc:
-        raise SnapshotError(f"{uri}: damaged snapshot ({type(exc).__name__}: {exc})") from None
+        return _MANIFEST.validate_python(manifest), _DATASET.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "(top)"
+        raise SnapshotError(f"{uri}: damaged snapshot ({where}: {first.get('msg', 'invalid')})") from None
 
 
 def forget_texts(store: str, texts: Collection[str]) -> int:
