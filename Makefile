@@ -45,8 +45,9 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # The docs site (mkdocs.yml, docs/): --strict fails on a broken link or anchor; part of `make test`.
+# Not --quiet: it hides the warnings, and --strict then passes them.
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 bench: $(STAMP)
 	$(PY) -m bench.generation --quick
