@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-min lint install bench clean demo
+.PHONY: run test test-min lint docs install bench clean demo
 
 $(STAMP): pyproject.toml setup.py requirements/torch-cpu.txt bot/generation/_matvec.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/thumbtune run $(ARGS)
 
-test: lint
+test: lint docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The suite against the lowest version of every declared range (requirements/min-versions.txt),
@@ -44,12 +44,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# The docs site (mkdocs.yml, docs/): --strict fails on a broken link or anchor; part of `make test`.
+# Not --quiet: it hides the warnings, and --strict then passes them.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
+
 bench: $(STAMP)
 	$(PY) -m bench.generation --quick
 	$(PY) -m bench.reload --quick
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bot/generation/_matvec*.so
+	rm -rf $(VENV) $(VENV_MIN) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache bot/generation/_matvec*.so
 
 demo: $(STAMP)
 	test -f models/tiny/config.json || $(VENV)/bin/thumbtune make-tiny-model models/tiny

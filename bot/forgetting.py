@@ -4,7 +4,7 @@ The database side is storage.repository.Repository.forget_person; it says which 
 went (the person's prompts, the answers to them, their corrections). The same texts are
 then taken out of every run snapshot in the artifact store (trainer.snapshot) and of
 every version's ``changes.json`` in the registry (storage.registry). Model weights that
-were trained on them are not changed (README, "Data we keep").
+were trained on them are not changed (docs/privacy.md, "Data we keep").
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator:
     from tests.fakes.discord import FakeDiscord
 
     fake = FakeDiscord()
-    fake.invite(invite_url(fake.bot.id))  # the bot may do exactly what the link README gives asks for
+    fake.invite(invite_url(fake.bot.id))  # the bot may do exactly what the link docs/discord.md gives asks for
     await fake.start()
     monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))

@@ -460,8 +460,8 @@ async def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
     )
     # Derived from the features that need each bit, and nothing else.
     assert granted == discord.Permissions(**{grant: True for need in NEEDS for grant in need.grants})
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert f"permissions={granted.value}" in readme  # the link README gives
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "discord.md").read_text(encoding="utf-8")
+    assert f"permissions={granted.value}" in readme  # the link docs/discord.md gives
     for need in NEEDS:  # and its table says which feature needs which permission
         names = [DISCORD_NAMES.get(name, name.replace("_", " ").title()) for name in need.grants]
         assert all(f"**{name}**" in readme for name in names), names

@@ -72,7 +72,7 @@ INTENTS_HELP = (
     "and Direct Message Reactions. An app that reaches 10,000 users must apply for any "
     "privileged intent it uses."
 )
-MISSING_TOKEN = "the discord adapter needs DISCORD_TOKEN (see README.md, Discord)"
+MISSING_TOKEN = "the discord adapter needs DISCORD_TOKEN (see docs/discord.md)"
 TOKEN_HELP = (
     "Discord rejected DISCORD_TOKEN. In the developer portal open your application -> Bot -> "
     "Reset Token, and put the new token in DISCORD_TOKEN (in .env or the environment)."

@@ -82,7 +82,7 @@ EVENTS_REMEMBERED = 256
 LOGGED_CHARS = 64
 # Each feature's bot scopes, the Web API methods it calls and the events it needs, declared
 # once: bot/adapters/slack_manifest.yml asks for exactly these (tests/test_slack.py checks it,
-# and that every method this module calls is here); README's scope table follows it.
+# and that every method this module calls is here); the scope table in docs/slack.md follows it.
 _HISTORY = ("channels:history", "groups:history", "im:history", "mpim:history")
 NEEDS: tuple[Need, ...] = (
     Need("check the bot token at start", (), methods=("auth.test",)),
