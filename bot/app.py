@@ -8,14 +8,18 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
+from bot.answers import Answers
+from bot.commands import AdminActions, Commands
 from bot.feedback import EmojiTable
 from bot.forgetting import Copies
 from bot.generation import Generator, ModelLoadError, SamplingParams
 from bot.limits import RateLimiter
 from bot.loop import Loop, apply_retention
+from bot.metrics import Metrics
 from bot.service import BotService
 from bot.settings import DataUnavailable, Settings
 from bot.training import registry_from
+from bot.votes import Votes
 from bot.web import WebServer
 from storage.database import Database, DatabaseUnavailable, unusable_database
 from storage.identity import PersonKeys
@@ -98,6 +102,50 @@ def _writes_at_start(settings: Settings) -> Iterator[None]:
         raise DataUnavailable(f"{settings.db_setting}: {unusable}") from exc
 
 
+def compose_service(
+    settings: Settings,
+    repository: Repository,
+    generator: Generator,
+    persons: PersonKeys,
+    registry: ModelRegistry,
+    metrics: Metrics,
+    admin_actions: AdminActions | None,
+) -> BotService:
+    """The service's three parts, each given everything it needs, composed in one place."""
+    commands = Commands(
+        repository=repository,
+        persons=persons,
+        admins=settings.admins,
+        charts_dir=settings.data_dir / "charts",
+        admin_actions=admin_actions,
+        copies=Copies(settings.artifacts_uri, registry, Redactor.from_kinds(settings.redact)),
+    )
+    answers = Answers(
+        repository=repository,
+        generator=generator,
+        persons=persons,
+        sampling=sampling_from(settings),
+        commands=commands,
+        metrics=metrics,
+        max_prompt_chars=settings.max_prompt_chars,
+        rate_limiter=RateLimiter(per_minute=settings.prompts_per_minute, burst=settings.prompt_burst),
+        allowed_channels=settings.allowed_channels,
+        compare=settings.compare,
+        challenger_share=settings.challenger_share,
+        best_of=settings.best_of,
+    )
+    votes = Votes(
+        repository=repository,
+        persons=persons,
+        emoji=EmojiTable(settings.emoji_rewards),
+        metrics=metrics,
+        flag_emoji=settings.flag_emoji,
+        daily_vote_cap=settings.daily_vote_cap,
+        max_correction_chars=settings.max_prompt_chars,
+    )
+    return BotService(answers=answers, votes=votes, commands=commands)
+
+
 def make_data_dir(settings: Settings) -> None:
     """Create THUMBTUNE_DATA_DIR; when it cannot be, raise :class:`DataUnavailable` saying why."""
     try:
@@ -166,35 +214,14 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
             parent = registry.get(version).parent if version != BASE_VERSION else None
             with _writes_at_start(settings):
                 await repository.record_model_version(version, source=generator.source, parent=parent)
-            service = BotService(
-                repository=repository,
-                generator=generator,
-                persons=persons,
-                emoji=EmojiTable(settings.emoji_rewards),
-                sampling=sampling_from(settings),
-                max_prompt_chars=settings.max_prompt_chars,
-                rate_limiter=RateLimiter(per_minute=settings.prompts_per_minute, burst=settings.prompt_burst),
-                daily_vote_cap=settings.daily_vote_cap,
-                flag_emoji=settings.flag_emoji,
-                allowed_channels=settings.allowed_channels,
-                admins=settings.admins,
-                charts_dir=settings.data_dir / "charts",
-                compare=settings.compare,
-                challenger_share=settings.challenger_share,
-                best_of=settings.best_of,
-                copies=Copies(settings.artifacts_uri, registry, Redactor.from_kinds(settings.redact)),
+            metrics = Metrics()
+            retraining = Loop(
+                settings=settings, repository=repository, generator=generator, registry=registry, metrics=metrics
             )
+            service = compose_service(settings, repository, generator, persons, registry, metrics, retraining)
             if settings.challenger_share > 0 and parent is not None:
                 await _hold_parent(generator, registry, settings, parent)
-            retraining = Loop(
-                settings=settings,
-                repository=repository,
-                generator=generator,
-                registry=registry,
-                metrics=service.metrics,
-            )
-            service.metrics.watch(generator)
-            service.admin_actions = retraining
+            metrics.watch(generator)
             runtime = Runtime(settings, database, repository, generator, service, retraining)
             if loop:
                 await retraining.start()

@@ -296,7 +296,7 @@ async def assert_nothing_garbage(runtime, fake: FakeSlack, since: dict[str, int]
         since["votes"],
     ):
         assert key in answer_keys(fake), f"a vote on {key!r}, which is not an answer of the bot"
-        assert emoji in service.emoji and emoji == normalize_emoji(emoji)
+        assert emoji in service.votes.emoji and emoji == normalize_emoji(emoji)
 
 
 def _is_id(value: object) -> bool:
@@ -413,9 +413,9 @@ async def test_slack_reactions_with_odd_emoji_vote_only_from_the_table(
     assert added.status < 500
     stored = await rows(runtime, "SELECT v.emoji FROM votes v JOIN responses r ON r.id = v.response_id")
     person = user != "UOTHERBOT"
-    counts = emoji in service.emoji and person
+    counts = emoji in service.votes.emoji and person
     assert stored == ([(normalize_emoji(emoji),)] if counts else [])
-    if person and normalize_emoji(emoji) in service.flag_emoji:  # 🚩 marks the answer, it is no vote
+    if person and normalize_emoji(emoji) in service.votes.flag_emoji:  # 🚩 marks the answer, it is no vote
         assert await rows(
             runtime, "SELECT flagged FROM responses WHERE message_key = ?", f"slack:{CHANNEL}:{slack_answer.ts}"
         ) == [(1,)]
@@ -715,7 +715,7 @@ async def test_discord_random_reactions_vote_only_on_answers_with_table_emoji(
         on_answer
         and not remove
         and custom_id is None
-        and runtime.service.emoji.reward(emoji) is not None
+        and runtime.service.votes.emoji.reward(emoji) is not None
         and user_id != BOT.id
         and author != "someone"
         and not member_is_bot

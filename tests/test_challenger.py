@@ -57,7 +57,7 @@ async def _stored_versions(running) -> dict[int, list[int]]:
 async def test_a_share_of_answers_comes_from_the_previous_version(settings_env, tiny_model_dir, monkeypatch):
     async with await _challenger_runtime(monkeypatch, "0.25") as running:
         service = running.service
-        service.rng = random.Random(1234)
+        service.answers.rng = random.Random(1234)
         await running.generator.swap(tiny_model_dir, 1)
         requests = 400
 
@@ -79,7 +79,7 @@ async def test_a_share_of_answers_comes_from_the_previous_version(settings_env, 
 async def test_each_comparison_pits_the_current_version_against_the_previous(settings_env, tiny_model_dir, monkeypatch):
     async with await _challenger_runtime(monkeypatch, "0.1") as running:
         service = running.service
-        service.rng = random.Random(99)
+        service.answers.rng = random.Random(99)
         await running.generator.swap(tiny_model_dir, 1)
         replies = []
         for start in range(0, 120, 24):  # 48 requests at a time, within the queue size

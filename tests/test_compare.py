@@ -183,7 +183,7 @@ async def test_shell_shows_a_comparison_and_takes_1_2_and_tie(runtime):
 
 
 async def test_a_verdict_counts_once_against_the_daily_vote_cap(runtime):
-    runtime.service.daily_vote_cap = 2
+    runtime.service.votes.daily_vote_cap = 2
     keys = [(await _compare(runtime, text=f"compare: q{i}", user=f"asker{i}"))[1] for i in range(3)]
     outcomes = [
         await runtime.service.on_reaction(IncomingReaction(platform="slack", message_key=key, user="U9", emoji="one"))

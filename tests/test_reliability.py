@@ -78,7 +78,7 @@ def test_sigkill_during_a_vote_burst_loses_no_acknowledged_vote(settings_env: di
 
 async def test_a_flood_of_prompts_and_reactions_is_answered_or_refused_and_counted_once(runtime):
     service = runtime.service
-    service.rate_limiter = RateLimiter(per_minute=60, burst=4)
+    service.answers.rate_limiter = RateLimiter(per_minute=60, burst=4)
     people = [f"U{i}" for i in range(50)]
 
     async def ask(index: int):

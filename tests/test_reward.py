@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bot.answers import EMPTY_ANSWER
 from bot.events import IncomingPrompt
-from bot.service import EMPTY_ANSWER
 from storage.dialogue import render_prompt
 from storage.reward import FILE, RewardHead, answer_features
 from trainer.dataset import Example

@@ -162,7 +162,7 @@ async def test_a_fast_asker_is_told_to_slow_down(runtime):
     from bot.limits import RateLimiter
 
     service = runtime.service
-    service.rate_limiter = RateLimiter(per_minute=1, burst=2)
+    service.answers.rate_limiter = RateLimiter(per_minute=1, burst=2)
     replies = [await service.on_prompt(_prompt(f"hello {i}")) for i in range(3)]
     assert [r.ok for r in replies] == [True, True, False]
     assert "Slow down" in replies[2].text and "s." in replies[2].text
@@ -172,7 +172,7 @@ async def test_a_fast_asker_is_told_to_slow_down(runtime):
 
 
 async def test_the_daily_vote_cap_refuses_further_votes(runtime):
-    runtime.service.daily_vote_cap = 2
+    runtime.service.votes.daily_vote_cap = 2
     keys = [(await _answer_and_post(runtime, f"question {i}"))[1] for i in range(3)]
     outcomes = [
         await runtime.service.on_reaction(IncomingReaction(platform="slack", message_key=k, user="U2", emoji="+1"))
@@ -193,7 +193,7 @@ async def test_the_flag_marks_an_answer_and_is_not_a_vote(runtime):
 
 
 async def test_channels_outside_the_allow_list_are_ignored(runtime):
-    runtime.service.allowed_channels = frozenset({"C-allowed"})
+    runtime.service.answers.allowed_channels = frozenset({"C-allowed"})
     assert await runtime.service.on_prompt(_prompt("hello")) is None
     allowed = IncomingPrompt(platform="slack", channel="C-allowed", user="U1", text="hello")
     assert (await runtime.service.on_prompt(allowed)).ok
@@ -272,7 +272,7 @@ async def test_one_persons_reaction_events_apply_in_arrival_order(runtime):
     # Add 👎, remove it, add 👍 — all in flight at once, as handler tasks are.
     await asyncio.gather(service.on_reaction(down), service.on_reaction_removed(down), service.on_reaction(up))
     assert [(v.emoji, v.reward) for v in await runtime.repository.votes_since(0)] == [("👍", 1.0)]
-    assert service._reaction_locks == {}
+    assert service.votes._reaction_locks == {}
 
 
 @pytest.mark.parametrize(
@@ -327,9 +327,9 @@ async def test_reconcile_adds_newly_listed_people_even_for_an_emoji_read_in_part
 
 
 async def test_old_stats_charts_are_cleaned_up(runtime):
-    from bot.service import CHARTS_KEPT
+    from bot.commands import CHARTS_KEPT
 
-    charts = runtime.service.charts_dir
+    charts = runtime.service.commands.charts_dir
     charts.mkdir(parents=True, exist_ok=True)
     for day in range(CHARTS_KEPT + 5):
         (charts / f"stats-2020010{day % 10}-{day:06d}.png").write_bytes(b"old")

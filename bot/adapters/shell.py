@@ -102,7 +102,7 @@ class ShellChat(Adapter):
 
     async def serve(self) -> None:
         """Chat until end of input, /quit or :meth:`stop`."""
-        self.say(f"thumbtune shell chat (model version {self.service.generator.version}). /help for commands.")
+        self.say(f"thumbtune shell chat (model version {self.service.serving_version}). /help for commands.")
         if self.log_path is not None and self.log_path.is_file():
             self.say(f"(the log goes to {self.log_path})")
         self._lines = asyncio.Queue()
