@@ -53,7 +53,7 @@ async def test_forget_me_takes_their_texts_out_of_run_snapshots_and_version_repo
     monkeypatch.setenv("THUMBTUNE_REDACT", "off")  # the raw texts reach the files: forget must find them
     async with open_runtime(load_settings()) as runtime:
         await seed_preference(runtime.repository, answers=30)
-        answer = await _ask_and_like(runtime, user="UALICE", text=QUESTION, voters=6)
+        await _ask_and_like(runtime, user="UALICE", text=QUESTION, voters=6)
         outcome = await runtime.loop.run_training()
         assert outcome.status in ("published", "rejected"), outcome.reason
         artifacts, models = Path(runtime.settings.artifacts_uri), Path(runtime.settings.registry_uri)
@@ -66,8 +66,8 @@ async def test_forget_me_takes_their_texts_out_of_run_snapshots_and_version_repo
         )
         assert reply is not None and "training file" in reply.text
 
-        # (Her answer's words may still come up in a report as what a model said to a fixed prompt.)
-        assert _holding(EMAIL, artifacts, models) == [] and _holding(answer.strip(), artifacts) == []
+        # Her prompt went with the answer to it (that sentence may be said to others: theirs stay).
+        assert _holding(EMAIL, artifacts, models) == [] and _holding(QUESTION, artifacts, models) == []
         _, dataset = snapshot.read(snapshot.run_uri(runtime.settings.artifacts_uri, outcome.run or 0))
         assert len(dataset.train) + len(dataset.held_out) == examples - 1  # only her example went
         for path in models.rglob("changes.json"):

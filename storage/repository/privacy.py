@@ -97,12 +97,12 @@ def _like_escaped(text: str) -> str:
 
 
 async def _texts_of(db: aiosqlite.Connection, person: str) -> frozenset[str]:
-    """Their prompts, every answer to them and their corrections, as turns are written."""
+    """What they wrote (prompts and corrections), as turns are written. Not the bot's answers
+    to them: an example holding one holds their prompt too, and the same sentence said to
+    someone else is not theirs."""
     cursor = await db.execute(
-        "SELECT text FROM prompts WHERE author = ?"
-        " UNION SELECT r.text FROM responses r JOIN prompts p ON p.id = r.prompt_id WHERE p.author = ?"
-        " UNION SELECT text FROM corrections WHERE author = ?",
-        (person, person, person),
+        "SELECT text FROM prompts WHERE author = ? UNION SELECT text FROM corrections WHERE author = ?",
+        (person, person),
     )
     return frozenset(cleaned for (text,) in await cursor.fetchall() if (cleaned := clean(text)))
 

@@ -122,8 +122,8 @@ class ForgetCounts:
     corrections: int
     contexts: int = 0  # other people's prompts whose stored dialogue held their turns
     wiped: bool = True  # the WAL was checkpointed and truncated (see Database.checkpoint)
-    # What they wrote and what the bot answered them (as storage.dialogue.clean writes it):
-    # for taking the same texts out of the files made from the database (snapshots, changes).
+    # What they wrote, prompts and corrections (as storage.dialogue.clean writes it): for
+    # taking the examples built on them out of the files made from the database.
     texts: frozenset[str] = frozenset()
 
 
