@@ -92,16 +92,14 @@ def trainer_launcher(settings: Settings) -> list[str]:
 
 
 def trainer_command(
-    settings: Settings, snapshot_uri: str, launcher: Sequence[str] | None = None, *, rejections: int = 0
+    settings: Settings, snapshot_uri: str, launcher: Sequence[str] | None = None, *, train: TrainConfig | None = None
 ) -> list[str]:
-    """The command line of one run on the snapshot at ``snapshot_uri``; ``rejections``: runs
-    rejected in a row on the same parent, each of which makes this run's step smaller
-    (:meth:`TrainConfig.after_rejections`).
+    """The command line of one run on the snapshot at ``snapshot_uri``, training as ``train``
+    says (default: as the settings say).
 
     Paths are absolute: the trainer may run in another working folder (a launcher).
     """
-    _, train = trainer_configs(settings)
-    train = train.after_rejections(rejections)
+    train = train if train is not None else trainer_configs(settings)[1]
     job = JobConfig(
         snapshot=snapshot_uri,
         registry=settings.registry_uri,
@@ -183,7 +181,7 @@ class TrainingRuns:
             return await self._finish(run_id, "failed", f"{type(exc).__name__}: {exc}"[:500])
 
     async def _run(self, run_id: int, parent: int, *, extra: Sequence[str], relay: bool) -> TrainingOutcome:
-        data, _ = trainer_configs(self.settings)
+        data, train = trainer_configs(self.settings)  # once per run
         prepared = await prepare(self.repository, data, run=run_id, parent=parent, base_model=self.settings.model)
         dataset = prepared.dataset
         counts = {
@@ -212,18 +210,19 @@ class TrainingRuns:
 
         rejections = await self._rejections_in_a_row(run_id, parent)
         if rejections:
-            softened = trainer_configs(self.settings)[1].after_rejections(rejections)
+            # Each run rejected in a row on this parent makes this run's step smaller.
+            train = train.after_rejections(rejections)
             log.info(
                 "training run %d follows %d rejected run(s) on version %d: learning rate %.3g, beta %.3g",
                 run_id,
                 rejections,
                 parent,
-                softened.learning_rate,
-                softened.beta,
+                train.learning_rate,
+                train.beta,
                 extra={"run": run_id, "version": parent},
             )
         started = time.monotonic()
-        command = [*trainer_command(self.settings, uri, self.launcher, rejections=rejections), *extra]
+        command = [*trainer_command(self.settings, uri, self.launcher, train=train), *extra]
         try:
             ended = await self.backend.run(command, run_id=run_id, relay=relay, timeout_s=self.settings.train_timeout_s)
         except BackendUnavailable as exc:
