@@ -11,6 +11,13 @@ Commit, then acknowledge: a prompt is stored as pending (:meth:`BotService.take_
 before the platform is told it arrived, a vote is stored before that too; what the
 platform acknowledged and the bot did not answer (a crash, a stop) is answered after the
 restart through :meth:`Adapter.answer_pending` (:mod:`bot.pending`).
+
+A platform with a connection (Slack, Discord) derives from :class:`Platform`, the lifecycle
+they share written once (connect, answer left-over prompts, catch up on reactions, answer
+prompts missed while down, serve, drain within the grace, close); its module supplies the
+transport and the payload mapping only. :class:`ChatPrefix` is the one parser of chat
+prefixes (``better:``) for every platform; ``compare:`` is read by the core, once
+(:func:`bot.comparison.split_compare_request`).
 """
 
 from __future__ import annotations
@@ -175,29 +182,33 @@ class ChatPrefix:
 
 
 class InFlight:
-    """The answers a platform is working on: held (the event loop keeps only weak references),
-    failures logged with what they were handling, and waited for within the grace on stop."""
+    """The answers a platform is working on, waited for within the grace on stop.
+
+    Tasks of its own (:meth:`spawn`) are held here (the event loop keeps only weak
+    references), their failures logged with what they were handling, and cancelled when
+    the grace is over or the platform closes. A handler the platform library runs in a
+    task of its own is only counted while it answers (:meth:`holding`): it is waited for,
+    never cancelled, so one that posted its answer still marks the prompt answered.
+    """
 
     def __init__(self, platform: str, *, logger: logging.Logger = log) -> None:
         self.platform = platform
         self.log = logger
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._owned: set[asyncio.Task[Any]] = set()
+        self._held: set[asyncio.Task[Any]] = set()
 
     def __bool__(self) -> bool:
-        return any(not task.done() for task in self._tasks)
-
-    def __len__(self) -> int:
-        return sum(not task.done() for task in self._tasks)
+        return any(not task.done() for task in self._owned | self._held)
 
     def spawn(self, work: Coroutine[Any, Any, None], *, what: str) -> asyncio.Task[None]:
         """Run ``work`` in a task held here; a failure is logged with ``what`` (never a payload)."""
         task = asyncio.create_task(work)
-        self._tasks.add(task)
+        self._owned.add(task)
         task.add_done_callback(functools.partial(self._done, what))
         return task
 
     def _done(self, what: str, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        self._owned.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self.log.error("%s: handling %s failed; the bot goes on", self.platform, what, exc_info=task.exception())
 
@@ -208,36 +219,38 @@ class InFlight:
         if task is None:
             yield
             return
-        self._tasks.add(task)
+        self._held.add(task)
         try:
             yield
         finally:
-            self._tasks.discard(task)
+            self._held.discard(task)
 
     async def drain(self, grace_s: float) -> None:
-        """Let what is in flight finish within ``grace_s``; the rest is cancelled (it stays pending)."""
-        running = {task for task in self._tasks if not task.done() and task is not asyncio.current_task()}
+        """Let what is in flight finish within ``grace_s``; tasks of its own still running are
+        cancelled (their prompts stay pending: the next run answers them)."""
+        running = _running(self._owned | self._held)
         if not running:
             return
         self.log.info("%s: stopping; finishing %d answer(s) in flight", self.platform, len(running))
         _, unfinished = await asyncio.wait(running, timeout=grace_s)
         if unfinished:
-            await self.cancel(unfinished)
+            await self.cancel()
             self.log.warning(
                 "%s: %d answer(s) not finished in time; answered after the restart", self.platform, len(unfinished)
             )
 
-    async def cancel(self, tasks: set[asyncio.Task[Any]] | None = None) -> None:
-        """Cancel the tasks in flight (all of them by default) and wait until they have ended."""
-        chosen = {
-            task
-            for task in (self._tasks if tasks is None else tasks)
-            if not task.done() and task is not asyncio.current_task()
-        }
+    async def cancel(self) -> None:
+        """Cancel the tasks of its own still running and wait until they have ended."""
+        chosen = _running(self._owned)
         for task in chosen:
             task.cancel()
         if chosen:
             await asyncio.wait(chosen)
+
+
+def _running(tasks: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
+    """The tasks not done yet, the one asking left out (it cannot wait for itself)."""
+    return {task for task in tasks if not task.done() and task is not asyncio.current_task()}
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ reconnects); this module only translates its events into the core's values and b
 Reactions come from the raw events: the cached ones miss reactions on messages that
 fell out of the message cache, and their removals need the privileged members intent.
 The typing indicator, the pre-added 👍/👎 and the ✅ on a correction are best-effort;
-answers and votes are not. Each time it connects, the bot catches up on votes it missed
-(:mod:`bot.catchup`), then answers the mentions and DMs people sent while it was down
-(:meth:`DiscordBot.answer_missed`).
+answers and votes are not. Each time it connects, the bot answers what its last run left
+pending, catches up on votes it missed (:mod:`bot.catchup`), then answers the mentions and
+DMs people sent while it was down: the lifecycle of :class:`bot.adapters.base.Platform`;
+this module supplies the gateway and the scan of channel histories.
 
 The gateway has no acknowledgement, so "commit, then acknowledge" means: a prompt is
 stored as pending before its answer is generated (and before /ask is deferred), and is
