@@ -186,11 +186,8 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
             token=settings.discord_token.get_secret_value(),
             correction_prefix=settings.correction_prefix,
             guild_id=settings.discord_guild_id,
-            reconcile_hours=settings.reconcile_hours,
-            reconcile_max_messages=settings.reconcile_max_messages,
             announce_channel=settings.announce_channel,
-            pending_hours=settings.pending_hours,
-            shutdown_grace_s=settings.shutdown_grace_s,
+            **dataclasses.asdict(Lifecycle.from_settings(settings)),
         )
 
     def connected(self) -> bool | None:

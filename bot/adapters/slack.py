@@ -174,11 +174,8 @@ class SlackConfig:
             correction_prefix=settings.correction_prefix,
             http_host=settings.http_host,
             http_port=settings.http_port,
-            reconcile_hours=settings.reconcile_hours,
-            reconcile_max_messages=settings.reconcile_max_messages,
             announce_channel=settings.announce_channel,
-            pending_hours=settings.pending_hours,
-            shutdown_grace_s=settings.shutdown_grace_s,
+            **dataclasses.asdict(Lifecycle.from_settings(settings)),
         )
 
 
