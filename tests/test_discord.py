@@ -661,14 +661,14 @@ async def test_stop_finishes_answers_in_flight_and_the_next_run_answers_the_rest
     async with running_bot(runtime, fake, shutdown_grace_s=10) as client:
         await after_downtime(client)
         finished = await fake.say(ALICE, "finish me", mention_bot=True)
-        await wait_for(lambda: client._answering)
+        await wait_for(lambda: client.busy)
         await client.stop()  # within the grace: the answer in flight is posted before closing
     assert fake.answer_to(finished) is not None and pending_count(settings) == 0
 
     async with running_bot(runtime, fake, shutdown_grace_s=0.1) as client:
         await after_downtime(client)
         cut_short = await fake.say(BOB, "cut me short", mention_bot=True)
-        await wait_for(lambda: client._answering)
+        await wait_for(lambda: client.busy)
         await client.stop()  # past the grace: it stays pending
     assert fake.answer_to(cut_short) is None and pending_count(settings) == 1
 

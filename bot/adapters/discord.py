@@ -5,9 +5,10 @@ reconnects); this module only translates its events into the core's values and b
 Reactions come from the raw events: the cached ones miss reactions on messages that
 fell out of the message cache, and their removals need the privileged members intent.
 The typing indicator, the pre-added 👍/👎 and the ✅ on a correction are best-effort;
-answers and votes are not. Each time it connects, the bot catches up on votes it missed
-(:mod:`bot.catchup`), then answers the mentions and DMs people sent while it was down
-(:meth:`DiscordBot.answer_missed`).
+answers and votes are not. Each time it connects, the bot answers what its last run left
+pending, catches up on votes it missed (:mod:`bot.catchup`), then answers the mentions and
+DMs people sent while it was down: the lifecycle of :class:`bot.adapters.base.Platform`;
+this module supplies the gateway and the scan of channel histories.
 
 The gateway has no acknowledgement, so "commit, then acknowledge" means: a prompt is
 stored as pending before its answer is generated (and before /ask is deferred), and is
@@ -21,25 +22,23 @@ below still finds the library, because only the package, not this folder, is on 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import datetime
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, ClassVar
 
 import discord
 from discord import app_commands
 from discord.enums import ReactionType  # not exported at the top in 2.6.0 and 2.6.1
 
-from bot.adapters.base import Adapter, Need, StartupError, best_effort
-from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
+from bot.adapters.base import Downtime as Downtime  # what the catch-up once connected did
+from bot.adapters.base import Lifecycle, Need, Platform, StartupError, best_effort
+from bot.catchup import MessageUnreadable, ShownReactions
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
-from bot.pending import LeftOver, answer_left_over
 from bot.service import BotService, NotStored
 from bot.settings import Settings
 from storage.repository import PendingPrompt
@@ -104,14 +103,6 @@ log = logging.getLogger(__name__)
 _Readable = discord.TextChannel | discord.Thread | discord.PartialMessageable
 
 
-@dataclass(frozen=True)
-class Downtime:
-    """What the bot caught up on when it connected."""
-
-    votes: CaughtUp  # reactions given and taken back while it was away
-    prompts: int  # prompts sent while it was away, taken to be answered
-
-
 class DiscordStartupError(StartupError):
     """Discord refused to start the bot; the message says what to change, fit for a person."""
 
@@ -131,7 +122,7 @@ def required_intents() -> discord.Intents:
     return intents
 
 
-class DiscordBot(discord.Client, Adapter):
+class DiscordBot(discord.Client, Platform[discord.Message]):
     """A discord.py client that answers through :class:`BotService` and records votes."""
 
     platform: ClassVar[str] = PLATFORM
@@ -159,22 +150,18 @@ class DiscordBot(discord.Client, Adapter):
             max_messages=None,
             guild_ready_timeout=guild_ready_timeout,
         )
-        self.service = service
+        lifecycle = Lifecycle(
+            reconcile_hours=reconcile_hours,
+            reconcile_max_messages=reconcile_max_messages,
+            pending_hours=pending_hours,
+            shutdown_grace_s=shutdown_grace_s,
+        )
+        # discord.Client does not call on along the MRO: the platform template is set up here.
+        Platform.__init__(self, service, lifecycle=lifecycle, correction_prefix=correction_prefix)
         self._login_token = token  # never logged, never in a repr
-        self.correction_prefix = correction_prefix.strip().lower()
         self.guild_id = guild_id
-        self.reconcile_hours = reconcile_hours
-        self.reconcile_max_messages = reconcile_max_messages
         self.max_voters_per_emoji = max_voters_per_emoji
         self.announce_channel = announce_channel
-        self.pending_hours = pending_hours
-        self.shutdown_grace_s = shutdown_grace_s
-        self._catching_up: asyncio.Task[Downtime] | None = None
-        self._left_over: list[PendingPrompt] = []  # pending before this run started
-        self._answering_left_over: asyncio.Task[LeftOver] | None = None
-        self._answering: set[asyncio.Task[Any]] = set()  # handlers generating an answer now
-        self._missed: set[asyncio.Task[None]] = set()  # answering prompts sent while the bot was down
-        self._draining = False  # stopping: prompts are stored, answered by the next run
         self._hinted: dict[int, float] = {}  # person -> when they were last told to mention the bot
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_command_error)
@@ -199,11 +186,8 @@ class DiscordBot(discord.Client, Adapter):
             token=settings.discord_token.get_secret_value(),
             correction_prefix=settings.correction_prefix,
             guild_id=settings.discord_guild_id,
-            reconcile_hours=settings.reconcile_hours,
-            reconcile_max_messages=settings.reconcile_max_messages,
             announce_channel=settings.announce_channel,
-            pending_hours=settings.pending_hours,
-            shutdown_grace_s=settings.shutdown_grace_s,
+            **dataclasses.asdict(Lifecycle.from_settings(settings)),
         )
 
     def connected(self) -> bool | None:
@@ -221,10 +205,8 @@ class DiscordBot(discord.Client, Adapter):
             return
         await channel.send(_fit(text), allowed_mentions=discord.AllowedMentions.none())
 
-    async def serve(self) -> None:
+    async def connect_and_serve(self) -> None:
         """Log in and run until closed; refusals at start-up become :class:`DiscordStartupError`."""
-        # Read before connecting: a prompt taken by this run is answered by this run's handler.
-        self._left_over = await self.service.pending_prompts(PLATFORM)
         try:
             await self.start(self._login_token)
         except discord.LoginFailure:
@@ -283,13 +265,7 @@ class DiscordBot(discord.Client, Adapter):
         if self.application_id is not None:
             log.info("invite it to a server with %s", invite_url(self.application_id))
         # READY comes again after a session could not be resumed: events were lost, so catch up again.
-        if self._catching_up is None or self._catching_up.done():
-            self._catching_up = asyncio.create_task(self._catch_up_logged(), name="thumbtune: catch up after downtime")
-        if self._left_over:
-            left_over, self._left_over = self._left_over, []
-            self._answering_left_over = asyncio.create_task(
-                answer_left_over(self, left_over, hours=self.pending_hours), name="thumbtune: answer left-over prompts"
-            )
+        self.connected_now()
 
     def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
         # While closing, discord.py still hands over events it had already read; their
@@ -301,81 +277,44 @@ class DiscordBot(discord.Client, Adapter):
         super().dispatch(event, *args, **kwargs)
 
     async def close(self) -> None:
-        for task in (self._catching_up, self._answering_left_over, *self._missed):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self.stop_catching_up()
+        await self.in_flight.cancel()
         await super().close()
 
     async def stop(self) -> None:
         """Finish the answers in flight (within the grace; the rest stay pending), then close."""
-        self._draining = True
-        answering = {task for task in self._answering if not task.done()}
-        if answering and not self.is_closed():
-            log.info("stopping; finishing %d answer(s) in flight", len(answering))
-            _, unfinished = await asyncio.wait(answering, timeout=self.shutdown_grace_s)
-            if unfinished:
-                log.warning("%d answer(s) not finished in time; answered after the restart", len(unfinished))
+        self.draining = True
+        if not self.is_closed():
+            await self.drain()
         await self.close()
 
     # --- catching up after downtime -----------------------------------------------
-    async def _catch_up_logged(self) -> Downtime:
-        """The votes, then the prompts people gave while the bot was away; live events go on meanwhile."""
-        votes, prompts = CaughtUp(), 0
-        try:
-            votes = await self.catch_up()
-        except Exception:  # e.g. the database; live votes keep counting
-            log.exception("catching up on reactions failed; the bot goes on")
-        try:
-            prompts = await self.answer_missed()
-        except Exception:
-            log.exception("looking for prompts missed while down failed; the bot goes on")
-        return Downtime(votes=votes, prompts=prompts)
-
-    async def catch_up(self) -> CaughtUp:
-        """Re-read the reactions on recent answers and reconcile the stored votes with them (bot.catchup)."""
-        return await catch_up(self.service, self, hours=self.reconcile_hours, most=self.reconcile_max_messages)
-
-    async def answer_missed(self) -> int:
-        """Answer the mentions and DMs people sent while the bot was down; how many were taken.
-
-        Bounded like the reaction catch-up: in each text channel and active thread the bot
-        can read (and the DM channels people last asked in, :data:`MAX_DM_CHANNELS`), the
-        messages of the last ``reconcile_hours``, at most ``reconcile_max_messages`` per
-        channel read, and of those found the newest ``reconcile_max_messages`` answered.
-        A person's message that mentions the bot (any, in a DM) with no reply of the bot's
-        is a prompt missed while down; it is claimed as ``message:<id>``, like a live one,
-        so a late live event, a pending prompt or a second restart never answers it twice.
-        """
-        hours, most = self.reconcile_hours, self.reconcile_max_messages
-        if hours <= 0 or most <= 0 or self.user is None:
-            return 0
+    async def missed_since(self, *, hours: float, most: int) -> list[tuple[float, discord.Message, str]]:
+        """People's prompts with no reply of the bot's, in each text channel and active thread the
+        bot can read (and the DM channels people last asked in, :data:`MAX_DM_CHANNELS`): the
+        messages of the last ``hours``, at most ``most`` per channel read. A person's message that
+        mentions the bot (any, in a DM) is claimed as ``message:<id>``, like a live one."""
+        if self.user is None:
+            return []
         since = discord.utils.utcnow() - datetime.timedelta(hours=hours)
-        missed: list[discord.Message] = []
+        missed: list[tuple[float, discord.Message, str]] = []
         async for channel in self._readable_channels():
             try:
-                missed.extend(await self._unanswered_in(channel, since=since, most=most))
+                found = await self._unanswered_in(channel, since=since, most=most)
             except discord.HTTPException as exc:
                 log.warning("cannot read the history of channel %s: %s; going on", channel.id, _failure(exc))
-        missed.sort(key=lambda message: message.id)
-        taken = 0
-        for message in missed[-most:]:
-            if self._draining or self.is_closed():
-                break  # stopping: what is left is found again by the next run
-            text = _without_mention(message.content, self.user.id)
-            pending = await self._take_message(message, text, _replied_key(message))
-            if pending is None:
-                continue  # answered live meanwhile, or by an earlier run
-            task = asyncio.create_task(
-                self._answer_missed_one(message, pending),
-                name=f"thumbtune: answer message {message.id} missed while down",
-            )
-            self._missed.add(task)
-            task.add_done_callback(self._missed.discard)
-            taken += 1
-        log.info("discord: found %d prompt(s) missed while down in the last %g h; answering them", taken, hours)
-        return taken
+                continue
+            missed.extend((m.id, m, f"message {m.id} in channel {channel.id}, missed while down") for m in found)
+        return missed
+
+    async def take_missed(self, message: discord.Message) -> Coroutine[Any, Any, None] | None:
+        if self.user is None or self.is_closed():
+            return None  # stopping: what is left is found again by the next run
+        text = _without_mention(message.content, self.user.id)
+        pending = await self._take_message(message, text, _replied_key(message))
+        if pending is None:
+            return None  # answered live meanwhile, or by an earlier run
+        return self._answer_missed_one(message, pending)
 
     async def _answer_missed_one(self, message: discord.Message, pending: PendingPrompt) -> None:
         try:
@@ -425,7 +364,7 @@ class DiscordBot(discord.Client, Adapter):
                 continue  # chatter in a server channel, not addressed to the bot
             replied = _replied_key(message)
             text = _without_mention(message.content, self.user.id)
-            if replied is not None and text.lower().startswith(self.correction_prefix):
+            if replied is not None and self.correction.starts(text):
                 continue  # a correction is not a prompt; it is not answered
             found.append(message)
         return found
@@ -476,8 +415,9 @@ class DiscordBot(discord.Client, Adapter):
         text = _without_mention(message.content, self.user.id)
         replied = _replied_key(message)
         mentioned = any(user.id == self.user.id for user in message.mentions)
-        if replied is not None and text.lower().startswith(self.correction_prefix):
-            await self._correct(message, replied, text[len(self.correction_prefix) :])
+        better = self.correction.rest(text)
+        if replied is not None and better is not None:
+            await self._correct(message, replied, better)
         elif message.guild is None or mentioned:
             await self._answer_message(message, text, replied)
         elif replied is not None and not message.content and _replies_to(message, self.user.id):
@@ -505,7 +445,7 @@ class DiscordBot(discord.Client, Adapter):
 
     async def _answer_message(self, message: discord.Message, text: str, replied: str | None) -> None:
         pending = await self._take_message(message, text, replied)  # before generating
-        if pending is not None and not self._draining:  # stopping: the next run answers it
+        if pending is not None and not self.draining:  # stopping: the next run answers it
             await self._answer_taken(message, pending)
 
     async def _take_message(self, message: discord.Message, text: str, replied: str | None) -> PendingPrompt | None:
@@ -528,7 +468,7 @@ class DiscordBot(discord.Client, Adapter):
 
     async def _answer_taken(self, message: discord.Message, pending: PendingPrompt) -> None:
         channel = message.channel
-        with self._generating():
+        with self.in_flight.holding():
             async with contextlib.AsyncExitStack() as typing:
                 async with best_effort(f"showing typing in channel {channel.id}", logger=log, describe=_failure):
                     await typing.enter_async_context(channel.typing())
@@ -561,7 +501,7 @@ class DiscordBot(discord.Client, Adapter):
         if pending is None:
             await interaction.delete_original_response()
             return
-        with self._generating():
+        with self.in_flight.holding():
             reply = await self.service.answer_pending(pending)
             posted = await interaction.followup.send(
                 _fit(f"> {_quote(prompt)}\n{shown_text(reply)}"), wait=True, files=_files(reply)
@@ -636,19 +576,6 @@ class DiscordBot(discord.Client, Adapter):
         if reference is None:
             return await channel.send(_fit(text), files=_files(reply))
         return await channel.send(_fit(text), reference=reference, files=_files(reply))
-
-    @contextlib.contextmanager
-    def _generating(self) -> Iterator[None]:
-        """Mark the running handler as answering, so :meth:`stop` lets it finish."""
-        task = asyncio.current_task()
-        if task is None:
-            yield
-            return
-        self._answering.add(task)
-        try:
-            yield
-        finally:
-            self._answering.discard(task)
 
     async def _offer_rating(self, reply: Reply, *, channel_id: int, message_id: int) -> None:
         if not reply.ok or not reply.response_ids:

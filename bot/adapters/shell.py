@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-from bot.adapters.base import Adapter
+from bot.adapters.base import Adapter, ChatPrefix
 from bot.catchup import ShownReactions
 from bot.comparison import BOTH_BAD_EMOJI, FIRST_EMOJI, SECOND_EMOJI, TIE_EMOJI
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
@@ -60,7 +60,7 @@ class ShellChat(Adapter):
         self.stdin = stdin
         self.stdout = stdout
         self.user = user or _local_user()
-        self.correction_prefix = correction_prefix.lower()
+        self.correction = ChatPrefix(correction_prefix)
         self.interactive = stdin.isatty()
         self.conversation = f"{PLATFORM}:{uuid.uuid4().hex}"
         self.last_answer: str | None = None  # message key of the last rateable answer
@@ -155,8 +155,8 @@ class ShellChat(Adapter):
             self.conversation = f"{PLATFORM}:{uuid.uuid4().hex}"
             self.last_answer = None
             self.say("(new conversation)")
-        elif line.lower().startswith(self.correction_prefix):
-            await self.correct(line[len(self.correction_prefix) :])
+        elif (better := self.correction.rest(line)) is not None:
+            await self.correct(better)
         elif command.startswith("/"):
             self.say(f"Unknown command {command}. /help lists the commands.")
         else:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -51,10 +50,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.base import Adapter, Need, best_effort
-from bot.catchup import CaughtUp, MessageUnreadable, ShownReactions, catch_up
+from bot.adapters.base import Lifecycle, Need, Platform, best_effort
+from bot.catchup import MessageUnreadable, ShownReactions
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
-from bot.pending import LeftOver, answer_left_over
 from bot.service import BotService, NotStored
 from bot.settings import Settings, SettingsError
 from storage.repository import PendingPrompt
@@ -148,6 +146,15 @@ class SlackConfig:
     def socket_mode(self) -> bool:
         return self.app_token is not None
 
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return Lifecycle(
+            reconcile_hours=self.reconcile_hours,
+            reconcile_max_messages=self.reconcile_max_messages,
+            pending_hours=self.pending_hours,
+            shutdown_grace_s=self.shutdown_grace_s,
+        )
+
     @classmethod
     def from_settings(cls, settings: Settings) -> SlackConfig:
         """Check the Slack settings up front; a missing one raises :class:`SettingsError` naming it."""
@@ -167,11 +174,8 @@ class SlackConfig:
             correction_prefix=settings.correction_prefix,
             http_host=settings.http_host,
             http_port=settings.http_port,
-            reconcile_hours=settings.reconcile_hours,
-            reconcile_max_messages=settings.reconcile_max_messages,
             announce_channel=settings.announce_channel,
-            pending_hours=settings.pending_hours,
-            shutdown_grace_s=settings.shutdown_grace_s,
+            **dataclasses.asdict(Lifecycle.from_settings(settings)),
         )
 
 
@@ -207,15 +211,23 @@ class _Where:
         return message_key(PLATFORM, self.channel, self.thread_ts)
 
 
-class SlackBot(Adapter):
+@dataclass(frozen=True)
+class _Missed:
+    """A person's message to the bot found after downtime."""
+
+    where: _Where
+    user: str
+    text: str
+
+
+class SlackBot(Platform[_Missed]):
     """The bolt app with our listeners: :meth:`serve` connects (Socket Mode or HTTP) and serves."""
 
     platform: ClassVar[str] = PLATFORM
 
     def __init__(self, service: BotService, *, config: SlackConfig, client: AsyncWebClient | None = None) -> None:
-        self.service = service
+        super().__init__(service, lifecycle=config.lifecycle, correction_prefix=config.correction_prefix)
         self.config = config
-        self.correction_prefix = config.correction_prefix.lower()
         self.app = AsyncApp(
             client=client or web_client(token=config.bot_token, api_url=config.api_url),
             signing_secret=config.signing_secret,
@@ -228,13 +240,10 @@ class SlackBot(Adapter):
         )
         self._bot_users: dict[str, bool] = {}  # user id -> is a bot (users.info, cached)
         self._own_user_id: str | None = None  # from auth.test
-        self._tasks: set[asyncio.Task[None]] = set()
         # The envelopes' event ids of the newest listeners started, oldest first.
         self.events_started: collections.deque[str | None] = collections.deque(maxlen=EVENTS_REMEMBERED)
         self._stopped = asyncio.Event()
-        self._draining = False  # stopped: new events are refused (503, no ack) so Slack resends them
         self._told_not_taken: set[str] = set()  # event ids whose sender heard that it could not be stored
-        self._left_over: list[PendingPrompt] = []  # pending before this run started
         self._register()
 
     # --- the adapter contract -------------------------------------------------------
@@ -245,11 +254,6 @@ class SlackBot(Adapter):
     @classmethod
     def from_settings(cls, service: BotService, settings: Settings) -> SlackBot:
         return cls(service, config=SlackConfig.from_settings(settings))
-
-    @property
-    def busy(self) -> bool:
-        """Whether an event listener is still running."""
-        return bool(self._tasks)
 
     # --- wiring ---------------------------------------------------------------------
     def _accepting(
@@ -264,7 +268,7 @@ class SlackBot(Adapter):
 
         @functools.wraps(listener)
         async def accept(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
-            if self._draining:
+            if self.draining:
                 raise ShuttingDown(f"stopping: {_describe(body)} is left for Slack to send again")
             self.events_started.append(body.get("event_id"))
             follow_up = await listener(event, body, context)
@@ -274,23 +278,9 @@ class SlackBot(Adapter):
         return accept
 
     def _in_own_task(self, work: Coroutine[Any, Any, None], body: dict[str, Any]) -> None:
-        """Run the slow part of handling an event in a task this bot holds a reference to.
-
-        The event loop holds only weak references to tasks, so a suspended task nobody
-        holds could be garbage-collected mid-way (asyncio's documentation warns of this).
-        Holding it also logs a failure with the event it came from, and lets :meth:`serve`
-        wait for it when stopping.
-        """
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        # The callback holds the description, never the body: asyncio shows a failing
-        # callback with its arguments, and the body has user ids and texts.
-        task.add_done_callback(functools.partial(self._listener_done, _describe(body)))
-
-    def _listener_done(self, what: str, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("slack: handling %s failed; the bot goes on", what, exc_info=task.exception())
+        """Run the slow part of handling an event in flight; a failure is logged with the event
+        it came from (described: the body has user ids and texts)."""
+        self.in_flight.spawn(work, what=_describe(body))
 
     def _register(self) -> None:
         self.app.event("app_mention")(self._accepting(self._on_mention))
@@ -314,7 +304,7 @@ class SlackBot(Adapter):
         A request without a valid, fresh signature is refused with 401 before bolt sees it,
         and logged as one short line: why, its size and a hash, never its body.
         """
-        if self._draining:  # stopping: Slack sends the event again (to the next run)
+        if self.draining:  # stopping: Slack sends the event again (to the next run)
             return web.Response(status=503, text="shutting down", headers={"Retry-After": "5"})
         body = await request.read()
         refused = self._unsigned(body, request.headers)
@@ -406,67 +396,24 @@ class SlackBot(Adapter):
         finally:
             await handler.close_async()
 
-    async def serve(self) -> None:
-        """Check the tokens, connect, answer what the last run left pending, catch up, and
-        serve until :meth:`stop` or cancellation; on stop, finish the answers in flight."""
-        await self._check_token()
-        # Read before connecting: a prompt taken by this run is answered by this run's task.
-        self._left_over = await self.service.pending_prompts(PLATFORM)
+    async def connect_and_serve(self) -> None:
+        """Connect (Socket Mode or HTTP) and serve until :meth:`stop`; then finish the answers in flight."""
         serving = self.serve_socket_mode() if self.config.socket_mode else self.serve_http()
         async with serving:
-            # Events are served meanwhile; this only answers and reads what happened while we were away
-            # (under an app's history limits that can take many minutes: a stop cuts it short).
-            after_downtime = asyncio.create_task(self._after_downtime(), name="thumbtune: slack catch-up")
+            # Under an app's history limits catching up can take many minutes: a stop cuts it short.
+            self.connected_now()
             try:
                 await self._stopped.wait()
             finally:
-                if not after_downtime.done():
-                    log.info("slack: stopping; the catch-up after downtime is cut short (the next start does it again)")
-                    after_downtime.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await after_downtime
-            await self._finish_in_flight()
-
-    async def _after_downtime(self) -> None:
-        """Answer what the last run left pending, re-read reactions, answer prompts missed while down."""
-        await self.answer_left_over()
-        try:
-            await self.catch_up()
-        except Exception:
-            log.exception("slack: catching up after downtime failed; serving events all the same")
-        try:
-            await self.answer_missed()
-        except Exception:
-            log.exception("slack: looking for prompts missed while down failed; serving events all the same")
+                await self.stop_catching_up()
+            await self.drain()  # still connected: new events get 503 (no ack), answers are posted
 
     async def stop(self) -> None:
         """Stop taking events (503, no ack: Slack sends them again) and make :meth:`serve` return."""
-        self._draining = True
+        self.draining = True
         self._stopped.set()
 
-    async def _finish_in_flight(self) -> None:
-        """Let the answers being generated finish within the grace; the rest stay pending for the next run."""
-        self._draining = True
-        if not self._tasks:
-            return
-        log.info("slack: stopping; finishing %d answer(s) in flight", len(self._tasks))
-        _, unfinished = await asyncio.wait(set(self._tasks), timeout=self.config.shutdown_grace_s)
-        for task in unfinished:
-            task.cancel()
-        if unfinished:
-            await asyncio.wait(unfinished)
-            log.warning("slack: %d answer(s) not finished in time; answered after the restart", len(unfinished))
-
-    async def answer_left_over(self) -> LeftOver:
-        """Answer the prompts the last run acknowledged and did not answer (bot.pending)."""
-        left_over, self._left_over = self._left_over, []
-        try:
-            return await answer_left_over(self, left_over, hours=self.config.pending_hours)
-        except Exception:
-            log.exception("slack: answering prompts left pending failed; serving events all the same")
-            return LeftOver()
-
-    async def _check_token(self) -> None:
+    async def sign_in(self) -> None:
         # Fail at start-up with a clear line rather than on the first event.
         try:
             identity = await self.app.client.auth_test()
@@ -477,68 +424,50 @@ class SlackBot(Adapter):
         # The app-level token is checked when Socket Mode connects (serve_socket_mode).
 
     # --- catching up after downtime ------------------------------------------------
-    async def catch_up(self) -> CaughtUp:
-        """Make the stored votes on my recent answers match the reactions they show now (bot.catchup)."""
-        return await catch_up(
-            self.service, self, hours=self.config.reconcile_hours, most=self.config.reconcile_max_messages
-        )
+    async def missed_since(self, *, hours: float, most: int) -> list[tuple[float, _Missed, str]]:
+        """People's messages to the bot of the last ``hours`` with no reply of mine after them.
 
-    async def answer_missed(self) -> int:
-        """Answer the mentions and DMs people sent while the bot was down; how many were taken.
-
-        Bounded like the reaction catch-up: messages of the last ``reconcile_hours`` in the
-        conversations the bot is in (``users.conversations``, ``conversations.history``,
-        ``conversations.replies`` for threads), at most ``reconcile_max_messages`` of them,
-        the newest. A message from a person that mentions the bot (or any in a DM), with no
-        reply of mine after it in its thread, is taken like a live one, claimed as
-        ``message:<channel>:<ts>`` (the id live prompts are claimed by too): a live event,
-        a pending prompt or a second restart never answers it twice.
+        Read from the conversations the bot is in (``users.conversations``,
+        ``conversations.history``, ``conversations.replies`` for threads): a message from a
+        person that mentions the bot (or any in a DM). Claimed as ``message:<channel>:<ts>``,
+        the id live prompts are claimed by too.
         """
-        hours, most = self.config.reconcile_hours, self.config.reconcile_max_messages
-        if hours <= 0 or most <= 0:
-            return 0
         client = self.app.client
         if self._own_user_id is None:
             self._own_user_id = (await client.auth_test()).get("user_id")
         oldest = time.time() - hours * 3600
-        missed: list[tuple[float, str, dict[str, Any], str]] = []  # (ts, channel, message, thread ts)
+        missed: list[tuple[float, _Missed, str]] = []
         skipped: list[str] = []  # what could not be read (rate limits, a thread gone): said in the log
         async for channel, is_im in self._my_conversations(client):
             try:
                 async for thread in self._threads_since(channel, oldest, client, skipped):
-                    missed.extend(
-                        (float(message["ts"]), channel, message, thread_ts)
-                        for message, thread_ts in self._unanswered(thread, is_im=is_im, oldest=oldest)
-                    )
+                    for message, thread_ts in self._unanswered(thread, is_im=is_im, oldest=oldest):
+                        where = _Where(channel=channel, ts=message["ts"], thread_ts=thread_ts)
+                        text = _strip_mention(message.get("text", ""), self._own_user_id)
+                        what = _describe({"event_id": _message_id(where), "event": {"channel": channel}})
+                        missed.append((float(message["ts"]), _Missed(where, message["user"], text), what))
             except SlackApiError as exc:
                 skipped.append(f"the rest of {channel} ({_api_error(exc)})")
                 log.warning("slack: cannot read the history of %s: %s; going on", channel, _api_error(exc))
-        missed.sort(key=lambda found: found[0])
-        taken = 0
-        for _, channel, message, thread_ts in missed[-most:]:
-            if await self._is_bot(message["user"], client):
-                continue
-            where = _Where(channel=channel, ts=message["ts"], thread_ts=thread_ts)
-            text = _strip_mention(message.get("text", ""), self._own_user_id)
-            if self._is_correction(text):
-                continue  # a correction is not a prompt; it is not answered
-            try:
-                answering = await self._take(
-                    where, user=message["user"], text=text, event_id=_message_id(where), client=client
-                )
-            except NotStored:
-                log.warning("slack: cannot store a prompt missed while down in %s; going on", channel)
-                continue
-            if answering is not None:
-                taken += 1
-                self._in_own_task(answering, {"event_id": _message_id(where), "event": {"channel": channel}})
-        log.info("slack: found %d prompt(s) missed while down in the last %g h; answering them", taken, hours)
         if skipped:
             log.warning(
                 "slack: looking for missed prompts skipped what Slack would not show: %s",
                 ", ".join(skipped[:20]) + (f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""),
             )
-        return taken
+        return missed
+
+    async def take_missed(self, message: _Missed) -> Coroutine[Any, Any, None] | None:
+        client = self.app.client
+        if await self._is_bot(message.user, client) or self.correction.starts(message.text):
+            return None  # a bot's, or a correction: not a prompt, not answered
+        where = message.where
+        try:
+            return await self._take(
+                where, user=message.user, text=message.text, event_id=_message_id(where), client=client
+            )
+        except NotStored:
+            log.warning("slack: cannot store a prompt missed while down in %s; going on", where.channel)
+            return None
 
     async def _my_conversations(self, client: AsyncWebClient) -> AsyncIterator[tuple[str, bool]]:
         """(channel id, is a DM) of the conversations the bot is a member of (group DMs too)."""
@@ -664,8 +593,9 @@ class SlackBot(Adapter):
         # In channels only thread replies with the prefix matter here; a message that
         # mentions the bot comes as app_mention too and is handled there.
         mentions_bot = context.bot_user_id is not None and f"<@{context.bot_user_id}" in text
-        if where.ts != where.thread_ts and not mentions_bot and self._is_correction(text):
-            await self._correct(where, user=user, text=text, event_id=event_id)
+        better = self.correction.rest(text)
+        if where.ts != where.thread_ts and not mentions_bot and better is not None:
+            await self._correct(where, user=user, better=better, event_id=event_id)
         return None
 
     async def _on_ask(
@@ -680,7 +610,7 @@ class SlackBot(Adapter):
         if not question:
             await ack(f"Ask me something, for example: {ASK_COMMAND} what is a haiku?")
             return
-        if self._draining:
+        if self.draining:
             await ack("I am restarting; please ask again in a moment.")
             return
         channel, user = command.get("channel_id", ""), command.get("user_id", "")
@@ -711,7 +641,8 @@ class SlackBot(Adapter):
 
         What it brings is stored now; what is returned (answering) runs after the acknowledgement.
         """
-        if not self._is_correction(text):
+        better = self.correction.rest(text)
+        if better is None:
             # Claimed by the message, not the envelope: the catch-up of missed prompts
             # (answer_missed) finds the same message by its channel and ts.
             event_id = _message_id(where)
@@ -730,7 +661,7 @@ class SlackBot(Adapter):
                 raise  # no acknowledgement: Slack sends the event again
             return None if pending is None else self.answer_pending(pending, client=client)
         if where.ts != where.thread_ts:
-            await self._correct(where, user=user, text=text, event_id=event_id)
+            await self._correct(where, user=user, better=better, event_id=event_id)
         elif event_id is None or await self.service.claim_event(PLATFORM, event_id):
             # Outside a thread it is unclear which answer is meant; say how, once per event.
             hint = (
@@ -843,15 +774,11 @@ class SlackBot(Adapter):
             log.warning("slack: could not upload %s in %s: %s", path.name, where.channel, exc)
 
     # --- corrections ----------------------------------------------------------------
-    def _is_correction(self, text: str) -> bool:
-        return text.strip().lower().startswith(self.correction_prefix)
-
-    async def _correct(self, where: _Where, *, user: str, text: str, event_id: str | None) -> None:
+    async def _correct(self, where: _Where, *, user: str, better: str, event_id: str | None) -> None:
         answer = await self.service.latest_answer_in(where.conversation)
         if answer is None:
             log.debug("slack: correction in %s has no answer of mine to correct", where.conversation)
             return
-        better = text.strip()[len(self.correction_prefix) :]
         stored = await self.service.on_correction(
             IncomingCorrection(platform=PLATFORM, message_key=answer, user=user, text=better, event_id=event_id)
         )
