@@ -384,6 +384,12 @@ class Settings(BaseSettings):
         return "shell"
 
 
+def default_of(name: str) -> Any:
+    """A setting's default, for a component that takes the setting as a constructor argument:
+    every default is declared once, here in :class:`Settings`."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
 def _env_name(field: str) -> str:
     info = Settings.model_fields.get(field)
     if info is not None and isinstance(info.validation_alias, str):

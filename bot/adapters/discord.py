@@ -40,7 +40,7 @@ from bot.adapters.base import Lifecycle, Need, Platform, StartupError, best_effo
 from bot.catchup import MessageUnreadable, ShownReactions
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.service import BotService, NotStored
-from bot.settings import Settings
+from bot.settings import Settings, default_of
 from storage.repository import PendingPrompt
 
 PLATFORM = "discord"
@@ -132,15 +132,15 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
         *,
         service: BotService,
         token: str,
-        correction_prefix: str = "better:",
+        correction_prefix: str = default_of("correction_prefix"),
         guild_id: int | None = None,
         guild_ready_timeout: float = 2.0,
-        reconcile_hours: float = 24.0,
-        reconcile_max_messages: int = 500,
+        reconcile_hours: float = default_of("reconcile_hours"),
+        reconcile_max_messages: int = default_of("reconcile_max_messages"),
         max_voters_per_emoji: int = MAX_VOTERS_PER_EMOJI,
         announce_channel: str | None = None,
-        pending_hours: float = 24.0,
-        shutdown_grace_s: float = 20.0,
+        pending_hours: float = default_of("pending_hours"),
+        shutdown_grace_s: float = default_of("shutdown_grace_s"),
     ) -> None:
         super().__init__(
             intents=required_intents(),

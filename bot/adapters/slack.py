@@ -54,7 +54,7 @@ from bot.adapters.base import Lifecycle, Need, Platform, best_effort
 from bot.catchup import MessageUnreadable, ShownReactions
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key, shown_text
 from bot.service import BotService, NotStored
-from bot.settings import Settings, SettingsError
+from bot.settings import Settings, SettingsError, default_of
 from storage.repository import PendingPrompt
 
 log = logging.getLogger(__name__)
@@ -127,20 +127,21 @@ _PERSON_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 
 @dataclass(frozen=True)
 class SlackConfig:
-    """What the Slack adapter needs from the settings (tokens are never shown in repr)."""
+    """What the Slack adapter needs from the settings (tokens are never shown in repr); the
+    defaults are the settings' own (:func:`bot.settings.default_of`)."""
 
     bot_token: str = field(repr=False)
     signing_secret: str = field(default="", repr=False)
     app_token: str | None = field(default=None, repr=False)
     api_url: str | None = None
-    correction_prefix: str = "better:"
-    http_host: str = "0.0.0.0"
-    http_port: int = 3000
-    reconcile_hours: float = 24.0  # catch up on answers this recent at start; 0 = off
-    reconcile_max_messages: int = 500  # ... but on at most this many, newest first
+    correction_prefix: str = default_of("correction_prefix")
+    http_host: str = default_of("http_host")
+    http_port: int = default_of("http_port")
+    reconcile_hours: float = default_of("reconcile_hours")  # catch up on answers this recent at start; 0 = off
+    reconcile_max_messages: int = default_of("reconcile_max_messages")  # ... but on at most this many, newest first
     announce_channel: str | None = None  # where a new model version going live is announced
-    pending_hours: float = 24.0  # answer prompts left pending by the last run if this recent
-    shutdown_grace_s: float = 20.0  # on stop, finish the answers in flight for up to this long
+    pending_hours: float = default_of("pending_hours")  # answer prompts left pending by the last run if this recent
+    shutdown_grace_s: float = default_of("shutdown_grace_s")  # on stop, finish the answers in flight this long
 
     @property
     def socket_mode(self) -> bool:
