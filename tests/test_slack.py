@@ -62,8 +62,8 @@ def config(fake: FakeSlack) -> SlackConfig:
 @pytest.fixture
 async def bot(runtime, fake: FakeSlack, config: SlackConfig, caplog) -> AsyncIterator[SlackBot]:
     caplog.set_level(logging.INFO, logger="bot.adapters.slack")
-    caplog.set_level(logging.INFO, logger="bot.service")
-    caplog.set_level(logging.INFO, logger="bot.catchup")
+    for name in ("bot.answers", "bot.votes", "bot.catchup"):  # the service's parts
+        caplog.set_level(logging.INFO, logger=name)
     slack_bot = SlackBot(runtime.service, config=config)
     async with slack_bot.serve_http(host="127.0.0.1", port=0) as url:
         fake.events_url = url
@@ -927,7 +927,7 @@ async def test_a_live_reaction_during_catch_up_is_not_undone(bot, fake, runtime,
     catching_up = asyncio.create_task(bot.catch_up())
     await wait_for(lambda: fake.calls_to("reactions.get"))  # Slack has read the reactions (without U5's)
 
-    caplog.set_level(logging.DEBUG, logger="bot.service")
+    caplog.set_level(logging.DEBUG, logger="bot.votes")
     # Arrives while the answer is read; acknowledged only once stored, so after the read.
     vote = asyncio.create_task(fake.react(user="U5", message=answer, name="+1"))
     await wait_for(lambda: logged(caplog, "waits for the catch-up") == 1)
