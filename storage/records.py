@@ -91,6 +91,11 @@ def checked(schema: type[_Record], data: Any, *, what: str) -> dict[str, Any]:
     try:
         return schema.model_validate(data).model_dump()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "(top)"
-        raise DamagedRecord(f"{what}: {where}: {first.get('msg', 'invalid')}") from None
+        raise DamagedRecord(f"{what}: {first_error(exc)}") from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """Where a record first fails its schema and why, in a few words: ``answers.0.question: Field required``."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "(top)"
+    return f"{where}: {first.get('msg', 'invalid')}"

@@ -30,6 +30,7 @@ import fsspec
 from pydantic import TypeAdapter, ValidationError
 
 from storage.dialogue import says_any
+from storage.records import first_error
 from trainer.dataset import FeedbackDataset
 
 log = logging.getLogger(__name__)
@@ -104,9 +105,7 @@ def read(uri: str) -> tuple[Manifest, FeedbackDataset]:
     try:
         return _MANIFEST.validate_python(manifest), _DATASET.validate_python(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "(top)"
-        raise SnapshotError(f"{uri}: damaged snapshot ({where}: {first.get('msg', 'invalid')})") from None
+        raise SnapshotError(f"{uri}: damaged snapshot ({first_error(exc)})") from None
 
 
 def forget_texts(store: str, texts: Collection[str]) -> int:
@@ -157,9 +156,7 @@ def read_result(uri: str) -> RunResult | None:
     try:
         result = _RESULT.validate_python(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "(top)"
-        raise SnapshotError(f"{uri}: damaged result ({where}: {first.get('msg', 'invalid')})") from None
+        raise SnapshotError(f"{uri}: damaged result ({first_error(exc)})") from None
     if result.status not in RESULT_STATUSES or len(result.reason or "") > 2000 or len(result.tracking or "") > 2000:
         raise SnapshotError(f"{uri}: damaged result (status {result.status[:20]!r}, or a reason too long)")
     return result
