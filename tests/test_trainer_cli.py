@@ -196,3 +196,11 @@ def test_a_terminal_gets_progress_bars_for_training(settings, settings_env, tmp_
     written = [*(data / "artifacts").rglob("*"), *(data / "models").rglob("*")]
     assert any(path.name == "dataset.json" for path in written) and any(path.name == "result.json" for path in written)
     assert [str(path) for path in written if path.stat().st_mode & 0o077] == []
+
+
+@pytest.mark.parametrize("command", ["run", "export", "models", "rollback"])
+def test_every_trainer_command_prints_its_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Help texts say "95% interval": argparse must not take the % for a format.
+    with pytest.raises(SystemExit) as done:
+        build_trainer_parser().parse_args([command, "--help"])
+    assert done.value.code == 0 and "usage: python -m trainer" in capsys.readouterr().out

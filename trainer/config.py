@@ -286,6 +286,7 @@ def add_arguments(parser: argparse.ArgumentParser, config_type: type, *, title: 
         kind = hints[item.name]
         required = item.default is dataclasses.MISSING
         help_text = item.metadata["help"] + ("" if required else f" (default: {item.default})")
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %: "95% interval" is text
         common: dict[str, Any] = {"dest": item.name, "help": help_text}
         if required:
             common["required"] = True
