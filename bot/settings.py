@@ -169,6 +169,7 @@ class Settings(BaseSettings):
     train_epochs: float = Field(TrainConfig.epochs, gt=0.0, le=100.0)
     train_batch_size: int = Field(TrainConfig.batch_size, ge=2, le=1024)
     train_lora: bool = TrainConfig.lora
+    train_seed: int = Field(TrainConfig.seed, ge=0, description="seed for the run's shuffling, initialisation and sampling")
     report_to: Literal["none", "tensorboard", "wandb", "mlflow", "trackio"] = Field(
         TrainConfig.report_to, description="where training curves go (TRL's report_to)"
     )

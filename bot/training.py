@@ -76,6 +76,7 @@ def trainer_configs(settings: Settings) -> tuple[DataConfig, TrainConfig]:
         epochs=settings.train_epochs,
         batch_size=settings.train_batch_size,
         lora=settings.train_lora,
+        seed=settings.train_seed,
         device=settings.device,
         threads=settings.torch_threads,
         report_to=settings.report_to,

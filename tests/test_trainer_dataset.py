@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -146,11 +147,29 @@ def test_a_single_long_conversation_still_holds_answers_out() -> None:
     votes = [vote(i, 1.0 if i % 3 else -1.0) for i in range(1, 61)]
     data = build_dataset(answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.2))
     assert data.train and data.held_out and len(data.held_out) < len(data.train)
-    assert {e.group for e in data.held_out} <= {f"p:{i}" for i in range(1, 61)}  # split by prompt
+    assert {e.group for e in data.held_out} <= {f"q:question {i}" for i in range(1, 61)}  # split by question
     by_conversation = build_dataset(
         answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.2, min_split_groups=1)
     )
     assert len(by_conversation.held_out) in (0, 60)  # all on one side: what the fallback avoids
+
+
+def test_a_question_asked_again_stays_on_one_side_of_the_split() -> None:
+    # 40 questions, each asked 5 times in lone prompts (different prompt ids, spacing and case):
+    # a held-out question is never also answered in training.
+    answers = []
+    for rid in range(1, 201):
+        a = answer(rid)
+        question = f"Question  {rid % 40}" if rid % 2 else f"question {rid % 40}"
+        answers.append(dataclasses.replace(a, prompt_text=question, context=render_prompt(question)))
+    votes = [vote(i, 1.0 if i % 3 else -1.0) for i in range(1, 201)]
+    data = build_dataset(answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.3))
+    assert data.train and data.held_out
+    def asked(examples) -> set[str]:
+        return {" ".join(e.prompt.casefold().split()) for e in examples}
+
+    assert not asked(data.held_out) & asked(data.train)
+    assert len(data.held_out) % 5 == 0  # whole questions, all five askings of each
 
 
 def test_readiness_needs_enough_examples_with_both_labels() -> None:

@@ -12,10 +12,12 @@ KTO learns from unpaired labels, so pairs are unpaired into one desirable and on
 undesirable example each (duplicates of the vote examples dropped).
 
 Examples are split into train and held-out by a hash of their conversation (or of
-the prompt, for a lone prompt), so a held-out conversation never leaks into
+the question's text, for a lone prompt), so a held-out conversation never leaks into
 training and the split is stable from one run to the next. With fewer than
 ``min_split_groups`` conversations (one shell chat is one conversation until /new)
-the split is by prompt instead: otherwise nothing, or everything, would be held out.
+the split is by question text instead: otherwise nothing, or everything, would be held
+out. Splitting by text, not by prompt, keeps a question asked twice on one side: a
+held-out question is one no training example answered.
 """
 
 from __future__ import annotations
@@ -146,8 +148,11 @@ def completion_of(text: str) -> str:
 
 
 def group_of(answer: FeedbackAnswer, *, by_prompt: bool = False) -> str:
-    """The split key: the conversation (a lone prompt, or every prompt with ``by_prompt``: the prompt)."""
-    return f"c:{answer.conversation}" if answer.conversation and not by_prompt else f"p:{answer.prompt_id}"
+    """The split key: the conversation, or for a lone prompt (every prompt with ``by_prompt``)
+    its question, case and spacing aside."""
+    if answer.conversation and not by_prompt:
+        return f"c:{answer.conversation}"
+    return "q:" + " ".join(answer.prompt_text.casefold().split())
 
 
 def is_held_out(group: str, *, fraction: float, salt: str) -> bool:
