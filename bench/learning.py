@@ -14,22 +14,34 @@ alone; then, on the same questions and sampling seeds:
   one question per topic, asked only in the last round) minus its approval on the trained
   questions in that round;
 - per version: ``distinct_answers`` and ``top_answer_share`` of its answers;
-- per run: which gate checks ran (``not_enough_data`` says which did not), published,
-  rejected, published from an earlier checkpoint after the end of the run was rejected
-  (``rescued``), the reward head's AUC with the held-out answers behind it.
+- per run: which gate checks ran (``not_enough_data`` says which did not; perplexity,
+  diversity and relevance run in every gate), published, rejected, published from an
+  earlier checkpoint after the end of the run was rejected (``rescued``), the reward
+  head's AUC with the number of held-out answers behind it; over the published versions,
+  the largest top-answer share and the smallest distinct-2 relative to version 0.
 
-Models: ``tiny`` (the shipped canned dialogues; taste: the word "warm") and ``varied``
-(make-tiny-model --varied; taste: a warm tone, a property of any sentence), each built with
-the seed's base-model seed. Regimes: dense (every answer voted by 2 people, no mistakes)
-and sparse (40 % voted, by 1 person, 15 % of the votes flipped). Medians with the range
-across seeds (``[min, max]``). Also ``varied_model``: distinct answers of the varied
-model (seed 0) to 100 benchmark questions. Prints one JSON object on its last line.
+``votes_to_gain`` (varied model, dense votes): loops that train after every 64 votes (8
+rounds), each live version measured at best-of-1; the votes cast before the first version
+0.2 above version 0, per seed with its curve.
+
+Seeds vary everything random: the simulated people and sampling, the base model (built
+with the seed), the trainer (``THUMBTUNE_TRAIN_SEED``) and the people's rule, which
+rotates with the seed: the tiny model (the shipped canned dialogues) over five words
+(people like answers with "warm", "nice", "fresh", "quiet" or "happy"), the varied model
+(make-tiny-model --varied) over three tastes that are properties of any sentence (a warm
+tone, 18 words or more, on the question's topic). Regimes: dense (every answer voted by 2
+people, no mistakes) and sparse (40 % voted, by 1 person, 15 % of the votes flipped).
+Medians with the range across seeds (``[min, max]``, and how many seeds had the figure).
+Also ``varied_model``: distinct answers of the varied model (seed 0) to 100 benchmark
+questions. ``--learning-rate`` / ``--epochs`` try other training settings. Prints one
+JSON object on its last line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import statistics
 import tempfile
@@ -57,23 +69,36 @@ from trainer.reward import fit_reward
 REGIMES: dict[str, tuple[float, int, float]] = {"dense": (1.0, 2, 0.0), "sparse": (0.4, 1, 0.15)}
 BEST_OF = 4
 MEASURE = 96  # answers per measurement
+# votes_to_gain: dense loops training after every 64 votes (2 voters on each of 32 answers),
+# 8 times. (Sparse loops would need 160 prompts a round for as many votes: the main loops'
+# three rounds of ~51 votes say how far they get.)
+CURVE_PROMPTS, CURVE_ROUNDS = 32, 8
+# The varied model's simulated tastes, properties of any sentence; their shares of version
+# 0's answers liked (seed 0, 160 answers): warm tone 26 %, 18 words or more 26 %, on the
+# question's topic and no other 9 % (python -m bench.learning prints each seed's version_0).
+VARIED_TASTES = (("warm", ""), ("long", ""), ("relevant", ""))
 
 
 @dataclasses.dataclass(frozen=True)
 class Model:
     name: str
     spec: TinyModelSpec
-    taste: str
+    rules: tuple[tuple[str, str], ...]  # (taste, word) of the simulated people, one per seed in turn
     questions: tuple[str, ...]
     held_out: tuple[str, ...]
     max_new_tokens: int
 
+    def rule(self, seed: int) -> tuple[str, str]:
+        return self.rules[seed % len(self.rules)]
+
 
 def models() -> list[Model]:
     trained, held_out = varied_questions()
+    # The tiny model's words each start in 7-11 % of its answers (bot/data/dialogues.txt).
+    words = tuple(("word", w) for w in ("warm", "nice", "fresh", "quiet", "happy"))
     return [
-        Model("tiny", TinyModelSpec(), "word", QUESTIONS, (), 24),
-        Model("varied", VARIED, "warm", trained, held_out, 40),
+        Model("tiny", TinyModelSpec(), words, QUESTIONS, (), 24),
+        Model("varied", VARIED, VARIED_TASTES, trained, held_out, 40),
     ]
 
 
@@ -85,7 +110,8 @@ def approvals(
     seed: int,
     head: RewardHead | None = None,
 ) -> dict[int, float]:
-    """Approval of the model in ``folder`` with 1 and ``BEST_OF`` candidates ranked by ``head``."""
+    """Approval of the model in ``folder`` with 1 and ``BEST_OF`` candidates ranked by ``head``,
+    by the seed's simulated people."""
     loaded = load_model(folder, version=1, device="cpu")
     loaded.reward = head
     prompts = [render_prompt(q) for q in questions]
@@ -99,7 +125,8 @@ def approvals(
             [n] * len(prompts),
             [n > 1] * len(prompts),
         )
-        liked = [likes(model.taste, q, r.texts[0]) for q, r in zip(questions, results, strict=True)]
+        taste, word = model.rule(seed)
+        liked = [likes(taste, q, r.texts[0], prefer=word) for q, r in zip(questions, results, strict=True)]
         out[n] = round(sum(liked) / len(liked), 4)
     return out
 
@@ -109,35 +136,61 @@ def last_snapshot(data_dir: Path) -> str | None:
     return str(runs[-1]) if runs else None
 
 
-def one_seed(model: Model, regime: str, seed: int, base: Path, scratch: Path, prompts: int) -> dict:
-    vote_share, voters, noise = REGIMES[regime]
-    data_dir = scratch / f"{model.name}-{regime}-{seed}"
+@dataclasses.dataclass(frozen=True)
+class Loop:
+    """One simulated loop: who votes how (``regime``), how often it trains, how it trains."""
+
+    regime: str
+    rounds: int
+    prompts: int  # per round
+    learning_rate: float | None = None  # None: the bot's defaults
+    epochs: float | None = None
+
+
+def simulated(model: Model, loop: Loop, seed: int, base: Path, data_dir: Path, *, held_out: bool) -> dict:
+    """``thumbtune simulate`` at best-of-1, people, sampling, base model and trainer all seeded by ``seed``."""
+    vote_share, voters, noise = REGIMES[loop.regime]
+    taste, word = model.rule(seed)
     options = SimulationOptions(
         users=8,
-        rounds=3,
-        prompts=prompts,
-        prefer="warm",
-        taste=model.taste,
+        rounds=loop.rounds,
+        prompts=loop.prompts,
+        prefer=word,
+        taste=taste,
         questions=model.questions,
-        held_out_questions=model.held_out,
+        held_out_questions=model.held_out if held_out else (),
         max_new_tokens=model.max_new_tokens,
         seed=seed,
+        train_seed=seed,
         model=base,
         vote_share=vote_share,
         voters_per_answer=voters,
         noise=noise,
         best_of=1,
         data_dir=data_dir,
+        learning_rate=loop.learning_rate,
+        epochs=loop.epochs,
     )
-    report = run_simulation(options)
-    versions = report["versions"]
+    return run_simulation(options)
+
+
+def measured_questions(model: Model, seed: int) -> list[str]:
     rng = random.Random(1000 + seed)
-    asked = [rng.choice(model.questions) for _ in range(MEASURE)]
+    return [rng.choice(model.questions) for _ in range(MEASURE)]
+
+
+def one_seed(model: Model, loop: Loop, seed: int, base: Path, scratch: Path) -> dict:
+    data_dir = scratch / f"{model.name}-{loop.regime}-{seed}"
+    report = simulated(model, loop, seed, base, data_dir, held_out=True)
+    versions = report["versions"]
+    asked = measured_questions(model, seed)
     registry = ModelRegistry(data_dir / "models")
     last = registry.current_version()
     zero = approvals(base, model, asked, seed=seed)[1]
+    taste, word = model.rule(seed)
     result: dict = {
         "seed": seed,
+        "taste": taste if taste != "word" else f"word {word}",
         "version_0": zero,
         "versions": [
             {k: v.get(k) for k in ("version", "approval", "held_out_approval", "distinct_answers", "top_answer_share")}
@@ -154,6 +207,7 @@ def one_seed(model: Model, regime: str, seed: int, base: Path, scratch: Path, pr
                 "rescued": bool(metrics.get("end_of_run_reasons")) and version.status == "published",
                 "not_enough_data": metrics.get("not_enough_data", []),
                 "reasons": list(version.reasons),
+                "chrf": metrics.get("chrf"),  # None: no held-out corrections (simulated people never correct)
                 "reward_auc": metrics.get("reward_auc"),
                 "reward_auc_interval": metrics.get("reward_auc_interval"),
                 "reward_held_out": metrics.get("reward_held_out"),
@@ -199,20 +253,24 @@ def summary(values: list[float | None]) -> dict | None:
     return {"median": round(statistics.median(have), 4), "range": [min(have), max(have)], "seeds": len(have)}
 
 
-def regime(model: Model, name: str, seeds: list[int], scratch: Path, prompts: int) -> dict:
+def base_model(model: Model, seed: int, scratch: Path) -> Path:
+    base = scratch / f"{model.name}-base-{seed}"
+    if not (base / "config.json").exists():
+        make_tiny_model(base, dataclasses.replace(model.spec, seed=seed))
+    return base
+
+
+def regime(model: Model, loop: Loop, seeds: list[int], scratch: Path) -> dict:
     started = time.monotonic()
-    per_seed = []
-    for seed in seeds:
-        base = scratch / f"{model.name}-base-{seed}"
-        if not (base / "config.json").exists():
-            make_tiny_model(base, dataclasses.replace(model.spec, seed=seed))
-        per_seed.append(one_seed(model, name, seed, base, scratch, prompts))
+    per_seed = [one_seed(model, loop, seed, base_model(model, seed, scratch), scratch) for seed in seeds]
     runs = [run for s in per_seed for run in s["runs"]]
+    # Perplexity, diversity and relevance run in every gate; these two need held-out data.
     checks: Counter[str] = Counter()
     for run in runs:
         checks["gate_runs"] += 1
         skipped = " ".join(run["not_enough_data"])
         checks["preference_check_ran"] += "held-out preference" not in skipped
+        checks["chrf_check_ran"] += run["chrf"] is not None and "chrF" not in skipped
     published = [run for run in runs if run["status"] == "published"]
     return {
         "training": summary([s["training"] for s in per_seed]),
@@ -225,7 +283,51 @@ def regime(model: Model, name: str, seeds: list[int], scratch: Path, prompts: in
         "rescued": sum(run["rescued"] for run in runs),
         "checks": dict(checks),
         "max_top_share_published": max((run["top_share"] or 0 for run in published), default=None),
+        # distinct-2 of each published version's answers over version 0's (the gate's floor: distinct_ratio)
+        "min_distinct_2_ratio_published": min(
+            (
+                round(run["distinct_2"] / run["base_distinct_2"], 3)
+                for run in published
+                if run["distinct_2"] is not None and run["base_distinct_2"]
+            ),
+            default=None,
+        ),
         "reward_heads_ranking": sum(bool(run["reward_ranks"]) for run in runs),
+        "seeds": per_seed,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def votes_to_gain(model: Model, loop: Loop, seeds: list[int], scratch: Path, *, gain: float = 0.2) -> dict:
+    """Votes cast before the first version that gains ``gain`` over version 0, in small rounds.
+
+    Each loop trains after every round of ``loop.prompts`` prompts (about 64 votes in
+    either regime), so the count moves in steps of a small round, not of the main loops'
+    128 prompts. Every live version is measured on the seed's ``MEASURE`` questions at
+    best-of-1; ``None``: no version reached the gain within the loop's votes.
+    """
+    started = time.monotonic()
+    per_seed = []
+    for seed in seeds:
+        base = base_model(model, seed, scratch)
+        data_dir = scratch / f"{model.name}-{loop.regime}-curve-{seed}"
+        report = simulated(model, loop, seed, base, data_dir, held_out=False)
+        asked = measured_questions(model, seed)
+        zero = approvals(base, model, asked, seed=seed)[1]
+        registry = ModelRegistry(data_dir / "models")
+        curve: list[tuple[int, float]] = [(0, 0.0)]  # (votes before the version went live, its gain)
+        for version in report["versions"][1:]:
+            folder = registry.get(version["version"]).path
+            curve.append((version["votes_before"], round(approvals(folder, model, asked, seed=seed)[1] - zero, 4)))
+        first = next((votes for votes, gained in curve if gained >= gain), None)
+        per_seed.append({"seed": seed, "votes": first, "curve": curve, "votes_cast": report["votes"]})
+    # A seed that never reached the gain counts as more votes than any that did (None: most did not).
+    middle = statistics.median_high([math.inf if s["votes"] is None else s["votes"] for s in per_seed])
+    return {
+        "gain": gain,
+        "round_prompts": loop.prompts,
+        "median": None if middle == math.inf else middle,
+        "reached": sum(s["votes"] is not None for s in per_seed),
         "seeds": per_seed,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -273,23 +375,36 @@ def main() -> None:
         parser.add_argument("--models", default="tiny,varied", help="which test models (default tiny,varied)")
         parser.add_argument("--regimes", default="dense,sparse", help="which regimes (default dense,sparse)")
         parser.add_argument("--cost", action="store_true", help="also best_of_cost: ms per answer for n = 1, 2, 4, 8")
+        parser.add_argument(
+            "--no-curve", action="store_true", help="skip votes_to_gain (the varied model's small-round loops)"
+        )
+        parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; --quick 2)")
+        parser.add_argument("--prompts", type=int, help="prompts per round (default 128; --quick 64)")
+        parser.add_argument("--learning-rate", type=float, help="THUMBTUNE_TRAIN_LEARNING_RATE (default: the bot's)")
+        parser.add_argument("--epochs", type=float, help="THUMBTUNE_TRAIN_EPOCHS (default: the bot's)")
 
     args = quick_args(__doc__ or "", "2 seeds of 64 prompts per round instead of 5 of 128", more)
-    seeds = list(range(2 if args.quick else 5))
-    prompts = 64 if args.quick else 128
+    seeds = list(range(args.seeds or (2 if args.quick else 5)))
+    prompts = args.prompts or (64 if args.quick else 128)
     chosen = [m for m in models() if m.name in args.models.split(",")]
+    regimes = args.regimes.split(",")
+    tuning = {"learning_rate": args.learning_rate, "epochs": args.epochs}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as tmp:
         scratch = Path(tmp)
-        out: dict = {"seeds": seeds, "prompts_per_round": prompts, "best_of": BEST_OF}
+        out: dict = {"seeds": seeds, "prompts_per_round": prompts, "best_of": BEST_OF, **tuning}
         if any(m.name == "varied" for m in chosen):
             out["varied_model"] = varied_model_distinct(scratch)
         out["models"] = {}
         for model in chosen:
             out["models"][model.name] = {
-                name: regime(model, name, seeds, scratch, prompts) for name in args.regimes.split(",")
+                name: regime(model, Loop(name, 3, prompts, **tuning), seeds, scratch) for name in regimes
             }
             print(json.dumps({model.name: out["models"][model.name]}), flush=True)  # progress, for long runs
+        varied = next((m for m in chosen if m.name == "varied"), None)
+        if varied is not None and "dense" in regimes and not args.no_curve:
+            curve = Loop("dense", CURVE_ROUNDS, CURVE_PROMPTS, **tuning)
+            out["votes_to_gain"] = {"dense": votes_to_gain(varied, curve, seeds, scratch)}
         if args.cost:
             out["best_of_cost"] = best_of_cost(scratch)
         out["seconds"] = round(time.monotonic() - started, 1)

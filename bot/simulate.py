@@ -107,6 +107,7 @@ class SimulationOptions:
     # None: the bot's own defaults (THUMBTUNE_TRAIN_LEARNING_RATE, THUMBTUNE_TRAIN_EPOCHS).
     learning_rate: float | None = None
     epochs: float | None = None
+    train_seed: int | None = None  # THUMBTUNE_TRAIN_SEED (None: the bot's default)
     taste: str = "word"  # see TASTES; "word" likes answers with ``prefer``
     questions: tuple[str, ...] = QUESTIONS
     held_out_questions: tuple[str, ...] = ()  # asked in the last round only
@@ -275,6 +276,8 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         training["train_learning_rate"] = options.learning_rate
     if options.epochs is not None:
         training["train_epochs"] = options.epochs
+    if options.train_seed is not None:
+        training["train_seed"] = options.train_seed
     return load_settings(
         **training,
         model=str(model),
