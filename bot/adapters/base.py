@@ -326,6 +326,10 @@ class Platform(Adapter, Generic[Found]):
         """Whether an answer is in flight."""
         return bool(self.in_flight)
 
+    def is_draining(self) -> bool:
+        """Whether the platform is stopping; for the parts that ask when an event comes."""
+        return self.draining
+
     # --- the template ---------------------------------------------------------------
     async def serve(self) -> None:
         await self.sign_in()

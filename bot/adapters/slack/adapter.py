@@ -52,14 +52,14 @@ class SlackBot(Platform[Missed]):
         )
         self.users = Users()
         self.replies = Replies(service, client=self.app.client, announce_channel=config.announce_channel)
-        self.transport = Transport(self.app, config=config, draining=self._draining)
+        self.transport = Transport(self.app, config=config, draining=self.is_draining)
         self.listeners = Listeners(
             service,
             users=self.users,
             replies=self.replies,
             in_flight=self.in_flight,
             correction=self.correction,
-            draining=self._draining,
+            draining=self.is_draining,
         )
         self.listeners.register(self.app)
         self.catching_up = CatchUp(
@@ -67,9 +67,6 @@ class SlackBot(Platform[Missed]):
         )
         self.events_started = self.listeners.events_started  # event ids of the newest listeners started
         self._stopped = asyncio.Event()
-
-    def _draining(self) -> bool:
-        return self.draining
 
     # --- the adapter contract -------------------------------------------------------
     @classmethod
