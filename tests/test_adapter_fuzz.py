@@ -32,8 +32,9 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from bot.adapters import discord as discord_adapter
-from bot.adapters.discord import MAX_MESSAGE_CHARS, QUOTE_CHARS, DiscordBot
+from bot.adapters.discord import DiscordBot
+from bot.adapters.discord import payloads as discord_payloads
+from bot.adapters.discord.payloads import MAX_MESSAGE_CHARS, QUOTE_CHARS
 from bot.adapters.slack import SlackBot, SlackConfig
 from bot.feedback import normalize_emoji
 from tests.fakes.discord import TOKEN, FakeDiscord, Person
@@ -536,7 +537,7 @@ SNOWFLAKES = st.integers(min_value=0, max_value=2**64 - 1)
 
 @given(text=st.text(max_size=5000))
 def test_discord_fit_keeps_messages_within_discords_limit(text):
-    fitted = discord_adapter._fit(text)
+    fitted = discord_payloads.fit(text)
     assert len(fitted) <= MAX_MESSAGE_CHARS
     if len(text) <= MAX_MESSAGE_CHARS:
         assert fitted == text
@@ -546,11 +547,11 @@ def test_discord_fit_keeps_messages_within_discords_limit(text):
 
 @given(prompt=st.text(max_size=3000), answer=st.text(max_size=3000))
 def test_discord_quoted_ask_is_one_line_and_fits(prompt, answer):
-    quoted = discord_adapter._quote(prompt)
+    quoted = discord_payloads.quote(prompt)
     assert len(quoted) <= QUOTE_CHARS
     assert len(quoted.splitlines()) <= 1 and quoted == quoted.strip()
     # What /ask posts: the question as one quoted line, then the answer.
-    posted = discord_adapter._fit(f"> {quoted}\n{answer}")
+    posted = discord_payloads.fit(f"> {quoted}\n{answer}")
     assert len(posted) <= MAX_MESSAGE_CHARS and posted.startswith(f"> {quoted}")
 
 
@@ -564,11 +565,11 @@ def test_discord_quoted_ask_is_one_line_and_fits(prompt, answer):
 def test_discord_without_mention_strips_the_bots_mention_only(before, after, user_id, other, bang):
     mention = f"<@{'!' if bang else ''}{user_id}>"
     content = f"{before}{mention}{after}{mention}"
-    text = discord_adapter._without_mention(content, user_id)
+    text = discord_payloads.without_mention(content, user_id)
     assert f"<@{user_id}>" not in text and f"<@!{user_id}>" not in text
     assert text == text.strip()
     if other != user_id:
-        assert f"<@{other}>" in discord_adapter._without_mention(f"hi <@{other}>", user_id)
+        assert f"<@{other}>" in discord_payloads.without_mention(f"hi <@{other}>", user_id)
 
 
 @given(
@@ -581,7 +582,7 @@ def test_discord_without_mention_strips_the_bots_mention_only(before, after, use
 def test_discord_reaction_translation_never_fails(channel_id, message_id, user_id, name, custom_id):
     data = {"message_id": str(message_id), "channel_id": str(channel_id), "user_id": str(user_id), "type": 0}
     emoji = discord.PartialEmoji(name=name, id=custom_id)
-    reaction = discord_adapter._reaction(discord.RawReactionActionEvent(data, emoji, "REACTION_ADD"))
+    reaction = discord_payloads.reaction(discord.RawReactionActionEvent(data, emoji, "REACTION_ADD"))
     assert reaction.platform == "discord" and reaction.user == str(user_id)
     assert reaction.message_key == f"discord:{channel_id}:{message_id}"
     assert isinstance(reaction.emoji, str)
@@ -608,7 +609,7 @@ def test_discord_replied_key_names_the_replied_message_or_nothing(channel_id, re
         ref = discord.MessageReference(message_id=0, channel_id=0, type=reference["type"])
         ref.message_id, ref.channel_id = reference["message_id"], reference["channel_id"]
     message = types.SimpleNamespace(reference=ref, channel=types.SimpleNamespace(id=channel_id))
-    key = discord_adapter._replied_key(message)  # type: ignore[arg-type]
+    key = discord_payloads.replied_key(message)  # type: ignore[arg-type]
     if ref is None or ref.message_id is None or ref.type == discord.MessageReferenceType.forward:
         assert key is None
     else:

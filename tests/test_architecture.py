@@ -155,7 +155,7 @@ def test_the_trainers_public_surface_is_light() -> None:
 
 
 def test_every_module_in_bot_adapters_is_a_platform_behind_the_contract() -> None:
-    """A new platform is one new module: it is found, named after its file, and speaks the contract."""
+    """A new platform is one new module or package: it is found, named after it, and speaks the contract."""
     from bot.adapters import PLATFORMS
     from bot.adapters.base import Adapter, adapter_class
 

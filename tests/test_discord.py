@@ -822,7 +822,8 @@ async def test_a_mention_inside_a_thread_is_answered_with_the_invites_permission
     # The fake grants the bot only its invite's permissions; threads need Send Messages in Threads.
     answer = await asked(fake_discord, ALICE, "in a thread?", mention_bot=True, channel_id=fake_discord.thread_id)
     assert answer["channel_id"] == str(fake_discord.thread_id)
-    assert rows(settings.db_path, "SELECT count(*) FROM pending_prompts") == [(0,)]
+    # Marked answered just after the thumbs are added: waited for, not raced.
+    await wait_for(lambda: rows(settings.db_path, "SELECT count(*) FROM pending_prompts") == [(0,)], timeout=10)
 
 
 async def test_stats_where_files_are_refused_still_gets_the_table_and_says_why(

@@ -31,7 +31,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from bot.adapters import PLATFORMS
 from bot.catchup import CaughtUp, ShownReactions, catch_up
@@ -262,6 +262,19 @@ class Downtime:
     left_over: LeftOver = field(default_factory=LeftOver)  # prompts the last run took and did not answer
 
 
+class LifecycleSettings(Protocol):
+    """Where a platform's lifecycle bounds come from: the settings, or a platform's config of them."""
+
+    @property
+    def reconcile_hours(self) -> float: ...
+    @property
+    def reconcile_max_messages(self) -> int: ...
+    @property
+    def pending_hours(self) -> float: ...
+    @property
+    def shutdown_grace_s(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class Lifecycle:
     """How far back a platform looks once connected, and how long it drains on stop (from the settings)."""
@@ -272,7 +285,7 @@ class Lifecycle:
     shutdown_grace_s: float  # on stop, finish the answers in flight for up to this long
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Lifecycle:
+    def from_settings(cls, settings: LifecycleSettings) -> Lifecycle:
         return cls(
             reconcile_hours=settings.reconcile_hours,
             reconcile_max_messages=settings.reconcile_max_messages,
@@ -301,7 +314,7 @@ class Platform(Adapter, Generic[Found]):
         self.service = service
         self.lifecycle = lifecycle
         self.correction = ChatPrefix(correction_prefix)
-        # The lifecycle logs under the platform module's name (bot.adapters.slack), with its lines.
+        # The lifecycle logs under the platform's module (bot.adapters.slack.adapter), with its lines.
         self.log = logging.getLogger(type(self).__module__)
         self.in_flight = InFlight(self.platform, logger=self.log)
         self.draining = False  # stopping: new prompts are left for the next run
@@ -312,6 +325,10 @@ class Platform(Adapter, Generic[Found]):
     def busy(self) -> bool:
         """Whether an answer is in flight."""
         return bool(self.in_flight)
+
+    def is_draining(self) -> bool:
+        """Whether the platform is stopping; for the parts that ask when an event comes."""
+        return self.draining
 
     # --- the template ---------------------------------------------------------------
     async def serve(self) -> None:

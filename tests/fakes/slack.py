@@ -13,7 +13,7 @@ the events Slack would send: signed with the signing secret to the app's URL, or
 once the app has connected in Socket Mode, as envelopes over the websocket.
 
 **Scopes and membership, as Slack enforces them.** The app is installed with the bot
-scopes and event subscriptions of ``bot/adapters/slack_manifest.yml`` (or those given).
+scopes and event subscriptions of ``bot/adapters/slack/manifest.yml`` (or those given).
 A Web API method whose scope it lacks answers ``missing_scope`` (with ``needed``), from
 a table written here from Slack's method reference (:data:`METHOD_SCOPES`; history and
 listing methods by the conversation's kind); an event it is not subscribed to, or lacks
@@ -50,7 +50,7 @@ BOT_USER = "UBOT"
 BOT_ID = "BBOT"
 TEAM = "T0001"
 APP = "A0001"
-MANIFEST = Path(__file__).resolve().parents[2] / "bot" / "adapters" / "slack_manifest.yml"
+MANIFEST = Path(__file__).resolve().parents[2] / "bot" / "adapters" / "slack" / "manifest.yml"
 
 # The bot scope each Web API method needs (Slack's method reference); () for none.
 METHOD_SCOPES: dict[str, tuple[str, ...]] = {
