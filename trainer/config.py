@@ -89,7 +89,7 @@ class TrainConfig:
     beta: float = field(
         default=0.1, metadata={"help": "KTO beta: how strongly the model is held near the reference (parent) model."}
     )
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples."})
+    epochs: float = field(default=2.0, metadata={"help": "Passes over the training examples."})
     max_steps: int = field(
         default=-1, metadata={"help": "Stop after this many optimizer steps (-1: the epochs decide)."}
     )
