@@ -43,7 +43,15 @@ from bench.common import emit, quick_args
 from bot.dialoguegen import benchmark_questions
 from bot.generation import SamplingParams, load_model
 from bot.generation.decoding import sample
-from bot.simulate import QUESTIONS, SimulationOptions, likes, run_simulation, varied_questions
+from bot.simulate import (
+    QUESTIONS,
+    VARIED_MAX_NEW_TOKENS,
+    SimulationOptions,
+    Taste,
+    likes,
+    run_simulation,
+    varied_questions,
+)
 from bot.tinymodel import VARIED, TinyModelSpec, make_tiny_model
 from storage.dialogue import render_prompt
 from storage.registry import ModelRegistry
@@ -63,7 +71,7 @@ MEASURE = 96  # answers per measurement
 class Model:
     name: str
     spec: TinyModelSpec
-    taste: str
+    taste: Taste
     questions: tuple[str, ...]
     held_out: tuple[str, ...]
     max_new_tokens: int
@@ -72,8 +80,8 @@ class Model:
 def models() -> list[Model]:
     trained, held_out = varied_questions()
     return [
-        Model("tiny", TinyModelSpec(), "word", QUESTIONS, (), 24),
-        Model("varied", VARIED, "warm", trained, held_out, 40),
+        Model("tiny", TinyModelSpec(), "word", QUESTIONS, (), SimulationOptions.max_new_tokens),
+        Model("varied", VARIED, "warm", trained, held_out, VARIED_MAX_NEW_TOKENS),
     ]
 
 

@@ -150,7 +150,7 @@ async def learning_effect(
     result = run(
         RunOptions(
             snapshot=uri,
-            registry=work / "models",
+            registry=str(work / "models"),
             train=TrainConfig(epochs=epochs, learning_rate=lr, lora=lora),
             gate=GateConfig(),
         )

@@ -32,6 +32,7 @@ DEFAULT_EMOJI_REWARDS: dict[str, float] = {
 }
 
 
+TrainHistory = Literal["all", "since-live"]  # THUMBTUNE_TRAIN_HISTORY
 MAX_PROMPT_CHARS = 100_000  # above any platform's message size (Slack's is 40,000)
 MAX_REWARD = 10.0  # an emoji's reward; rewards are weights, and KTO's labels are their signs
 MIN_TOKEN_CHARS = 16  # a dashboard token shorter than this is refused: it could be guessed
@@ -161,7 +162,7 @@ class Settings(BaseSettings):
     train_min_examples: int = Field(DataConfig.min_examples, ge=1)
     gamma: float = Field(DataConfig.gamma, ge=0.0, le=1.0)
     held_out_fraction: float = Field(DataConfig.held_out_fraction, ge=0.0, lt=1.0)
-    train_history: Literal["all", "since-live"] = Field(
+    train_history: TrainHistory = Field(
         "all" if DataConfig.all_history else "since-live",
         description="all: every vote ever cast; since-live: only those since the current version went live",
     )

@@ -8,6 +8,7 @@ built from its settings; the trainer never reads the bot's settings or its datab
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -41,16 +42,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     hf_logging.set_verbosity_error()
     enable_download_bars()  # a base model fetched from the Hub, in a terminal
     job = from_arguments(JobConfig, args)
+    train, gate = from_arguments(TrainConfig, args), from_arguments(GateConfig, args)
     try:
-        result = run(
-            RunOptions(
-                snapshot=job.snapshot,
-                registry=job.registry,
-                keep_versions=job.keep_versions,
-                train=from_arguments(TrainConfig, args),
-                gate=from_arguments(GateConfig, args),
-            )
-        )
+        result = run(RunOptions(**dataclasses.asdict(job), train=train, gate=gate))
     except SnapshotError as exc:
         print(f"trainer: cannot read the snapshot: {exc}", file=sys.stderr)
         return 2
