@@ -295,7 +295,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     redact = Redactor.from_kinds(settings.redact)
     changes = for_people(record, asyncio.run(_kept_prompts(settings, quoted_questions(record), redact)), redact)
     if args.json:
-        print(json.dumps({"version": version, "parent": info.parent, **changes}, ensure_ascii=False))
+        print(json.dumps({"version": version, "parent": info.parent, **changes.as_dict()}, ensure_ascii=False))
     else:
         print(render(version, info.parent, changes))
     return 0
