@@ -22,14 +22,9 @@ from storage.redact import KINDS as REDACT_KINDS
 from storage.redact import parse_kinds
 from trainer.config import DataConfig, JobConfig, TrainConfig
 
-DEFAULT_EMOJI_REWARDS: dict[str, float] = {
-    "👍": 1.0,
-    "+1": 1.0,
-    "thumbsup": 1.0,
-    "👎": -1.0,
-    "-1": -1.0,
-    "thumbsdown": -1.0,
-}
+# Each emoji once: its other names (Slack's `+1`, `thumbsup`, ...) are bot.feedback.ALIASES'.
+DEFAULT_EMOJI_REWARDS: dict[str, float] = {"👍": 1.0, "👎": -1.0}
+DEFAULT_FLAG_EMOJI: tuple[str, ...] = ("🚩",)
 
 
 TrainHistory = Literal["all", "since-live"]  # THUMBTUNE_TRAIN_HISTORY
@@ -88,7 +83,7 @@ class Settings(BaseSettings):
     prompts_per_minute: float = Field(6.0, ge=0.0, description="per person; 0 = no limit")
     prompt_burst: int = Field(3, ge=1)
     daily_vote_cap: int = Field(500, ge=0, description="votes per person per 24 h; 0 = no cap")
-    flag_emoji: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["🚩", "triangular_flag_on_post"])
+    flag_emoji: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_FLAG_EMOJI))
     allowed_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
