@@ -414,13 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="gpt2 (default), or llama: a chat model with a template",
     )
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument(
-        "--steps", type=int, help="training steps (default 300, ~10 s; with --varied 700, about a minute)"
-    )
+    tiny.add_argument("--steps", type=int, help="training steps (default: the model's own; more with --varied)")
     tiny.add_argument(
         "--varied",
         action="store_true",
-        help="trained on 8000 generated dialogues (bot.dialoguegen): most answers are new sentences",
+        help="trained on many generated dialogues (bot.dialoguegen): most answers are new sentences",
     )
     tiny.set_defaults(handler=cmd_make_tiny_model)
 

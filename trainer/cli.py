@@ -19,7 +19,7 @@ from storage import PRIVATE_UMASK
 from storage.redact import KINDS as REDACT_KINDS
 from storage.redact import parse_kinds
 from storage.registry import ModelRegistry, RegistryError, format_versions
-from trainer.config import GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
+from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, ExportError, export
 from trainer.progress import enable_download_bars
 from trainer.requirements import missing_extra
@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--db", required=True)
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("--out", help="file to write (default: stdout); for hf the folder (required)")
-    export.add_argument("--gamma", type=float, default=0.0, help="thread credit discount (default: 0 = off)")
+    export.add_argument(
+        "--gamma", type=float, default=DataConfig.gamma, help="thread credit discount (default: %(default)s = off)"
+    )
     export.add_argument(
         "--redact",
         type=parse_kinds,

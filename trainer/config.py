@@ -86,7 +86,10 @@ class TrainConfig:
     learning_rate: float = field(
         default=1e-4,
         metadata={
-            "help": ("AdamW learning rate. TRL's default 1e-6 barely moves GPT-2; 5e-4 over-optimised it on this data.")
+            "help": (
+                "AdamW learning rate. TRL's default (1e-6) barely moves GPT-2 on a bot's votes; a much larger "
+                "one over-optimises it (python -m bench.training --lr measures a run)."
+            )
         },
     )
     beta: float = field(
