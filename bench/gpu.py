@@ -102,7 +102,8 @@ async def training(folder: Path, work: Path) -> dict[str, Any]:
     snapshot.write(uri, prepared.manifest, prepared.dataset)
     started = time.monotonic()
     result = await asyncio.to_thread(
-        run, RunOptions(snapshot=uri, registry=work / "models", train=TrainConfig(device="cuda"), gate=GateConfig())
+        run,
+        RunOptions(snapshot=uri, registry=str(work / "models"), train=TrainConfig(device="cuda"), gate=GateConfig()),
     )
     return {
         "seconds": round(time.monotonic() - started, 1),

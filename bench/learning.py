@@ -55,7 +55,15 @@ from bench.common import emit, quick_args
 from bot.dialoguegen import benchmark_questions
 from bot.generation import SamplingParams, load_model
 from bot.generation.decoding import sample
-from bot.simulate import QUESTIONS, SimulationOptions, likes, run_simulation, varied_questions
+from bot.simulate import (
+    QUESTIONS,
+    VARIED_MAX_NEW_TOKENS,
+    SimulationOptions,
+    Taste,
+    likes,
+    run_simulation,
+    varied_questions,
+)
 from bot.tinymodel import VARIED, TinyModelSpec, make_tiny_model
 from storage.dialogue import render_prompt
 from storage.registry import ModelRegistry
@@ -76,29 +84,29 @@ CURVE_PROMPTS, CURVE_ROUNDS = 32, 8
 # The varied model's simulated tastes, properties of any sentence; their shares of version
 # 0's answers liked (seed 0, 160 answers): warm tone 26 %, 18 words or more 26 %, on the
 # question's topic and no other 9 % (python -m bench.learning prints each seed's version_0).
-VARIED_TASTES = (("warm", ""), ("long", ""), ("relevant", ""))
+VARIED_TASTES: tuple[tuple[Taste, str], ...] = (("warm", ""), ("long", ""), ("relevant", ""))
 
 
 @dataclasses.dataclass(frozen=True)
 class Model:
     name: str
     spec: TinyModelSpec
-    rules: tuple[tuple[str, str], ...]  # (taste, word) of the simulated people, one per seed in turn
+    rules: tuple[tuple[Taste, str], ...]  # (taste, word) of the simulated people, one per seed in turn
     questions: tuple[str, ...]
     held_out: tuple[str, ...]
     max_new_tokens: int
 
-    def rule(self, seed: int) -> tuple[str, str]:
+    def rule(self, seed: int) -> tuple[Taste, str]:
         return self.rules[seed % len(self.rules)]
 
 
 def models() -> list[Model]:
     trained, held_out = varied_questions()
     # The tiny model's words each start in 7-11 % of its answers (bot/data/dialogues.txt).
-    words = tuple(("word", w) for w in ("warm", "nice", "fresh", "quiet", "happy"))
+    words: tuple[tuple[Taste, str], ...] = tuple(("word", w) for w in ("warm", "nice", "fresh", "quiet", "happy"))
     return [
-        Model("tiny", TinyModelSpec(), words, QUESTIONS, (), 24),
-        Model("varied", VARIED, VARIED_TASTES, trained, held_out, 40),
+        Model("tiny", TinyModelSpec(), words, QUESTIONS, (), SimulationOptions.max_new_tokens),
+        Model("varied", VARIED, VARIED_TASTES, trained, held_out, VARIED_MAX_NEW_TOKENS),
     ]
 
 

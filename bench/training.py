@@ -150,7 +150,7 @@ async def learning_effect(
     result = run(
         RunOptions(
             snapshot=uri,
-            registry=work / "models",
+            registry=str(work / "models"),
             train=TrainConfig(epochs=epochs, learning_rate=lr, lora=lora),
             gate=GateConfig(),
         )
@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--skip-effect", action="store_true", help="timings only")
     parser.add_argument("--skip-timing", action="store_true", help="learning effect only")
     parser.add_argument("--lora", action="store_true", help="the learning run trains LoRA adapters (rank 8)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of the learning run")
+    parser.add_argument("--lr", type=float, default=TrainConfig.learning_rate, help="learning rate of the learning run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import datasets

@@ -295,7 +295,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     redact = Redactor.from_kinds(settings.redact)
     changes = for_people(record, asyncio.run(_kept_prompts(settings, quoted_questions(record), redact)), redact)
     if args.json:
-        print(json.dumps({"version": version, "parent": info.parent, **changes}, ensure_ascii=False))
+        print(json.dumps({"version": version, "parent": info.parent, **changes.as_dict()}, ensure_ascii=False))
     else:
         print(render(version, info.parent, changes))
     return 0
@@ -378,44 +378,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from bot.simulate import SimulationOptions, format_result, run_simulation, varied_questions
+    from bot.simulate import SimulationOptions, for_varied_model, format_result, run_simulation
+    from trainer.config import from_arguments
 
     _setup_logging("INFO" if args.verbose else "WARNING")
     quiet_libraries()
-    options = SimulationOptions(
-        varied=args.varied,
-        taste=args.taste,
-        users=args.users,
-        rounds=args.rounds,
-        prompts=args.prompts,
-        prefer=args.prefer,
-        model=Path(args.model) if args.model else None,
-        seed=args.seed,
-        voters_per_answer=args.voters_per_answer,
-        vote_share=args.vote_share,
-        noise=args.noise,
-        history=args.history,
-        best_of=args.best_of,
-        data_dir=Path(args.data_dir) if args.data_dir else None,
-        learning_rate=args.learning_rate,
-        epochs=args.epochs,
-    )
-    if args.varied:
-        trained, held_out = varied_questions()
-        options = dataclasses.replace(options, questions=trained, held_out_questions=held_out, max_new_tokens=40)
+    options = from_arguments(SimulationOptions, args)
+    if options.varied:
+        options = for_varied_model(options)
     print(format_result(run_simulation(options)))
     return 0
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from bot.adapters import PLATFORMS
+    from bot.simulate import SimulationOptions
+    from trainer.config import add_arguments
 
     parser = argparse.ArgumentParser(
         prog="thumbtune",
@@ -436,13 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="gpt2 (default), or llama: a chat model with a template",
     )
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument(
-        "--steps", type=int, help="training steps (default 300, ~10 s; with --varied 700, about a minute)"
-    )
+    tiny.add_argument("--steps", type=int, help="training steps (default: the model's own; more with --varied)")
     tiny.add_argument(
         "--varied",
         action="store_true",
-        help="trained on 8000 generated dialogues (bot.dialoguegen): most answers are new sentences",
+        help="trained on many generated dialogues (bot.dialoguegen): most answers are new sentences",
     )
     tiny.set_defaults(handler=cmd_make_tiny_model)
 
@@ -454,40 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser(
         "simulate", help="the whole loop with simulated people, offline; prints one JSON object"
     )
-    simulate.add_argument("--users", type=int, default=20, help="simulated people (default 20)")
-    simulate.add_argument("--rounds", type=int, default=3, help="training rounds (default 3)")
-    simulate.add_argument("--prompts", type=int, default=96, help="prompts per round (default 96)")
-    simulate.add_argument("--prefer", default="warm", help="people 👍 answers containing this word, 👎 the rest")
-    simulate.add_argument(
-        "--taste",
-        choices=["word", "warm", "relevant", "long"],
-        default="word",
-        help="what people like: word (the --prefer word, default), warm (a warm tone, nothing curt), "
-        "relevant (on the question's topic and no other), long (18 words or more)",
-    )
-    simulate.add_argument(
-        "--varied",
-        action="store_true",
-        help="the varied test model (unless --model) and its topics' questions, one per topic held out",
-    )
-    simulate.add_argument("--model", help="base model folder (default: a fresh tiny model)")
-    simulate.add_argument("--seed", type=int, default=0, help="the same seed prints the same versions (default 0)")
-    simulate.add_argument(
-        "--vote-share", type=_share, default=1.0, help="share of answers that get any vote (default 1)"
-    )
-    simulate.add_argument(
-        "--noise", type=_share, default=0.0, help="share of votes that go against the person's rule (default 0)"
-    )
-    simulate.add_argument(
-        "--voters-per-answer", type=int, default=2, help="people who vote on an answer that gets votes (default 2)"
-    )
-    simulate.add_argument(
-        "--history", choices=["all", "since-live"], default="all", help="THUMBTUNE_TRAIN_HISTORY for the runs"
-    )
-    simulate.add_argument("--best-of", type=int, help="THUMBTUNE_BEST_OF for the answers (default: the bot's, 4)")
-    simulate.add_argument("--data-dir", help="keep the simulation's database and registry here (default: temporary)")
-    simulate.add_argument("--learning-rate", type=float, help="KTO learning rate (default: the bot's, 1e-4)")
-    simulate.add_argument("--epochs", type=float, help="epochs per training run (default: the bot's, 1)")
+    add_arguments(simulate, SimulationOptions, title="simulation")
     simulate.add_argument("--verbose", action="store_true", help="log each round and the trainer's output")
     simulate.set_defaults(handler=cmd_simulate)
 

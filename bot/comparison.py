@@ -53,14 +53,16 @@ _REWARDS = {
     Verdict.TIE: (0.0, 0.0),
     Verdict.BOTH_BAD: (-1.0, -1.0),
 }
-# Every name a platform may use (Slack names, unicode with or without the variation selector).
+# The verdicts by emoji in normal form (bot.feedback.normalize_emoji: no variation selector,
+# Slack's `-1` and `thumbsdown` are 👎 through bot.feedback.ALIASES), and Slack's names of the
+# other three, which stay names of their own in a rating (a vote stores them as they are).
 _NAMES: dict[str, Verdict] = {
     normalize_emoji(name): verdict
     for names, verdict in (
-        ((FIRST_EMOJI, "1\u20e3", "one"), Verdict.FIRST),
-        ((SECOND_EMOJI, "2\u20e3", "two"), Verdict.SECOND),
+        ((FIRST_EMOJI, "one"), Verdict.FIRST),
+        ((SECOND_EMOJI, "two"), Verdict.SECOND),
         ((TIE_EMOJI, "handshake"), Verdict.TIE),
-        ((BOTH_BAD_EMOJI, "-1", "thumbsdown"), Verdict.BOTH_BAD),
+        ((BOTH_BAD_EMOJI,), Verdict.BOTH_BAD),
     )
     for name in names
 }

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.changes import HIDDEN, for_people, quoted_questions, summary
+from bot.changes import HIDDEN, ShownChanges, for_people, quoted_questions, summary
 from bot.stats import StatsReport, build_report
-from storage.records import DamagedRecord
+from storage.records import ChangesRecord, DamagedRecord, Gate, Words, WordShift
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, VersionInfo
 from storage.repository import RecentVote, Repository, TrainingRun
 
@@ -127,10 +127,10 @@ async def version_page(
     kept = await repository.kept_prompts(quoted_questions(record), redact=redact)
     changes = for_people(record, kept, redact)
     sections = [
-        _section(f"Version {version}", head + _summary(changes), "summary"),
-        _section("Gate", _gate(changes.get("gate") or {}), "gate"),
-        _section("Words that moved", _words(changes.get("words") or {}), "words"),
-        _section("Training data", _data(changes["data"]), "data"),
+        _section(f"Version {version}", head + _summary(record), "summary"),
+        _section("Gate", _gate(record.gate), "gate"),
+        _section("Words that moved", _words(record.words), "words"),
+        _section("Training data", _data(changes), "data"),
         _section("Answers before and after", _answers(changes), "answers"),
     ]
     return 200, page(f"version {version}", "".join(sections))
@@ -335,12 +335,12 @@ def _version_head(info: VersionInfo) -> str:
     )
 
 
-def _summary(changes: dict[str, Any]) -> str:
+def _summary(changes: ChangesRecord) -> str:
     return "".join(f"<p>{_e(line)}</p>" for line in summary(changes).splitlines())
 
 
-def _gate(gate: dict[str, Any]) -> str:
-    metrics = gate.get("metrics") or {}
+def _gate(gate: Gate) -> str:
+    metrics = gate.metrics
     rows = [
         _gate_row(metrics, "perplexity on reference text", "perplexity", "parent_perplexity", "base_perplexity"),
         _gate_row(metrics, "  ratio to the parent's", "perplexity_ratio", None, None),
@@ -357,10 +357,11 @@ def _gate(gate: dict[str, Any]) -> str:
         )
     verdict = (
         "<p class=published>Passed the gate.</p>"
-        if gate.get("passed")
-        else "<p class=rejected>Rejected: " + _e("; ".join(gate.get("reasons") or [])) + "</p>"
+        if gate.passed
+        else "<p class=rejected>Rejected: " + _e("; ".join(gate.reasons)) + "</p>"
     )
-    missing = "".join(f"<li>not enough data: {_e(note)}</li>" for note in metrics.get("not_enough_data") or [])
+    notes = metrics.get("not_enough_data")
+    missing = "".join(f"<li>not enough data: {_e(str(note))}</li>" for note in notes) if isinstance(notes, list) else ""
     return (
         verdict
         + (f"<ul class=muted>{missing}</ul>" if missing else "")
@@ -382,48 +383,45 @@ def _gate_row(metrics: dict[str, Any], label: str, mine: str, parent: str | None
     return f"<tr><td{indent}>{_e(label.strip())}</td>" + "".join(f"<td class=n>{cell}</td>" for cell in cells) + "</tr>"
 
 
-def _words(words: dict[str, Any]) -> str:
-    def listed(items: Iterable[dict[str, Any]]) -> str:
-        return (
-            "".join(f"<li><code>{_e(item['token'])}</code> {float(item['change']):+.2f}</li>" for item in items) or "–"
-        )
+def _words(words: Words) -> str:
+    def listed(items: Iterable[WordShift]) -> str:
+        return "".join(f"<li><code>{_e(item.token)}</code> {item.change:+.2f}</li>" for item in items) or "–"
 
     return (
         "<p>Mean change of log-probability per token on the reference text.</p>"
-        f"<p>More likely now:</p><ul class=words>{listed(words.get('rose') or [])}</ul>"
-        f"<p>Less likely now:</p><ul class=words>{listed(words.get('fell') or [])}</ul>"
+        f"<p>More likely now:</p><ul class=words>{listed(words.rose)}</ul>"
+        f"<p>Less likely now:</p><ul class=words>{listed(words.fell)}</ul>"
     )
 
 
-def _data(data: dict[str, Any]) -> str:
-    counts = data["counts"]
+def _data(changes: ShownChanges) -> str:
+    counts = changes.record.data.counts
     lines = [
         f"<p>{_n(counts.get('train_examples', 0))} training examples ({_n(counts.get('desirable', 0))} liked, "
         f"{_n(counts.get('undesirable', 0))} disliked), {_n(counts.get('held_out_examples', 0))} held out.</p>"
     ]
-    for title, key in (("Most liked", "most_liked"), ("Most disliked", "most_disliked")):
-        examples = data[key]
+    for title, examples in (("Most liked", changes.most_liked), ("Most disliked", changes.most_disliked)):
         if not examples:
             continue
         items = [
             f"<li class=muted>{HIDDEN}</li>"
-            if example.get("hidden")
-            else f"<li>{_e(example['question'])} → {_e(example['answer'])}</li>"
+            if example.hidden
+            else f"<li>{_e(example.question)} → {_e(example.answer)}</li>"
             for example in examples
         ]
         lines.append(f"<p>{title}:</p><ul>{''.join(items)}</ul>")
     return "".join(lines)
 
 
-def _answers(changes: dict[str, Any]) -> str:
+def _answers(changes: ShownChanges) -> str:
     rows = []
-    for answer in changes["answers"]:
-        if answer.get("hidden"):
+    for answer in changes.answers:
+        if answer.hidden:
             cells = f"<td class=muted colspan=3>{HIDDEN}</td>"
         else:
-            cells = f"<td>{_e(answer['question'])}</td><td>{_e(answer['before'])}</td><td>{_e(answer['after'])}</td>"
-        rows.append(f"<tr{' class=changed' if answer['changed'] else ''}>{cells}</tr>")
-    share = float(changes["changed_share"])
+            cells = f"<td>{_e(answer.question)}</td><td>{_e(answer.before)}</td><td>{_e(answer.after)}</td>"
+        rows.append(f"<tr{' class=changed' if answer.changed else ''}>{cells}</tr>")
+    share = changes.record.changed_share
     return (
         f"<p>{share:.0%} of the fixed prompts are answered differently (highlighted); same seeds on both sides.</p>"
         "<table id=answers><tr><th>prompt</th><th>parent</th><th>this version</th></tr>" + "".join(rows) + "</table>"

@@ -8,9 +8,18 @@ from collections.abc import Mapping
 _SKIN_TONE_NAME = re.compile(r"::skin-tone-\d+$")
 # Fitzpatrick modifiers and the emoji variation selector do not change meaning.
 _MODIFIERS = dict.fromkeys([*range(0x1F3FB, 0x1F400), 0xFE0F, 0xFE0E])
-# One emoji, one name: what Slack calls `+1` or `thumbsup` is the 👍 that Discord and the
-# shell send, so one person's `+1` and `thumbsup` on one answer are one vote.
-ALIASES: dict[str, str] = {"+1": "👍", "thumbsup": "👍", "-1": "👎", "thumbsdown": "👎"}
+# One emoji, one name, and this is the one table of names: what Slack calls `+1` or
+# `thumbsup` is the 👍 that Discord and the shell send, so one person's `+1` and `thumbsup`
+# on one answer are one vote, and a setting that names 👍 names all three. (Stored votes
+# keep the name they were recorded with: a new alias of a rating emoji needs a migration
+# such as 0005; flags are not stored by name.)
+ALIASES: dict[str, str] = {
+    "+1": "👍",
+    "thumbsup": "👍",
+    "-1": "👎",
+    "thumbsdown": "👎",
+    "triangular_flag_on_post": "🚩",
+}
 
 
 def normalize_emoji(emoji: str) -> str:

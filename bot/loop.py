@@ -257,7 +257,7 @@ class Loop:
             except DamagedRecord as exc:
                 log.warning("announcing version %s without what changed: %s", version, exc)
                 changes = None
-            if changes:
+            if changes is not None:
                 text += "\n" + summary(changes)
         try:
             await self.announce(text)

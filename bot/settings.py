@@ -22,16 +22,12 @@ from storage.redact import KINDS as REDACT_KINDS
 from storage.redact import parse_kinds
 from trainer.config import DataConfig, JobConfig, TrainConfig
 
-DEFAULT_EMOJI_REWARDS: dict[str, float] = {
-    "👍": 1.0,
-    "+1": 1.0,
-    "thumbsup": 1.0,
-    "👎": -1.0,
-    "-1": -1.0,
-    "thumbsdown": -1.0,
-}
+# Each emoji once: its other names (Slack's `+1`, `thumbsup`, ...) are bot.feedback.ALIASES'.
+DEFAULT_EMOJI_REWARDS: dict[str, float] = {"👍": 1.0, "👎": -1.0}
+DEFAULT_FLAG_EMOJI: tuple[str, ...] = ("🚩",)
 
 
+TrainHistory = Literal["all", "since-live"]  # THUMBTUNE_TRAIN_HISTORY
 MAX_PROMPT_CHARS = 100_000  # above any platform's message size (Slack's is 40,000)
 MAX_REWARD = 10.0  # an emoji's reward; rewards are weights, and KTO's labels are their signs
 MIN_TOKEN_CHARS = 16  # a dashboard token shorter than this is refused: it could be guessed
@@ -87,7 +83,7 @@ class Settings(BaseSettings):
     prompts_per_minute: float = Field(6.0, ge=0.0, description="per person; 0 = no limit")
     prompt_burst: int = Field(3, ge=1)
     daily_vote_cap: int = Field(500, ge=0, description="votes per person per 24 h; 0 = no cap")
-    flag_emoji: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["🚩", "triangular_flag_on_post"])
+    flag_emoji: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_FLAG_EMOJI))
     allowed_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -161,7 +157,7 @@ class Settings(BaseSettings):
     train_min_examples: int = Field(DataConfig.min_examples, ge=1)
     gamma: float = Field(DataConfig.gamma, ge=0.0, le=1.0)
     held_out_fraction: float = Field(DataConfig.held_out_fraction, ge=0.0, lt=1.0)
-    train_history: Literal["all", "since-live"] = Field(
+    train_history: TrainHistory = Field(
         "all" if DataConfig.all_history else "since-live",
         description="all: every vote ever cast; since-live: only those since the current version went live",
     )
@@ -169,7 +165,9 @@ class Settings(BaseSettings):
     train_epochs: float = Field(TrainConfig.epochs, gt=0.0, le=100.0)
     train_batch_size: int = Field(TrainConfig.batch_size, ge=2, le=1024)
     train_lora: bool = TrainConfig.lora
-    train_seed: int = Field(TrainConfig.seed, ge=0, description="seed for the run's shuffling, initialisation and sampling")
+    train_seed: int = Field(
+        TrainConfig.seed, ge=0, description="seed for the run's shuffling, initialisation and sampling"
+    )
     report_to: Literal["none", "tensorboard", "wandb", "mlflow", "trackio"] = Field(
         TrainConfig.report_to, description="where training curves go (TRL's report_to)"
     )

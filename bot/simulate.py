@@ -26,19 +26,22 @@ bot's own database.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import random
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal, get_args
 
 from bot.events import IncomingPrompt, IncomingReaction, message_key
-from bot.settings import Settings
+from bot.settings import Settings, TrainHistory, default_of
 from storage.registry import BASE_VERSION
 
 log = logging.getLogger(__name__)
@@ -64,8 +67,10 @@ QUESTIONS = (
 )
 
 
-TASTES = ("word", "warm", "relevant", "long")
+Taste = Literal["word", "warm", "relevant", "long"]
+TASTES: tuple[str, ...] = get_args(Taste)
 LONG_WORDS = 18
+VARIED_MAX_NEW_TOKENS = 40  # the varied model's answers need about 40 tokens
 
 
 def likes(taste: str, question: str, answer: str, *, prefer: str = "warm") -> bool:
@@ -90,29 +95,78 @@ def likes(taste: str, question: str, answer: str, *, prefer: str = "warm") -> bo
     raise ValueError(f"unknown taste {taste!r}: one of {', '.join(TASTES)}")
 
 
+def share(text: str) -> float:
+    """A share between 0 and 1, from the command line."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
+
+
 @dataclass(frozen=True)
 class SimulationOptions:
-    users: int = 20
-    rounds: int = 3
-    prompts: int = 96
-    prefer: str = "warm"
-    model: Path | None = None
-    seed: int = 0
-    voters_per_answer: int = 2
-    vote_share: float = 1.0  # share of answers that get any vote
-    noise: float = 0.0  # share of votes that are the opposite of the person's rule
-    history: str = "all"  # THUMBTUNE_TRAIN_HISTORY: all, or since-live
-    best_of: int | None = None  # THUMBTUNE_BEST_OF (None: the bot's default)
-    data_dir: Path | None = None
-    # None: the bot's own defaults (THUMBTUNE_TRAIN_LEARNING_RATE, THUMBTUNE_TRAIN_EPOCHS).
-    learning_rate: float | None = None
-    epochs: float | None = None
-    train_seed: int | None = None  # THUMBTUNE_TRAIN_SEED (None: the bot's default)
-    taste: str = "word"  # see TASTES; "word" likes answers with ``prefer``
-    questions: tuple[str, ...] = QUESTIONS
-    held_out_questions: tuple[str, ...] = ()  # asked in the last round only
-    varied: bool = False  # without a model: build the varied test model (make-tiny-model --varied)
-    max_new_tokens: int = 24  # THUMBTUNE_MAX_NEW_TOKENS (the varied model's answers need about 40)
+    """A simulation: who asks, what they like, how they vote. ``thumbtune simulate`` has one
+    ``--option`` per field with help (trainer.config.add_arguments); the others are set in code."""
+
+    users: int = field(default=20, metadata={"help": "Simulated people."})
+    rounds: int = field(default=3, metadata={"help": "Training rounds."})
+    prompts: int = field(default=96, metadata={"help": "Prompts per round."})
+    prefer: str = field(
+        default="warm", metadata={"help": "With --taste word: people 👍 answers containing this word, 👎 the rest."}
+    )
+    taste: Taste = field(
+        default="word",
+        metadata={
+            "help": (
+                "What people like: word (the --prefer word), warm (a warm tone, nothing curt), relevant "
+                f"(on the question's topic and no other), long ({LONG_WORDS} words or more)."
+            )
+        },
+    )
+    varied: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "The varied test model (make-tiny-model --varied; unless --model) and its topics' questions, "
+                "one per topic held out."
+            )
+        },
+    )
+    model: Path | None = field(default=None, metadata={"help": "Base model folder (default: a fresh tiny model)."})
+    seed: int = field(default=0, metadata={"help": "The same seed prints the same versions."})
+    vote_share: float = field(default=1.0, metadata={"help": "Share of answers that get any vote.", "type": share})
+    noise: float = field(
+        default=0.0,
+        metadata={"help": "Share of votes that go against the person's rule.", "type": share},
+    )
+    voters_per_answer: int = field(default=2, metadata={"help": "People who vote on an answer that gets votes."})
+    history: TrainHistory = field(
+        default=default_of("train_history"), metadata={"help": "THUMBTUNE_TRAIN_HISTORY for the runs."}
+    )
+    best_of: int | None = field(
+        default=None, metadata={"help": "THUMBTUNE_BEST_OF for the answers (default: the bot's)."}
+    )
+    data_dir: Path | None = field(
+        default=None, metadata={"help": "Keep the simulation's database and registry here (default: temporary)."}
+    )
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "KTO learning rate (default: the bot's, THUMBTUNE_TRAIN_LEARNING_RATE)."}
+    )
+    epochs: float | None = field(
+        default=None, metadata={"help": "Epochs per training run (default: the bot's, THUMBTUNE_TRAIN_EPOCHS)."}
+    )
+    train_seed: int | None = field(
+        default=None, metadata={"help": "Seed of the training runs (default: the bot's, THUMBTUNE_TRAIN_SEED)."}
+    )
+    questions: tuple[str, ...] = field(
+        default=QUESTIONS, metadata={"help": "The questions people ask.", "option": False}
+    )
+    held_out_questions: tuple[str, ...] = field(
+        default=(), metadata={"help": "Questions asked in the last round only (never trained on).", "option": False}
+    )
+    max_new_tokens: int = field(
+        default=24, metadata={"help": "THUMBTUNE_MAX_NEW_TOKENS of the simulated bot.", "option": False}
+    )
 
 
 def varied_questions() -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -120,6 +174,15 @@ def varied_questions() -> tuple[tuple[str, ...], tuple[str, ...]]:
     from bot.dialoguegen import TOPICS
 
     return tuple(q for t in TOPICS for q in t.questions[:-1]), tuple(t.questions[-1] for t in TOPICS)
+
+
+def for_varied_model(options: SimulationOptions) -> SimulationOptions:
+    """``options`` asking the varied model's questions (:func:`varied_questions`), with room
+    for its longer answers: what ``--varied`` means besides the model."""
+    trained, held_out = varied_questions()
+    return dataclasses.replace(
+        options, questions=trained, held_out_questions=held_out, max_new_tokens=VARIED_MAX_NEW_TOKENS
+    )
 
 
 @dataclass

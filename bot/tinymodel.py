@@ -66,7 +66,7 @@ class TinyModelSpec:
     varied: int = 0  # > 0: trained on this many generated dialogues (bot.dialoguegen), not the shipped text
 
 
-# The varied test model: many generated dialogues, a little bigger, about a minute on a CPU.
+# The varied test model: many generated dialogues, a little bigger, longer to build.
 VARIED = TinyModelSpec(n_embd=64, n_layer=2, n_head=2, steps=700, batch_size=16, block_size=96, varied=8000)
 
 

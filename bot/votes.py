@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -219,10 +219,13 @@ class Votes:
         whose reaction was removed are retracted. The adapter leaves out the bot's own.
         ``incomplete``: emoji whose list of people the platform cut short; none retracted.
         """
+        reactions, incomplete = tuple(reactions), tuple(incomplete)
+        # Each emoji shown is read once, however many people it lists.
+        meanings = {emoji: self.read_reaction(emoji) for emoji in {*(e for _, e in reactions), *incomplete}}
         comparison = await self.repository.comparison_by_message(message_key)
         if comparison is not None:
             return await self._reconcile_comparison(
-                platform=platform, comparison=comparison, reactions=reactions, incomplete=incomplete
+                platform=platform, comparison=comparison, reactions=reactions, incomplete=incomplete, meanings=meanings
             )
         target = await self.repository.response_by_message(message_key)
         if target is None:
@@ -230,7 +233,7 @@ class Votes:
         present: dict[tuple[str, str], float] = {}
         flagged = False
         for user, emoji in reactions:
-            meaning = self.read_reaction(emoji)
+            meaning = meanings[emoji]
             flagged = flagged or meaning.flag
             if meaning.reward is not None:
                 present[(self.persons.key(platform, user), meaning.name)] = meaning.reward
@@ -242,7 +245,7 @@ class Votes:
                     response_id=target.response_id, voter=voter, emoji=name, reward=reward
                 )
                 added += outcome is VoteOutcome.RECORDED
-        keep = {self.read_reaction(emoji).name for emoji in incomplete}
+        keep = {meanings[emoji].name for emoji in incomplete}
         for voter, name in stored - present.keys():
             if name in keep:
                 continue
@@ -259,12 +262,13 @@ class Votes:
         comparison: ComparisonRef,
         reactions: Iterable[tuple[str, str]],
         incomplete: Iterable[str],
+        meanings: Mapping[str, Meaning],
     ) -> Reconciled:
         present: set[tuple[str, str]] = set()
         verdicts: dict[tuple[str, str], Verdict] = {}
         flagged = False
         for user, emoji in reactions:
-            meaning = self.read_reaction(emoji)
+            meaning = meanings[emoji]
             flagged = flagged or meaning.flag
             verdict = meaning.verdict
             if verdict is not None:
@@ -280,7 +284,7 @@ class Votes:
                 comparison=comparison, voter=voter, emoji=name, rewards=verdict.rewards
             )
             added += outcome is VoteOutcome.RECORDED
-        cut = (self.read_reaction(emoji).verdict for emoji in incomplete)
+        cut = (meanings[emoji].verdict for emoji in incomplete)
         keep = {verdict.emoji for verdict in cut if verdict is not None}
         for voter, name in stored - present:
             if name in keep:

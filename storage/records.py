@@ -4,13 +4,14 @@
 trainer.changes) come from a trainer host or a shared bucket: they are input, never
 markup and never trusted to have the right shape. Each is read through a schema here; a
 file that does not fit is refused as damaged (:class:`DamagedRecord`) instead of
-reaching a page or the log half-read. Readers get plain dicts with every key present and
-every value of its type, so a page can show them (escaped) without checking again.
+reaching a page or the log half-read. Readers get the validated record: every field
+present and of its type, read as an attribute, so a page can show it (escaped) without
+checking again.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -84,12 +85,15 @@ class ChangesRecord(_Record):
     gate: Gate = Field(default_factory=Gate)
 
 
-def checked(schema: type[_Record], data: Any, *, what: str) -> dict[str, Any]:
-    """``data`` validated against ``schema``, as a plain dict; :class:`DamagedRecord` if it does not fit."""
+R = TypeVar("R", bound=_Record)
+
+
+def checked(schema: type[R], data: Any, *, what: str) -> R:
+    """``data`` validated against ``schema``; :class:`DamagedRecord` if it does not fit."""
     if not isinstance(data, dict):
         raise DamagedRecord(f"{what}: expected a JSON object, found {type(data).__name__}")
     try:
-        return schema.model_validate(data).model_dump()
+        return schema.model_validate(data)
     except ValidationError as exc:
         raise DamagedRecord(f"{what}: {first_error(exc)}") from None
 

@@ -45,7 +45,7 @@ from filelock import FileLock, Timeout
 from fsspec.implementations.local import LocalFileSystem
 
 from storage.dialogue import says_any
-from storage.records import ChangesRecord, DamagedRecord, VersionRecord, checked
+from storage.records import ChangesRecord, DamagedRecord, QuotedExample, VersionRecord, checked
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ class ModelRegistry:
             raise RegistryError(f"version {version} is not in the registry {self.uri}") from None
         except (json.JSONDecodeError, UnicodeDecodeError, DamagedRecord) as exc:
             raise RegistryError(f"version {version} is damaged ({exc})") from None
-        if meta["version"] != version:
-            raise RegistryError(f"version {version} is damaged ({METADATA_FILE} says version {meta['version']})")
+        if meta.version != version:
+            raise RegistryError(f"version {version} is damaged ({METADATA_FILE} says version {meta.version})")
         return self._info(meta)
 
     def versions(self) -> list[VersionInfo]:
@@ -142,7 +142,7 @@ class ModelRegistry:
                 found.append(self.get(number))
         return found
 
-    def changes(self, version: int) -> dict[str, Any] | None:
+    def changes(self, version: int) -> ChangesRecord | None:
         """What the version learned (``changes.json``, written by the trainer), validated
         (storage.records.ChangesRecord); None for a version without one. A file that does not
         fit its schema raises :class:`~storage.records.DamagedRecord`."""
@@ -172,7 +172,7 @@ class ModelRegistry:
                 continue
             scrubbed = _without_texts(record, texts)
             if scrubbed != record:
-                text = json.dumps(scrubbed, ensure_ascii=False)
+                text = json.dumps(scrubbed.model_dump(), ensure_ascii=False)
                 key = self._key(f"versions/{version:04d}/{CHANGES_FILE}")
                 if self.local:
                     _write_durably(Path(key), text)
@@ -324,19 +324,19 @@ class ModelRegistry:
     def _folder(self, version: int) -> Path:
         return self._versions_dir / f"{version:04d}"
 
-    def _info(self, meta: dict[str, Any]) -> VersionInfo:
-        version = int(meta["version"])
+    def _info(self, meta: VersionRecord) -> VersionInfo:
+        version = meta.version
         where = str(self._folder(version)) if self.local else f"{self.uri.rstrip('/')}/versions/{version:04d}"
         return VersionInfo(
             version=version,
             uri=where,
-            parent=meta["parent"],
-            status=meta["status"],
-            created_at=meta["created_at"],
-            metrics=meta["metrics"],
-            counts=meta["counts"],
-            config=meta["config"],
-            reasons=tuple(meta["reasons"]),
+            parent=meta.parent,
+            status=meta.status,
+            created_at=meta.created_at,
+            metrics=meta.metrics,
+            counts=meta.counts,
+            config=meta.config,
+            reasons=tuple(meta.reasons),
             local=self.local,
         )
 
@@ -394,19 +394,23 @@ class ModelRegistry:
             yield
 
 
-def _without_texts(record: dict[str, Any], texts: Collection[str]) -> dict[str, Any]:
-    data = record["data"]
-    quoted = {
-        key: [item for item in data[key] if not (says_any(item["question"], texts) or says_any(item["answer"], texts))]
-        for key in ("most_liked", "most_disliked")
-    }
+def _without_texts(record: ChangesRecord, texts: Collection[str]) -> ChangesRecord:
+    def quotes(example: QuotedExample) -> bool:
+        return says_any(example.question, texts) or says_any(example.answer, texts)
+
+    data = record.data.model_copy(
+        update={
+            "most_liked": [item for item in record.data.most_liked if not quotes(item)],
+            "most_disliked": [item for item in record.data.most_disliked if not quotes(item)],
+        }
+    )
     answers = [
-        {**answer, "question": "", "before": "", "after": ""}
-        if answer["source"] == "held_out" and says_any(answer["question"], texts)
+        answer.model_copy(update={"question": "", "before": "", "after": ""})
+        if answer.source == "held_out" and says_any(answer.question, texts)
         else answer
-        for answer in record["answers"]
+        for answer in record.answers
     ]
-    return {**record, "data": {**data, **quoted}, "answers": answers}
+    return record.model_copy(update={"data": data, "answers": answers})
 
 
 def _write_durably(path: Path, text: str) -> None:

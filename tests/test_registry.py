@@ -207,7 +207,7 @@ def test_changes_and_results_are_validated_when_read(tmp_path: Path) -> None:
     changes = registry.get(version).path / "changes.json"
     changes.write_text(json.dumps({"answers": [{"question": "q", "before": "a", "after": "b"}], "changed_share": 0.5}))
     record = registry.changes(version)
-    assert record is not None and record["answers"][0]["source"] == "held_out" and record["gate"]["passed"] is False
+    assert record is not None and record.answers[0].source == "held_out" and record.gate.passed is False
     for bad in ({"changed_share": "<b>"}, {"answers": "all"}, {"words": {"rose": [{"token": "x", "change": "up"}]}}):
         changes.write_text(json.dumps(bad))
         with pytest.raises(DamagedRecord, match=r"changes\.json"):

@@ -165,6 +165,7 @@ def test_a_question_asked_again_stays_on_one_side_of_the_split() -> None:
     votes = [vote(i, 1.0 if i % 3 else -1.0) for i in range(1, 201)]
     data = build_dataset(answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.3))
     assert data.train and data.held_out
+
     def asked(examples) -> set[str]:
         return {" ".join(e.prompt.casefold().split()) for e in examples}
 

@@ -8,6 +8,7 @@ built from its settings; the trainer never reads the bot's settings or its datab
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from storage import PRIVATE_UMASK
 from storage.redact import KINDS as REDACT_KINDS
 from storage.redact import parse_kinds
 from storage.registry import ModelRegistry, RegistryError, format_versions
-from trainer.config import GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
+from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, add_arguments, from_arguments
 from trainer.export import FORMATS, ExportError, export
 from trainer.progress import enable_download_bars
 from trainer.requirements import missing_extra
@@ -41,16 +42,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     hf_logging.set_verbosity_error()
     enable_download_bars()  # a base model fetched from the Hub, in a terminal
     job = from_arguments(JobConfig, args)
+    train, gate = from_arguments(TrainConfig, args), from_arguments(GateConfig, args)
     try:
-        result = run(
-            RunOptions(
-                snapshot=job.snapshot,
-                registry=job.registry,
-                keep_versions=job.keep_versions,
-                train=from_arguments(TrainConfig, args),
-                gate=from_arguments(GateConfig, args),
-            )
-        )
+        result = run(RunOptions(**dataclasses.asdict(job), train=train, gate=gate))
     except SnapshotError as exc:
         print(f"trainer: cannot read the snapshot: {exc}", file=sys.stderr)
         return 2
@@ -105,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--db", required=True)
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("--out", help="file to write (default: stdout); for hf the folder (required)")
-    export.add_argument("--gamma", type=float, default=0.0, help="thread credit discount (default: 0 = off)")
+    export.add_argument(
+        "--gamma", type=float, default=DataConfig.gamma, help="thread credit discount (default: %(default)s = off)"
+    )
     export.add_argument(
         "--redact",
         type=parse_kinds,

@@ -1,7 +1,8 @@
 """What a training run takes: one dataclass per concern, help text on every field.
 
 This module is the one source of truth for the trainer's options. ``python -m trainer
-run`` builds its command-line options from these fields (:func:`add_arguments`), so a
+run`` builds its command-line options from these fields (:func:`add_arguments`, which
+works for any dataclass with help on its fields), so a
 new field is automatically a new ``--option`` with its help; the bot builds these same
 dataclasses from its settings and turns them into that command line with
 :func:`to_arguments`, the exact inverse. A renamed field is then a type error in the
@@ -27,10 +28,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class JobConfig:
+    """Where a run reads and writes (trainer.job.RunOptions adds the recipe and the gate)."""
+
     snapshot: str = field(
         metadata={"help": "The run's snapshot in the artifact store (a folder or fsspec URI), written by the bot."}
     )
-    registry: str = field(metadata={"help": "The model registry folder."})
+    registry: str = field(metadata={"help": "The model registry (a folder or fsspec URI)."})
     keep_versions: int = field(default=KEEP_VERSIONS, metadata={"help": "Versions kept besides the current one."})
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(
         default="INFO", metadata={"help": "The trainer's log level."}
@@ -83,7 +86,10 @@ class TrainConfig:
     learning_rate: float = field(
         default=1e-4,
         metadata={
-            "help": ("AdamW learning rate. TRL's default 1e-6 barely moves GPT-2; 5e-4 over-optimised it on this data.")
+            "help": (
+                "AdamW learning rate. TRL's default (1e-6) barely moves GPT-2 on a bot's votes; a much larger "
+                "one over-optimises it (python -m bench.training --lr measures a run)."
+            )
         },
     )
     beta: float = field(
@@ -277,15 +283,28 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def options(config: Any) -> list[dataclasses.Field[Any]]:
+    """The fields of a dataclass (or of an instance) that are command-line options: all but
+    those whose metadata says ``"option": False`` (set in code only)."""
+    return [item for item in dataclasses.fields(config) if item.metadata.get("option", True)]
+
+
 def add_arguments(parser: argparse.ArgumentParser, config_type: type, *, title: str) -> None:
-    """One ``--option`` per field, with the field's help and default; a field without a
-    default is a required option."""
+    """One ``--option`` per option field (:func:`options`), with the field's help and
+    default; a field without a default is a required option.
+
+    A ``bool`` is ``--name/--no-name``, a ``Literal`` a choice, ``X | None`` (default None)
+    takes an X; the metadata's ``type``, when given, converts the text instead of the
+    annotation. Any dataclass of this shape works: ``thumbtune simulate`` builds its
+    command line from bot.simulate.SimulationOptions the same way.
+    """
     group = parser.add_argument_group(title)
     hints = get_type_hints(config_type)
-    for item in dataclasses.fields(config_type):
-        kind = hints[item.name]
+    for item in options(config_type):
+        kind = _without_none(hints[item.name])
         required = item.default is dataclasses.MISSING
-        help_text = item.metadata["help"] + ("" if required else f" (default: {item.default})")
+        shown = required or item.default is None  # None: the help says what stands in
+        help_text = item.metadata["help"] + ("" if shown else f" (default: {item.default})")
         help_text = help_text.replace("%", "%%")  # argparse formats help with %: "95% interval" is text
         common: dict[str, Any] = {"dest": item.name, "help": help_text}
         if required:
@@ -297,14 +316,20 @@ def add_arguments(parser: argparse.ArgumentParser, config_type: type, *, title: 
         elif get_origin(kind) is Literal:
             group.add_argument(_flag(item.name), choices=list(get_args(kind)), **common)
         else:
-            group.add_argument(_flag(item.name), type=kind, **common)
+            group.add_argument(_flag(item.name), type=item.metadata.get("type", kind), **common)
+
+
+def _without_none(kind: Any) -> Any:
+    """``X`` for ``X | None``; any other annotation as it is."""
+    named = [arg for arg in get_args(kind) if arg is not type(None)]
+    return named[0] if len(named) == 1 and type(None) in get_args(kind) else kind
 
 
 def to_arguments(*configs: Any) -> list[str]:
     """The command-line options that :func:`add_arguments`' parser reads back as ``configs``."""
     arguments: list[str] = []
     for config in configs:
-        for item in dataclasses.fields(config):
+        for item in options(config):
             value = getattr(config, item.name)
             if isinstance(value, bool):
                 arguments.append(_flag(item.name) if value else "--no-" + item.name.replace("_", "-"))
@@ -314,7 +339,8 @@ def to_arguments(*configs: Any) -> list[str]:
 
 
 def from_arguments(config_type: type[C], args: argparse.Namespace) -> C:
-    return config_type(**{item.name: getattr(args, item.name) for item in dataclasses.fields(config_type)})
+    """``config_type`` from the options :func:`add_arguments` added (other fields keep their defaults)."""
+    return config_type(**{item.name: getattr(args, item.name) for item in options(config_type)})
 
 
 def as_dict(config: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from storage.dialogue import ModelDialogue, clean, render_prompt
 from storage.repository import CorrectionRow, FeedbackAnswer, VoteRow
+from trainer.config import DataConfig
 
 # Rewards are sums of small floats; treat anything this close to 0 as a tie.
 _TIE = 1e-9
@@ -91,8 +92,8 @@ class FeedbackDataset:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    gamma: float = 0.0  # thread credit discount per turn; 0 = off
-    held_out_fraction: float = 0.2  # share of conversations kept for the eval gate
+    gamma: float = DataConfig.gamma  # thread credit discount per turn; 0 = off
+    held_out_fraction: float = DataConfig.held_out_fraction  # share of conversations kept for the eval gate
     split_salt: str = "thumbtune"  # changing it re-draws the split
     forgotten: frozenset[str] = field(default_factory=frozenset)  # person keys to leave out
     # Fewer conversations than this: split by prompt instead (a shell chat is one conversation).

@@ -50,10 +50,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    snapshot: str  # the run's folder in the artifact store (trainer.snapshot.run_uri)
-    registry: Path | str  # a folder or an fsspec URI
-    keep_versions: int = JobConfig.keep_versions
+class RunOptions(JobConfig):
+    """A run's job options (:class:`~trainer.config.JobConfig`: the snapshot's URI, the
+    registry, the versions kept) with its training recipe and eval gate."""
+
     train: TrainConfig = field(default_factory=TrainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 

@@ -18,6 +18,7 @@ from bot.adapters.base import Adapter, ChatPrefix
 from bot.catchup import ShownReactions
 from bot.comparison import BOTH_BAD_EMOJI, FIRST_EMOJI, SECOND_EMOJI, TIE_EMOJI
 from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, message_key
+from bot.feedback import ALIASES
 from bot.service import BotService, VoteOutcome
 from bot.settings import Settings
 from storage.repository import PendingPrompt
@@ -36,7 +37,8 @@ Rate the last answer:  +  or  👍   (good)      -  or  👎   (bad)      🚩  
   /help                this help
   /quit                leave (so does end of input, Ctrl-D)"""
 
-_SHORT_RATINGS = {"+": "👍", "-": "👎", "+1": "👍", "-1": "👎"}
+# `+` and `-`, like Slack's `+1` and `-1`, always rate: 👍 and 👎, as the one alias table says.
+_SHORT_RATINGS = {short: ALIASES[name] for name in ("+1", "-1") for short in (name[0], name)}
 _SHORT_VERDICTS = {"1": FIRST_EMOJI, "2": SECOND_EMOJI, "=": TIE_EMOJI, "-": BOTH_BAD_EMOJI}
 
 

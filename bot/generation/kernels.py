@@ -17,10 +17,9 @@ their format, shapes and contiguity itself: a wrong call raises, it never reads 
 memory. Its results differ from ``F.linear``'s only by float rounding (a different
 summation order); tests/test_kernels.py compares the two.
 
-It is not a ``torch.library`` custom op: a call through torch's dispatcher costs a few
-microseconds more than a Python call, times 49 products per GPT-2 small token, which is
-a large share of what a token costs outside the kernel
-(``decode_ms_per_token_outside_kernel`` in ``python -m bench.generation``).
+It is not a ``torch.library`` custom op: a call through torch's dispatcher costs more than
+a Python call, and a GPT-2 small token makes 49 of these products; what a token costs
+outside the kernel is ``decode_ms_per_token_outside_kernel`` in ``python -m bench.generation``.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ _WAKE = object()
 
 def _after_free(device: torch.device) -> None:
     # Dropping the last reference frees the weights (reference counting). No gc.collect()
-    # here: a full collection holds the GIL for ~0.2 s and stalls the event loop.
+    # here: a full collection holds the GIL long enough to stall the event loop.
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
