@@ -238,6 +238,8 @@ async def _train_now(settings: Settings, extra: list[str]) -> TrainingOutcome:
 
     registry = registry_from(settings)
     async with open_database(settings) as database:
+        if not await database.try_lead("training"):  # bot.loop.TRAINING_LEAD: a running bot leads
+            return TrainingOutcome("busy", "another bot process sharing the database leads training")
         runs = TrainingRuns(settings=settings, repository=Repository(database), registry=registry)
         return await runs.run(extra=extra, relay=False)
 
@@ -257,7 +259,7 @@ async def _kept_prompts(settings: Settings, texts: list[str], redact: Callable[[
     from bot.app import open_database
     from storage.repository import Repository
 
-    if not settings.db_path.is_file():
+    if not settings.database_exists():
         return set()
     async with open_database(settings) as database:
         return await Repository(database).kept_prompts(texts, redact=redact)
@@ -363,7 +365,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         export(
-            settings.db_path,
+            settings.database,
             fmt=args.format,
             out=Path(args.out) if args.out else None,
             gamma=settings.gamma,

@@ -1,4 +1,5 @@
-"""Storage on a real SQLite file: migrations, idempotent votes, retraction, dedup, concurrency."""
+"""Storage on a real SQLite file and a real PostgreSQL server (the ``repository`` fixture
+runs each test on both): migrations, idempotent votes, retraction, dedup, concurrency."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from storage.database import Database, migration_files
 from storage.dialogue import parse_prompt, render_prompt, without_turns
 from storage.identity import SECRET_FILE_NAME, PersonKeys
+from storage.postgres import PostgresDatabase
 from storage.repository import NewResponse, Repository, VoteOutcome
 from tests.helpers import stored_response
 
@@ -33,8 +35,8 @@ async def _answer(repository: Repository, *, version: int = 0, candidates: int =
 
 
 @pytest.fixture
-async def repository(tmp_path: Path):
-    database = await Database.open(tmp_path / "bot.db")
+async def repository(database_target):
+    database = await Database.open(database_target)
     yield Repository(database)
     await database.close()
 
@@ -213,15 +215,19 @@ async def test_concurrent_writers_in_one_process_lose_nothing(repository: Reposi
     assert len(await repository.votes_since(0)) == 40 * 5
 
 
-def _write_votes_in_other_process(path: str, response_id: int, count: int) -> None:
-    connection = sqlite3.connect(path, timeout=10)
-    for index in range(count):
-        with connection:
-            connection.execute(
-                "INSERT INTO votes (response_id, voter, emoji, reward, created_at) VALUES (?, ?, '👍', 1, 0)",
-                (response_id, f"other-{index}"),
-            )
-    connection.close()
+def _write_votes_in_other_process(target: str, response_id: int, count: int) -> None:
+    """Votes written as a script (or an older bot) would: no model_version, filled by a trigger."""
+
+    async def write() -> None:
+        async with await Database.open(target) as database:
+            for index in range(count):
+                async with database.transaction() as db:
+                    await db.execute(
+                        "INSERT INTO votes (response_id, voter, emoji, reward, created_at) VALUES (?, ?, '👍', 1, 0)",
+                        (response_id, f"other-{index}"),
+                    )
+
+    asyncio.run(write())
 
 
 async def test_concurrent_writers_across_processes(repository: Repository):
@@ -229,16 +235,21 @@ async def test_concurrent_writers_across_processes(repository: Repository):
 
     response_id = (await _answer(repository)).response_ids[0]
     context = multiprocessing.get_context("spawn")
-    process = context.Process(
-        target=_write_votes_in_other_process, args=(str(repository.database.path), response_id, 50)
-    )
+    process = context.Process(target=_write_votes_in_other_process, args=(_target_of(repository), response_id, 50))
     process.start()
     for index in range(50):
         await repository.record_vote(response_id=response_id, voter=f"here-{index}", emoji="👍", reward=1.0)
     await asyncio.to_thread(process.join, 60)
     assert process.exitcode == 0
     assert len(await repository.votes_since(0)) == 100
+    assert (await repository.approval_by_version())[0].up == 100  # the counters saw both processes
     assert await repository.database.integrity_check() == "ok"
+
+
+def _target_of(repository: Repository) -> str:
+    """What opens the same database again (in another process)."""
+    database = repository.database
+    return database.url if isinstance(database, PostgresDatabase) else str(database.path)
 
 
 def test_person_keys_are_keyed_hashes_with_a_private_secret_file(tmp_path: Path):
