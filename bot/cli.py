@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from bot.settings import DataUnavailable, Settings, SettingsError, load_settings
 from storage import PRIVATE_UMASK
+from storage.database import is_database_url
 from trainer.progress import enable_download_bars
 
 if TYPE_CHECKING:
@@ -379,6 +380,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    """Copy the bot's database into an empty one (SQLite ⇄ PostgreSQL), checking the counts."""
+    from storage.copy import CopyRefused
+    from storage.database import DatabaseUnavailable, safe_url
+
+    settings = _settings(args)
+    _setup_logging("WARNING", settings=settings)
+    source: Path | str = args.source or settings.database
+    target: Path | str = args.to if is_database_url(args.to) else Path(args.to).expanduser()
+    if isinstance(source, str) and not is_database_url(source):
+        source = Path(source).expanduser()
+    if isinstance(source, Path) and not source.is_file():
+        print(f"thumbtune: no database at {source} to copy from", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(_copy(source, target))
+    except CopyRefused as exc:
+        print(f"thumbtune: copy refused: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseUnavailable as exc:
+        print(f"thumbtune: {exc}", file=sys.stderr)
+        return 2
+    where = safe_url(target) if isinstance(target, str) else target
+    print(f"copied into {where}: {report}; counts and counters checked")
+    return 0
+
+
+async def _copy(source: Path | str, target: Path | str):
+    from storage.copy import copy_database
+    from storage.database import Database
+
+    async with await Database.open(source) as origin, await Database.open(target) as destination:
+        return await copy_database(origin, destination)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.simulate import SimulationOptions, format_result, run_simulation, varied_questions
 
@@ -522,6 +558,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback.add_argument("version", nargs="?", type=int, help="version to serve (0 = the base model)")
     rollback.set_defaults(handler=cmd_rollback)
+
+    db = commands.add_parser("db", help="the database: copy it to PostgreSQL (or back to a SQLite file)")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    copy = db_commands.add_parser(
+        "copy", help="copy every table into an empty database, checking the counts (refuses a non-empty one)"
+    )
+    copy.add_argument("--to", required=True, help="postgresql://USER:PASSWORD@HOST/NAME, or a SQLite file path")
+    copy.add_argument("--from", dest="source", help="the database to copy (default: the bot's own)")
+    copy.set_defaults(handler=cmd_db_copy)
 
     export = commands.add_parser(
         "export", help="write the feedback as JSONL in TRL's dataset formats, or as a datasets folder (hf)"

@@ -104,6 +104,8 @@ class Connection(Protocol):
 
     async def execute(self, sql: str, parameters: Iterable[Any] = ..., /) -> Any: ...
 
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+
 
 def unusable_database(path: Path, exc: BaseException) -> DatabaseUnavailable | None:
     """The error as :class:`DatabaseUnavailable` when the file system or the file is at fault."""
@@ -214,6 +216,10 @@ class Database:
     async def alive(self, replica: str) -> bool:
         """Whether the bot process named ``replica`` (see :attr:`replica`) still runs."""
         return replica == self.replica
+
+    async def after_bulk_insert(self, db: Connection, table: str) -> None:
+        """After rows were inserted with their ids (a copy): the next id follows them.
+        SQLite takes max(id) + 1 by itself."""
 
     @property
     def replica(self) -> str:

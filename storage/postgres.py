@@ -153,6 +153,12 @@ class PostgresDatabase(Database):
                 return False
         return True
 
+    async def after_bulk_insert(self, db: Connection, table: str) -> None:
+        cursor = await db.execute("SELECT pg_get_serial_sequence(?, 'id')", (table,))
+        row = await cursor.fetchone()
+        if row is not None and row[0]:  # an identity column: its sequence goes past the copied ids
+            await db.execute(f"SELECT setval(?, (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)", (row[0],))
+
     async def _lock_key(self, name: str, *, wait: bool) -> bool:
         function = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
         async with self.reading() as db:
