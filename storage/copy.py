@@ -2,9 +2,10 @@
 
 The target is migrated to the same schema and must be empty. Rows are copied with their
 ids, in one transaction on the target (a failure leaves it empty). The statistics
-counters are not copied as rows: the target's own triggers count every copied answer and
-vote, and the copy is accepted only when those counters then equal the source's, and
-every table holds as many rows as the source's.
+counters are not copied as rows: the target counts the copied answers and votes itself
+(SQLite by its triggers, PostgreSQL by one recount at the end: Database.bulk_loading),
+and the copy is accepted only when those counters then equal the source's, and every
+table holds as many rows as the source's.
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ async def copy_database(source: Database, target: Database) -> CopyReport:
         for table, _ in [*TABLES, *((name, ()) for name, _ in COUNTERS)]:
             if await _count(out, table):
                 raise CopyRefused(f"the target already holds data (table {table} is not empty): copy into an empty one")
-        for table, key in TABLES:
-            copied[table] = await _copy_table(source, out, table, key)
-            if key == ("id",):
-                await target.after_bulk_insert(out, table)
+        async with target.bulk_loading(out):
+            for table, key in TABLES:
+                copied[table] = await _copy_table(source, out, table, key)
+                if key == ("id",):
+                    await target.after_bulk_insert(out, table)
         for table, count in copied.items():
             if count != wanted[table] or await _count(out, table) != count:
                 raise CopyRefused(f"table {table}: {wanted[table]} rows in the source, {count} copied")

@@ -217,6 +217,40 @@ class Database:
         """Whether the bot process named ``replica`` (see :attr:`replica`) still runs."""
         return replica == self.replica
 
+    @asynccontextmanager
+    async def bulk_loading(self, db: Connection) -> AsyncIterator[None]:
+        """Inside a transaction, around inserting many answers and votes at once (a copy, a
+        benchmark's data): the statistics counters are right when it ends. SQLite's
+        triggers count each row cheaply; PostgreSQL's are set aside and the counters
+        recomputed from the rows at the end (see :class:`storage.postgres.PostgresDatabase`)."""
+        yield
+
+    async def recount(self, db: Connection) -> None:
+        """Recompute every statistics counter from the rows (what the triggers keep)."""
+        day = self.day_sql.format("created_at")
+        thumbs = "sum(CASE WHEN reward > 0 THEN 1 ELSE 0 END), sum(CASE WHEN reward < 0 THEN 1 ELSE 0 END)"
+        for table in ("version_counts", "version_voters", "day_counts"):
+            await db.execute(f"DELETE FROM {table}")
+        await db.execute(
+            "INSERT INTO version_counts (version, answers, up, down)"
+            " SELECT version, sum(answers), sum(up), sum(down) FROM ("
+            " SELECT model_version AS version, count(*) AS answers, 0 AS up, 0 AS down FROM responses"
+            " GROUP BY model_version UNION ALL"
+            f" SELECT model_version, 0, {thumbs} FROM votes WHERE comparison = 0 GROUP BY model_version"
+            ") AS parts GROUP BY version"
+        )
+        await db.execute(
+            "INSERT INTO version_voters (version, voter, votes)"
+            " SELECT model_version, voter, count(*) FROM votes GROUP BY model_version, voter"
+        )
+        await db.execute(
+            f"INSERT INTO day_counts (day, votes, up, down) SELECT {day}, count(*), {thumbs}"
+            f" FROM votes WHERE comparison = 0 GROUP BY {day}"
+        )
+
+    # The UTC day (YYYY-MM-DD) of a Unix time column, in this dialect.
+    day_sql = "date({}, 'unixepoch')"
+
     async def after_bulk_insert(self, db: Connection, table: str) -> None:
         """After rows were inserted with their ids (a copy): the next id follows them.
         SQLite takes max(id) + 1 by itself."""

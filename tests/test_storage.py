@@ -473,3 +473,33 @@ async def test_forgetting_drops_their_prompts_still_waiting_for_an_answer(reposi
     await repository.take_pending(user="U2", author="other", text="their question", **common)
     await repository.forget_person("me")
     assert [(p.user, p.text) for p in await repository.pending_prompts("slack")] == [("U2", "their question")]
+
+
+async def test_recounting_gives_the_counters_the_triggers_kept(repository: Repository):
+    """What a bulk load (`thumbtune db copy`) relies on: counters recomputed from the rows
+    equal those the triggers kept through votes, retractions, verdicts and a forget."""
+    for version in (0, 1):
+        for index in range(3):
+            stored = await _answer(repository, version=version, candidates=2)
+            for voter in range(index + 2):
+                await repository.record_vote(
+                    response_id=stored.response_ids[0], voter=f"v{voter}", emoji="👍" if voter % 2 else "👎",
+                    reward=1.0 if voter % 2 else -1.0,
+                )  # fmt: skip
+    await repository.retract_vote(response_id=stored.response_ids[0], voter="v1", emoji="👍")
+    await repository.forget_person("v0")
+    queries = [
+        "SELECT version, answers, up, down FROM version_counts WHERE answers + up + down > 0 ORDER BY version",
+        "SELECT version, voter, votes FROM version_voters ORDER BY version, voter",
+        "SELECT day, votes, up, down FROM day_counts WHERE votes > 0 ORDER BY day",
+    ]
+
+    async def counters() -> list[list[tuple]]:
+        async with repository.database.reading() as db:
+            return [[tuple(row) for row in await (await db.execute(sql)).fetchall()] for sql in queries]
+
+    kept = await counters()
+    async with repository.database.transaction() as db:
+        await repository.database.recount(db)
+    assert await counters() == kept
+    assert kept[0] == [(0, 6, 4, 2), (1, 6, 3, 2)]  # v0's three 👎 forgotten, one 👍 retracted
