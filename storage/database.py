@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiosqlite
@@ -155,6 +155,15 @@ class Database:
     """
 
     dialect = "sqlite"
+    schemes: ClassVar[tuple[str, ...]] = ()  # the URL schemes a backend opens (a subclass sets them)
+    _backends: ClassVar[dict[str, type[Database]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A backend registers itself (storage/__init__.py imports storage.postgres), so this
+        # module needs no import of the backends built on it.
+        super().__init_subclass__(**kwargs)
+        for scheme in cls.schemes:
+            Database._backends[scheme] = cls
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -176,11 +185,18 @@ class Database:
         raises :class:`DatabaseUnavailable`; a mistake in a migration raises the
         driver's own error.
         """
-        if is_database_url(path):
-            from storage.postgres import PostgresDatabase
-
-            return await PostgresDatabase.connect(str(path), migrations=migrations)
+        if isinstance(path, str) and "://" in path:
+            url: str = path
+            backend = next((cls for scheme, cls in Database._backends.items() if url.startswith(scheme)), None)
+            if backend is None:
+                raise DatabaseUnavailable(safe_url(url), "not a database URL this bot opens (postgresql://...)")
+            return await backend.connect(url, migrations=migrations)
         return await SqliteDatabase.open_file(Path(path), busy_timeout_ms=busy_timeout_ms, migrations=migrations)
+
+    @classmethod
+    async def connect(cls, url: str, *, migrations: Sequence[tuple[int, str, str]] | None = None) -> Database:
+        """Open a database named by a URL (a backend with :attr:`schemes` implements it)."""
+        raise NotImplementedError
 
     async def close(self) -> None:
         raise NotImplementedError

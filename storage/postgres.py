@@ -30,7 +30,15 @@ from typing import Any
 
 import psycopg
 
-from storage.database import Connection, Database, DatabaseUnavailable, migration_files, safe_url, url_password
+from storage.database import (
+    POSTGRES_SCHEMES,
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    migration_files,
+    safe_url,
+    url_password,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,7 @@ class PgConnection:
 
 class PostgresDatabase(Database):
     dialect = "postgresql"
+    schemes = POSTGRES_SCHEMES
 
     def __init__(self, raw: psycopg.AsyncConnection[Any], url: str) -> None:
         super().__init__()

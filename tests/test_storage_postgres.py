@@ -220,3 +220,19 @@ async def _open_ok(url: str) -> Database:
     database = await Database.open(url)
     await database.close()
     return database
+
+
+def test_the_database_url_setting_is_checked_and_its_password_masked(monkeypatch, tmp_path):
+    from bot.settings import SettingsError, load_settings
+
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    with pytest.raises(SettingsError) as caught:
+        load_settings(database_url="mysql://bot:hunter2@db/x")
+    assert str(caught.value).startswith("THUMBTUNE_DATABASE_URL: expected postgresql://")
+    assert "hunter2" not in str(caught.value)
+    settings = load_settings(database_url="postgresql://bot:hunter2@db:5432/x")
+    assert settings.database == "postgresql://bot:hunter2@db:5432/x"
+    assert settings.db_setting == "THUMBTUNE_DATABASE_URL"
+    assert "hunter2" in settings.secret_values()  # the log masks the password wherever it appears
+    assert "hunter2" not in repr(settings)
+    assert load_settings().database == load_settings().db_path  # unset: the SQLite file
