@@ -503,3 +503,20 @@ async def test_recounting_gives_the_counters_the_triggers_kept(repository: Repos
         await repository.database.recount(db)
     assert await counters() == kept
     assert kept[0] == [(0, 6, 4, 2), (1, 6, 3, 2)]  # v0's three 👎 forgotten, one 👍 retracted
+
+
+async def test_a_pending_prompt_whose_answer_was_posted_is_not_answered_again(repository: Repository):
+    """Killed after posting the answer (its message bound) but before marking the prompt
+    answered: the restart does not post it a second time."""
+    common = {"platform": "slack", "channel": "C1", "thread": "1.0", "conversation": None}
+    posted = await repository.take_pending(user="U1", author="a", text="posted", event_id="Ev1", **common)
+    stored_only = await repository.take_pending(user="U2", author="b", text="stored", event_id="Ev2", **common)
+    assert posted is not None and stored_only is not None
+    for pending in (posted, stored_only):
+        stored = await repository.record_answer(
+            platform="slack", channel="C1", author="a", text=pending.text, context="", pending_id=pending.pending_id,
+            responses=[NewResponse(text="answer", model_version=0, temperature=1, top_p=1, max_new_tokens=4)],
+        )  # fmt: skip
+        if pending is posted:
+            await repository.bind_message(stored.response_ids[0], "slack:C1:2.0")
+    assert [p.text for p in await repository.pending_prompts("slack")] == ["stored"]

@@ -59,6 +59,14 @@ class PendingQueries(Queries):
                     + ("owner IS NULL" if owner is None else "owner = ?"),
                     (me, platform) if owner is None else (me, platform, owner),
                 )
+        async with self.database.transaction() as db:
+            # Posted (its message bound) but stopped before it was marked answered (a kill while
+            # the bot pre-added its reactions): answered already, not to be posted again.
+            await db.execute(
+                "DELETE FROM pending_prompts WHERE platform = ? AND owner = ? AND prompt_id IN"
+                " (SELECT prompt_id FROM responses WHERE message_key IS NOT NULL)",
+                (platform, me),
+            )
         return await self._rows(
             PendingPrompt,
             "SELECT id, platform, channel, thread, user_id, text, conversation, event_id, received_at, prompt_id"
