@@ -7,8 +7,10 @@ Slack retries a delivery that failed on the next process. Some acknowledged even
 delivered again to another process. One process is SIGKILLed in the middle of the burst
 and started again. Then:
 
-- every mention is answered exactly once (those the killed process had taken are answered
-  by its restart, which takes over the prompts left pending by a process no longer running);
+- every mention is stored and answered once (those the killed process had taken are
+  answered by its restart, which takes over the prompts left pending by a process no longer
+  running); an answer Slack accepted in the instant before the kill may be posted again,
+  the same stored text, never a second answer;
 - every acknowledged vote is stored exactly once;
 - the training schedule fires in all three, but one process leads: one run (here a recorded
   skip) per tick, not three;
@@ -174,7 +176,14 @@ async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
             await wait_for(answered, timeout=120)
             await wait_for(lambda: _no_pending(postgres_url), timeout=60)
             answers = {q.ts: fake.answers_in_thread(q.channel, q.ts) for q in questions}
-            assert sorted(len(found) for found in answers.values()) == [1] * MENTIONS
+            # Each mention stored and answered once in the database...
+            assert await _rows(postgres_url, "SELECT count(*) FROM prompts") == [(MENTIONS,)]
+            # ...and posted once, except where the kill fell between Slack accepting the post
+            # and the bot recording it: the restart posts that same stored answer again (the
+            # one window the bot cannot see without asking Slack; never a second answer).
+            again = [found for found in answers.values() if len(found) > 1]
+            assert all(len(found) == 2 and found[0].text == found[1].text for found in again), again
+            assert len(again) <= 1
 
             # --- votes, some delivered again to another process
             acknowledged: Counter[tuple[str, str]] = Counter()
@@ -204,10 +213,11 @@ async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
             assert sum(acknowledged.values()) == MENTIONS * REACTIONS_PER_ANSWER
 
             # --- one process leads training: one recorded run per tick, not one per process
+            await wait_for(lambda: _runs_at_least(postgres_url, 3), timeout=60)
             elapsed = time.time() - started
             runs = await _rows(postgres_url, "SELECT started_at FROM training_runs ORDER BY started_at")
             ticks = elapsed / (TICK_MINUTES * 60)
-            assert 2 <= len(runs) <= ticks + 2, (len(runs), ticks)
+            assert len(runs) <= ticks + 2, (len(runs), ticks)  # three processes recording would be ~3 per tick
 
             # --- every replica follows CURRENT
             publish_copy(ModelRegistry(registry_dir), tiny_model_dir, parent=0)
@@ -226,6 +236,10 @@ async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
                     except asyncio.TimeoutError:
                         replica.process.kill()
                         await replica.process.wait()
+
+
+async def _runs_at_least(url: str, count: int) -> bool:
+    return (await _rows(url, "SELECT count(*) FROM training_runs"))[0][0] >= count
 
 
 async def _no_pending(url: str) -> bool:
