@@ -83,7 +83,7 @@ def person_keys_from(settings: Settings) -> PersonKeys:
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
     """The database of the settings; one that cannot be used raises :class:`DataUnavailable`."""
     try:
-        database = await Database.open(settings.db_path)
+        database = await Database.open(settings.database)
     except DatabaseUnavailable as exc:
         raise DataUnavailable(f"{settings.db_setting}: {exc}") from exc
     async with database:

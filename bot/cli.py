@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from bot.settings import DataUnavailable, Settings, SettingsError, load_settings
 from storage import PRIVATE_UMASK
+from storage.database import is_database_url
 from trainer.progress import enable_download_bars
 
 if TYPE_CHECKING:
@@ -238,6 +239,8 @@ async def _train_now(settings: Settings, extra: list[str]) -> TrainingOutcome:
 
     registry = registry_from(settings)
     async with open_database(settings) as database:
+        if not await database.try_lead("training"):  # bot.loop.TRAINING_LEAD: a running bot leads
+            return TrainingOutcome("busy", "another bot process sharing the database leads training")
         runs = TrainingRuns(settings=settings, repository=Repository(database), registry=registry)
         return await runs.run(extra=extra, relay=False)
 
@@ -257,7 +260,7 @@ async def _kept_prompts(settings: Settings, texts: list[str], redact: Callable[[
     from bot.app import open_database
     from storage.repository import Repository
 
-    if not settings.db_path.is_file():
+    if not settings.database_exists():
         return set()
     async with open_database(settings) as database:
         return await Repository(database).kept_prompts(texts, redact=redact)
@@ -363,7 +366,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         export(
-            settings.db_path,
+            settings.database,
             fmt=args.format,
             out=Path(args.out) if args.out else None,
             gamma=settings.gamma,
@@ -375,6 +378,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     except DatabaseUnavailable as exc:
         raise DataUnavailable(f"{settings.db_setting}: {exc}") from exc
     return 0
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    """Copy the bot's database into an empty one (SQLite ⇄ PostgreSQL), checking the counts."""
+    from storage.copy import CopyRefused
+    from storage.database import DatabaseUnavailable, safe_url
+
+    settings = _settings(args)
+    _setup_logging("WARNING", settings=settings)
+    source: Path | str = args.source or settings.database
+    target: Path | str = args.to if is_database_url(args.to) else Path(args.to).expanduser()
+    if isinstance(source, str) and not is_database_url(source):
+        source = Path(source).expanduser()
+    if isinstance(source, Path) and not source.is_file():
+        print(f"thumbtune: no database at {source} to copy from", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(_copy(source, target))
+    except CopyRefused as exc:
+        print(f"thumbtune: copy refused: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseUnavailable as exc:
+        print(f"thumbtune: {exc}", file=sys.stderr)
+        return 2
+    where = safe_url(target) if isinstance(target, str) else target
+    print(f"copied into {where}: {report}; counts and counters checked")
+    return 0
+
+
+async def _copy(source: Path | str, target: Path | str):
+    from storage.copy import copy_database
+    from storage.database import Database
+
+    async with await Database.open(source) as origin, await Database.open(target) as destination:
+        return await copy_database(origin, destination)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -463,6 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback.add_argument("version", nargs="?", type=int, help="version to serve (0 = the base model)")
     rollback.set_defaults(handler=cmd_rollback)
+
+    db = commands.add_parser("db", help="the database: copy it to PostgreSQL (or back to a SQLite file)")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    copy = db_commands.add_parser(
+        "copy", help="copy every table into an empty database, checking the counts (refuses a non-empty one)"
+    )
+    copy.add_argument("--to", required=True, help="postgresql://USER:PASSWORD@HOST/NAME, or a SQLite file path")
+    copy.add_argument("--from", dest="source", help="the database to copy (default: the bot's own)")
+    copy.set_defaults(handler=cmd_db_copy)
 
     export = commands.add_parser(
         "export", help="write the feedback as JSONL in TRL's dataset formats, or as a datasets folder (hf)"

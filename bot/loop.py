@@ -7,6 +7,11 @@ data, the trainer as a subprocess or a Ray job, the run recorded from its result
 version that passed the eval gate made current). The watcher sees the registry's pointer
 change (also when another host or `thumbtune rollback` changed it) and swaps the
 generator to it between batches.
+
+Several bot processes on one PostgreSQL database: the schedule fires in each, but only
+the process that leads training (:meth:`storage.database.Database.try_lead`, a lock held
+for as long as that process's connection lives) trains, records skips and settles runs
+a dead leader left; the others follow the registry within THUMBTUNE_REGISTRY_POLL_S.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ log = logging.getLogger(__name__)
 TRAIN_JOB = "train"
 WATCH_JOB = "watch-registry"
 RETENTION_JOB = "retention"
+TRAINING_LEAD = "training"  # the name of the lead one process holds (Database.try_lead)
+NOT_LEADING = "another bot process sharing the database leads training"
 
 
 async def apply_retention(settings: Settings, repository: Repository) -> int:
@@ -81,14 +88,14 @@ class Loop:
         self._run_task: asyncio.Task | None = None  # the training run going now, stopped with the bot
         self.runs_finished = 0  # a counter tests and `simulate` can wait on (wait_for_run)
         self._run_counted = asyncio.Condition()
+        self.leading = False  # whether this process leads training (see lead())
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         trigger = self._trigger()
         if trigger is not None and not self.unavailable:
             check_artifacts(self.settings)  # a store that cannot be written stops start-up, not the first run
-        for run_id in await self.runs.interrupted():  # left running by the last start
-            self._in_background(self._settle(run_id))
+        await self.lead()  # settles what the last leader (this bot's last start) left running
         if trigger is not None and self.unavailable:
             log.warning("scheduled retraining is off: %s", self.unavailable)
         elif trigger is not None:
@@ -132,6 +139,18 @@ class Loop:
             task.cancel()
         await asyncio.gather(*self._background, *running, return_exceptions=True)
 
+    async def lead(self) -> bool:
+        """Whether this process leads training, taking the lead when no running process
+        holds it; on taking it, runs the last leader left 'running' are settled."""
+        if self.leading:
+            return True
+        if not await self.repository.database.try_lead(TRAINING_LEAD):
+            return False
+        self.leading = True
+        for run_id in await self.runs.interrupted():  # left running by a leader that stopped
+            self._in_background(self._settle(run_id))
+        return True
+
     def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)
         self._background.add(task)
@@ -167,8 +186,12 @@ class Loop:
 
     # --- the scheduled job ----------------------------------------------------------
     async def scheduled_run(self) -> TrainingOutcome:
-        """One firing: skip with a recorded reason when too few votes are new, else train."""
+        """One firing: skip with a recorded reason when too few votes are new, else train;
+        nothing (not even a skip) in a process that does not lead training."""
         current = self.generator.version
+        if not await self.lead():
+            log.info("scheduled training: %s; this one follows the registry", NOT_LEADING)
+            return TrainingOutcome("busy", NOT_LEADING, serving=current)
         new_votes = await self.repository.count_votes_since(current)
         if new_votes < self.settings.train_min_new_votes:
             reason = (
@@ -202,6 +225,8 @@ class Loop:
             return TrainingOutcome("failed", self.unavailable, serving=self.generator.version)
         if self._training.locked():
             return TrainingOutcome("busy", "a training run is already going", serving=self.generator.version)
+        if not await self.lead():
+            return TrainingOutcome("busy", NOT_LEADING, serving=self.generator.version)
         async with self._training:
             started = time.monotonic()
             try:
@@ -270,6 +295,8 @@ class Loop:
             return f"I can't train on this machine: {self.unavailable}."
         if self._training.locked():
             return "A training run is already going; I'll switch when it passes the gate."
+        if not await self.lead():
+            return "Another bot process sharing this database leads training: it trains on its schedule."
         self._in_background(self.run_training())
         return "Training started. I'll switch to the new version if it passes the eval gate."
 

@@ -18,6 +18,7 @@ from pydantic_settings import SettingsError as _SourceError
 
 from bot.adapters import PLATFORMS
 from bot.feedback import EmojiTable, normalize_emoji
+from storage.database import is_database_url, url_password
 from storage.redact import KINDS as REDACT_KINDS
 from storage.redact import parse_kinds
 from trainer.config import DataConfig, JobConfig, TrainConfig
@@ -97,6 +98,10 @@ class Settings(BaseSettings):
     # --- storage and identity -------------------------------------------------------
     data_dir: Path = Path("data")
     db: Path | None = None
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://USER:PASSWORD@HOST/NAME: PostgreSQL (several bot processes), not the file",
+    )
     person_secret: SecretStr | None = None
     retention_days: int = Field(0, ge=0, description="purge prompt/answer texts older than this; 0 = keep")
     redact: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -272,6 +277,16 @@ class Settings(BaseSettings):
             )
         return SecretStr(token)
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The value holds a password: the message never quotes it.
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not is_database_url(value.get_secret_value().strip()):
+            raise ValueError("expected postgresql://USER:PASSWORD@HOST:PORT/NAME (unset it for the SQLite file)")
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("dashboard_allowed_hosts")
     @classmethod
     def _check_allowed_hosts(cls, value: list[str]) -> list[str]:
@@ -335,8 +350,19 @@ class Settings(BaseSettings):
 
     @property
     def db_setting(self) -> str:
-        """The variable that names the database file, for messages about it."""
+        """The variable that names the database, for messages about it."""
+        if self.database_url is not None:
+            return "THUMBTUNE_DATABASE_URL"
         return "THUMBTUNE_DB" if self.db is not None else "THUMBTUNE_DATA_DIR"
+
+    @property
+    def database(self) -> Path | str:
+        """What :meth:`storage.database.Database.open` opens: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url.get_secret_value() if self.database_url is not None else self.db_path
+
+    def database_exists(self) -> bool:
+        """Whether there is a database to read (a server is assumed to be there; a file must be)."""
+        return self.database_url is not None or self.db_path.is_file()
 
     def secret_values(self) -> list[str]:
         """The values of the secret settings, for the log to mask (bot.logs)."""
@@ -347,8 +373,12 @@ class Settings(BaseSettings):
             self.slack_signing_secret,
             self.slack_app_token,
             self.person_secret,
+            self.database_url,
         )
-        return [secret.get_secret_value() for secret in secrets if secret is not None]
+        values = [secret.get_secret_value() for secret in secrets if secret is not None]
+        if self.database_url is not None:  # the password alone too: a driver's message may quote it
+            values += [part for part in [url_password(self.database_url.get_secret_value())] if part]
+        return values
 
     @property
     def shell_log_path(self) -> Path:

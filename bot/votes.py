@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -146,21 +145,14 @@ class Votes:
             return await self.repository.flag_response(target.response_id, event=event)
         assert meaning.reward is not None
         voter = self.persons.key(reaction.platform, reaction.user)
-        if await self._over_daily_cap(voter):
-            return VoteOutcome.CAPPED
         return await self.repository.record_vote(
             response_id=target.response_id,
             voter=voter,
             emoji=meaning.name,
             reward=meaning.reward,
             event=event,
+            daily_cap=self.daily_vote_cap,
         )
-
-    async def _over_daily_cap(self, voter: str) -> bool:
-        """Whether this person has cast THUMBTUNE_DAILY_VOTE_CAP votes in the last 24 hours."""
-        if not self.daily_vote_cap:
-            return False
-        return await self.repository.count_votes_by(voter, since=time.time() - 86_400) >= self.daily_vote_cap
 
     async def _on_verdict(self, reaction: IncomingReaction, comparison: ComparisonRef, meaning: Meaning) -> VoteOutcome:
         """A reaction on a comparison: 1️⃣ / 2️⃣ / 🤝 / 👎 become one vote on each candidate."""
@@ -173,10 +165,13 @@ class Votes:
         if verdict is None:
             return VoteOutcome.UNKNOWN_EMOJI
         voter = self.persons.key(reaction.platform, reaction.user)
-        if await self._over_daily_cap(voter):
-            return VoteOutcome.CAPPED
         return await self.repository.record_comparison(
-            comparison=comparison, voter=voter, emoji=verdict.emoji, rewards=verdict.rewards, event=event
+            comparison=comparison,
+            voter=voter,
+            emoji=verdict.emoji,
+            rewards=verdict.rewards,
+            event=event,
+            daily_cap=self.daily_vote_cap,  # counted in the database: across every bot process
         )
 
     async def _on_reaction_removed(self, reaction: IncomingReaction, meaning: Meaning) -> VoteOutcome:

@@ -1,4 +1,13 @@
-"""The one long-lived aiosqlite connection and its migrations."""
+"""The database: one long-lived connection per process and its numbered migrations.
+
+SQLite through aiosqlite is the embedded default (a file path); a ``postgresql://`` URL
+opens PostgreSQL instead (:mod:`storage.postgres`, several bot processes on one database).
+Both give the repository the same small surface: :meth:`Database.transaction` and
+:meth:`Database.reading` hand out a connection whose ``execute(sql, parameters)`` takes
+``?`` placeholders and returns a cursor with ``fetchone``/``fetchall``/``rowcount``. The
+SQL the repository writes is the part both dialects share; what differs (triggers, date
+arithmetic, locks, wiping deleted text) lives in each dialect's migrations and class.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +16,12 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import aiosqlite
 
@@ -33,16 +44,67 @@ _UNUSABLE_MESSAGES = (
 )
 
 
-class DatabaseUnavailable(Exception):
-    """The database file or its folder cannot be used (read-only, full disk, not a database...).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-    The message is one line: the path and the reason, for the operator to act on.
+
+def is_database_url(target: Path | str) -> bool:
+    """Whether ``target`` names a PostgreSQL server (a URL) rather than a SQLite file."""
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password (``postgresql://bot:***@db/thumbtune``), for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://…"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``url`` (for the log to mask), or None."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be used (read-only, full disk, not a database, server refuses...).
+
+    The message is one line: where (a path, or a URL without its password) and the reason,
+    for the operator to act on.
     """
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path | str, reason: str) -> None:
         super().__init__(f"cannot use the database {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class Cursor(Protocol):
+    """What a statement gives back, on either backend."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    async def fetchone(self) -> Any: ...
+
+    async def fetchall(self) -> Iterable[Any]: ...
+
+
+class Connection(Protocol):
+    """The connection the repository writes SQL to: ``?`` placeholders on both backends."""
+
+    async def execute(self, sql: str, parameters: Iterable[Any] = ..., /) -> Any: ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
 
 
 def unusable_database(path: Path, exc: BaseException) -> DatabaseUnavailable | None:
@@ -64,10 +126,14 @@ def unusable_database(path: Path, exc: BaseException) -> DatabaseUnavailable | N
     return None
 
 
-def migration_files() -> list[tuple[int, str, str]]:
-    """(number, name, sql) for every migration shipped with the package, in order."""
+def migration_files(dialect: str = "sqlite") -> list[tuple[int, str, str]]:
+    """(number, name, sql) for every migration shipped for ``dialect``, in order.
+
+    SQLite's are in ``storage/migrations``, PostgreSQL's in ``storage/migrations/postgresql``:
+    one history, the same numbers and names, each file written in its dialect."""
+    package = "storage.migrations" if dialect == "sqlite" else f"storage.migrations.{dialect}"
     found = []
-    for entry in resources.files("storage.migrations").iterdir():
+    for entry in resources.files(package).iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
@@ -81,16 +147,27 @@ def migration_files() -> list[tuple[int, str, str]]:
 class Database:
     """One connection per process; every statement goes through one lock.
 
-    aiosqlite runs statements on one thread, but coroutines would otherwise interleave
-    inside each other's transactions; the lock makes each :meth:`transaction` atomic
-    with respect to the rest of the process. Other processes are kept apart by SQLite's
-    own locking (WAL + busy timeout).
+    The lock makes each :meth:`transaction` atomic with respect to the rest of the
+    process (coroutines would otherwise interleave inside each other's transactions).
+    Other processes are kept apart by the database itself: SQLite's locking (WAL + busy
+    timeout), or PostgreSQL's row locks and the transaction locks of :meth:`hold`.
+    :meth:`open` picks the backend: a ``postgresql://`` URL or a SQLite file path.
     """
 
-    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
-        self._connection = connection
+    dialect = "sqlite"
+    schemes: ClassVar[tuple[str, ...]] = ()  # the URL schemes a backend opens (a subclass sets them)
+    _backends: ClassVar[dict[str, type[Database]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A backend registers itself (storage/__init__.py imports storage.postgres), so this
+        # module needs no import of the backends built on it.
+        super().__init_subclass__(**kwargs)
+        for scheme in cls.schemes:
+            Database._backends[scheme] = cls
+
+    def __init__(self) -> None:
         self._lock = asyncio.Lock()
-        self.path = path
+        self.path: Path | str = ""
 
     @classmethod
     async def open(
@@ -102,12 +179,163 @@ class Database:
     ) -> Database:
         """Open (creating if needed) and bring the schema up to date.
 
-        ``migrations`` defaults to the files shipped in ``storage/migrations``. A file or
-        folder that cannot be used (read-only, full, not a database, a folder that cannot
-        be created) raises :class:`DatabaseUnavailable`; a mistake in a migration raises
-        SQLite's own error.
+        ``path``: a SQLite file, or a ``postgresql://`` URL. ``migrations`` defaults to
+        the files shipped for the backend. A database that cannot be used (read-only,
+        full, not a database, a folder that cannot be created, a server that refuses)
+        raises :class:`DatabaseUnavailable`; a mistake in a migration raises the
+        driver's own error.
         """
-        path = Path(path)
+        if isinstance(path, str) and "://" in path:
+            url: str = path
+            backend = next((cls for scheme, cls in Database._backends.items() if url.startswith(scheme)), None)
+            if backend is None:
+                raise DatabaseUnavailable(safe_url(url), "not a database URL this bot opens (postgresql://...)")
+            return await backend.connect(url, migrations=migrations)
+        return await SqliteDatabase.open_file(Path(path), busy_timeout_ms=busy_timeout_ms, migrations=migrations)
+
+    @classmethod
+    async def connect(cls, url: str, *, migrations: Sequence[tuple[int, str, str]] | None = None) -> Database:
+        """Open a database named by a URL (a backend with :attr:`schemes` implements it)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A write transaction (committed, or rolled back on error), exclusive in-process."""
+        raise NotImplementedError
+        yield
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Any]:
+        """The connection for reads, never in the middle of another coroutine's write."""
+        raise NotImplementedError
+        yield
+
+    async def hold(self, db: Connection, name: str) -> None:
+        """Inside a transaction: keep other processes' transactions that hold ``name`` out
+        until this one ends (what one person's vote cap and forget need). SQLite's writers
+        already take turns (``BEGIN IMMEDIATE``): nothing to do there."""
+
+    async def try_lead(self, name: str) -> bool:
+        """Whether this process holds (or now takes) the lead of ``name`` (training) for as
+        long as it runs; one process at a time. A SQLite file has one bot process: always."""
+        return True
+
+    async def alive(self, replica: str) -> bool:
+        """Whether the bot process named ``replica`` (see :attr:`replica`) still runs."""
+        return replica == self.replica
+
+    @asynccontextmanager
+    async def bulk_loading(self, db: Connection) -> AsyncIterator[None]:
+        """Inside a transaction, around inserting many answers and votes at once (a copy, a
+        benchmark's data): the statistics counters are right when it ends. SQLite's
+        triggers count each row cheaply; PostgreSQL's are set aside and the counters
+        recomputed from the rows at the end (see :class:`storage.postgres.PostgresDatabase`)."""
+        yield
+
+    async def recount(self, db: Connection) -> None:
+        """Recompute every statistics counter from the rows (what the triggers keep)."""
+        day = self.day_sql.format("created_at")
+        thumbs = "sum(CASE WHEN reward > 0 THEN 1 ELSE 0 END), sum(CASE WHEN reward < 0 THEN 1 ELSE 0 END)"
+        for table in ("version_counts", "version_voters", "day_counts"):
+            await db.execute(f"DELETE FROM {table}")
+        await db.execute(
+            "INSERT INTO version_counts (version, answers, up, down)"
+            " SELECT version, sum(answers), sum(up), sum(down) FROM ("
+            " SELECT model_version AS version, count(*) AS answers, 0 AS up, 0 AS down FROM responses"
+            " GROUP BY model_version UNION ALL"
+            f" SELECT model_version, 0, {thumbs} FROM votes WHERE comparison = 0 GROUP BY model_version"
+            ") AS parts GROUP BY version"
+        )
+        await db.execute(
+            "INSERT INTO version_voters (version, voter, votes)"
+            " SELECT model_version, voter, count(*) FROM votes GROUP BY model_version, voter"
+        )
+        await db.execute(
+            f"INSERT INTO day_counts (day, votes, up, down) SELECT {day}, count(*), {thumbs}"
+            f" FROM votes WHERE comparison = 0 GROUP BY {day}"
+        )
+
+    # The UTC day (YYYY-MM-DD) of a Unix time column, in this dialect.
+    day_sql = "date({}, 'unixepoch')"
+
+    async def after_bulk_insert(self, db: Connection, table: str) -> None:
+        """After rows were inserted with their ids (a copy): the next id follows them.
+        SQLite takes max(id) + 1 by itself."""
+
+    @property
+    def replica(self) -> str:
+        """This process's name among those sharing the database (what owns a pending prompt)."""
+        return "local"
+
+    async def applied_migrations(self) -> list[int]:
+        async with self.reading() as db:
+            cursor = await db.execute("SELECT number FROM schema_migrations ORDER BY number")
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def migrate(self, migrations: Sequence[tuple[int, str, str]]) -> list[int]:
+        """Apply the migrations this database has not seen yet; return their numbers."""
+        async with self.transaction() as db:
+            await self._before_migrating(db)
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            cursor = await db.execute("SELECT number FROM schema_migrations")
+            done = {row[0] for row in await cursor.fetchall()}
+            applied = []
+            for number, name, sql in migrations:
+                if number in done:
+                    continue
+                await self._run_script(db, sql)
+                await db.execute(
+                    "INSERT INTO schema_migrations (number, name, applied_at) VALUES (?, ?, ?)",
+                    (number, name, time.time()),
+                )
+                applied.append(number)
+                log.info("applied migration %s", name)
+            return applied
+
+    async def _before_migrating(self, db: Connection) -> None:
+        """Inside the migration's transaction, before anything is read."""
+
+    async def _run_script(self, db: Connection, sql: str) -> None:
+        raise NotImplementedError
+
+    async def checkpoint(self) -> bool:
+        """After deleting what must go (forget me): make the deleted text leave the files as
+        far as the backend can; False when something kept it from finishing."""
+        raise NotImplementedError
+
+    async def integrity_check(self) -> str:
+        """ "ok", or what the backend's own check found wrong."""
+        raise NotImplementedError
+
+
+class SqliteDatabase(Database):
+    """The embedded default: one aiosqlite connection to a file."""
+
+    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+        super().__init__()
+        self._connection = connection
+        self.path = path
+
+    @classmethod
+    async def open_file(
+        cls,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        migrations: Sequence[tuple[int, str, str]] | None = None,
+    ) -> SqliteDatabase:
         try:
             return await cls._open(path, busy_timeout_ms=busy_timeout_ms, migrations=migrations)
         except (OSError, sqlite3.Error) as exc:
@@ -119,7 +347,7 @@ class Database:
     @classmethod
     async def _open(
         cls, path: Path, *, busy_timeout_ms: int, migrations: Sequence[tuple[int, str, str]] | None
-    ) -> Database:
+    ) -> SqliteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         # A file SQLite cannot open fails here, not in aiosqlite.connect: that one leaves
         # its worker thread to report to an event loop that may be closed by then.
@@ -144,12 +372,6 @@ class Database:
         async with self._lock:
             await self._connection.close()
 
-    async def __aenter__(self) -> Database:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error), exclusive in-process."""
@@ -165,38 +387,13 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection for reads, never in the middle of another coroutine's write."""
         async with self._lock:
             yield self._connection
 
-    async def applied_migrations(self) -> list[int]:
-        async with self.reading() as db:
-            cursor = await db.execute("SELECT number FROM schema_migrations ORDER BY number")
-            return [row[0] for row in await cursor.fetchall()]
-
-    async def migrate(self, migrations: Sequence[tuple[int, str, str]]) -> list[int]:
-        """Apply the migrations this database has not seen yet; return their numbers."""
-        async with self.transaction() as db:
-            await db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-            )
-            cursor = await db.execute("SELECT number FROM schema_migrations")
-            done = {row[0] for row in await cursor.fetchall()}
-            applied = []
-            for number, name, sql in migrations:
-                if number in done:
-                    continue
-                # executescript() would COMMIT our transaction; run statement by statement.
-                for statement in _split_statements(sql):
-                    await db.execute(statement)
-                await db.execute(
-                    "INSERT INTO schema_migrations (number, name, applied_at) VALUES (?, ?, ?)",
-                    (number, name, time.time()),
-                )
-                applied.append(number)
-                log.info("applied migration %s", name)
-            return applied
+    async def _run_script(self, db: Connection, sql: str) -> None:
+        # executescript() would COMMIT our transaction; run statement by statement.
+        for statement in _split_statements(sql):
+            await db.execute(statement)
 
     async def checkpoint(self) -> bool:
         """Copy the WAL into the database file and truncate the WAL to zero bytes, so old

@@ -109,3 +109,35 @@ async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator:
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
     yield fake
     await fake.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (Debian's binaries, a temp folder, a free
+    port), stopped at the end. Skipped where no server binaries are installed, unless
+    THUMBTUNE_TEST_POSTGRES=required (CI sets it): then that is a failure."""
+    from bench.pgserver import PostgresServer, ServerUnavailable
+
+    try:
+        server = PostgresServer.start()
+    except ServerUnavailable as exc:
+        if os.environ.get("THUMBTUNE_TEST_POSTGRES") == "required":
+            pytest.fail(f"PostgreSQL is required here: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a new, empty database on the session's server."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a test's database lives: a SQLite file, or a new PostgreSQL database (each test
+    taking it runs once per backend)."""
+    if request.param == "sqlite":
+        return tmp_path / "bot.db"
+    return request.getfixturevalue("postgres_url")

@@ -1,4 +1,5 @@
-"""Storage on a real SQLite file: migrations, idempotent votes, retraction, dedup, concurrency."""
+"""Storage on a real SQLite file and a real PostgreSQL server (the ``repository`` fixture
+runs each test on both): migrations, idempotent votes, retraction, dedup, concurrency."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from storage.database import Database, migration_files
 from storage.dialogue import parse_prompt, render_prompt, without_turns
 from storage.identity import SECRET_FILE_NAME, PersonKeys
+from storage.postgres import PostgresDatabase
 from storage.repository import NewResponse, Repository, VoteOutcome
 from tests.helpers import stored_response
 
@@ -33,8 +35,8 @@ async def _answer(repository: Repository, *, version: int = 0, candidates: int =
 
 
 @pytest.fixture
-async def repository(tmp_path: Path):
-    database = await Database.open(tmp_path / "bot.db")
+async def repository(database_target):
+    database = await Database.open(database_target)
     yield Repository(database)
     await database.close()
 
@@ -213,15 +215,19 @@ async def test_concurrent_writers_in_one_process_lose_nothing(repository: Reposi
     assert len(await repository.votes_since(0)) == 40 * 5
 
 
-def _write_votes_in_other_process(path: str, response_id: int, count: int) -> None:
-    connection = sqlite3.connect(path, timeout=10)
-    for index in range(count):
-        with connection:
-            connection.execute(
-                "INSERT INTO votes (response_id, voter, emoji, reward, created_at) VALUES (?, ?, '👍', 1, 0)",
-                (response_id, f"other-{index}"),
-            )
-    connection.close()
+def _write_votes_in_other_process(target: str, response_id: int, count: int) -> None:
+    """Votes written as a script (or an older bot) would: no model_version, filled by a trigger."""
+
+    async def write() -> None:
+        async with await Database.open(target) as database:
+            for index in range(count):
+                async with database.transaction() as db:
+                    await db.execute(
+                        "INSERT INTO votes (response_id, voter, emoji, reward, created_at) VALUES (?, ?, '👍', 1, 0)",
+                        (response_id, f"other-{index}"),
+                    )
+
+    asyncio.run(write())
 
 
 async def test_concurrent_writers_across_processes(repository: Repository):
@@ -229,16 +235,21 @@ async def test_concurrent_writers_across_processes(repository: Repository):
 
     response_id = (await _answer(repository)).response_ids[0]
     context = multiprocessing.get_context("spawn")
-    process = context.Process(
-        target=_write_votes_in_other_process, args=(str(repository.database.path), response_id, 50)
-    )
+    process = context.Process(target=_write_votes_in_other_process, args=(_target_of(repository), response_id, 50))
     process.start()
     for index in range(50):
         await repository.record_vote(response_id=response_id, voter=f"here-{index}", emoji="👍", reward=1.0)
     await asyncio.to_thread(process.join, 60)
     assert process.exitcode == 0
     assert len(await repository.votes_since(0)) == 100
+    assert (await repository.approval_by_version())[0].up == 100  # the counters saw both processes
     assert await repository.database.integrity_check() == "ok"
+
+
+def _target_of(repository: Repository) -> str:
+    """What opens the same database again (in another process)."""
+    database = repository.database
+    return database.url if isinstance(database, PostgresDatabase) else str(database.path)
 
 
 def test_person_keys_are_keyed_hashes_with_a_private_secret_file(tmp_path: Path):
@@ -462,3 +473,50 @@ async def test_forgetting_drops_their_prompts_still_waiting_for_an_answer(reposi
     await repository.take_pending(user="U2", author="other", text="their question", **common)
     await repository.forget_person("me")
     assert [(p.user, p.text) for p in await repository.pending_prompts("slack")] == [("U2", "their question")]
+
+
+async def test_recounting_gives_the_counters_the_triggers_kept(repository: Repository):
+    """What a bulk load (`thumbtune db copy`) relies on: counters recomputed from the rows
+    equal those the triggers kept through votes, retractions, verdicts and a forget."""
+    for version in (0, 1):
+        for index in range(3):
+            stored = await _answer(repository, version=version, candidates=2)
+            for voter in range(index + 2):
+                await repository.record_vote(
+                    response_id=stored.response_ids[0], voter=f"v{voter}", emoji="👍" if voter % 2 else "👎",
+                    reward=1.0 if voter % 2 else -1.0,
+                )  # fmt: skip
+    await repository.retract_vote(response_id=stored.response_ids[0], voter="v1", emoji="👍")
+    await repository.forget_person("v0")
+    queries = [
+        "SELECT version, answers, up, down FROM version_counts WHERE answers + up + down > 0 ORDER BY version",
+        "SELECT version, voter, votes FROM version_voters ORDER BY version, voter",
+        "SELECT day, votes, up, down FROM day_counts WHERE votes > 0 ORDER BY day",
+    ]
+
+    async def counters() -> list[list[tuple]]:
+        async with repository.database.reading() as db:
+            return [[tuple(row) for row in await (await db.execute(sql)).fetchall()] for sql in queries]
+
+    kept = await counters()
+    async with repository.database.transaction() as db:
+        await repository.database.recount(db)
+    assert await counters() == kept
+    assert kept[0] == [(0, 6, 4, 2), (1, 6, 3, 2)]  # v0's three 👎 forgotten, one 👍 retracted
+
+
+async def test_a_pending_prompt_whose_answer_was_posted_is_not_answered_again(repository: Repository):
+    """Killed after posting the answer (its message bound) but before marking the prompt
+    answered: the restart does not post it a second time."""
+    common = {"platform": "slack", "channel": "C1", "thread": "1.0", "conversation": None}
+    posted = await repository.take_pending(user="U1", author="a", text="posted", event_id="Ev1", **common)
+    stored_only = await repository.take_pending(user="U2", author="b", text="stored", event_id="Ev2", **common)
+    assert posted is not None and stored_only is not None
+    for pending in (posted, stored_only):
+        stored = await repository.record_answer(
+            platform="slack", channel="C1", author="a", text=pending.text, context="", pending_id=pending.pending_id,
+            responses=[NewResponse(text="answer", model_version=0, temperature=1, top_p=1, max_new_tokens=4)],
+        )  # fmt: skip
+        if pending is posted:
+            await repository.bind_message(stored.response_ids[0], "slack:C1:2.0")
+    assert [p.text for p in await repository.pending_prompts("slack")] == ["stored"]

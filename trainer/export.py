@@ -39,7 +39,7 @@ _VERDICTS = {"1\ufe0f\u20e3": "first", "2\ufe0f\u20e3": "second", "🤝": "tie",
 
 
 async def _load(
-    db: Path, *, gamma: float, redactor: Redactor
+    db: Path | str, *, gamma: float, redactor: Redactor
 ) -> tuple[FeedbackDataset, list[FeedbackAnswer], list[ComparisonVote]]:
     async with await Database.open(db) as database:
         repository = Repository(database)
@@ -55,7 +55,7 @@ async def _load(
 
 
 async def export_records(
-    db: Path, *, fmt: ExportFormat, gamma: float = 0.0, redact: Sequence[str] = KINDS
+    db: Path | str, *, fmt: ExportFormat, gamma: float = 0.0, redact: Sequence[str] = KINDS
 ) -> list[dict[str, object]]:
     """Every usable example (train and held-out alike), shaped for ``fmt``, scrubbed of ``redact``."""
     dataset, _, _ = await _load(db, gamma=gamma, redactor=Redactor.from_kinds(redact))
@@ -97,7 +97,7 @@ def comparison_records(
     return records
 
 
-def export_hf(db: Path, out: Path, *, gamma: float = 0.0, redact: Sequence[str] = KINDS) -> dict[str, int]:
+def export_hf(db: Path | str, out: Path, *, gamma: float = 0.0, redact: Sequence[str] = KINDS) -> dict[str, int]:
     """Write a ``datasets`` folder (``DatasetDict.save_to_disk``) with a dataset card; rows per split."""
     import asyncio
 
@@ -212,7 +212,7 @@ class ExportError(Exception):
 
 
 def export(
-    db: Path, *, fmt: ExportFormat, out: Path | None = None, gamma: float = 0.0, redact: Sequence[str] = KINDS
+    db: Path | str, *, fmt: ExportFormat, out: Path | None = None, gamma: float = 0.0, redact: Sequence[str] = KINDS
 ) -> int:
     """Write the records to ``out`` (stdout when None); says how many on stderr.
 

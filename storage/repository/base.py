@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import aiosqlite
-
-from storage.database import Database
+from storage.database import Connection, Cursor, Database
 
 T = TypeVar("T")
 
@@ -33,24 +31,25 @@ class Queries:
         return build(*row) if row else None
 
 
-def inserted_id(cursor: aiosqlite.Cursor) -> int:
-    """The rowid of the row an INSERT just wrote (SQLite always sets it then)."""
-    assert cursor.lastrowid is not None, "lastrowid is read only after an INSERT"
-    return cursor.lastrowid
+async def inserted_id(cursor: Cursor) -> int:
+    """The id of the row an ``INSERT ... RETURNING id`` just wrote (both backends)."""
+    row = await cursor.fetchone()
+    assert row is not None, "inserted_id reads the row of INSERT ... RETURNING id"
+    return int(row[0])
 
 
-async def count_of(cursor: aiosqlite.Cursor) -> int:
+async def count_of(cursor: Cursor) -> int:
     row = await cursor.fetchone()
     assert row is not None, "an aggregate query returns one row"
     return int(row[0])
 
 
-async def response_exists(db: aiosqlite.Connection, response_id: int) -> bool:
+async def response_exists(db: Connection, response_id: int) -> bool:
     cursor = await db.execute("SELECT 1 FROM responses WHERE id = ?", (response_id,))
     return await cursor.fetchone() is not None
 
 
-async def live_at(db: aiosqlite.Connection, version: int) -> float:
+async def live_at(db: Connection, version: int) -> float:
     """When ``version`` was first served; 0.0 when it never was (so "since" means all)."""
     cursor = await db.execute("SELECT live_at FROM model_versions WHERE version = ?", (version,))
     row = await cursor.fetchone()

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-import aiosqlite
-
+from storage.database import Connection
 from storage.repository.base import Queries
 
 
@@ -17,13 +16,13 @@ class EventQueries(Queries):
             return await claim(db, platform, event_id)
 
 
-async def new_event(db: aiosqlite.Connection, event: tuple[str, str] | None) -> bool:
+async def new_event(db: Connection, event: tuple[str, str] | None) -> bool:
     """Claim ``event`` (platform, event id) inside the caller's transaction: False when it
     was handled before (a platform's retry), True when it is new or there is none to claim."""
     return event is None or await claim(db, *event)
 
 
-async def claim(db: aiosqlite.Connection, platform: str, event_id: str) -> bool:
+async def claim(db: Connection, platform: str, event_id: str) -> bool:
     cursor = await db.execute(
         "INSERT INTO processed_events (platform, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         (platform, event_id, time.time()),

@@ -8,8 +8,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 
-import aiosqlite
-
+from storage.database import Connection
 from storage.dialogue import clean, render_prompt, without_turns
 from storage.repository.base import Queries
 from storage.repository.rows import ForgetCounts
@@ -30,6 +29,7 @@ class PrivacyQueries(Queries):
         ``secure_delete`` on no copy of the deleted text stays in the files.
         """
         async with self.database.transaction() as db:
+            await self.database.hold(db, f"person:{person}")  # a vote of theirs in another process waits
             await db.execute(
                 "INSERT INTO forgotten_people (person, forgotten_at) VALUES (?, ?)"
                 " ON CONFLICT (person) DO UPDATE SET forgotten_at = excluded.forgotten_at",
@@ -45,7 +45,9 @@ class PrivacyQueries(Queries):
             await db.execute("DELETE FROM pending_prompts WHERE author = ?", (person,))
         wiped = await self.database.checkpoint()
         if not wiped:
-            log.warning("forget: another process is reading the database; old pages stay in the WAL until it stops")
+            log.warning(
+                "forget: deleted rows are not all wiped yet (another reader); a later checkpoint or VACUUM does it"
+            )
         return ForgetCounts(
             prompts=prompts, votes=votes, corrections=corrections, contexts=contexts, wiped=wiped, texts=texts
         )
@@ -96,7 +98,7 @@ def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def _texts_of(db: aiosqlite.Connection, person: str) -> frozenset[str]:
+async def _texts_of(db: Connection, person: str) -> frozenset[str]:
     """What they wrote (prompts and corrections), as turns are written. Not the bot's answers
     to them: an example holding one holds their prompt too, and the same sentence said to
     someone else is not theirs."""
@@ -107,7 +109,7 @@ async def _texts_of(db: aiosqlite.Connection, person: str) -> frozenset[str]:
     return frozenset(cleaned for (text,) in await cursor.fetchall() if (cleaned := clean(text)))
 
 
-async def _scrub_contexts(db: aiosqlite.Connection, person: str) -> int:
+async def _scrub_contexts(db: Connection, person: str) -> int:
     """Take ``person``'s turns out of the stored dialogue of other people's later prompts in
     the conversations they took part in; how many prompts changed.
 

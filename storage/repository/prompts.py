@@ -44,15 +44,15 @@ class PromptQueries(Queries):
         async with self.database.transaction() as db:
             cursor = await db.execute(
                 "INSERT INTO prompts (platform, channel, author, conversation, text, context, created_at, mode)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (platform, channel, author, conversation, text, context, now, mode),
             )
-            prompt_id = inserted_id(cursor)
+            prompt_id = await inserted_id(cursor)
             ids = []
             for candidate, response in enumerate(responses):
                 cursor = await db.execute(
                     "INSERT INTO responses (prompt_id, candidate, text, model_version, temperature,"
-                    " top_p, max_new_tokens, created_at, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " top_p, max_new_tokens, created_at, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         prompt_id,
                         candidate,
@@ -65,7 +65,7 @@ class PromptQueries(Queries):
                         response.score,
                     ),
                 )
-                ids.append(inserted_id(cursor))
+                ids.append(await inserted_id(cursor))
             if pending_id is not None:
                 await db.execute("UPDATE pending_prompts SET prompt_id = ? WHERE id = ?", (prompt_id, pending_id))
         return StoredAnswer(prompt_id=prompt_id, response_ids=tuple(ids))
@@ -142,12 +142,13 @@ class PromptQueries(Queries):
         Oldest first, or newest first with ``newest_first``; at most ``limit`` of them.
         """
         order = "DESC" if newest_first else "ASC"  # one of two constants, never from input
+        bounded = "" if limit is None else " LIMIT ?"
         return await self._rows(
             lambda response_id, message_key: (int(response_id), str(message_key)),
             "SELECT r.id, r.message_key FROM responses r JOIN prompts p ON p.id = r.prompt_id"
             " WHERE p.platform = ? AND r.created_at >= ? AND r.message_key IS NOT NULL"
-            f" ORDER BY r.id {order} LIMIT ?",
-            (platform, since, -1 if limit is None else limit),
+            f" ORDER BY r.id {order}{bounded}",
+            (platform, since) if limit is None else (platform, since, limit),
         )
 
     async def prompt_channels(self, platform: str, *, limit: int) -> list[str]:

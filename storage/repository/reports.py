@@ -24,8 +24,8 @@ class ReportQueries(Queries):
         """(UTC day, votes, up, down) for the last ``days`` days, oldest first."""
         return await self._rows(
             lambda day, votes, up, down: (day, int(votes), int(up), int(down)),
-            "SELECT day, votes, up, down FROM day_counts WHERE day >= date(?, 'unixepoch') AND votes > 0 ORDER BY day",
-            (time.time() - days * 86_400,),
+            "SELECT day, votes, up, down FROM day_counts WHERE day >= ? AND votes > 0 ORDER BY day",
+            (time.strftime("%Y-%m-%d", time.gmtime(time.time() - days * 86_400)),),
         )
 
     async def recent_votes(self, *, limit: int = 20) -> list[RecentVote]:

@@ -28,10 +28,10 @@ class RunQueries(Queries):
     async def start_training_run(self, *, parent_version: int) -> int:
         async with self.database.transaction() as db:
             cursor = await db.execute(
-                "INSERT INTO training_runs (started_at, status, parent_version) VALUES (?, 'running', ?)",
+                "INSERT INTO training_runs (started_at, status, parent_version) VALUES (?, 'running', ?) RETURNING id",
                 (time.time(), parent_version),
             )
-            return inserted_id(cursor)
+            return await inserted_id(cursor)
 
     async def finish_training_run(
         self,

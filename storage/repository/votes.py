@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import time
 
-import aiosqlite
-
+from storage.database import Connection
 from storage.repository.base import Queries, count_of, inserted_id, live_at, response_exists
 from storage.repository.events import new_event
 from storage.repository.rows import ComparisonRef, ComparisonVote, CorrectionRow, VoteOutcome, VoteRow
 
 # How many votes a set of rows is: a comparison verdict is two rows (one per candidate) but one vote.
-_VOTE_COUNT = "SELECT coalesce(sum(comparison = 0) + sum(comparison = 1) / 2, 0) FROM votes"
+_VOTE_COUNT = (
+    "SELECT coalesce(sum(CASE WHEN comparison = 0 THEN 1 ELSE 0 END)"
+    " + sum(CASE WHEN comparison = 1 THEN 1 ELSE 0 END) / 2, 0) FROM votes"
+)
 
 
 class VoteQueries(Queries):
@@ -24,17 +26,37 @@ class VoteQueries(Queries):
         emoji: str,
         reward: float,
         event: tuple[str, str] | None = None,
+        daily_cap: int = 0,
     ) -> VoteOutcome:
-        """One vote per voter + answer + emoji; ``event`` = (platform, event id) for dedup."""
+        """One vote per voter + answer + emoji; ``event`` = (platform, event id) for dedup.
+
+        ``daily_cap``: refused (CAPPED) when the voter cast that many votes in the last 24
+        hours; checked in the same transaction, with the voter's lock held, so the cap holds
+        across bot processes sharing the database (0 = no cap)."""
         async with self.database.transaction() as db:
             if not await new_event(db, event):
                 return VoteOutcome.DUPLICATE_EVENT
             if not await response_exists(db, response_id):
                 return VoteOutcome.UNKNOWN_RESPONSE
-            if await _forgotten_since(db, voter, response_id):
-                return VoteOutcome.FORGOTTEN
+            if refused := await self._refused(db, voter, response_id, daily_cap):
+                return refused
             inserted = await _insert_vote(db, response_id, voter, emoji, reward, comparison=False)
             return VoteOutcome.RECORDED if inserted else VoteOutcome.ALREADY_RECORDED
+
+    async def _refused(self, db: Connection, voter: str, response_id: int, daily_cap: int) -> VoteOutcome | None:
+        """Why ``voter``'s vote on ``response_id`` may not be stored (forgotten, capped); None
+        when it may. Holds the voter's lock for the rest of the transaction: another
+        process's vote or forget of the same person waits (a no-op on SQLite, whose writers
+        take turns anyway)."""
+        await self.database.hold(db, f"person:{voter}")
+        if await _forgotten_since(db, voter, response_id):
+            return VoteOutcome.FORGOTTEN
+        if daily_cap:
+            since = time.time() - 86_400
+            cursor = await db.execute(_VOTE_COUNT + " WHERE voter = ? AND created_at >= ?", (voter, since))
+            if await count_of(cursor) >= daily_cap:
+                return VoteOutcome.CAPPED
+        return None
 
     async def retract_vote(
         self,
@@ -58,13 +80,15 @@ class VoteQueries(Queries):
         emoji: str,
         rewards: tuple[float, float],
         event: tuple[str, str] | None = None,
+        daily_cap: int = 0,
     ) -> VoteOutcome:
-        """One verdict on a comparison: a vote on each candidate (same voter and emoji), atomically."""
+        """One verdict on a comparison: a vote on each candidate (same voter and emoji),
+        atomically; ``daily_cap`` as for :meth:`record_vote`."""
         async with self.database.transaction() as db:
             if not await new_event(db, event):
                 return VoteOutcome.DUPLICATE_EVENT
-            if await _forgotten_since(db, voter, comparison.first.response_id):
-                return VoteOutcome.FORGOTTEN
+            if refused := await self._refused(db, voter, comparison.first.response_id, daily_cap):
+                return refused
             recorded = 0
             for response_id, reward in zip(comparison.response_ids, rewards, strict=True):
                 recorded += await _insert_vote(db, response_id, voter, emoji, reward, comparison=True)
@@ -112,10 +136,10 @@ class VoteQueries(Queries):
             if not await response_exists(db, response_id):
                 return None
             cursor = await db.execute(
-                "INSERT INTO corrections (response_id, author, text, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO corrections (response_id, author, text, created_at) VALUES (?, ?, ?, ?) RETURNING id",
                 (response_id, author, text, time.time()),
             )
-            return inserted_id(cursor)
+            return await inserted_id(cursor)
 
     async def flag_response(self, response_id: int, *, event: tuple[str, str] | None = None) -> VoteOutcome:
         """Mark an answer as flagged: it is never trained on. Flags are not taken back."""
@@ -189,7 +213,7 @@ class VoteQueries(Queries):
 
 
 async def _insert_vote(
-    db: aiosqlite.Connection, response_id: int, voter: str, emoji: str, reward: float, *, comparison: bool
+    db: Connection, response_id: int, voter: str, emoji: str, reward: float, *, comparison: bool
 ) -> int:
     """Insert one vote row (tagged with the answer's model version); 0 when it already exists."""
     cursor = await db.execute(
@@ -201,7 +225,7 @@ async def _insert_vote(
     return cursor.rowcount
 
 
-async def _forgotten_since(db: aiosqlite.Connection, voter: str, response_id: int) -> bool:
+async def _forgotten_since(db: Connection, voter: str, response_id: int) -> bool:
     """Whether ``voter`` was forgotten after the answer was posted: a reaction the platform
     still shows on it may be from before the forget (platforms do not say when it was given)."""
     cursor = await db.execute(
@@ -212,7 +236,7 @@ async def _forgotten_since(db: aiosqlite.Connection, voter: str, response_id: in
     return await cursor.fetchone() is not None
 
 
-async def _votes_after(db: aiosqlite.Connection, since: float) -> list[VoteRow]:
+async def _votes_after(db: Connection, since: float) -> list[VoteRow]:
     cursor = await db.execute(
         "SELECT v.id, v.response_id, r.prompt_id, v.voter, v.emoji, v.reward,"
         " r.model_version, v.created_at FROM votes v JOIN responses r ON r.id = v.response_id"

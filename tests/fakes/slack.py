@@ -661,16 +661,22 @@ class FakeSlack:
         secret: str | None = None,
         timestamp: int | None = None,
     ) -> Delivery:
-        assert self._session is not None and self.events_url is not None, "start the fake and set events_url"
+        url = self.target_url()
+        assert self._session is not None and url is not None, "start the fake and set events_url"
         all_headers = {
             "Content-Type": content_type,
             **signature_headers(body, secret=secret or self.signing_secret, timestamp=timestamp),
             **(headers or {}),
         }
         started = time.monotonic()
-        async with self._session.post(self.events_url, data=body.encode(), headers=all_headers) as response:
+        async with self._session.post(url, data=body.encode(), headers=all_headers) as response:
             text = await response.text()
         return Delivery(response.status, text, envelope, time.monotonic() - started)
+
+    def target_url(self) -> str | None:
+        """Where the next HTTP delivery goes: the app's URL (a test with several app processes
+        overrides it, as a load balancer in front of them would)."""
+        return self.events_url
 
     async def _send_socket(
         self,
