@@ -16,6 +16,7 @@ from trainer.dataset import (
     build_dataset,
     credited_rewards,
     dpo_records,
+    group_id,
     is_held_out,
     kto_records,
     readiness,
@@ -136,7 +137,7 @@ def test_split_is_stable_and_keeps_a_conversation_together() -> None:
     again = build_dataset(answers=answers, votes=votes, options=options)
     assert first == again
     assert first.held_out and first.train
-    assert {e.group for e in first.train} <= {f"c:c{n}" for n in range(30)}  # split by conversation
+    assert {e.group for e in first.train} <= {group_id(f"c:c{n}") for n in range(30)}  # split by conversation
     assert not {e.group for e in first.held_out} & {e.group for e in first.train}
     assert is_held_out("c:x", fraction=0.0, salt="s") is False
 
@@ -147,7 +148,7 @@ def test_a_single_long_conversation_still_holds_answers_out() -> None:
     votes = [vote(i, 1.0 if i % 3 else -1.0) for i in range(1, 61)]
     data = build_dataset(answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.2))
     assert data.train and data.held_out and len(data.held_out) < len(data.train)
-    assert {e.group for e in data.held_out} <= {f"q:question {i}" for i in range(1, 61)}  # split by question
+    assert {e.group for e in data.held_out} <= {group_id(f"q:question {i}") for i in range(1, 61)}  # by question
     by_conversation = build_dataset(
         answers=answers, votes=votes, options=BuildOptions(held_out_fraction=0.2, min_split_groups=1)
     )

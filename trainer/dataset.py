@@ -156,6 +156,12 @@ def group_of(answer: FeedbackAnswer, *, by_prompt: bool = False) -> str:
     return "q:" + " ".join(answer.prompt_text.casefold().split())
 
 
+def group_id(key: str) -> str:
+    """What an example keeps of its split key: a digest, so neither a question's text (a
+    person's words, before any scrubbing) nor a conversation id rides along in a snapshot."""
+    return "g:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def is_held_out(group: str, *, fraction: float, salt: str) -> bool:
     """Stable split: the same group lands on the same side on every run."""
     if fraction <= 0:
@@ -183,7 +189,14 @@ def build_dataset(
     by_prompt = len({group_of(a) for a in usable}) < options.min_split_groups
 
     def group(answer: FeedbackAnswer) -> str:
-        return group_of(answer, by_prompt=by_prompt)
+        return group_id(group_of(answer, by_prompt=by_prompt))
+
+    # The split is drawn on the key itself; examples carry only its digest.
+    held_groups = {
+        group_id(key)
+        for key in {group_of(a, by_prompt=by_prompt) for a in usable}
+        if is_held_out(key, fraction=options.held_out_fraction, salt=options.split_salt)
+    }
 
     examples: list[Example] = []
     ties = 0
@@ -207,7 +220,7 @@ def build_dataset(
     examples = _with_unpaired(examples, pairs)
 
     def held(group: str) -> bool:
-        return is_held_out(group, fraction=options.held_out_fraction, salt=options.split_salt)
+        return group in held_groups
 
     train = tuple(e for e in examples if not held(e.group))
     # A held-out answer said word for word to the same prompt in training is no test of
