@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM
 
 from bot.snapshots import prepare
 from storage.database import Database
-from storage.registry import ModelRegistry
+from storage.registry import ModelRegistry, adapter_of
 from storage.repository import Repository
 from storage.reward import RewardHead
 from tests.feedback_data import seed_preference
@@ -127,6 +127,11 @@ async def test_lora_run_publishes_a_plain_model_with_changed_attention(
     assert result.status in ("published", "rejected") and result.version == 1, result.reason
     folder = tmp_path / "models" / "versions" / "0001"
     assert not (folder / "adapter_config.json").exists()  # merged: loads without peft
+    # The adapter over version 0 is kept beside it (an engine such as vLLM loads it), MBs less.
+    adapter = adapter_of(folder)
+    assert adapter is not None and (adapter / "adapter_model.safetensors").stat().st_size < (
+        folder / "model.safetensors"
+    ).stat().st_size
     before, after = weights(model), weights(folder)
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     # The attention projections of each architecture, found by PEFT's table, not named here.
