@@ -129,9 +129,10 @@ async def test_lora_run_publishes_a_plain_model_with_changed_attention(
     assert not (folder / "adapter_config.json").exists()  # merged: loads without peft
     # The adapter over version 0 is kept beside it (an engine such as vLLM loads it), MBs less.
     adapter = adapter_of(folder)
-    assert adapter is not None and (adapter / "adapter_model.safetensors").stat().st_size < (
-        folder / "model.safetensors"
-    ).stat().st_size
+    assert (
+        adapter is not None
+        and (adapter / "adapter_model.safetensors").stat().st_size < (folder / "model.safetensors").stat().st_size
+    )
     before, after = weights(model), weights(folder)
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     # The attention projections of each architecture, found by PEFT's table, not named here.
