@@ -11,6 +11,8 @@ on the tiny GPT-2 and the tiny Llama, and stops them. Reports, in one JSON objec
   vLLM: full weights replaced in the server on GPT-2, a LoRA adapter loaded on Llama);
 - **bytes per version**: what reaches the engine for each kind (the adapter folder vs
   the full weights);
+- **best-of-4 ranking** with vLLM: seconds for the reward head's forward pass over four
+  candidates, on the bot's CPU (vLLM returns no hidden states);
 - the server start time, for the record.
 
 On a CPU the figures describe the plumbing (HTTP, scheduling, weight loading), not a
@@ -25,17 +27,21 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-from bench.common import emit, quick_args
+from bench.common import emit, median, quick_args
 from bench.vllm_server import VllmServer
 from bot.generation import Engine, Generator, SamplingParams
-from bot.generation.vllm import VllmEngine
+from bot.generation.vllm import Ranker, VllmEngine
 from bot.tinymodel import TinyModelSpec, make_tiny_model
 from storage.dialogue import render_prompt
 from storage.registry import ADAPTER_DIR, ModelRegistry
+from storage.reward import RewardHead
 
 LEVELS = (1, 8, 32)
 
@@ -66,6 +72,23 @@ async def version_live(engine: Engine, registry: ModelRegistry, folder: Path, pa
     return time.perf_counter() - started
 
 
+def ranking_model(folder: Path) -> tuple[Any, Any, RewardHead]:
+    """The model, tokenizer and a (random) reward head a Ranker needs."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    width = int(model.config.hidden_size)
+    rng = np.random.default_rng(0)
+    head = RewardHead(rng.normal(size=width), 0.0, np.zeros(width), np.ones(width), examples=8, ranks=True)
+    return model, AutoTokenizer.from_pretrained(folder), head
+
+
+def seconds(run: Any) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
 def size(folder: Path, *, skip: str | None = None) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and (skip is None or skip not in p.parts))
 
@@ -90,7 +113,8 @@ def lora_copy(base: Path, target: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(base)
     adapted = get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     adapted.save_pretrained(str(target / ADAPTER_DIR))
-    adapted.merge_and_unload().save_pretrained(target)
+    merged: Any = adapted.merge_and_unload()
+    merged.save_pretrained(target)
     AutoTokenizer.from_pretrained(base).save_pretrained(target)
     return target
 
@@ -126,6 +150,13 @@ async def run(args: argparse.Namespace, root: Path) -> dict:
             result["vllm_answers_per_s"] = {
                 str(level): round(await throughput(remote, prompts[level], level, params), 2) for level in LEVELS
             }
+            # Best-of-4 with vLLM: the reward head scores the candidates beside the engine.
+            ranker = Ranker(0, *ranking_model(gpt2))
+            best = replace(params, candidates=4)
+            asked = [render_prompt(f"question number {index}") for index in range(8)]
+            answers = [await remote.generate(question, best) for question in asked]
+            took = [seconds(lambda q=q, a=a: ranker.rank(q, a.texts)) for q, a in zip(asked, answers, strict=True)]
+            result["vllm_best_of_4_ranking_s"] = round(median(took), 4)
             registry = ModelRegistry(root / "reg-vllm-gpt2")
             result["vllm_version_live_s"] = {
                 "full_weights_gpt2": round(await version_live(remote, registry, full, params), 3)

@@ -17,6 +17,9 @@ and ``/metrics`` work unchanged.
   traffic. Requests go to the ready replica with the fewest in flight; a replica that
   fails mid-request is marked down and the request goes to another. With none ready, a
   prompt waits up to its timeout (then gets :class:`EngineUnavailable`, a "busy" kind).
+- **Best-of-n**: the ``n`` candidates come from one request; where the version's reward
+  head ranks, it scores them here (:class:`Ranker`: vLLM returns no hidden states, so
+  the bot keeps the version's weights for that one forward pass).
 - **Versions** live inside the servers. A version whose folder keeps a PEFT adapter
   (``adapter/``, trained with LoRA) is loaded with ``POST /v1/load_lora_adapter`` as
   ``thumbtune-vN`` into every replica and new requests name it; the old adapter is
@@ -39,7 +42,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,7 @@ from bot.generation.status import EngineState, ReplicaState
 from bot.generation.worker import Generation
 from storage.dialogue import BOT, USER, ModelDialogue, stop_token_ids
 from storage.registry import BASE_VERSION, adapter_of
+from storage.reward import RewardHead, answer_features
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +120,40 @@ class Replica:
         return None
 
 
+@dataclass(frozen=True)
+class Ranker:
+    """Best-of-n beside the engine: the version's reward head over hidden states computed here.
+
+    vLLM returns no hidden states, so the bot keeps the version's weights on its own CPU
+    for one forward pass over the candidates (bench.engines measures what that costs)."""
+
+    version: int
+    model: Any
+    tokenizer: Any
+    reward: RewardHead
+
+    @classmethod
+    def load(cls, source: str, version: int) -> Ranker | None:
+        """The version's ranker; None without a reward head that ranks (version 0, little evidence)."""
+        reward = RewardHead.load(source) if Path(source).is_dir() else None
+        if reward is None or not reward.ranks:
+            return None
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True).eval()
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        except Exception as exc:  # OSError, ValueError, a SafetensorError for damaged weights, ...
+            raise ModelLoadError(f"version {version}: its reward model needs its weights ({exc})"[:300]) from exc
+        return cls(version, model, tokenizer, reward)
+
+    def rank(self, prompt: str, texts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """The candidates best first, with their scores (runs on a worker thread)."""
+        features = answer_features(self.model, self.tokenizer, [(prompt, text) for text in texts])
+        scored = sorted(zip(self.reward.score(features).tolist(), texts, strict=True), key=lambda pair: -pair[0])
+        return tuple(text for _, text in scored), tuple(round(score, 4) for score, _ in scored)
+
+
 class VllmEngine:
     """Generation by vLLM servers (one or several replicas), with versions loaded into them."""
 
@@ -158,6 +196,7 @@ class VllmEngine:
         self._probing: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._rotation = 0
+        self._ranker: Ranker | None = None  # the current version's, where its reward head ranks
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -172,6 +211,7 @@ class VllmEngine:
         self._dialogue, self._stops, self._max_positions = ModelDialogue(tokenizer), sorted(stops), positions
         self._session = aiohttp.ClientSession(headers=self._headers)
         self._current = self._target(source, version)
+        self._ranker = await asyncio.to_thread(Ranker.load, source, version)
         try:
             results = await asyncio.gather(*(self._probe(replica) for replica in self.replicas))
         except BaseException:
@@ -228,8 +268,9 @@ class VllmEngine:
 
     @property
     def ranks_candidates(self) -> bool:
-        # The reward head scores the version's hidden states, which the servers do not return.
-        return False
+        """Whether the current version's reward head ranks candidates (computed beside the engine)."""
+        ranker, current = self._ranker, self._current
+        return ranker is not None and current is not None and ranker.version == current.version
 
     def queued(self) -> int:
         return self._waiting
@@ -294,10 +335,16 @@ class VllmEngine:
                     continue
                 replica, model = picked
                 try:
-                    return await self._complete(replica, model, target, ids, params, deadline - loop.time())
+                    generation = await self._complete(replica, model, target, ids, params, deadline - loop.time())
                 except ReplicaFailed as exc:
                     log.warning("vLLM replica %s failed a request (%s); trying another", replica.url, exc)
                     self._lost(replica, str(exc))
+                    continue
+                ranker = self._ranker
+                if params.rank and len(generation.texts) > 1 and ranker and ranker.version == target.version:
+                    texts, scores = await asyncio.to_thread(ranker.rank, prompt, generation.texts)
+                    generation = replace(generation, texts=texts, scores=scores)
+                return generation
         finally:
             self._waiting -= 1
 
@@ -415,6 +462,7 @@ class VllmEngine:
             assert self._current is not None
             new, old = self._target(source, version), self._current
             started = time.monotonic()
+            ranker = await asyncio.to_thread(Ranker.load, str(source), version)
             live = [replica for replica in self.replicas if replica.up]
             loaded = await asyncio.gather(*(self._bring_locked(replica, new) for replica in live))
             if live and not any(loaded):
@@ -422,7 +470,7 @@ class VllmEngine:
                 for replica in live:  # weights may have moved under a failed load
                     await self._bring_locked(replica, old)
                 raise ModelLoadError(f"no vLLM server could load version {version} ({reasons})")
-            self._current = new
+            self._current, self._ranker = new, ranker
             self._previous = old if self.keep_previous and old.version != new.version else None
             self._notify()
             log.info(
