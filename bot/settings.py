@@ -311,7 +311,9 @@ class Settings(BaseSettings):
         urls = [url.rstrip("/") for url in value]
         for url in urls:
             parsed = urlsplit(url)
-            if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.username or parsed.query:
+            if "@" in parsed.netloc:  # never echoed: it would put a password in the log
+                raise ValueError("must not carry a user or password (the key goes in THUMBTUNE_ENGINE_API_KEY)")
+            if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query:
                 raise ValueError(f"expected base URLs like http://gpu-host:8000, got {url[:80]!r}")
         if len(set(urls)) != len(urls):
             raise ValueError("names one server twice")
