@@ -83,7 +83,7 @@ def ranking_model(folder: Path) -> tuple[Any, Any, RewardHead]:
     return model, AutoTokenizer.from_pretrained(folder), head
 
 
-def seconds(run: Any) -> float:
+def time_of(run: Any) -> float:
     started = time.perf_counter()
     run()
     return time.perf_counter() - started
@@ -155,7 +155,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict:
             best = replace(params, candidates=4)
             asked = [render_prompt(f"question number {index}") for index in range(8)]
             answers = [await remote.generate(question, best) for question in asked]
-            took = [seconds(lambda q=q, a=a: ranker.rank(q, a.texts)) for q, a in zip(asked, answers, strict=True)]
+            took = [time_of(lambda q=q, a=a: ranker.rank(q, a.texts)) for q, a in zip(asked, answers, strict=True)]
             result["vllm_best_of_4_ranking_s"] = round(median(took), 4)
             registry = ModelRegistry(root / "reg-vllm-gpt2")
             result["vllm_version_live_s"] = {
