@@ -132,9 +132,9 @@ def lora_version(base: Path, target: Path) -> Path:
 
 
 # --- answers through the bot ------------------------------------------------------------
-def test_the_shell_answers_through_vllm(gpt2_server: VllmServer, settings_env, monkeypatch) -> None:
+async def test_the_shell_answers_through_vllm(gpt2_server: VllmServer, settings_env, monkeypatch) -> None:
     env = engine_env(settings_env, monkeypatch, gpt2_server.url)
-    result = thumbtune(["run"], env, stdin="hello there\n+\n")
+    result = await asyncio.to_thread(thumbtune, ["run"], env, stdin="hello there\n+\n")
     assert result.returncode == 0, result.stderr
     answers = [line for line in result.stdout.splitlines() if line.startswith("bot [v0]: ")]
     assert len(answers) == 1 and "(recorded 👍)" in result.stdout
