@@ -604,7 +604,10 @@ class VllmEngine:
     async def _probe_forever(self) -> None:
         while True:
             await asyncio.sleep(self.probe_s)
-            await asyncio.gather(*(self._probe(replica) for replica in self.replicas))
+            results = await asyncio.gather(*(self._probe(replica) for replica in self.replicas), return_exceptions=True)
+            for replica, result in zip(self.replicas, results, strict=True):
+                if isinstance(result, Exception):  # an answer of a shape we did not expect: log, probe again
+                    log.error("probing vLLM replica %s failed: %s: %s", replica.url, type(result).__name__, result)
 
     async def _probe(self, replica: Replica) -> bool:
         """Is the replica up, and does it hold the current version? Brings it there if not."""
