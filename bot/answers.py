@@ -20,7 +20,7 @@ from dataclasses import replace
 from bot.commands import FORGET_ME, Commands, parse_command
 from bot.comparison import COMPARE_REACTIONS, render_comparison, split_compare_request
 from bot.events import RATING_REACTIONS, IncomingPrompt, Reply
-from bot.generation import GenerationError, GenerationTimeout, Generator, GeneratorBusy, SamplingParams
+from bot.generation import Engine, EngineUnavailable, GenerationError, GenerationTimeout, GeneratorBusy, SamplingParams
 from bot.limits import RateLimiter
 from bot.metrics import Metrics
 from storage.dialogue import render_prompt
@@ -41,7 +41,7 @@ class Answers:
         self,
         *,
         repository: Repository,
-        generator: Generator,
+        generator: Engine,
         persons: PersonKeys,
         sampling: SamplingParams,
         commands: Commands,
@@ -301,6 +301,8 @@ class NotStored(Exception):
 
 def _refusal(exc: GenerationError) -> str:
     """The metrics' name for why the generator gave no answer."""
+    if isinstance(exc, EngineUnavailable):
+        return "engine_down"
     if isinstance(exc, GeneratorBusy):
         return "busy"
     return "timeout" if isinstance(exc, GenerationTimeout) else "failed"

@@ -12,7 +12,7 @@ from bot.answers import Answers
 from bot.commands import AdminActions, Commands
 from bot.feedback import EmojiTable
 from bot.forgetting import Copies
-from bot.generation import Generator, ModelLoadError, SamplingParams
+from bot.generation import Engine, Generator, ModelLoadError, SamplingParams
 from bot.limits import RateLimiter
 from bot.loop import Loop, apply_retention
 from bot.metrics import Metrics
@@ -35,7 +35,7 @@ class Runtime:
     settings: Settings
     database: Database
     repository: Repository
-    generator: Generator
+    generator: Engine  # bot.generation.Generator, or the vLLM client (THUMBTUNE_ENGINE)
     service: BotService
     loop: Loop
     web: WebServer | None = None  # dashboard, /healthz and /metrics (THUMBTUNE_DASHBOARD_PORT)
@@ -50,7 +50,23 @@ def sampling_from(settings: Settings) -> SamplingParams:
     )
 
 
-def generator_from(settings: Settings, *, source: str, version: int) -> Generator:
+def generator_from(settings: Settings, *, source: str, version: int) -> Engine:
+    """The engine of THUMBTUNE_ENGINE, serving ``version`` (read from ``source``) once started."""
+    if settings.engine == "vllm":
+        from bot.generation.vllm import VllmEngine  # only where chosen
+
+        key = settings.engine_api_key
+        return VllmEngine(
+            urls=settings.engine_url,
+            source=source,
+            version=version,
+            base_model=settings.model,
+            api_key=key.get_secret_value() if key is not None else None,
+            probe_s=settings.engine_probe_s,
+            queue_size=settings.queue_size,
+            request_timeout_s=settings.request_timeout_s,
+            keep_previous=settings.challenger_share > 0,
+        )
     return Generator(
         source=source,
         version=version,
@@ -105,7 +121,7 @@ def _writes_at_start(settings: Settings) -> Iterator[None]:
 def compose_service(
     settings: Settings,
     repository: Repository,
-    generator: Generator,
+    generator: Engine,
     persons: PersonKeys,
     registry: ModelRegistry,
     metrics: Metrics,
@@ -166,7 +182,7 @@ def warn_if_open_to_others(settings: Settings) -> None:
         )
 
 
-async def start_generator(settings: Settings, registry: ModelRegistry) -> Generator:
+async def start_generator(settings: Settings, registry: ModelRegistry) -> Engine:
     """Serve the registry's current version, else the base model.
 
     A current version that no longer loads (a damaged folder) is logged and the base
@@ -185,7 +201,7 @@ async def start_generator(settings: Settings, registry: ModelRegistry) -> Genera
     return generator
 
 
-async def _hold_parent(generator: Generator, registry: ModelRegistry, settings: Settings, parent: int) -> None:
+async def _hold_parent(generator: Engine, registry: ModelRegistry, settings: Settings, parent: int) -> None:
     """Champion vs challenger after a restart: load the served version's parent as the previous one."""
     try:
         source = settings.model if parent == BASE_VERSION else str(registry.local_copy(parent))
@@ -209,7 +225,8 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
         with _writes_at_start(settings):
             await apply_retention(settings, repository)
         registry = registry_from(settings)
-        async with await start_generator(settings, registry) as generator:
+        generator = await start_generator(settings, registry)
+        try:
             version = generator.version
             parent = registry.get(version).parent if version != BASE_VERSION else None
             with _writes_at_start(settings):
@@ -241,3 +258,5 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
                 if runtime.web is not None:
                     await runtime.web.stop()
                 await retraining.stop()
+        finally:
+            await generator.close()

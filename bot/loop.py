@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.changes import summary
-from bot.generation import Generator, ModelLoadError
+from bot.generation import Engine, ModelLoadError
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.training import TrainingOutcome, TrainingRuns, check_artifacts, training_unavailable
@@ -67,7 +67,7 @@ class Loop:
         *,
         settings: Settings,
         repository: Repository,
-        generator: Generator,
+        generator: Engine,
         registry: ModelRegistry,
         launcher: list[str] | None = None,
         announce: Announce | None = None,

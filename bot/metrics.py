@@ -1,8 +1,8 @@
 """The bot's numbers for Prometheus: one registry per running bot, scraped at ``/metrics`` (bot.web).
 
 Counters move where things happen (bot.service for prompts, answers, refusals and votes;
-the Generator's worker for batch sizes; bot.loop for training runs); the queue depth and
-the serving version are read when scraped.
+the engine for batch sizes and, for vLLM, each request to a replica; bot.loop for training
+runs); the queue depth, the serving version and the ready replicas are read when scraped.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from bot.generation import Generator
+    from bot.generation import Engine
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -55,14 +55,42 @@ class Metrics:
             buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
             registry=registry,
         )
+        self.engine_seconds = Histogram(
+            "thumbtune_engine_seconds",
+            "Time of one request to a vLLM replica (THUMBTUNE_ENGINE=vllm), by replica",
+            ["replica"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+            registry=registry,
+        )
+        self.engine_errors = Counter(
+            "thumbtune_engine_errors",
+            "Requests a vLLM replica failed, by replica and reason (unreachable, timeout, http_NNN)",
+            ["replica", "reason"],
+            registry=registry,
+        )
+        self.engine_replicas_ready = Gauge(
+            "thumbtune_engine_replicas_ready",
+            "Engine replicas up and holding the current version (1 for the local engine while it runs)",
+            registry=registry,
+        )
         self.queue_depth = Gauge("thumbtune_queue_depth", "Requests waiting for the generator", registry=registry)
         self.serving_version = Gauge("thumbtune_serving_version", "The model version answering now", registry=registry)
 
-    def watch(self, generator: Generator) -> None:
+    def watch(self, generator: Engine) -> None:
         """Read the generator's queue and version when scraped; count its batches as they run."""
         self.queue_depth.set_function(generator.queued)
         self.serving_version.set_function(lambda: generator.version)
         generator.on_batch = self.batch_rows.observe
+        self.engine_replicas_ready.set_function(
+            lambda: sum(r.ready for r in generator.state().replicas) if generator.state().replicas else 1
+        )
+        if hasattr(generator, "on_call"):  # a remote engine tells each request to a replica
+            generator.on_call = self._engine_call
+
+    def _engine_call(self, replica: str, seconds: float, failure: str | None) -> None:
+        self.engine_seconds.labels(replica).observe(seconds)
+        if failure is not None:
+            self.engine_errors.labels(replica, failure).inc()
 
     def text(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -75,6 +76,19 @@ class Settings(BaseSettings):
     queue_size: int = Field(64, ge=1, le=100_000)
     request_timeout_s: float = Field(120.0, gt=0.0)
     max_prompt_chars: int = Field(2000, ge=1, le=MAX_PROMPT_CHARS)
+
+    # --- serving engine (bot.generation.vllm) ---------------------------------------
+    engine: Literal["local", "vllm"] = Field(
+        "local", description="local: the bot's own engine, in its process; vllm: the server(s) at THUMBTUNE_ENGINE_URL"
+    )
+    engine_url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="base URLs of the vLLM servers (one per replica, comma-separated), e.g. http://gpu-host:8000",
+    )
+    engine_api_key: SecretStr | None = Field(None, description="the vLLM servers' --api-key, if they have one")
+    engine_probe_s: float = Field(
+        2.0, gt=0.0, le=300.0, description="how often each vLLM replica is checked (up, which version it holds)"
+    )
 
     # --- feedback -------------------------------------------------------------------
     emoji_rewards: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EMOJI_REWARDS))
@@ -217,7 +231,7 @@ class Settings(BaseSettings):
         EmojiTable(value)  # two names of one emoji (+1, thumbsup) must agree
         return value
 
-    @field_validator("flag_emoji", "allowed_channels", "admins", "dashboard_allowed_hosts", mode="before")
+    @field_validator("flag_emoji", "allowed_channels", "admins", "dashboard_allowed_hosts", "engine_url", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -305,6 +319,26 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("engine_url")
+    @classmethod
+    def _check_engine_url(cls, value: list[str]) -> list[str]:
+        urls = [url.rstrip("/") for url in value]
+        for url in urls:
+            parsed = urlsplit(url)
+            if "@" in parsed.netloc:  # never echoed: it would put a password in the log
+                raise ValueError("must not carry a user or password (the key goes in THUMBTUNE_ENGINE_API_KEY)")
+            if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query:
+                raise ValueError(f"expected base URLs like http://gpu-host:8000, got {url[:80]!r}")
+        if len(set(urls)) != len(urls):
+            raise ValueError("names one server twice")
+        return urls
+
+    @model_validator(mode="after")
+    def _check_engine(self) -> Settings:
+        if self.engine == "vllm" and not self.engine_url:
+            raise ValueError("THUMBTUNE_ENGINE_URL: needed with THUMBTUNE_ENGINE=vllm (e.g. http://gpu-host:8000)")
+        return self
+
     @model_validator(mode="after")
     def _check_ray(self) -> Settings:
         if self.train_backend == "ray" and not self.ray_address:
@@ -374,6 +408,7 @@ class Settings(BaseSettings):
             self.slack_app_token,
             self.person_secret,
             self.database_url,
+            self.engine_api_key,
         )
         values = [secret.get_secret_value() for secret in secrets if secret is not None]
         if self.database_url is not None:  # the password alone too: a driver's message may quote it

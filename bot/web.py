@@ -11,7 +11,8 @@ or a browser signs in on the login form and gets a session cookie; anything else
 
 - ``GET /``, ``GET /versions/N``: the dashboard (bot.dashboard), read-only HTML;
 - ``GET /healthz``: JSON (serving version, queue depth, database ok, the last training
-  run and its status, whether the adapter is connected); 200 when healthy, else 503.
+  run and its status, whether the adapter is connected, the engine: reachable, which
+  version it serves, each vLLM replica); 200 when healthy, else 503.
 - ``GET /metrics``: the Prometheus text exposition of bot.metrics;
 - ``GET /login``, ``POST /login``, ``POST /logout``: a browser's sign-in and sign-out.
 """
@@ -22,6 +23,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -34,7 +36,7 @@ from storage.redact import Redactor
 
 if TYPE_CHECKING:
     from bot.adapters.base import Adapter
-    from bot.generation import Generator
+    from bot.generation import Engine
     from bot.metrics import Metrics
     from bot.settings import Settings
     from storage.database import Database
@@ -76,7 +78,7 @@ class WebServer:
         token: str | None,
         allowed_hosts: Sequence[str] = (),
         redact: Callable[[str], str] = str,
-        generator: Generator | None = None,
+        generator: Engine | None = None,
     ) -> None:
         self.database, self.repository, self.registry = database, repository, registry
         self.generator = generator
@@ -99,7 +101,7 @@ class WebServer:
         repository: Repository,
         registry: ModelRegistry,
         metrics: Metrics,
-        generator: Generator | None = None,
+        generator: Engine | None = None,
     ) -> WebServer:
         token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
         return cls(
@@ -267,7 +269,16 @@ class WebServer:
                 {"id": runs[0].run_id, "status": runs[0].status, "finished_at": runs[0].finished_at} if runs else None
             ),
         }
-        healthy = database_ok and connected is not False
+        if self.generator is not None:
+            engine = self.generator.state()
+            body["engine"] = {
+                "kind": engine.kind,
+                "reachable": engine.reachable,
+                "serving_version": engine.version,
+                "replicas": [asdict(replica) for replica in engine.replicas],
+            }
+        engine_ok = self.generator is None or bool(body["engine"]["reachable"])
+        healthy = database_ok and connected is not False and engine_ok
         body["status"] = "ok" if healthy else "unhealthy"
         return web.json_response(body, status=200 if healthy else 503)
 

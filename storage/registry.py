@@ -53,9 +53,17 @@ BASE_VERSION = 0
 KEEP_VERSIONS = 5  # versions kept besides the current one (THUMBTUNE_KEEP_VERSIONS); the one default
 METADATA_FILE = "version.json"
 CHANGES_FILE = "changes.json"  # what the version learned (trainer.changes)
+ADAPTER_DIR = "adapter"  # a LoRA version's PEFT adapter over version 0, beside its merged weights
 POINTER_FILE = "CURRENT"
 PUBLISHED = "published"
 REJECTED = "rejected"
+
+
+def adapter_of(folder: Path | str) -> Path | None:
+    """The PEFT adapter (over version 0) a version's folder keeps, if it has one: an engine
+    that loads adapters (vLLM) serves the version from it instead of the full weights."""
+    adapter = Path(folder) / ADAPTER_DIR
+    return adapter if (adapter / "adapter_config.json").is_file() else None
 
 
 class RegistryError(Exception):

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM
 
 from bot.snapshots import prepare
 from storage.database import Database
-from storage.registry import ModelRegistry
+from storage.registry import ModelRegistry, adapter_of
 from storage.repository import Repository
 from storage.reward import RewardHead
 from tests.feedback_data import seed_preference
@@ -127,12 +127,41 @@ async def test_lora_run_publishes_a_plain_model_with_changed_attention(
     assert result.status in ("published", "rejected") and result.version == 1, result.reason
     folder = tmp_path / "models" / "versions" / "0001"
     assert not (folder / "adapter_config.json").exists()  # merged: loads without peft
+    # The adapter over version 0 is kept beside it (an engine such as vLLM loads it), MBs less.
+    adapter = adapter_of(folder)
+    assert (
+        adapter is not None
+        and (adapter / "adapter_model.safetensors").stat().st_size < (folder / "model.safetensors").stat().st_size
+    )
     before, after = weights(model), weights(folder)
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     # The attention projections of each architecture, found by PEFT's table, not named here.
     adapted = ("c_attn",) if arch == "gpt2" else ("q_proj", "v_proj")
     assert changed and all(any(part in name for part in adapted) for name in changed), changed
     assert {part for part in adapted if any(part in name for name in changed)} == set(adapted)
+
+
+async def test_a_lora_version_on_a_lora_parent_keeps_one_adapter_over_version_0(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    """The second LoRA version trains the first one's adapter on: version 0 plus its adapter
+    is the version (what vLLM serves), with no merged parent in between."""
+    from peft import PeftModel
+
+    await seed(tmp_path, answers=40)
+    first = run(options(tmp_path, await take_snapshot(tmp_path, tiny_llama_dir), lora=True, learning_rate=1e-3))
+    registry = ModelRegistry(tmp_path / "models")
+    # The pointer moved by hand: the subject is the adapter chain, not the gate's verdict on 3 steps.
+    (tmp_path / "models" / "CURRENT").write_text(f"{first.version}\n")
+    second = run(options(tmp_path, await take_snapshot(tmp_path, tiny_llama_dir, run=2), lora=True, learning_rate=1e-3))
+    assert (second.parent, second.version) == (first.version, 2), second.reason
+    folder, adapter = registry.get(2).path, adapter_of(registry.get(2).path)
+    assert adapter is not None
+    rebuilt = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), str(adapter))
+    expected = rebuilt.merge_and_unload().state_dict()
+    saved, parent = weights(folder), weights(registry.get(1).path)
+    assert all(torch.allclose(saved[name], expected[name], atol=1e-5) for name in saved)
+    assert any(not torch.equal(saved[name], parent[name]) for name in saved)  # it learned on from version 1
 
 
 async def test_too_little_data_is_not_ready_with_the_reason(tmp_path: Path, tiny_model_dir: Path) -> None:

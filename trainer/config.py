@@ -113,7 +113,8 @@ class TrainConfig:
         metadata={
             "help": (
                 "Train LoRA adapters on the attention projections (found per architecture) and merge "
-                "them, instead of all weights."
+                "them, instead of all weights. The version also keeps its adapter over version 0 "
+                "(adapter/), which a vLLM engine loads without a restart."
             )
         },
     )

@@ -33,7 +33,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from storage.dialogue import ModelDialogue
 from storage.redact import KINDS as REDACT_KINDS
 from storage.redact import Redactor
-from storage.registry import BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError
+from storage.registry import ADAPTER_DIR, BASE_VERSION, PUBLISHED, REJECTED, ModelRegistry, RegistryError, adapter_of
 from storage.reward import RewardHead
 from trainer import snapshot
 from trainer.changes import FILE as CHANGES_FILE
@@ -191,11 +191,23 @@ def train_and_publish(
     folder_of = registry.staging() if ranks.main else _scratch_folder()
     with folder_of as folder:
         model, tokenizer = load_causal_lm(source, device=device)
+        # With LoRA the version also keeps its adapter over version 0 (vLLM loads it into a
+        # running server): from version 0, or by training on the parent's own adapter.
+        parent_adapter = adapter_of(source) if config.lora and parent != BASE_VERSION else None
+        if parent_adapter is not None:
+            model = _with_adapter(base_model, parent_adapter, device)
+        keep_adapter = folder / ADAPTER_DIR if config.lora and (parent == BASE_VERSION or parent_adapter) else None
         reference, _ = load_causal_lm(source, device=device)
         reference.eval()
         scratch = folder / ".scratch"
         model, stats, checkpoints = train_kto(
-            model=model, reference=reference, tokenizer=tokenizer, dataset=dataset, config=config, scratch=scratch
+            model=model,
+            reference=reference,
+            tokenizer=tokenizer,
+            dataset=dataset,
+            config=config,
+            scratch=scratch,
+            keep_adapter=keep_adapter,
         )
         tracking = _keep_tracking(config.report_to, scratch, options.snapshot) if ranks.main else None
         shutil.rmtree(scratch, ignore_errors=True)
@@ -368,11 +380,13 @@ def train_kto(
     dataset: FeedbackDataset,
     config: TrainConfig,
     scratch: Path,
+    keep_adapter: Path | None = None,
 ) -> tuple[PreTrainedModel, TrainStats, list[tuple[int, dict[str, torch.Tensor]]]]:
     """Fine-tune ``model`` with TRL's KTOTrainer against ``reference``: the trained model
-    (LoRA merged), its statistics, and the weights at ``config.checkpoints - 1`` evenly
-    spaced earlier steps ((step, trained weights by name), oldest first; none with LoRA,
-    whose adapters are merged away at the end)."""
+    (LoRA merged; the adapter saved first into ``keep_adapter`` if given; a ``model`` that
+    is a PEFT model already trains its own adapter on), its statistics, and the weights at
+    ``config.checkpoints - 1`` evenly spaced earlier steps ((step, trained weights by name),
+    oldest first; none with LoRA, whose adapters are merged away at the end)."""
     # Imported here: TRL is slow to import and only this step needs it.
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
@@ -409,7 +423,7 @@ def train_kto(
         dataloader_num_workers=0,
     )
     peft_config = None
-    if config.lora:
+    if config.lora and not _is_peft(model):
         from peft import LoraConfig
 
         targets, fan_in_fan_out = lora_targets(model)
@@ -441,6 +455,8 @@ def train_kto(
         from peft import PeftModel
 
         assert isinstance(trained, PeftModel), "TRL wraps the model in PEFT when given a peft_config"
+        if keep_adapter is not None:
+            trained.save_pretrained(str(keep_adapter))  # adapter_config.json + adapter_model.safetensors
         trained = trained.merge_and_unload()  # a plain model again, loadable without peft
     if not isinstance(trained, PreTrainedModel):
         raise TypeError(f"training ended with a {type(trained).__name__}, not a transformers model")
@@ -456,6 +472,20 @@ def train_kto(
         undesirable_weight=undesirable_weight,
     )
     return trained, stats, [(step, weights) for step, weights in keep.kept if step < steps]
+
+
+def _is_peft(model: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def _with_adapter(base_model: str, adapter: Path, device: torch.device) -> Any:
+    """Version 0 with a parent's adapter on it, the adapter trainable."""
+    from peft import PeftModel
+
+    base, _ = load_causal_lm(base_model, device=device)
+    return PeftModel.from_pretrained(base, str(adapter), is_trainable=True)
 
 
 def _no_checkpointing(config_type: type) -> dict[str, Any]:

@@ -8,6 +8,8 @@ The package's modules, each with one job (no module imports one listed after it)
 - ``loading``: picking the device, loading a model and tokenizer, the Hub reachability check.
 - ``decoding``: sampling settings, the sampler and the decoding loop.
 - ``worker``: ``Generator``, the worker thread with its queue, batching and hot swap.
+- ``engine``: ``Engine``, what the bot needs from an engine (``Generator`` or ``VllmEngine``).
+- ``vllm``: ``VllmEngine``, answers from vLLM servers (``THUMBTUNE_ENGINE=vllm``), imported where chosen.
 
 The rest of the bot imports from here.
 """
@@ -20,11 +22,21 @@ from bot.generation.decoding import (
     sample,
     sample_top_k_top_p,
 )
-from bot.generation.errors import GenerationError, GenerationTimeout, GeneratorBusy, ModelLoadError
+from bot.generation.engine import Engine, EngineState, ReplicaState
+from bot.generation.errors import (
+    EngineUnavailable,
+    GenerationError,
+    GenerationTimeout,
+    GeneratorBusy,
+    ModelLoadError,
+)
 from bot.generation.loading import LoadedModel, load_model, pick_device
 from bot.generation.worker import Generation, Generator
 
 __all__ = [
+    "Engine",
+    "EngineState",
+    "EngineUnavailable",
     "Generation",
     "GenerationError",
     "GenerationTimeout",
@@ -32,6 +44,7 @@ __all__ = [
     "GeneratorBusy",
     "LoadedModel",
     "ModelLoadError",
+    "ReplicaState",
     "SamplingParams",
     "TransformersForward",
     "decode",

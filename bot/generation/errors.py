@@ -19,3 +19,10 @@ class GenerationTimeout(GenerationError):
 
 class ModelLoadError(GenerationError):
     """A model could not be loaded or failed its warm-up sample."""
+
+
+class EngineUnavailable(GeneratorBusy):
+    """No server of the engine can answer now (down, or still loading the current version)."""
+
+    def __init__(self) -> None:
+        GenerationError.__init__(self, "I can't reach my model server right now; please try again shortly.")

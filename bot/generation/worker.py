@@ -26,6 +26,7 @@ import torch
 from bot.generation.decoding import SamplingParams, sample
 from bot.generation.errors import GenerationError, GenerationTimeout, GeneratorBusy, ModelLoadError
 from bot.generation.loading import LoadedModel, load_model
+from bot.generation.status import EngineState
 from storage.dialogue import render_prompt
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,11 @@ class Generator:
 
     def queued(self) -> int:
         return self._queue.qsize()
+
+    def state(self) -> EngineState:
+        """In-process: reachable while the worker runs."""
+        running = self._worker is not None and self._loaded is not None
+        return EngineState(kind="local", reachable=running, version=self._loaded.version if self._loaded else 0)
 
     # --- asking ---------------------------------------------------------------------
     async def generate(
