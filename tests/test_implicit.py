@@ -94,10 +94,10 @@ async def test_implicit_off_reads_nothing_beyond_reactions(runtime) -> None:
 # --- Slack -------------------------------------------------------------------------------
 @session_loop
 async def test_slack_a_thread_reply_is_stored_once_and_a_retried_event_changes_nothing(
-    bot,
-    fake,
+    bot,  # noqa: F811 (the fixture imported from test_slack)
+    fake,  # noqa: F811
     runtime,
-    caplog,  # noqa: F811
+    caplog,
 ) -> None:
     question, answer = await ask_in_channel(fake, "what is a haiku?", user="U1")
     thanks = fake.envelope(
@@ -156,3 +156,19 @@ async def test_discord_a_reply_mentioning_the_bot_is_read_once_and_forgotten(
         await wait_for(lambda: fake_discord.answer_to(forgotten), timeout=30)
         await handlers_done()
         assert await rows(runtime, "SELECT id FROM implicit_signals") == []
+
+
+@session_loop
+async def test_models_shows_each_kinds_agreement_with_votes(runtime) -> None:
+    from bot.events import IncomingReaction, message_key
+    from bot.implicit import agreement_table
+
+    chat = ShellChat(runtime.service, stdin=io.StringIO("what is a haiku\nthat's wrong\n"), stdout=io.StringIO())
+    await chat.serve()
+    [(first,)] = await rows(runtime, "SELECT response_id FROM implicit_signals")
+    reaction = IncomingReaction(platform="shell", message_key=message_key("shell", str(first)), user="u", emoji="👎")
+    await runtime.service.on_reaction(reaction)
+    table = await agreement_table(runtime.repository)
+    assert "reply_negative" in table.splitlines()[2] and "100%" in table.splitlines()[2]
+    assert "default: nothing to calibrate on" in table.splitlines()[1]  # reply_positive
+    assert table in await runtime.loop.models()  # the `models` chat command shows it

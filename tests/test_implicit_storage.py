@@ -123,3 +123,61 @@ async def test_the_answer_shown_before_is_found_by_conversation_then_by_channel(
         is None
     )
     assert first < second
+
+
+# --- training: weights learned from the answers that also have votes ---------------------
+def _signal(response_id: int, kind: str, value: float, *, better: int | None = None, person: str = "p"):
+    from storage.repository import SignalRow
+
+    return SignalRow(0, response_id, response_id, person, kind, value, better, 0, 0.0)
+
+
+def _vote(response_id: int, reward: float, voter: str = "v"):
+    from storage.repository import VoteRow
+
+    return VoteRow(0, response_id, response_id, voter, "👍" if reward > 0 else "👎", reward, 0, 0.0)
+
+
+def test_signal_weights_follow_agreement_with_votes_and_default_without_any():
+    from trainer.dataset import DEFAULT_SIGNAL_WEIGHT, PRIOR_ANSWERS, signal_weights
+
+    # 10 answers with votes: thanks agree on all 10, rephrasings on 5 of 10 (chance).
+    signals = [_signal(i, "reply_positive", 0.8) for i in range(10)]
+    signals += [_signal(100 + i, "rephrase", -1.0) for i in range(10)]
+    votes = [_vote(i, 1.0) for i in range(10)] + [_vote(100 + i, 1.0 if i < 5 else -1.0) for i in range(10)]
+    weights = signal_weights(signals, votes)
+    assert (weights["reply_positive"].answers, weights["reply_positive"].agreed) == (10, 10)
+    assert weights["reply_positive"].weight == round((10 * 1.0 + PRIOR_ANSWERS * DEFAULT_SIGNAL_WEIGHT) / 20, 4)
+    assert weights["rephrase"].rate == 0.5 and weights["rephrase"].weight == DEFAULT_SIGNAL_WEIGHT / 2
+    # Nothing to calibrate on: the conservative default.
+    assert weights["retry"].answers == 0 and weights["retry"].weight == DEFAULT_SIGNAL_WEIGHT
+
+
+def test_implicit_signals_label_unvoted_answers_and_a_retry_is_a_pair(tmp_path):
+    from storage.repository import FeedbackAnswer
+    from trainer.dataset import BuildOptions, build_dataset
+
+    def answer(response_id: int, text: str, question: str = "what is a haiku") -> FeedbackAnswer:
+        return FeedbackAnswer(
+            response_id, response_id, 0, None, "", question, "asker", text, 0, False, float(response_id)
+        )
+
+    answers = [answer(1, "a poem"), answer(2, "a short poem"), answer(3, "volcanoes", "why is the sky blue")]
+    signals = [
+        _signal(1, "retry", -1.0, better=2),
+        _signal(3, "reply_negative", -1.0),
+    ]
+    dataset = build_dataset(answers=answers, votes=[], signals=signals, options=BuildOptions(held_out_fraction=0.0))
+    labels = {(e.completion.strip(), e.label) for e in dataset.train}
+    assert labels == {("a poem", False), ("a short poem", True), ("volcanoes", False)}
+    assert [(p.chosen.strip(), p.rejected.strip(), p.source) for p in dataset.train_pairs] == [
+        ("a short poem", "a poem", "retry")
+    ]
+    assert dataset.implicit_examples == 3
+    # Off (no signals): nothing to learn from.
+    assert build_dataset(answers=answers, votes=[], options=BuildOptions(held_out_fraction=0.0)).train == ()
+    # A vote outweighs a disagreeing implicit signal.
+    voted = build_dataset(
+        answers=answers, votes=[_vote(3, 1.0)], signals=signals, options=BuildOptions(held_out_fraction=0.0)
+    )
+    assert ("volcanoes", True) in {(e.completion.strip(), e.label) for e in voted.train}
