@@ -49,7 +49,7 @@ class IncomingReply:
 
     platform: str
     channel: str
-    conversation: str  # the thread the message is in
+    conversation: str | None  # the thread the message is in; None: read against the channel
     user: str
     text: str
     event_id: str | None = None

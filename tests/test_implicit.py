@@ -172,3 +172,24 @@ async def test_models_shows_each_kinds_agreement_with_votes(runtime) -> None:
     assert "reply_negative" in table.splitlines()[2] and "100%" in table.splitlines()[2]
     assert "default: nothing to calibrate on" in table.splitlines()[1]  # reply_positive
     assert table in await runtime.loop.models()  # the `models` chat command shows it
+
+
+def test_simulated_people_who_reply_give_signals_that_follow_their_taste(tiny_model_dir, tmp_path) -> None:
+    """No training (0 rounds): the replies and retries of people with no mistakes agree with their taste."""
+    from bot.simulate import SimulationOptions, run_simulation
+
+    options = SimulationOptions(
+        rounds=0,
+        prompts=16,
+        users=3,
+        model=tiny_model_dir,
+        data_dir=tmp_path / "sim",
+        vote_share=0.0,
+        reply_share=1.0,
+        reply_noise=0.0,
+        retry_share=1.0,
+        best_of=1,
+    )
+    signals = run_simulation(options)["signals"]
+    assert {"reply_positive", "reply_negative"} & set(signals)
+    assert all(kind["agreement"] == 1.0 for kind in signals.values()), signals
