@@ -30,7 +30,10 @@ rotates with the seed: the tiny model (the shipped canned dialogues) over five w
 (people like answers with "warm", "nice", "fresh", "quiet" or "happy"), the varied model
 (make-tiny-model --varied) over three tastes that are properties of any sentence (a warm
 tone, 18 words or more, on the question's topic). Regimes: dense (every answer voted by 2
-people, no mistakes) and sparse (40 % voted, by 1 person, 15 % of the votes flipped).
+people, no mistakes), sparse (40 % voted, by 1 person, 15 % of the votes flipped) and reply
+(15 % voted by 1 person, 15 % flipped; the asker replies to half of the answers with a thanks
+or a complaint, 15 % of them against their taste, and asks again after 20 % of those they
+dislike; ``signal_agreement``: each implicit kind's agreement with the people's true taste).
 Medians with the range across seeds (``[min, max]``, and how many seeds had the figure).
 Also ``varied_model``: distinct answers of the varied model (seed 0) to 100 benchmark
 questions. ``--learning-rate`` / ``--epochs`` try other training settings. Prints one
@@ -74,7 +77,13 @@ from trainer.models import load_causal_lm
 from trainer.reward import fit_reward
 
 # (vote share, voters per answer, noise)
-REGIMES: dict[str, tuple[float, int, float]] = {"dense": (1.0, 2, 0.0), "sparse": (0.4, 1, 0.15)}
+REGIMES: dict[str, tuple[float, int, float]] = {
+    "dense": (1.0, 2, 0.0),
+    "sparse": (0.4, 1, 0.15),
+    "reply": (0.15, 1, 0.15),  # few react; what people do anyway (IMPLICIT) carries the rest
+}
+# Regimes where people also reply (bot.implicit): (reply share, replies against their taste, retry share of disliked).
+IMPLICIT: dict[str, tuple[float, float, float]] = {"reply": (0.5, 0.15, 0.2)}
 BEST_OF = 4
 MEASURE = 96  # answers per measurement
 # votes_to_gain: dense loops training after every 64 votes (2 voters on each of 32 answers),
@@ -158,6 +167,7 @@ class Loop:
 def simulated(model: Model, loop: Loop, seed: int, base: Path, data_dir: Path, *, held_out: bool) -> dict:
     """``thumbtune simulate`` at best-of-1, people, sampling, base model and trainer all seeded by ``seed``."""
     vote_share, voters, noise = REGIMES[loop.regime]
+    reply_share, reply_noise, retry_share = IMPLICIT.get(loop.regime, (0.0, 0.0, 0.0))
     taste, word = model.rule(seed)
     options = SimulationOptions(
         users=8,
@@ -174,6 +184,9 @@ def simulated(model: Model, loop: Loop, seed: int, base: Path, data_dir: Path, *
         vote_share=vote_share,
         voters_per_answer=voters,
         noise=noise,
+        reply_share=reply_share,
+        reply_noise=reply_noise,
+        retry_share=retry_share,
         best_of=1,
         data_dir=data_dir,
         learning_rate=loop.learning_rate,
@@ -205,6 +218,7 @@ def one_seed(model: Model, loop: Loop, seed: int, base: Path, scratch: Path) -> 
             for v in versions
         ],
         "runs": [],
+        "signals": report.get("signals", {}),  # each implicit kind's agreement with the people's true taste
     }
     for version in registry.versions():
         metrics = version.metrics
@@ -301,6 +315,10 @@ def regime(model: Model, loop: Loop, seeds: list[int], scratch: Path) -> dict:
             default=None,
         ),
         "reward_heads_ranking": sum(bool(run["reward_ranks"]) for run in runs),
+        "signal_agreement": {
+            kind: summary([s["signals"].get(kind, {}).get("agreement") for s in per_seed])
+            for kind in sorted({kind for s in per_seed for kind in s["signals"]})
+        },
         "seeds": per_seed,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -381,7 +399,7 @@ def best_of_cost(scratch: Path) -> dict[str, float]:
 def main() -> None:
     def more(parser) -> None:
         parser.add_argument("--models", default="tiny,varied", help="which test models (default tiny,varied)")
-        parser.add_argument("--regimes", default="dense,sparse", help="which regimes (default dense,sparse)")
+        parser.add_argument("--regimes", default="dense,sparse", help="dense, sparse, reply (default dense,sparse)")
         parser.add_argument("--cost", action="store_true", help="also best_of_cost: ms per answer for n = 1, 2, 4, 8")
         parser.add_argument(
             "--no-curve", action="store_true", help="skip votes_to_gain (the varied model's small-round loops)"

@@ -21,6 +21,7 @@ from bot.commands import FORGET_ME, Commands, parse_command
 from bot.comparison import COMPARE_REACTIONS, render_comparison, split_compare_request
 from bot.events import RATING_REACTIONS, IncomingPrompt, Reply
 from bot.generation import Engine, EngineUnavailable, GenerationError, GenerationTimeout, GeneratorBusy, SamplingParams
+from bot.implicit import ImplicitSignals
 from bot.limits import RateLimiter
 from bot.metrics import Metrics
 from storage.dialogue import render_prompt
@@ -53,6 +54,7 @@ class Answers:
         compare: bool = False,
         challenger_share: float = 0.0,
         best_of: int = 1,
+        implicit: ImplicitSignals | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.repository = repository
@@ -68,6 +70,7 @@ class Answers:
         self.compare = compare  # every answer is a comparison of two candidates
         self.challenger_share = challenger_share  # share of answers from the previous version
         self.best_of = best_of  # answers sampled where the current version's reward model picks one
+        self.implicit = implicit  # reads a prompt against the answer its author saw last; None: off
         self.rng = rng or random.Random()
 
     def channel_allowed(self, platform: str, channel: str) -> bool:
@@ -198,6 +201,8 @@ class Answers:
                 f"{self.max_prompt_chars:,}. Please shorten it.",
                 ok=False,
             )
+        # Read against the answer its author saw last (a retry, a rephrase, thanks, a complaint).
+        retry = await self.implicit.before_answer(prompt, text) if self.implicit is not None else None
         params = sampling or self.sampling
         history = []
         if prompt.conversation and self.history_turns:
@@ -234,6 +239,8 @@ class Answers:
         )
         for _, version in candidates:
             self.metrics.answers.labels(str(version)).inc()
+        if retry is not None and self.implicit is not None and not compare:
+            await self.implicit.after_answer(retry, stored.response_ids[0], platform=prompt.platform)
         return _reply(candidates, stored.response_ids, compare=compare)
 
     async def _sample(

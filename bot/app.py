@@ -13,6 +13,7 @@ from bot.commands import AdminActions, Commands
 from bot.feedback import EmojiTable
 from bot.forgetting import Copies
 from bot.generation import Engine, Generator, ModelLoadError, SamplingParams
+from bot.implicit import ImplicitSignals
 from bot.limits import RateLimiter
 from bot.loop import Loop, apply_retention
 from bot.metrics import Metrics
@@ -127,7 +128,7 @@ def compose_service(
     metrics: Metrics,
     admin_actions: AdminActions | None,
 ) -> BotService:
-    """The service's three parts, each given everything it needs, composed in one place."""
+    """The service's parts, each given everything it needs, composed in one place."""
     commands = Commands(
         repository=repository,
         persons=persons,
@@ -135,6 +136,11 @@ def compose_service(
         charts_dir=settings.data_dir / "charts",
         admin_actions=admin_actions,
         copies=Copies(settings.artifacts_uri, registry, Redactor.from_kinds(settings.redact)),
+    )
+    implicit = (
+        ImplicitSignals(repository=repository, persons=persons, window_s=settings.implicit_window_s)
+        if settings.implicit
+        else None
     )
     answers = Answers(
         repository=repository,
@@ -149,6 +155,7 @@ def compose_service(
         compare=settings.compare,
         challenger_share=settings.challenger_share,
         best_of=settings.best_of,
+        implicit=implicit,
     )
     votes = Votes(
         repository=repository,
@@ -159,7 +166,7 @@ def compose_service(
         daily_vote_cap=settings.daily_vote_cap,
         max_correction_chars=settings.max_prompt_chars,
     )
-    return BotService(answers=answers, votes=votes, commands=commands)
+    return BotService(answers=answers, votes=votes, commands=commands, implicit=implicit)
 
 
 def make_data_dir(settings: Settings) -> None:

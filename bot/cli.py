@@ -252,7 +252,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     settings = _settings(args)
     print(f"base model (version 0): {settings.model}")
     print(format_versions(registry_from(settings)))
+    if settings.implicit and settings.database_exists():
+        print(asyncio.run(_agreement(settings)))
     return 0
+
+
+async def _agreement(settings: Settings) -> str:
+    """The implicit signals' agreement with votes, read from the bot's database."""
+    from bot.app import open_database
+    from bot.implicit import agreement_table
+    from storage.repository import Repository
+
+    async with open_database(settings) as database:
+        return await agreement_table(Repository(database))
 
 
 async def _kept_prompts(settings: Settings, texts: list[str], redact: Callable[[str], str]) -> set[str]:

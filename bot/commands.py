@@ -112,6 +112,8 @@ class Commands:
             f"Done: I deleted {counts.prompts} prompt(s) with their answers, {counts.votes} vote(s) "
             f"and {counts.corrections} correction(s) of yours."
         )
+        if counts.signals:
+            text += f" I also deleted {counts.signals} reply signal(s) (thanks, complaints, questions asked again)."
         if self.copies is not None:
             files = await self.copies.forget(counts.texts)
             log.info("forgot a %s person: %s; files rewritten: %s", platform, _counted(counts), files)
@@ -134,5 +136,5 @@ def _counted(counts: ForgetCounts) -> str:
     """The numbers of a forget, for the log (never the texts)."""
     return (
         f"{counts.prompts} prompt(s), {counts.votes} vote(s), {counts.corrections} correction(s), "
-        f"{counts.contexts} other dialogue(s) rewritten"
+        f"{counts.signals} implicit signal(s), {counts.contexts} other dialogue(s) rewritten"
     )

@@ -43,6 +43,19 @@ class IncomingCorrection:
 
 
 @dataclass(frozen=True)
+class IncomingReply:
+    """A person's message in a conversation that is not addressed to the bot (a Slack thread
+    reply without a mention): read as implicit feedback on the answer before it (bot.implicit)."""
+
+    platform: str
+    channel: str
+    conversation: str | None  # the thread the message is in; None: read against the channel
+    user: str
+    text: str
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Reply:
     """What the service answers a prompt with."""
 

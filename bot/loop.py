@@ -30,6 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.changes import summary
 from bot.generation import Engine, ModelLoadError
+from bot.implicit import agreement_table
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.training import TrainingOutcome, TrainingRuns, check_artifacts, training_unavailable
@@ -302,7 +303,10 @@ class Loop:
 
     async def models(self) -> str:
         table = await asyncio.to_thread(format_versions, self.registry)
-        return f"base model (version 0): {self.settings.model}\n{table}\nserving version {self.generator.version}"
+        text = f"base model (version 0): {self.settings.model}\n{table}\nserving version {self.generator.version}"
+        if self.settings.implicit:
+            text += "\n" + await agreement_table(self.repository)
+        return text
 
     async def rollback(self, version: int | None) -> str:
         try:

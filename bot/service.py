@@ -1,6 +1,7 @@
-"""The platform-neutral core, as one façade over three parts: prompts become stored answers
-(bot.answers), reactions and corrections become votes (bot.votes), and chat commands run
-(bot.commands). Adapters talk to :class:`BotService` only; bot.app composes the parts.
+"""The platform-neutral core, as one façade over its parts: prompts become stored answers
+(bot.answers), reactions and corrections become votes (bot.votes), replies become implicit
+signals (bot.implicit), and chat commands run (bot.commands). Adapters talk to
+:class:`BotService` only; bot.app composes the parts.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from contextlib import asynccontextmanager
 
 from bot.answers import Answers, NotStored
 from bot.commands import Command, Commands
-from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply
+from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, IncomingReply, Reply
 from bot.generation import SamplingParams
+from bot.implicit import ImplicitSignals
 from bot.metrics import Metrics
 from bot.votes import Meaning, Reconciled, Votes
 from storage.identity import PersonKeys
@@ -24,8 +26,11 @@ __all__ = ["BotService", "Meaning", "NotStored", "PendingPrompt", "Reconciled", 
 class BotService:
     """What a platform adapter may ask of the bot; each call goes to the part that does it."""
 
-    def __init__(self, *, answers: Answers, votes: Votes, commands: Commands) -> None:
+    def __init__(
+        self, *, answers: Answers, votes: Votes, commands: Commands, implicit: ImplicitSignals | None = None
+    ) -> None:
         self.answers, self.votes, self.commands = answers, votes, commands
+        self.implicit = implicit  # THUMBTUNE_IMPLICIT=off: None, and nothing beyond reactions is read
 
     @property
     def metrics(self) -> Metrics:
@@ -112,6 +117,16 @@ class BotService:
 
     async def on_correction(self, correction: IncomingCorrection) -> int | None:
         return await self.votes.on_correction(correction)
+
+    # --- implicit feedback (bot.implicit) ------------------------------------------
+    @property
+    def reads_replies(self) -> bool:
+        """Whether messages that do not address the bot are worth handing over (THUMBTUNE_IMPLICIT)."""
+        return self.implicit is not None
+
+    async def on_reply(self, reply: IncomingReply) -> VoteOutcome | None:
+        """A message in a conversation that is not a prompt; None when nothing was read from it."""
+        return await self.implicit.on_reply(reply) if self.implicit is not None else None
 
     # --- commands (bot.commands) ----------------------------------------------------
     def is_admin(self, platform: str, user: str) -> bool:

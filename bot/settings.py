@@ -93,6 +93,16 @@ class Settings(BaseSettings):
     # --- feedback -------------------------------------------------------------------
     emoji_rewards: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EMOJI_REWARDS))
     correction_prefix: str = "better:"
+    implicit: bool = Field(
+        True,
+        description=(
+            "on: the asker's next message after an answer (thanks, a complaint, the question again or "
+            "in other words) is kept as implicit feedback; off: nothing beyond reactions is read"
+        ),
+    )
+    implicit_window_s: float = Field(
+        300.0, gt=0.0, le=86_400.0, description="how soon after an answer asking again counts as a retry or rephrase"
+    )
 
     # --- abuse limits ---------------------------------------------------------------
     prompts_per_minute: float = Field(6.0, ge=0.0, description="per person; 0 = no limit")

@@ -20,6 +20,11 @@ get votes, from ``voters_per_answer`` people, and ``noise`` of the votes are the
 of the person's rule. Prompts are asked one at a time, so the same seed gives the same
 batches, the same samples and the same versions on one machine.
 
+People can also do what people do anyway (bot.implicit): reply to ``reply_share`` of the
+answers with a thanks or a complaint that follows their taste (``reply_noise`` of them the
+other way), and ask again (a retry) after ``retry_share`` of the answers they dislike. The
+result then says how often each kind of stored signal agreed with the people's true taste.
+
 Everything lives in a fresh data folder (a temporary one by default), never in the
 bot's own database.
 """
@@ -40,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, get_args
 
-from bot.events import IncomingPrompt, IncomingReaction, message_key
+from bot.events import IncomingPrompt, IncomingReaction, IncomingReply, message_key
 from bot.settings import Settings, TrainHistory, default_of
 from storage.registry import BASE_VERSION
 
@@ -140,6 +145,19 @@ class SimulationOptions:
         metadata={"help": "Share of votes that go against the person's rule.", "type": share},
     )
     voters_per_answer: int = field(default=2, metadata={"help": "People who vote on an answer that gets votes."})
+    reply_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of answers the asker replies to: thanks if they like it, a complaint if not.",
+            "type": share,
+        },
+    )
+    reply_noise: float = field(
+        default=0.15, metadata={"help": "Share of replies that go against the person's taste.", "type": share}
+    )
+    retry_share: float = field(
+        default=0.0, metadata={"help": "Share of disliked answers whose asker asks the same again.", "type": share}
+    )
     history: TrainHistory = field(
         default=default_of("train_history"), metadata={"help": "THUMBTUNE_TRAIN_HISTORY for the runs."}
     )
@@ -212,6 +230,8 @@ class _Plan:
     voters: tuple[int, ...]
     flipped: tuple[bool, ...]  # per voter: votes against the rule (noise)
     held_out: bool = False  # a held-out question (asked in the last round only)
+    reply: bool | None = None  # the asker replies: True as if they liked it, False as if not; None: no reply
+    retry: bool = False  # the asker asks again if they dislike the answer
 
 
 async def simulate(options: SimulationOptions, settings: Settings) -> dict:
@@ -227,6 +247,7 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
     live_order: list[int] = []
     votes_before: dict[int, int] = {}  # version -> votes cast before it went live
     runs: list[dict] = []
+    truth: dict[int, bool] = {}  # response id -> whether its asker's taste likes it
     started = time.monotonic()
     cast = 0
 
@@ -241,7 +262,13 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
             voters: tuple[int, ...] = ()
             if rng.random() < options.vote_share:
                 voters = tuple(rng.sample(range(options.users), k=min(options.voters_per_answer, options.users)))
-            return _Plan(user, question, voters, tuple(rng.random() < options.noise for _ in voters), held_out)
+            flipped = tuple(rng.random() < options.noise for _ in voters)
+            if not (options.reply_share or options.retry_share):  # the regimes without replies draw as before
+                return _Plan(user, question, voters, flipped, held_out)
+            replies = rng.random() < options.reply_share
+            reply_flipped = rng.random() < options.reply_noise
+            retry = rng.random() < options.retry_share
+            return _Plan(user, question, voters, flipped, held_out, None if not replies else not reply_flipped, retry)
 
         async def ask(round_index: int, index: int, planned: _Plan) -> None:
             nonlocal cast
@@ -268,6 +295,17 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
             tally.liked += liked
             assert tally.texts is not None
             tally.texts.append(reply.text)
+            truth[reply.response_ids[0]] = liked
+            if planned.reply is not None:  # True: their reply follows their taste
+                said_liked = liked == planned.reply
+                text = "thanks, that helps!" if said_liked else "that's wrong, not what I asked"
+                await service.on_reply(
+                    IncomingReply(platform=PLATFORM, channel="sim", conversation=None, user=planned.user, text=text)
+                )
+            if planned.retry and not liked:
+                await service.on_prompt(
+                    IncomingPrompt(platform=PLATFORM, channel="sim", user=planned.user, text=planned.question)
+                )
             for voter, flipped in zip(planned.voters, planned.flipped, strict=True):
                 thumbs_up = liked != flipped
                 await service.on_reaction(
@@ -321,14 +359,30 @@ async def simulate(options: SimulationOptions, settings: Settings) -> dict:
                     "gate": gate,
                 }
             )
+        signals = _signal_agreement(await runtime.repository.all_signals(), truth)
     return {
         "versions": versions,
         "runs": runs,
+        "signals": signals,
         "prefer": options.prefer,
         "taste": options.taste,
         "votes": cast,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def _signal_agreement(signals: list, truth: dict[int, bool]) -> dict[str, dict]:
+    """Per kind of implicit signal: how many were stored, and the share that agreed with the
+    asker's true taste (a positive one on an answer they like, a negative one on one they do not)."""
+    counts: dict[str, list[int]] = {}
+    for signal in signals:
+        liked = truth.get(signal.response_id)
+        if liked is None:
+            continue
+        tally = counts.setdefault(signal.kind, [0, 0])
+        tally[0] += 1
+        tally[1] += (signal.value > 0) == liked
+    return {kind: {"signals": n, "agreement": round(agreed / n, 4)} for kind, (n, agreed) in counts.items()}
 
 
 def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path) -> Settings:

@@ -21,12 +21,15 @@ async def collect(repository: Repository, config: DataConfig, *, parent: int) ->
     database)."""
     if config.all_history:
         votes, corrections = await repository.all_votes(), await repository.corrections()
+        signals = await repository.all_signals() if config.implicit else []
     else:
         votes, corrections = await repository.votes_since(parent), await repository.corrections(since_version=parent)
+        signals = await repository.signals_since(parent) if config.implicit else []
     dataset = build_dataset(
         answers=await repository.feedback_answers(),
         votes=votes,
         corrections=corrections,
+        signals=signals,
         options=BuildOptions(gamma=config.gamma, held_out_fraction=config.held_out_fraction),
     )
     # Scrubbed after the build: labels and the held-out split are the same with scrubbing on or off.

@@ -69,6 +69,7 @@ def trainer_configs(settings: Settings) -> tuple[DataConfig, TrainConfig]:
         gamma=settings.gamma,
         held_out_fraction=settings.held_out_fraction,
         all_history=settings.train_history == "all",
+        implicit=settings.implicit,
         redact=settings.redact,
     )
     train = TrainConfig(

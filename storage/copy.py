@@ -22,6 +22,7 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("responses", ("id",)),
     ("votes", ("id",)),
     ("corrections", ("id",)),
+    ("implicit_signals", ("id",)),
     ("processed_events", ("platform", "event_id")),
     ("model_versions", ("version",)),
     ("training_runs", ("id",)),

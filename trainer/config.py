@@ -70,6 +70,15 @@ class DataConfig:
             )
         },
     )
+    implicit: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "Learn from implicit signals too (a thanks or a complaint, a retry, a rephrase: bot.implicit), "
+                "each kind weighted by its agreement with people's votes (trainer.dataset.signal_weights)."
+            )
+        },
+    )
     redact: tuple[str, ...] = field(
         default=REDACT_KINDS,
         metadata={

@@ -11,6 +11,15 @@ prompt rated differently) also give preference pairs (prompt, chosen, rejected).
 KTO learns from unpaired labels, so pairs are unpaired into one desirable and one
 undesirable example each (duplicates of the vote examples dropped).
 
+Implicit signals (bot.implicit: a thanks or a complaint, a rephrase, a retry) add to an
+answer's reward with a weight per kind fitted from the answers that also have votes
+(:func:`signal_weights`: how often the kind agreed with people's own verdict), shrunk
+towards a conservative default while there are few such answers. A kind that agrees no
+better than chance weighs 0. An answer known only from implicit signals is trained on, never
+held out (in a held-out conversation it is left out): the gate measures what people said
+themselves. A retry also gives a pair: the
+new answer preferred to the first.
+
 Examples are split into train and held-out by a hash of their conversation (or of
 the question's text, for a lone prompt), so a held-out conversation never leaks into
 training and the split is stable from one run to the next. With fewer than
@@ -29,11 +38,32 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from storage.dialogue import ModelDialogue, clean, render_prompt
-from storage.repository import CorrectionRow, FeedbackAnswer, VoteRow
+from storage.repository import SIGNAL_KINDS, CorrectionRow, FeedbackAnswer, SignalRow, VoteRow
 from trainer.config import DataConfig
 
 # Rewards are sums of small floats; treat anything this close to 0 as a tie.
 _TIE = 1e-9
+
+
+# Implicit signals: the weight of a kind with no answer to calibrate it on, how many
+# calibrated answers count as much as that default, and the least weight a kind needs to be used.
+DEFAULT_SIGNAL_WEIGHT = 0.3
+PRIOR_ANSWERS = 10
+MIN_SIGNAL_WEIGHT = 0.1
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How one kind of implicit signal agreed with people's votes on the same answers."""
+
+    kind: str
+    answers: int  # answers that have this kind of signal and a non-zero net vote
+    agreed: int  # of those, where the signal's sign is the votes' sign
+    weight: float  # what one such signal adds to an answer's reward, times its value
+
+    @property
+    def rate(self) -> float | None:
+        return self.agreed / self.answers if self.answers else None
 
 
 @dataclass(frozen=True)
@@ -55,7 +85,7 @@ class Pair:
     chosen: str
     rejected: str
     group: str
-    source: str  # "correction" or "compare"
+    source: str  # "correction", "compare" or "retry" (the same question asked again: the new answer preferred)
 
 
 @dataclass(frozen=True)
@@ -64,6 +94,7 @@ class FeedbackDataset:
     held_out: tuple[Example, ...]
     train_pairs: tuple[Pair, ...]
     held_out_pairs: tuple[Pair, ...]
+    implicit_examples: int = 0  # training examples labelled by implicit signals alone
     skipped_ties: int = 0  # answers with votes whose rewards cancel out
     excluded: int = 0  # answers left out: flagged, or by / about a forgotten person
     held_out_repeats: int = 0  # held-out answers left out: said word for word to the same prompt in training
@@ -84,6 +115,7 @@ class FeedbackDataset:
             "train_pairs": len(self.train_pairs),
             "held_out_examples": len(self.held_out),
             "held_out_pairs": len(self.held_out_pairs),
+            "implicit_examples": self.implicit_examples,
             "skipped_ties": self.skipped_ties,
             "excluded": self.excluded,
             "held_out_repeats": self.held_out_repeats,
@@ -106,6 +138,45 @@ def net_rewards(votes: Iterable[VoteRow], *, forgotten: frozenset[str] = frozens
     for vote in votes:
         if vote.voter not in forgotten:
             totals[vote.response_id] += vote.reward
+    return dict(totals)
+
+
+def signal_weights(
+    signals: Iterable[SignalRow], votes: Iterable[VoteRow], *, forgotten: frozenset[str] = frozenset()
+) -> dict[str, Agreement]:
+    """Each kind's agreement with people's votes on the same answers, and the weight it earns.
+
+    The fitted weight is 2 * agreement - 1 (0 at chance, 1 when it always agrees), not below
+    0; with n calibrated answers it is shrunk towards :data:`DEFAULT_SIGNAL_WEIGHT` as
+    (n * fitted + PRIOR_ANSWERS * default) / (n + PRIOR_ANSWERS). Pure; tested on worked examples."""
+    net = net_rewards(votes, forgotten=forgotten)
+    answers: dict[str, int] = defaultdict(int)
+    agreed: dict[str, int] = defaultdict(int)
+    for signal in signals:
+        reward = net.get(signal.response_id, 0.0)
+        if signal.person in forgotten or abs(reward) <= _TIE or signal.value == 0:
+            continue
+        answers[signal.kind] += 1
+        agreed[signal.kind] += (signal.value > 0) == (reward > 0)
+    out = {}
+    for kind in SIGNAL_KINDS:
+        n = answers[kind]
+        fitted = max(0.0, 2 * agreed[kind] / n - 1) if n else 0.0
+        weight = (n * fitted + PRIOR_ANSWERS * DEFAULT_SIGNAL_WEIGHT) / (n + PRIOR_ANSWERS)
+        out[kind] = Agreement(kind=kind, answers=n, agreed=agreed[kind], weight=round(weight, 4))
+    return out
+
+
+def implicit_rewards(
+    signals: Iterable[SignalRow], weights: dict[str, Agreement], *, forgotten: frozenset[str] = frozenset()
+) -> dict[int, float]:
+    """response id -> the weighted sum of its implicit signals (kinds under MIN_SIGNAL_WEIGHT left out)."""
+    totals: dict[int, float] = defaultdict(float)
+    for signal in signals:
+        agreement = weights.get(signal.kind)
+        if agreement is None or agreement.weight < MIN_SIGNAL_WEIGHT or signal.person in forgotten:
+            continue
+        totals[signal.response_id] += agreement.weight * signal.value
     return dict(totals)
 
 
@@ -175,6 +246,7 @@ def build_dataset(
     answers: Sequence[FeedbackAnswer],
     votes: Sequence[VoteRow],
     corrections: Sequence[CorrectionRow] = (),
+    signals: Sequence[SignalRow] = (),
     options: BuildOptions = BuildOptions(),
 ) -> FeedbackDataset:
     forgotten = options.forgotten
@@ -182,7 +254,13 @@ def build_dataset(
     usable_ids = {a.response_id for a in usable}
     rewards = net_rewards((v for v in votes if v.response_id in usable_ids), forgotten=forgotten)
     voted = set(rewards)
-    rated = {v.response_id for v in votes} | {c.response_id for c in corrections}
+    # Implicit signals, each kind weighted by its agreement with the votes (usable answers only).
+    weights = signal_weights(signals, votes, forgotten=forgotten)
+    implicit = implicit_rewards((s for s in signals if s.response_id in usable_ids), weights, forgotten=forgotten)
+    implicit_only = {response_id for response_id in implicit if response_id not in voted}
+    for response_id, value in implicit.items():
+        rewards[response_id] = rewards.get(response_id, 0.0) + value
+    rated = {v.response_id for v in votes} | {c.response_id for c in corrections} | {s.response_id for s in signals}
     excluded = sum(1 for a in answers if a.response_id in rated and a.response_id not in usable_ids)
     credited = credited_rewards(usable, rewards, gamma=options.gamma)
     # Few conversations (the shell keeps one until /new): split by prompt, or nothing is held out.
@@ -200,11 +278,14 @@ def build_dataset(
 
     examples: list[Example] = []
     ties = 0
+    implicit_examples: set[tuple[str, str]] = set()  # (prompt, completion) labelled by implicit signals alone
     for answer in usable:
         q = credited[answer.response_id]
         if abs(q) <= _TIE:
             ties += answer.response_id in voted
             continue
+        if answer.response_id in implicit_only:
+            implicit_examples.add((prompt_of(answer), completion_of(answer.text)))
         examples.append(
             Example(
                 prompt=prompt_of(answer),
@@ -217,11 +298,16 @@ def build_dataset(
 
     rated_usable = [a for a in usable if a.response_id in voted]  # an unshown best-of candidate has no votes
     pairs = _compare_pairs(rated_usable, credited, group) + _correction_pairs(usable, corrections, forgotten, group)
-    examples = _with_unpaired(examples, pairs)
+    retries = _retry_pairs(usable, signals, weights, forgotten, group)
+    implicit_examples |= {(p.prompt, c) for p in retries for c in (p.chosen, p.rejected)}
+    examples = _with_unpaired(examples, pairs + retries)
 
     def held(group: str) -> bool:
         return group in held_groups
 
+    # What implicit signals alone labelled is never held out (the gate measures votes); in a
+    # held-out conversation it is left out, so that conversation stays out of training.
+    examples = [e for e in examples if not (held(e.group) and (e.prompt, e.completion) in implicit_examples)]
     train = tuple(e for e in examples if not held(e.group))
     # A held-out answer said word for word to the same prompt in training is no test of
     # generalisation (a small model repeats itself): it is left out of the held-out set.
@@ -232,8 +318,9 @@ def build_dataset(
         train=train,
         held_out=kept,
         held_out_repeats=len(held_out) - len(kept),
-        train_pairs=tuple(p for p in pairs if not held(p.group)),
+        train_pairs=tuple(p for p in pairs + retries if not held(p.group)),
         held_out_pairs=tuple(p for p in pairs if held(p.group)),
+        implicit_examples=sum((e.prompt, e.completion) in implicit_examples for e in train),
         skipped_ties=ties,
         excluded=excluded,
     )
@@ -290,6 +377,37 @@ def _correction_pairs(
                 rejected=completion_of(answer.text),
                 group=group(answer),
                 source="correction",
+            )
+        )
+    return pairs
+
+
+def _retry_pairs(
+    answers: Sequence[FeedbackAnswer],
+    signals: Sequence[SignalRow],
+    weights: dict[str, Agreement],
+    forgotten: frozenset[str],
+    group: Callable[[FeedbackAnswer], str],
+) -> list[Pair]:
+    """The same question asked again: its new answer preferred to the first (while retries
+    earn their weight)."""
+    if weights["retry"].weight < MIN_SIGNAL_WEIGHT:
+        return []
+    by_id = {answer.response_id: answer for answer in answers}
+    pairs = []
+    for signal in signals:
+        if signal.kind != "retry" or signal.better_response_id is None or signal.person in forgotten:
+            continue
+        first, second = by_id.get(signal.response_id), by_id.get(signal.better_response_id)
+        if first is None or second is None or clean(first.text) == clean(second.text):
+            continue
+        pairs.append(
+            Pair(
+                prompt=prompt_of(first),
+                chosen=completion_of(second.text),
+                rejected=completion_of(first.text),
+                group=group(first),
+                source="retry",
             )
         )
     return pairs

@@ -2,7 +2,8 @@
 
 One :class:`Repository` over the database, composed of one class per topic, each in its
 own module: ``prompts`` (answers and where they are shown), ``pending`` (prompts not
-answered yet), ``votes`` (votes, comparison verdicts, corrections, flags), ``privacy``
+answered yet), ``votes`` (votes, comparison verdicts, corrections, flags), ``signals``
+(implicit feedback: replies, retries, rephrasings), ``privacy``
 (forget, retention, kept texts), ``runs`` (model versions, training runs), ``reports``
 (statistics and the dashboard), ``events`` (platform events handled once). ``rows``
 holds the values they hand out and take in; ``base`` the read step and lookups they share.
@@ -21,6 +22,7 @@ from storage.repository.privacy import PrivacyQueries
 from storage.repository.prompts import PromptQueries
 from storage.repository.reports import ReportQueries
 from storage.repository.rows import (
+    AnswerShown,
     ComparisonRef,
     ComparisonVote,
     CorrectionRow,
@@ -30,6 +32,7 @@ from storage.repository.rows import (
     PendingPrompt,
     RecentVote,
     ResponseRef,
+    SignalRow,
     StoredAnswer,
     StoredCandidate,
     TrainingRun,
@@ -39,9 +42,13 @@ from storage.repository.rows import (
     VoteRow,
 )
 from storage.repository.runs import RunQueries
+from storage.repository.signals import REPLY_KINDS, SIGNAL_KINDS, SignalQueries
 from storage.repository.votes import VoteQueries
 
 __all__ = [
+    "REPLY_KINDS",
+    "SIGNAL_KINDS",
+    "AnswerShown",
     "ComparisonRef",
     "ComparisonVote",
     "CorrectionRow",
@@ -52,6 +59,7 @@ __all__ = [
     "RecentVote",
     "Repository",
     "ResponseRef",
+    "SignalRow",
     "StoredAnswer",
     "StoredCandidate",
     "TrainingRun",
@@ -62,6 +70,15 @@ __all__ = [
 ]
 
 
-class Repository(EventQueries, PromptQueries, PendingQueries, VoteQueries, PrivacyQueries, RunQueries, ReportQueries):
+class Repository(
+    EventQueries,
+    PromptQueries,
+    PendingQueries,
+    VoteQueries,
+    SignalQueries,
+    PrivacyQueries,
+    RunQueries,
+    ReportQueries,
+):
     def __init__(self, database: Database) -> None:
         self.database = database

@@ -19,7 +19,8 @@ _PLACEHOLDER = re.compile(r"<[A-Z_]+>")  # storage.redact's placeholders
 
 class PrivacyQueries(Queries):
     async def forget_person(self, person: str) -> ForgetCounts:
-        """Delete one person's prompts (with the answers to them), votes and corrections.
+        """Delete one person's prompts (with the answers to them), votes, corrections and
+        implicit signals (their replies read as feedback, retries, rephrasings).
 
         In the same transaction: their tombstone (person key and time; a second forget
         moves it) keeps votes on answers posted before it from ever being stored again
@@ -39,6 +40,7 @@ class PrivacyQueries(Queries):
             contexts = await _scrub_contexts(db, person)
             votes = (await db.execute("DELETE FROM votes WHERE voter = ?", (person,))).rowcount
             corrections = (await db.execute("DELETE FROM corrections WHERE author = ?", (person,))).rowcount
+            signals = (await db.execute("DELETE FROM implicit_signals WHERE person = ?", (person,))).rowcount
             # Answers to their prompts go too (ON DELETE CASCADE), with others' votes on them.
             prompts = (await db.execute("DELETE FROM prompts WHERE author = ?", (person,))).rowcount
             # Prompts of theirs not answered yet are dropped, with the platform id kept for them.
@@ -49,11 +51,17 @@ class PrivacyQueries(Queries):
                 "forget: deleted rows are not all wiped yet (another reader); a later checkpoint or VACUUM does it"
             )
         return ForgetCounts(
-            prompts=prompts, votes=votes, corrections=corrections, contexts=contexts, wiped=wiped, texts=texts
+            prompts=prompts,
+            votes=votes,
+            corrections=corrections,
+            signals=signals,
+            contexts=contexts,
+            wiped=wiped,
+            texts=texts,
         )
 
     async def purge_texts_before(self, cutoff: float) -> int:
-        """Blank prompt, answer and correction texts older than ``cutoff`` (a Unix time).
+        """Blank prompt, answer, correction and reply texts older than ``cutoff`` (a Unix time).
 
         Rows, versions and votes stay, so per-version counts remain; the words are gone.
         Returns the number of prompts purged.
@@ -65,6 +73,7 @@ class PrivacyQueries(Queries):
             )
             await db.execute("UPDATE responses SET text = '' WHERE created_at < ? AND text != ''", (cutoff,))
             await db.execute("UPDATE corrections SET text = '' WHERE created_at < ? AND text != ''", (cutoff,))
+            await db.execute("UPDATE implicit_signals SET text = '' WHERE created_at < ? AND text != ''", (cutoff,))
         return cursor.rowcount
 
     async def kept_prompts(self, texts: Iterable[str], *, redact: Callable[[str], str] | None = None) -> set[str]:

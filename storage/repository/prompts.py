@@ -160,11 +160,13 @@ class PromptQueries(Queries):
         )
 
     async def feedback_answers(self) -> list[FeedbackAnswer]:
-        """Answers that have votes or corrections, plus every answer in a conversation
-        that has any (later turns credit earlier ones); oldest first."""
+        """Answers that have votes, corrections or implicit signals (a retry's new answer too),
+        plus every answer in a conversation that has any (later turns credit earlier ones); oldest first."""
         return await self._rows(
             _feedback_answer,
-            "WITH rated AS (SELECT response_id FROM votes UNION SELECT response_id FROM corrections),"
+            "WITH rated AS (SELECT response_id FROM votes UNION SELECT response_id FROM corrections"
+            " UNION SELECT response_id FROM implicit_signals"
+            " UNION SELECT better_response_id FROM implicit_signals WHERE better_response_id IS NOT NULL),"
             " rated_conversations AS (SELECT DISTINCT p.conversation FROM rated"
             " JOIN responses r ON r.id = rated.response_id JOIN prompts p ON p.id = r.prompt_id"
             " WHERE p.conversation IS NOT NULL)"

@@ -110,6 +110,32 @@ class VersionApproval:
 
 
 @dataclass(frozen=True)
+class SignalRow:
+    """One implicit signal (storage.repository.signals), with the answer's prompt and version."""
+
+    signal_id: int
+    response_id: int
+    prompt_id: int
+    person: str
+    kind: str  # reply_positive, reply_negative, retry, rephrase
+    value: float  # > 0 speaks for the answer, < 0 against it
+    better_response_id: int | None  # a retry: the new answer to the same question
+    model_version: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AnswerShown:
+    """The answer a person saw last: what their next message is read against."""
+
+    response_id: int
+    prompt_id: int
+    prompt_text: str
+    asked_at: float
+    model_version: int
+
+
+@dataclass(frozen=True)
 class Turn:
     user_text: str
     bot_text: str
@@ -120,6 +146,7 @@ class ForgetCounts:
     prompts: int
     votes: int
     corrections: int
+    signals: int = 0  # implicit signals they gave (replies, retries, rephrasings)
     contexts: int = 0  # other people's prompts whose stored dialogue held their turns
     wiped: bool = True  # the WAL was checkpointed and truncated (see Database.checkpoint)
     # What they wrote, prompts and corrections (as storage.dialogue.clean writes it): for

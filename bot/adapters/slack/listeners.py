@@ -35,7 +35,7 @@ from bot.adapters.slack.payloads import (
 )
 from bot.adapters.slack.replies import Replies
 from bot.adapters.slack.web_api import Users
-from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, Reply, message_key
+from bot.events import IncomingCorrection, IncomingPrompt, IncomingReaction, IncomingReply, Reply, message_key
 from bot.service import BotService, NotStored
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,28 @@ class Listeners:
         better = self.correction.rest(text)
         if where.ts != where.thread_ts and not mentions_bot and better is not None:
             await self._correct(where, user=user, better=better, event_id=event_id)
+        elif where.ts != where.thread_ts and not mentions_bot:
+            await self._on_thread_reply(where, user=user, text=text, event_id=event_id)
         return None
+
+    # --- implicit feedback ----------------------------------------------------------
+    async def _on_thread_reply(self, where: Where, *, user: str, text: str, event_id: str | None) -> None:
+        """A thread reply that does not address the bot: with THUMBTUNE_IMPLICIT on, the asker's
+        thanks or complaint about the answer before it (bot.implicit); stored before the ack."""
+        if not self.service.reads_replies:
+            return
+        outcome = await self.service.on_reply(
+            IncomingReply(
+                platform=PLATFORM,
+                channel=where.channel,
+                conversation=where.conversation,
+                user=user,
+                text=text,
+                event_id=event_id,
+            )
+        )
+        if outcome is not None:
+            log.info("slack: reply in %s -> %s", short(where.conversation), outcome.value)
 
     async def _on_ask(
         self,

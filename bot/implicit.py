@@ -1,0 +1,227 @@
+"""Implicit feedback: what the person who asked does anyway right after an answer.
+
+Read against the answer they saw last (in the same conversation; else in the same channel,
+within ``window_s``), their next message is one of:
+
+- the **same question again** (its words nearly all the same: :func:`similarity` >=
+  ``RETRY_SIMILARITY``) within the window: a **retry**. The new answer is preferred to the
+  first; the pair is kept (trainer.dataset makes a comparison of it).
+- the **question in other words** (``REPHRASE_SIMILARITY`` <= similarity < retry) within
+  the window: a **rephrase**, the answer implicitly failed.
+- a **reply** that thanks or complains: scored by VADER (:mod:`vaderSentiment`, a lexicon
+  that ships in the package and runs offline on a CPU) and a few patterns VADER misses
+  ("that's wrong", "not what I asked"). A question, or a message with no clear verdict,
+  is nothing: a conversation that simply goes on is not approval.
+
+Each becomes its own kind of row (storage.repository.signals), never a fake vote; the
+trainer weighs each kind by its agreement with people's own votes (trainer.dataset).
+Retry by asking again rather than by a 🔁 reaction: it is what people do anyway, needs no
+extra reaction on every answer, and reads the same on every platform and in the shell.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from functools import cache
+
+from bot.events import IncomingPrompt, IncomingReply
+from storage.identity import PersonKeys
+from storage.repository import AnswerShown, Repository, VoteOutcome
+from trainer.dataset import MIN_SIGNAL_WEIGHT, signal_weights
+
+log = logging.getLogger(__name__)
+
+RETRY_SIMILARITY = 0.8  # this share of content words in common: the same question
+REPHRASE_SIMILARITY = 0.3  # this share, but less than a retry's: the question in other words
+POSITIVE_AT = 0.5  # VADER compound score at or above: a thanks (a question never is)
+NEGATIVE_AT = -0.5  # at or below: a complaint
+
+_WORD = re.compile(r"[a-z0-9']+")
+# Words that carry no content of a question ("what is a haiku" vs "what's a haiku").
+_STOP = frozenset(
+    {
+        *("a", "an", "the", "is", "are", "was", "were", "be", "do", "does", "did", "can", "could", "would"),
+        *("what", "whats", "what's", "who", "how", "why", "when", "where", "which", "should", "will"),
+        *("i", "me", "my", "you", "your", "it", "its", "it's", "of", "to", "in", "on", "for", "and", "or"),
+        *("about", "please", "tell", "explain", "again"),
+    }
+)
+_COMPLAINT = re.compile(
+    r"(?i)\b(?:not what i (?:asked|meant|wanted)|(?:that|this|it)(?:'s| is| was)"
+    r" (?:wrong|incorrect|not right|not true|not it|nonsense|useless|not helpful)"
+    r"|(?:makes|made) no sense|you(?:'re| are) wrong|wrong answer|didn'?t (?:answer|help))\b"
+    r"|^\s*(?:no|nope|wrong)\s*[.!,]"
+)
+_THANKS = re.compile(r"(?i)\b(?:thanks|thank you|thx|ty|perfect|exactly|that helps|helpful|great answer)\b")
+_QUESTION = re.compile(r"(?i)\?\s*$|^\s*(?:what|who|how|why|when|where|which|can|could|would|is|are|do|does)\b")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a reply says about the answer before it: a kind and a score, or nothing (kind None)."""
+
+    kind: str | None  # reply_positive, reply_negative, or None: no verdict
+    value: float = 0.0  # in [-1, 1]
+
+
+@cache
+def _vader() -> object:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def sentiment(text: str) -> float:
+    """VADER's compound score of ``text``, in [-1, 1]."""
+    scores = _vader().polarity_scores(text)  # type: ignore[attr-defined]
+    return float(scores["compound"])
+
+
+def read_reply(text: str) -> Reading:
+    """A thanks, a complaint, or nothing (pure: patterns first, then VADER's score)."""
+    text = text.strip()
+    if not text:
+        return Reading(None)
+    if _COMPLAINT.search(text):
+        return Reading("reply_negative", -1.0)
+    score = sentiment(text)
+    if _THANKS.search(text) and score > 0:
+        return Reading("reply_positive", max(score, POSITIVE_AT))
+    if _QUESTION.search(text):
+        return Reading(None)  # a question goes on with the conversation, whatever its words
+    if score >= POSITIVE_AT:
+        return Reading("reply_positive", score)
+    if score <= NEGATIVE_AT:
+        return Reading("reply_negative", score)
+    return Reading(None)
+
+
+STEM_CHARS = 5  # words compared by their first letters: "volcanoes" and "volcano", "erupt" and "eruptions"
+
+
+def content_words(text: str) -> frozenset[str]:
+    """The words that carry a question's content, each cut to its first ``STEM_CHARS`` letters."""
+    return frozenset(word[:STEM_CHARS] for word in _WORD.findall(text.casefold()) if word not in _STOP)
+
+
+def similarity(first: str, second: str) -> float:
+    """Jaccard overlap of the two texts' content words (1.0: the same words, case and stop words aside)."""
+    a, b = content_words(first), content_words(second)
+    if not a and not b:
+        return 1.0 if first.strip().casefold() == second.strip().casefold() else 0.0
+    return len(a & b) / len(a | b)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A prompt that asks the question of ``first`` again: stored once the new answer is."""
+
+    first: AnswerShown
+    person: str
+
+
+class ImplicitSignals:
+    """Reads people's next messages after an answer into stored implicit signals."""
+
+    def __init__(self, *, repository: Repository, persons: PersonKeys, window_s: float = 300.0) -> None:
+        self.repository = repository
+        self.persons = persons
+        self.window_s = window_s  # how soon a retry or a rephrase must follow the answer
+
+    async def _shown(self, *, platform: str, channel: str, person: str, conversation: str | None) -> AnswerShown | None:
+        return await self.repository.answer_shown_before(
+            author=person,
+            conversation=conversation,
+            platform=platform,
+            channel=channel,
+            since=time.time() - self.window_s,
+        )
+
+    async def before_answer(self, prompt: IncomingPrompt, text: str) -> Retry | None:
+        """A prompt about to be answered: read it against the answer its author saw last.
+
+        A rephrase or a reply verdict is stored now; a retry is returned, to be stored with
+        the new answer (:meth:`after_answer`)."""
+        person = self.persons.key(prompt.platform, prompt.user)
+        shown = await self._shown(
+            platform=prompt.platform, channel=prompt.channel, person=person, conversation=prompt.conversation
+        )
+        if shown is None:
+            return None
+        recent = time.time() - shown.asked_at <= self.window_s
+        alike = similarity(shown.prompt_text, text)
+        if recent and alike >= RETRY_SIMILARITY:
+            return Retry(first=shown, person=person)
+        if recent and alike >= REPHRASE_SIMILARITY:
+            await self._store(shown, person=person, kind="rephrase", value=-1.0, platform=prompt.platform)
+            return None
+        await self._read(shown, person=person, text=text, platform=prompt.platform)
+        return None
+
+    async def after_answer(self, retry: Retry, response_id: int, *, platform: str) -> None:
+        """The retried question has its new answer: the first counts as worse than it."""
+        await self._store(
+            retry.first, person=retry.person, kind="retry", value=-1.0, platform=platform, better=response_id
+        )
+
+    async def on_reply(self, reply: IncomingReply) -> VoteOutcome | None:
+        """A message that is not a prompt (a Slack thread reply that does not address the bot):
+        a thanks or a complaint about the answer its author saw last there; None: no verdict."""
+        person = self.persons.key(reply.platform, reply.user)
+        shown = await self._shown(
+            platform=reply.platform, channel=reply.channel, person=person, conversation=reply.conversation
+        )
+        if shown is None:
+            return None
+        return await self._read(shown, person=person, text=reply.text, platform=reply.platform, event=reply.event_id)
+
+    async def _read(
+        self, shown: AnswerShown, *, person: str, text: str, platform: str, event: str | None = None
+    ) -> VoteOutcome | None:
+        reading = read_reply(text)
+        if reading.kind is None:
+            return None
+        return await self._store(
+            shown, person=person, kind=reading.kind, value=reading.value, platform=platform, text=text, event=event
+        )
+
+    async def _store(
+        self,
+        shown: AnswerShown,
+        *,
+        person: str,
+        kind: str,
+        value: float,
+        platform: str,
+        text: str = "",
+        better: int | None = None,
+        event: str | None = None,
+    ) -> VoteOutcome:
+        outcome = await self.repository.record_signal(
+            response_id=shown.response_id,
+            person=person,
+            kind=kind,
+            value=value,
+            text=text,
+            better_response_id=better,
+            event=(platform, event) if event else None,
+        )
+        # Never the text or who: the kind, the answer and what became of it.
+        log.info("%s: implicit %s on answer %d -> %s", platform, kind, shown.response_id, outcome.value)
+        return outcome
+
+
+async def agreement_table(repository: Repository) -> str:
+    """Each kind's agreement with people's votes on the same answers, and the weight training
+    gives it now (trainer.dataset.signal_weights): what `thumbtune models` shows."""
+    weights = signal_weights(await repository.all_signals(), await repository.all_votes())
+    lines = [f"{'implicit signal':16} {'answers with votes':>18} {'agreed':>7} {'weight':>7}"]
+    for agreement in weights.values():
+        rate = "-" if agreement.rate is None else f"{agreement.rate:.0%}"
+        unused = f"  (not used: under {MIN_SIGNAL_WEIGHT:.1f})" if agreement.weight < MIN_SIGNAL_WEIGHT else ""
+        default = "  (default: nothing to calibrate on)" if agreement.answers == 0 else ""
+        lines.append(f"{agreement.kind:16} {agreement.answers:>18} {rate:>7} {agreement.weight:>7.2f}{unused}{default}")
+    return "\n".join(lines)

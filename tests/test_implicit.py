@@ -1,0 +1,195 @@
+"""Implicit feedback through the real adapters (fake Slack and Discord at the network
+boundary, the shell on pipes): the asker's next message is read against the answer before
+it, stored once as its own kind of row, linked to that answer and version, and forgotten
+with its author. Plus the reading itself, on worked examples."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from bot.adapters.discord import DiscordBot
+from bot.adapters.shell import ShellChat
+from bot.implicit import read_reply, similarity
+from tests.fakes.discord import FakeDiscord
+from tests.helpers import wait_for
+from tests.test_discord import ALICE, BOB, asked, handlers_done, key, running_bot
+from tests.test_slack import CHANNEL, ask_in_channel, bot, config, fake, logged, rows  # noqa: F401 (fixtures)
+
+session_loop = pytest.mark.asyncio(loop_scope="session")  # the runtime fixture lives on the session loop
+
+SIGNALS = (
+    "SELECT s.kind, s.value > 0, r.message_key, s.model_version, s.person, s.better_response_id"
+    " FROM implicit_signals s JOIN responses r ON r.id = s.response_id ORDER BY s.id"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("thanks!", "reply_positive"),
+        ("great, thank you", "reply_positive"),
+        ("that's wrong", "reply_negative"),
+        ("not what I asked", "reply_negative"),
+        ("no, that makes no sense", "reply_negative"),
+        ("this is useless", "reply_negative"),
+        ("what is a great poem?", None),  # a question goes on with the conversation
+        ("and in winter", None),  # the conversation simply continues: no approval
+        ("ok", None),
+    ],
+)
+def test_a_reply_reads_as_thanks_a_complaint_or_nothing(text: str, kind: str | None) -> None:
+    assert read_reply(text).kind == kind
+
+
+def test_the_same_question_is_a_retry_and_other_words_a_rephrase() -> None:
+    assert similarity("what is a haiku", "What's a haiku?") >= 0.8
+    assert 0.3 <= similarity("what is a haiku", "explain haiku poems to me") < 0.8
+    assert 0.3 <= similarity("explain volcano eruptions", "how do volcanoes erupt under the sea") < 0.8
+    assert similarity("what is a haiku", "how do volcanoes form") < 0.3
+
+
+# --- the shell ---------------------------------------------------------------------------
+@session_loop
+async def test_shell_next_lines_become_signals_once_and_forget_me_takes_them(runtime) -> None:
+    lines = "what is a haiku\nwhat is a haiku\nthank you, perfect\nexplain volcano eruptions\nforget me\n"
+    out = io.StringIO()
+    await ShellChat(runtime.service, stdin=io.StringIO(lines), stdout=out, user="me").serve()
+    answers = [row[0] for row in await rows(runtime, "SELECT message_key FROM responses WHERE candidate = 0")]
+    assert answers == []  # forgotten: the answers to their prompts went with them
+    assert await rows(runtime, "SELECT id FROM implicit_signals") == []
+    assert "reply signal(s)" in out.getvalue()
+
+
+@session_loop
+async def test_shell_retry_rephrase_and_thanks_are_linked_to_their_answers(runtime) -> None:
+    lines = (
+        "what is a haiku\nwhat is a haiku?\nthank you, perfect\n"
+        "explain volcano eruptions\nhow do volcanoes erupt under the sea\n"
+    )
+    await ShellChat(runtime.service, stdin=io.StringIO(lines), stdout=io.StringIO(), user="me").serve()
+    keys = [row[0] for row in await rows(runtime, "SELECT message_key FROM responses WHERE candidate = 0 ORDER BY id")]
+    ids = [row[0] for row in await rows(runtime, "SELECT id FROM responses WHERE candidate = 0 ORDER BY id")]
+    stored = await rows(runtime, SIGNALS)
+    # The retry: the first answer is worse than the second; the thanks is for the second
+    # answer; the fourth question in other words says the fourth answer failed.
+    assert [(kind, positive, message) for kind, positive, message, *_ in stored] == [
+        ("retry", 0, keys[0]),
+        ("reply_positive", 1, keys[1]),
+        ("rephrase", 0, keys[3]),
+    ]
+    assert stored[0][5] == ids[1] and {row[3] for row in stored} == {0} and {row[4] for row in stored} != {"me"}
+
+
+@session_loop
+async def test_implicit_off_reads_nothing_beyond_reactions(runtime) -> None:
+    runtime.service.answers.implicit = runtime.service.implicit = None
+    lines = "what is a haiku\nwhat is a haiku\nthat's wrong\n"
+    await ShellChat(runtime.service, stdin=io.StringIO(lines), stdout=io.StringIO(), user="me").serve()
+    assert await rows(runtime, "SELECT id FROM implicit_signals") == []
+
+
+# --- Slack -------------------------------------------------------------------------------
+@session_loop
+async def test_slack_a_thread_reply_is_stored_once_and_a_retried_event_changes_nothing(
+    bot,  # noqa: F811 (the fixture imported from test_slack)
+    fake,  # noqa: F811
+    runtime,
+    caplog,
+) -> None:
+    question, answer = await ask_in_channel(fake, "what is a haiku?", user="U1")
+    thanks = fake.envelope(
+        {
+            "type": "message",
+            "channel": CHANNEL,
+            "channel_type": "channel",
+            "user": "U1",
+            "text": "thank you, that is perfect",
+            "ts": "1800000000.000009",
+            "thread_ts": question.ts,
+        }
+    )
+    assert (await fake.redeliver(thanks)).status == 200
+    assert (await fake.redeliver(thanks, retry_num=1)).status == 200
+    await fake.reply(channel=CHANNEL, user="U3", text="that's wrong.", thread_ts=question.ts)  # not the asker
+    await wait_for(lambda: logged(caplog, "-> duplicate event") >= 1)
+    await fake.settle()
+    stored = await rows(runtime, SIGNALS)
+    assert [row[:4] for row in stored] == [("reply_positive", 1, f"slack:{CHANNEL}:{answer.ts}", 0)]
+    assert stored[0][4] != "U1"  # a person key, never the platform id
+    assert len(fake.calls_to("chat.postMessage")) == 1  # a reply is not a question
+
+    # The same question again in the thread (a mention): a retry, the new answer preferred.
+    _, second = await ask_in_channel(fake, "what is a haiku", user="U1", thread_ts=question.ts)
+    await wait_for(lambda: rows(runtime, "SELECT id FROM implicit_signals WHERE kind = 'retry'"))
+    [(better,)] = await rows(runtime, "SELECT id FROM responses WHERE message_key = ?", f"slack:{CHANNEL}:{second.ts}")
+    retry = await rows(runtime, SIGNALS + "")
+    assert [(row[0], row[2], row[5]) for row in retry if row[0] == "retry"] == [
+        ("retry", f"slack:{CHANNEL}:{answer.ts}", better)
+    ]
+
+    # forget me: their signals go with them.
+    message = await fake.dm(channel="D0009", user="U1", text="forget me")
+    await wait_for(lambda: fake.answers_in_thread("D0009", message.ts))
+    assert await rows(runtime, "SELECT id FROM implicit_signals") == []
+
+
+# --- Discord -----------------------------------------------------------------------------
+@session_loop
+async def test_discord_a_reply_mentioning_the_bot_is_read_once_and_forgotten(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    async with running_bot(runtime, fake_discord) as client:
+        assert isinstance(client, DiscordBot)
+        answer = await asked(fake_discord, ALICE, "what is a tree?", mention_bot=True)
+        complaint = await fake_discord.say(ALICE, "that's wrong", mention_bot=True, reply_to=int(answer["id"]))
+        await wait_for(lambda: fake_discord.answer_to(complaint), timeout=30)
+        # The gateway sends the very same message again (a replay): nothing new is stored.
+        await fake_discord.dispatch("MESSAGE_CREATE", fake_discord.messages[complaint])
+        await asked(fake_discord, BOB, "that's wrong", mention_bot=True)  # Bob saw no answer: nothing
+        await handlers_done()
+        stored = await rows(runtime, SIGNALS)
+        assert [row[:4] for row in stored] == [("reply_negative", 0, key(fake_discord, answer), 0)]
+        forgotten = await fake_discord.say(ALICE, "forget me", mention_bot=True)
+        await wait_for(lambda: fake_discord.answer_to(forgotten), timeout=30)
+        await handlers_done()
+        assert await rows(runtime, "SELECT id FROM implicit_signals") == []
+
+
+@session_loop
+async def test_models_shows_each_kinds_agreement_with_votes(runtime) -> None:
+    from bot.events import IncomingReaction, message_key
+    from bot.implicit import agreement_table
+
+    chat = ShellChat(runtime.service, stdin=io.StringIO("what is a haiku\nthat's wrong\n"), stdout=io.StringIO())
+    await chat.serve()
+    [(first,)] = await rows(runtime, "SELECT response_id FROM implicit_signals")
+    reaction = IncomingReaction(platform="shell", message_key=message_key("shell", str(first)), user="u", emoji="👎")
+    await runtime.service.on_reaction(reaction)
+    table = await agreement_table(runtime.repository)
+    assert "reply_negative" in table.splitlines()[2] and "100%" in table.splitlines()[2]
+    assert "default: nothing to calibrate on" in table.splitlines()[1]  # reply_positive
+    assert table in await runtime.loop.models()  # the `models` chat command shows it
+
+
+def test_simulated_people_who_reply_give_signals_that_follow_their_taste(tiny_model_dir, tmp_path) -> None:
+    """No training (0 rounds): the replies and retries of people with no mistakes agree with their taste."""
+    from bot.simulate import SimulationOptions, run_simulation
+
+    options = SimulationOptions(
+        rounds=0,
+        prompts=16,
+        users=3,
+        model=tiny_model_dir,
+        data_dir=tmp_path / "sim",
+        vote_share=0.0,
+        reply_share=1.0,
+        reply_noise=0.0,
+        retry_share=1.0,
+        best_of=1,
+    )
+    signals = run_simulation(options)["signals"]
+    assert {"reply_positive", "reply_negative"} & set(signals)
+    assert all(kind["agreement"] == 1.0 for kind in signals.values()), signals
