@@ -9,7 +9,7 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -65,7 +65,7 @@ class LoopLag:
     def __init__(self, interval_s: float = 0.001) -> None:
         self.interval_s = interval_s
         self.lags: list[float] = []
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def _tick(self) -> None:
         while True:
@@ -133,6 +133,6 @@ def quick_args(
     return args
 
 
-def emit(result: dict) -> None:
+def emit(result: Mapping[str, object]) -> None:
     """Benchmarks print exactly one JSON object on their last line."""
     print(json.dumps(result, sort_keys=True))

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import GPT2LMHeadModel
@@ -47,7 +48,7 @@ def step_seconds(forward: Forward, ids: torch.Tensor, steps: int) -> list[float]
 def main() -> None:
     args = quick_args(__doc__, "2 rounds of 16 steps (< 1 min)")
     rounds, steps = (2, 16) if args.quick else (5, 48)
-    result: dict = {"model": "GPT2Config() random weights", "threads": 1, "rounds": rounds, "steps": steps}
+    result: dict[str, Any] = {"model": "GPT2Config() random weights", "threads": 1, "rounds": rounds, "steps": steps}
     with tempfile.TemporaryDirectory() as tmp:
         loaded = load_model(write_gpt2_small_shape(Path(tmp) / "m"), version=0, device="cpu")
         model, tokenizer = loaded.model, loaded.tokenizer

@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationMixin, GPT2LMHeadModel
@@ -214,9 +215,9 @@ def decode_against_bound(folder: Path, new_tokens: int, rounds: int = 5) -> dict
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict:
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     new_tokens = 16 if args.quick else 48
-    result: dict = {
+    result: dict[str, Any] = {
         "model": "GPT2Config() random weights",
         "dtype": "float32",
         "threads": 1,

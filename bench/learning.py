@@ -42,6 +42,7 @@ JSON object on its last line.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -51,6 +52,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,6 +64,7 @@ from bot.simulate import (
     QUESTIONS,
     VARIED_MAX_NEW_TOKENS,
     SimulationOptions,
+    SimulationResult,
     Taste,
     likes,
     run_simulation,
@@ -164,7 +167,7 @@ class Loop:
     epochs: float | None = None
 
 
-def simulated(model: Model, loop: Loop, seed: int, base: Path, data_dir: Path, *, held_out: bool) -> dict:
+def simulated(model: Model, loop: Loop, seed: int, base: Path, data_dir: Path, *, held_out: bool) -> SimulationResult:
     """``thumbtune simulate`` at best-of-1, people, sampling, base model and trainer all seeded by ``seed``."""
     vote_share, voters, noise = REGIMES[loop.regime]
     reply_share, reply_noise, retry_share = IMPLICIT.get(loop.regime, (0.0, 0.0, 0.0))
@@ -200,7 +203,7 @@ def measured_questions(model: Model, seed: int) -> list[str]:
     return [rng.choice(model.questions) for _ in range(MEASURE)]
 
 
-def one_seed(model: Model, loop: Loop, seed: int, base: Path, scratch: Path) -> dict:
+def one_seed(model: Model, loop: Loop, seed: int, base: Path, scratch: Path) -> dict[str, Any]:
     data_dir = scratch / f"{model.name}-{loop.regime}-{seed}"
     report = simulated(model, loop, seed, base, data_dir, held_out=True)
     versions = report["versions"]
@@ -209,7 +212,7 @@ def one_seed(model: Model, loop: Loop, seed: int, base: Path, scratch: Path) -> 
     last = registry.current_version()
     zero = approvals(base, model, asked, seed=seed)[1]
     taste, word = model.rule(seed)
-    result: dict = {
+    result: dict[str, Any] = {
         "seed": seed,
         "taste": taste if taste != "word" else f"word {word}",
         "version_0": zero,
@@ -268,7 +271,7 @@ def one_seed(model: Model, loop: Loop, seed: int, base: Path, scratch: Path) -> 
     return result
 
 
-def summary(values: list[float | None]) -> dict | None:
+def summary(values: list[float | None]) -> dict[str, Any] | None:
     have = [v for v in values if v is not None]
     if not have:
         return None
@@ -282,7 +285,7 @@ def base_model(model: Model, seed: int, scratch: Path) -> Path:
     return base
 
 
-def regime(model: Model, loop: Loop, seeds: list[int], scratch: Path) -> dict:
+def regime(model: Model, loop: Loop, seeds: list[int], scratch: Path) -> dict[str, Any]:
     started = time.monotonic()
     per_seed = [one_seed(model, loop, seed, base_model(model, seed, scratch), scratch) for seed in seeds]
     runs = [run for s in per_seed for run in s["runs"]]
@@ -324,7 +327,7 @@ def regime(model: Model, loop: Loop, seeds: list[int], scratch: Path) -> dict:
     }
 
 
-def votes_to_gain(model: Model, loop: Loop, seeds: list[int], scratch: Path, *, gain: float = 0.2) -> dict:
+def votes_to_gain(model: Model, loop: Loop, seeds: list[int], scratch: Path, *, gain: float = 0.2) -> dict[str, Any]:
     """Votes cast before the first version that gains ``gain`` over version 0, in small rounds.
 
     Each loop trains after every round of ``loop.prompts`` prompts (about 64 votes in
@@ -359,7 +362,7 @@ def votes_to_gain(model: Model, loop: Loop, seeds: list[int], scratch: Path, *, 
     }
 
 
-def varied_model_distinct(scratch: Path) -> dict:
+def varied_model_distinct(scratch: Path) -> dict[str, Any]:
     """Distinct answers of the varied model (seed 0) to 100 benchmark questions."""
     base = scratch / "varied-base-0"
     started = time.monotonic()
@@ -397,7 +400,7 @@ def best_of_cost(scratch: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    def more(parser) -> None:
+    def more(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--models", default="tiny,varied", help="which test models (default tiny,varied)")
         parser.add_argument("--regimes", default="dense,sparse", help="dense, sparse, reply (default dense,sparse)")
         parser.add_argument("--cost", action="store_true", help="also best_of_cost: ms per answer for n = 1, 2, 4, 8")
@@ -418,7 +421,7 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as tmp:
         scratch = Path(tmp)
-        out: dict = {"seeds": seeds, "prompts_per_round": prompts, "best_of": BEST_OF, **tuning}
+        out: dict[str, Any] = {"seeds": seeds, "prompts_per_round": prompts, "best_of": BEST_OF, **tuning}
         if any(m.name == "varied" for m in chosen):
             out["varied_model"] = varied_model_distinct(scratch)
         out["models"] = {}

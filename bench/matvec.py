@@ -10,6 +10,7 @@ Reports milliseconds per pass and, for the kernel, GB/s of weights read.
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ def main() -> None:
     weight_bytes = sum(layer.weight.numel() * 4 for block in layers for layer in block)
     buffer = torch.ones(512 * 1024 * 1024 // 4)
     rounds = 2 if args.quick else 5
-    result: dict = {
+    result: dict[str, Any] = {
         "kernel_available": kernels.available(),
         "max_rows": MAX_ROWS,
         "weight_bytes": weight_bytes,

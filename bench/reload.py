@@ -12,6 +12,7 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import LoopLag, emit, median, quick_args
 from bot.generation import GenerationError, Generator, SamplingParams
@@ -19,7 +20,7 @@ from bot.tinymodel import TinyModelSpec, make_tiny_model
 from storage.dialogue import render_prompt
 
 
-async def run(args: argparse.Namespace, folders: list[Path]) -> dict:
+async def run(args: argparse.Namespace, folders: list[Path]) -> dict[str, Any]:
     swaps = 5
     clients = 4 if args.quick else 8
     params = SamplingParams(max_new_tokens=16 if args.quick else 32)

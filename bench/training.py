@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from bench.common import record_voted_answer
 from bot.snapshots import prepare
@@ -82,7 +83,9 @@ def synthetic_dataset(n: int, seed: int) -> FeedbackDataset:
     return FeedbackDataset(train=train, held_out=(), train_pairs=(), held_out_pairs=())
 
 
-def time_training(model, tokenizer, *, steps: int, batch_size: int, scratch: Path) -> dict[str, float]:
+def time_training(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, steps: int, batch_size: int, scratch: Path
+) -> dict[str, float]:
     import copy
 
     reference = copy.deepcopy(model).eval()
@@ -109,14 +112,16 @@ def time_training(model, tokenizer, *, steps: int, batch_size: int, scratch: Pat
     }
 
 
-def gpt2_small_shape(tokenizer, device: torch.device):
+def gpt2_small_shape(tokenizer: PreTrainedTokenizerBase, device: torch.device) -> PreTrainedModel:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
     config = GPT2Config(
         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
-    return GPT2LMHeadModel(config).to(device)  # type: ignore[arg-type]  # transformers' .to is typed through functools.wraps
+    model = GPT2LMHeadModel(config)
+    model.to(device)  # type: ignore[arg-type]  # transformers wraps .to with functools.wraps, losing the bound self
+    return model
 
 
 def share_with(word: str, answers: list[str]) -> float:

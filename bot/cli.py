@@ -535,8 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)  # everything the bot, its trainer and its exports write is private
     args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler  # set by each subcommand's parser
     try:
-        return args.handler(args)
+        return handler(args)
     except SettingsError as exc:
         print(f"thumbtune: bad setting: {exc}", file=sys.stderr)
         return 2

@@ -85,8 +85,8 @@ class Loop:
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._training = asyncio.Lock()
         self._swapping = asyncio.Lock()
-        self._background: set[asyncio.Task] = set()
-        self._run_task: asyncio.Task | None = None  # the training run going now, stopped with the bot
+        self._background: set[asyncio.Task[Any]] = set()
+        self._run_task: asyncio.Task[Any] | None = None  # the training run going now, stopped with the bot
         self.runs_finished = 0  # a counter tests and `simulate` can wait on (wait_for_run)
         self._run_counted = asyncio.Condition()
         self.leading = False  # whether this process leads training (see lead())

@@ -43,11 +43,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
 from bot.events import IncomingPrompt, IncomingReaction, IncomingReply, message_key
 from bot.settings import Settings, TrainHistory, default_of
 from storage.registry import BASE_VERSION
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+    from bot.dialoguegen import Topic
+    from storage.repository import SignalRow
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +98,7 @@ def likes(taste: str, question: str, answer: str, *, prefer: str = "warm") -> bo
         topic = topic_of(question)
         words = set(text.replace(".", " ").replace(",", " ").replace("!", " ").split())
 
-        def mentions(t) -> bool:
+        def mentions(t: Topic) -> bool:
             return any(k in words or k + "s" in words for k in t.keywords)
 
         return topic is not None and mentions(topic) and not any(mentions(t) for t in TOPICS if t is not topic)
@@ -234,144 +239,211 @@ class _Plan:
     retry: bool = False  # the asker asks again if they dislike the answer
 
 
-async def simulate(options: SimulationOptions, settings: Settings) -> dict:
+class RunReport(TypedDict):
+    """A training run after a round: how it ended and the version it made."""
+
+    round: int
+    status: str
+    version: int | None
+    reason: str | None
+
+
+class VersionReport(TypedDict):
+    """A version that went live, measured on the answers it gave."""
+
+    version: int
+    approval: float | None  # share of its answers the people's rule likes (None: it gave none)
+    held_out_approval: float | None  # the same on held-out questions (None: none asked)
+    distinct_answers: int
+    top_answer_share: float | None
+    answers: int
+    votes: int
+    votes_before: int  # votes cast before it went live
+    gate: dict[str, Any]  # the registry's status and parent, and the gate's metrics (empty for version 0)
+
+
+class SignalAgreement(TypedDict):
+    """One kind of implicit signal: how many were stored, and the share that agreed with the
+    asker's true taste."""
+
+    signals: int
+    agreement: float
+
+
+class SimulationResult(TypedDict):
+    """What ``thumbtune simulate`` prints: the versions in the order they went live."""
+
+    versions: list[VersionReport]
+    runs: list[RunReport]
+    signals: dict[str, SignalAgreement]  # by kind of implicit signal
+    prefer: str
+    taste: str
+    votes: int
+    seconds: float
+
+
+class _Simulation:
+    """Simulated people using a running bot: what they ask, how they react, what they saw."""
+
+    def __init__(self, options: SimulationOptions, runtime: Runtime) -> None:
+        self.options = options
+        self.runtime = runtime
+        self.rng = random.Random(options.seed)
+        self.prefer = options.prefer.lower()
+        self.tallies: dict[int, _Tally] = {}
+        self.live_order = [runtime.generator.version]
+        self.votes_before = {runtime.generator.version: 0}  # version -> votes cast before it went live
+        self.runs: list[RunReport] = []
+        self.truth: dict[int, bool] = {}  # response id -> whether its asker's taste likes it
+        self.cast = 0
+
+    def plan(self, *, held_out: bool = False) -> _Plan:
+        options, rng = self.options, self.rng
+        pool = options.held_out_questions if held_out else options.questions
+        user, question = f"person{rng.randrange(options.users)}", rng.choice(pool)
+        voters: tuple[int, ...] = ()
+        if rng.random() < options.vote_share:
+            voters = tuple(rng.sample(range(options.users), k=min(options.voters_per_answer, options.users)))
+        flipped = tuple(rng.random() < options.noise for _ in voters)
+        if not (options.reply_share or options.retry_share):  # the regimes without replies draw as before
+            return _Plan(user, question, voters, flipped, held_out)
+        replies = rng.random() < options.reply_share
+        reply_flipped = rng.random() < options.reply_noise
+        retry = rng.random() < options.retry_share
+        return _Plan(user, question, voters, flipped, held_out, None if not replies else not reply_flipped, retry)
+
+    async def ask_round(self, round_index: int) -> None:
+        """A round of prompts, drawn in order and asked one at a time: the seed decides the
+        batches and samples too. The last round also asks the held-out questions."""
+        options = self.options
+        plans = [self.plan() for _ in range(options.prompts)]
+        if round_index == options.rounds and options.held_out_questions:
+            plans += [self.plan(held_out=True) for _ in range(options.prompts)]
+        for index, planned in enumerate(plans):
+            await self.ask(round_index, index, planned)
+
+    async def ask(self, round_index: int, index: int, planned: _Plan) -> None:
+        service = self.runtime.service
+        reply = await service.on_prompt(
+            IncomingPrompt(
+                platform=PLATFORM,
+                channel="sim",
+                user=planned.user,
+                text=planned.question,
+                event_id=f"r{round_index}-p{index}",
+            )
+        )
+        if reply is None or not reply.ok or reply.model_version is None:
+            return
+        key = message_key(PLATFORM, "sim", str(reply.response_ids[0]))
+        await service.answer_posted(reply.response_ids[0], key)
+        tally = self.tallies.setdefault(reply.model_version, _Tally(texts=[]))
+        liked = likes(self.options.taste, planned.question, reply.text, prefer=self.prefer)
+        if planned.held_out:
+            tally.held_out_answers += 1
+            tally.held_out_liked += liked
+            return  # nobody votes on them: no run trains on them
+        tally.answers += 1
+        tally.liked += liked
+        assert tally.texts is not None
+        tally.texts.append(reply.text)
+        self.truth[reply.response_ids[0]] = liked
+        await self.follow_up(planned, liked=liked)
+        await self.vote(key, planned, liked=liked, tally=tally)
+
+    async def follow_up(self, planned: _Plan, *, liked: bool) -> None:
+        """What the asker does besides voting: a reply, and asking again after a bad answer."""
+        service = self.runtime.service
+        if planned.reply is not None:  # True: their reply follows their taste
+            said_liked = liked == planned.reply
+            text = "thanks, that helps!" if said_liked else "that's wrong, not what I asked"
+            await service.on_reply(
+                IncomingReply(platform=PLATFORM, channel="sim", conversation=None, user=planned.user, text=text)
+            )
+        if planned.retry and not liked:
+            await service.on_prompt(
+                IncomingPrompt(platform=PLATFORM, channel="sim", user=planned.user, text=planned.question)
+            )
+
+    async def vote(self, key: str, planned: _Plan, *, liked: bool, tally: _Tally) -> None:
+        for voter, flipped in zip(planned.voters, planned.flipped, strict=True):
+            thumbs_up = liked != flipped
+            await self.runtime.service.on_reaction(
+                IncomingReaction(
+                    platform=PLATFORM, message_key=key, user=f"person{voter}", emoji="👍" if thumbs_up else "👎"
+                )
+            )
+            tally.votes += 1
+            self.cast += 1
+
+    async def train(self, round_index: int) -> None:
+        """Fire the scheduler's training job now and wait for the run; note a new live version."""
+        runtime, loop = self.runtime, self.runtime.loop
+        finished = loop.runs_finished
+        loop.scheduler.get_job("train").modify(next_run_time=datetime.now(timezone.utc))
+        await loop.wait_for_run(after=finished)
+        last = (await runtime.repository.training_runs(limit=1))[0]
+        self.runs.append(
+            {"round": round_index + 1, "status": last.status, "version": last.new_version, "reason": last.reason}
+        )
+        log.info("round %d: training %s", round_index + 1, last.status)
+        if runtime.generator.version != self.live_order[-1]:
+            self.live_order.append(runtime.generator.version)
+            self.votes_before[runtime.generator.version] = self.cast
+
+    def versions(self) -> list[VersionReport]:
+        return [self.version_report(version) for version in self.live_order]
+
+    def version_report(self, version: int) -> VersionReport:
+        tally = self.tallies.get(version, _Tally())
+        gate: dict[str, Any] = {}
+        if version != BASE_VERSION:
+            info = self.runtime.loop.registry.get(version)
+            gate = {"status": info.status, "parent": info.parent, **dict(info.metrics)}
+        texts = tally.texts or []
+        top = Counter(" ".join(t.lower().split()) for t in texts).most_common(1)
+        return {
+            "version": version,
+            "approval": tally.approval,
+            "held_out_approval": tally.held_out_approval,
+            "distinct_answers": len(set(texts)),
+            "top_answer_share": round(top[0][1] / len(texts), 4) if top else None,
+            "answers": tally.answers,
+            "votes": tally.votes,
+            "votes_before": self.votes_before[version],
+            "gate": gate,
+        }
+
+
+async def simulate(options: SimulationOptions, settings: Settings) -> SimulationResult:
     """Run the loop; ``settings`` must point at a data folder of the simulation's own."""
     import torch
 
     from bot.app import open_runtime
 
     torch.manual_seed(options.seed)
-    rng = random.Random(options.seed)
-    prefer = options.prefer.lower()
-    tallies: dict[int, _Tally] = {}
-    live_order: list[int] = []
-    votes_before: dict[int, int] = {}  # version -> votes cast before it went live
-    runs: list[dict] = []
-    truth: dict[int, bool] = {}  # response id -> whether its asker's taste likes it
     started = time.monotonic()
-    cast = 0
-
     async with open_runtime(settings) as runtime:
-        service, loop = runtime.service, runtime.loop
-        live_order.append(runtime.generator.version)
-        votes_before[runtime.generator.version] = 0
-
-        def plan(held_out: bool = False) -> _Plan:
-            pool = options.held_out_questions if held_out else options.questions
-            user, question = f"person{rng.randrange(options.users)}", rng.choice(pool)
-            voters: tuple[int, ...] = ()
-            if rng.random() < options.vote_share:
-                voters = tuple(rng.sample(range(options.users), k=min(options.voters_per_answer, options.users)))
-            flipped = tuple(rng.random() < options.noise for _ in voters)
-            if not (options.reply_share or options.retry_share):  # the regimes without replies draw as before
-                return _Plan(user, question, voters, flipped, held_out)
-            replies = rng.random() < options.reply_share
-            reply_flipped = rng.random() < options.reply_noise
-            retry = rng.random() < options.retry_share
-            return _Plan(user, question, voters, flipped, held_out, None if not replies else not reply_flipped, retry)
-
-        async def ask(round_index: int, index: int, planned: _Plan) -> None:
-            nonlocal cast
-            reply = await service.on_prompt(
-                IncomingPrompt(
-                    platform=PLATFORM,
-                    channel="sim",
-                    user=planned.user,
-                    text=planned.question,
-                    event_id=f"r{round_index}-p{index}",
-                )
-            )
-            if reply is None or not reply.ok or reply.model_version is None:
-                return
-            key = message_key(PLATFORM, "sim", str(reply.response_ids[0]))
-            await service.answer_posted(reply.response_ids[0], key)
-            tally = tallies.setdefault(reply.model_version, _Tally(texts=[]))
-            liked = likes(options.taste, planned.question, reply.text, prefer=prefer)
-            if planned.held_out:
-                tally.held_out_answers += 1
-                tally.held_out_liked += liked
-                return  # nobody votes on them: no run trains on them
-            tally.answers += 1
-            tally.liked += liked
-            assert tally.texts is not None
-            tally.texts.append(reply.text)
-            truth[reply.response_ids[0]] = liked
-            if planned.reply is not None:  # True: their reply follows their taste
-                said_liked = liked == planned.reply
-                text = "thanks, that helps!" if said_liked else "that's wrong, not what I asked"
-                await service.on_reply(
-                    IncomingReply(platform=PLATFORM, channel="sim", conversation=None, user=planned.user, text=text)
-                )
-            if planned.retry and not liked:
-                await service.on_prompt(
-                    IncomingPrompt(platform=PLATFORM, channel="sim", user=planned.user, text=planned.question)
-                )
-            for voter, flipped in zip(planned.voters, planned.flipped, strict=True):
-                thumbs_up = liked != flipped
-                await service.on_reaction(
-                    IncomingReaction(
-                        platform=PLATFORM, message_key=key, user=f"person{voter}", emoji="👍" if thumbs_up else "👎"
-                    )
-                )
-                tally.votes += 1
-                cast += 1
-
+        simulation = _Simulation(options, runtime)
         for round_index in range(options.rounds + 1):
-            # Drawn in order and asked one at a time: the seed decides the batches and samples too.
-            plans = [plan() for _ in range(options.prompts)]
-            if round_index == options.rounds and options.held_out_questions:
-                plans += [plan(held_out=True) for _ in range(options.prompts)]
-            for index, planned in enumerate(plans):
-                await ask(round_index, index, planned)
+            await simulation.ask_round(round_index)
             if round_index == options.rounds:
                 break  # the last round only measures the version now live
-            finished = loop.runs_finished
-            loop.scheduler.get_job("train").modify(next_run_time=datetime.now(timezone.utc))
-            await loop.wait_for_run(after=finished)
-            last = (await runtime.repository.training_runs(limit=1))[0]
-            runs.append(
-                {"round": round_index + 1, "status": last.status, "version": last.new_version, "reason": last.reason}
-            )
-            log.info("round %d: training %s", round_index + 1, last.status)
-            if runtime.generator.version != live_order[-1]:
-                live_order.append(runtime.generator.version)
-                votes_before[runtime.generator.version] = cast
-
-        versions = []
-        for version in live_order:
-            tally = tallies.get(version, _Tally())
-            gate: dict = {}
-            if version != BASE_VERSION:
-                info = loop.registry.get(version)
-                gate = {"status": info.status, "parent": info.parent, **dict(info.metrics)}
-            texts = tally.texts or []
-            top = Counter(" ".join(t.lower().split()) for t in texts).most_common(1)
-            versions.append(
-                {
-                    "version": version,
-                    "approval": tally.approval,
-                    "held_out_approval": tally.held_out_approval,
-                    "distinct_answers": len(set(texts)),
-                    "top_answer_share": round(top[0][1] / len(texts), 4) if top else None,
-                    "answers": tally.answers,
-                    "votes": tally.votes,
-                    "votes_before": votes_before[version],
-                    "gate": gate,
-                }
-            )
-        signals = _signal_agreement(await runtime.repository.all_signals(), truth)
+            await simulation.train(round_index)
+        versions = simulation.versions()
+        signals = _signal_agreement(await runtime.repository.all_signals(), simulation.truth)
     return {
         "versions": versions,
-        "runs": runs,
+        "runs": simulation.runs,
         "signals": signals,
         "prefer": options.prefer,
         "taste": options.taste,
-        "votes": cast,
+        "votes": simulation.cast,
         "seconds": round(time.monotonic() - started, 1),
     }
 
 
-def _signal_agreement(signals: list, truth: dict[int, bool]) -> dict[str, dict]:
+def _signal_agreement(signals: list[SignalRow], truth: dict[int, bool]) -> dict[str, SignalAgreement]:
     """Per kind of implicit signal: how many were stored, and the share that agreed with the
     asker's true taste (a positive one on an answer they like, a negative one on one they do not)."""
     counts: dict[str, list[int]] = {}
@@ -388,7 +460,7 @@ def _signal_agreement(signals: list, truth: dict[int, bool]) -> dict[str, dict]:
 def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path) -> Settings:
     from bot.settings import load_settings
 
-    training = {}
+    training: dict[str, float | int] = {}
     if options.learning_rate is not None:
         training["train_learning_rate"] = options.learning_rate
     if options.epochs is not None:
@@ -419,7 +491,7 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
     )
 
 
-def run_simulation(options: SimulationOptions) -> dict:
+def run_simulation(options: SimulationOptions) -> SimulationResult:
     with tempfile.TemporaryDirectory(prefix="thumbtune-simulate-") as tmp:
         data_dir = options.data_dir or Path(tmp) / "data"
         model = options.model
@@ -431,5 +503,5 @@ def run_simulation(options: SimulationOptions) -> dict:
         return asyncio.run(simulate(options, settings))
 
 
-def format_result(result: dict) -> str:
+def format_result(result: SimulationResult) -> str:
     return json.dumps(result, ensure_ascii=False, sort_keys=False)

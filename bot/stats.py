@@ -6,6 +6,7 @@ import asyncio
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bot.headtohead import HeadToHead, head_to_head
 from storage.repository import Repository
@@ -57,7 +58,7 @@ class StatsReport:
     days: list[DayStats]  # 👍/👎 votes per day
     head_to_head: HeadToHead | None = None  # from comparisons between two versions
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "versions": [asdict(v) for v in self.versions],
             "votes_per_day": [asdict(d) for d in self.days],

@@ -64,7 +64,8 @@ class RewardHead:
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """The logit of 'people like it', one per row of ``features``."""
-        return ((features - self.mean) / self.scale) @ self.weight + self.bias
+        logits: np.ndarray = ((features - self.mean) / self.scale) @ self.weight + self.bias
+        return logits
 
     def save(self, folder: Path) -> None:
         record = {

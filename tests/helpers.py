@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from subprocess import CompletedProcess
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+if TYPE_CHECKING:
+    from storage.registry import ModelRegistry
+    from storage.repository import Repository, ResponseRef
+
+T = TypeVar("T")
 
 
-async def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.01):
+# The first truthy value ``predicate`` gave (awaited, for an async one), never None.
+@overload
+async def wait_for(
+    predicate: Callable[[], Awaitable[T | None]], *, timeout: float = ..., interval: float = ...
+) -> T: ...
+@overload
+async def wait_for(predicate: Callable[[], T | None], *, timeout: float = ..., interval: float = ...) -> T: ...
+async def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.01) -> object:
     """Wait until ``predicate()`` (sync or async) is truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -21,7 +37,14 @@ async def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, in
         await asyncio.sleep(interval)
 
 
-def publish_copy(registry, model_dir, *, parent: int = 0, metrics=None, counts=None) -> int:
+def publish_copy(
+    registry: ModelRegistry,
+    model_dir: Path,
+    *,
+    parent: int = 0,
+    metrics: Mapping[str, Any] | None = None,
+    counts: Mapping[str, int] | None = None,
+) -> int:
     """What a trainer on another host sharing the folder does: stage a model, then publish it."""
     import shutil
 
@@ -31,7 +54,7 @@ def publish_copy(registry, model_dir, *, parent: int = 0, metrics=None, counts=N
         return registry.publish(folder, parent=parent, metrics=metrics or {}, counts=counts or {}).version
 
 
-async def stored_response(repository, response_id: int):
+async def stored_response(repository: Repository, response_id: int) -> ResponseRef | None:
     """The stored answer ``response_id`` as the service sees answers (None when deleted), read
     with SQL: the product looks answers up by their posted message, tests by their id."""
     from storage.repository import ResponseRef
@@ -44,7 +67,7 @@ async def stored_response(repository, response_id: int):
     return None if row is None else ResponseRef(row[0], row[1], row[2], row[3], bool(row[4]))
 
 
-def thumbtune(args: list[str], env: dict[str, str], *, stdin: str = "", timeout: float = 180):
+def thumbtune(args: list[str], env: dict[str, str], *, stdin: str = "", timeout: float = 180) -> CompletedProcess[str]:
     """``python -m bot ARGS`` with ``env`` over this process's environment without any
     thumbtune or platform setting of the developer's own; the finished process."""
     import os

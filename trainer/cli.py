@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from storage import PRIVATE_UMASK
@@ -129,4 +130,5 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return args.handler(args)
+    handler: Callable[[argparse.Namespace], int] = args.handler  # set by each subcommand's parser
+    return handler(args)

@@ -218,7 +218,7 @@ def sample_answers(
         tokenizer.padding_side = side
     torch.manual_seed(seed)
     was_training = model.training
-    model.eval()
+    model.train(False)  # eval mode, restored below
     output = model.generate(
         **encoded,
         do_sample=True,
@@ -289,7 +289,8 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
 
 def pairwise_wins(liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
     """liked x disliked: 1 where the liked answer's reward is higher, 1/2 on a tie, else 0."""
-    return (liked[:, None] > disliked[None, :]) + 0.5 * (liked[:, None] == disliked[None, :])
+    wins: np.ndarray = (liked[:, None] > disliked[None, :]) + 0.5 * (liked[:, None] == disliked[None, :])
+    return wins
 
 
 def paired_auc_difference(
@@ -308,7 +309,8 @@ def paired_auc_difference(
     v = rng.multinomial(n_disliked, np.full(n_disliked, 1 / n_disliked), size=samples).astype(float)
 
     def aucs(liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
-        return np.einsum("bi,ij,bj->b", w, pairwise_wins(liked, disliked), v) / (n_liked * n_disliked)
+        weighted: np.ndarray = np.einsum("bi,ij,bj->b", w, pairwise_wins(liked, disliked), v)
+        return weighted / (n_liked * n_disliked)
 
     a, b = aucs(*new), aucs(*old)
     return {

@@ -28,7 +28,14 @@ from typing import Any
 
 import fsspec
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
 from storage.dialogue import ModelDialogue
 from storage.redact import KINDS as REDACT_KINDS
@@ -515,10 +522,11 @@ def _load_base(source: str, device: torch.device) -> PreTrainedModel | None:
     except (OSError, ValueError) as exc:
         log.warning("base model %s not loadable (%s); preference accuracy is measured against the parent", source, exc)
         return None
-    return model.eval()
+    model.eval()
+    return model
 
 
-def save_model(model, tokenizer, folder: Path) -> None:
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
@@ -539,11 +547,20 @@ class _KeepCheckpoints(TrainerCallback):
         self._at: set[int] = set()
         self.kept: list[tuple[int, dict[str, torch.Tensor]]] = []
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         parts = self.count + 1
         self._at = {state.max_steps * part // parts for part in range(1, parts)} - {0, state.max_steps}
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         if state.global_step in self._at and model is not None:
             weights = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
             self.kept.append((state.global_step, weights))
@@ -555,10 +572,19 @@ class _LogProgress(TrainerCallback):
     def __init__(self) -> None:
         self._at: set[int] = set()
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._at = percent_steps(state.max_steps)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if logs and "loss" in logs and state.global_step in self._at:
             done = 100 * state.global_step / max(state.max_steps, 1)
             log.info("step %d/%d (%.0f %%) loss %.4f", state.global_step, state.max_steps, done, logs["loss"])

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from storage.reward import RewardHead, answer_features
 from trainer.dataset import Example
@@ -46,8 +47,8 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = L2) ->
 
 
 def fit_reward(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     train: Sequence[Example],
     held_out: Sequence[Example],
     *,

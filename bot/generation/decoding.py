@@ -67,7 +67,7 @@ class TransformersForward:
         self._cache_keyword = "cache" if "cache" in parameters else "past_key_values"
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.model(
+        logits: torch.Tensor = self.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
@@ -75,6 +75,7 @@ class TransformersForward:
             logits_to_keep=1,
             **{self._cache_keyword: self.cache},
         ).logits[:, -1]
+        return logits
 
     def keep(self, rows: torch.Tensor) -> None:
         self.cache.batch_select_indices(rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import queue
 import threading
@@ -20,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,13 +50,16 @@ class _Request:
     prompt: str
     params: SamplingParams
     version: int | None  # None: the current version; else the previous one, if loaded
-    future: asyncio.Future
+    future: asyncio.Future[Generation]
     loop: asyncio.AbstractEventLoop
     abandoned: bool = False  # the caller gave up (timeout); skip it
 
 
-_STOP = object()
-_WAKE = object()
+class _Signal(enum.Enum):
+    """What the queue carries besides requests."""
+
+    STOP = enum.auto()
+    WAKE = enum.auto()  # a new model waits to be installed
 
 
 def _after_free(device: torch.device) -> None:
@@ -64,7 +69,7 @@ def _after_free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _resolve(future: asyncio.Future, result: object = None, error: BaseException | None = None) -> None:
+def _resolve(future: asyncio.Future[Any], result: object = None, error: BaseException | None = None) -> None:
     if future.done():
         return
     if error is not None:
@@ -93,7 +98,7 @@ class Generator:
         self._initial_version = version
         self._device = device
         self._threads = threads
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[_Request | _Signal] = queue.Queue(maxsize=queue_size)
         self.on_batch: Callable[[int], None] | None = None  # told each batch's rows, on the worker thread (metrics)
         self._batch_window_s = batch_window_s
         self._max_batch_rows = max_batch_rows
@@ -103,7 +108,7 @@ class Generator:
         # can still ask for it; without keep_previous it is freed at the swap.
         self.keep_previous = keep_previous
         self._previous: LoadedModel | None = None
-        self._pending: tuple[LoadedModel, asyncio.Future, asyncio.AbstractEventLoop] | None = None
+        self._pending: tuple[LoadedModel, asyncio.Future[None], asyncio.AbstractEventLoop] | None = None
         self._pending_lock = threading.Lock()
         self._swap_lock = asyncio.Lock()
         self._carry: deque[_Request] = deque()
@@ -123,7 +128,7 @@ class Generator:
     async def close(self) -> None:
         if self._worker is None:
             return
-        await asyncio.to_thread(self._queue.put, _STOP)
+        await asyncio.to_thread(self._queue.put, _Signal.STOP)
         await asyncio.to_thread(self._worker.join)
         self._worker = None
         for request in self._drain():
@@ -216,7 +221,7 @@ class Generator:
                 self._pending = (loaded, switched, loop)
             del loaded
             with contextlib.suppress(queue.Full):  # the worker is busy and checks between batches
-                self._queue.put_nowait(_WAKE)
+                self._queue.put_nowait(_Signal.WAKE)
             await switched
 
     # --- worker thread --------------------------------------------------------------
@@ -286,9 +291,9 @@ class Generator:
                 if self._pending is not None:
                     return batch, False
                 continue
-            if item is _STOP:
+            if item is _Signal.STOP:
                 return batch, True
-            if item is _WAKE:
+            if item is _Signal.WAKE:
                 if not batch:
                     return batch, False
                 continue
@@ -298,7 +303,7 @@ class Generator:
 
     def _serve(self, batch: list[_Request]) -> None:
         live = [request for request in batch if not request.abandoned and not request.future.done()]
-        groups: dict[tuple, list[_Request]] = {}
+        groups: dict[tuple[int, tuple[float, float, int]], list[_Request]] = {}
         models: dict[int, LoadedModel] = {}
         for request in live:
             loaded = self._model_for(request.version)

@@ -86,12 +86,13 @@ def quote(text: str) -> str:
 def files(reply: Reply) -> Sequence[discord.File]:
     """The reply's file (the `stats` chart) as send()'s ``files``; send()'s own "not given"
     (``discord.utils.MISSING``) when there is none or it is missing."""
+    not_given: Sequence[discord.File] = discord.utils.MISSING  # discord.py types its sentinel Any
     path = reply.attachment
     if path is None:
-        return discord.utils.MISSING
+        return not_given
     if not path.is_file():
         log.warning("the reply's attachment %s is missing; posting the text alone", path.name)
-        return discord.utils.MISSING
+        return not_given
     return [discord.File(path, filename=path.name)]
 
 
