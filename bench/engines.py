@@ -119,14 +119,14 @@ def lora_copy(base: Path, target: Path) -> Path:
     return target
 
 
-async def run(args: argparse.Namespace, root: Path) -> dict:
+async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     gpt2 = make_tiny_model(root / "gpt2")
     llama = make_tiny_model(root / "llama", TinyModelSpec(arch="llama"))
     full = other_weights(gpt2, root / "gpt2-v1")
     adapter_version = lora_copy(llama, root / "llama-v1")
     params = SamplingParams(max_new_tokens=16 if args.quick else 32)
     prompts = {1: 8, 8: 32, 32: 64} if args.quick else {1: 32, 8: 128, 32: 256}
-    result: dict = {"model": "tiny GPT-2 (make-tiny-model)", "max_new_tokens": params.max_new_tokens}
+    result: dict[str, Any] = {"model": "tiny GPT-2 (make-tiny-model)", "max_new_tokens": params.max_new_tokens}
     result["prompts"] = {str(level): count for level, count in prompts.items()}
     result["threads"] = {"local_torch": 1, "cpus": os.cpu_count()}
 

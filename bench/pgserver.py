@@ -57,7 +57,7 @@ class PostgresServer:
     port: int
     bindir: Path
     _as_postgres: list[str] = field(default_factory=list)
-    _names: count = field(default_factory=lambda: count(1))
+    _names: count[int] = field(default_factory=lambda: count(1))
 
     @classmethod
     def start(cls, *, durable: bool = False, timeout_s: float = 60.0) -> PostgresServer:

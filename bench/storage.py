@@ -93,7 +93,7 @@ def _summary(timings: list[float]) -> dict[str, float]:
     return {"median_ms": round(median(ordered) * 1000, 3), "p95_ms": round(p95 * 1000, 3), "n": len(ordered)}
 
 
-async def time_operations(target: Path | str, *, answers: int, registry: ModelRegistry, repeats: int) -> dict:
+async def time_operations(target: Path | str, *, answers: int, registry: ModelRegistry, repeats: int) -> dict[str, Any]:
     async with await Database.open(target) as database:
         repository = Repository(database)
         rng = random.Random(1)

@@ -60,7 +60,7 @@ class VllmServer:
         self.model, self.name, self.lora, self.dev_mode, self.api_key = model, name, lora, dev_mode, api_key
         self.port = port or free_port()
         self.log_dir = log_dir
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property

@@ -24,6 +24,7 @@ from trainer.progress import enable_download_bars
 if TYPE_CHECKING:
     from bot.adapters.base import Adapter
     from bot.training import TrainingOutcome
+    from storage.copy import CopyReport
 
 log = logging.getLogger("thumbtune")
 
@@ -419,7 +420,7 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _copy(source: Path | str, target: Path | str):
+async def _copy(source: Path | str, target: Path | str) -> CopyReport:
     from storage.copy import copy_database
     from storage.database import Database
 

@@ -91,6 +91,7 @@ async def _copy_table(source: Database, out: Connection, table: str, key: tuple[
             )
             rows = [tuple(row) for row in await cursor.fetchall()]
             if columns is None:
+                assert cursor.description is not None  # a SELECT describes its columns
                 columns = [str(column[0]) for column in cursor.description]
         if not rows:
             return copied

@@ -94,6 +94,9 @@ class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
 
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...  # per column: its name first (DB-API)
+
     async def fetchone(self) -> Any: ...
 
     async def fetchall(self) -> Iterable[Any]: ...
@@ -102,7 +105,7 @@ class Cursor(Protocol):
 class Connection(Protocol):
     """The connection the repository writes SQL to: ``?`` placeholders on both backends."""
 
-    async def execute(self, sql: str, parameters: Iterable[Any] = ..., /) -> Any: ...
+    async def execute(self, sql: str, parameters: Iterable[Any] = ..., /) -> Cursor: ...
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
 
@@ -208,13 +211,13 @@ class Database:
         await self.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         """A write transaction (committed, or rolled back on error), exclusive in-process."""
         raise NotImplementedError
         yield
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Any]:
+    async def reading(self) -> AsyncIterator[Connection]:
         """The connection for reads, never in the middle of another coroutine's write."""
         raise NotImplementedError
         yield

@@ -193,8 +193,8 @@ class VllmEngine:
         self._in_flight: Counter[int] = Counter()  # requests in flight per version
         self._changed = asyncio.Event()  # set (and replaced) when a replica or the version changes
         self._swap_lock = asyncio.Lock()
-        self._probing: asyncio.Task | None = None
-        self._background: set[asyncio.Task] = set()
+        self._probing: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._rotation = 0
         self._ranker: Ranker | None = None  # the current version's, where its reward head ranks
 
