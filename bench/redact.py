@@ -23,6 +23,7 @@ import argparse
 import random
 import string
 import time
+from collections.abc import Callable
 
 from bench.common import emit, median
 from bot.tinymodel import shipped_dialogues
@@ -40,62 +41,88 @@ EVERYDAY = [
     "The build took 1843 seconds, 20% more than last week.",
     "Use port 8080 locally and 443 in production.",
 ]
-PLANTED = ("api_key", "email", "phone", "card", "iban", "national_id", "ip_address")
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _api_key(rng: random.Random) -> str:
+    return rng.choice(
+        [
+            "sk-live-" + "".join(rng.choices(_ALNUM, k=24)),
+            f"xoxb-{rng.randrange(10**11, 10**12)}-{rng.randrange(10**12, 10**13)}-"
+            + "".join(rng.choices(_ALNUM, k=24)),
+            "ghp_" + "".join(rng.choices(_ALNUM, k=36)),
+            "AKIA" + "".join(rng.choices(string.ascii_uppercase + string.digits, k=16)),
+        ]
+    )
+
+
+def _email(rng: random.Random) -> str:
+    name = rng.choice(["jane", "omar", "li.wei", "sam_k", "ana-maria"])
+    return f"{name}{rng.randrange(100)}@{rng.choice(['example.org', 'mail.co.uk', 'corp.example.com'])}"
+
+
+def _phone(rng: random.Random) -> str:
+    import phonenumbers
+
+    region = rng.choice(["US", "GB", "DE", "FR"])
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+    assert example is not None
+    while True:
+        national = str(example.national_number)
+        phone = phonenumbers.parse(national[:-3] + f"{rng.randrange(1000):03d}", region)
+        if phonenumbers.is_valid_number(phone):
+            form = rng.choice([phonenumbers.PhoneNumberFormat.INTERNATIONAL, phonenumbers.PhoneNumberFormat.NATIONAL])
+            return phonenumbers.format_number(phone, form)
+
+
+def _card(rng: random.Random) -> str:
+    from stdnum import luhn
+
+    body = "4" + "".join(rng.choices(string.digits, k=14))
+    digits = body + luhn.calc_check_digit(body)
+    return " ".join(digits[i : i + 4] for i in range(0, 16, 4))
+
+
+def _iban(rng: random.Random) -> str:
+    from stdnum import iban
+
+    account = "".join(rng.choices(string.digits, k=18))
+    number = "DE" + iban.calc_check_digits("DE00" + account) + account
+    return " ".join(number[i : i + 4] for i in range(0, len(number), 4))
+
+
+def _national_id(rng: random.Random) -> str:
+    from stdnum.us import ssn
+
+    while True:
+        value = f"{rng.randrange(1, 900):03d}-{rng.randrange(1, 100):02d}-{rng.randrange(1, 10000):04d}"
+        if ssn.is_valid(value):
+            return value
+
+
+def _ip_address(rng: random.Random) -> str:
+    first = rng.choice([23, 51, 81, 93, 145, 185])  # public ranges
+    return f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+
+
+# One valid value of each kind, as people write it.
+PLANTERS: dict[str, Callable[[random.Random], str]] = {
+    "api_key": _api_key,
+    "email": _email,
+    "phone": _phone,
+    "card": _card,
+    "iban": _iban,
+    "national_id": _national_id,
+    "ip_address": _ip_address,
+}
+PLANTED = tuple(PLANTERS)
 
 
 def planted_value(kind: str, rng: random.Random) -> str:
     """One valid value of ``kind``, as people write it."""
-    alnum = string.ascii_letters + string.digits
-    if kind == "api_key":
-        return rng.choice(
-            [
-                "sk-live-" + "".join(rng.choices(alnum, k=24)),
-                f"xoxb-{rng.randrange(10**11, 10**12)}-{rng.randrange(10**12, 10**13)}-"
-                + "".join(rng.choices(alnum, k=24)),
-                "ghp_" + "".join(rng.choices(alnum, k=36)),
-                "AKIA" + "".join(rng.choices(string.ascii_uppercase + string.digits, k=16)),
-            ]
-        )
-    if kind == "email":
-        name = rng.choice(["jane", "omar", "li.wei", "sam_k", "ana-maria"])
-        return f"{name}{rng.randrange(100)}@{rng.choice(['example.org', 'mail.co.uk', 'corp.example.com'])}"
-    if kind == "phone":
-        import phonenumbers
-
-        region = rng.choice(["US", "GB", "DE", "FR"])
-        example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
-        assert example is not None
-        while True:
-            national = str(example.national_number)
-            phone = phonenumbers.parse(national[:-3] + f"{rng.randrange(1000):03d}", region)
-            if phonenumbers.is_valid_number(phone):
-                form = rng.choice(
-                    [phonenumbers.PhoneNumberFormat.INTERNATIONAL, phonenumbers.PhoneNumberFormat.NATIONAL]
-                )
-                return phonenumbers.format_number(phone, form)
-    if kind == "card":
-        from stdnum import luhn
-
-        body = "4" + "".join(rng.choices(string.digits, k=14))
-        digits = body + luhn.calc_check_digit(body)
-        return " ".join(digits[i : i + 4] for i in range(0, 16, 4))
-    if kind == "iban":
-        from stdnum import iban
-
-        account = "".join(rng.choices(string.digits, k=18))
-        number = "DE" + iban.calc_check_digits("DE00" + account) + account
-        return " ".join(number[i : i + 4] for i in range(0, len(number), 4))
-    if kind == "national_id":
-        from stdnum.us import ssn
-
-        while True:
-            value = f"{rng.randrange(1, 900):03d}-{rng.randrange(1, 100):02d}-{rng.randrange(1, 10000):04d}"
-            if ssn.is_valid(value):
-                return value
-    if kind == "ip_address":
-        first = rng.choice([23, 51, 81, 93, 145, 185])  # public ranges
-        return f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-    raise ValueError(kind)
+    if kind not in PLANTERS:
+        raise ValueError(kind)
+    return PLANTERS[kind](rng)
 
 
 def texts_mix(count: int, *, dirty: float, seed: int) -> tuple[list[str], list[str | None]]:

@@ -126,7 +126,7 @@ async def time_operations(target: Path | str, *, answers: int, registry: ModelRe
     }
 
 
-def _replica(target: str, first: int, count: int, answers: int, ready: Any, go: Any, done: Any) -> None:
+def _replica(target: str, *, first: int, count: int, answers: int, ready: Any, go: Any, done: Any) -> None:
     async def work() -> None:
         async with await Database.open(target) as database:
             repository = Repository(database)
@@ -151,7 +151,18 @@ def events_per_second(target: str, *, processes: int, events: int, answers: int,
     ready, done, go = context.Queue(), context.Queue(), context.Event()
     share = events // processes
     workers = [
-        context.Process(target=_replica, args=(target, offset + i * share, share, answers, ready, go, done))
+        context.Process(
+            target=_replica,
+            args=(target,),
+            kwargs={
+                "first": offset + i * share,
+                "count": share,
+                "answers": answers,
+                "ready": ready,
+                "go": go,
+                "done": done,
+            },
+        )
         for i in range(processes)
     ]
     for worker in workers:

@@ -38,7 +38,7 @@ NOT_STORED_APOLOGY = (
 
 
 class Answers:
-    def __init__(
+    def __init__(  # noqa: PLR0913  the answer policy's collaborators and settings, composed once in bot.app
         self,
         *,
         repository: Repository,
@@ -186,11 +186,9 @@ class Answers:
         if command is not None:
             return await self.commands.run_command(command, platform=prompt.platform, user=prompt.user)
         self.metrics.prompts.labels(prompt.platform).inc()
-        if self.rate_limiter is not None and prompt.platform != "shell":  # the local operator is trusted
-            wait = self.rate_limiter.try_acquire(self.persons.key(prompt.platform, prompt.user))
-            if wait > 0:
-                self.metrics.refusals.labels("slow_down").inc()
-                return Reply(f"Slow down a little, please: you can ask again in {math.ceil(wait)} s.", ok=False)
+        too_fast = self._over_the_rate(prompt)
+        if too_fast is not None:
+            return too_fast
         compare, text = split_compare_request(text)
         compare = compare or self.compare
         if not text:
@@ -242,6 +240,16 @@ class Answers:
         if retry is not None and self.implicit is not None and not compare:
             await self.implicit.after_answer(retry, stored.response_ids[0], platform=prompt.platform)
         return _reply(candidates, stored.response_ids, compare=compare)
+
+    def _over_the_rate(self, prompt: IncomingPrompt) -> Reply | None:
+        """The refusal for an asker over the rate limit (it counts this prompt); None to go on."""
+        if self.rate_limiter is None or prompt.platform == "shell":  # the local operator is trusted
+            return None
+        wait = self.rate_limiter.try_acquire(self.persons.key(prompt.platform, prompt.user))
+        if wait <= 0:
+            return None
+        self.metrics.refusals.labels("slow_down").inc()
+        return Reply(f"Slow down a little, please: you can ask again in {math.ceil(wait)} s.", ok=False)
 
     async def _sample(
         self, context: str, params: SamplingParams, *, compare: bool

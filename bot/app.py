@@ -121,6 +121,7 @@ def _writes_at_start(settings: Settings) -> Iterator[None]:
 
 def compose_service(
     settings: Settings,
+    *,
     repository: Repository,
     generator: Engine,
     persons: PersonKeys,
@@ -242,7 +243,15 @@ async def open_runtime(settings: Settings, *, loop: bool = True) -> AsyncIterato
             retraining = Loop(
                 settings=settings, repository=repository, generator=generator, registry=registry, metrics=metrics
             )
-            service = compose_service(settings, repository, generator, persons, registry, metrics, retraining)
+            service = compose_service(
+                settings,
+                repository=repository,
+                generator=generator,
+                persons=persons,
+                registry=registry,
+                metrics=metrics,
+                admin_actions=retraining,
+            )
             if settings.challenger_share > 0 and parent is not None:
                 await _hold_parent(generator, registry, settings, parent)
             metrics.watch(generator)

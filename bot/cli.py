@@ -441,7 +441,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915  one statement per command and option
     from bot.adapters import PLATFORMS
     from bot.simulate import SimulationOptions
     from trainer.config import add_arguments

@@ -66,7 +66,7 @@ class WebServer:
     """The dashboard, ``/healthz`` and ``/metrics`` for one bot, or for its data alone
     (`thumbtune dashboard`: no generator, the registry says which version is current)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  the dashboard's collaborators and settings, composed once in bot.app
         self,
         *,
         database: Database,

@@ -668,7 +668,8 @@ async def discord_idle() -> None:
     member_is_bot=st.one_of(st.none(), st.booleans()),
     remove=st.booleans(),
 )
-async def test_discord_random_reactions_vote_only_on_answers_with_table_emoji(
+# One parameter per hypothesis strategy, besides the fixtures.
+async def test_discord_random_reactions_vote_only_on_answers_with_table_emoji(  # noqa: PLR0913
     discord_answer,
     fake_discord,
     runtime,

@@ -136,9 +136,9 @@ def test_the_c_function_checks_what_it_is_given():
         matvec(x.astype(np.float64), w, None, y)
     with pytest.raises(TypeError, match="C-contiguous"):
         matvec(np.ones((2, 6), np.float32)[:, ::2], w, None, y)
+    readonly = np.zeros((2, 5), np.float32)
+    readonly.flags.writeable = False
     with pytest.raises(TypeError, match="writable"):
-        readonly = np.zeros((2, 5), np.float32)
-        readonly.flags.writeable = False
         matvec(x, w, None, readonly)
     with pytest.raises(TypeError):
         matvec(b"not numbers", w, None, y)

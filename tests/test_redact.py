@@ -233,12 +233,11 @@ async def test_snapshot_and_exports_hold_placeholders_and_the_database_the_raw_t
 
 
 async def test_the_hf_export_is_scrubbed_comparisons_included(runtime, tmp_path: Path) -> None:
-    pytest.importorskip("datasets")
+    from datasets import load_from_disk  # the train extra, installed for the tests
+
     await _voted_with_secrets(runtime)
     out = tmp_path / "hf"
     await asyncio.to_thread(export, runtime.database.path, fmt="hf", out=out)
-    from datasets import load_from_disk
-
     folder = load_from_disk(str(out))
     _holds_no_secret(json.dumps({name: folder[name].to_list() for name in folder}, ensure_ascii=False))
     assert "<EMAIL>" in json.dumps(folder["kto"].to_list()) and "<EMAIL>" in folder["comparisons"][0]["prompt"]

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MENTIONS = 45  # people's questions; each is two events (app_mention and message)
 REACTIONS_PER_ANSWER = 3
 TICK_MINUTES = 0.05  # the training schedule: every 3 s
+IN_FLIGHT = 6  # deliveries the fake Slack makes at once
 
 
 class BalancedSlack(FakeSlack):
@@ -116,10 +117,9 @@ async def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await cursor.fetchall()]
 
 
-async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
-    postgres_url: str, tiny_model_dir: Path, tmp_path: Path
-):
-    registry_dir = tmp_path / "registry"
+def _environment(postgres_url: str, tiny_model_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """What every replica runs with: this environment without the developer's own settings,
+    and one database, registry, model and person secret shared by all three."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("THUMBTUNE_", "SLACK_", "DISCORD_"))}
     env.update({
         "SLACK_BOT_TOKEN": "xoxb-replica-token",
@@ -127,7 +127,7 @@ async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
         "THUMBTUNE_DATABASE_URL": postgres_url,
         "THUMBTUNE_PERSON_SECRET": "one secret shared by every replica",
         "THUMBTUNE_MODEL": str(tiny_model_dir),
-        "THUMBTUNE_REGISTRY_DIR": str(registry_dir),
+        "THUMBTUNE_REGISTRY_DIR": str(tmp_path / "registry"),
         "THUMBTUNE_ARTIFACTS": str(tmp_path / "artifacts"),
         "THUMBTUNE_HTTP_HOST": "127.0.0.1",
         "THUMBTUNE_DASHBOARD_PORT": "0",
@@ -140,6 +140,80 @@ async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
         "THUMBTUNE_TRAIN_EVERY_MINUTES": str(TICK_MINUTES),
         "THUMBTUNE_TRAIN_MIN_NEW_VOTES": "1000000",  # each tick records a skip: one row per tick
     })  # fmt: skip
+    return env
+
+
+async def _stop(replicas: list[Replica]) -> None:
+    """SIGTERM to every process still running, then wait for each (killed after 30 s)."""
+    for replica in replicas:
+        if replica.process is not None and replica.process.returncode is None:
+            replica.process.send_signal(signal.SIGTERM)
+    for replica in replicas:
+        if replica.process is not None:
+            try:
+                await asyncio.wait_for(replica.process.wait(), 30)
+            except asyncio.TimeoutError:
+                replica.process.kill()
+                await replica.process.wait()
+
+
+async def _ask_through_a_kill(
+    fake: BalancedSlack, replicas: list[Replica], env: dict[str, str], *, restarted_log: Path
+) -> list[Message]:
+    """MENTIONS questions, a few at a time; the second process is SIGKILLed a third of the way
+    through and started again (logging to ``restarted_log``) once the burst is over."""
+    questions: list[Message] = []
+    gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def ask(index: int) -> None:
+        async with gate:
+            questions.append(
+                await fake.mention(channel=f"C{index % 3}", user=f"U{index % 15}", text=f"question {index}")
+            )
+
+    burst = [asyncio.create_task(ask(index)) for index in range(MENTIONS)]
+    await wait_for(lambda: len(questions) >= MENTIONS // 3, timeout=60)
+    victim = replicas[1]
+    assert victim.process is not None
+    victim.process.send_signal(signal.SIGKILL)
+    await victim.process.wait()
+    fake.replicas[1] = None
+    victim.log = restarted_log
+    await asyncio.gather(*burst)
+    await _start(victim, env)
+    fake.replicas[1] = victim.url
+    return questions
+
+
+async def _vote(fake: BalancedSlack, answers: list[Message]) -> Counter[tuple[str, str]]:
+    """REACTIONS_PER_ANSWER votes on each answer, a few at a time, some delivered again (as
+    Slack retries) to another process; the acknowledged votes by message key and emoji."""
+    acknowledged: Counter[tuple[str, str]] = Counter()
+    gate = asyncio.Semaphore(IN_FLIGHT)
+    reactions = []
+    for q_index, answer in enumerate(answers):
+        for voter in range(REACTIONS_PER_ANSWER):
+            emoji = "+1" if (q_index + voter) % 3 else "-1"
+            reactions.append((answer, f"V{voter}", emoji))
+
+    async def react(answer: Message, user: str, emoji: str) -> None:
+        async with gate:
+            delivery = await fake.react(user=user, message=answer, name=emoji)
+            assert delivery.status == 200
+            acknowledged[(f"slack:{answer.channel}:{answer.ts}", "👍" if emoji == "+1" else "👎")] += 1
+            if hash((answer.ts, user)) % 3 == 0:  # Slack's retry of a delivered event, elsewhere
+                assert (await fake.redeliver(delivery.envelope, retry_num=1)).status == 200
+
+    await asyncio.gather(*(react(*reaction) for reaction in reactions))
+    await fake.settle()
+    return acknowledged
+
+
+async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
+    postgres_url: str, tiny_model_dir: Path, tmp_path: Path
+):
+    registry_dir = tmp_path / "registry"
+    env = _environment(postgres_url, tiny_model_dir, tmp_path)
     replicas = [Replica(f"replica{index}", tmp_path / f"replica{index}.log") for index in range(3)]
     async with BalancedSlack(signing_secret=SECRET).running() as fake:
         env["SLACK_API_URL"] = fake.api_url
@@ -149,26 +223,9 @@ async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
             started = time.time()
 
             # --- a burst of questions; one process is killed in the middle and started again
-            questions: list[Message] = []
-            gate = asyncio.Semaphore(6)
-
-            async def ask(index: int) -> None:
-                async with gate:
-                    questions.append(
-                        await fake.mention(channel=f"C{index % 3}", user=f"U{index % 15}", text=f"question {index}")
-                    )
-
-            burst = [asyncio.create_task(ask(index)) for index in range(MENTIONS)]
-            await wait_for(lambda: len(questions) >= MENTIONS // 3, timeout=60)
-            victim = replicas[1]
-            assert victim.process is not None
-            victim.process.send_signal(signal.SIGKILL)
-            await victim.process.wait()
-            fake.replicas[1] = None
-            victim.log = tmp_path / "replica1-restarted.log"
-            await asyncio.gather(*burst)
-            await _start(victim, env)
-            fake.replicas[1] = victim.url
+            questions = await _ask_through_a_kill(
+                fake, replicas, env, restarted_log=tmp_path / "replica1-restarted.log"
+            )
 
             def answered() -> bool:
                 return all(fake.answers_in_thread(q.channel, q.ts) for q in questions)
@@ -186,24 +243,7 @@ async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
             assert len(again) <= 1
 
             # --- votes, some delivered again to another process
-            acknowledged: Counter[tuple[str, str]] = Counter()
-            reactions = []
-            for q_index, question in enumerate(questions):
-                answer = answers[question.ts][0]
-                for voter in range(REACTIONS_PER_ANSWER):
-                    emoji = "+1" if (q_index + voter) % 3 else "-1"
-                    reactions.append((answer, f"V{voter}", emoji))
-
-            async def react(answer: Message, user: str, emoji: str) -> None:
-                async with gate:
-                    delivery = await fake.react(user=user, message=answer, name=emoji)
-                    assert delivery.status == 200
-                    acknowledged[(f"slack:{answer.channel}:{answer.ts}", "👍" if emoji == "+1" else "👎")] += 1
-                    if hash((answer.ts, user)) % 3 == 0:  # Slack's retry of a delivered event, elsewhere
-                        assert (await fake.redeliver(delivery.envelope, retry_num=1)).status == 200
-
-            await asyncio.gather(*(react(*reaction) for reaction in reactions))
-            await fake.settle()
+            acknowledged = await _vote(fake, [answers[question.ts][0] for question in questions])
             stored = await _rows(
                 postgres_url,
                 "SELECT r.message_key, v.emoji, count(*) FROM votes v JOIN responses r ON r.id = v.response_id"
@@ -226,16 +266,7 @@ async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
             for replica in replicas:
                 assert "xoxb-replica-token" not in replica.text()
         finally:
-            for replica in replicas:
-                if replica.process is not None and replica.process.returncode is None:
-                    replica.process.send_signal(signal.SIGTERM)
-            for replica in replicas:
-                if replica.process is not None:
-                    try:
-                        await asyncio.wait_for(replica.process.wait(), 30)
-                    except asyncio.TimeoutError:
-                        replica.process.kill()
-                        await replica.process.wait()
+            await _stop(replicas)
 
 
 async def _runs_at_least(url: str, count: int) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml  # pyyaml, a dev dependency
 
 from bot.adapters.slack import SlackBot, SlackConfig
 from bot.adapters.slack.payloads import describe
@@ -618,7 +619,6 @@ async def test_start_up_names_a_refused_token(runtime, fake, config):
 
 # --- the app manifest -------------------------------------------------------------------
 async def test_manifest_asks_for_what_the_adapter_listens_to():
-    yaml = pytest.importorskip("yaml")
     from bot.adapters import slack
 
     manifest = yaml.safe_load((Path(slack.__file__).parent / "manifest.yml").read_text())

@@ -74,7 +74,8 @@ def test_the_launcher_replaces_the_interpreter(settings_env, monkeypatch: pytest
     assert command[:6] == ["accelerate", "launch", "--num_processes", "2", "-m", "trainer"]
 
 
-def test_train_now_then_models_rollback_and_export(
+# One trained version (trained once, the slow part) through every command that reads it.
+def test_train_now_then_models_rollback_and_export(  # noqa: PLR0915
     settings, settings_env, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("THUMBTUNE_TRAIN_MIN_EXAMPLES", "8")

@@ -386,7 +386,16 @@ def _with_relevance(
     return dataclasses.replace(measured, scores=dataclasses.replace(measured.scores, relevance=score))
 
 
-def run_gate(
+@dataclass
+class _Findings:
+    """What the gate's checks found, in the order they ran."""
+
+    reasons: list[str] = field(default_factory=list)  # why the candidate fails; empty: it passes
+    not_enough: list[str] = field(default_factory=list)  # checks not applied, and why
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95 %, by metric name
+
+
+def run_gate(  # noqa: PLR0913  the models compared, the held-out data and the gate's config, by keyword
     *,
     candidate: PreTrainedModel,
     parent: PreTrainedModel,
@@ -407,11 +416,7 @@ def run_gate(
     if base is not None:
         zero = _measure(base, tokenizer, corrections=[], config=config, seed=seed)
         zero = _with_relevance(zero, judge, tokenizer, config, max_length)
-    base_logprobs = zero.reference_logprobs
-    base_perplexity = perplexity_of(base_logprobs)
-    intervals: dict[str, tuple[float, float]] = {}
-    not_enough: list[str] = []
-    reasons: list[str] = []
+    found = _Findings()
 
     # (a) held-out preference, paired.
     liked, disliked = (
@@ -422,83 +427,123 @@ def run_gate(
     accuracy = parent_accuracy = None
     need = config.min_preference_examples
     if len(liked) < need or len(disliked) < need:
-        not_enough.append(
+        found.not_enough.append(
             f"held-out preference: {len(liked)} liked and {len(disliked)} disliked held-out answers "
             f"({need} of each needed)"
         )
     else:
         items = [(e.prompt, e.completion) for e in (*liked, *disliked)]
-
-        def logps(model: PreTrainedModel) -> np.ndarray:
-            return np.array(completion_logprobs(model, tokenizer, items, max_length=max_length))
-
-        new_lp, old_lp = logps(candidate), logps(parent)
-        base_lp = old_lp if base is None else logps(base)
-        cut = len(liked)
-        new_r, old_r = new_lp - base_lp, old_lp - base_lp
-        accuracy = float(pairwise_wins(new_r[:cut], new_r[cut:]).mean())
-        parent_accuracy = float(pairwise_wins(old_r[:cut], old_r[cut:]).mean())
-        intervals.update(
-            paired_auc_difference(
-                (new_r[:cut], new_r[cut:]), (old_r[:cut], old_r[cut:]), samples=config.bootstrap_samples, seed=seed
-            )
+        new_r, old_r = _implicit_rewards(
+            items, tokenizer, candidate=candidate, parent=parent, base=base, max_length=max_length
         )
-        low, high = intervals["preference_difference"]
-        if accuracy - parent_accuracy < -config.preference_margin and high < 0:
-            reasons.append(
-                f"held-out preference accuracy {accuracy:.2f} < parent {parent_accuracy:.2f} - "
-                f"{config.preference_margin} (difference 95% interval {low:+.2f} to {high:+.2f})"
-            )
+        accuracy, parent_accuracy = _check_preference(found, new_r, old_r, cut=len(liked), config=config, seed=seed)
 
     # (b) fluency, against the parent and against version 0.
-    for name, other in (("perplexity_ratio", old.reference_logprobs), ("base_perplexity_ratio", base_logprobs)):
-        if len(other) == len(new.reference_logprobs):
-            interval = _log_ratio_interval(new.reference_logprobs, other, samples=config.bootstrap_samples, seed=seed)
-            if interval is not None:
-                intervals[name] = interval
-    if (
-        not math.isfinite(new.scores.perplexity)
-        or new.scores.perplexity > old.scores.perplexity * config.perplexity_ratio
-    ):
-        reasons.append(
-            f"reference perplexity {new.scores.perplexity:.1f} > {config.perplexity_ratio} x parent "
-            f"{old.scores.perplexity:.1f}"
-        )
-    elif new.scores.perplexity > base_perplexity * config.perplexity_ratio:
-        reasons.append(
-            f"reference perplexity {new.scores.perplexity:.1f} > {config.perplexity_ratio} x version 0's "
-            f"{base_perplexity:.1f} (drift over versions)"
-        )
+    _check_fluency(found, new, old, zero, config=config, seed=seed)
 
     # (c) diversity, against the parent and against version 0; (e) relevance, the same way.
-    reasons += diversity_reasons(new.scores, old.scores, zero.scores, config)
+    found.reasons += diversity_reasons(new.scores, old.scores, zero.scores, config)
 
     # (d) corrections, paired.
-    if corrections and len(corrections) < config.min_corrections:
-        not_enough.append(f"chrF: {len(corrections)} held-out corrections ({config.min_corrections} needed)")
-    elif corrections and new.scores.chrf is not None and old.scores.chrf is not None:
-        references = [p.chosen.strip() for p in corrections]
-        intervals["chrf_difference"] = _paired_chrf_interval(
-            new.corrected, old.corrected, references, samples=max(1, config.bootstrap_samples // 5), seed=seed
-        )
-        low, high = intervals["chrf_difference"]
-        if new.scores.chrf < old.scores.chrf - config.chrf_margin and high < 0:
-            reasons.append(
-                f"chrF vs corrections {new.scores.chrf:.1f} < parent {old.scores.chrf:.1f} - {config.chrf_margin} "
-                f"(difference 95% interval {low:+.1f} to {high:+.1f})"
-            )
+    _check_corrections(found, new, old, corrections, config=config, seed=seed)
     return GateResult(
         new.scores,
         old.scores,
         accuracy,
         parent_accuracy,
         n_pairs if accuracy is not None else 0,
-        tuple(reasons),
-        base_perplexity=base_perplexity,
+        tuple(found.reasons),
+        base_perplexity=perplexity_of(zero.reference_logprobs),
         base=zero.scores if base is not None else None,
-        intervals=intervals,
-        not_enough_data=tuple(not_enough),
+        intervals=found.intervals,
+        not_enough_data=tuple(found.not_enough),
     )
+
+
+def _implicit_rewards(
+    items: Sequence[tuple[str, str]],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    candidate: PreTrainedModel,
+    parent: PreTrainedModel,
+    base: PreTrainedModel | None,
+    max_length: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate's and the parent's implicit reward of each (prompt, answer): its log
+    probability over version 0's (over the parent's own when there is no ``base``)."""
+
+    def logps(model: PreTrainedModel) -> np.ndarray:
+        return np.array(completion_logprobs(model, tokenizer, items, max_length=max_length))
+
+    new_lp, old_lp = logps(candidate), logps(parent)
+    base_lp = old_lp if base is None else logps(base)
+    return new_lp - base_lp, old_lp - base_lp
+
+
+def _check_preference(
+    found: _Findings, new_r: np.ndarray, old_r: np.ndarray, *, cut: int, config: GateConfig, seed: int
+) -> tuple[float, float]:
+    """(a) How often each model rewards a liked answer over a disliked one (the rewards before
+    ``cut`` are of liked answers, the rest of disliked ones); clearly worse than the parent fails."""
+    accuracy = float(pairwise_wins(new_r[:cut], new_r[cut:]).mean())
+    parent_accuracy = float(pairwise_wins(old_r[:cut], old_r[cut:]).mean())
+    found.intervals.update(
+        paired_auc_difference(
+            (new_r[:cut], new_r[cut:]), (old_r[:cut], old_r[cut:]), samples=config.bootstrap_samples, seed=seed
+        )
+    )
+    low, high = found.intervals["preference_difference"]
+    if accuracy - parent_accuracy < -config.preference_margin and high < 0:
+        found.reasons.append(
+            f"held-out preference accuracy {accuracy:.2f} < parent {parent_accuracy:.2f} - "
+            f"{config.preference_margin} (difference 95% interval {low:+.2f} to {high:+.2f})"
+        )
+    return accuracy, parent_accuracy
+
+
+def _check_fluency(
+    found: _Findings, new: _Measured, old: _Measured, zero: _Measured, *, config: GateConfig, seed: int
+) -> None:
+    """(b) The reference text's perplexity, against the parent's and against version 0's."""
+    base_logprobs = zero.reference_logprobs
+    base_perplexity = perplexity_of(base_logprobs)
+    for name, other in (("perplexity_ratio", old.reference_logprobs), ("base_perplexity_ratio", base_logprobs)):
+        if len(other) == len(new.reference_logprobs):
+            interval = _log_ratio_interval(new.reference_logprobs, other, samples=config.bootstrap_samples, seed=seed)
+            if interval is not None:
+                found.intervals[name] = interval
+    if (
+        not math.isfinite(new.scores.perplexity)
+        or new.scores.perplexity > old.scores.perplexity * config.perplexity_ratio
+    ):
+        found.reasons.append(
+            f"reference perplexity {new.scores.perplexity:.1f} > {config.perplexity_ratio} x parent "
+            f"{old.scores.perplexity:.1f}"
+        )
+    elif new.scores.perplexity > base_perplexity * config.perplexity_ratio:
+        found.reasons.append(
+            f"reference perplexity {new.scores.perplexity:.1f} > {config.perplexity_ratio} x version 0's "
+            f"{base_perplexity:.1f} (drift over versions)"
+        )
+
+
+def _check_corrections(
+    found: _Findings, new: _Measured, old: _Measured, corrections: Sequence[Pair], *, config: GateConfig, seed: int
+) -> None:
+    """(d) chrF of the answers to corrected prompts against the corrections, paired with the parent's."""
+    if corrections and len(corrections) < config.min_corrections:
+        found.not_enough.append(f"chrF: {len(corrections)} held-out corrections ({config.min_corrections} needed)")
+    elif corrections and new.scores.chrf is not None and old.scores.chrf is not None:
+        references = [p.chosen.strip() for p in corrections]
+        found.intervals["chrf_difference"] = _paired_chrf_interval(
+            new.corrected, old.corrected, references, samples=max(1, config.bootstrap_samples // 5), seed=seed
+        )
+        low, high = found.intervals["chrf_difference"]
+        if new.scores.chrf < old.scores.chrf - config.chrf_margin and high < 0:
+            found.reasons.append(
+                f"chrF vs corrections {new.scores.chrf:.1f} < parent {old.scores.chrf:.1f} - {config.chrf_margin} "
+                f"(difference 95% interval {low:+.1f} to {high:+.1f})"
+            )
 
 
 def diversity_reasons(new: ModelScores, parent: ModelScores, zero: ModelScores, config: GateConfig) -> list[str]:

@@ -141,10 +141,8 @@ class ShellChat(Adapter):
         if not line:
             return True
         command, _, argument = line.partition(" ")
-        if self.last_was_comparison and line in _SHORT_VERDICTS:
-            await self.rate(_SHORT_VERDICTS[line])
-        elif line in _SHORT_RATINGS or self.service.is_reaction_emoji(line):
-            await self.rate(_SHORT_RATINGS.get(line, line))
+        if (emoji := self._rating_in(line)) is not None:
+            await self.rate(emoji)
         elif command == "/rate":
             await self.rate(argument.strip())
         elif command == "/unrate":
@@ -164,6 +162,15 @@ class ShellChat(Adapter):
         else:
             await self.ask(line)
         return True
+
+    def _rating_in(self, line: str) -> str | None:
+        """The emoji a line that is only a rating means (a shorthand, a verdict after a
+        comparison, or an emoji of the table); None for anything else."""
+        if self.last_was_comparison and line in _SHORT_VERDICTS:
+            return _SHORT_VERDICTS[line]
+        if line in _SHORT_RATINGS or self.service.is_reaction_emoji(line):
+            return _SHORT_RATINGS.get(line, line)
+        return None
 
     async def ask(self, text: str) -> None:
         reply = await self.service.on_prompt(

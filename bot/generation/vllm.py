@@ -157,7 +157,7 @@ class Ranker:
 class VllmEngine:
     """Generation by vLLM servers (one or several replicas), with versions loaded into them."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  one keyword per engine setting, passed by bot.app
         self,
         *,
         urls: list[str],
@@ -335,7 +335,9 @@ class VllmEngine:
                     continue
                 replica, model = picked
                 try:
-                    generation = await self._complete(replica, model, target, ids, params, deadline - loop.time())
+                    generation = await self._complete(
+                        replica, model, target, ids, params, timeout=deadline - loop.time()
+                    )
                 except ReplicaFailed as exc:
                     log.warning("vLLM replica %s failed a request (%s); trying another", replica.url, exc)
                     self._lost(replica, str(exc))
@@ -381,10 +383,8 @@ class VllmEngine:
         assert model is not None
         return replica, model
 
-    async def _complete(
-        self, replica: Replica, model: str, target: Target, ids: list[int], params: SamplingParams, timeout: float
-    ) -> Generation:
-        assert self._session is not None and self._dialogue is not None
+    def _completion_request(self, model: str, ids: list[int], params: SamplingParams, *, chat: bool) -> dict[str, Any]:
+        """The body of a ``/v1/completions`` request for ``ids`` sampled with ``params``."""
         body: dict[str, Any] = {
             "model": model,
             "prompt": ids,
@@ -395,9 +395,16 @@ class VllmEngine:
             "max_tokens": params.max_new_tokens,
             "stop_token_ids": self._stops,
         }
-        if not self._dialogue.chat:
-            # The next turn ends a GPT-2 answer; the cut below is the local engine's, these only save tokens.
+        if not chat:
+            # The next turn ends a GPT-2 answer; _complete cuts it as the local engine does, these only save tokens.
             body["stop"] = [f"\n{USER}", f"\n{BOT}", "\n\n"]
+        return body
+
+    async def _complete(
+        self, replica: Replica, model: str, target: Target, ids: list[int], params: SamplingParams, *, timeout: float
+    ) -> Generation:
+        assert self._session is not None and self._dialogue is not None
+        body = self._completion_request(model, ids, params, chat=self._dialogue.chat)
         if self.on_batch is not None:
             self.on_batch(params.candidates)
         replica.in_flight += 1

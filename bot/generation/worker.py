@@ -81,7 +81,7 @@ def _resolve(future: asyncio.Future[Any], result: object = None, error: BaseExce
 class Generator:
     """Batched, thread-confined text generation with back-pressure and hot swap."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  one keyword per generator setting, passed by bot.app
         self,
         *,
         source: str | Path,
@@ -266,7 +266,8 @@ class Generator:
             if stop:
                 return
 
-    def _collect(self) -> tuple[list[_Request], bool]:
+    # One wait loop: its exits (stop, wake, a model to install, the window closing) read best together.
+    def _collect(self) -> tuple[list[_Request], bool]:  # noqa: C901
         """Wait for a request, then take what arrives within the batch window."""
         batch: list[_Request] = []
         rows = 0

@@ -21,7 +21,7 @@ from storage.repository.rows import (
 
 
 class PromptQueries(Queries):
-    async def record_answer(
+    async def record_answer(  # noqa: PLR0913  one keyword per stored field of the prompt and its answers
         self,
         *,
         platform: str,

@@ -33,7 +33,7 @@ class RunQueries(Queries):
             )
             return await inserted_id(cursor)
 
-    async def finish_training_run(
+    async def finish_training_run(  # noqa: PLR0913  one keyword per column a run's end records
         self,
         run_id: int,
         *,

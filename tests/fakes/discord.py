@@ -406,14 +406,9 @@ class FakeDiscord:
         path = "/" + request.match_info["path"]
         body, files = await _read_body(request)
         self.calls.append(Call(request.method, path, body, files))
-        if request.headers.get("Authorization") == f"Bot {BAD_TOKEN}":
-            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
-        for (slow_method, pattern), seconds in self.slow.items():
-            if request.method == slow_method and fnmatch.fnmatchcase(path, pattern):
-                await asyncio.sleep(seconds)
-        for (failing_method, pattern), status in self.failing.items():
-            if request.method == failing_method and fnmatch.fnmatchcase(path, pattern):
-                return _json({"message": f"scripted failure {status}", "code": 0}, status=status)
+        scripted = await self._scripted(request, path)
+        if scripted is not None:
+            return scripted
         parts = path.strip("/").split("/")
         method = request.method
 
@@ -433,25 +428,41 @@ class FakeDiscord:
                 }
             )
         if method == "POST" and parts[0] == "webhooks" and len(parts) == 3:  # an interaction follow-up
-            if self.fail_next_follow_up:
-                self.fail_next_follow_up = False
-                return _json({"message": "Missing Permissions", "code": 50013}, status=403)
-            interaction = self._interaction(parts[2])
-            channel_id = int(interaction["d"]["channel_id"])
-            message = self._new_message(
-                channel_id, self.bot.user(), body.get("content", ""), webhook=parts[1], files=files
-            )
-            message["interaction_metadata"] = {
-                "id": interaction["d"]["id"],
-                "type": 2,
-                "user": (interaction["d"].get("member") or {}).get("user") or interaction["d"].get("user"),
-                "authorizing_integration_owners": {},
-            }
-            await self.dispatch("MESSAGE_CREATE", message)
-            return _json(message)
+            return await self._follow_up(webhook=parts[1], token=parts[2], body=body, files=files)
         if method == "DELETE" and parts[0] == "webhooks":
             return web.Response(status=204)
         return _json({"message": f"fake Discord has no {method} {path}", "code": 0}, status=404)
+
+    async def _scripted(self, request: web.Request, path: str) -> web.StreamResponse | None:
+        """What a test scripted for this call: a refused token, a delay, a failure; None to go on."""
+        if request.headers.get("Authorization") == f"Bot {BAD_TOKEN}":
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
+        for (slow_method, pattern), seconds in self.slow.items():
+            if request.method == slow_method and fnmatch.fnmatchcase(path, pattern):
+                await asyncio.sleep(seconds)
+        for (failing_method, pattern), status in self.failing.items():
+            if request.method == failing_method and fnmatch.fnmatchcase(path, pattern):
+                return _json({"message": f"scripted failure {status}", "code": 0}, status=status)
+        return None
+
+    async def _follow_up(
+        self, *, webhook: str, token: str, body: Any, files: list[tuple[str, bytes]]
+    ) -> web.StreamResponse:
+        """POST /webhooks/{application}/{token}: the bot's answer to a slash command."""
+        if self.fail_next_follow_up:
+            self.fail_next_follow_up = False
+            return _json({"message": "Missing Permissions", "code": 50013}, status=403)
+        interaction = self._interaction(token)
+        channel_id = int(interaction["d"]["channel_id"])
+        message = self._new_message(channel_id, self.bot.user(), body.get("content", ""), webhook=webhook, files=files)
+        message["interaction_metadata"] = {
+            "id": interaction["d"]["id"],
+            "type": 2,
+            "user": (interaction["d"].get("member") or {}).get("user") or interaction["d"].get("user"),
+            "authorizing_integration_owners": {},
+        }
+        await self.dispatch("MESSAGE_CREATE", message)
+        return _json(message)
 
     async def _channel_call(
         self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes]], query: Any
@@ -463,41 +474,56 @@ class FakeDiscord:
         if method == "GET" and parts[2:] == ["messages"]:  # the channel's history, newest first
             return _json(self._history(channel_id, query))
         if method == "GET" and len(parts) >= 4 and parts[2] == "messages":
-            message_id = int(parts[3])
-            message = self.messages.get(message_id)
-            if message is None or message_id in self.deleted or message["channel_id"] != str(channel_id):
-                return _json({"message": "Unknown Message", "code": 10008}, status=404)
-            if len(parts) == 4:  # GET /channels/{c}/messages/{m}
-                return _json(self._as_the_bot_sees(message) | {"reactions": self._reactions_on(message_id)})
-            if len(parts) == 6 and parts[4] == "reactions":  # GET .../reactions/{emoji}?limit=&after=
-                return _json(self._reacted(message_id, unquote(parts[5]), query))
+            found = self._message_call(channel_id, parts, query)
+            if found is not None:
+                return found
         if method == "POST" and parts[2:] == ["typing"]:
             return web.Response(status=204)
         if method == "POST" and parts[2:] == ["messages"]:
-            if channel_id in self.fail_next_post:  # an error no handler expects
-                self.fail_next_post.discard(channel_id)
-                return _json({"message": "Invalid Form Body", "code": 50035}, status=400)
-            reference = (body.get("message_reference") or {}).get("message_id")
-            message = self._new_message(
-                channel_id,
-                self.bot.user(),
-                body.get("content", ""),
-                reply_to=int(reference) if reference else None,
-                files=files,
-            )
-            await self.dispatch("MESSAGE_CREATE", message)  # the real gateway echoes our own posts
-            return _json(message)
+            return await self._post(channel_id, body, files)
         if method == "PUT" and len(parts) == 7 and parts[2] == "messages" and parts[4:7:2] == ["reactions", "@me"]:
-            if self.rate_limit_next_reaction:
-                self.rate_limit_next_reaction = False
-                limited = _json(
-                    {"message": "You are being rate limited.", "retry_after": 0.05, "global": False}, status=429
-                )
-                limited.headers["Via"] = "1.1 google"  # discord.py treats a 429 without it as a Cloudflare ban
-                return limited
-            await self.react(self.bot, int(parts[3]), unquote(parts[5]))
-            return web.Response(status=204)
+            return await self._react_as_the_bot(message_id=int(parts[3]), emoji=unquote(parts[5]))
         return _json({"message": "unknown channel call", "code": 0}, status=404)
+
+    def _message_call(self, channel_id: int, parts: list[str], query: Any) -> web.StreamResponse | None:
+        """GET /channels/{c}/messages/{m}[/reactions/{emoji}]; None for another GET under it."""
+        message_id = int(parts[3])
+        message = self.messages.get(message_id)
+        if message is None or message_id in self.deleted or message["channel_id"] != str(channel_id):
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        if len(parts) == 4:  # GET /channels/{c}/messages/{m}
+            return _json(self._as_the_bot_sees(message) | {"reactions": self._reactions_on(message_id)})
+        if len(parts) == 6 and parts[4] == "reactions":  # GET .../reactions/{emoji}?limit=&after=
+            return _json(self._reacted(message_id, unquote(parts[5]), query))
+        return None
+
+    async def _post(self, channel_id: int, body: Any, files: list[tuple[str, bytes]]) -> web.StreamResponse:
+        """POST /channels/{c}/messages: the bot posts (a reply, where it names a reference)."""
+        if channel_id in self.fail_next_post:  # an error no handler expects
+            self.fail_next_post.discard(channel_id)
+            return _json({"message": "Invalid Form Body", "code": 50035}, status=400)
+        reference = (body.get("message_reference") or {}).get("message_id")
+        message = self._new_message(
+            channel_id,
+            self.bot.user(),
+            body.get("content", ""),
+            reply_to=int(reference) if reference else None,
+            files=files,
+        )
+        await self.dispatch("MESSAGE_CREATE", message)  # the real gateway echoes our own posts
+        return _json(message)
+
+    async def _react_as_the_bot(self, *, message_id: int, emoji: str) -> web.StreamResponse:
+        """PUT /channels/{c}/messages/{m}/reactions/{emoji}/@me, rate limited once where scripted."""
+        if self.rate_limit_next_reaction:
+            self.rate_limit_next_reaction = False
+            limited = _json(
+                {"message": "You are being rate limited.", "retry_after": 0.05, "global": False}, status=429
+            )
+            limited.headers["Via"] = "1.1 google"  # discord.py treats a 429 without it as a Cloudflare ban
+            return limited
+        await self.react(self.bot, message_id, emoji)
+        return web.Response(status=204)
 
     def _needed(
         self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes]], channel_id: int

@@ -56,7 +56,7 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
 
     platform: ClassVar[str] = PLATFORM
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  one keyword per Discord setting, each defaulted from the settings
         self,
         *,
         service: BotService,
