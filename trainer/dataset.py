@@ -344,16 +344,19 @@ def _compare_pairs(
             continue
         if clean(best.text) == clean(worst.text):
             continue
-        pairs.append(
-            Pair(
-                prompt=prompt_of(best),
-                chosen=completion_of(best.text),
-                rejected=completion_of(worst.text),
-                group=group(best),
-                source="compare",
-            )
-        )
+        pairs.append(_pair(best, worse=worst, group=group(best), source="compare"))
     return pairs
+
+
+def _pair(better: FeedbackAnswer, *, worse: FeedbackAnswer, group: str, source: str) -> Pair:
+    """Two answers to one prompt, ``better`` chosen over ``worse`` (the prompt is ``worse``'s)."""
+    return Pair(
+        prompt=prompt_of(worse),
+        chosen=completion_of(better.text),
+        rejected=completion_of(worse.text),
+        group=group,
+        source=source,
+    )
 
 
 def _correction_pairs(
@@ -401,15 +404,7 @@ def _retry_pairs(
         first, second = by_id.get(signal.response_id), by_id.get(signal.better_response_id)
         if first is None or second is None or clean(first.text) == clean(second.text):
             continue
-        pairs.append(
-            Pair(
-                prompt=prompt_of(first),
-                chosen=completion_of(second.text),
-                rejected=completion_of(first.text),
-                group=group(first),
-                source="retry",
-            )
-        )
+        pairs.append(_pair(second, worse=first, group=group(first), source="retry"))
     return pairs
 
 
