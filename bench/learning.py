@@ -407,6 +407,7 @@ def main() -> None:
         parser.add_argument(
             "--no-curve", action="store_true", help="skip votes_to_gain (the varied model's small-round loops)"
         )
+        parser.add_argument("--curve-only", action="store_true", help="only votes_to_gain (and varied_model)")
         parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; --quick 2)")
         parser.add_argument("--prompts", type=int, help="prompts per round (default 128; --quick 64)")
         parser.add_argument("--learning-rate", type=float, help="THUMBTUNE_TRAIN_LEARNING_RATE (default: the bot's)")
@@ -425,7 +426,7 @@ def main() -> None:
         if any(m.name == "varied" for m in chosen):
             out["varied_model"] = varied_model_distinct(scratch)
         out["models"] = {}
-        for model in chosen:
+        for model in [] if args.curve_only else chosen:
             out["models"][model.name] = {
                 name: regime(model, Loop(name, 3, prompts, **tuning), seeds, scratch) for name in regimes
             }

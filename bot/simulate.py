@@ -488,6 +488,7 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         retention_days=0,
         allowed_channels=[],
         dashboard_port=0,  # a simulation needs no listener
+        keep_versions=max(default_of("keep_versions"), options.rounds),  # it reports every version
     )
 
 
