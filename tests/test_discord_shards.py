@@ -175,6 +175,7 @@ async def test_one_process_on_two_shards_catches_up_again_when_one_of_them_canno
         await wait_for(lambda: len(fake.identifies) == 3, timeout=30)
         assert fake.identifies[-1]["shard"] == [1, 4]
         await wait_for(lambda: answers_to(fake, missed), timeout=30)  # found by the catch-up after it
+        await wait_for(lambda: no_pending(runtime), timeout=30)
         assert client._catching_up is not None and (await client._catching_up).prompts == 1
     assert len(answers_to(fake, missed)) == 1
 
@@ -281,7 +282,7 @@ async def test_after_downtime_each_process_catches_up_on_its_own_shards_only(
     async with sharded_bot(two_runtimes[1].service, fake, SECOND, reconcile_hours=24) as second:
         downtime = await after_downtime(second)
         await wait_for(lambda: answers_to(fake, missed_second), timeout=30)
-        await handlers_done()
+        await wait_for(lambda: no_pending(two_runtimes[1]), timeout=30)  # bound and marked answered
     assert downtime.prompts == 1
     assert downtime.votes == CaughtUp(checked=1, added=1, elsewhere=2)
     assert not answers_to(fake, missed_first) and not answers_to(fake, missed_dm)
@@ -296,7 +297,7 @@ async def test_after_downtime_each_process_catches_up_on_its_own_shards_only(
         downtime = await after_downtime(first)
         for prompt in (missed_first, missed_dm):
             await wait_for(lambda prompt=prompt: answers_to(fake, prompt), timeout=30)
-        await handlers_done()
+        await wait_for(lambda: no_pending(two_runtimes[0]), timeout=30)
     assert downtime.prompts == 2
     # Four recent answers: its two, and the other server's two (one of them answered just now).
     assert downtime.votes == CaughtUp(checked=2, added=2, elsewhere=2)
@@ -304,6 +305,13 @@ async def test_after_downtime_each_process_catches_up_on_its_own_shards_only(
     assert await stored_votes(two_runtimes[0]) == 3
     missed = (missed_first, missed_second, missed_dm)
     assert [len(answers_to(fake, prompt)) for prompt in missed] == [1, 1, 1]
+
+
+async def no_pending(runtime: Any) -> bool:
+    async with runtime.database.reading() as db:
+        cursor = await db.execute("SELECT count(*) FROM pending_prompts")
+        row = await cursor.fetchone()
+    return int(row[0]) == 0
 
 
 async def stored_votes(runtime: Any) -> int:
