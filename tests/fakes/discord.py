@@ -364,10 +364,6 @@ class FakeDiscord:
             if ws is not None:
                 await ws.close(code=code)
 
-    def shards_connected(self) -> dict[int, int]:
-        """shard id -> shard count of the sessions identified so far."""
-        return {shard: session.count for shard, session in self._sessions.items()}
-
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
