@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -77,20 +78,33 @@ class CaughtUp:
     added: int = 0  # votes recorded from reactions added while the bot was away
     retracted: int = 0  # votes retracted for reactions removed meanwhile
     failed: int = 0  # answers whose reactions could not be read
+    elsewhere: int = 0  # answers left to another process (another Discord shard's)
 
 
-async def catch_up(service: BotService, reader: ReactionReader, *, hours: float, most: int) -> CaughtUp:
+async def catch_up(
+    service: BotService,
+    reader: ReactionReader,
+    *,
+    hours: float,
+    most: int,
+    mine: Callable[[str], Awaitable[bool]] | None = None,
+) -> CaughtUp:
     """Reconcile the stored votes on the newest ``most`` answers of the last ``hours`` (0 = off).
 
     One answer at a time (the platform client waits out rate limits); one that cannot be
-    read is logged and skipped. Ends with one log line that sums it up.
+    read is logged and skipped. ``mine``: whether this process reads an answer (a process
+    that runs some of a bot's shards reads those of its shards; together the processes
+    read the same ``most`` answers one process would). Ends with one log line that sums it up.
     """
     if hours <= 0 or most <= 0:
         return CaughtUp()
     platform = reader.platform
     keys = await service.recent_answers(platform, since=time.time() - hours * 3600, limit=most)
-    checked = added = retracted = failed = 0
+    checked = added = retracted = failed = elsewhere = 0
     for key in keys:
+        if mine is not None and not await mine(key):
+            elsewhere += 1
+            continue
         async with service.reconciling(key):
             try:
                 shown = await reader.reactions_on(key)
@@ -114,12 +128,13 @@ async def catch_up(service: BotService, reader: ReactionReader, *, hours: float,
             added += result.added
             retracted += result.retracted
     log.info(
-        "%s: caught up on %d answer(s) from the last %g h: %d vote(s) added, %d retracted, %d unreadable",
+        "%s: caught up on %d answer(s) from the last %g h: %d vote(s) added, %d retracted, %d unreadable%s",
         platform,
         checked,
         hours,
         added,
         retracted,
         failed,
+        f", {elsewhere} left to the processes of other shards" if elsewhere else "",
     )
-    return CaughtUp(checked=checked, added=added, retracted=retracted, failed=failed)
+    return CaughtUp(checked=checked, added=added, retracted=retracted, failed=failed, elsewhere=elsewhere)

@@ -19,6 +19,7 @@ from pydantic_settings import SettingsError as _SourceError
 
 from bot.adapters import PLATFORMS
 from bot.feedback import EmojiTable, normalize_emoji
+from bot.shards import Shards
 from storage.database import is_database_url, url_password
 from storage.redact import KINDS as REDACT_KINDS
 from storage.redact import parse_kinds
@@ -205,6 +206,10 @@ class Settings(BaseSettings):
     discord_guild_id: int | None = Field(
         None, gt=0, description="Test server id: /ask is synced there only, and updates at once."
     )
+    discord_shards: Annotated[Shards | None, NoDecode] = Field(
+        None,
+        description="the gateway shards this process runs, IDS/COUNT (0,1/4); unset: one process, no sharding",
+    )
 
     # --- platform credentials keep their usual names --------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
@@ -247,6 +252,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("discord_shards", mode="before")
+    @classmethod
+    def _parse_discord_shards(cls, value: object) -> object:
+        return Shards.parse(value) if isinstance(value, str) else value
 
     @field_validator("redact", mode="before")
     @classmethod

@@ -136,6 +136,33 @@ async def test_a_mention_and_a_vote_acknowledged_before_sigkill_are_stored_and_t
     assert _rows(settings_env, "SELECT count(*) FROM votes") == [(1,)]  # stored once
 
 
+async def test_an_answer_slack_accepted_just_before_sigkill_is_recorded_after_the_restart_not_posted_twice(
+    settings_env, fake, tmp_path
+):
+    quiet = {"THUMBTUNE_RECONCILE_HOURS": "0"}  # only what the kill left pending is looked at
+    log_path = tmp_path / "bot.log"
+    async with slack_bot_process(fake, log_path, **quiet) as process:
+        accepted = fake.hold("chat.postMessage")  # Slack keeps the answer; its reply is held back
+        question = await fake.mention(channel=CHANNEL, user="U1", text="what is a haiku?")
+        await wait_for(lambda: fake.answers_in_thread(CHANNEL, question.ts), timeout=60)
+        process.send_signal(signal.SIGKILL)  # before the bot hears that Slack took it
+        await process.wait()
+    accepted.set()
+    [posted] = fake.answers_in_thread(CHANNEL, question.ts)
+    # The answer is stored, never bound to its message; the prompt is still pending.
+    assert _rows(settings_env, "SELECT message_key FROM responses") == [(None,)]
+    assert _rows(settings_env, "SELECT count(*) FROM pending_prompts WHERE prompt_id IS NOT NULL") == [(1,)]
+
+    async with slack_bot_process(fake, log_path, **quiet):
+        await wait_for(lambda: _rows(settings_env, "SELECT count(*) FROM pending_prompts") == [(0,)], timeout=60)
+        await wait_for(lambda: set(posted.reactions) == {"+1", "-1"})  # offered for rating, as a live answer
+    assert fake.answers_in_thread(CHANNEL, question.ts) == [posted]  # not posted a second time
+    assert len(fake.calls_to("chat.postMessage")) == 1
+    assert [call.args["ts"] for call in fake.calls_to("conversations.replies")] == [question.ts]
+    assert _rows(settings_env, "SELECT message_key FROM responses") == [(f"slack:{CHANNEL}:{posted.ts}",)]
+    assert "was posted before the restart; recorded, not posted again" in _text(log_path)
+
+
 async def test_sigterm_finishes_the_answer_in_flight_refuses_new_events_and_exits_0(settings_env, fake, tmp_path):
     log_path = tmp_path / "bot.log"
     slow = {"THUMBTUNE_BATCH_WINDOW_MS": "1000", "THUMBTUNE_RECONCILE_HOURS": "0"}

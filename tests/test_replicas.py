@@ -7,10 +7,10 @@ Slack retries a delivery that failed on the next process. Some acknowledged even
 delivered again to another process. One process is SIGKILLed in the middle of the burst
 and started again. Then:
 
-- every mention is stored and answered once (those the killed process had taken are
-  answered by its restart, which takes over the prompts left pending by a process no longer
-  running); an answer Slack accepted in the instant before the kill may be posted again,
-  the same stored text, never a second answer;
+- every mention is stored and answered once, and posted once (those the killed process had
+  taken are answered by its restart, which takes over the prompts left pending by a process
+  no longer running; an answer Slack accepted in the instant before the kill is found in
+  its thread and recorded, not posted again);
 - every acknowledged vote is stored exactly once;
 - the training schedule fires in all three, but one process leads: one run (here a recorded
   skip) per tick, not three;
@@ -235,12 +235,9 @@ async def test_three_replicas_share_one_database_through_retries_and_a_sigkill(
             answers = {q.ts: fake.answers_in_thread(q.channel, q.ts) for q in questions}
             # Each mention stored and answered once in the database...
             assert await _rows(postgres_url, "SELECT count(*) FROM prompts") == [(MENTIONS,)]
-            # ...and posted once, except where the kill fell between Slack accepting the post
-            # and the bot recording it: the restart posts that same stored answer again (the
-            # one window the bot cannot see without asking Slack; never a second answer).
-            again = [found for found in answers.values() if len(found) > 1]
-            assert all(len(found) == 2 and found[0].text == found[1].text for found in again), again
-            assert len(again) <= 1
+            # ...and posted once, even where the kill fell between Slack accepting the post and
+            # the bot recording it: the restart reads the thread and records the answer it finds.
+            assert {ts: len(found) for ts, found in answers.items() if len(found) != 1} == {}
 
             # --- votes, some delivered again to another process
             acknowledged = await _vote(fake, [answers[question.ts][0] for question in questions])

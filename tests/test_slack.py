@@ -25,8 +25,9 @@ import pytest
 import yaml  # pyyaml, a dev dependency
 
 from bot.adapters.slack import SlackBot, SlackConfig
-from bot.adapters.slack.payloads import describe
+from bot.adapters.slack.payloads import Where, describe, message_id, shows
 from bot.app import open_runtime
+from bot.events import IncomingPrompt, shown_text
 from bot.settings import SettingsError, load_settings
 from storage.database import Database
 from tests.fakes.slack import (
@@ -1129,3 +1130,77 @@ async def test_missed_prompts_under_the_distributed_app_limits_are_found_and_a_f
     assert in_thread.thread_ts == threads[0].ts
     assert all(int(call.args.get("limit", 0)) >= 15 for call in fake.calls_to("conversations.history"))
     assert len(fake.calls_to("conversations.history")) >= 3  # paged: 23+ messages, 15 a page (+ a 429)
+
+
+async def test_an_answer_left_pending_is_looked_for_in_its_thread_before_it_is_posted(runtime, fake, config, caplog):
+    """Answers a killed run generated and stored, then left pending: the one Slack had accepted
+    (in its thread, never bound) is bound, not posted again; one never posted is posted; where
+    the thread cannot be read, it is posted all the same (twice is better than never)."""
+    caplog.set_level(logging.INFO, logger="bot.adapters.slack")
+
+    async def left_pending(text: str) -> tuple[Message, str]:
+        question = fake.post_while_away(channel=CHANNEL, user="U1", text=f"<@{BOT_USER}> {text}")
+        where = Where(channel=CHANNEL, ts=question.ts, thread_ts=question.ts)
+        prompt = IncomingPrompt(
+            platform="slack",
+            channel=CHANNEL,
+            user="U1",
+            text=text,
+            conversation=where.conversation,
+            event_id=message_id(where),
+        )
+        pending = await runtime.service.take_prompt(prompt, thread=question.ts)
+        assert pending is not None
+        return question, shown_text(await runtime.service.answer_pending(pending))  # stored, not posted
+
+    unreadable, unreadable_text = await left_pending("in a thread Slack will not show")
+    accepted, accepted_text = await left_pending("posted in the instant before the kill")
+    never, never_text = await left_pending("never posted")
+    for question, text in ((unreadable, unreadable_text), (accepted, accepted_text)):
+        fake.post_while_away(channel=CHANNEL, user=BOT_USER, text=text, thread_ts=question.ts, ago_s=1)
+    [posted_before] = fake.answers_in_thread(CHANNEL, accepted.ts)
+    fake.fail("conversations.replies", "ratelimited")  # the first thread read, the oldest prompt's
+
+    again = SlackBot(
+        runtime.service, config=dataclasses.replace(config, reconcile_hours=0, http_host="127.0.0.1", http_port=0)
+    )
+    running = asyncio.create_task(again.serve())
+    try:
+        await wait_for(lambda: _no_pending(runtime), timeout=30)
+        await wait_for(lambda: set(posted_before.reactions) == {"+1", "-1"})
+    finally:
+        await again.stop()
+        await asyncio.wait_for(running, 30)
+
+    assert fake.answers_in_thread(CHANNEL, accepted.ts) == [posted_before]
+    assert [m.text for m in fake.answers_in_thread(CHANNEL, never.ts)] == [never_text]
+    assert [m.text for m in fake.answers_in_thread(CHANNEL, unreadable.ts)] == [unreadable_text] * 2
+    assert [call.args["ts"] for call in fake.calls_to("conversations.replies")] == [
+        unreadable.ts,
+        accepted.ts,
+        never.ts,
+    ]
+    bound = {key for (key,) in await rows(runtime, "SELECT message_key FROM responses WHERE message_key IS NOT NULL")}
+    assert f"slack:{CHANNEL}:{posted_before.ts}" in bound and len(bound) == 3
+    assert logged(caplog, "was posted before the restart; recorded, not posted again") == 1
+    assert logged(caplog, "to see whether the answer left pending was posted (ratelimited); posting it") == 1
+
+
+async def _no_pending(runtime) -> bool:
+    return await rows(runtime, "SELECT count(*) FROM pending_prompts") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("shown", "text", "same"),
+    [
+        ("a plain answer", "a plain answer", True),
+        ("  a plain answer\n", "a plain answer", True),
+        ("1 &lt; 2 &amp;&amp; 3 &gt; 2", "1 < 2 && 3 > 2", True),  # Slack escapes &, <, >
+        ("see <https://example.com|example.com> now", "see example.com now", True),  # links it made
+        ("<https://example.com>", "https://example.com", True),
+        ("a plain answer", "another answer", False),
+        (None, "a plain answer", False),
+    ],
+)
+async def test_a_message_shows_a_text_as_slack_stores_it(shown: str | None, text: str, same: bool) -> None:
+    assert shows({"text": shown}, text) is same

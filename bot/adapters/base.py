@@ -395,8 +395,17 @@ class Platform(Adapter, Generic[Found]):
     async def catch_up(self) -> CaughtUp:
         """Make the stored votes on recent answers match the reactions they show now (bot.catchup)."""
         return await catch_up(
-            self.service, self, hours=self.lifecycle.reconcile_hours, most=self.lifecycle.reconcile_max_messages
+            self.service,
+            self,
+            hours=self.lifecycle.reconcile_hours,
+            most=self.lifecycle.reconcile_max_messages,
+            mine=self.catches_up_on,
         )
+
+    async def catches_up_on(self, message_key: str) -> bool:
+        """Whether this process reads the reactions on one of the platform's answers after downtime:
+        by default every one; a process that runs some of a bot's shards, those of its shards."""
+        return True
 
     async def answer_missed(self) -> int:
         """Answer the prompts people sent while the bot was down; how many were taken.

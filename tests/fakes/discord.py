@@ -5,6 +5,12 @@ Point the unmodified library at it with ``discord.http.Route.BASE = fake.api_bas
 
 Like the real gateway it echoes the bot's own messages and reactions back as events,
 numbers every dispatch, and on RESUME replays what the client missed while disconnected.
+**Shards**: an IDENTIFY with ``shard: [id, count]`` opens that shard's session (one per
+shard id; without the field, the one unsharded session is shard 0 of 1). Like Discord, a
+session gets the servers of its shard (``(guild_id >> 22) % count``) in READY and their
+GUILD_CREATEs, and the events of those servers; DMs go to shard 0 only. The bot is in
+:attr:`FakeDiscord.guild_id` (a text channel and a thread) and in each server of
+:meth:`FakeDiscord.add_guild` (one text channel each), with the same roles in all.
 Test code plays the people: :meth:`FakeDiscord.say`, :meth:`react`, :meth:`unreact`,
 :meth:`ask` (a slash command). Messages and their reactions can be read back over REST
 (what the bot does to catch up after downtime), and a message posted with files (a
@@ -99,6 +105,29 @@ class Call:
 
 
 @dataclass
+class Session:
+    """One gateway session: shard ``shard`` of ``count``, with its numbered events."""
+
+    shard: int
+    count: int
+    ws: web.WebSocketResponse | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)  # every dispatch, by sequence number - 1
+    resumable: bool = True  # False: a RESUME gets INVALID_SESSION
+
+    @property
+    def sharded(self) -> bool:
+        return self.count > 1 or self.shard != 0
+
+    @property
+    def session_id(self) -> str:
+        return f"{SESSION_ID}-{self.shard}-of-{self.count}" if self.sharded else SESSION_ID
+
+    def receives(self, guild_id: int | None) -> bool:
+        """Whether a server's events (None: a DM's) come on this session, as Discord routes them."""
+        return self.shard == (0 if guild_id is None else (guild_id >> 22) % self.count)
+
+
+@dataclass
 class FakeDiscord:
     host: str = "127.0.0.1"
     bot: Person = Person(9000, "thumbtune", bot=True)
@@ -129,8 +158,9 @@ class FakeDiscord:
 
     def __post_init__(self) -> None:
         self._serial = itertools.count(1)
-        self._events: list[dict[str, Any]] = []  # every dispatch, by sequence number - 1
-        self._ws: web.WebSocketResponse | None = None
+        self._sessions: dict[int, Session] = {}  # shard id -> its gateway session
+        self._guilds: dict[int, int] = {}  # more servers: guild id -> its text channel
+        self._interactions: dict[str, dict[str, Any]] = {}  # token -> INTERACTION_CREATE data
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.resumed = asyncio.Event()
@@ -148,8 +178,9 @@ class FakeDiscord:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
+        for session in self._sessions.values():
+            if session.ws is not None:
+                await session.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -228,15 +259,16 @@ class FakeDiscord:
             "locale": "en-US",
             "attachment_size_limit": 8_388_608,
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "authorizing_integration_owners": {"0": str(self._guild_of(channel_id) or self.guild_id)},
         }
         if self._in_guild(channel_id):
-            data["guild_id"] = str(self.guild_id)
+            data["guild_id"] = str(self._guild_of(channel_id))
             data["member"] = self._member(person) | {"permissions": "2147483647"}
             data["context"] = 0
         else:
             data["user"] = person.user()
             data["context"] = 1
+        self._interactions[data["token"]] = data
         await self.dispatch("INTERACTION_CREATE", data)
         return interaction_id
 
@@ -254,6 +286,10 @@ class FakeDiscord:
         query = parse_qs(urlsplit(url).query)
         self.bot_permissions = int(query.get("permissions", ["0"])[0])
 
+    def add_guild(self, guild_id: int, channel_id: int) -> None:
+        """The bot is in one more server, with one text channel (its shard: ``(guild_id >> 22) % count``)."""
+        self._guilds[guild_id] = channel_id
+
     def deny(self, channel_id: int, permissions: int) -> None:
         """A channel overwrite that takes ``permissions`` away from the bot's role there (and in its threads)."""
         self.overwrites.setdefault(channel_id, []).append(
@@ -268,7 +304,7 @@ class FakeDiscord:
         is_thread = channel_id == self.thread_id
         parent = self.channel_id if is_thread else channel_id
         overwrites = self.overwrites.get(parent, [])  # a thread has none of its own: its parent's apply
-        for wanted in ({str(self.guild_id)}, {str(self.bot_role_id)}, {str(self.bot.id)}):
+        for wanted in ({str(self._guild_of(channel_id))}, {str(self.bot_role_id)}, {str(self.bot.id)}):
             allow = deny = 0
             for overwrite in overwrites:
                 if overwrite["id"] in wanted:
@@ -301,17 +337,32 @@ class FakeDiscord:
 
     # --- the gateway ----------------------------------------------------------------
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send an event; while the client is disconnected it waits for the RESUME replay."""
-        self._events.append({"op": 0, "t": event, "s": len(self._events) + 1, "d": data})
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.send_str(json.dumps(self._events[-1]))
+        """Send an event to the session of its server's shard (a DM's: shard 0); while that
+        session is disconnected it waits for the RESUME replay."""
+        guild = data.get("guild_id") if isinstance(data, dict) else None
+        for session in list(self._sessions.values()):
+            if session.receives(None if guild is None else int(guild)):
+                await self._send(session, event, data)
 
-    async def drop_connection(self, code: int = CLOSE_UNKNOWN_ERROR) -> None:
-        """Close the gateway socket like a network blip; the client is expected to RESUME."""
-        ws, self._ws = self._ws, None
+    async def _send(self, session: Session, event: str, data: dict[str, Any]) -> None:
+        session.events.append({"op": 0, "t": event, "s": len(session.events) + 1, "d": data})
+        if session.ws is not None and not session.ws.closed:
+            await session.ws.send_str(json.dumps(session.events[-1]))
+
+    async def drop_connection(
+        self, code: int = CLOSE_UNKNOWN_ERROR, *, shard: int | None = None, resumable: bool = True
+    ) -> None:
+        """Close the gateway sockets (of one ``shard``, or all) like a network blip; the client is
+        expected to RESUME. Not ``resumable``: Discord answers the RESUME with INVALID_SESSION
+        (the client identifies again, and the events meanwhile are lost)."""
         self.resumed.clear()
-        if ws is not None:
-            await ws.close(code=code)
+        for session in self._sessions.values():
+            if shard is not None and session.shard != shard:
+                continue
+            session.resumable = resumable
+            ws, session.ws = session.ws, None
+            if ws is not None:
+                await ws.close(code=code)
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -329,39 +380,51 @@ class FakeDiscord:
                 if self.close_on_identify is not None:
                     await ws.close(code=self.close_on_identify)
                     break
-                self._events.clear()
-                self._ws = ws
-                await self.dispatch("READY", self._ready())
-                await self.dispatch("GUILD_CREATE", self._guild())
+                shard, count = data.get("shard") or (0, 1)
+                session = self._sessions[shard] = Session(shard, count, ws=ws)
+                await self._send(session, "READY", self._ready(session))
+                for guild_id in self._guilds_of(session):
+                    await self._send(session, "GUILD_CREATE", self._guild(guild_id))
             elif op == 6:
                 self.resumes.append(data)
-                await self._replay(ws, after=int(data["seq"] or 0))
+                resumed = next(s for s in self._sessions.values() if s.session_id == data["session_id"])
+                if not resumed.resumable:
+                    await ws.send_json({"op": 9, "d": False, "s": None, "t": None})  # INVALID_SESSION
+                    continue
+                await self._replay(ws, resumed, after=int(data["seq"] or 0))
         return ws
 
-    async def _replay(self, ws: web.WebSocketResponse, *, after: int) -> None:
+    async def _replay(self, ws: web.WebSocketResponse, session: Session, *, after: int) -> None:
         index = after
-        while index < len(self._events):  # dispatches that arrive meanwhile are appended
-            await ws.send_str(json.dumps(self._events[index]))
+        while index < len(session.events):  # dispatches that arrive meanwhile are appended
+            await ws.send_str(json.dumps(session.events[index]))
             index += 1
-        self._ws = ws  # no await since the loop ended: nothing can slip in between
-        await self.dispatch("RESUMED", {})
+        session.ws = ws  # no await since the loop ended: nothing can slip in between
+        await self._send(session, "RESUMED", {})
         self.resumed.set()
 
-    def _ready(self) -> dict[str, Any]:
-        return {
+    def _guilds_of(self, session: Session) -> list[int]:
+        return [guild_id for guild_id in [self.guild_id, *self._guilds] if session.receives(guild_id)]
+
+    def _ready(self, session: Session) -> dict[str, Any]:
+        ready = {
             "v": 10,
             "user": self.bot.user() | {"verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-            "session_id": SESSION_ID,
+            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self._guilds_of(session)],
+            "session_id": session.session_id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.bot.id), "flags": 0},
             "private_channels": [],
         }
+        if session.sharded:
+            ready["shard"] = [session.shard, session.count]
+        return ready
 
-    def _guild(self) -> dict[str, Any]:
+    def _guild(self, guild_id: int) -> dict[str, Any]:
         now = _now()
+        main = guild_id == self.guild_id
         return {
-            "id": str(self.guild_id),
+            "id": str(guild_id),
             "name": "Test server",
             "unavailable": False,
             "owner_id": "1",
@@ -370,7 +433,7 @@ class FakeDiscord:
             "joined_at": now,
             "roles": [
                 {
-                    "id": str(self.guild_id),
+                    "id": str(guild_id),
                     "name": "@everyone",
                     "permissions": str(self.everyone_permissions),
                     "position": 0,
@@ -392,8 +455,8 @@ class FakeDiscord:
                 },
             ],
             "members": [self._member(self.bot) | {"roles": [str(self.bot_role_id)]}],
-            "channels": [self._channel(self.channel_id)],
-            "threads": [self._channel(self.thread_id)],
+            "channels": [self._channel(self.channel_id if main else self._guilds[guild_id])],
+            "threads": [self._channel(self.thread_id)] if main else [],
             "emojis": [],
             "stickers": [],
             "features": [],
@@ -471,6 +534,8 @@ class FakeDiscord:
         refused = self._refused(channel_id, *self._needed(method, parts, body, files, channel_id))
         if refused is not None:
             return refused
+        if method == "GET" and len(parts) == 2:  # GET /channels/{c}: what fetch_channel reads
+            return _json(self._channel(channel_id))
         if method == "GET" and parts[2:] == ["messages"]:  # the channel's history, newest first
             return _json(self._history(channel_id, query))
         if method == "GET" and len(parts) >= 4 and parts[2] == "messages":
@@ -530,6 +595,8 @@ class FakeDiscord:
     ) -> tuple[int, ...]:
         """The permissions Discord's documentation names for a channel call."""
         send = SEND_MESSAGES_IN_THREADS if channel_id == self.thread_id else SEND_MESSAGES
+        if method == "GET" and len(parts) == 2:  # the channel itself
+            return (VIEW_CHANNEL,)
         if method == "GET":  # a message, the history, who reacted
             return (VIEW_CHANNEL, READ_MESSAGE_HISTORY)
         if method == "POST" and parts[2:] == ["typing"]:
@@ -572,7 +639,7 @@ class FakeDiscord:
             "type": 0,
         }
         if self._in_guild(channel_id):
-            data["guild_id"] = str(self.guild_id)
+            data["guild_id"] = str(self._guild_of(channel_id))
         key = (message_id, person.id, emoji)
         self._people[person.id] = person
         if event == "MESSAGE_REACTION_ADD":
@@ -628,7 +695,7 @@ class FakeDiscord:
         if webhook is not None:
             message["webhook_id"] = webhook
         if self._in_guild(channel_id):
-            message["guild_id"] = str(self.guild_id)
+            message["guild_id"] = str(self._guild_of(channel_id))
         if reply_to is not None:
             message["message_reference"] = {"type": 0, "message_id": str(reply_to), "channel_id": str(channel_id)}
             message["referenced_message"] = self.messages[reply_to]
@@ -700,13 +767,16 @@ class FakeDiscord:
         return [call for call in self.calls if call.method == method and call.path.startswith(prefix)]
 
     def _interaction(self, token: str) -> dict[str, Any]:
-        for event in self._events:
-            if event["t"] == "INTERACTION_CREATE" and event["d"]["token"] == token:
-                return event
-        raise KeyError(token)
+        return {"t": "INTERACTION_CREATE", "d": self._interactions[token]}
+
+    def _guild_of(self, channel_id: int) -> int | None:
+        """The server of a channel; None for a DM."""
+        if channel_id in (self.channel_id, self.thread_id):
+            return self.guild_id
+        return next((guild for guild, channel in self._guilds.items() if channel == channel_id), None)
 
     def _in_guild(self, channel_id: int) -> bool:
-        return channel_id in (self.channel_id, self.thread_id)
+        return self._guild_of(channel_id) is not None
 
     def _channel(self, channel_id: int) -> dict[str, Any]:
         if channel_id == self.thread_id:
@@ -728,10 +798,12 @@ class FakeDiscord:
             }
         if channel_id == self.dm_channel_id:
             return {"id": str(self.dm_channel_id), "type": 1, "recipients": []}
+        if not self._in_guild(channel_id):
+            return {"id": str(channel_id), "type": 1, "recipients": []}  # any other channel: a DM
         return {
             "id": str(channel_id),
             "type": 0,
-            "guild_id": str(self.guild_id),
+            "guild_id": str(self._guild_of(channel_id)),
             "name": "general",
             "position": 0,
             "permission_overwrites": self.overwrites.get(channel_id, []),

@@ -4,11 +4,13 @@ The unmodified discord.py client does all Discord I/O; this package only transla
 events into the core's values (:mod:`bot.events`) and back, on the lifecycle every
 platform shares (:class:`bot.adapters.base.Platform`). One concern a module:
 
-- ``client``: :class:`DiscordBot`, the discord.py ``Client``: the parts composed once, the gateway;
+- ``client``: :class:`DiscordBot`, the discord.py ``Client`` (``AutoShardedClient`` on some shards):
+  the parts composed once, the gateway;
 - ``listeners``: what each gateway event does (prompts, corrections, votes);
 - ``commands``: ``/ask`` in the client's ``CommandTree``, and its registration;
 - ``replies``: what the bot posts (answers, the thumbs, announcements);
 - ``catchup``: the prompts and reactions missed while down, read from channel histories;
+- ``shards``: which servers and channels are this process's (``THUMBTUNE_DISCORD_SHARDS``);
 - ``payloads``: discord.py's objects ↔ the core's values, texts fit to post;
 - ``permissions``: the intents and the invite's permissions, what each feature needs.
 

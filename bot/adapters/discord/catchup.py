@@ -3,7 +3,9 @@
 Both are read through discord.py (it waits out rate limits): the history of each text
 channel and active thread the bot may read and answer in, and of the DM channels people
 last asked in. What is done with them (answer, reconcile) is the platform template's
-(:class:`bot.adapters.base.Platform`, :mod:`bot.catchup`).
+(:class:`bot.adapters.base.Platform`, :mod:`bot.catchup`). A process that runs some of
+the bot's shards (``THUMBTUNE_DISCORD_SHARDS``) reads only what its shards hold
+(:class:`~bot.adapters.discord.shards.ShardScope`): its servers, and the DMs on shard 0.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from bot.adapters.base import ChatPrefix
 from bot.adapters.discord.listeners import Listeners
 from bot.adapters.discord.payloads import PLATFORM, PROMPT_TYPES, failure, ids, replied_key, without_mention
 from bot.adapters.discord.permissions import may_send, send_permission
+from bot.adapters.discord.shards import ShardScope
 from bot.catchup import MessageUnreadable, ShownReactions
 from bot.service import BotService
 from storage.repository import PendingPrompt
@@ -47,12 +50,14 @@ class CatchUp:
         *,
         listeners: Listeners,
         correction: ChatPrefix,
+        scope: ShardScope,
         max_voters_per_emoji: int = MAX_VOTERS_PER_EMOJI,
     ) -> None:
         self.client = client
         self.service = service
         self.listeners = listeners
         self.correction = correction
+        self.scope = scope
         self.max_voters_per_emoji = max_voters_per_emoji
 
     # --- prompts missed while down --------------------------------------------------
@@ -92,9 +97,12 @@ class CatchUp:
             log.exception("answering message %s in channel %s failed; the bot goes on", message.id, message.channel.id)
 
     async def _readable_channels(self) -> AsyncIterator[Readable]:
-        """Text channels and active threads whose history the bot may read, then recent DM channels."""
+        """Text channels and active threads whose history the bot may read, then recent DM channels
+        (on shard 0: Discord sends DMs there)."""
         seen: set[int] = set()
-        for guild in self.client.guilds:
+        for guild in self.client.guilds:  # the servers of this process's shards: Discord sends no others
+            if not self.scope.has_guild(guild.id):
+                continue
             channels: list[discord.TextChannel | discord.Thread] = [*guild.text_channels, *guild.threads]
             for readable in channels:
                 permissions = readable.permissions_for(guild.me)
@@ -109,10 +117,15 @@ class CatchUp:
                     )
                     continue
                 yield readable
+        if not self.scope.direct_messages:
+            return  # the process that runs shard 0 looks in the DMs
         for channel_id in map(int, await self.service.prompt_channels(PLATFORM, limit=MAX_DM_CHANNELS + len(seen))):
-            if channel_id not in seen and self.client.get_channel(channel_id) is None:
-                # Not a server channel in the cache: a DM (or a channel no longer seen, whose read fails).
-                seen.add(channel_id)
+            if channel_id in seen or self.client.get_channel(channel_id) is not None:
+                continue
+            # Not a server channel in the cache: a DM (or a channel no longer seen, whose read fails);
+            # with other processes on other shards, possibly a server channel of theirs.
+            seen.add(channel_id)
+            if await self.scope.is_direct(channel_id):
                 yield self.client.get_partial_messageable(channel_id, type=discord.ChannelType.private)
 
     async def _unanswered_in(self, channel: Readable, *, since: datetime.datetime, most: int) -> list[discord.Message]:
@@ -140,6 +153,11 @@ class CatchUp:
         return found
 
     # --- reactions ------------------------------------------------------------------
+    async def catches_up_on(self, message_key: str) -> bool:
+        """Whether an answer is in a channel of this process's shards (its reactions are read here)."""
+        channel_id, _ = ids(message_key)
+        return await self.scope.has_channel(channel_id)
+
     async def reactions_on(self, message_key: str) -> ShownReactions | None:
         """Read one answer and the people behind its rating reactions (discord.py waits out rate limits)."""
         channel_id, message_id = ids(message_key)

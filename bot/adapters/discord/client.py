@@ -7,6 +7,10 @@ connects, the bot answers what its last run left pending, catches up on votes it
 (:mod:`bot.catchup`), then answers the mentions and DMs people sent while it was down. On
 :meth:`DiscordBot.stop` the answers in flight finish within ``THUMBTUNE_SHUTDOWN_GRACE_S``;
 prompts that arrive meanwhile are stored and answered by the next run.
+
+With ``THUMBTUNE_DISCORD_SHARDS`` the client is a :class:`ShardedDiscordBot` (discord.py's
+``AutoShardedClient`` on the given shard ids and count): several processes on one database
+each serve the servers of their shards, and catch up on those only (:mod:`.shards`).
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from bot.adapters.discord.listeners import Listeners
 from bot.adapters.discord.payloads import PLATFORM, describe
 from bot.adapters.discord.permissions import invite_url, required_intents
 from bot.adapters.discord.replies import Replies
+from bot.adapters.discord.shards import ShardScope
 from bot.catchup import ShownReactions
 from bot.service import BotService
 from bot.settings import Settings, default_of
+from bot.shards import Shards
 from storage.repository import PendingPrompt
 
 log = logging.getLogger(__name__)
@@ -70,7 +76,13 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
         announce_channel: str | None = None,
         pending_hours: float = default_of("pending_hours"),
         shutdown_grace_s: float = default_of("shutdown_grace_s"),
+        shards: Shards | None = None,
     ) -> None:
+        sharding: dict[str, Any] = {}
+        if shards is not None:
+            if not isinstance(self, discord.AutoShardedClient):
+                raise TypeError("a client on some shards is a ShardedDiscordBot (DiscordBot.from_settings picks it)")
+            sharding = {"shard_ids": list(shards.ids), "shard_count": shards.count}
         super().__init__(
             intents=required_intents(),
             # Generated text must never ping anyone; only the asker gets the reply ping.
@@ -78,6 +90,7 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
             # Votes use raw events, so no feature here depends on the message cache.
             max_messages=None,
             guild_ready_timeout=guild_ready_timeout,
+            **sharding,
         )
         lifecycle = Lifecycle(
             reconcile_hours=reconcile_hours,
@@ -90,7 +103,8 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
         self._login_token = token  # never logged, never in a repr
         self.guild_id = guild_id
         self.announce_channel = announce_channel
-        self.replies = Replies(self, service)
+        self.scope = ShardScope(self, shards)  # the shards it runs (discord.py's `shards` is another thing)
+        self.replies = Replies(self, service, scope=self.scope)
         self.listeners = Listeners(
             self,
             service,
@@ -104,6 +118,7 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
             service,
             listeners=self.listeners,
             correction=self.correction,
+            scope=self.scope,
             max_voters_per_emoji=max_voters_per_emoji,
         )
         self.commands = Commands(
@@ -125,12 +140,21 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
     def from_settings(cls, service: BotService, settings: Settings) -> DiscordBot:
         cls.check_settings(settings)
         assert settings.discord_token is not None  # checked just above
-        return cls(
+        shards = settings.discord_shards
+        if shards is not None and not shards.every_shard and settings.database_url is None:
+            log.warning(
+                "THUMBTUNE_DISCORD_SHARDS=%s runs some of the shards, but a SQLite file serves one process: "
+                "the processes on the other shards need the same database (THUMBTUNE_DATABASE_URL)",
+                shards,
+            )
+        chosen = cls if shards is None else ShardedDiscordBot
+        return chosen(
             service=service,
             token=settings.discord_token.get_secret_value(),
             correction_prefix=settings.correction_prefix,
             guild_id=settings.discord_guild_id,
             announce_channel=settings.announce_channel,
+            shards=shards,
             **dataclasses.asdict(Lifecycle.from_settings(settings)),
         )
 
@@ -165,11 +189,18 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
                 await self.close()
 
     async def setup_hook(self) -> None:
-        await self.commands.register()
+        if self.scope.direct_messages:  # one process registers /ask: the one on shard 0 (or the only one)
+            await self.commands.register()
 
     async def on_ready(self) -> None:
         assert self.user is not None
-        log.info("connected to Discord as %s (id %s) in %d servers", self.user, self.user.id, len(self.guilds))
+        log.info(
+            "connected to Discord as %s (id %s) in %d servers%s",
+            self.user,
+            self.user.id,
+            len(self.guilds),
+            "" if self.scope.shards is None else f" on shards {self.scope.shards}",
+        )
         if self.application_id is not None:
             log.info("invite it to a server with %s", invite_url(self.application_id))
         # READY comes again after a session could not be resumed: events were lost, so catch up again.
@@ -217,8 +248,24 @@ class DiscordBot(discord.Client, Platform[discord.Message]):
     async def take_missed(self, message: discord.Message) -> Coroutine[Any, Any, None] | None:
         return await self.catching_up.take_missed(message)
 
+    async def catches_up_on(self, message_key: str) -> bool:
+        return await self.catching_up.catches_up_on(message_key)
+
     async def reactions_on(self, message_key: str) -> ShownReactions | None:
         return await self.catching_up.reactions_on(message_key)
+
+
+class ShardedDiscordBot(DiscordBot, discord.AutoShardedClient):
+    """The bot on some of its gateway shards (``shards``): discord.py's ``AutoShardedClient``
+    opens one connection per shard id; Discord sends each the events of its servers (DMs
+    on shard 0)."""
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        # After the first READY of every shard (on_ready), a shard that comes back without
+        # resuming lost its events: catch up again (at start the on_ready does it, once all are in).
+        if self._catching_up is not None:
+            log.info("shard %s connected again without resuming; catching up", shard_id)
+            self.connected_now()
 
 
 ADAPTER = DiscordBot

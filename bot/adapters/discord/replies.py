@@ -16,6 +16,7 @@ import discord
 from bot.adapters.base import best_effort
 from bot.adapters.discord.payloads import failure, files, fit, key_of, quote, reference
 from bot.adapters.discord.permissions import send_permission
+from bot.adapters.discord.shards import ShardScope
 from bot.events import Reply, shown_text
 from bot.service import BotService
 from storage.repository import PendingPrompt
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 class Replies:
     """Posts the service's answers through the discord.py ``client``."""
 
-    def __init__(self, client: discord.Client, service: BotService) -> None:
+    def __init__(self, client: discord.Client, service: BotService, *, scope: ShardScope) -> None:
         self.client = client
         self.service = service
+        self.scope = scope  # which channels are this process's (THUMBTUNE_DISCORD_SHARDS)
 
     async def answer_pending(self, pending: PendingPrompt, *, late: bool = False) -> None:
         """Answer a prompt left pending by the last run: as a reply to its message, or (an /ask,
@@ -123,10 +125,13 @@ class Replies:
                 await answer.add_reaction(emoji)
 
     async def announce(self, text: str, *, channel: str | None) -> None:
-        """Post a message of the bot's own in ``channel`` (THUMBTUNE_ANNOUNCE_CHANNEL, when it is set)."""
+        """Post a message of the bot's own in ``channel`` (THUMBTUNE_ANNOUNCE_CHANNEL, when it is set);
+        with several processes on shards, the one whose shards hold the channel posts it."""
         if not channel:
             return
         channel_id = int(channel)
+        if not await self.scope.has_channel(channel_id):
+            return  # another shard's: the process that runs it announces, once
         found = self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
         if not isinstance(found, discord.abc.Messageable):
             log.warning("THUMBTUNE_ANNOUNCE_CHANNEL %s is not a channel the bot can write in", channel_id)

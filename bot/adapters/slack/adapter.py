@@ -51,7 +51,9 @@ class SlackBot(Platform[Missed]):
             request_verification_enabled=False,
         )
         self.users = Users()
-        self.replies = Replies(service, client=self.app.client, announce_channel=config.announce_channel)
+        self.replies = Replies(
+            service, client=self.app.client, users=self.users, announce_channel=config.announce_channel
+        )
         self.transport = Transport(self.app, config=config, draining=self.is_draining)
         self.listeners = Listeners(
             service,

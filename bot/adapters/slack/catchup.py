@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.base import ChatPrefix
 from bot.adapters.slack.payloads import PERSON_SUBTYPES, Missed, Where, describe, message_id, short, strip_mention
-from bot.adapters.slack.web_api import Users, api_error, pages
+from bot.adapters.slack.web_api import Users, api_error, pages, thread_of
 from bot.catchup import MessageUnreadable, ShownReactions
 from bot.service import BotService, NotStored
 
@@ -168,7 +168,7 @@ async def _threads_since(
                 continue
             if message.get("reply_count") and float(message.get("latest_reply") or 0) > oldest:
                 try:
-                    thread = await _replies(channel, message["ts"], client)
+                    thread = await thread_of(client, channel, message["ts"])
                 except SlackApiError as exc:
                     # Not the parent alone either: the bot's answers in the thread are unknown.
                     skipped.append(f"thread {short(message['ts'])} in {channel} ({api_error(exc)})")
@@ -179,10 +179,3 @@ async def _threads_since(
                 yield thread
             else:
                 yield [message]
-
-
-async def _replies(channel: str, ts: str, client: AsyncWebClient) -> list[dict[str, Any]]:
-    thread: list[dict[str, Any]] = []
-    async for response in pages(client.conversations_replies, channel=channel, ts=ts, limit=200):
-        thread.extend(m for m in response.get("messages") or [] if isinstance(m, dict) and "ts" in m)
-    return thread

@@ -67,6 +67,24 @@ def strip_mention(text: str, bot_user_id: str | None) -> str:
     return " ".join(text.split())
 
 
+def shows(message: dict[str, Any], text: str) -> bool:
+    """Whether a message Slack returns (``conversations.replies``) shows ``text`` as posted.
+
+    Slack stores what it was given with its own markup: ``&``, ``<`` and ``>`` escaped,
+    links (and the mentions it resolved) as ``<target|label>`` or ``<target>``. Those are
+    undone before comparing; blanks at the ends do not count.
+    """
+    shown = message.get("text")
+    if not isinstance(shown, str):
+        return False
+    plain = _SLACK_MARKUP.sub(lambda found: found.group(2) or found.group(1), shown)
+    plain = plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return plain.strip() == text.strip()
+
+
+_SLACK_MARKUP = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+
+
 def malformed(body: object) -> bool:
     """A body no Slack request has: not an object, or an ``event`` that is not an object."""
     return not isinstance(body, dict) or ("event" in body and not isinstance(body["event"], dict))

@@ -42,6 +42,11 @@ NEEDS: tuple[Need, ...] = (
         methods=("users.conversations", "conversations.history", "conversations.replies"),
     ),
     Need(
+        "before posting an answer left pending, see whether the last run posted it (its thread)",
+        _HISTORY,
+        methods=("conversations.replies",),
+    ),
+    Need(
         "the `stats` chart (a PNG in the thread)",
         ("files:write",),
         methods=("files.getUploadURLExternal", "files.completeUploadExternal"),

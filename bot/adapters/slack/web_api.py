@@ -62,6 +62,14 @@ async def pages(method: Callable[..., Awaitable[Any]], **args: Any) -> AsyncIter
             return
 
 
+async def thread_of(client: AsyncWebClient, channel: str, ts: str) -> list[dict[str, Any]]:
+    """Every message of the thread under ``ts`` (its parent first), page by page (``conversations.replies``)."""
+    thread: list[dict[str, Any]] = []
+    async for response in pages(client.conversations_replies, channel=channel, ts=ts, limit=200):
+        thread.extend(m for m in response.get("messages") or [] if isinstance(m, dict) and "ts" in m)
+    return thread
+
+
 class Users:
     """Who is who: the bot's own user id (``auth.test``) and which users are bots (``users.info``), cached."""
 
