@@ -193,7 +193,8 @@ async def test_a_two_process_run_trains_shards_and_only_rank_0_publishes_and_rep
     assert outcome.metrics["processes"] == 2
     _, dataset = snapshot.read(snapshot.run_uri(runtime.settings.artifacts_uri, outcome.run))
     # Each of the two ranks took its own half of every step's examples: half the steps of one process.
-    assert outcome.metrics["train_steps"] == math.ceil(len(dataset.train) / (2 * runtime.settings.train_batch_size))
+    per_epoch = math.ceil(len(dataset.train) / (2 * runtime.settings.train_batch_size))
+    assert outcome.metrics["train_steps"] == math.ceil(runtime.settings.train_epochs * per_epoch)
     assert [v.version for v in runtime.loop.registry.versions()] == [1]  # published once
     assert (await _runs(runtime))[0][:3] == (outcome.status, 0, 1)
 

@@ -49,7 +49,13 @@ async def take_snapshot(tmp_path: Path, model: Path, *, run: int = 1, parent: in
         parent = ModelRegistry(tmp_path / "models").current_version()
     async with await Database.open(tmp_path / "t.db") as database:
         prepared = await prepare(
-            Repository(database), DataConfig(min_examples=8), run=run, parent=parent, base_model=str(model)
+            # 40 answers to 12 questions, split by question: 0.4 holds out enough of them for
+            # both labels to be in the held-out set (0.2 held out 4 disliked answers only).
+            Repository(database),
+            DataConfig(min_examples=8, held_out_fraction=0.4),
+            run=run,
+            parent=parent,
+            base_model=str(model),
         )
     assert prepared.not_ready is None, prepared.not_ready
     uri = snapshot.run_uri(str(tmp_path / "artifacts"), run)
