@@ -362,16 +362,18 @@ def votes_to_gain(model: Model, loop: Loop, seeds: list[int], scratch: Path, *, 
     }
 
 
-def varied_model_distinct(scratch: Path) -> dict[str, Any]:
+def varied_model_distinct(varied: Model, scratch: Path) -> dict[str, Any]:
     """Distinct answers of the varied model (seed 0) to 100 benchmark questions."""
-    base = scratch / "varied-base-0"
     started = time.monotonic()
-    if not (base / "config.json").exists():
-        make_tiny_model(base, VARIED)
+    base = base_model(varied, 0, scratch)  # the same folder seed 0's loops use
     built = round(time.monotonic() - started, 1)
     lm, tokenizer = load_causal_lm(base, device=torch.device("cpu"))
     answers = sample_answers(
-        lm, tokenizer, [render_prompt(q) for q in benchmark_questions(100)], max_new_tokens=40, seed=0
+        lm,
+        tokenizer,
+        [render_prompt(q) for q in benchmark_questions(100)],
+        max_new_tokens=varied.max_new_tokens,
+        seed=0,
     )
     counts = Counter(answers)
     return {"distinct": len(counts), "of": len(answers), "top": counts.most_common(1)[0][1], "build_seconds": built}
@@ -423,15 +425,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as tmp:
         scratch = Path(tmp)
         out: dict[str, Any] = {"seeds": seeds, "prompts_per_round": prompts, "best_of": BEST_OF, **tuning}
-        if any(m.name == "varied" for m in chosen):
-            out["varied_model"] = varied_model_distinct(scratch)
+        varied = next((m for m in chosen if m.name == "varied"), None)
+        if varied is not None:
+            out["varied_model"] = varied_model_distinct(varied, scratch)
         out["models"] = {}
         for model in [] if args.curve_only else chosen:
             out["models"][model.name] = {
                 name: regime(model, Loop(name, 3, prompts, **tuning), seeds, scratch) for name in regimes
             }
             print(json.dumps({model.name: out["models"][model.name]}), flush=True)  # progress, for long runs
-        varied = next((m for m in chosen if m.name == "varied"), None)
         if varied is not None and "dense" in regimes and not args.no_curve:
             curve = Loop("dense", CURVE_ROUNDS, CURVE_PROMPTS, **tuning)
             out["votes_to_gain"] = {"dense": votes_to_gain(varied, curve, seeds, scratch)}
