@@ -3,7 +3,9 @@
 The policy (:meth:`Answers._sample`): a comparison shows exactly two candidates (the
 current version against the previous one when a challenger share is set); a share of
 single answers comes from the previous version; otherwise, where the current version's
-reward model ranks, the best of ``best_of`` samples is shown. A platform that
+reward model ranks, the best of ``best_of`` samples is shown, or with
+THUMBTUNE_COMPARE=auto the two it is least sure of, as a comparison
+(:class:`bot.comparison.AutoComparisons`). A platform that
 acknowledges what it delivers stores a prompt as pending first (commit, then acknowledge).
 """
 
@@ -15,10 +17,10 @@ import math
 import random
 import sqlite3
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from bot.commands import FORGET_ME, Commands, parse_command
-from bot.comparison import COMPARE_REACTIONS, render_comparison, split_compare_request
+from bot.comparison import COMPARE_REACTIONS, AutoComparisons, render_comparison, split_compare_request
 from bot.events import RATING_REACTIONS, IncomingPrompt, Reply
 from bot.generation import Engine, EngineUnavailable, GenerationError, GenerationTimeout, GeneratorBusy, SamplingParams
 from bot.implicit import ImplicitSignals
@@ -52,6 +54,7 @@ class Answers:
         rate_limiter: RateLimiter | None = None,
         allowed_channels: Collection[str] = (),
         compare: bool = False,
+        auto_compare: AutoComparisons | None = None,
         challenger_share: float = 0.0,
         best_of: int = 1,
         implicit: ImplicitSignals | None = None,
@@ -68,6 +71,7 @@ class Answers:
         self.rate_limiter = rate_limiter
         self.allowed_channels = frozenset(allowed_channels)
         self.compare = compare  # every answer is a comparison of two candidates
+        self.auto_compare = auto_compare  # THUMBTUNE_COMPARE=auto: comparisons where the reward model is unsure
         self.challenger_share = challenger_share  # share of answers from the previous version
         self.best_of = best_of  # answers sampled where the current version's reward model picks one
         self.implicit = implicit  # reads a prompt against the answer its author saw last; None: off
@@ -189,16 +193,11 @@ class Answers:
         too_fast = self._over_the_rate(prompt)
         if too_fast is not None:
             return too_fast
-        compare, text = split_compare_request(text)
-        compare = compare or self.compare
-        if not text:
-            return Reply("Ask me something: your message was empty.", ok=False)
-        if len(text) > self.max_prompt_chars:
-            return Reply(
-                f"That message is {len(text):,} characters long; I can take up to "
-                f"{self.max_prompt_chars:,}. Please shorten it.",
-                ok=False,
-            )
+        asked, text = split_compare_request(text)
+        compare = asked or self.compare
+        refused = self._refused_text(text)
+        if refused is not None:
+            return refused
         # Read against the answer its author saw last (a retry, a rephrase, thanks, a complaint).
         retry = await self.implicit.before_answer(prompt, text) if self.implicit is not None else None
         params = sampling or self.sampling
@@ -207,9 +206,12 @@ class Answers:
             turns = await self.repository.conversation_history(prompt.conversation, limit=self.history_turns)
             history = [(turn.user_text, turn.bot_text) for turn in turns]
         context = render_prompt(text, history)
+        if compare:
+            self.metrics.comparisons.labels("asked" if asked else "always").inc()
         try:
             with self.metrics.generation_seconds.time():
-                candidates, scores = await self._sample(context, params, compare=compare)
+                drawn = await self._sample(context, params, compare=compare)
+            candidates, scores, compare = drawn.candidates, drawn.scores, drawn.compare
         except GenerationError as exc:
             log.warning("no answer for a %s prompt: %s", prompt.platform, exc, extra={"platform": prompt.platform})
             self.metrics.refusals.labels(_refusal(exc)).inc()
@@ -241,6 +243,18 @@ class Answers:
             await self.implicit.after_answer(retry, stored.response_ids[0], platform=prompt.platform)
         return _reply(candidates, stored.response_ids, compare=compare)
 
+    def _refused_text(self, text: str) -> Reply | None:
+        """The refusal for an empty or too long question; None to go on."""
+        if not text:
+            return Reply("Ask me something: your message was empty.", ok=False)
+        if len(text) > self.max_prompt_chars:
+            return Reply(
+                f"That message is {len(text):,} characters long; I can take up to "
+                f"{self.max_prompt_chars:,}. Please shorten it.",
+                ok=False,
+            )
+        return None
+
     def _over_the_rate(self, prompt: IncomingPrompt) -> Reply | None:
         """The refusal for an asker over the rate limit (it counts this prompt); None to go on."""
         if self.rate_limiter is None or prompt.platform == "shell":  # the local operator is trusted
@@ -251,15 +265,16 @@ class Answers:
         self.metrics.refusals.labels("slow_down").inc()
         return Reply(f"Slow down a little, please: you can ask again in {math.ceil(wait)} s.", ok=False)
 
-    async def _sample(
-        self, context: str, params: SamplingParams, *, compare: bool
-    ) -> tuple[list[tuple[str, int]], list[float] | None]:
+    async def _sample(self, context: str, params: SamplingParams, *, compare: bool) -> _Drawn:
         """(text, model version) per candidate, candidate 0 first (the shown one: with a
-        reward model, the one it prefers), and the reward model's scores when it ranked them.
+        reward model, the one it prefers), the reward model's scores when it ranked them, and
+        whether they are shown as a comparison.
 
         Champion vs challenger: with a share set and the previous version still loaded, a
         comparison pits the current version against the previous one (on a random side),
-        and that share of single answers comes from the previous version.
+        and that share of single answers comes from the previous version. With
+        THUMBTUNE_COMPARE=auto, an answer of the current version may become a comparison
+        (:meth:`_maybe_compare`).
         """
         previous = self.generator.previous_version if self.challenger_share > 0 else None
         if compare:
@@ -273,16 +288,46 @@ class Answers:
                 sides = [(champion.texts[0], champion.model_version), (challenger.texts[0], challenger.model_version)]
                 if self.rng.random() < 0.5:
                     sides.reverse()
-                return sides, None
+                return _Drawn(sides, None, compare=True)
         version = (
             previous if previous is not None and not compare and self.rng.random() < self.challenger_share else None
         )
+        if not compare and version is None and self.auto_compare is not None:
+            drawn = await self._maybe_compare(context, params, self.auto_compare)
+            if drawn is not None:
+                return drawn
         if not compare and version is None and self.best_of > params.candidates and self.generator.ranks_candidates:
             # Best-of-n only where a reward model picks: under version 0 the extra answers would be wasted work.
             params = replace(params, candidates=self.best_of, rank=True)
         generation = await self.generator.generate(context, params, version=version)
         scores = list(generation.scores) if generation.scores is not None else None
-        return [(text, generation.model_version) for text in generation.texts], scores
+        return _Drawn([(text, generation.model_version) for text in generation.texts], scores, compare=compare)
+
+    async def _maybe_compare(self, context: str, params: SamplingParams, auto: AutoComparisons) -> _Drawn | None:
+        """THUMBTUNE_COMPARE=auto: best-of-n (at least 2) ranked by the current version's reward
+        model; the two candidates it is least sure of become a comparison where ``auto`` says
+        so. A version with no ranking reward model is compared at random, at the share (None:
+        answer as usual)."""
+        if not self.generator.ranks_candidates:
+            if not auto.at_random():
+                return None
+            self.metrics.comparisons.labels("random").inc()
+            return await self._sample(context, params, compare=True)
+        ranked = replace(params, candidates=max(self.best_of, params.candidates, 2), rank=True)
+        generation = await self.generator.generate(context, ranked)
+        candidates = [(text, generation.model_version) for text in generation.texts]
+        if generation.scores is None:  # a new version without a reward model went live meanwhile
+            return _Drawn(candidates, None, compare=False)
+        scores = list(generation.scores)
+        pair = auto.choose(scores)
+        if pair is None:
+            return _Drawn(candidates, scores, compare=False)
+        self.metrics.comparisons.labels("unsure").inc()
+        shown = list(pair)
+        if self.rng.random() < 0.5:  # sides at random: the head's favourite is not always 1️⃣
+            shown.reverse()
+        # Exactly the two shown are stored: an unshown third would pair against them in training.
+        return _Drawn([candidates[i] for i in shown], [scores[i] for i in shown], compare=True)
 
     async def answer_posted(self, response_id: int, message_key: str) -> None:
         """The adapter posted an answer: remember where, so reactions on it count."""
@@ -308,6 +353,16 @@ class Answers:
     async def prompt_channels(self, platform: str, *, limit: int) -> list[str]:
         """The channels people asked in on ``platform`` (DMs included), the most recently used first."""
         return await self.repository.prompt_channels(platform, limit=limit)
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    """What :meth:`Answers._sample` drew: candidates (text, version), the reward model's scores
+    when it ranked them, and whether they are shown as a comparison."""
+
+    candidates: list[tuple[str, int]]
+    scores: list[float] | None
+    compare: bool
 
 
 class NotStored(Exception):

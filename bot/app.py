@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bot.answers import Answers
 from bot.commands import AdminActions, Commands
+from bot.comparison import AutoComparisons
 from bot.feedback import EmojiTable
 from bot.forgetting import Copies
 from bot.generation import Engine, Generator, ModelLoadError, SamplingParams
@@ -153,7 +154,8 @@ def compose_service(
         max_prompt_chars=settings.max_prompt_chars,
         rate_limiter=RateLimiter(per_minute=settings.prompts_per_minute, burst=settings.prompt_burst),
         allowed_channels=settings.allowed_channels,
-        compare=settings.compare,
+        compare=settings.compare == "on",
+        auto_compare=AutoComparisons(settings.compare_share) if settings.compare == "auto" else None,
         challenger_share=settings.challenger_share,
         best_of=settings.best_of,
         implicit=implicit,

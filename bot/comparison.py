@@ -1,4 +1,4 @@
-"""Comparison mode: two candidates shown as 1️⃣ / 2️⃣, rated with one verdict (pure functions).
+"""Comparison mode: two candidates shown as 1️⃣ / 2️⃣, rated with one verdict (pure code).
 
 A verdict is stored as one vote per candidate, same voter and emoji, so the trainer's
 existing rule (candidates of one prompt rated differently make a preference pair)
@@ -9,7 +9,11 @@ reverse; 🤝 (tie) gives 0 to both and 👎 (both bad) -1 to both, and neither 
 from __future__ import annotations
 
 import enum
+import math
+import random
 import re
+from collections import deque
+from collections.abc import Sequence
 
 from bot.feedback import normalize_emoji
 
@@ -91,3 +95,62 @@ def render_comparison(first: str, second: str) -> str:
         f"(react {FIRST_EMOJI} or {SECOND_EMOJI} for the better one, {TIE_EMOJI} if equal, "
         f"{BOTH_BAD_EMOJI} if both are bad)"
     )
+
+
+def uncertainty(score: float) -> float:
+    """How unsure a reward head is of one answer: p (1 - p) of its 'people like it' probability
+    (0.25 at 0.5, near 0 where it is sure either way); ``score`` is the head's logit."""
+    p = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, score))))
+    return p * (1.0 - p)
+
+
+class AutoComparisons:
+    """THUMBTUNE_COMPARE=auto: which answers to show as a comparison, asking where it matters.
+
+    Given the serving version's reward scores of a prompt's candidates, the two it is least
+    sure of (by :func:`uncertainty`) are the pair to show, and the prompt's need is their
+    summed uncertainty. A prompt becomes a comparison when its need is among the top
+    ``share`` of the last ``window`` prompts' and fewer than ``share`` of those prompts were
+    comparisons, so no stretch of traffic is asked more than the share (uncertainty
+    sampling, as in active learning: a verdict teaches a logistic reward model most near its
+    decision boundary). Until ``warmup`` prompts have been seen, and for a version without a
+    ranking reward model (no scores), a prompt is a comparison with probability ``share``:
+    then nothing says where the model is unsure.
+    """
+
+    def __init__(self, share: float, *, window: int = 200, warmup: int = 20, rng: random.Random | None = None) -> None:
+        if not 0.0 <= share <= 1.0:
+            raise ValueError("share must be from 0 to 1")
+        self.share = share
+        self.warmup = warmup
+        self.needs: deque[float] = deque(maxlen=window)  # the last prompts' needs (scored prompts only)
+        self.asked: deque[bool] = deque(maxlen=window)  # whether each of the last prompts was a comparison
+        self.rng = rng or random.Random()
+
+    def at_random(self) -> bool:
+        """For a prompt with no scores to go by: a comparison with probability ``share``."""
+        chosen = self.rng.random() < self.share and self._room()
+        self.asked.append(chosen)
+        return chosen
+
+    def choose(self, scores: Sequence[float]) -> tuple[int, int] | None:
+        """Indices of the two candidates to compare (lower index first), or None for one answer."""
+        if len(scores) < 2:
+            self.asked.append(False)
+            return None
+        unsure = sorted(range(len(scores)), key=lambda i: (-uncertainty(scores[i]), i))[:2]
+        need = sum(uncertainty(scores[i]) for i in unsure)
+        if len(self.needs) < self.warmup:
+            chosen = self.rng.random() < self.share and self._room()
+        else:
+            ranked = sorted(self.needs)
+            cut = ranked[min(len(ranked) - 1, math.floor((1.0 - self.share) * len(ranked)))]
+            chosen = need >= cut and self._room()
+        self.needs.append(need)
+        self.asked.append(chosen)
+        first, second = sorted(unsure)
+        return (first, second) if chosen else None
+
+    def _room(self) -> bool:
+        """Whether one more comparison keeps the last prompts' share of comparisons within ``share``."""
+        return self.share > 0 and sum(self.asked) + 1 <= self.share * max(len(self.asked) + 1, 1 / self.share)

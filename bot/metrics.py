@@ -33,6 +33,13 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.comparisons = Counter(
+            "thumbtune_comparisons",
+            "Answers shown as comparisons, by why: asked (compare:), always (THUMBTUNE_COMPARE=on), "
+            "unsure (auto: the reward model was least sure), random (auto: no reward model to ask)",
+            ["why"],
+            registry=registry,
+        )
         self.votes = Counter("thumbtune_votes", "Reactions recorded as votes, by emoji", ["emoji"], registry=registry)
         self.generation_seconds = Histogram(
             "thumbtune_generation_seconds",

@@ -31,8 +31,11 @@ DEFAULT_FLAG_EMOJI: tuple[str, ...] = ("🚩",)
 
 
 TrainHistory = Literal["all", "since-live"]  # THUMBTUNE_TRAIN_HISTORY
+CompareMode = Literal["off", "on", "auto"]  # THUMBTUNE_COMPARE
 MAX_PROMPT_CHARS = 100_000  # above any platform's message size (Slack's is 40,000)
 MAX_REWARD = 10.0  # an emoji's reward; rewards are weights, and KTO's labels are their signs
+# THUMBTUNE_COMPARE's old boolean spellings (pydantic's), kept working.
+_SWITCHES = dict.fromkeys(("true", "1", "yes", "y", "t"), "on") | dict.fromkeys(("false", "0", "no", "n", "f"), "off")
 MIN_TOKEN_CHARS = 16  # a dashboard token shorter than this is refused: it could be guessed
 
 
@@ -65,7 +68,14 @@ class Settings(BaseSettings):
     best_of: int = Field(
         4, ge=1, le=16, description="answers sampled per prompt; the version's reward model shows the one it prefers"
     )
-    compare: bool = Field(False, description="every answer is a comparison of two candidates (1️⃣ / 2️⃣)")
+    compare: CompareMode = Field(
+        "off",
+        description="on: every answer is a comparison of two candidates (1️⃣ / 2️⃣); auto: only where the "
+        "serving version's reward model is least sure, at most compare_share of answers",
+    )
+    compare_share: float = Field(
+        0.1, ge=0.0, le=1.0, description="THUMBTUNE_COMPARE=auto: the most answers shown as comparisons"
+    )
     challenger_share: float = Field(
         0.0,
         ge=0.0,
@@ -251,6 +261,17 @@ class Settings(BaseSettings):
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("compare", mode="before")
+    @classmethod
+    def _compare_mode(cls, value: object) -> object:
+        """THUMBTUNE_COMPARE was a switch before it had ``auto``: true/false (and 1/0, yes/no) still mean on/off."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return _SWITCHES.get(lowered, lowered)
         return value
 
     @field_validator("discord_shards", mode="before")

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 if TYPE_CHECKING:
     from storage.registry import ModelRegistry
     from storage.repository import Repository, ResponseRef
+    from storage.reward import RewardHead
+    from trainer.dataset import Example
 
 T = TypeVar("T")
+REWARD_QUESTIONS = ["hello", "how are you", "what should I eat", "tell me something nice", "do you like cats"]
 
 
 # The first truthy value ``predicate`` gave (awaited, for an async one), never None.
@@ -79,3 +82,40 @@ def thumbtune(args: list[str], env: dict[str, str], *, stdin: str = "", timeout:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args], input=stdin, env=full, capture_output=True, text=True, timeout=timeout
     )
+
+
+def reward_examples(count: int, offset: int = 0) -> list[Example]:
+    """Votes a reward head can learn: liked answers talk about warm things; disliked ones do not."""
+    from storage.dialogue import render_prompt
+    from trainer.dataset import Example
+
+    out = []
+    for i in range(offset, offset + count):
+        prompt = render_prompt(REWARD_QUESTIONS[i % len(REWARD_QUESTIONS)])
+        liked = i % 2 == 0
+        text = f" It is warm and sunny, a warm day {i}." if liked else f" I do not know, maybe {i}."
+        out.append(Example(prompt, text, liked, f"g{i}"))
+    return out
+
+
+def with_ranking_head(model_dir: Path, folder: Path) -> tuple[Path, RewardHead]:
+    """A copy of ``model_dir`` in ``folder`` with a reward head fitted on :func:`reward_examples`,
+    kept as ranking (as the trainer keeps a head with held-out evidence)."""
+    import dataclasses
+    import shutil
+
+    import torch
+
+    from storage.reward import RewardHead
+    from trainer.models import load_causal_lm
+    from trainer.reward import fit_reward
+
+    shutil.copytree(model_dir, folder)
+    model, tokenizer = load_causal_lm(folder, device=torch.device("cpu"))
+    head = fit_reward(
+        model, tokenizer, reward_examples(40), reward_examples(20, offset=40), min_examples=5, samples=100, seed=0
+    )
+    assert head is not None and RewardHead.evidence(head.auc_interval)
+    head = dataclasses.replace(head, ranks=True)
+    head.save(folder)
+    return folder, head

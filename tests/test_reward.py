@@ -15,22 +15,10 @@ from bot.answers import EMPTY_ANSWER
 from bot.events import IncomingPrompt
 from storage.dialogue import render_prompt
 from storage.reward import FILE, RewardHead, answer_features
-from trainer.dataset import Example
+from tests.helpers import reward_examples as _examples
+from tests.helpers import with_ranking_head
 from trainer.models import load_causal_lm
 from trainer.reward import fit_logistic, fit_reward
-
-QUESTIONS = ["hello", "how are you", "what should I eat", "tell me something nice", "do you like cats"]
-
-
-def _examples(count: int, offset: int = 0) -> list[Example]:
-    """Liked answers talk about warm things; disliked ones do not."""
-    out = []
-    for i in range(offset, offset + count):
-        prompt = render_prompt(QUESTIONS[i % len(QUESTIONS)])
-        liked = i % 2 == 0
-        text = f" It is warm and sunny, a warm day {i}." if liked else f" I do not know, maybe {i}."
-        out.append(Example(prompt, text, liked, f"g{i}"))
-    return out
 
 
 def test_the_logistic_fit_separates_a_rare_label_and_is_penalised():
@@ -73,13 +61,8 @@ async def test_best_of_shows_the_candidate_the_reward_model_prefers_and_stores_a
     from bot.app import open_runtime
     from bot.settings import load_settings
 
-    folder = tmp_path / "with-reward"
-    shutil.copytree(tiny_model_dir, folder)
+    folder, head = with_ranking_head(tiny_model_dir, tmp_path / "with-reward")
     model, tokenizer = load_causal_lm(folder, device=torch.device("cpu"))
-    head = fit_reward(model, tokenizer, _examples(40), _examples(20, offset=40), min_examples=5, samples=100, seed=0)
-    assert head is not None and RewardHead.evidence(head.auc_interval)
-    head = dataclasses.replace(head, ranks=True)  # as the trainer keeps a head with held-out evidence
-    head.save(folder)
     monkeypatch.setenv("THUMBTUNE_MODEL", str(folder))
     monkeypatch.setenv("THUMBTUNE_BEST_OF", "4")
     async with open_runtime(load_settings()) as runtime:
