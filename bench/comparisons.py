@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bot.comparison import AutoComparisons, Verdict
+from bot.comparison import AutoComparisons, Verdict, verdict_for
 from bot.generation import LoadedModel, SamplingParams, load_model
 from bot.generation.decoding import sample
 from bot.simulate import Taste, likes
@@ -67,9 +67,7 @@ class _Strategy:
 def _verdict(first: bool, second: bool, rng: random.Random) -> Verdict:
     if rng.random() < NOISE:
         return rng.choice(list(Verdict))
-    if first == second:
-        return Verdict.TIE if first else Verdict.BOTH_BAD
-    return Verdict.FIRST if first else Verdict.SECOND
+    return verdict_for(first, second)
 
 
 def _candidates(loaded: LoadedModel, questions: list[str], seed: int, max_new_tokens: int) -> list[list[str]]:

@@ -82,6 +82,13 @@ def verdict_named(name: str) -> Verdict | None:
     return _NAMES.get(name)
 
 
+def verdict_for(first_good: bool, second_good: bool) -> Verdict:
+    """The verdict of someone who finds each side good or not."""
+    if first_good == second_good:
+        return Verdict.TIE if first_good else Verdict.BOTH_BAD
+    return Verdict.FIRST if first_good else Verdict.SECOND
+
+
 def split_compare_request(text: str) -> tuple[bool, str]:
     """``compare: why is the sky blue`` -> (True, "why is the sky blue"); else (False, text)."""
     match = _PREFIX.match(text)

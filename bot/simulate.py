@@ -24,6 +24,9 @@ People can also do what people do anyway (bot.implicit): reply to ``reply_share`
 answers with a thanks or a complaint that follows their taste (``reply_noise`` of them the
 other way), and ask again (a retry) after ``retry_share`` of the answers they dislike. The
 result then says how often each kind of stored signal agreed with the people's true taste.
+With ``compare`` on or auto, some answers are comparisons (bot.comparison): the people who
+would vote on an answer give one their verdict (a mistaken person reads both sides the
+other way); comparisons are counted apart (``compared``), not in approval.
 
 Everything lives in a fresh data folder (a temporary one by default), never in the
 bot's own database.
@@ -45,8 +48,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
+from bot.comparison import verdict_for
 from bot.events import IncomingPrompt, IncomingReaction, IncomingReply, message_key
-from bot.settings import Settings, TrainHistory, default_of
+from bot.settings import CompareMode, Settings, TrainHistory, default_of
 from storage.registry import BASE_VERSION
 
 if TYPE_CHECKING:
@@ -162,6 +166,18 @@ class SimulationOptions:
     )
     retry_share: float = field(
         default=0.0, metadata={"help": "Share of disliked answers whose asker asks the same again.", "type": share}
+    )
+    compare: CompareMode = field(
+        default="off",
+        metadata={
+            "help": "THUMBTUNE_COMPARE: on or auto shows comparisons; the people who vote on an answer give "
+            "a comparison their verdict instead.",
+            "choices": get_args(CompareMode),
+        },
+    )
+    compare_share: float = field(
+        default=default_of("compare_share"),
+        metadata={"help": "THUMBTUNE_COMPARE_SHARE with --compare auto.", "type": share},
     )
     history: TrainHistory = field(
         default=default_of("train_history"), metadata={"help": "THUMBTUNE_TRAIN_HISTORY for the runs."}
@@ -279,6 +295,7 @@ class SimulationResult(TypedDict):
     prefer: str
     taste: str
     votes: int
+    compared: int  # answers shown as comparisons (their verdicts are in votes)
     seconds: float
 
 
@@ -295,7 +312,8 @@ class _Simulation:
         self.votes_before = {runtime.generator.version: 0}  # version -> votes cast before it went live
         self.runs: list[RunReport] = []
         self.truth: dict[int, bool] = {}  # response id -> whether its asker's taste likes it
-        self.cast = 0
+        self.cast = 0  # votes cast (reactions: 👍 / 👎 and comparison verdicts)
+        self.compared = 0  # answers shown as comparisons
 
     def plan(self, *, held_out: bool = False) -> _Plan:
         options, rng = self.options, self.rng
@@ -337,6 +355,9 @@ class _Simulation:
             return
         key = message_key(PLATFORM, "sim", str(reply.response_ids[0]))
         await service.answer_posted(reply.response_ids[0], key)
+        if reply.compare:
+            await self.judge(key, reply.response_ids, planned)
+            return
         tally = self.tallies.setdefault(reply.model_version, _Tally(texts=[]))
         liked = likes(self.options.taste, planned.question, reply.text, prefer=self.prefer)
         if planned.held_out:
@@ -350,6 +371,26 @@ class _Simulation:
         self.truth[reply.response_ids[0]] = liked
         await self.follow_up(planned, liked=liked)
         await self.vote(key, planned, liked=liked, tally=tally)
+
+    async def judge(self, key: str, response_ids: tuple[int, ...], planned: _Plan) -> None:
+        """A comparison: the people who vote on it give the verdict their taste says (a
+        mistaken one reads both sides the other way); it is not counted in approval."""
+        repository = self.runtime.repository
+        shown = await repository.response_by_message(key)
+        stored = await repository.stored_candidates(shown.prompt_id) if shown is not None else None
+        if stored is None:
+            return
+        good = {
+            c.response_id: likes(self.options.taste, planned.question, c.text, prefer=self.prefer) for c in stored[1]
+        }
+        first, second = (good[response_id] for response_id in response_ids[:2])
+        self.compared += 1
+        for voter, flipped in zip(planned.voters, planned.flipped, strict=True):
+            verdict = verdict_for(first != flipped, second != flipped)
+            await self.runtime.service.on_reaction(
+                IncomingReaction(platform=PLATFORM, message_key=key, user=f"person{voter}", emoji=verdict.emoji)
+            )
+            self.cast += 1
 
     async def follow_up(self, planned: _Plan, *, liked: bool) -> None:
         """What the asker does besides voting: a reply, and asking again after a bad answer."""
@@ -439,6 +480,7 @@ async def simulate(options: SimulationOptions, settings: Settings) -> Simulation
         "prefer": options.prefer,
         "taste": options.taste,
         "votes": simulation.cast,
+        "compared": simulation.compared,
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -484,6 +526,8 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         max_new_tokens=options.max_new_tokens,
         queue_size=max(64, options.prompts),  # a round's prompts all arrive at once
         candidates=1,
+        compare=options.compare,
+        compare_share=options.compare_share,
         **({"best_of": options.best_of} if options.best_of is not None else {}),
         retention_days=0,
         allowed_channels=[],

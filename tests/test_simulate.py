@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 from pathlib import Path
@@ -111,3 +112,29 @@ def test_make_tiny_model_varied_writes_a_model_of_the_generated_corpus(tmp_path:
     assert model.config.n_layer == 2 and len(tokenizer) == 1024
     assert tokenizer.decode(tokenizer.encode(" Take care of yourself.")) == " Take care of yourself."
     assert len(sample_answers(model, tokenizer, ["User: hello\nBot:"], max_new_tokens=4, seed=0)) == 1
+
+
+def test_simulated_people_judge_comparisons_by_their_taste(tiny_model_dir: Path, tmp_path: Path):
+    from bot.comparison import Verdict, verdict_for
+    from bot.simulate import SimulationOptions, run_simulation
+
+    options = SimulationOptions(
+        users=4, rounds=1, prompts=16, voters_per_answer=1, noise=0.0, seed=2, compare="on", model=tiny_model_dir
+    )
+    report = run_simulation(dataclasses.replace(options, data_dir=tmp_path / "data"))
+    # Every answer of the training round and the measuring round is a comparison, judged once.
+    assert report["compared"] == 16 * 2 and report["votes"] == 16 * 2
+    assert all(v["answers"] == 0 for v in report["versions"])  # comparisons are not counted in approval
+    with sqlite3.connect(tmp_path / "data" / "simulate.db") as db:
+        rows = db.execute(
+            "SELECT r.prompt_id, r.candidate, lower(r.text) LIKE '%warm%', v.emoji FROM votes v"
+            " JOIN responses r ON r.id = v.response_id JOIN prompts p ON p.id = r.prompt_id"
+            " WHERE p.mode = 'compare' AND v.comparison = 1 ORDER BY r.prompt_id, r.candidate"
+        ).fetchall()
+    by_prompt: dict[int, list[tuple[bool, str]]] = {}
+    for prompt_id, _candidate, warm, emoji in rows:
+        by_prompt.setdefault(prompt_id, []).append((bool(warm), emoji))
+    assert len(by_prompt) == 16 * 2
+    for (first, emoji), (second, same) in by_prompt.values():
+        assert emoji == same == verdict_for(first, second).emoji
+    assert {emoji for (_, emoji), _ in by_prompt.values()} >= {Verdict.BOTH_BAD.emoji}
