@@ -30,7 +30,6 @@ from functools import cache
 from bot.events import IncomingPrompt, IncomingReply
 from storage.identity import PersonKeys
 from storage.repository import AnswerShown, Repository, VoteOutcome
-from trainer.dataset import MIN_SIGNAL_WEIGHT, signal_weights
 
 log = logging.getLogger(__name__)
 
@@ -212,16 +211,3 @@ class ImplicitSignals:
         # Never the text or who: the kind, the answer and what became of it.
         log.info("%s: implicit %s on answer %d -> %s", platform, kind, shown.response_id, outcome.value)
         return outcome
-
-
-async def agreement_table(repository: Repository) -> str:
-    """Each kind's agreement with people's votes on the same answers, and the weight training
-    gives it now (trainer.dataset.signal_weights): what `thumbtune models` shows."""
-    weights = signal_weights(await repository.all_signals(), await repository.all_votes())
-    lines = [f"{'implicit signal':16} {'answers with votes':>18} {'agreed':>7} {'weight':>7}"]
-    for agreement in weights.values():
-        rate = "-" if agreement.rate is None else f"{agreement.rate:.0%}"
-        unused = f"  (not used: under {MIN_SIGNAL_WEIGHT:.1f})" if agreement.weight < MIN_SIGNAL_WEIGHT else ""
-        default = "  (default: nothing to calibrate on)" if agreement.answers == 0 else ""
-        lines.append(f"{agreement.kind:16} {agreement.answers:>18} {rate:>7} {agreement.weight:>7.2f}{unused}{default}")
-    return "\n".join(lines)

@@ -160,8 +160,8 @@ async def test_discord_a_reply_mentioning_the_bot_is_read_once_and_forgotten(
 
 @session_loop
 async def test_models_shows_each_kinds_agreement_with_votes(runtime) -> None:
+    from bot.agreement import agreement_table
     from bot.events import IncomingReaction, message_key
-    from bot.implicit import agreement_table
 
     chat = ShellChat(runtime.service, stdin=io.StringIO("what is a haiku\nthat's wrong\n"), stdout=io.StringIO())
     await chat.serve()
