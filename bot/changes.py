@@ -1,5 +1,6 @@
 """A version's "what changed" (written by the trainer, trainer.changes) for people: the
-two lines of a new version's announcement, and ``thumbtune diff``.
+two lines of a new version's announcement, and ``thumbtune diff`` (with the implicit
+signals' weights as the version's own run used them: bot.agreement).
 
 The report is read validated (:class:`storage.records.ChangesRecord`, from
 ModelRegistry.changes); :func:`for_people` turns it into what people may see
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot import agreement
 from storage.records import ChangedAnswer, ChangesRecord, QuotedExample
 
 SHOWN_ANSWERS = 8  # answer pairs printed by `thumbtune diff` (all of them with --json)
@@ -118,6 +120,12 @@ def render(version: int, parent: int | None, shown: ShownChanges) -> str:
     )
     for title, examples in (("most liked", shown.most_liked), ("most disliked", shown.most_disliked)):
         lines.extend(f"  {title}: {example.question!r} -> {example.answer!r}" for example in examples)
+    weights = record.data.implicit_weights
+    if weights:
+        lines.append("implicit signals, as this run weighed them (agreement with votes on the same answers):")
+        lines.extend("  " + line for line in agreement.table(weights).splitlines())
+    else:
+        lines.append(f"implicit signals: {agreement.missing(weights)}")
     metrics = gate.metrics
     shown_metrics = (
         "perplexity",

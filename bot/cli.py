@@ -260,8 +260,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 async def _agreement(settings: Settings) -> str:
     """The implicit signals' agreement with votes, read from the bot's database."""
+    from bot.agreement import agreement_table
     from bot.app import open_database
-    from bot.implicit import agreement_table
     from storage.repository import Repository
 
     async with open_database(settings) as database:

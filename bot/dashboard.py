@@ -4,10 +4,12 @@ nothing fetched from elsewhere (it works offline and behind any reverse proxy).
 Pages (served by bot.web, under the bot's own listener or `thumbtune dashboard`):
 
 - ``/``: approval per version with 95 % Wilson intervals (a chart and a table), the
-  head-to-head ratings, the training runs with their status and reasons, votes per day,
+  head-to-head ratings, the training runs with their status and reasons, each implicit
+  signal kind's agreement with votes and its weight now (bot.agreement), votes per day,
   and recent feedback (texts and emoji; never who);
 - ``/versions/N``: what version N learned (trainer.changes): its answers beside its
-  parent's, the words that moved, the data behind it, the gate's metrics and decision.
+  parent's, the words that moved, the data behind it (the implicit signals' weights as
+  its run used them), the gate's metrics and decision.
 
 Texts blanked by retention or deleted by `forget me` are not shown: recent feedback
 reads only kept texts, and the people's prompts quoted in a version's report are shown
@@ -24,11 +26,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot import agreement
 from bot.changes import HIDDEN, ShownChanges, for_people, quoted_questions, summary
 from bot.stats import StatsReport, build_report
 from storage.records import ChangesRecord, DamagedRecord, Gate, Words, WordShift
 from storage.registry import BASE_VERSION, ModelRegistry, RegistryError, VersionInfo
 from storage.repository import RecentVote, Repository, TrainingRun
+from trainer.dataset import Agreement
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class IndexData:
     current: int
     runs: list[TrainingRun]
     recent: list[RecentVote]
+    implicit: list[Agreement]  # each implicit kind's agreement with votes and weight, database-wide
 
 
 async def index_data(repository: Repository, registry: ModelRegistry) -> IndexData:
@@ -70,6 +75,7 @@ async def index_data(repository: Repository, registry: ModelRegistry) -> IndexDa
         current=current,
         runs=await repository.training_runs(limit=RUNS_SHOWN),
         recent=await repository.recent_votes(limit=RECENT_VOTES),
+        implicit=await agreement.current(repository),
     )
 
 
@@ -86,6 +92,7 @@ def index_page(
         _section("Approval per version", _approval_chart(report) + _versions_table(data), "approval"),
         _section("Head to head", _head_to_head(report), "head-to-head"),
         _section("Training runs", _runs_table(data.runs), "runs"),
+        _section("Implicit signals", _implicit_now(data.implicit), "implicit-signals"),
         _section("Votes per day", _days_chart(report), "votes-per-day"),
         _section("Recent feedback", _recent(data.recent, redact), "recent"),
     ]
@@ -281,6 +288,26 @@ def _runs_table(runs: Sequence[TrainingRun]) -> str:
     )
 
 
+def _implicit_now(items: Sequence[Agreement]) -> str:
+    return (
+        "<p>How often each kind of implicit signal (a thanks or a complaint, a retry, a rephrase) agreed "
+        "with people's votes on the answers that have both, and the weight the next training run gives it.</p>"
+        + _implicit_table(items)
+    )
+
+
+def _implicit_table(items: Iterable[agreement.Calibration]) -> str:
+    rows = [
+        f"<tr><td>{_e(row.kind)}</td><td class=n>{row.answers}</td><td class=n>{_e(row.agreed)}</td>"
+        f"<td class=n>{_e(row.weight)}</td><td class=muted>{_e(row.note)}</td></tr>"
+        for row in agreement.rows(items)
+    ]
+    return (
+        "<table id=implicit><tr><th>implicit signal</th><th class=n>answers with votes</th><th class=n>agreed</th>"
+        "<th class=n>weight</th><th></th></tr>" + "".join(rows) + "</table>"
+    )
+
+
 def _days_chart(report: StatsReport) -> str:
     days = report.days
     if not days:
@@ -410,6 +437,11 @@ def _data(changes: ShownChanges) -> str:
             for example in examples
         ]
         lines.append(f"<p>{title}:</p><ul>{''.join(items)}</ul>")
+    weights = changes.record.data.implicit_weights
+    if weights:
+        lines.append("<p>Implicit signals, as this run weighed them:</p>" + _implicit_table(weights))
+    else:
+        lines.append(f"<p class=muted>Implicit signals: {_e(agreement.missing(weights))}.</p>")
     return "".join(lines)
 
 

@@ -1,13 +1,16 @@
 """Implicit feedback: what the person who asked does anyway right after an answer.
 
 Read against the answer they saw last (in the same conversation; else in the same channel,
-within ``window_s``), their next message is one of:
+within ``window_s``), their next message is one of (:func:`asked_again`):
 
 - the **same question again** (its words nearly all the same: :func:`similarity` >=
   ``RETRY_SIMILARITY``) within the window: a **retry**. The new answer is preferred to the
   first; the pair is kept (trainer.dataset makes a comparison of it).
-- the **question in other words** (``REPHRASE_SIMILARITY`` <= similarity < retry) within
-  the window: a **rephrase**, the answer implicitly failed.
+- the **question in other words** (``REPHRASE_SIMILARITY`` <= similarity < retry, and at
+  least ``REPHRASE_SHARED`` content words in common) within the window: a **rephrase**,
+  the answer implicitly failed. One word in common is a topic in common, not the same
+  question: "do you like pizza" then "do you like cats", or "what is python" then "who
+  created python" (a follow-up), are other questions, in a thread as in a channel.
 - a **reply** that thanks or complains: scored by VADER (:mod:`vaderSentiment`, a lexicon
   that ships in the package and runs offline on a CPU) and a few patterns VADER misses
   ("that's wrong", "not what I asked"). A question, or a message with no clear verdict,
@@ -30,23 +33,27 @@ from functools import cache
 from bot.events import IncomingPrompt, IncomingReply
 from storage.identity import PersonKeys
 from storage.repository import AnswerShown, Repository, VoteOutcome
-from trainer.dataset import MIN_SIGNAL_WEIGHT, signal_weights
 
 log = logging.getLogger(__name__)
 
 RETRY_SIMILARITY = 0.8  # this share of content words in common: the same question
-REPHRASE_SIMILARITY = 0.3  # this share, but less than a retry's: the question in other words
+REPHRASE_SIMILARITY = 0.3  # this share, but less than a retry's: the question in other words...
+REPHRASE_SHARED = 2  # ...with at least this many content words in common (one is a topic, not a question)
 POSITIVE_AT = 0.5  # VADER compound score at or above: a thanks (a question never is)
 NEGATIVE_AT = -0.5  # at or below: a complaint
 
 _WORD = re.compile(r"[a-z0-9']+")
-# Words that carry no content of a question ("what is a haiku" vs "what's a haiku").
+# Words that carry no content of a question ("what is a haiku" vs "what's a haiku"; "define
+# haiku" asks it again): function words and the words that only frame a question.
 _STOP = frozenset(
     {
-        *("a", "an", "the", "is", "are", "was", "were", "be", "do", "does", "did", "can", "could", "would"),
-        *("what", "whats", "what's", "who", "how", "why", "when", "where", "which", "should", "will"),
-        *("i", "me", "my", "you", "your", "it", "its", "it's", "of", "to", "in", "on", "for", "and", "or"),
-        *("about", "please", "tell", "explain", "again"),
+        *("a", "an", "the", "is", "are", "am", "was", "were", "be", "been", "do", "does", "did", "can", "could"),
+        *("would", "should", "will", "shall", "may", "might", "must", "have", "has", "had"),
+        *("what", "whats", "what's", "who", "how", "why", "when", "where", "which", "whether"),
+        *("i", "i'm", "me", "my", "we", "us", "our", "you", "your", "it", "its", "it's", "they", "them", "their"),
+        *("this", "that", "these", "those", "there", "some", "any", "so", "very", "really", "just"),
+        *("of", "to", "in", "on", "at", "by", "for", "from", "with", "as", "and", "or", "if", "than"),
+        *("about", "please", "tell", "explain", "describe", "define", "mean", "means", "meaning", "again"),
     }
 )
 _COMPLAINT = re.compile(
@@ -99,12 +106,31 @@ def read_reply(text: str) -> Reading:
     return Reading(None)
 
 
-STEM_CHARS = 5  # words compared by their first letters: "volcanoes" and "volcano", "erupt" and "eruptions"
+# Inflections taken off a word (the first that fits), and what replaces them: "volcanoes" and
+# "volcano", "eruptions" and "erupt", "cities" and "city" meet. Derivations stay apart.
+_SUFFIXES: tuple[tuple[str, str], ...] = (
+    *(("ies", "y"), ("ied", "y"), ("ings", ""), ("ing", ""), ("ions", ""), ("ion", "")),
+    *(("ed", ""), ("es", ""), ("s", "")),
+)
+MIN_STEM = 3  # letters a stem keeps at least ("bus", "thing" and "need" stay whole)
+
+
+def stem(word: str) -> str:
+    """``word`` without its inflection, and without a final "e" ("make", "makes" and "making"
+    are "mak"); a doubled last consonant is single again ("running", "stopped")."""
+    word = word.removesuffix("'s")
+    for suffix, replacement in _SUFFIXES:
+        if word.endswith(suffix) and not word.endswith("ss") and len(word) - len(suffix) >= MIN_STEM:
+            word = word[: -len(suffix)] + replacement
+            if suffix in ("ing", "ings", "ed") and word[-1] == word[-2] and word[-1] not in "aeiouylsz":
+                word = word[:-1]
+            break
+    return word[:-1] if len(word) > MIN_STEM and word.endswith("e") else word
 
 
 def content_words(text: str) -> frozenset[str]:
-    """The words that carry a question's content, each cut to its first ``STEM_CHARS`` letters."""
-    return frozenset(word[:STEM_CHARS] for word in _WORD.findall(text.casefold()) if word not in _STOP)
+    """The words that carry a question's content (stop words aside), each by its :func:`stem`."""
+    return frozenset(stem(word) for word in _WORD.findall(text.casefold()) if word not in _STOP)
 
 
 def similarity(first: str, second: str) -> float:
@@ -113,6 +139,19 @@ def similarity(first: str, second: str) -> float:
     if not a and not b:
         return 1.0 if first.strip().casefold() == second.strip().casefold() else 0.0
     return len(a & b) / len(a | b)
+
+
+def asked_again(first: str, second: str) -> str | None:
+    """Whether ``second`` asks ``first`` again: "retry" (the same question), "rephrase" (the
+    question in other words: a share of its content words and at least ``REPHRASE_SHARED`` of
+    them the same), or None (another question, or not a question of it at all)."""
+    alike = similarity(first, second)
+    if alike >= RETRY_SIMILARITY:
+        return "retry"
+    shared = content_words(first) & content_words(second)
+    if alike >= REPHRASE_SIMILARITY and len(shared) >= REPHRASE_SHARED:
+        return "rephrase"
+    return None
 
 
 @dataclass(frozen=True)
@@ -151,11 +190,10 @@ class ImplicitSignals:
         )
         if shown is None:
             return None
-        recent = time.time() - shown.asked_at <= self.window_s
-        alike = similarity(shown.prompt_text, text)
-        if recent and alike >= RETRY_SIMILARITY:
+        again = asked_again(shown.prompt_text, text) if time.time() - shown.asked_at <= self.window_s else None
+        if again == "retry":
             return Retry(first=shown, person=person)
-        if recent and alike >= REPHRASE_SIMILARITY:
+        if again == "rephrase":
             await self._store(shown, person=person, kind="rephrase", value=-1.0, platform=prompt.platform)
             return None
         await self._read(shown, person=person, text=text, platform=prompt.platform)
@@ -212,16 +250,3 @@ class ImplicitSignals:
         # Never the text or who: the kind, the answer and what became of it.
         log.info("%s: implicit %s on answer %d -> %s", platform, kind, shown.response_id, outcome.value)
         return outcome
-
-
-async def agreement_table(repository: Repository) -> str:
-    """Each kind's agreement with people's votes on the same answers, and the weight training
-    gives it now (trainer.dataset.signal_weights): what `thumbtune models` shows."""
-    weights = signal_weights(await repository.all_signals(), await repository.all_votes())
-    lines = [f"{'implicit signal':16} {'answers with votes':>18} {'agreed':>7} {'weight':>7}"]
-    for agreement in weights.values():
-        rate = "-" if agreement.rate is None else f"{agreement.rate:.0%}"
-        unused = f"  (not used: under {MIN_SIGNAL_WEIGHT:.1f})" if agreement.weight < MIN_SIGNAL_WEIGHT else ""
-        default = "  (default: nothing to calibrate on)" if agreement.answers == 0 else ""
-        lines.append(f"{agreement.kind:16} {agreement.answers:>18} {rate:>7} {agreement.weight:>7.2f}{unused}{default}")
-    return "\n".join(lines)

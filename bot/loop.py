@@ -28,9 +28,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.agreement import agreement_table
 from bot.changes import summary
 from bot.generation import Engine, ModelLoadError
-from bot.implicit import agreement_table
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.training import TrainingOutcome, TrainingRuns, check_artifacts, training_unavailable

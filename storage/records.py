@@ -65,10 +65,22 @@ class QuotedExample(_Record):
     reward: Number = 0.0
 
 
+class ImplicitWeight(_Record):
+    """One kind of implicit signal as the run weighed it (trainer.dataset.Agreement)."""
+
+    kind: Text
+    answers: int = Field(ge=0)  # answers with this kind of signal and a non-zero net vote
+    agreed: int = Field(ge=0)  # of those, where the signal's sign was the votes' sign
+    weight: Number = Field(ge=0.0)
+    used: bool  # training counted this kind (its weight was not too small)
+
+
 class ChangesData(_Record):
     counts: dict[Text, int] = Field(default_factory=dict)
     most_liked: list[QuotedExample] = Field(default_factory=list)
     most_disliked: list[QuotedExample] = Field(default_factory=list)
+    # None: trained before runs kept them; empty: no implicit signals in its data.
+    implicit_weights: list[ImplicitWeight] | None = None
 
 
 class Gate(_Record):

@@ -1,12 +1,14 @@
-"""Seeding a real database with answers and votes, for the trainer's tests and benchmark."""
+"""Seeding a real database with answers, votes and implicit signals, for the trainer's tests and benchmark."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
 from storage.dialogue import render_prompt
 from storage.repository import NewResponse, Repository
+from trainer.dataset import signal_weights
 
 QUESTIONS = (
     "hi",
@@ -73,3 +75,23 @@ async def seed_preference(
         disliked += not good
         ids.append(response_id)
     return Seeded(tuple(ids), liked, disliked)
+
+
+async def add_signals(
+    repository: Repository, kinds: dict[str, tuple[int, int]], *, person: str = "asker0"
+) -> list[dict[str, object]]:
+    """For each kind, ``person``'s (agreeing, disagreeing) signals on answers that have votes,
+    each on an answer no signal of its kind is on yet; each kind's figures over the database afterwards."""
+    net: dict[int, float] = {}
+    for vote in await repository.all_votes():
+        net[vote.response_id] = net.get(vote.response_id, 0.0) + vote.reward
+    taken = {(s.response_id, s.kind) for s in await repository.all_signals()}
+    for kind, (agreeing, disagreeing) in kinds.items():
+        value = 1.0 if kind == "reply_positive" else -1.0
+        free = [answer for answer in sorted(net) if (answer, kind) not in taken]
+        agree = [answer for answer in free if (net[answer] > 0) == (value > 0)][:agreeing]
+        disagree = [answer for answer in free if (net[answer] > 0) != (value > 0)][:disagreeing]
+        for answer in agree + disagree:
+            await repository.record_signal(response_id=answer, person=person, kind=kind, value=value)
+    weights = signal_weights(await repository.all_signals(), await repository.all_votes())
+    return [dataclasses.asdict(weight) for weight in weights.values()]

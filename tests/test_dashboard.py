@@ -4,6 +4,7 @@ real HTTP, Prometheus' own parser, and headless Chromium (Debian's) driven by Pl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -24,7 +25,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.ray_head import free_port
 from bot.app import open_database
 from bot.settings import load_settings
+from storage.registry import ModelRegistry
 from storage.repository import Repository
+from tests.feedback_data import add_signals
+from trainer import snapshot
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -174,6 +178,49 @@ def test_texts_blanked_by_retention_or_forgotten_are_not_shown(simulated, tmp_pa
     shown = [a["question"] for a in report["answers"] if a["source"] == "held_out"]
     shown += [e["question"] for key in ("most_liked", "most_disliked") for e in report["data"][key]]
     assert set(shown) == {"(text no longer kept)"}
+
+
+def implicit_rows(page: str) -> list[tuple[str, int, str, str]]:
+    """The rows of a page's implicit-signals table: kind, answers with votes, agreed, weight."""
+    table = page.split("<table id=implicit>")[1].split("</table>")[0]
+    cells = r"<tr><td>([^<]*)</td><td class=n>(\d+)</td><td class=n>([^<]*)</td><td class=n>([^<]*)</td>"
+    found = re.findall(cells, table)
+    return [(kind, int(answers), agreed, weight) for kind, answers, agreed, weight in found]
+
+
+def test_the_implicit_signals_agreement_is_shown_now_and_as_each_run_used_it(simulated, tmp_path: Path):
+    data = copied(simulated, tmp_path)
+    published = [v for v in versions_of(data)[0] if v > 0]
+    registry = ModelRegistry(data / "models")
+    record = registry.changes(published[-1])
+    assert record is not None and record.data.implicit_weights  # the simulation's run kept its figures
+    run = registry.get(published[-1]).config["run"]
+    _, dataset = snapshot.read(snapshot.run_uri(str(data / "artifacts"), run))
+    assert [weight.model_dump() for weight in record.data.implicit_weights] == [
+        dataclasses.asdict(weight) for weight in dataset.implicit_weights
+    ]
+
+    async def more_signals() -> list[dict[str, object]]:
+        settings = load_settings(data_dir=data, db=data / "simulate.db", dashboard_port=0)
+        async with open_database(settings) as database:
+            return await add_signals(Repository(database), {"rephrase": (3, 1), "reply_negative": (0, 2)}, person="p9")
+
+    now = asyncio.run(more_signals())
+    rephrase = next(figures for figures in now if figures["kind"] == "rephrase")
+    assert rephrase["answers"] >= 4  # those added, and any the simulated people gave
+    with dashboard(data) as url:
+        index = get(url + "/")[1]
+        page = get(f"{url}/versions/{published[-1]}")[1]
+
+    def shown(figures: dict[str, object]) -> tuple[str, int, str, str]:
+        answers, agreed, weight = figures["answers"], figures["agreed"], figures["weight"]
+        assert isinstance(answers, int) and isinstance(agreed, int) and isinstance(weight, float)
+        return (str(figures["kind"]), answers, f"{agreed / answers:.0%}" if answers else "-", f"{weight:.2f}")
+
+    # The index: each kind's figures over the database now; the version page: its run's own.
+    assert implicit_rows(index) == [shown(figures) for figures in now]
+    assert implicit_rows(page) == [shown(weight.model_dump()) for weight in record.data.implicit_weights]
+    assert implicit_rows(index) != implicit_rows(page)
 
 
 def test_a_token_guards_every_page_and_a_browser_signs_in_with_a_cookie(simulated, tmp_path: Path):

@@ -125,6 +125,22 @@ async def test_the_answer_shown_before_is_found_by_conversation_then_by_channel(
     assert first < second
 
 
+async def test_the_agreement_now_reads_only_the_votes_on_signalled_answers(repository: Repository):
+    from bot.agreement import current
+    from trainer.dataset import signal_weights
+
+    answers = [await _answer(repository) for _ in range(4)]
+    for answer, emoji, reward in zip(answers, ("👍", "👎", "👎", "👍"), (1.0, -1.0, -1.0, 1.0), strict=True):
+        await repository.record_vote(response_id=answer, voter="voter", emoji=emoji, reward=reward)
+    await repository.record_signal(response_id=answers[0], person="asker", kind="reply_positive", value=0.9)
+    await repository.record_signal(response_id=answers[1], person="asker", kind="rephrase", value=-1.0)
+    await repository.record_signal(response_id=answers[2], person="asker", kind="rephrase", value=-1.0)
+    assert {v.response_id for v in await repository.votes_on_signalled_answers()} == set(answers[:3])
+    now = {agreement.kind: agreement for agreement in await current(repository)}
+    assert now == signal_weights(await repository.all_signals(), await repository.all_votes())
+    assert (now["rephrase"].answers, now["rephrase"].agreed, now["reply_positive"].agreed) == (2, 2, 1)
+
+
 # --- training: weights learned from the answers that also have votes ---------------------
 def _signal(response_id: int, kind: str, value: float, *, better: int | None = None, person: str = "p"):
     from storage.repository import SignalRow
@@ -151,6 +167,12 @@ def test_signal_weights_follow_agreement_with_votes_and_default_without_any():
     assert weights["rephrase"].rate == 0.5 and weights["rephrase"].weight == DEFAULT_SIGNAL_WEIGHT / 2
     # Nothing to calibrate on: the conservative default.
     assert weights["retry"].answers == 0 and weights["retry"].weight == DEFAULT_SIGNAL_WEIGHT
+    assert all(weight.used for weight in weights.values())
+    # Wrong on 30 of 30 answers: a weight of 0.075, under the least a kind needs to be used.
+    against = signal_weights(
+        [_signal(i, "reply_negative", -1.0) for i in range(30)], [_vote(i, 1.0) for i in range(30)]
+    )
+    assert against["reply_negative"].weight == 0.075 and not against["reply_negative"].used
 
 
 def test_implicit_signals_label_unvoted_answers_and_a_retry_is_a_pair(tmp_path):
@@ -174,8 +196,16 @@ def test_implicit_signals_label_unvoted_answers_and_a_retry_is_a_pair(tmp_path):
         ("a short poem", "a poem", "retry")
     ]
     assert dataset.implicit_examples == 3
-    # Off (no signals): nothing to learn from.
-    assert build_dataset(answers=answers, votes=[], options=BuildOptions(held_out_fraction=0.0)).train == ()
+    # The dataset keeps the weights it gave each kind (a run's record shows them: bot.agreement).
+    assert [(w.kind, w.answers, w.weight, w.used) for w in dataset.implicit_weights] == [
+        ("reply_positive", 0, 0.3, True),
+        ("reply_negative", 0, 0.3, True),
+        ("retry", 0, 0.3, True),
+        ("rephrase", 0, 0.3, True),
+    ]
+    # Off (no signals): nothing to learn from, and no weights to show.
+    off = build_dataset(answers=answers, votes=[], options=BuildOptions(held_out_fraction=0.0))
+    assert off.train == () and off.implicit_weights == ()
     # A vote outweighs a disagreeing implicit signal.
     voted = build_dataset(
         answers=answers, votes=[_vote(3, 1.0)], signals=signals, options=BuildOptions(held_out_fraction=0.0)

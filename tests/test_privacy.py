@@ -119,12 +119,18 @@ async def _markup_is_escaped_or_refused(runtime, registry: ModelRegistry, versio
         "answers": [{"question": MARKUP, "before": MARKUP, "after": "fine", "source": "reference"}],
         "changed_share": 1.0,
         "words": {"rose": [{"token": MARKUP, "change": 0.5}], "fell": []},
-        "data": {"counts": {"train_examples": 3}, "most_liked": [], "most_disliked": []},
+        "data": {
+            "counts": {"train_examples": 3},
+            "most_liked": [],
+            "most_disliked": [],
+            "implicit_weights": [{"kind": MARKUP, "answers": 3, "agreed": 2, "weight": 0.31, "used": True}],
+        },
         "gate": {"passed": True, "reasons": [MARKUP], "metrics": {"perplexity": 9.0, "not_enough_data": [MARKUP]}},
     }
     (folder / "changes.json").write_text(json.dumps(changes))
     status, page = await _page(f"{runtime.web.url}/versions/{version}")
     assert status == 200 and "<img" not in page and "<script>" not in page and "&lt;img" in page
+    assert "<td>&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in page.split("<table id=implicit>")[1]
 
     # Wrong types (markup where a count belongs) are refused as damaged, not shown half-read.
     changes["data"]["counts"] = {"train_examples": "<b>many</b>"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from bot.training import trainer_command, trainer_configs
 from storage.database import Database
 from storage.registry import ModelRegistry
 from storage.repository import Repository
-from tests.feedback_data import seed_preference
+from tests.feedback_data import add_signals, seed_preference
 from trainer import snapshot
 from trainer.cli import build_parser as build_trainer_parser
 from trainer.config import DataConfig, GateConfig, JobConfig, TrainConfig, from_arguments
@@ -80,11 +81,13 @@ def test_train_now_then_models_rollback_and_export(  # noqa: PLR0915
 ) -> None:
     monkeypatch.setenv("THUMBTUNE_TRAIN_MIN_EXAMPLES", "8")
 
-    async def seed() -> None:
+    async def seed() -> list[dict[str, object]]:
         async with await Database.open(settings.db_path) as database:
             await seed_preference(Repository(database), answers=30)
+            return await add_signals(Repository(database), {"rephrase": (3, 1), "reply_negative": (0, 2)})
 
-    asyncio.run(seed())  # the commands below run their own event loops, as from a shell
+    # The commands below run their own event loops, as from a shell.
+    trained_with = asyncio.run(seed())  # each implicit kind's figures when the run reads the database
 
     fast = ["--", "--max-steps", "2", "--samples", "4", "--max-new-tokens", "8"]
     assert main(["train", "--now", *fast]) == 0
@@ -120,6 +123,16 @@ def test_train_now_then_models_rollback_and_export(  # noqa: PLR0915
     assert changes["words"]["rose"] or changes["words"]["fell"]
     assert changes["data"]["counts"]["train_examples"] > 0 and changes["data"]["most_disliked"]
     assert changes["gate"]["passed"] == (result["status"] == "published")
+    # The implicit signals' figures as this run used them: in its snapshot, its record and the diff.
+    assert changes["data"]["implicit_weights"] == trained_with
+    _, dataset = snapshot.read(snapshot.run_uri(settings.artifacts_uri, 1))
+    assert [dataclasses.asdict(weight) for weight in dataset.implicit_weights] == trained_with
+    assert [line.split() for line in report.splitlines() if line.startswith("  re")] == [
+        ["reply_positive", "0", "-", "0.30", "(default:", "nothing", "to", "calibrate", "on)"],
+        ["reply_negative", "2", "0%", "0.25"],  # (2 x 0 + 10 x 0.3) / 12
+        ["retry", "0", "-", "0.30", "(default:", "nothing", "to", "calibrate", "on)"],
+        ["rephrase", "4", "75%", "0.36"],  # fitted 2 x 0.75 - 1 = 0.5: (4 x 0.5 + 10 x 0.3) / 14
+    ]
 
     async def people() -> set[str]:
         async with await Database.open(settings.db_path) as database, database.reading() as db:
@@ -130,9 +143,20 @@ def test_train_now_then_models_rollback_and_export(  # noqa: PLR0915
     assert not [person for person in asyncio.run(people()) if person in text]  # texts only, no person keys
     assert main(["diff", "7"]) == 1 and "not in the registry" in capfd.readouterr().err
 
+    # New signals since: `models` shows the figures now, `diff` still those the run used.
+    async def more_signals() -> None:
+        async with await Database.open(settings.db_path) as database:
+            await add_signals(Repository(database), {"reply_positive": (3, 0)}, person="asker1")
+
+    asyncio.run(more_signals())
+    assert main(["diff", "1", "--json"]) == 0
+    assert json.loads(capfd.readouterr().out)["data"]["implicit_weights"] == trained_with
+
     assert main(["models"]) == 0
     listing = capfd.readouterr().out
     assert f"base model (version 0): {settings.model}" in listing
+    # (3 x 1 + 10 x 0.3) / 13
+    assert ["reply_positive", "3", "100%", "0.46"] in [line.split() for line in listing.splitlines()]
     assert any(line.split()[:2] == ["1", "0"] or line.split()[1:3] == ["1", "0"] for line in listing.splitlines())
 
     if result["status"] == "published":

@@ -5,8 +5,10 @@
   sampled with the same seed, and the share of prompts whose answer changed;
 - **words**: the tokens of the reference text whose log-probability rose or fell most
   (mean change per token, over the tokens seen at least twice);
-- **data**: the training counts and a few of the most liked and disliked examples (the
-  question and the answer only: no person key, no conversation id);
+- **data**: the training counts, each implicit signal kind's agreement with the votes and
+  the weight the run gave it (``implicit_weights``, as the bot built the dataset), and a few
+  of the most liked and disliked examples (the question and the answer only: no person key,
+  no conversation id);
 
 the texts (the examples come scrubbed in the snapshot; the models' answers are new) are
 passed through ``redact`` (storage.redact, the kinds the bot's snapshot names), so a secret
@@ -19,6 +21,7 @@ it (bot.changes).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -75,6 +78,7 @@ def what_changed(
         "words": {"rose": rose, "fell": fell},
         "data": {
             "counts": dataset.counts(),
+            "implicit_weights": [dataclasses.asdict(agreement) for agreement in dataset.implicit_weights],
             "most_liked": [_shown(example, redact) for example in reversed(ranked[-EXAMPLES:]) if example.label],
             "most_disliked": [_shown(example, redact) for example in ranked[:EXAMPLES] if not example.label],
         },

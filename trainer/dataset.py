@@ -60,6 +60,7 @@ class Agreement:
     answers: int  # answers that have this kind of signal and a non-zero net vote
     agreed: int  # of those, where the signal's sign is the votes' sign
     weight: float  # what one such signal adds to an answer's reward, times its value
+    used: bool  # the weight reached MIN_SIGNAL_WEIGHT: training counts this kind
 
     @property
     def rate(self) -> float | None:
@@ -98,6 +99,9 @@ class FeedbackDataset:
     skipped_ties: int = 0  # answers with votes whose rewards cancel out
     excluded: int = 0  # answers left out: flagged, or by / about a forgotten person
     held_out_repeats: int = 0  # held-out answers left out: said word for word to the same prompt in training
+    # Each implicit kind's agreement with the votes and the weight this dataset gave it
+    # (:func:`signal_weights`); empty when the dataset was built without implicit signals.
+    implicit_weights: tuple[Agreement, ...] = ()
 
     @property
     def desirable(self) -> int:
@@ -163,7 +167,10 @@ def signal_weights(
         n = answers[kind]
         fitted = max(0.0, 2 * agreed[kind] / n - 1) if n else 0.0
         weight = (n * fitted + PRIOR_ANSWERS * DEFAULT_SIGNAL_WEIGHT) / (n + PRIOR_ANSWERS)
-        out[kind] = Agreement(kind=kind, answers=n, agreed=agreed[kind], weight=round(weight, 4))
+        weight = round(weight, 4)
+        out[kind] = Agreement(
+            kind=kind, answers=n, agreed=agreed[kind], weight=weight, used=weight >= MIN_SIGNAL_WEIGHT
+        )
     return out
 
 
@@ -174,7 +181,7 @@ def implicit_rewards(
     totals: dict[int, float] = defaultdict(float)
     for signal in signals:
         agreement = weights.get(signal.kind)
-        if agreement is None or agreement.weight < MIN_SIGNAL_WEIGHT or signal.person in forgotten:
+        if agreement is None or not agreement.used or signal.person in forgotten:
             continue
         totals[signal.response_id] += agreement.weight * signal.value
     return dict(totals)
@@ -323,6 +330,7 @@ def build_dataset(
         implicit_examples=sum((e.prompt, e.completion) in implicit_examples for e in train),
         skipped_ties=ties,
         excluded=excluded,
+        implicit_weights=tuple(weights.values()) if signals else (),
     )
 
 
@@ -394,7 +402,7 @@ def _retry_pairs(
 ) -> list[Pair]:
     """The same question asked again: its new answer preferred to the first (while retries
     earn their weight)."""
-    if weights["retry"].weight < MIN_SIGNAL_WEIGHT:
+    if not weights["retry"].used:
         return []
     by_id = {answer.response_id: answer for answer in answers}
     pairs = []

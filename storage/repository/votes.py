@@ -189,6 +189,12 @@ class VoteQueries(Queries):
         async with self.database.reading() as db:
             return await _votes_after(db, 0.0)
 
+    async def votes_on_signalled_answers(self) -> list[VoteRow]:
+        """The votes on answers that also have an implicit signal: all that an implicit kind's
+        agreement with the votes reads (trainer.dataset.signal_weights), not every vote."""
+        async with self.database.reading() as db:
+            return await _votes_where(db, "v.response_id IN (SELECT response_id FROM implicit_signals)", ())
+
     async def count_votes_since(self, version: int) -> int:
         async with self.database.reading() as db:
             cursor = await db.execute(_VOTE_COUNT + " WHERE created_at >= ?", (await live_at(db, version),))
@@ -237,10 +243,14 @@ async def _forgotten_since(db: Connection, voter: str, response_id: int) -> bool
 
 
 async def _votes_after(db: Connection, since: float) -> list[VoteRow]:
+    return await _votes_where(db, "v.created_at >= ?", (since,))
+
+
+async def _votes_where(db: Connection, condition: str, parameters: tuple[object, ...]) -> list[VoteRow]:
     cursor = await db.execute(
         "SELECT v.id, v.response_id, r.prompt_id, v.voter, v.emoji, v.reward,"
         " r.model_version, v.created_at FROM votes v JOIN responses r ON r.id = v.response_id"
-        " WHERE v.created_at >= ? ORDER BY v.id",
-        (since,),
+        f" WHERE {condition} ORDER BY v.id",
+        parameters,
     )
     return [VoteRow(*row) for row in await cursor.fetchall()]
