@@ -206,6 +206,32 @@ async def test_discord_a_reply_mentioning_the_bot_is_read_once_and_forgotten(
 
 
 @session_loop
+async def test_discord_asking_again_is_a_retry_and_other_words_a_rephrase(
+    runtime: Any, fake_discord: FakeDiscord, settings: Any
+) -> None:
+    async with running_bot(runtime, fake_discord) as client:
+        assert isinstance(client, DiscordBot)
+        first = await asked(fake_discord, ALICE, "why do volcanoes erupt?", mention_bot=True)
+        second = await asked(fake_discord, ALICE, "why do volcanoes erupt", mention_bot=True)  # the same again
+        third = await asked(fake_discord, ALICE, "what makes a volcano erupt so violently", mention_bot=True)
+        await asked(fake_discord, BOB, "why do volcanoes erupt?", mention_bot=True)  # Bob's first question
+        await handlers_done()
+        stored = await rows(runtime, SIGNALS)
+        [(better,)] = await rows(runtime, "SELECT id FROM responses WHERE message_key = ?", key(fake_discord, second))
+        # Asking again: the first answer worse than the new one, kept as a pair; other words:
+        # the answer before it failed. Each linked to its answer and the version that wrote it.
+        assert [(row[0], row[1], row[2], row[3], row[5]) for row in stored] == [
+            ("retry", 0, key(fake_discord, first), 0, better),
+            ("rephrase", 0, key(fake_discord, second), 0, None),
+        ]
+        assert third is not None
+        forgotten = await fake_discord.say(ALICE, "forget me", mention_bot=True)
+        await wait_for(lambda: fake_discord.answer_to(forgotten), timeout=30)
+        await handlers_done()
+        assert await rows(runtime, "SELECT id FROM implicit_signals") == []
+
+
+@session_loop
 async def test_models_shows_each_kinds_agreement_with_votes(runtime) -> None:
     from bot.agreement import agreement_table
     from bot.events import IncomingReaction, message_key
