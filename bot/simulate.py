@@ -22,7 +22,8 @@ batches, the same samples and the same versions on one machine.
 
 People can also do what people do anyway (bot.implicit): reply to ``reply_share`` of the
 answers with a thanks or a complaint that follows their taste (``reply_noise`` of them the
-other way), and ask again (a retry) after ``retry_share`` of the answers they dislike. The
+other way), and ask again (a retry) after ``retry_share`` of the answers they dislike, or in
+other words (a rephrase) after ``rephrase_share`` of them. The
 result then says how often each kind of stored signal agreed with the people's true taste.
 With ``compare`` on or auto, some answers are comparisons (bot.comparison): the people who
 would vote on an answer give one their verdict (a mistaken person reads both sides the
@@ -109,6 +110,12 @@ def likes(taste: str, question: str, answer: str, *, prefer: str = "warm") -> bo
     raise ValueError(f"unknown taste {taste!r}: one of {', '.join(TASTES)}")
 
 
+def rephrased(question: str) -> str:
+    """A simulated person's question in other words: its content words and two more (the
+    detector reads it as a rephrase when the question has two content words or more)."""
+    return f"I mean: {question}, honestly?"
+
+
 def share(text: str) -> float:
     """A share between 0 and 1, from the command line."""
     value = float(text)
@@ -166,6 +173,13 @@ class SimulationOptions:
     )
     retry_share: float = field(
         default=0.0, metadata={"help": "Share of disliked answers whose asker asks the same again.", "type": share}
+    )
+    rephrase_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of disliked answers whose asker asks again in other words ('I mean: …, honestly?').",
+            "type": share,
+        },
     )
     compare: CompareMode = field(
         default="off",
@@ -253,6 +267,7 @@ class _Plan:
     held_out: bool = False  # a held-out question (asked in the last round only)
     reply: bool | None = None  # the asker replies: True as if they liked it, False as if not; None: no reply
     retry: bool = False  # the asker asks again if they dislike the answer
+    rephrase: bool = False  # the asker asks again in other words if they dislike the answer
 
 
 class RunReport(TypedDict):
@@ -323,12 +338,17 @@ class _Simulation:
         if rng.random() < options.vote_share:
             voters = tuple(rng.sample(range(options.users), k=min(options.voters_per_answer, options.users)))
         flipped = tuple(rng.random() < options.noise for _ in voters)
-        if not (options.reply_share or options.retry_share):  # the regimes without replies draw as before
+        if not (options.reply_share or options.retry_share or options.rephrase_share):  # no replies: draws as before
             return _Plan(user, question, voters, flipped, held_out)
         replies = rng.random() < options.reply_share
         reply_flipped = rng.random() < options.reply_noise
         retry = rng.random() < options.retry_share
-        return _Plan(user, question, voters, flipped, held_out, None if not replies else not reply_flipped, retry)
+        rephrase = (
+            options.rephrase_share > 0 and rng.random() < options.rephrase_share
+        )  # no draw at 0: seeds keep their runs
+        return _Plan(
+            user, question, voters, flipped, held_out, None if not replies else not reply_flipped, retry, rephrase
+        )
 
     async def ask_round(self, round_index: int) -> None:
         """A round of prompts, drawn in order and asked one at a time: the seed decides the
@@ -401,10 +421,9 @@ class _Simulation:
             await service.on_reply(
                 IncomingReply(platform=PLATFORM, channel="sim", conversation=None, user=planned.user, text=text)
             )
-        if planned.retry and not liked:
-            await service.on_prompt(
-                IncomingPrompt(platform=PLATFORM, channel="sim", user=planned.user, text=planned.question)
-            )
+        again = planned.question if planned.retry else rephrased(planned.question) if planned.rephrase else None
+        if again is not None and not liked:
+            await service.on_prompt(IncomingPrompt(platform=PLATFORM, channel="sim", user=planned.user, text=again))
 
     async def vote(self, key: str, planned: _Plan, *, liked: bool, tally: _Tally) -> None:
         for voter, flipped in zip(planned.voters, planned.flipped, strict=True):

@@ -266,3 +266,23 @@ def test_simulated_people_who_reply_give_signals_that_follow_their_taste(tiny_mo
     signals = run_simulation(options)["signals"]
     assert {"reply_positive", "reply_negative"} & set(signals)
     assert all(kind["agreement"] == 1.0 for kind in signals.values()), signals
+
+
+def test_simulated_people_who_ask_in_other_words_give_rephrase_signals(tiny_model_dir, tmp_path) -> None:
+    from bot.simulate import SimulationOptions, rephrased, run_simulation
+
+    assert asked_again("will it rain tomorrow", rephrased("will it rain tomorrow")) == "rephrase"
+    options = SimulationOptions(
+        rounds=0,
+        prompts=24,
+        users=3,
+        model=tiny_model_dir,
+        data_dir=tmp_path / "sim",
+        vote_share=0.0,
+        rephrase_share=1.0,
+        best_of=1,
+    )
+    signals = run_simulation(options)["signals"]
+    # Only disliked answers are asked again, so every rephrase agrees with the taste.
+    assert set(signals) == {"rephrase"} and signals["rephrase"]["signals"] >= 3, signals
+    assert signals["rephrase"]["agreement"] == 1.0
