@@ -193,3 +193,43 @@ def test_simulated_people_who_reply_give_signals_that_follow_their_taste(tiny_mo
     signals = run_simulation(options)["signals"]
     assert {"reply_positive", "reply_negative"} & set(signals)
     assert all(kind["agreement"] == 1.0 for kind in signals.values()), signals
+
+
+def test_simulated_people_do_the_same_with_implicit_off_and_the_bot_reads_only_reactions(
+    tiny_model_dir, tmp_path
+) -> None:
+    """The same seed with THUMBTUNE_IMPLICIT on and off (no training): the same answers and
+    votes, the replies and retries made just the same, and signals stored only when on."""
+    import sqlite3
+
+    from bot.simulate import SimulationOptions, run_simulation
+
+    def simulate(implicit: bool) -> tuple[dict, list[tuple], int]:
+        options = SimulationOptions(
+            rounds=0,
+            prompts=16,
+            users=3,
+            seed=2,
+            model=tiny_model_dir,
+            data_dir=tmp_path / str(implicit),
+            vote_share=0.5,
+            voters_per_answer=1,
+            reply_share=1.0,
+            retry_share=1.0,
+            best_of=1,
+            implicit=implicit,
+        )
+        report = run_simulation(options)
+        with sqlite3.connect(tmp_path / str(implicit) / "simulate.db") as db:
+            votes = db.execute(
+                "SELECT r.text, v.emoji FROM votes v JOIN responses r ON r.id = v.response_id ORDER BY v.id"
+            ).fetchall()
+            signals = db.execute("SELECT COUNT(*) FROM implicit_signals").fetchone()[0]
+        return report, votes, signals
+
+    (on, on_votes, on_signals), (off, off_votes, off_signals) = simulate(True), simulate(False)
+    assert on_signals > 0 and on["signals"]
+    assert off_signals == 0 and off["signals"] == {}
+    assert 0 < on["votes"] == off["votes"] == len(off_votes) < 16
+    assert on_votes == off_votes  # the same answers and votes (voter keys are salted per database)
+    assert on["versions"][0]["approval"] == off["versions"][0]["approval"]
