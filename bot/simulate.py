@@ -28,6 +28,8 @@ result then says how often each kind of stored signal agreed with the people's t
 With ``compare`` on or auto, some answers are comparisons (bot.comparison): the people who
 would vote on an answer give one their verdict (a mistaken person reads both sides the
 other way); comparisons are counted apart (``compared``), not in approval.
+With ``implicit`` off they do just the same (the same draws from the seed), and the bot
+reads nothing beyond their reactions: the same people, with and without implicit feedback.
 
 Everything lives in a fresh data folder (a temporary one by default), never in the
 bot's own database.
@@ -55,6 +57,8 @@ from bot.settings import CompareMode, Settings, TrainHistory, default_of
 from storage.registry import BASE_VERSION
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bot.app import Runtime
     from bot.dialoguegen import Topic
     from storage.repository import SignalRow
@@ -193,6 +197,15 @@ class SimulationOptions:
         default=default_of("compare_share"),
         metadata={"help": "THUMBTUNE_COMPARE_SHARE with --compare auto.", "type": share},
     )
+    implicit: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "THUMBTUNE_IMPLICIT of the simulated bot. Off: people reply and ask again just the same, "
+                "and the bot reads nothing beyond their reactions."
+            )
+        },
+    )
     history: TrainHistory = field(
         default=default_of("train_history"), metadata={"help": "THUMBTUNE_TRAIN_HISTORY for the runs."}
     )
@@ -277,6 +290,7 @@ class RunReport(TypedDict):
     status: str
     version: int | None
     reason: str | None
+    votes_before: int  # votes cast before the run (all it could train on)
 
 
 class VersionReport(TypedDict):
@@ -436,20 +450,29 @@ class _Simulation:
             tally.votes += 1
             self.cast += 1
 
-    async def train(self, round_index: int) -> None:
-        """Fire the scheduler's training job now and wait for the run; note a new live version."""
+    async def train(self, round_index: int) -> bool:
+        """Fire the scheduler's training job now and wait for the run; note a new live version
+        (True: one went live)."""
         runtime, loop = self.runtime, self.runtime.loop
         finished = loop.runs_finished
         loop.scheduler.get_job("train").modify(next_run_time=datetime.now(timezone.utc))
         await loop.wait_for_run(after=finished)
         last = (await runtime.repository.training_runs(limit=1))[0]
         self.runs.append(
-            {"round": round_index + 1, "status": last.status, "version": last.new_version, "reason": last.reason}
+            {
+                "round": round_index + 1,
+                "status": last.status,
+                "version": last.new_version,
+                "reason": last.reason,
+                "votes_before": self.cast,
+            }
         )
         log.info("round %d: training %s", round_index + 1, last.status)
-        if runtime.generator.version != self.live_order[-1]:
-            self.live_order.append(runtime.generator.version)
-            self.votes_before[runtime.generator.version] = self.cast
+        if runtime.generator.version == self.live_order[-1]:
+            return False
+        self.live_order.append(runtime.generator.version)
+        self.votes_before[runtime.generator.version] = self.cast
+        return True
 
     def versions(self) -> list[VersionReport]:
         return [self.version_report(version) for version in self.live_order]
@@ -475,8 +498,15 @@ class _Simulation:
         }
 
 
-async def simulate(options: SimulationOptions, settings: Settings) -> SimulationResult:
-    """Run the loop; ``settings`` must point at a data folder of the simulation's own."""
+async def simulate(
+    options: SimulationOptions, settings: Settings, *, stop: Callable[[int], bool] | None = None
+) -> SimulationResult:
+    """Run the loop; ``settings`` must point at a data folder of the simulation's own.
+
+    ``stop``, when given, is called (in a worker thread, while nobody asks anything) with each
+    version that goes live; True ends the loop there, with no last round. It must leave the
+    process's random state as it found it, or the rounds after it would change.
+    """
     import torch
 
     from bot.app import open_runtime
@@ -489,7 +519,9 @@ async def simulate(options: SimulationOptions, settings: Settings) -> Simulation
             await simulation.ask_round(round_index)
             if round_index == options.rounds:
                 break  # the last round only measures the version now live
-            await simulation.train(round_index)
+            went_live = await simulation.train(round_index)
+            if went_live and stop is not None and await asyncio.to_thread(stop, runtime.generator.version):
+                break
         versions = simulation.versions()
         signals = _signal_agreement(await runtime.repository.all_signals(), simulation.truth)
     return {
@@ -541,6 +573,7 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
         train_cron=None,
         train_min_new_votes=1,
         train_history=options.history,
+        implicit=options.implicit,
         registry_poll_s=0,
         max_new_tokens=options.max_new_tokens,
         queue_size=max(64, options.prompts),  # a round's prompts all arrive at once
@@ -555,7 +588,8 @@ def simulation_settings(options: SimulationOptions, data_dir: Path, model: Path)
     )
 
 
-def run_simulation(options: SimulationOptions) -> SimulationResult:
+def run_simulation(options: SimulationOptions, *, stop: Callable[[int], bool] | None = None) -> SimulationResult:
+    """:func:`simulate` in a data folder of its own (``options.data_dir`` or a temporary one)."""
     with tempfile.TemporaryDirectory(prefix="thumbtune-simulate-") as tmp:
         data_dir = options.data_dir or Path(tmp) / "data"
         model = options.model
@@ -564,7 +598,7 @@ def run_simulation(options: SimulationOptions) -> SimulationResult:
 
             model = make_tiny_model(Path(tmp) / "tiny-model", VARIED if options.varied else TinyModelSpec())
         settings = simulation_settings(options, Path(data_dir), Path(model))
-        return asyncio.run(simulate(options, settings))
+        return asyncio.run(simulate(options, settings, stop=stop))
 
 
 def format_result(result: SimulationResult) -> str:

@@ -286,3 +286,43 @@ def test_simulated_people_who_ask_in_other_words_give_rephrase_signals(tiny_mode
     # Only disliked answers are asked again, so every rephrase agrees with the taste.
     assert set(signals) == {"rephrase"} and signals["rephrase"]["signals"] >= 3, signals
     assert signals["rephrase"]["agreement"] == 1.0
+
+
+def test_simulated_people_do_the_same_with_implicit_off_and_the_bot_reads_only_reactions(
+    tiny_model_dir, tmp_path
+) -> None:
+    """The same seed with THUMBTUNE_IMPLICIT on and off (no training): the same answers and
+    votes, the replies and retries made just the same, and signals stored only when on."""
+    import sqlite3
+
+    from bot.simulate import SimulationOptions, run_simulation
+
+    def simulate(implicit: bool) -> tuple[dict, list[tuple], int]:
+        options = SimulationOptions(
+            rounds=0,
+            prompts=16,
+            users=3,
+            seed=2,
+            model=tiny_model_dir,
+            data_dir=tmp_path / str(implicit),
+            vote_share=0.5,
+            voters_per_answer=1,
+            reply_share=1.0,
+            retry_share=1.0,
+            best_of=1,
+            implicit=implicit,
+        )
+        report = run_simulation(options)
+        with sqlite3.connect(tmp_path / str(implicit) / "simulate.db") as db:
+            votes = db.execute(
+                "SELECT r.text, v.emoji FROM votes v JOIN responses r ON r.id = v.response_id ORDER BY v.id"
+            ).fetchall()
+            signals = db.execute("SELECT COUNT(*) FROM implicit_signals").fetchone()[0]
+        return report, votes, signals
+
+    (on, on_votes, on_signals), (off, off_votes, off_signals) = simulate(True), simulate(False)
+    assert on_signals > 0 and on["signals"]
+    assert off_signals == 0 and off["signals"] == {}
+    assert 0 < on["votes"] == off["votes"] == len(off_votes) < 16
+    assert on_votes == off_votes  # the same answers and votes (voter keys are salted per database)
+    assert on["versions"][0]["approval"] == off["versions"][0]["approval"]
