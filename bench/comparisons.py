@@ -155,24 +155,36 @@ def one_seed(
             ranks = fitted is not None and RewardHead.evidence(fitted.auc_interval, train.reward_min_auc)
             strategy.head = fitted if ranks else None
     random_votes, random_auc = strategies["random"].curve[-1]
-    reached = next(
-        (
-            votes
-            for votes, auc in strategies["auto"].curve
-            if auc is not None and random_auc is not None and auc >= random_auc
-        ),
-        None,
-    )
+    reached = votes_to_reach(strategies["auto"].curve, random_auc)
     return {
         "seed": seed,
         "taste": taste,
         "liked_share": round(float(labels.mean()), 4),
         "random_auc": random_auc,
         "random_votes": random_votes,
+        # Whether random's last head had held-out evidence (it would rank in the bot): without
+        # it there is no AUC to reach, and the seed says nothing about saving votes.
+        "random_head_ranks": strategies["random"].head is not None,
+        "auto_auc": strategies["auto"].curve[-1][1],
         "auto_votes_to_match": reached,
         "saving": None if reached is None or not random_votes else round(1 - reached / random_votes, 4),
         "curves": {name: s.curve for name, s in strategies.items()},
     }
+
+
+def votes_to_reach(curve: list[tuple[int, float | None]], target: float | None) -> float | None:
+    """The votes at which ``curve`` (votes, AUC) first reaches ``target``, linear between its
+    points (None: never, or no target)."""
+    if target is None:
+        return None
+    before: tuple[int, float] | None = None
+    for votes, auc in curve:
+        if auc is not None and auc >= target:
+            if before is None or auc == before[1]:
+                return float(votes)
+            return round(before[0] + (target - before[1]) / (auc - before[1]) * (votes - before[0]), 1)
+        before = (votes, auc) if auc is not None else before
+    return None
 
 
 def compare_auto(
@@ -195,14 +207,15 @@ def compare_auto(
         )
         for seed in seeds
     ]
-    # A seed where auto never matched random counts as no saving.
-    savings = [s["saving"] if s["saving"] is not None else 0.0 for s in per_seed]
+    # Over the seeds whose random head has evidence; one where auto never matched random counts as no saving.
+    savings = [s["saving"] if s["saving"] is not None else 0.0 for s in per_seed if s["random_head_ranks"]]
     return {
         "share": SHARE,
         "rounds": ROUNDS,
         "round_prompts": ROUND_PROMPTS,
         "noise": NOISE,
-        "median_saving": round(statistics.median(savings), 4),
+        "median_saving": round(statistics.median(savings), 4) if savings else None,
+        "seeds_with_evidence": len(savings),
         "seeds": per_seed,
         "seconds": round(time.monotonic() - started, 1),
     }

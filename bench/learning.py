@@ -71,9 +71,11 @@ from typing import Any
 import torch
 
 from bench.common import emit, quick_args
+from bench.comparisons import compare_auto
 from bot.dialoguegen import benchmark_questions
 from bot.generation import SamplingParams, load_model
 from bot.generation.decoding import sample
+from bot.settings import CompareMode
 from bot.simulate import (
     QUESTIONS,
     VARIED_MAX_NEW_TOKENS,
@@ -99,9 +101,12 @@ REGIMES: dict[str, tuple[float, int, float]] = {
     "dense": (1.0, 2, 0.0),
     "sparse": (0.4, 1, 0.15),
     "reply": (0.15, 1, 0.15),  # few react; what people do anyway (IMPLICIT) carries the rest
+    "compare": (0.4, 1, 0.15),  # the sparse regime's people, some answers shown as comparisons (COMPARE)
 }
 # Regimes where people also reply (bot.implicit): (reply share, replies against their taste, retry share of disliked).
 IMPLICIT: dict[str, tuple[float, float, float]] = {"reply": (0.5, 0.15, 0.2)}
+# Regimes with THUMBTUNE_COMPARE: (mode, share); a voter gives a comparison their verdict.
+COMPARE: dict[str, tuple[CompareMode, float]] = {"compare": ("auto", 0.25)}
 BEST_OF = 4
 MEASURE = 96  # answers per measurement
 # votes_to_gain, (prompts per round, rounds) by regime: dense loops train after every 64 votes
@@ -250,6 +255,7 @@ def simulated(
     by ``seed``; ``stop`` as bot.simulate.simulate's."""
     vote_share, voters, noise = REGIMES[loop.regime]
     reply_share, reply_noise, retry_share = IMPLICIT.get(loop.regime, (0.0, 0.0, 0.0))
+    compare, compare_share = COMPARE.get(loop.regime, ("off", 0.0))
     taste, word = model.rule(seed)
     options = SimulationOptions(
         users=8,
@@ -274,6 +280,8 @@ def simulated(
         learning_rate=loop.learning_rate,
         epochs=loop.epochs,
         implicit=loop.implicit,
+        compare=compare,
+        compare_share=compare_share,
     )
     return run_simulation(options, stop=stop)
 
@@ -642,6 +650,12 @@ def main() -> None:
             ),
         )
         parser.add_argument("--curve-rounds", type=int, help="rounds of each votes_to_gain loop (default: by regime)")
+        parser.add_argument(
+            "--compare",
+            action="store_true",
+            help="also compare_auto: comparison votes the reward model needs, THUMBTUNE_COMPARE=auto vs at random",
+        )
+        parser.add_argument("--compare-only", action="store_true", help="only compare_auto (and varied_model)")
         parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; --quick 2)")
         parser.add_argument("--prompts", type=int, help="prompts per round (default 128; --quick 64)")
         parser.add_argument("--learning-rate", type=float, help="THUMBTUNE_TRAIN_LEARNING_RATE (default: the bot's)")
@@ -660,14 +674,19 @@ def main() -> None:
         varied = next((m for m in chosen if m.name == "varied"), None)
         if varied is not None:
             out["varied_model"] = varied_model_distinct(varied, scratch)
+        if varied is not None and (args.compare or args.compare_only):
+            bases = {seed: base_model(varied, seed, scratch) for seed in seeds}
+            rules = {seed: varied.rule(seed) for seed in seeds}
+            out["compare_auto"] = compare_auto(seeds, bases, rules, varied.questions, varied.max_new_tokens)
+            print(json.dumps({"compare_auto": out["compare_auto"]}), flush=True)
         out["models"] = {}
-        for model in [] if args.curve_only else chosen:
+        for model in [] if args.curve_only or args.compare_only else chosen:
             out["models"][model.name] = {
                 name: regime(model, Loop(name, 3, prompts, **tuning), seeds, scratch) for name in regimes
             }
             print(json.dumps({model.name: out["models"][model.name]}), flush=True)  # progress, for long runs
         curves = args.curve_regimes.split(",") if args.curve_regimes else [r for r in regimes if r == "dense"]
-        if varied is not None and curves and not args.no_curve:
+        if varied is not None and curves and not (args.no_curve or args.compare_only):
             out["votes_to_gain"] = {}
             for name in curves:
                 curve_prompts, curve_rounds = CURVES[name]
