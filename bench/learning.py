@@ -45,8 +45,12 @@ rotates with the seed: the tiny model (the shipped canned dialogues) over five w
 tone, 18 words or more, on the question's topic). Regimes: dense (every answer voted by 2
 people, no mistakes), sparse (40 % voted, by 1 person, 15 % of the votes flipped) and reply
 (15 % voted by 1 person, 15 % flipped; the asker replies to half of the answers with a thanks
-or a complaint, 15 % of them against their taste, and asks again after 20 % of those they
-dislike; ``signal_agreement``: each implicit kind's agreement with the people's true taste).
+or a complaint, 15 % of them against their taste, asks the same again after 20 % of those
+they dislike and in other words after 10 %; ``signal_agreement``: each implicit kind's
+agreement with the people's true taste) and compare (the sparse regime's people with
+THUMBTUNE_COMPARE=auto at a share of 0.25: the voter of an answer shown as a comparison
+gives a verdict). ``compare_auto`` (``--compare``): comparison votes the reward model
+needs, auto against at random (bench.comparisons).
 Medians with the range across seeds (``[min, max]``, and how many seeds had the figure).
 Also ``varied_model``: distinct answers of the varied model (seed 0) to 100 benchmark
 questions. ``--learning-rate`` / ``--epochs`` try other training settings. Prints one
@@ -103,8 +107,9 @@ REGIMES: dict[str, tuple[float, int, float]] = {
     "reply": (0.15, 1, 0.15),  # few react; what people do anyway (IMPLICIT) carries the rest
     "compare": (0.4, 1, 0.15),  # the sparse regime's people, some answers shown as comparisons (COMPARE)
 }
-# Regimes where people also reply (bot.implicit): (reply share, replies against their taste, retry share of disliked).
-IMPLICIT: dict[str, tuple[float, float, float]] = {"reply": (0.5, 0.15, 0.2)}
+# Regimes where people also reply (bot.implicit): (reply share, replies against their taste,
+# retry share of disliked answers, rephrase share of disliked answers).
+IMPLICIT: dict[str, tuple[float, float, float, float]] = {"reply": (0.5, 0.15, 0.2, 0.1)}
 # Regimes with THUMBTUNE_COMPARE: (mode, share); a voter gives a comparison their verdict.
 COMPARE: dict[str, tuple[CompareMode, float]] = {"compare": ("auto", 0.25)}
 BEST_OF = 4
@@ -254,7 +259,7 @@ def simulated(
     """``thumbtune simulate`` at best-of-1, people, sampling, base model and trainer all seeded
     by ``seed``; ``stop`` as bot.simulate.simulate's."""
     vote_share, voters, noise = REGIMES[loop.regime]
-    reply_share, reply_noise, retry_share = IMPLICIT.get(loop.regime, (0.0, 0.0, 0.0))
+    reply_share, reply_noise, retry_share, rephrase_share = IMPLICIT.get(loop.regime, (0.0, 0.0, 0.0, 0.0))
     compare, compare_share = COMPARE.get(loop.regime, ("off", 0.0))
     taste, word = model.rule(seed)
     options = SimulationOptions(
@@ -275,6 +280,7 @@ def simulated(
         reply_share=reply_share,
         reply_noise=reply_noise,
         retry_share=retry_share,
+        rephrase_share=rephrase_share,
         best_of=1,
         data_dir=data_dir,
         learning_rate=loop.learning_rate,
