@@ -13,8 +13,10 @@ within ``window_s``), their next message is one of (:func:`asked_again`):
   created python" (a follow-up), are other questions, in a thread as in a channel.
 - a **reply** that thanks or complains: scored by VADER (:mod:`vaderSentiment`, a lexicon
   that ships in the package and runs offline on a CPU) and a few patterns VADER misses
-  ("that's wrong", "not what I asked"). A question, or a message with no clear verdict,
-  is nothing: a conversation that simply goes on is not approval.
+  ("that's wrong", "not what I asked"). Outside the answer's conversation only words about
+  an answer count ("thanks", "that's wrong"), not a new message's mood ("I am so tired").
+  A question, or a message with no clear verdict, is nothing: a conversation that simply
+  goes on is not approval.
 
 Each becomes its own kind of row (storage.repository.signals), never a fake vote; the
 trainer weighs each kind by its agreement with people's own votes (trainer.dataset).
@@ -87,8 +89,11 @@ def sentiment(text: str) -> float:
     return float(scores["compound"])
 
 
-def read_reply(text: str) -> Reading:
-    """A thanks, a complaint, or nothing (pure: patterns first, then VADER's score)."""
+def read_reply(text: str, *, about_it_only: bool = False) -> Reading:
+    """A thanks, a complaint, or nothing (pure: patterns first, then VADER's score).
+
+    ``about_it_only``: only words about an answer count (a complaint or a thanks pattern),
+    not the mood of the text: for a new question outside the answer's conversation."""
     text = text.strip()
     if not text:
         return Reading(None)
@@ -97,7 +102,7 @@ def read_reply(text: str) -> Reading:
     score = sentiment(text)
     if _THANKS.search(text) and score > 0:
         return Reading("reply_positive", max(score, POSITIVE_AT))
-    if _QUESTION.search(text):
+    if about_it_only or _QUESTION.search(text):
         return Reading(None)  # a question goes on with the conversation, whatever its words
     if score >= POSITIVE_AT:
         return Reading("reply_positive", score)
@@ -196,7 +201,10 @@ class ImplicitSignals:
         if again == "rephrase":
             await self._store(shown, person=person, kind="rephrase", value=-1.0, platform=prompt.platform)
             return None
-        await self._read(shown, person=person, text=text, platform=prompt.platform)
+        # A new question in the channel, not in the answer's conversation, is a new topic: its
+        # mood ("I am so tired") is not a verdict on the answer; only words about an answer are.
+        in_conversation = prompt.conversation is not None and prompt.conversation == shown.conversation
+        await self._read(shown, person=person, text=text, platform=prompt.platform, about_it_only=not in_conversation)
         return None
 
     async def after_answer(self, retry: Retry, response_id: int, *, platform: str) -> None:
@@ -214,12 +222,27 @@ class ImplicitSignals:
         )
         if shown is None:
             return None
-        return await self._read(shown, person=person, text=reply.text, platform=reply.platform, event=reply.event_id)
+        in_conversation = reply.conversation is not None and reply.conversation == shown.conversation
+        return await self._read(
+            shown,
+            person=person,
+            text=reply.text,
+            platform=reply.platform,
+            event=reply.event_id,
+            about_it_only=not in_conversation,
+        )
 
     async def _read(
-        self, shown: AnswerShown, *, person: str, text: str, platform: str, event: str | None = None
+        self,
+        shown: AnswerShown,
+        *,
+        person: str,
+        text: str,
+        platform: str,
+        event: str | None = None,
+        about_it_only: bool = False,
     ) -> VoteOutcome | None:
-        reading = read_reply(text)
+        reading = read_reply(text, about_it_only=about_it_only)
         if reading.kind is None:
             return None
         return await self._store(

@@ -12,6 +12,7 @@ import pytest
 
 from bot.adapters.discord import DiscordBot
 from bot.adapters.shell import ShellChat
+from bot.events import IncomingPrompt
 from bot.implicit import asked_again, content_words, read_reply
 from tests.fakes.discord import FakeDiscord
 from tests.helpers import wait_for
@@ -326,3 +327,27 @@ def test_simulated_people_do_the_same_with_implicit_off_and_the_bot_reads_only_r
     assert 0 < on["votes"] == off["votes"] == len(off_votes) < 16
     assert on_votes == off_votes  # the same answers and votes (voter keys are salted per database)
     assert on["versions"][0]["approval"] == off["versions"][0]["approval"]
+
+
+async def test_a_new_question_in_the_channel_is_not_a_verdict_by_its_mood(runtime) -> None:
+    """Outside the answer's conversation only words about an answer count; inside it, the mood too."""
+    service = runtime.service
+    service.answers.rate_limiter = None  # one person asking fast
+
+    async def ask(text: str, conversation: str | None = None) -> None:
+        prompt = IncomingPrompt(platform="slack", channel="C7", user="U7", text=text, conversation=conversation)
+        reply = await service.on_prompt(prompt)
+        assert reply is not None and reply.ok
+
+    await ask("what is a haiku")
+    await ask("I am so tired")  # a new topic in the channel: no complaint about the haiku
+    assert await rows(runtime, "SELECT kind FROM implicit_signals") == []
+    await ask("that's wrong")  # about the answer before it, wherever it is said
+    await ask("what is rain", conversation="t1")
+    await ask("I am so tired", conversation="t1")  # in the answer's own thread: its mood is a verdict
+    kinds = await rows(
+        runtime,
+        "SELECT s.kind, p.text FROM implicit_signals s JOIN responses r ON r.id = s.response_id"
+        " JOIN prompts p ON p.id = r.prompt_id ORDER BY s.id",
+    )
+    assert kinds == [("reply_negative", "I am so tired"), ("reply_negative", "what is rain")]

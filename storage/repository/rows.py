@@ -133,6 +133,7 @@ class AnswerShown:
     prompt_text: str
     asked_at: float
     model_version: int
+    conversation: str | None = None  # the conversation it was asked in (None: none)
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ class SignalQueries(Queries):
 
         The shown answer is candidate 0 of a single answer (a comparison is rated by verdict)."""
         shown = (
-            "SELECT r.id, p.id, p.text, p.created_at, r.model_version FROM responses r"
+            "SELECT r.id, p.id, p.text, p.created_at, r.model_version, p.conversation FROM responses r"
             " JOIN prompts p ON p.id = r.prompt_id"
             " WHERE r.candidate = 0 AND p.mode = 'single' AND p.author = ?"
         )
