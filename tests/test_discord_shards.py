@@ -197,6 +197,16 @@ async def sharded_bot(service: BotService, fake: FakeDiscord, shards: Shards, **
         await asyncio.wait_for(serving, timeout=10)
 
 
+@asynccontextmanager
+async def both_shards(runtimes: tuple[Any, Any], fake: FakeDiscord, **options: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """The two processes, each connected on its shard (FIRST, SECOND), closed on exit."""
+    async with (
+        sharded_bot(runtimes[0].service, fake, FIRST, **options) as first,
+        sharded_bot(runtimes[1].service, fake, SECOND, **options) as second,
+    ):
+        yield first, second
+
+
 def spy_on_messages(client: Any) -> list[int]:
     """The ids of the messages the gateway handed this client."""
     seen: list[int] = []
@@ -225,10 +235,7 @@ async def test_each_process_serves_the_servers_of_its_shards_and_shard_0_the_dms
     two_runtimes: tuple[Any, Any], two_servers: FakeDiscord
 ) -> None:
     fake = two_servers
-    async with (
-        sharded_bot(two_runtimes[0].service, fake, FIRST) as first,
-        sharded_bot(two_runtimes[1].service, fake, SECOND) as second,
-    ):
+    async with both_shards(two_runtimes, fake) as (first, second):
         # IDENTIFY names each process's shard; Discord sends each only the servers of its shard.
         assert sorted(tuple(identify["shard"]) for identify in fake.identifies) == [(0, 2), (1, 2)]
         assert [guild.id for guild in first.guilds] == [fake.guild_id]
@@ -258,10 +265,7 @@ async def test_after_downtime_each_process_catches_up_on_its_own_shards_only(
     two_runtimes: tuple[Any, Any], two_servers: FakeDiscord
 ) -> None:
     fake = two_servers
-    async with (
-        sharded_bot(two_runtimes[0].service, fake, FIRST) as first,
-        sharded_bot(two_runtimes[1].service, fake, SECOND) as second,
-    ):
+    async with both_shards(two_runtimes, fake) as (first, second):
         assert (await after_downtime(first)).prompts == (await after_downtime(second)).prompts == 0
         answers = [
             await asked(fake, ALICE, "what is a tree?", mention_bot=True),
@@ -327,10 +331,7 @@ async def test_only_the_process_whose_shards_hold_the_announce_channel_announces
 ) -> None:
     fake = two_servers
     options = {"announce_channel": str(OTHER_CHANNEL)}
-    async with (
-        sharded_bot(two_runtimes[0].service, fake, FIRST, **options) as first,
-        sharded_bot(two_runtimes[1].service, fake, SECOND, **options) as second,
-    ):
+    async with both_shards(two_runtimes, fake, **options) as (first, second):
         await first.announce("Now serving model version 1.")
         await second.announce("Now serving model version 1.")
     # Both returned: the process on shard 0 without posting (not its server), the other once.
