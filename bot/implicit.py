@@ -201,10 +201,7 @@ class ImplicitSignals:
         if again == "rephrase":
             await self._store(shown, person=person, kind="rephrase", value=-1.0, platform=prompt.platform)
             return None
-        # A new question in the channel, not in the answer's conversation, is a new topic: its
-        # mood ("I am so tired") is not a verdict on the answer; only words about an answer are.
-        in_conversation = prompt.conversation is not None and prompt.conversation == shown.conversation
-        await self._read(shown, person=person, text=text, platform=prompt.platform, about_it_only=not in_conversation)
+        await self._read(shown, person=person, text=text, platform=prompt.platform, conversation=prompt.conversation)
         return None
 
     async def after_answer(self, retry: Retry, response_id: int, *, platform: str) -> None:
@@ -222,14 +219,13 @@ class ImplicitSignals:
         )
         if shown is None:
             return None
-        in_conversation = reply.conversation is not None and reply.conversation == shown.conversation
         return await self._read(
             shown,
             person=person,
             text=reply.text,
             platform=reply.platform,
+            conversation=reply.conversation,
             event=reply.event_id,
-            about_it_only=not in_conversation,
         )
 
     async def _read(
@@ -239,10 +235,14 @@ class ImplicitSignals:
         person: str,
         text: str,
         platform: str,
+        conversation: str | None,
         event: str | None = None,
-        about_it_only: bool = False,
     ) -> VoteOutcome | None:
-        reading = read_reply(text, about_it_only=about_it_only)
+        """``text``, said in ``conversation``, read as a verdict on ``shown``. Outside the
+        answer's conversation a message is a new topic: its mood ("I am so tired") is no
+        verdict on the answer, only words about an answer are."""
+        in_conversation = conversation is not None and conversation == shown.conversation
+        reading = read_reply(text, about_it_only=not in_conversation)
         if reading.kind is None:
             return None
         return await self._store(
