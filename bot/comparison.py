@@ -136,7 +136,7 @@ class AutoComparisons:
 
     def at_random(self) -> bool:
         """For a prompt with no scores to go by: a comparison with probability ``share``."""
-        chosen = self.rng.random() < self.share and self._room()
+        chosen = self._drawn()
         self.asked.append(chosen)
         return chosen
 
@@ -147,16 +147,20 @@ class AutoComparisons:
             return None
         unsure = sorted(range(len(scores)), key=lambda i: (-uncertainty(scores[i]), i))[:2]
         need = sum(uncertainty(scores[i]) for i in unsure)
-        if len(self.needs) < self.warmup:
-            chosen = self.rng.random() < self.share and self._room()
-        else:
-            ranked = sorted(self.needs)
-            cut = ranked[min(len(ranked) - 1, math.floor((1.0 - self.share) * len(ranked)))]
-            chosen = need >= cut and self._room()
+        chosen = self._drawn() if len(self.needs) < self.warmup else need >= self._cut() and self._room()
         self.needs.append(need)
         self.asked.append(chosen)
         first, second = sorted(unsure)
         return (first, second) if chosen else None
+
+    def _drawn(self) -> bool:
+        """A comparison at random: with probability ``share``, room left."""
+        return self.rng.random() < self.share and self._room()
+
+    def _cut(self) -> float:
+        """The need at the top ``share`` of the last prompts' needs."""
+        ranked = sorted(self.needs)
+        return ranked[min(len(ranked) - 1, math.floor((1.0 - self.share) * len(ranked)))]
 
     def _room(self) -> bool:
         """Whether one more comparison keeps the last prompts' share of comparisons within ``share``."""

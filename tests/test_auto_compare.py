@@ -89,7 +89,7 @@ def _comparisons(runtime: Runtime) -> dict[str, float]:
     }
 
 
-async def test_auto_compares_the_two_candidates_the_reward_model_is_least_sure_of(
+async def test_auto_shows_at_most_its_share_as_scored_comparisons_judged_like_any(
     tiny_model_dir: Path, tmp_path: Path, settings_env, monkeypatch
 ):
     from bot.app import open_runtime
